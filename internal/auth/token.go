@@ -1,0 +1,372 @@
+package auth
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+const (
+	// ClockSkew is how far exp and nbf may be off and a token still be accepted.
+	ClockSkew = 5 * time.Minute
+	// DefaultTokenTTL is the lifetime of minted tokens when none is given, as in the SDKs.
+	DefaultTokenTTL = time.Hour
+	// MaxTokenLength bounds the tokens Verify* will parse; longer ones are malformed.
+	MaxTokenLength = 64 << 10
+)
+
+// Claim names with a meaning of their own in Web PubSub client tokens.
+const (
+	claimAudience  = "aud"
+	claimExpires   = "exp"
+	claimIssuedAt  = "iat"
+	claimNotBefore = "nbf"
+	claimSubject   = "sub"
+	claimRole      = "role"
+	claimGroup     = "webpubsub.group"
+	// claimNameID is the .NET name-identifier claim, a fallback for sub.
+	claimNameID = "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/nameidentifier"
+)
+
+// ClientClaims is what a verified client access token says about the connection.
+type ClientClaims struct {
+	// UserID is the "sub" claim (or the .NET name-identifier claim); empty for anonymous users.
+	UserID string
+	// Roles is the "role" claim, which may be a string or an array of strings.
+	Roles []string
+	// Groups is the "webpubsub.group" claim (string or array): groups to join on connect.
+	Groups []string
+	// Extra holds every other claim, for the upstream connect event; it excludes aud, exp,
+	// iat, nbf, sub, role and webpubsub.group. Numbers are json.Number. Nil when empty.
+	Extra map[string]any
+	// Expires is the "exp" claim; zero when the token has none.
+	Expires time.Time
+}
+
+// MintOptions describes a client access token.
+type MintOptions struct {
+	UserID string   // "sub"; empty for an anonymous user
+	Roles  []string // "role", e.g. "webpubsub.joinLeaveGroup"
+	Groups []string // "webpubsub.group": groups joined on connect
+	// TTL is the token's lifetime; 0 means DefaultTokenTTL (1h). Negative is an error.
+	TTL time.Duration
+	// Now is the issue time; zero means time.Now().
+	Now time.Time
+}
+
+// ClientPath returns the request path of the Web PubSub client endpoint for hub,
+// "/client/hubs/{hub}", in the decoded form that http.Request.URL.Path has: the expected
+// path for [KeyRing.VerifyClientToken].
+func ClientPath(hub string) string { return "/client/hubs/" + hub }
+
+// ClientAudience returns the aud the SDKs put in client tokens for hub:
+// endpoint (http or https, trailing '/' dropped) + "/client/hubs/" + hub (escaped).
+func ClientAudience(endpoint, hub string) string {
+	return strings.TrimRight(endpoint, "/") + "/client/hubs/" + url.PathEscape(hub)
+}
+
+// MintClientToken returns an HS256 client access token signed with the primary key, with
+// aud = audience (see [ClientAudience]), iat, exp, and sub, role and webpubsub.group when set.
+func (k *KeyRing) MintClientToken(audience string, o MintOptions) (string, error) {
+	if audience == "" {
+		return "", errors.New("auth: mint client token: empty audience")
+	}
+	if o.TTL < 0 {
+		return "", fmt.Errorf("auth: mint client token: negative TTL %v", o.TTL)
+	}
+	claims := k.baseClaims(audience, o.Now, o.TTL)
+	if o.UserID != "" {
+		claims[claimSubject] = o.UserID
+	}
+	if len(o.Roles) > 0 {
+		claims[claimRole] = append([]string(nil), o.Roles...)
+	}
+	if len(o.Groups) > 0 {
+		claims[claimGroup] = append([]string(nil), o.Groups...)
+	}
+	return k.sign(claims)
+}
+
+// MintServerToken returns an HS256 token for a REST call, signed with the primary key, with
+// aud = audience (the request URL) and exp = now + ttl; ttl 0 means DefaultTokenTTL.
+func (k *KeyRing) MintServerToken(audience string, ttl time.Duration) (string, error) {
+	if audience == "" {
+		return "", errors.New("auth: mint server token: empty audience")
+	}
+	if ttl < 0 {
+		return "", fmt.Errorf("auth: mint server token: negative TTL %v", ttl)
+	}
+	return k.sign(k.baseClaims(audience, time.Time{}, ttl))
+}
+
+func (k *KeyRing) baseClaims(audience string, now time.Time, ttl time.Duration) jwt.MapClaims {
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if ttl == 0 {
+		ttl = DefaultTokenTTL
+	}
+	return jwt.MapClaims{
+		claimAudience: audience,
+		claimIssuedAt: now.Unix(),
+		claimExpires:  now.Add(ttl).Unix(),
+	}
+}
+
+func (k *KeyRing) sign(claims jwt.MapClaims) (string, error) {
+	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(k.keyBytes[0])
+	if err != nil {
+		return "", fmt.Errorf("auth: sign token: %w", err)
+	}
+	return s, nil
+}
+
+// VerifyClientToken checks a client access token and returns its claims. It accepts HS256,
+// HS384 and HS512 signed by any key of the ring, never "none" nor asymmetric algorithms. exp
+// (optional for client tokens) and nbf are checked against now with [ClockSkew]; a zero now
+// means time.Now(). The token's aud must be a URL whose path, compared case-insensitively
+// with repeated and trailing '/' ignored, equals expectedPath, the decoded request path such
+// as "/client/hubs/chat" (see [ClientPath]); aud's scheme, host, port and query are ignored
+// because reverse proxies change them and Python lower-cases the whole URL.
+//
+// The error wraps exactly one of the ErrToken… sentinels.
+func (k *KeyRing) VerifyClientToken(token, expectedPath string, now time.Time) (*ClientClaims, error) {
+	mc, err := k.parse(token, now, false)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkAudience(mc, expectedPath); err != nil {
+		return nil, err
+	}
+	return clientClaims(mc)
+}
+
+// VerifyServerToken checks the bearer token of a REST call, as the server SDKs send it: aud
+// is the full request URL including the query. The rules are those of VerifyClientToken
+// (path match against requestPath, the decoded request path, ignoring case, trailing '/',
+// authority and query) except that exp is required.
+//
+// The error wraps exactly one of the ErrToken… sentinels.
+func (k *KeyRing) VerifyServerToken(token, requestPath string, now time.Time) error {
+	mc, err := k.parse(token, now, true)
+	if err != nil {
+		return err
+	}
+	return checkAudience(mc, requestPath)
+}
+
+// errAlgorithm is returned by lookupKey; parse maps it to ErrTokenAlgorithm.
+var errAlgorithm = errors.New("alg is not HS256, HS384 or HS512")
+
+// lookupKey is the jwt.Keyfunc: it admits only the HMAC algorithms and returns every key.
+func (k *KeyRing) lookupKey(t *jwt.Token) (any, error) {
+	switch t.Method {
+	case jwt.SigningMethodHS256, jwt.SigningMethodHS384, jwt.SigningMethodHS512:
+		return k.verifySet, nil
+	}
+	return nil, errAlgorithm
+}
+
+// parse checks syntax, algorithm, signature, exp and nbf, and returns the claims.
+func (k *KeyRing) parse(token string, now time.Time, requireExp bool) (jwt.MapClaims, error) {
+	if token == "" {
+		return nil, ErrTokenMissing
+	}
+	if len(token) > MaxTokenLength {
+		return nil, fmt.Errorf("%w: longer than %d bytes", ErrTokenMalformed, MaxTokenLength)
+	}
+	if now.IsZero() {
+		now = time.Now()
+	}
+	opts := []jwt.ParserOption{
+		jwt.WithJSONNumber(),
+		jwt.WithLeeway(ClockSkew),
+		jwt.WithTimeFunc(func() time.Time { return now }),
+	}
+	if requireExp {
+		opts = append(opts, jwt.WithExpirationRequired())
+	}
+	mc := jwt.MapClaims{}
+	if _, err := jwt.NewParser(opts...).ParseWithClaims(token, mc, k.keyfunc); err != nil {
+		return nil, classify(err)
+	}
+	return mc, nil
+}
+
+// classify maps a golang-jwt error to an error wrapping exactly one of our sentinels. The
+// parser checks syntax, then algorithm, then signature, then claims, so a token with a bad
+// signature is reported as such even when it is also expired.
+func classify(err error) error {
+	var reason error
+	switch {
+	case errors.Is(err, errAlgorithm):
+		reason = ErrTokenAlgorithm
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		reason = ErrTokenMalformed
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		// alg missing or not a registered method.
+		reason = ErrTokenAlgorithm
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		reason = ErrTokenSignature
+	case errors.Is(err, jwt.ErrTokenExpired), errors.Is(err, jwt.ErrTokenNotValidYet):
+		reason = ErrTokenExpired
+	default:
+		// Missing exp, claims of the wrong type.
+		reason = ErrTokenMalformed
+	}
+	return fmt.Errorf("%w: %s", reason, err.Error())
+}
+
+// checkAudience reports whether any aud entry's path matches path.
+func checkAudience(mc jwt.MapClaims, path string) error {
+	auds, err := stringsClaim(mc, claimAudience)
+	if err != nil {
+		return err
+	}
+	if len(auds) == 0 {
+		return fmt.Errorf("%w: no aud claim", ErrTokenAudience)
+	}
+	want := normalizePath(path)
+	for _, aud := range auds {
+		u, err := url.Parse(aud)
+		if err != nil {
+			continue
+		}
+		if strings.EqualFold(normalizePath(u.Path), want) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: aud does not name %q", ErrTokenAudience, path)
+}
+
+// normalizePath collapses runs of '/' and drops a trailing '/': SDKs that join an endpoint
+// ending in '/' with "/client/…" produce "//client/…".
+func normalizePath(p string) string {
+	if !strings.Contains(p, "//") {
+		return strings.TrimRight(p, "/")
+	}
+	var b strings.Builder
+	b.Grow(len(p))
+	for i := 0; i < len(p); i++ {
+		if p[i] == '/' && i > 0 && p[i-1] == '/' {
+			continue
+		}
+		b.WriteByte(p[i])
+	}
+	return strings.TrimRight(b.String(), "/")
+}
+
+func clientClaims(mc jwt.MapClaims) (*ClientClaims, error) {
+	c := &ClientClaims{}
+	if exp, err := mc.GetExpirationTime(); err == nil && exp != nil {
+		c.Expires = exp.Time
+	}
+	var err error
+	if c.UserID, err = stringClaim(mc, claimSubject); err != nil {
+		return nil, err
+	}
+	if c.UserID == "" {
+		if c.UserID, err = stringClaim(mc, claimNameID); err != nil {
+			return nil, err
+		}
+	}
+	if c.Roles, err = stringsClaim(mc, claimRole); err != nil {
+		return nil, err
+	}
+	if c.Groups, err = stringsClaim(mc, claimGroup); err != nil {
+		return nil, err
+	}
+	for name, v := range mc {
+		switch name {
+		case claimAudience, claimExpires, claimIssuedAt, claimNotBefore, claimSubject, claimRole, claimGroup:
+			continue
+		}
+		if c.Extra == nil {
+			c.Extra = make(map[string]any, len(mc))
+		}
+		c.Extra[name] = v
+	}
+	return c, nil
+}
+
+// stringClaim returns a string claim; absent and null are "".
+func stringClaim(mc jwt.MapClaims, name string) (string, error) {
+	switch v := mc[name].(type) {
+	case nil:
+		return "", nil
+	case string:
+		return v, nil
+	default:
+		return "", fmt.Errorf("%w: %s is %s, not a string", ErrTokenMalformed, name, jsonType(v))
+	}
+}
+
+// stringsClaim returns a claim that may be a string or an array of strings; empty strings
+// are dropped, absent and null are nil.
+func stringsClaim(mc jwt.MapClaims, name string) ([]string, error) {
+	switch v := mc[name].(type) {
+	case nil:
+		return nil, nil
+	case string:
+		if v == "" {
+			return nil, nil
+		}
+		return []string{v}, nil
+	case []any:
+		var out []string
+		for _, e := range v {
+			s, ok := e.(string)
+			if !ok {
+				return nil, fmt.Errorf("%w: %s holds %s, not a string", ErrTokenMalformed, name, jsonType(e))
+			}
+			if s != "" {
+				out = append(out, s)
+			}
+		}
+		return out, nil
+	default:
+		return nil, fmt.Errorf("%w: %s is %s, not a string or array", ErrTokenMalformed, name, jsonType(v))
+	}
+}
+
+func jsonType(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "a boolean"
+	case json.Number, float64:
+		return "a number"
+	case string:
+		return "a string"
+	case []any:
+		return "an array"
+	case map[string]any:
+		return "an object"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// BearerToken returns the token of an Authorization header value "Bearer <token>"; the
+// scheme is case-insensitive. It reports false for other schemes or an empty token.
+func BearerToken(headerValue string) (string, bool) {
+	const scheme = "bearer"
+	h := strings.TrimSpace(headerValue)
+	if len(h) <= len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
+		return "", false
+	}
+	rest := h[len(scheme):]
+	if rest[0] != ' ' && rest[0] != '\t' {
+		return "", false
+	}
+	token := strings.TrimSpace(rest)
+	if token == "" {
+		return "", false
+	}
+	return token, true
+}

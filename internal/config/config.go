@@ -1,0 +1,369 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the whole configuration. Each leaf has a YAML key (section.key),
+// an environment variable (SWITCHBOARD_SECTION_KEY) and a doc tag that the
+// README's reference table repeats.
+type Config struct {
+	Server    Server               `yaml:"server"`
+	Auth      Auth                 `yaml:"auth"`
+	Limits    Limits               `yaml:"limits"`
+	WebSocket WebSocket            `yaml:"websocket"`
+	Reliable  Reliable             `yaml:"reliable"`
+	Log       Log                  `yaml:"log"`
+	Admin     Admin                `yaml:"admin"`
+	Hubs      map[string]HubConfig `yaml:"hubs" env:"-" doc:"per-hub settings by hub name; the key _default applies to hubs without their own entry"`
+}
+
+// Server is where and as what the server listens.
+type Server struct {
+	Addr            string        `yaml:"addr" doc:"listen address" default:":8080"`
+	PublicEndpoint  string        `yaml:"public_endpoint" doc:"endpoint printed in the connection string; default http://localhost:<port>"`
+	DataDir         string        `yaml:"data_dir" doc:"directory for the generated access key and later durable state" default:"./data"`
+	NodeID          string        `yaml:"node_id" doc:"short URL-safe id carried in connection ids; default random per start"`
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" doc:"how long SIGTERM waits for queues to drain before closing" default:"10s"`
+}
+
+// Auth holds the access keys.
+type Auth struct {
+	AccessKeys []string `yaml:"access_keys" doc:"access keys, primary first (comma-separated in the environment); empty: generate one in data_dir"`
+}
+
+// Limits bound what clients and requests may use.
+type Limits struct {
+	MaxMessageBytes  int `yaml:"max_message_bytes" doc:"largest client WebSocket message; larger closes with 1009" default:"1048576"`
+	MaxBodyBytes     int `yaml:"max_body_bytes" doc:"largest REST request body; larger answers 413" default:"1048576"`
+	MaxQueueBytes    int `yaml:"max_queue_bytes" doc:"outbound bytes queued per connection before it is closed as a slow consumer" default:"4194304"`
+	MaxGroupsPerConn int `yaml:"max_groups_per_conn" doc:"groups one connection may be in" default:"1000"`
+}
+
+// WebSocket tunes the WebSocket transport.
+type WebSocket struct {
+	PingInterval time.Duration `yaml:"ping_interval" doc:"WebSocket ping period" default:"20s"`
+	IdleTimeout  time.Duration `yaml:"idle_timeout" doc:"a socket silent this long is dropped" default:"60s"`
+	WriteTimeout time.Duration `yaml:"write_timeout" doc:"a socket that accepts no bytes this long is dropped" default:"10s"`
+	Writers      int           `yaml:"writers" doc:"writer goroutines; 0: twice the CPU count"`
+}
+
+// Reliable tunes json.reliable.webpubsub.azure.v1 sessions.
+type Reliable struct {
+	RecoveryWindow time.Duration `yaml:"recovery_window" doc:"how long a dropped reliable session waits for its client" default:"30s"`
+	ReplayMessages int           `yaml:"replay_messages" doc:"unacknowledged messages kept per reliable session; more closes it" default:"1000"`
+	ReplayBytes    int           `yaml:"replay_bytes" doc:"unacknowledged bytes kept per reliable session; more closes it" default:"16777216"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level" doc:"debug, info, warn or error" default:"info"`
+	Format string `yaml:"format" doc:"text or json" default:"text"`
+}
+
+// Admin configures the operational endpoints.
+type Admin struct {
+	Pprof bool `yaml:"pprof" doc:"serve /debug/pprof/ on the main listener (behind the access key)"`
+}
+
+// HubConfig is the configuration of one hub.
+type HubConfig struct {
+	AnonymousConnect bool `yaml:"anonymous_connect" doc:"accept client connections without a token"`
+}
+
+// Default returns the configuration with every default filled in.
+func Default() Config {
+	var c Config
+	walk(reflect.ValueOf(&c).Elem(), "", func(f field) {
+		if d := f.tag.Get("default"); d != "" {
+			if err := f.set(d); err != nil {
+				panic("config: bad default for " + f.key + ": " + err.Error())
+			}
+		}
+	})
+	return c
+}
+
+// Load builds the configuration: defaults, then the YAML file at path (if
+// not empty), then SWITCHBOARD_* variables from environ, then settings
+// ("section.key=value"). It returns every problem found, joined.
+func Load(path string, environ []string, settings []string) (Config, error) {
+	c := Default()
+	var errs []error
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return c, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(b)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && err.Error() != "EOF" {
+			return c, fmt.Errorf("config: %s: %w", path, err)
+		}
+	}
+	env := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, "SWITCHBOARD_") {
+			env[k] = v
+		}
+	}
+	known := map[string]bool{}
+	walk(reflect.ValueOf(&c).Elem(), "", func(f field) {
+		known[f.env] = true
+		if v, ok := env[f.env]; ok {
+			if err := f.set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", f.env, err))
+			}
+		}
+	})
+	for k := range env {
+		if !known[k] {
+			errs = append(errs, fmt.Errorf("%s: unknown setting", k))
+		}
+	}
+	for _, s := range settings {
+		k, v, ok := strings.Cut(s, "=")
+		if !ok {
+			errs = append(errs, fmt.Errorf("%q: want section.key=value", s))
+			continue
+		}
+		found := false
+		walk(reflect.ValueOf(&c).Elem(), "", func(f field) {
+			if f.key == k {
+				found = true
+				if err := f.set(v); err != nil {
+					errs = append(errs, fmt.Errorf("%s: %w", k, err))
+				}
+			}
+		})
+		if !found {
+			errs = append(errs, fmt.Errorf("%s: unknown setting", k))
+		}
+	}
+	if len(errs) > 0 {
+		return c, errors.Join(errs...)
+	}
+	return c, c.Validate()
+}
+
+// Validate reports every invalid value, each with its key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if _, _, err := net.SplitHostPort(c.Server.Addr); err != nil {
+		bad("server.addr", "%v", err)
+	}
+	if e := c.Server.PublicEndpoint; e != "" {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("server.public_endpoint", "%q is not an http(s) URL", e)
+		}
+	}
+	if c.Server.DataDir == "" {
+		bad("server.data_dir", "must not be empty")
+	}
+	if strings.ContainsAny(c.Server.NodeID, "_/?#% ") {
+		bad("server.node_id", "%q must be URL-safe and contain no '_'", c.Server.NodeID)
+	}
+	for i, k := range c.Auth.AccessKeys {
+		if strings.TrimSpace(k) == "" {
+			bad("auth.access_keys", "key %d is empty", i)
+		}
+	}
+	positive := map[string]int{
+		"limits.max_message_bytes": c.Limits.MaxMessageBytes, "limits.max_body_bytes": c.Limits.MaxBodyBytes,
+		"limits.max_queue_bytes": c.Limits.MaxQueueBytes, "limits.max_groups_per_conn": c.Limits.MaxGroupsPerConn,
+		"reliable.replay_messages": c.Reliable.ReplayMessages, "reliable.replay_bytes": c.Reliable.ReplayBytes,
+	}
+	for k, v := range positive {
+		if v <= 0 {
+			bad(k, "must be positive, got %d", v)
+		}
+	}
+	if c.WebSocket.Writers < 0 {
+		bad("websocket.writers", "must not be negative")
+	}
+	durations := map[string]time.Duration{
+		"websocket.ping_interval": c.WebSocket.PingInterval, "websocket.idle_timeout": c.WebSocket.IdleTimeout,
+		"websocket.write_timeout": c.WebSocket.WriteTimeout, "reliable.recovery_window": c.Reliable.RecoveryWindow,
+		"server.shutdown_timeout": c.Server.ShutdownTimeout,
+	}
+	for k, v := range durations {
+		if v <= 0 {
+			bad(k, "must be positive, got %s", v)
+		}
+	}
+	if c.WebSocket.IdleTimeout <= c.WebSocket.PingInterval {
+		bad("websocket.idle_timeout", "must exceed websocket.ping_interval (%s)", c.WebSocket.PingInterval)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "%q is not debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format", "%q is not text or json", c.Log.Format)
+	}
+	for name := range c.Hubs {
+		if name != "_default" && !validHub(name) {
+			bad("hubs."+name, "invalid hub name")
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func validHub(name string) bool {
+	if name == "" || len(name) > 128 {
+		return false
+	}
+	for i, r := range name {
+		alpha := r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z'
+		if i == 0 && !alpha {
+			return false
+		}
+		if !alpha && !(r >= '0' && r <= '9') && !strings.ContainsRune("_`,.[]", r) {
+			return false
+		}
+	}
+	return true
+}
+
+// Hub returns the settings of hub (case-insensitive), falling back to _default.
+func (c *Config) Hub(name string) HubConfig {
+	for k, v := range c.Hubs {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return c.Hubs["_default"]
+}
+
+// Endpoint returns the public endpoint, derived from the listen address when
+// not set.
+func (c *Config) Endpoint() string {
+	if c.Server.PublicEndpoint != "" {
+		return strings.TrimSuffix(c.Server.PublicEndpoint, "/")
+	}
+	host, port, _ := net.SplitHostPort(c.Server.Addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// Redacted returns a copy safe to log.
+func (c Config) Redacted() Config {
+	keys := make([]string, len(c.Auth.AccessKeys))
+	for i := range keys {
+		keys[i] = "<redacted>"
+	}
+	c.Auth.AccessKeys = keys
+	return c
+}
+
+// Setting describes one configuration key, for documentation.
+type Setting struct {
+	Key, Env, Type, Default, Doc string
+}
+
+// Settings lists every key in declaration order.
+func Settings() []Setting {
+	var out []Setting
+	var c Config
+	walk(reflect.ValueOf(&c).Elem(), "", func(f field) {
+		out = append(out, Setting{Key: f.key, Env: f.env, Type: f.typeName(), Default: f.tag.Get("default"), Doc: f.tag.Get("doc")})
+	})
+	return out
+}
+
+// field is one leaf of Config.
+type field struct {
+	key, env string
+	tag      reflect.StructTag
+	v        reflect.Value
+}
+
+func walk(v reflect.Value, prefix string, fn func(field)) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		name := strings.Split(sf.Tag.Get("yaml"), ",")[0]
+		key := name
+		if prefix != "" {
+			key = prefix + "." + name
+		}
+		if sf.Tag.Get("env") == "-" {
+			continue
+		}
+		if sf.Type.Kind() == reflect.Struct && sf.Type != reflect.TypeFor[time.Duration]() {
+			walk(v.Field(i), key, fn)
+			continue
+		}
+		env := "SWITCHBOARD_" + strings.ToUpper(strings.ReplaceAll(key, ".", "_"))
+		fn(field{key: key, env: env, tag: sf.Tag, v: v.Field(i)})
+	}
+}
+
+func (f field) typeName() string {
+	switch f.v.Interface().(type) {
+	case time.Duration:
+		return "duration"
+	case []string:
+		return "list"
+	}
+	return f.v.Kind().String()
+}
+
+func (f field) set(s string) error {
+	switch f.v.Interface().(type) {
+	case time.Duration:
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return err
+		}
+		f.v.SetInt(int64(d))
+		return nil
+	case []string:
+		var list []string
+		for _, p := range strings.Split(s, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				list = append(list, p)
+			}
+		}
+		f.v.Set(reflect.ValueOf(list))
+		return nil
+	}
+	switch f.v.Kind() {
+	case reflect.String:
+		f.v.SetString(s)
+	case reflect.Int:
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return fmt.Errorf("%q is not an integer", s)
+		}
+		f.v.SetInt(int64(n))
+	case reflect.Bool:
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return fmt.Errorf("%q is not a boolean", s)
+		}
+		f.v.SetBool(b)
+	default:
+		return fmt.Errorf("unsupported type %s", f.v.Type())
+	}
+	return nil
+}

@@ -1,0 +1,285 @@
+package core
+
+import (
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ConnInfo describes a conn at the moment it connects.
+type ConnInfo struct {
+	UserID   string   // "" for anonymous
+	Roles    []string // as the token or connect handler gave them
+	Groups   []string // joined on connect, without a permission check
+	Protocol string   // the negotiated subprotocol, "" for none
+	Dialect  string   // metrics label: "raw", "json", "json.reliable", …
+	Codec    Codec
+	// Welcome, if set, builds the first frame the conn gets (e.g. the
+	// connected system message); it is queued before the conn can receive
+	// anything else.
+	Welcome func(c *Conn) Frame
+}
+
+// Conn is one client session. For reliable protocols it outlives its socket:
+// the Link changes on recovery, the Conn stays.
+type Conn struct {
+	id       string
+	hub      *Hub
+	userID   string
+	roles    []string
+	protocol string
+	dialect  string
+	codec    Codec
+	created  time.Time
+
+	out  outbox
+	sent prometheus.Counter // messages enqueued, by hub and dialect
+
+	// mu guards the fields below.
+	mu           sync.Mutex
+	groups       map[string]struct{}
+	groupList    []string // the keys of groups, for filters
+	perms        [numPerms]grants
+	acks         ackSet
+	recoverTimer *time.Timer
+	endReason    string
+	ended        bool
+}
+
+// ID returns the conn's id, unique across nodes.
+func (c *Conn) ID() string { return c.id }
+
+// UserID returns the conn's user id, "" when anonymous.
+func (c *Conn) UserID() string { return c.userID }
+
+// Hub returns the hub the conn belongs to.
+func (c *Conn) Hub() *Hub { return c.hub }
+
+// Protocol returns the negotiated subprotocol.
+func (c *Conn) Protocol() string { return c.protocol }
+
+// Roles returns the roles the conn connected with.
+func (c *Conn) Roles() []string { return c.roles }
+
+// Codec returns the conn's codec.
+func (c *Conn) Codec() Codec { return c.codec }
+
+// FilterUserID, FilterConnectionID, FilterGroups and FilterProtocol make a
+// Conn a filter subject. FilterGroups must be called with c.mu held.
+func (c *Conn) FilterUserID() (string, bool) { return c.userID, c.userID != "" }
+
+// FilterConnectionID implements odata.Subject.
+func (c *Conn) FilterConnectionID() string { return c.id }
+
+// FilterGroups implements odata.Subject; the caller holds c.mu.
+func (c *Conn) FilterGroups() []string { return c.groupList }
+
+// FilterProtocol implements odata.Subject.
+func (c *Conn) FilterProtocol() string { return c.protocol }
+
+// Groups returns a copy of the groups the conn is in.
+func (c *Conn) Groups() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.groupList...)
+}
+
+// InGroup reports whether the conn is a member of group.
+func (c *Conn) InGroup(group string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.groups[group]
+	return ok
+}
+
+// Can reports whether the conn holds perm over group ("" = every group).
+func (c *Conn) Can(perm Permission, group string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if group == "" {
+		return c.perms[perm].all && len(c.perms[perm].revoked) == 0
+	}
+	return c.perms[perm].allows(group)
+}
+
+// Grant gives the conn perm over group ("" = every group).
+func (c *Conn) Grant(perm Permission, group string) {
+	c.mu.Lock()
+	c.perms[perm].grant(group)
+	c.mu.Unlock()
+}
+
+// Revoke takes perm over group ("" = every group) from the conn.
+func (c *Conn) Revoke(perm Permission, group string) {
+	c.mu.Lock()
+	c.perms[perm].revoke(group)
+	c.mu.Unlock()
+}
+
+// SeenAck records a client request id and reports whether it was seen
+// before on this session (the request is then a duplicate).
+func (c *Conn) SeenAck(id uint64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.acks.seen(id)
+}
+
+// Ack drops buffered data messages up to seq (sequenced protocols).
+func (c *Conn) Ack(seq uint64) { c.out.ack(seq) }
+
+// Send queues a control frame (ack, pong, system message) for this conn.
+// Control frames are not sequenced and not replayed.
+func (c *Conn) Send(f Frame) {
+	l, err := c.out.pushControl(f)
+	c.afterPush(l, err)
+}
+
+// deliver queues m for this conn.
+func (c *Conn) deliver(m *Message) {
+	f := m.encode(c.codec)
+	l, err := c.out.push(Item{Body: f.Data, Binary: f.Binary}, c.codec.Sequenced(), &c.hub.node.cfg.Limits)
+	c.afterPush(l, err)
+	if err == nil {
+		c.sent.Inc()
+	}
+}
+
+func (c *Conn) afterPush(l Link, err error) {
+	switch {
+	case err == ErrSlowConsumer:
+		c.hub.node.metrics.slowConsumers.WithLabelValues(c.hub.name).Inc()
+		c.abort(CloseSlowConsumer, "slow consumer: outbound queue exceeded its limit")
+	case err == ErrReplayOverflow:
+		c.hub.node.metrics.slowConsumers.WithLabelValues(c.hub.name).Inc()
+		c.abort(CloseSlowConsumer, "unacknowledged message buffer full")
+	case l != nil:
+		l.Wake()
+	}
+}
+
+// Drain moves the conn's queued items to dst; the transport's writer calls it.
+func (c *Conn) Drain(dst []Item) []Item { return c.out.drain(dst) }
+
+// Close codes the core asks transports to use.
+const (
+	CloseNormal       = 1000
+	CloseGoingAway    = 1001
+	ClosePolicy       = 1008 // also: reliable session cannot be recovered
+	CloseSlowConsumer = 1008
+)
+
+// Close ends the session on the server's initiative: the client gets the
+// protocol's disconnected notice with reason, then the socket closes. The
+// session cannot be recovered afterwards.
+func (c *Conn) Close(reason string) { c.closeWith(CloseNormal, reason) }
+
+func (c *Conn) closeWith(code int, reason string) {
+	if f, ok := c.codec.EncodeDisconnected(reason); ok {
+		c.Send(f)
+	}
+	if !c.hub.removeConn(c, reason) {
+		return
+	}
+	if l := c.out.end(true); l != nil {
+		l.Close(code, reason)
+	}
+}
+
+// abort ends the session at once, dropping what is queued.
+func (c *Conn) abort(code int, reason string) {
+	if !c.hub.removeConn(c, reason) {
+		return
+	}
+	if l := c.out.end(false); l != nil {
+		l.Close(code, reason)
+	}
+}
+
+// Attach makes l the conn's socket. For a recovered reliable session every
+// unacknowledged data message is queued again, in order; a previous socket
+// is closed.
+func (c *Conn) attach(l Link) {
+	c.mu.Lock()
+	if c.recoverTimer != nil {
+		c.recoverTimer.Stop()
+		c.recoverTimer = nil
+	}
+	c.mu.Unlock()
+	prev := c.out.attach(l, c.codec.Sequenced())
+	if prev != nil && prev != l {
+		prev.Close(CloseNormal, "replaced by a new connection of the same session")
+	}
+	l.Wake()
+}
+
+// Detach tells the conn its socket l is gone with reason. A sequenced
+// session waits for the client to come back within the recovery window;
+// any other session ends.
+func (c *Conn) Detach(l Link, reason string) {
+	if !c.out.detach(l) {
+		return
+	}
+	window := c.hub.node.cfg.RecoveryWindow
+	if !c.codec.Sequenced() || window <= 0 {
+		c.abort(CloseNormal, reason)
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ended {
+		return
+	}
+	c.recoverTimer = time.AfterFunc(window, func() {
+		c.abort(CloseNormal, "recovery window expired: "+reason)
+	})
+}
+
+// Ended reports whether the session is over.
+func (c *Conn) Ended() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ended
+}
+
+// ackSet remembers the request ids a session has used, to answer repeats
+// with Duplicate. It keeps the newest ackWindow ids.
+type ackSet struct {
+	ids map[uint64]struct{}
+	max uint64
+}
+
+const ackWindow = 4096
+
+func (a *ackSet) seen(id uint64) bool {
+	if _, ok := a.ids[id]; ok {
+		return true
+	}
+	if a.ids == nil {
+		a.ids = make(map[uint64]struct{})
+	}
+	if id+ackWindow < a.max {
+		return true // too old to tell: treat as a repeat
+	}
+	a.ids[id] = struct{}{}
+	if id > a.max {
+		a.max = id
+	}
+	if len(a.ids) > 2*ackWindow {
+		for k := range a.ids {
+			if k+ackWindow < a.max {
+				delete(a.ids, k)
+			}
+		}
+	}
+	return false
+}
+
+// AppendHead appends the per-conn head of a sequenced item; the transport's
+// writer calls it.
+func (c *Conn) AppendHead(dst []byte, seq uint64) []byte {
+	if seq == 0 {
+		return dst
+	}
+	return c.codec.AppendHead(dst, seq)
+}

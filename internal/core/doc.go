@@ -1,0 +1,14 @@
+// Package core routes messages among hubs, groups, users and conns; it knows no
+// HTTP, JSON or sockets.
+//
+// A Node holds hubs; a Hub holds conns, the groups they belong to and the users
+// they act for. Every send names a Target (all, a group, a user or one conn,
+// with excluded conn ids and an optional filter) and goes through the Broker,
+// which hands it back to the Deliver method of every node that may hold a
+// recipient. Delivery resolves the target under read locks of the shards it
+// touches and appends the message, encoded once per Codec, to each recipient's
+// byte-bounded outbound queue; the transport's writer drains queues in batches.
+//
+// Lock order: hub shard (conns, groups or users) → Conn.mu → Conn.out.mu.
+// Nothing holds two shard locks at once.
+package core

@@ -1,0 +1,19 @@
+package core
+
+import "errors"
+
+// Errors callers branch on. The api and dialect packages map each of them to
+// a status code, error ack or close code in one place.
+var (
+	ErrInvalidHub      = errors.New("core: invalid hub name")
+	ErrInvalidGroup    = errors.New("core: invalid group name")
+	ErrConnNotFound    = errors.New("core: connection not found")
+	ErrUserNotFound    = errors.New("core: user not found")
+	ErrForbidden       = errors.New("core: permission denied")
+	ErrGroupLimit      = errors.New("core: too many groups for this connection")
+	ErrSlowConsumer    = errors.New("core: outbound queue full")
+	ErrReplayOverflow  = errors.New("core: unacknowledged message buffer full")
+	ErrNotRecoverable  = errors.New("core: connection cannot be recovered")
+	ErrNodeClosed      = errors.New("core: node is shutting down")
+	ErrInvalidArgument = errors.New("core: invalid argument")
+)

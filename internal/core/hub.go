@@ -1,0 +1,342 @@
+package core
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Hub is a namespace of conns, groups and users.
+type Hub struct {
+	name   string
+	node   *Node
+	conns  connShards
+	groups setShards
+	users  setShards
+}
+
+func newHub(n *Node, name string) *Hub {
+	h := &Hub{name: name, node: n}
+	h.conns.init()
+	h.groups.init()
+	h.users.init()
+	return h
+}
+
+// Name returns the hub's name, lower-cased.
+func (h *Hub) Name() string { return h.name }
+
+// ValidGroupName reports whether g is a valid group name: 1 to 1024
+// characters, not only whitespace.
+func ValidGroupName(g string) bool {
+	return g != "" && len(g) <= 1024 && strings.TrimSpace(g) != ""
+}
+
+// Connect registers a new session attached to link and joins its initial
+// groups. It fails when a group name is invalid or the node is closing.
+func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
+	if h.node.isClosed() {
+		return nil, ErrNodeClosed
+	}
+	for _, g := range info.Groups {
+		if !ValidGroupName(g) {
+			return nil, fmt.Errorf("%w: %q", ErrInvalidGroup, g)
+		}
+	}
+	if len(info.Groups) > h.node.cfg.Limits.MaxGroupsPerConn {
+		return nil, ErrGroupLimit
+	}
+	c := &Conn{
+		id:       h.node.newConnID(),
+		hub:      h,
+		userID:   info.UserID,
+		roles:    info.Roles,
+		protocol: info.Protocol,
+		dialect:  info.Dialect,
+		codec:    info.Codec,
+		created:  time.Now(),
+		groups:   make(map[string]struct{}, len(info.Groups)),
+		perms:    grantsFromRoles(info.Roles),
+		sent:     h.node.metrics.sent.WithLabelValues(h.name, info.Dialect),
+	}
+	c.out.maxBytes = h.node.cfg.Limits.MaxQueueBytes
+	c.out.link = link
+	if info.Welcome != nil {
+		c.Send(info.Welcome(c))
+	}
+	h.conns.add(c)
+	if c.userID != "" {
+		h.users.add(c.userID, c)
+	}
+	for _, g := range info.Groups {
+		h.join(c, g)
+	}
+	h.node.metrics.conns.WithLabelValues(h.name, c.dialect).Inc()
+	return c, nil
+}
+
+// Resume reattaches link to the reliable session id; the caller has checked
+// the reconnection token. protocol must be the session's subprotocol.
+func (h *Hub) Resume(id, protocol string, link Link) (*Conn, error) {
+	c := h.conns.get(id)
+	if c == nil || !c.codec.Sequenced() || c.protocol != protocol || c.Ended() {
+		return nil, ErrNotRecoverable
+	}
+	c.attach(link)
+	return c, nil
+}
+
+// removeConn takes c out of every index once; it reports whether this call
+// did it.
+func (h *Hub) removeConn(c *Conn, reason string) bool {
+	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		return false
+	}
+	c.ended = true
+	c.endReason = reason
+	if c.recoverTimer != nil {
+		c.recoverTimer.Stop()
+	}
+	groups := c.groupList
+	c.groupList, c.groups = nil, nil
+	c.mu.Unlock()
+	for _, g := range groups {
+		h.groups.remove(g, c)
+	}
+	if c.userID != "" {
+		h.users.remove(c.userID, c)
+	}
+	h.conns.remove(c)
+	h.node.metrics.conns.WithLabelValues(h.name, c.dialect).Dec()
+	if fn := h.node.cfg.OnConnEnd; fn != nil {
+		fn(c, reason)
+	}
+	return true
+}
+
+// Conn returns the live (or recoverable) conn with id.
+func (h *Hub) Conn(id string) (*Conn, error) {
+	if c := h.conns.get(id); c != nil {
+		return c, nil
+	}
+	return nil, fmt.Errorf("%w: %q", ErrConnNotFound, id)
+}
+
+// ConnCount returns the number of sessions in the hub.
+func (h *Hub) ConnCount() int { return h.conns.len() }
+
+// join adds c to group; it reports ErrGroupLimit when c is in too many.
+func (h *Hub) join(c *Conn, group string) error {
+	c.mu.Lock()
+	if c.ended {
+		c.mu.Unlock()
+		return nil
+	}
+	if _, ok := c.groups[group]; ok {
+		c.mu.Unlock()
+		return nil
+	}
+	if len(c.groupList) >= h.node.cfg.Limits.MaxGroupsPerConn {
+		c.mu.Unlock()
+		return ErrGroupLimit
+	}
+	c.groups[group] = struct{}{}
+	c.groupList = append(c.groupList, group)
+	c.mu.Unlock()
+	// Between the unlock and the add, a send to the group may miss c: it has
+	// not joined yet. A concurrent end of c is undone by the check below.
+	h.groups.add(group, c)
+	if c.Ended() {
+		h.groups.remove(group, c)
+	}
+	return nil
+}
+
+func (h *Hub) leave(c *Conn, group string) {
+	c.mu.Lock()
+	if _, ok := c.groups[group]; !ok {
+		c.mu.Unlock()
+		return
+	}
+	delete(c.groups, group)
+	if i := slices.Index(c.groupList, group); i >= 0 {
+		last := len(c.groupList) - 1
+		c.groupList[i] = c.groupList[last]
+		c.groupList = c.groupList[:last]
+	}
+	c.mu.Unlock()
+	h.groups.remove(group, c)
+}
+
+// JoinGroup adds conn id to group.
+func (h *Hub) JoinGroup(c *Conn, group string) error {
+	if !ValidGroupName(group) {
+		return fmt.Errorf("%w: %q", ErrInvalidGroup, group)
+	}
+	return h.join(c, group)
+}
+
+// LeaveGroup removes c from group.
+func (h *Hub) LeaveGroup(c *Conn, group string) error {
+	if !ValidGroupName(group) {
+		return fmt.Errorf("%w: %q", ErrInvalidGroup, group)
+	}
+	h.leave(c, group)
+	return nil
+}
+
+// LeaveAllGroups removes c from every group.
+func (h *Hub) LeaveAllGroups(c *Conn) {
+	for _, g := range c.Groups() {
+		h.leave(c, g)
+	}
+}
+
+// AddUserToGroup adds every current conn of user to group; it reports
+// ErrUserNotFound when the user has none.
+func (h *Hub) AddUserToGroup(user, group string) error {
+	if !ValidGroupName(group) {
+		return fmt.Errorf("%w: %q", ErrInvalidGroup, group)
+	}
+	conns := h.users.snapshot(user)
+	if len(conns) == 0 {
+		return fmt.Errorf("%w: %q", ErrUserNotFound, user)
+	}
+	var firstErr error
+	for _, c := range conns {
+		if err := h.join(c, group); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
+}
+
+// RemoveUserFromGroup removes every conn of user from group ("" = all groups).
+func (h *Hub) RemoveUserFromGroup(user, group string) {
+	for _, c := range h.users.snapshot(user) {
+		if group == "" {
+			h.LeaveAllGroups(c)
+		} else {
+			h.leave(c, group)
+		}
+	}
+}
+
+// EachConn calls fn for every conn selected by filter-only target t (used by
+// the bulk group operations). fn runs outside any lock.
+func (h *Hub) EachConn(t Target, fn func(*Conn)) {
+	var conns []*Conn
+	m := matcher{excluded: t.Excluded, filter: t.Filter}
+	h.conns.each(func(c *Conn) {
+		if m.match(c) {
+			conns = append(conns, c)
+		}
+	})
+	for _, c := range conns {
+		fn(c)
+	}
+}
+
+// GroupExists reports whether group has members.
+func (h *Hub) GroupExists(group string) bool { return h.groups.has(group) }
+
+// UserExists reports whether user has a session.
+func (h *Hub) UserExists(user string) bool { return h.users.has(user) }
+
+// GroupMember is one entry of a group listing.
+type GroupMember struct {
+	ConnID string
+	UserID string
+}
+
+// ListGroup returns up to limit members of group whose conn ids sort after
+// after, in conn-id order, and whether more follow.
+func (h *Hub) ListGroup(group, after string, limit int) (page []GroupMember, more bool) {
+	conns := h.groups.snapshot(group)
+	slices.SortFunc(conns, func(a, b *Conn) int { return strings.Compare(a.id, b.id) })
+	i, _ := slices.BinarySearchFunc(conns, after, func(c *Conn, id string) int {
+		if c.id <= id {
+			return -1
+		}
+		return 1
+	})
+	conns = conns[i:]
+	if len(conns) > limit {
+		conns, more = conns[:limit], true
+	}
+	for _, c := range conns {
+		page = append(page, GroupMember{ConnID: c.id, UserID: c.userID})
+	}
+	return page, more
+}
+
+// Send publishes m to t through the broker.
+func (h *Hub) Send(ctx context.Context, t Target, m *Message) error {
+	return h.node.cfg.Broker.Publish(ctx, &Op{Hub: h.name, Kind: OpSend, Target: t, Message: m})
+}
+
+// Publish sends m to group on behalf of the client conn from (noEcho leaves
+// from out).
+func (h *Hub) Publish(ctx context.Context, from *Conn, group string, m *Message, noEcho bool) error {
+	op := &Op{Hub: h.name, Kind: OpSend, Target: Target{Kind: ToGroup, Name: group}, Message: m}
+	if noEcho {
+		op.SkipConn = from.id
+	}
+	return h.node.cfg.Broker.Publish(ctx, op)
+}
+
+// CloseConns closes the conns of t with reason through the broker.
+func (h *Hub) CloseConns(ctx context.Context, t Target, reason string) error {
+	return h.node.cfg.Broker.Publish(ctx, &Op{Hub: h.name, Kind: OpClose, Target: t, Reason: reason})
+}
+
+// deliver performs op on this hub's local conns.
+func (h *Hub) deliver(op *Op) {
+	m := newMatcher(op)
+	var act func(*Conn)
+	switch op.Kind {
+	case OpSend:
+		h.node.metrics.sends.WithLabelValues(h.name, op.Target.Kind.String()).Inc()
+		msg := op.Message
+		act = func(c *Conn) {
+			if m.match(c) {
+				c.deliver(msg)
+			}
+		}
+	case OpClose:
+		// Closing takes shard locks; collect first, close outside.
+		var victims []*Conn
+		h.each(op.Target, func(c *Conn) {
+			if m.match(c) {
+				victims = append(victims, c)
+			}
+		})
+		for _, c := range victims {
+			c.Close(op.Reason)
+		}
+		return
+	default:
+		return
+	}
+	h.each(op.Target, act)
+}
+
+// each calls fn for every conn the target's kind and name select.
+func (h *Hub) each(t Target, fn func(*Conn)) {
+	switch t.Kind {
+	case ToAll:
+		h.conns.each(fn)
+	case ToGroup:
+		h.groups.each(t.Name, fn)
+	case ToUser:
+		h.users.each(t.Name, fn)
+	case ToConn:
+		if c := h.conns.get(t.Name); c != nil {
+			fn(c)
+		}
+	}
+}

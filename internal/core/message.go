@@ -1,0 +1,90 @@
+package core
+
+import "sync"
+
+// DataType is the kind of a message payload.
+type DataType uint8
+
+// Payload kinds, as the client protocols name them.
+const (
+	Binary DataType = iota
+	Text
+	JSON
+	Protobuf
+)
+
+func (t DataType) String() string {
+	switch t {
+	case Text:
+		return "text"
+	case JSON:
+		return "json"
+	case Protobuf:
+		return "protobuf"
+	default:
+		return "binary"
+	}
+}
+
+// Origin says who sent a message, as clients see it.
+type Origin uint8
+
+// Message origins.
+const (
+	FromServer Origin = iota // REST or server-side send
+	FromGroup                // published to a group (by a client or REST)
+)
+
+// Message is one payload on its way to conns. It is immutable once sent; the
+// per-codec encodings are computed on first use and shared by every recipient.
+type Message struct {
+	Type       DataType
+	Data       []byte
+	From       Origin
+	Group      string // for FromGroup
+	FromUserID string // sending client's user id, "" when none
+
+	mu     sync.Mutex
+	frames [maxCodecs]Frame
+	filled uint16
+}
+
+// Frame is an encoded message body, ready for a transport.
+type Frame struct {
+	Data   []byte
+	Binary bool
+}
+
+// maxCodecs bounds Codec.Key values.
+const maxCodecs = 16
+
+// Codec encodes messages for one client protocol. Dialects implement it.
+type Codec interface {
+	// Key is a small number, unique among codecs and below 16, that names the
+	// encoding for the per-message cache.
+	Key() int
+	// EncodeMessage encodes m for every conn of this codec. The result is
+	// shared; it must not depend on the conn.
+	EncodeMessage(m *Message) Frame
+	// Sequenced reports whether data messages carry per-conn sequence ids and
+	// stay buffered until the client acknowledges them (reliable protocols).
+	Sequenced() bool
+	// AppendHead appends the per-conn bytes that precede a data message body
+	// with sequence id seq (only called when Sequenced).
+	AppendHead(dst []byte, seq uint64) []byte
+	// EncodeDisconnected encodes the notice sent before the server closes a
+	// conn; ok is false when the protocol has none.
+	EncodeDisconnected(reason string) (f Frame, ok bool)
+}
+
+// encode returns the frame of m for c, encoding it once.
+func (m *Message) encode(c Codec) Frame {
+	k := c.Key()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.filled&(1<<k) == 0 {
+		m.frames[k] = c.EncodeMessage(m)
+		m.filled |= 1 << k
+	}
+	return m.frames[k]
+}

@@ -1,0 +1,151 @@
+package core
+
+import "strings"
+
+// Permission is a right a conn may hold over groups.
+type Permission uint8
+
+// Permissions of the Web PubSub client protocols.
+const (
+	PermJoinLeave Permission = iota // join and leave groups
+	PermSend                        // publish to groups
+	numPerms
+)
+
+// ParsePermission maps the REST names (case-insensitive) to a Permission.
+func ParsePermission(s string) (Permission, bool) {
+	switch strings.ToLower(s) {
+	case "joinleavegroup":
+		return PermJoinLeave, true
+	case "sendtogroup":
+		return PermSend, true
+	}
+	return 0, false
+}
+
+// grants is what a conn may do for one Permission: every group, some exact
+// groups, groups matching wildcard patterns, minus groups revoked one by one.
+type grants struct {
+	all      bool
+	groups   map[string]struct{}
+	patterns []string
+	revoked  map[string]struct{}
+}
+
+func (g *grants) allows(group string) bool {
+	if _, ok := g.revoked[group]; ok {
+		return false
+	}
+	if g.all {
+		return true
+	}
+	if _, ok := g.groups[group]; ok {
+		return true
+	}
+	for _, p := range g.patterns {
+		if matchGroupPattern(p, group) {
+			return true
+		}
+	}
+	return false
+}
+
+func (g *grants) grant(group string) {
+	if group == "" {
+		g.all = true
+		g.revoked = nil
+		return
+	}
+	delete(g.revoked, group)
+	if g.groups == nil {
+		g.groups = make(map[string]struct{})
+	}
+	g.groups[group] = struct{}{}
+}
+
+func (g *grants) revoke(group string) {
+	if group == "" {
+		*g = grants{}
+		return
+	}
+	delete(g.groups, group)
+	if g.revoked == nil {
+		g.revoked = make(map[string]struct{})
+	}
+	g.revoked[group] = struct{}{}
+}
+
+// rolePrefixes maps the role prefixes of spec §3.5 to permissions; a role
+// with no suffix grants every group, ".<group>" one group, and the plural
+// form ".<pattern>" the groups matching a wildcard pattern.
+var rolePrefixes = [...]struct {
+	exact, plural string
+	perm          Permission
+}{
+	{"webpubsub.joinLeaveGroup", "webpubsub.joinLeaveGroups.", PermJoinLeave},
+	{"webpubsub.sendToGroup", "webpubsub.sendToGroups.", PermSend},
+}
+
+// grantsFromRoles builds a conn's initial grants from its roles. Unknown roles
+// are kept by the caller for the upstream but grant nothing here.
+func grantsFromRoles(roles []string) (g [numPerms]grants) {
+	for _, r := range roles {
+		for _, p := range rolePrefixes {
+			switch {
+			case r == p.exact:
+				g[p.perm].all = true
+			case strings.HasPrefix(r, p.exact+"."):
+				g[p.perm].grant(r[len(p.exact)+1:])
+			case strings.HasPrefix(r, p.plural) && validGroupPattern(r[len(p.plural):]):
+				g[p.perm].patterns = append(g[p.perm].patterns, r[len(p.plural):])
+			}
+		}
+	}
+	return g
+}
+
+// validGroupPattern reports whether p is a usable wildcard pattern: not empty
+// and with at most five '*'.
+func validGroupPattern(p string) bool {
+	return p != "" && strings.Count(p, "*") <= 5
+}
+
+// matchGroupPattern matches group against a wildcard pattern: '?' is one
+// character except '.', '*' any run without '.', '**' any run, and '\'
+// escapes the next character. Matching is case-sensitive.
+func matchGroupPattern(pattern, group string) bool {
+	for len(pattern) > 0 {
+		switch c := pattern[0]; {
+		case c == '*':
+			deep := len(pattern) > 1 && pattern[1] == '*'
+			rest := pattern[1:]
+			if deep {
+				rest = pattern[2:]
+			}
+			for i := 0; i <= len(group); i++ {
+				if matchGroupPattern(rest, group[i:]) {
+					return true
+				}
+				if i < len(group) && group[i] == '.' && !deep {
+					return false
+				}
+			}
+			return false
+		case c == '?':
+			if group == "" || group[0] == '.' {
+				return false
+			}
+			pattern, group = pattern[1:], group[1:]
+		default:
+			if c == '\\' && len(pattern) > 1 {
+				pattern = pattern[1:]
+				c = pattern[0]
+			}
+			if group == "" || group[0] != c {
+				return false
+			}
+			pattern, group = pattern[1:], group[1:]
+		}
+	}
+	return group == ""
+}

@@ -1,0 +1,148 @@
+package core
+
+import "sync"
+
+// Item is one queued outbound message: an optional per-conn head (for
+// sequenced protocols, built by Codec.AppendHead from Seq) followed by the
+// shared Body.
+type Item struct {
+	Body   []byte
+	Seq    uint64 // 0: not sequenced
+	Binary bool
+}
+
+// Link is the socket side of a Conn, provided by the transport. A Conn has at
+// most one Link at a time; a reliable session may have none for a while.
+type Link interface {
+	// Wake tells the writer that the conn's queue is not empty. It must not
+	// block.
+	Wake()
+	// Close writes what is queued, then closes the socket with code and
+	// reason. It must not block and may be called more than once.
+	Close(code int, reason string)
+}
+
+// outbox is the byte-bounded queue of a conn plus, for sequenced protocols,
+// the buffer of data messages the client has not acknowledged yet.
+type outbox struct {
+	mu       sync.Mutex
+	items    []Item
+	bytes    int
+	maxBytes int
+	link     Link
+	ended    bool
+
+	// Sequenced protocols only.
+	seq          uint64
+	unacked      []Item
+	unackedBytes int
+}
+
+// push appends it. It reports ErrSlowConsumer or ErrReplayOverflow when a
+// bound is crossed; the caller then ends the conn.
+func (o *outbox) push(it Item, sequenced bool, lim *Limits) (Link, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.ended {
+		return nil, nil
+	}
+	if sequenced {
+		o.seq++
+		it.Seq = o.seq
+		o.unacked = append(o.unacked, it)
+		o.unackedBytes += len(it.Body)
+		if len(o.unacked) > lim.ReplayMessages || o.unackedBytes > lim.ReplayBytes {
+			return nil, ErrReplayOverflow
+		}
+		if o.link == nil {
+			return nil, nil // kept for replay when the client comes back
+		}
+	}
+	if o.link == nil {
+		return nil, nil
+	}
+	o.items = append(o.items, it)
+	o.bytes += len(it.Body)
+	if o.bytes > o.maxBytes {
+		return nil, ErrSlowConsumer
+	}
+	if len(o.items) == 1 {
+		return o.link, nil
+	}
+	return nil, nil
+}
+
+// pushControl queues a frame that is not a data message (ack, pong, system):
+// it is never sequenced nor replayed.
+func (o *outbox) pushControl(f Frame) (Link, error) {
+	return o.push(Item{Body: f.Data, Binary: f.Binary}, false, nil)
+}
+
+// drain moves every queued item to dst.
+func (o *outbox) drain(dst []Item) []Item {
+	o.mu.Lock()
+	dst = append(dst, o.items...)
+	clear(o.items)
+	o.items = o.items[:0]
+	o.bytes = 0
+	o.mu.Unlock()
+	return dst
+}
+
+// ack drops buffered data messages up to and including seq.
+func (o *outbox) ack(seq uint64) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := 0
+	for n < len(o.unacked) && o.unacked[n].Seq <= seq {
+		o.unackedBytes -= len(o.unacked[n].Body)
+		n++
+	}
+	if n > 0 {
+		k := copy(o.unacked, o.unacked[n:])
+		clear(o.unacked[k:])
+		o.unacked = o.unacked[:k]
+	}
+}
+
+// attach makes l the conn's link; for sequenced conns the queue restarts with
+// every unacknowledged data message, in order. It returns the previous link.
+func (o *outbox) attach(l Link, sequenced bool) (prev Link) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	prev, o.link = o.link, l
+	clear(o.items)
+	o.items, o.bytes = o.items[:0], 0
+	if sequenced {
+		o.items = append(o.items, o.unacked...)
+		o.bytes = o.unackedBytes
+	}
+	return prev
+}
+
+// detach drops l if it is still the conn's link; it reports whether it was.
+func (o *outbox) detach(l Link) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.link != l {
+		return false
+	}
+	o.link = nil
+	clear(o.items)
+	o.items, o.bytes = o.items[:0], 0
+	return true
+}
+
+// end stops the outbox: later pushes are dropped. It returns the link, if any.
+func (o *outbox) end(keepQueued bool) Link {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.ended = true
+	if !keepQueued {
+		clear(o.items)
+		o.items, o.bytes = o.items[:0], 0
+	}
+	clear(o.unacked)
+	o.unacked, o.unackedBytes = nil, 0
+	return o.link
+}

@@ -1,0 +1,182 @@
+package webpubsub
+
+import (
+	"encoding/base64"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/switchboardhq/switchboard/internal/core"
+)
+
+// Subprotocol names.
+const (
+	ProtocolJSON         = "json.webpubsub.azure.v1"
+	ProtocolJSONReliable = "json.reliable.webpubsub.azure.v1"
+)
+
+// Codec keys, unique across dialects (see core.Codec.Key).
+const (
+	keyRaw = iota
+	keyJSON
+	keyJSONReliable
+)
+
+// rawCodec sends payloads as they are: text and JSON as text frames, binary
+// and protobuf as binary frames.
+type rawCodec struct{}
+
+func (rawCodec) Key() int        { return keyRaw }
+func (rawCodec) Sequenced() bool { return false }
+func (rawCodec) AppendHead(dst []byte, _ uint64) []byte {
+	return dst
+}
+func (rawCodec) EncodeDisconnected(string) (core.Frame, bool) { return core.Frame{}, false }
+func (rawCodec) EncodeMessage(m *core.Message) core.Frame {
+	return core.Frame{Data: m.Data, Binary: m.Type == core.Binary || m.Type == core.Protobuf}
+}
+
+// jsonCodec encodes json.webpubsub.azure.v1 frames; with reliable set, data
+// messages carry a sequenceId and stay buffered until acknowledged.
+type jsonCodec struct{ reliable bool }
+
+func (c jsonCodec) Key() int {
+	if c.reliable {
+		return keyJSONReliable
+	}
+	return keyJSON
+}
+
+func (c jsonCodec) Sequenced() bool { return c.reliable }
+
+// AppendHead opens the object with the sequence id; the shared body then
+// continues it without its own opening brace.
+func (c jsonCodec) AppendHead(dst []byte, seq uint64) []byte {
+	dst = append(dst, `{"sequenceId":`...)
+	dst = strconv.AppendUint(dst, seq, 10)
+	return append(dst, ',')
+}
+
+func (c jsonCodec) EncodeMessage(m *core.Message) core.Frame {
+	b := make([]byte, 0, 64+len(m.Group)+len(m.Data)*4/3)
+	if !c.reliable {
+		b = append(b, '{')
+	}
+	b = appendMessage(b, m)
+	return core.Frame{Data: b}
+}
+
+func (c jsonCodec) EncodeDisconnected(reason string) (core.Frame, bool) {
+	b := append([]byte(nil), `{"type":"system","event":"disconnected","message":`...)
+	b = appendString(b, reason)
+	return core.Frame{Data: append(b, '}')}, true
+}
+
+// appendMessage appends the fields of a message frame, after its opening
+// brace, in the order the service uses.
+func appendMessage(b []byte, m *core.Message) []byte {
+	if m.From == core.FromGroup {
+		b = append(b, `"type":"message","from":"group","group":`...)
+		b = appendString(b, m.Group)
+		if m.FromUserID != "" {
+			b = append(b, `,"fromUserId":`...)
+			b = appendString(b, m.FromUserID)
+		}
+		b = append(b, ',')
+	} else {
+		b = append(b, `"type":"message","from":"server",`...)
+	}
+	b = append(b, `"dataType":"`...)
+	b = append(b, m.Type.String()...)
+	b = append(b, `","data":`...)
+	switch m.Type {
+	case core.JSON:
+		b = append(b, m.Data...)
+	case core.Text:
+		b = appendString(b, string(m.Data))
+	default:
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, m.Data)
+		b = append(b, '"')
+	}
+	return append(b, '}')
+}
+
+func encodeConnected(connID, userID, reconnectionToken string) core.Frame {
+	b := append([]byte(nil), `{"type":"system","event":"connected","connectionId":`...)
+	b = appendString(b, connID)
+	if userID != "" {
+		b = append(b, `,"userId":`...)
+		b = appendString(b, userID)
+	}
+	if reconnectionToken != "" {
+		b = append(b, `,"reconnectionToken":`...)
+		b = appendString(b, reconnectionToken)
+	}
+	return core.Frame{Data: append(b, '}')}
+}
+
+func encodeAck(id uint64, errName, errMsg string) core.Frame {
+	b := append([]byte(nil), `{"type":"ack","ackId":`...)
+	b = strconv.AppendUint(b, id, 10)
+	if errName == "" {
+		return core.Frame{Data: append(b, `,"success":true}`...)}
+	}
+	b = append(b, `,"success":false,"error":{"name":`...)
+	b = appendString(b, errName)
+	b = append(b, `,"message":`...)
+	b = appendString(b, errMsg)
+	return core.Frame{Data: append(b, "}}"...)}
+}
+
+var pongFrame = core.Frame{Data: []byte(`{"type":"pong"}`)}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}

@@ -1,0 +1,272 @@
+package webpubsub
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/transport/websocket"
+)
+
+// EndpointConfig configures the client endpoint.
+type EndpointConfig struct {
+	Node      *core.Node
+	Keys      *auth.KeyRing
+	WebSocket *websocket.Server
+	// AllowAnonymous reports whether a hub accepts connections without a
+	// token; nil means no hub does.
+	AllowAnonymous func(hub string) bool
+	Logger         *slog.Logger
+	Registerer     prometheus.Registerer
+}
+
+// Endpoint serves GET /client/hubs/{hub} and GET /client/?hub={hub}.
+type Endpoint struct {
+	node    *core.Node
+	keys    *auth.KeyRing
+	ws      *websocket.Server
+	anon    func(string) bool
+	log     *slog.Logger
+	metrics *endpointMetrics
+}
+
+type endpointMetrics struct {
+	rejected      *prometheus.CounterVec
+	messagesIn    *prometheus.CounterVec
+	requestErrors *prometheus.CounterVec
+}
+
+// NewEndpoint returns the client endpoint.
+func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	if cfg.AllowAnonymous == nil {
+		cfg.AllowAnonymous = func(string) bool { return false }
+	}
+	m := &endpointMetrics{
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Name: "handshake_rejections_total",
+			Help: "Client handshakes refused, by reason."}, []string{"reason"}),
+		messagesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Name: "messages_in_total",
+			Help: "Client messages received, by hub and dialect."}, []string{"hub", "dialect"}),
+		requestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Name: "client_request_errors_total",
+			Help: "Client requests refused or failed, by dialect and reason."}, []string{"dialect", "reason"}),
+	}
+	for _, c := range []prometheus.Collector{m.rejected, m.messagesIn, m.requestErrors} {
+		if err := cfg.Registerer.Register(c); err != nil {
+			return nil, fmt.Errorf("webpubsub: register metrics: %w", err)
+		}
+	}
+	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, log: cfg.Logger, metrics: m}, nil
+}
+
+// hubFromRequest returns the hub a client request names.
+func hubFromRequest(r *http.Request) (string, bool) {
+	p := r.URL.EscapedPath()
+	if rest, ok := strings.CutPrefix(p, "/client/hubs/"); ok {
+		rest = strings.TrimSuffix(rest, "/")
+		if rest == "" || strings.Contains(rest, "/") {
+			return "", false
+		}
+		hub, err := url.PathUnescape(rest)
+		return hub, err == nil
+	}
+	if p == "/client" || p == "/client/" {
+		hub := r.URL.Query().Get("hub")
+		return hub, hub != ""
+	}
+	return "", false
+}
+
+// reject answers a handshake with status and reason before any upgrade.
+func (e *Endpoint) reject(w http.ResponseWriter, status int, metric, reason string) {
+	e.metrics.rejected.WithLabelValues(metric).Inc()
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	fmt.Fprintln(w, reason)
+}
+
+// pickProtocol chooses the subprotocol to echo from the client's offers:
+// the first JSON protocol offered, else the first offer (a custom protocol
+// of a raw client), else none. ok is false for protocols Switchboard does
+// not speak yet.
+func pickProtocol(r *http.Request) (proto string, ok bool) {
+	var offers []string
+	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
+		for _, p := range strings.Split(h, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				offers = append(offers, p)
+			}
+		}
+	}
+	for _, p := range offers {
+		if p == ProtocolJSON || p == ProtocolJSONReliable {
+			return p, true
+		}
+	}
+	if len(offers) == 0 {
+		return "", true
+	}
+	switch p := offers[0]; {
+	case strings.HasPrefix(p, "protobuf.") && strings.HasSuffix(p, "webpubsub.azure.v1"), p == "mqtt":
+		return p, false
+	default:
+		return p, true
+	}
+}
+
+func codecFor(proto string) (core.Codec, string) {
+	switch proto {
+	case ProtocolJSON:
+		return jsonCodec{}, "json"
+	case ProtocolJSONReliable:
+		return jsonCodec{reliable: true}, "json.reliable"
+	default:
+		return rawCodec{}, "raw"
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	hubName, ok := hubFromRequest(r)
+	if !ok {
+		e.reject(w, http.StatusNotFound, "bad_path", "expected /client/hubs/{hub} or /client/?hub={hub}")
+		return
+	}
+	hub, err := e.node.Hub(hubName)
+	if err != nil {
+		e.reject(w, http.StatusBadRequest, "bad_hub", "invalid hub name: it must match ^[A-Za-z][A-Za-z0-9_`,.[\\]]{0,127}$")
+		return
+	}
+	if !websocket.IsUpgrade(r) {
+		e.reject(w, http.StatusBadRequest, "not_websocket", "this endpoint takes WebSocket connections only")
+		return
+	}
+	proto, ok := pickProtocol(r)
+	if !ok {
+		e.reject(w, http.StatusBadRequest, "bad_subprotocol", fmt.Sprintf("subprotocol %q is not supported", proto))
+		return
+	}
+	q := r.URL.Query()
+	if id := q.Get("awps_connection_id"); id != "" {
+		e.resume(w, r, hub, proto, id, q.Get("awps_reconnection_token"))
+		return
+	}
+	var claims *auth.ClientClaims
+	token := q.Get("access_token")
+	if token == "" {
+		token, _ = auth.BearerToken(r.Header.Get("Authorization"))
+	}
+	switch {
+	case token != "":
+		claims, err = e.keys.VerifyClientToken(token, auth.ClientPath(hub.Name()), time.Now())
+		if err != nil {
+			e.reject(w, http.StatusUnauthorized, tokenReason(err), "unauthorized: "+err.Error())
+			return
+		}
+	case e.anon(hub.Name()):
+		claims = &auth.ClientClaims{}
+	default:
+		e.reject(w, http.StatusUnauthorized, "missing_token", "unauthorized: an access token is required (access_token query parameter or Authorization: Bearer)")
+		return
+	}
+	for _, g := range claims.Groups {
+		if !core.ValidGroupName(g) {
+			e.reject(w, http.StatusBadRequest, "bad_group", fmt.Sprintf("invalid group name %q in webpubsub.group claim", g))
+			return
+		}
+	}
+	if len(claims.Groups) > e.node.Limits().MaxGroupsPerConn {
+		e.reject(w, http.StatusBadRequest, "group_limit", "too many groups in webpubsub.group claim")
+		return
+	}
+	sock, err := e.ws.Upgrade(w, r, proto)
+	if err != nil {
+		e.metrics.rejected.WithLabelValues("handshake").Inc()
+		return
+	}
+	codec, dialect := codecFor(proto)
+	raw := dialect == "raw"
+	info := core.ConnInfo{
+		UserID: claims.UserID, Roles: claims.Roles, Groups: claims.Groups,
+		Protocol: proto, Dialect: dialect, Codec: codec,
+	}
+	if !raw {
+		info.Welcome = func(c *core.Conn) core.Frame {
+			tok := ""
+			if codec.Sequenced() {
+				tok = e.keys.ReconnectionToken(c.ID())
+			}
+			return encodeConnected(c.ID(), c.UserID(), tok)
+		}
+	}
+	conn, err := hub.Connect(info, sock)
+	if err != nil {
+		code := 1011
+		if errors.Is(err, core.ErrNodeClosed) {
+			code = 1001
+		}
+		sock.Close(code, err.Error())
+		sock.Serve(discard{})
+		return
+	}
+	sock.Bind(conn)
+	sock.Serve(&session{ep: e, conn: conn, hub: hub, sock: sock, raw: raw, dialect: dialect})
+	e.log.Debug("client connected", "hub", hub.Name(), "conn_id", conn.ID(), "user_id", conn.UserID(), "protocol", proto)
+}
+
+// resume reattaches a reliable session, or closes with 1008 when it cannot.
+func (e *Endpoint) resume(w http.ResponseWriter, r *http.Request, hub *core.Hub, proto, id, token string) {
+	sock, err := e.ws.Upgrade(w, r, proto)
+	if err != nil {
+		e.metrics.rejected.WithLabelValues("handshake").Inc()
+		return
+	}
+	var conn *core.Conn
+	if e.keys.CheckReconnectionToken(id, token) {
+		conn, err = hub.Resume(id, proto, sock)
+	} else {
+		err = errors.New("invalid reconnection token")
+	}
+	if err != nil {
+		e.metrics.rejected.WithLabelValues("not_recoverable").Inc()
+		sock.Close(core.ClosePolicy, "connection cannot be recovered")
+		sock.Serve(discard{})
+		return
+	}
+	_, dialect := codecFor(proto)
+	sock.Bind(conn)
+	sock.Serve(&session{ep: e, conn: conn, hub: hub, sock: sock, dialect: dialect})
+}
+
+func tokenReason(err error) string {
+	switch {
+	case errors.Is(err, auth.ErrTokenExpired):
+		return "token_expired"
+	case errors.Is(err, auth.ErrTokenAudience):
+		return "token_audience"
+	case errors.Is(err, auth.ErrTokenSignature):
+		return "token_signature"
+	case errors.Is(err, auth.ErrTokenAlgorithm):
+		return "token_algorithm"
+	default:
+		return "token_malformed"
+	}
+}
+
+// discard reads and drops frames of a socket that is closing.
+type discard struct{}
+
+func (discard) HandleMessage([]byte, bool) error { return nil }
+func (discard) HandleClose(string)               {}

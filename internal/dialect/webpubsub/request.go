@@ -1,0 +1,88 @@
+package webpubsub
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+
+	"github.com/switchboardhq/switchboard/internal/core"
+)
+
+// request is one client frame of the JSON subprotocols.
+type request struct {
+	Type       string          `json:"type"`
+	Group      string          `json:"group"`
+	Event      string          `json:"event"`
+	AckID      *uint64         `json:"ackId"`
+	SequenceID *uint64         `json:"sequenceId"`
+	NoEcho     bool            `json:"noEcho"`
+	DataType   string          `json:"dataType"`
+	Data       json.RawMessage `json:"data"`
+
+	InvocationID string `json:"invocationId"` // invoke (newer clients)
+}
+
+// errMalformed marks a frame that is not a JSON request at all.
+var errMalformed = errors.New("webpubsub: malformed request")
+
+// decodeRequest parses one text frame.
+func decodeRequest(frame []byte) (*request, error) {
+	var r request
+	if err := json.Unmarshal(frame, &r); err != nil {
+		return nil, fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	if r.Type == "" {
+		return nil, fmt.Errorf("%w: missing \"type\"", errMalformed)
+	}
+	return &r, nil
+}
+
+// payload decodes data per dataType into a message type and bytes.
+func (r *request) payload() (core.DataType, []byte, error) {
+	switch r.DataType {
+	case "", "json":
+		d := bytes.TrimSpace(r.Data)
+		if len(d) == 0 || bytes.Equal(d, []byte("null")) {
+			return 0, nil, errors.New("data is required for dataType json")
+		}
+		var buf bytes.Buffer
+		if err := json.Compact(&buf, d); err != nil {
+			return 0, nil, fmt.Errorf("data is not valid JSON: %v", err)
+		}
+		return core.JSON, buf.Bytes(), nil
+	case "text":
+		var s string
+		if err := json.Unmarshal(r.Data, &s); err != nil {
+			return 0, nil, errors.New("data must be a string for dataType text")
+		}
+		return core.Text, []byte(s), nil
+	case "binary", "protobuf":
+		var s string
+		if err := json.Unmarshal(r.Data, &s); err != nil {
+			return 0, nil, fmt.Errorf("data must be a base64 string for dataType %s", r.DataType)
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			if b2, err2 := base64.RawStdEncoding.DecodeString(s); err2 == nil {
+				b, err = b2, nil
+			}
+		}
+		if err != nil {
+			return 0, nil, fmt.Errorf("data is not valid base64: %v", err)
+		}
+		if r.DataType == "protobuf" {
+			return core.Protobuf, b, nil
+		}
+		return core.Binary, b, nil
+	default:
+		return 0, nil, fmt.Errorf("unknown dataType %q", r.DataType)
+	}
+}
+
+var eventName = regexp.MustCompile(`^(?i)[a-z][a-z0-9_.-]{0,127}$`)
+
+// validEvent reports whether name is a valid user event name.
+func validEvent(name string) bool { return eventName.MatchString(name) }

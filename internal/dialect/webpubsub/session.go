@@ -1,0 +1,146 @@
+package webpubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/transport/websocket"
+)
+
+// Ack error names of the JSON subprotocols.
+const (
+	ackForbidden  = "Forbidden"
+	ackDuplicate  = "Duplicate"
+	ackBadRequest = "BadRequest"
+	ackInternal   = "InternalServerError"
+)
+
+// session is the read side of one conn's socket.
+type session struct {
+	ep      *Endpoint
+	conn    *core.Conn
+	hub     *core.Hub
+	sock    *websocket.Socket
+	raw     bool
+	dialect string
+}
+
+// HandleClose implements websocket.Handler.
+func (s *session) HandleClose(reason string) { s.conn.Detach(s.sock, reason) }
+
+// HandleMessage implements websocket.Handler.
+func (s *session) HandleMessage(data []byte, binary bool) error {
+	s.ep.metrics.messagesIn.WithLabelValues(s.hub.Name(), s.dialect).Inc()
+	if s.raw {
+		// Raw frames are user events named "message"; with no event handler
+		// the service drops the connection.
+		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "no_handler").Inc()
+		return &websocket.CloseError{Code: 1011, Reason: "no event handler is configured for user event 'message'"}
+	}
+	if binary {
+		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "binary_frame").Inc()
+		return &websocket.CloseError{Code: 1003, Reason: "binary frames are not supported by " + s.conn.Protocol()}
+	}
+	r, err := decodeRequest(data)
+	if err != nil {
+		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "malformed").Inc()
+		return &websocket.CloseError{Code: 1007, Reason: err.Error()}
+	}
+	switch r.Type {
+	case "ping":
+		s.conn.Send(pongFrame)
+		return nil
+	case "sequenceAck":
+		if r.SequenceID == nil {
+			return s.reject(r, "bad_request", ackBadRequest, "sequenceAck requires sequenceId")
+		}
+		s.conn.Ack(*r.SequenceID)
+		return nil
+	case "joinGroup", "leaveGroup", "sendToGroup", "event":
+	case "invoke":
+		s.conn.Send(encodeInvokeError(r.InvocationID, "NotSupported",
+			"invocations need an event handler, and none is configured for this hub"))
+		return nil
+	case "cancelInvocation":
+		return nil
+	default:
+		if r.AckID == nil {
+			s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "unknown_type").Inc()
+			return &websocket.CloseError{Code: 1007, Reason: fmt.Sprintf("unknown message type %q", r.Type)}
+		}
+		return s.reject(r, "unknown_type", ackBadRequest, fmt.Sprintf("unknown message type %q", r.Type))
+	}
+	if r.AckID != nil && s.conn.SeenAck(*r.AckID) {
+		s.conn.Send(encodeAck(*r.AckID, ackDuplicate, fmt.Sprintf("ackId %d was already used on this connection", *r.AckID)))
+		return nil
+	}
+	switch r.Type {
+	case "joinGroup", "leaveGroup":
+		if !core.ValidGroupName(r.Group) {
+			return s.reject(r, "bad_group", ackBadRequest, "invalid group name: it must be 1 to 1024 characters and not only whitespace")
+		}
+		if !s.conn.Can(core.PermJoinLeave, r.Group) {
+			return s.reject(r, "forbidden", ackForbidden, fmt.Sprintf("the connection has no permission to join or leave group %q", r.Group))
+		}
+		var err error
+		if r.Type == "joinGroup" {
+			err = s.hub.JoinGroup(s.conn, r.Group)
+		} else {
+			err = s.hub.LeaveGroup(s.conn, r.Group)
+		}
+		if errors.Is(err, core.ErrGroupLimit) {
+			return s.reject(r, "group_limit", ackBadRequest, fmt.Sprintf("the connection is already in %d groups", s.ep.node.Limits().MaxGroupsPerConn))
+		}
+		if err != nil {
+			return s.reject(r, "internal", ackInternal, err.Error())
+		}
+	case "sendToGroup":
+		if !core.ValidGroupName(r.Group) {
+			return s.reject(r, "bad_group", ackBadRequest, "invalid group name: it must be 1 to 1024 characters and not only whitespace")
+		}
+		if !s.conn.Can(core.PermSend, r.Group) {
+			return s.reject(r, "forbidden", ackForbidden, fmt.Sprintf("the connection has no permission to send to group %q", r.Group))
+		}
+		typ, payload, err := r.payload()
+		if err != nil {
+			return s.reject(r, "bad_data", ackBadRequest, err.Error())
+		}
+		m := &core.Message{Type: typ, Data: payload, From: core.FromGroup, Group: r.Group, FromUserID: s.conn.UserID()}
+		if err := s.hub.Publish(context.Background(), s.conn, r.Group, m, r.NoEcho); err != nil {
+			return s.reject(r, "internal", ackInternal, err.Error())
+		}
+	case "event":
+		if !validEvent(r.Event) {
+			return s.reject(r, "bad_event", ackBadRequest, fmt.Sprintf("invalid event name %q", r.Event))
+		}
+		if _, _, err := r.payload(); err != nil {
+			return s.reject(r, "bad_data", ackBadRequest, err.Error())
+		}
+		return s.reject(r, "no_handler", ackInternal, fmt.Sprintf("no event handler is configured for event %q in hub %q", r.Event, s.hub.Name()))
+	}
+	if r.AckID != nil {
+		s.conn.Send(encodeAck(*r.AckID, "", ""))
+	}
+	return nil
+}
+
+// reject answers r with an error ack when it has an ackId, and counts it.
+func (s *session) reject(r *request, metric, name, msg string) error {
+	s.ep.metrics.requestErrors.WithLabelValues(s.dialect, metric).Inc()
+	if r.AckID != nil {
+		s.conn.Send(encodeAck(*r.AckID, name, msg))
+	}
+	return nil
+}
+
+func encodeInvokeError(id, name, msg string) core.Frame {
+	b := append([]byte(nil), `{"type":"invokeResponse","invocationId":`...)
+	b = appendString(b, id)
+	b = append(b, `,"success":false,"error":{"name":`...)
+	b = appendString(b, name)
+	b = append(b, `,"message":`...)
+	b = appendString(b, msg)
+	return core.Frame{Data: append(b, "}}"...)}
+}

@@ -1,0 +1,189 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/switchboardhq/switchboard/internal/admin"
+	apiwps "github.com/switchboardhq/switchboard/internal/api/webpubsub"
+	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/cluster"
+	"github.com/switchboardhq/switchboard/internal/config"
+	"github.com/switchboardhq/switchboard/internal/core"
+	wps "github.com/switchboardhq/switchboard/internal/dialect/webpubsub"
+	"github.com/switchboardhq/switchboard/internal/transport/websocket"
+)
+
+// Server is one Switchboard node.
+type Server struct {
+	cfg  config.Config
+	log  *slog.Logger
+	keys *auth.KeyRing
+	node *core.Node
+	ws   *websocket.Server
+	http *http.Server
+	ln   net.Listener
+}
+
+// New builds a server from cfg; Serve starts it.
+func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+	keys := cfg.Auth.AccessKeys
+	if len(keys) == 0 {
+		k, err := auth.LoadOrCreateKey(cfg.Server.DataDir)
+		if err != nil {
+			return nil, fmt.Errorf("server: access key: %w", err)
+		}
+		keys = []string{k}
+	}
+	ring, err := auth.NewKeyRing(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	reg := admin.NewRegistry()
+	node, err := core.NewNode(core.Config{
+		NodeID: cfg.Server.NodeID,
+		Broker: cluster.NewLocal(),
+		Limits: core.Limits{
+			MaxQueueBytes:    cfg.Limits.MaxQueueBytes,
+			MaxGroupsPerConn: cfg.Limits.MaxGroupsPerConn,
+			ReplayMessages:   cfg.Reliable.ReplayMessages,
+			ReplayBytes:      cfg.Reliable.ReplayBytes,
+		},
+		RecoveryWindow: cfg.Reliable.RecoveryWindow,
+		Logger:         log.With("component", "core"),
+		Registerer:     reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	wsrv, err := websocket.NewServer(websocket.Options{
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		WriteTimeout:    cfg.WebSocket.WriteTimeout,
+		PingInterval:    cfg.WebSocket.PingInterval,
+		IdleTimeout:     cfg.WebSocket.IdleTimeout,
+		Writers:         cfg.WebSocket.Writers,
+		Logger:          log.With("component", "websocket"),
+		Registerer:      reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	ep, err := wps.NewEndpoint(wps.EndpointConfig{
+		Node: node, Keys: ring, WebSocket: wsrv,
+		AllowAnonymous: func(hub string) bool { return cfg.Hub(hub).AnonymousConnect },
+		Logger:         log.With("component", "webpubsub"),
+		Registerer:     reg,
+	})
+	if err != nil {
+		wsrv.Close()
+		return nil, err
+	}
+	rest, err := apiwps.NewHandler(apiwps.Config{
+		Node: node, Keys: ring, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
+		Logger: log.With("component", "api"), Registerer: reg,
+	})
+	if err != nil {
+		wsrv.Close()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/client/", ep)
+	mux.Handle("/client", ep)
+	mux.Handle("/api/", rest)
+	admin.Register(mux, admin.Config{
+		Registry: reg,
+		Settings: cfg.Redacted(),
+		Pprof:    cfg.Admin.Pprof,
+		Authorized: func(r *http.Request) bool {
+			tok, ok := auth.BearerToken(r.Header.Get("Authorization"))
+			return ok && ring.VerifyServerToken(tok, r.URL.Path, time.Now()) == nil
+		},
+	})
+	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv}
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// Keys returns the access keys.
+func (s *Server) Keys() *auth.KeyRing { return s.keys }
+
+// Node returns the core node.
+func (s *Server) Node() *core.Node { return s.node }
+
+// Listen binds the configured address; Addr then tells which port.
+func (s *Server) Listen() error {
+	ln, err := net.Listen("tcp", s.cfg.Server.Addr)
+	if err != nil {
+		return fmt.Errorf("server: listen: %w", err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// Addr returns the bound address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Endpoint returns the public endpoint: the configured one, or the bound
+// address on localhost.
+func (s *Server) Endpoint() string {
+	if s.cfg.Server.PublicEndpoint != "" {
+		return s.cfg.Endpoint()
+	}
+	_, port, _ := net.SplitHostPort(s.ln.Addr().String())
+	host, _, _ := net.SplitHostPort(s.cfg.Server.Addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// ConnectionString returns the connection string for the primary key.
+func (s *Server) ConnectionString() string {
+	return auth.ConnectionString(s.Endpoint(), s.keys.Primary())
+}
+
+// Serve serves until ctx is done, then shuts down gracefully: it stops
+// accepting, closes every session with 1001 after its queue drains, and
+// waits at most server.shutdown_timeout.
+func (s *Server) Serve(ctx context.Context) error {
+	if s.ln == nil {
+		if err := s.Listen(); err != nil {
+			return err
+		}
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(s.ln) }()
+	select {
+	case err := <-errc:
+		s.ws.Close()
+		return fmt.Errorf("server: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down", "timeout", s.cfg.Server.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Server.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if err := s.http.Shutdown(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	if err := s.node.Shutdown(sctx, "server shutting down"); err != nil {
+		errs = append(errs, fmt.Errorf("closing sessions: %w", err))
+	}
+	if err := s.ws.Wait(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("waiting for sockets: %w", err))
+	}
+	s.ws.Close()
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}

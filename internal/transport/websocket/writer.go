@@ -1,0 +1,302 @@
+package websocket
+
+import (
+	"encoding/binary"
+	"errors"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/switchboardhq/switchboard/internal/core"
+)
+
+// Coalescing: each wake-up of a writer drains everything its scheduled
+// sockets have queued and writes it with one writev per socket. Small bodies
+// are copied next to their headers; large ones are written from the shared
+// encoded message without a copy.
+const (
+	copyBelow  = 512                   // bodies shorter than this are copied into the batch buffer
+	stallSlice = 20 * time.Millisecond // longest a writer blocks on one socket per pass
+	retryAfter = 5 * time.Millisecond  // when a stalled socket is tried again
+)
+
+// writer is one goroutine that writes for many sockets.
+type writer struct {
+	srv *Server
+
+	// mu guards the fields below.
+	mu      sync.Mutex
+	ready   []*Socket
+	sockets map[*Socket]struct{}
+	wake    chan struct{}
+
+	// Goroutine-local buffers, reused across passes.
+	items   []core.Item
+	head    []byte
+	scratch []byte
+	spans   []span
+	bufs    net.Buffers
+}
+
+// span is a piece of the next write: scratch[off:off+n] or body.
+type span struct {
+	off, n int
+	body   []byte
+}
+
+func newWriter(s *Server) *writer {
+	return &writer{srv: s, sockets: make(map[*Socket]struct{}), wake: make(chan struct{}, 1)}
+}
+
+func (w *writer) add(s *Socket) {
+	w.mu.Lock()
+	w.sockets[s] = struct{}{}
+	w.mu.Unlock()
+}
+
+func (w *writer) remove(s *Socket) {
+	w.mu.Lock()
+	delete(w.sockets, s)
+	w.mu.Unlock()
+}
+
+func (w *writer) schedule(s *Socket) {
+	w.mu.Lock()
+	w.ready = append(w.ready, s)
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (w *writer) run() {
+	ping := time.NewTicker(w.srv.opts.PingInterval)
+	defer ping.Stop()
+	var batch []*Socket
+	for {
+		select {
+		case <-w.srv.stop:
+			w.closeAll()
+			return
+		case now := <-ping.C:
+			w.sweep(now)
+		case <-w.wake:
+		}
+		w.mu.Lock()
+		batch, w.ready = w.ready, batch[:0]
+		w.mu.Unlock()
+		for i, s := range batch {
+			s.scheduled.Store(false)
+			w.flush(s)
+			batch[i] = nil
+		}
+	}
+}
+
+// sweep drops sockets silent for longer than the idle timeout and asks the
+// others for a ping.
+func (w *writer) sweep(now time.Time) {
+	w.mu.Lock()
+	var idle []*Socket
+	for s := range w.sockets {
+		if s.idleFor(now) > w.srv.opts.IdleTimeout {
+			idle = append(idle, s)
+			continue
+		}
+		s.mu.Lock()
+		s.pingDue = true
+		s.mu.Unlock()
+		if s.scheduled.CompareAndSwap(false, true) {
+			w.ready = append(w.ready, s)
+		}
+	}
+	w.mu.Unlock()
+	for _, s := range idle {
+		w.srv.metrics.closes.WithLabelValues("idle").Inc()
+		s.kill()
+	}
+}
+
+func (w *writer) closeAll() {
+	w.mu.Lock()
+	all := make([]*Socket, 0, len(w.sockets))
+	for s := range w.sockets {
+		all = append(all, s)
+	}
+	w.mu.Unlock()
+	for _, s := range all {
+		s.kill()
+	}
+}
+
+// flush writes everything s has queued.
+func (w *writer) flush(s *Socket) {
+	s.mu.Lock()
+	if s.dead {
+		s.mu.Unlock()
+		return
+	}
+	src, closing, code, reason := s.src, s.closing, s.closeCode, s.closeReason
+	pongs, pingDue := s.pongs, s.pingDue
+	s.pongs, s.pingDue = nil, false
+	s.mu.Unlock()
+
+	w.scratch, w.spans = w.scratch[:0], w.spans[:0]
+	if len(s.pending) > 0 {
+		w.addBody(s.pending)
+	}
+	for _, p := range pongs {
+		w.addControl(ws.OpPong, p)
+	}
+	if pingDue {
+		w.addControl(ws.OpPing, nil)
+	}
+	frames := len(pongs)
+	if src != nil {
+		w.items = src.Drain(w.items[:0])
+		for i := range w.items {
+			it := &w.items[i]
+			w.addMessage(src, it)
+			it.Body = nil
+		}
+		frames += len(w.items)
+	}
+	if closing && !s.closeQueued {
+		body := ws.NewCloseFrameBody(ws.StatusCode(code), truncateReason(reason))
+		w.addControl(ws.OpClose, body)
+		frames++
+		s.closeQueued = true
+	}
+	if len(w.spans) == 0 {
+		return
+	}
+	w.write(s, frames)
+}
+
+// addMessage appends one data frame: header, per-conn head, body.
+func (w *writer) addMessage(src Source, it *core.Item) {
+	w.head = src.AppendHead(w.head[:0], it.Seq)
+	op := ws.OpText
+	if it.Binary {
+		op = ws.OpBinary
+	}
+	off := len(w.scratch)
+	w.scratch = appendHeader(w.scratch, op, len(w.head)+len(it.Body))
+	w.scratch = append(w.scratch, w.head...)
+	if len(it.Body) < copyBelow {
+		w.scratch = append(w.scratch, it.Body...)
+		w.addScratch(off, len(w.scratch)-off)
+		return
+	}
+	w.addScratch(off, len(w.scratch)-off)
+	w.spans = append(w.spans, span{body: it.Body})
+}
+
+func (w *writer) addControl(op ws.OpCode, payload []byte) {
+	off := len(w.scratch)
+	w.scratch = appendHeader(w.scratch, op, len(payload))
+	w.scratch = append(w.scratch, payload...)
+	w.addScratch(off, len(w.scratch)-off)
+}
+
+func (w *writer) addBody(b []byte) {
+	off := len(w.scratch)
+	w.scratch = append(w.scratch, b...)
+	w.addScratch(off, len(b))
+}
+
+// addScratch adds scratch[off:off+n], merging with the previous span when
+// they touch.
+func (w *writer) addScratch(off, n int) {
+	if k := len(w.spans) - 1; k >= 0 && w.spans[k].body == nil && w.spans[k].off+w.spans[k].n == off {
+		w.spans[k].n += n
+		return
+	}
+	w.spans = append(w.spans, span{off: off, n: n})
+}
+
+// write sends the batch to s. A socket that takes nothing for WriteTimeout
+// is dropped; one that takes part of it keeps the rest for the next pass.
+func (w *writer) write(s *Socket, frames int) {
+	w.bufs = w.bufs[:0]
+	total := 0
+	for _, sp := range w.spans {
+		b := sp.body
+		if b == nil {
+			b = w.scratch[sp.off : sp.off+sp.n]
+		}
+		w.bufs = append(w.bufs, b)
+		total += len(b)
+	}
+	now := time.Now()
+	s.conn.SetWriteDeadline(now.Add(stallSlice))
+	bufs := w.bufs
+	n, err := bufs.WriteTo(s.conn)
+	w.srv.metrics.writes.Inc()
+	w.srv.metrics.bytesOut.Add(float64(n))
+	w.srv.metrics.framesOut.Add(float64(frames))
+	for i := range w.spans {
+		w.spans[i].body = nil
+	}
+	clear(w.bufs[:cap(w.bufs)])
+	if err == nil {
+		s.pending = s.pending[:0]
+		s.stalledSince = time.Time{}
+		if s.closeQueued {
+			close(s.closedFrame)
+			s.kill()
+		}
+		return
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		w.srv.metrics.closes.WithLabelValues("write_error").Inc()
+		s.kill()
+		return
+	}
+	// Keep what was not written, in order, and try again shortly.
+	var rest []byte
+	for _, b := range bufs {
+		rest = append(rest, b...)
+	}
+	s.pending = rest
+	if s.stalledSince.IsZero() {
+		s.stalledSince = now
+	}
+	if now.Sub(s.stalledSince) > w.srv.opts.WriteTimeout {
+		w.srv.metrics.closes.WithLabelValues("write_timeout").Inc()
+		s.kill()
+		return
+	}
+	time.AfterFunc(retryAfter, s.Wake)
+}
+
+// appendHeader appends an unmasked, final frame header.
+func appendHeader(dst []byte, op ws.OpCode, n int) []byte {
+	b0 := 0x80 | byte(op)
+	switch {
+	case n < 126:
+		return append(dst, b0, byte(n))
+	case n <= 0xffff:
+		return binary.BigEndian.AppendUint16(append(dst, b0, 126), uint16(n))
+	default:
+		return binary.BigEndian.AppendUint64(append(dst, b0, 127), uint64(n))
+	}
+}
+
+// truncateReason keeps a close reason within the 123 bytes a close frame allows.
+func truncateReason(r string) string {
+	if len(r) <= 123 {
+		return r
+	}
+	r = r[:123]
+	for len(r) > 0 && r[len(r)-1]&0xc0 == 0x80 {
+		r = r[:len(r)-1]
+	}
+	if len(r) > 0 && r[len(r)-1] >= 0xc0 {
+		r = r[:len(r)-1]
+	}
+	return r
+}
