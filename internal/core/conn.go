@@ -148,14 +148,23 @@ func (c *Conn) deliver(m *Message) {
 func (c *Conn) afterPush(l Link, err error) {
 	switch {
 	case err == ErrSlowConsumer:
-		c.hub.node.metrics.slowConsumers.WithLabelValues(c.hub.name).Inc()
-		c.abort(CloseSlowConsumer, "slow consumer: outbound queue exceeded its limit")
+		c.shed("slow consumer: outbound queue exceeded its limit")
 	case err == ErrReplayOverflow:
-		c.hub.node.metrics.slowConsumers.WithLabelValues(c.hub.name).Inc()
-		c.abort(CloseSlowConsumer, "unacknowledged message buffer full")
+		c.shed("unacknowledged message buffer full")
 	case l != nil:
 		l.Wake()
 	}
+}
+
+// shed ends an overflowing session. It may run under a shard's read lock
+// (during a fan-out), so it stops the outbox and closes the link at once but
+// leaves the index updates, which take shard write locks, to a goroutine.
+func (c *Conn) shed(reason string) {
+	c.hub.node.metrics.slowConsumers.WithLabelValues(c.hub.name).Inc()
+	if l := c.out.end(false); l != nil {
+		l.Close(CloseSlowConsumer, reason)
+	}
+	go c.hub.removeConn(c, reason)
 }
 
 // Drain moves the conn's queued items to dst; the transport's writer calls it.

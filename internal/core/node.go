@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"regexp"
@@ -39,9 +40,9 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("core: Config.Broker is required")
 	}
 	if c.NodeID == "" {
-		var b [4]byte
+		var b [3]byte
 		rand.Read(b[:])
-		c.NodeID = base64.RawURLEncoding.EncodeToString(b[:])
+		c.NodeID = hex.EncodeToString(b[:])
 	}
 	if strings.ContainsAny(c.NodeID, "_/?#% ") {
 		return fmt.Errorf("core: node id %q must be URL-safe and contain no '_'", c.NodeID)

@@ -53,8 +53,8 @@
 // # Limits
 //
 // Filters longer than [MaxLength] bytes, with more than [MaxNodes] syntax
-// tree nodes (every name, literal, list element, operator and function call
-// counts) or nested deeper than [MaxDepth] (parentheses, function calls and
+// tree nodes (every name, literal, operator, function call, "in" list and
+// list element counts) or nested deeper than [MaxDepth] (parentheses, function calls and
 // not) are rejected, so that a hostile filter can neither exhaust the stack
 // nor make evaluation per connection expensive.
 package odata

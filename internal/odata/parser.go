@@ -7,8 +7,9 @@ const (
 	// MaxLength is the longest filter accepted, in bytes.
 	MaxLength = 8 << 10
 	// MaxNodes is the largest number of syntax tree nodes accepted. Names,
-	// literals, elements of an "in" list, operators and function calls count
-	// one each, so 100 clauses such as "userId eq 'u1'" joined by "or" fit.
+	// literals, operators, function calls, the list after "in" and each of
+	// its elements count one each, so 100 clauses such as "userId eq 'u1'"
+	// joined by "or" (399 nodes) fit.
 	MaxNodes = 512
 	// MaxDepth is the deepest nesting of parentheses, function calls and
 	// "not" accepted.

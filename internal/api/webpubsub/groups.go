@@ -1,0 +1,230 @@
+package webpubsub
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/switchboardhq/switchboard/internal/core"
+)
+
+// This file holds the group membership operations: one conn, one user,
+// the filter-selected bulk operations and the group listing.
+
+func (h *handler) addConnectionToGroup(c *call) error {
+	conn, err := c.hub.Conn(c.params.conn)
+	if err != nil {
+		return fromCore(err, c.params.conn)
+	}
+	if err := c.hub.JoinGroup(conn, c.params.group); err != nil {
+		return fromCore(err, c.params.conn)
+	}
+	c.w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (h *handler) removeConnectionFromGroup(c *call) error {
+	if conn, err := c.hub.Conn(c.params.conn); err == nil {
+		if err := c.hub.LeaveGroup(conn, c.params.group); err != nil {
+			return fromCore(err, c.params.group)
+		}
+	}
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *handler) removeConnectionFromAllGroups(c *call) error {
+	if conn, err := c.hub.Conn(c.params.conn); err == nil {
+		c.hub.LeaveAllGroups(conn)
+	}
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *handler) addUserToGroup(c *call) error {
+	if err := c.hub.AddUserToGroup(c.params.user, c.params.group); err != nil {
+		return fromCore(err, c.params.user)
+	}
+	c.w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (h *handler) removeUserFromGroup(c *call) error {
+	c.hub.RemoveUserFromGroup(c.params.user, c.params.group)
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *handler) removeUserFromAllGroups(c *call) error {
+	c.hub.RemoveUserFromGroup(c.params.user, "")
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// groupsRequest is the body of :addToGroups and :removeFromGroups.
+type groupsRequest struct {
+	Groups []string `json:"groups"`
+	Filter string   `json:"filter"`
+}
+
+// readGroupsRequest reads and validates a groups body: groups non-empty and
+// valid; an empty or absent filter selects every conn of the hub.
+func (c *call) readGroupsRequest(max int64) ([]string, core.Target, error) {
+	var t core.Target
+	mt, err := c.mediaType()
+	if err != nil {
+		return nil, t, err
+	}
+	if mt != "" && mt != "application/json" && mt != "text/json" {
+		return nil, t, errMediaType(c.r.Header.Get("Content-Type"))
+	}
+	body, err := c.readBody(max)
+	if err != nil {
+		return nil, t, err
+	}
+	var req groupsRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, t, badRequest("body", `The body must be a JSON object {"groups":[…],"filter":"…"}: %v.`, err)
+	}
+	if len(req.Groups) == 0 {
+		return nil, t, badRequest("groups", "The groups list must not be empty.")
+	}
+	for _, g := range req.Groups {
+		if !core.ValidGroupName(g) {
+			return nil, t, errInvalidGroup("groups")
+		}
+	}
+	t.Filter, err = parseFilter(req.Filter)
+	if err != nil {
+		return nil, t, err
+	}
+	return req.Groups, t, nil
+}
+
+func (h *handler) addToGroups(c *call) error {
+	hub := c.hub
+	groups, t, err := c.readGroupsRequest(h.maxBody)
+	if err != nil {
+		return err
+	}
+	limited := 0
+	hub.EachConn(t, func(conn *core.Conn) {
+		for _, g := range groups {
+			if err := hub.JoinGroup(conn, g); err != nil {
+				limited++
+				break
+			}
+		}
+	})
+	if limited > 0 {
+		h.log.Debug("addToGroups skipped conns at their group limit", "hub", hub.Name(), "conns", limited)
+	}
+	c.w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (h *handler) removeFromGroups(c *call) error {
+	hub := c.hub
+	groups, t, err := c.readGroupsRequest(h.maxBody)
+	if err != nil {
+		return err
+	}
+	hub.EachConn(t, func(conn *core.Conn) {
+		for _, g := range groups {
+			hub.LeaveGroup(conn, g)
+		}
+	})
+	c.w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// Paging of ListConnectionsInGroup.
+const (
+	maxPageSize = 200
+)
+
+// groupMember is one entry of the listing; UserID is null when anonymous.
+type groupMember struct {
+	ConnectionID string  `json:"connectionId"`
+	UserID       *string `json:"userId"`
+}
+
+type groupPage struct {
+	Value    []groupMember `json:"value"`
+	NextLink string        `json:"nextLink,omitempty"`
+}
+
+// listConnectionsInGroup answers one page of the group's members, in conn
+// id order: min(maxpagesize, top) entries, and a nextLink carrying the
+// remaining top and a continuation token (the last conn id, base64url).
+func (h *handler) listConnectionsInGroup(c *call) error {
+	pageSize, err := c.intParam("maxpagesize", 1, maxPageSize, maxPageSize)
+	if err != nil {
+		return err
+	}
+	top, err := c.intParam("top", 1, maxInt, 0)
+	if err != nil {
+		return err
+	}
+	limit := pageSize
+	if top > 0 && top < limit {
+		limit = top
+	}
+	var after string
+	if tok := c.get("continuationToken"); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(tok, "="))
+		if err != nil || len(b) == 0 {
+			return badRequest("continuationToken", "Invalid continuationToken.")
+		}
+		after = string(b)
+	}
+	members, more := c.hub.ListGroup(c.params.group, after, limit)
+	page := groupPage{Value: make([]groupMember, 0, len(members))}
+	for _, m := range members {
+		gm := groupMember{ConnectionID: m.ConnID}
+		if m.UserID != "" {
+			gm.UserID = &m.UserID
+		}
+		page.Value = append(page.Value, gm)
+	}
+	remaining := 0
+	if top > 0 {
+		remaining = top - len(members)
+	}
+	if more && len(members) > 0 && (top == 0 || remaining > 0) {
+		page.NextLink = c.nextLink(pageSize, remaining, members[len(members)-1].ConnID)
+	}
+	b, err := marshal(page)
+	if err != nil {
+		return err
+	}
+	c.w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	c.w.WriteHeader(http.StatusOK)
+	c.w.Write(b)
+	return nil
+}
+
+// nextLink is the absolute URL of the next page; top 0 means no top.
+func (c *call) nextLink(pageSize, top int, lastConn string) string {
+	v := c.get("api-version")
+	if v == "" {
+		v = defaultAPIVersion
+	}
+	var b strings.Builder
+	b.WriteString(c.endpoint())
+	b.WriteString(c.r.URL.EscapedPath())
+	b.WriteString("?api-version=")
+	b.WriteString(url.QueryEscape(v))
+	b.WriteString("&maxpagesize=")
+	b.WriteString(strconv.Itoa(pageSize))
+	if top > 0 {
+		b.WriteString("&top=")
+		b.WriteString(strconv.Itoa(top))
+	}
+	b.WriteString("&continuationToken=")
+	b.WriteString(base64.RawURLEncoding.EncodeToString([]byte(lastConn)))
+	return b.String()
+}

@@ -1,0 +1,110 @@
+package webpubsub
+
+import (
+	"net/http"
+
+	"github.com/switchboardhq/switchboard/internal/core"
+)
+
+// This file holds the operations on messages and sessions: health, the
+// :send and :closeConnections operations and the existence checks. Path
+// variables are validated (and the hub resolved) before they run.
+
+func (h *handler) health(c *call) error {
+	c.w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+// send validates the query and body of a :send operation and sends the
+// message to t; 202 even when no conn matches.
+func (h *handler) send(c *call, t core.Target) error {
+	if err := c.messageTTL(); err != nil {
+		return err
+	}
+	t.Excluded = c.excluded()
+	f, err := c.filter()
+	if err != nil {
+		return err
+	}
+	t.Filter = f
+	m, err := c.message(h.maxBody)
+	if err != nil {
+		return err
+	}
+	if t.Kind == core.ToGroup {
+		m.From, m.Group = core.FromGroup, t.Name
+	} else {
+		m.From = core.FromServer
+	}
+	if err := c.hub.Send(c.r.Context(), t, m); err != nil {
+		return fromCore(err, t.Name)
+	}
+	c.w.WriteHeader(http.StatusAccepted)
+	return nil
+}
+
+func (h *handler) sendToAll(c *call) error {
+	return h.send(c, core.Target{Kind: core.ToAll})
+}
+
+func (h *handler) sendToGroup(c *call) error {
+	return h.send(c, core.Target{Kind: core.ToGroup, Name: c.params.group})
+}
+
+func (h *handler) sendToUser(c *call) error {
+	return h.send(c, core.Target{Kind: core.ToUser, Name: c.params.user})
+}
+
+func (h *handler) sendToConnection(c *call) error {
+	return h.send(c, core.Target{Kind: core.ToConn, Name: c.params.conn})
+}
+
+// closeConns closes the conns of t (minus excluded) with the reason
+// parameter; 204 even when none matched.
+func (h *handler) closeConns(c *call, t core.Target) error {
+	t.Excluded = c.excluded()
+	if err := c.hub.CloseConns(c.r.Context(), t, c.get("reason")); err != nil {
+		return fromCore(err, t.Name)
+	}
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (h *handler) closeAll(c *call) error {
+	return h.closeConns(c, core.Target{Kind: core.ToAll})
+}
+
+func (h *handler) closeGroup(c *call) error {
+	return h.closeConns(c, core.Target{Kind: core.ToGroup, Name: c.params.group})
+}
+
+func (h *handler) closeUser(c *call) error {
+	return h.closeConns(c, core.Target{Kind: core.ToUser, Name: c.params.user})
+}
+
+func (h *handler) closeConnection(c *call) error {
+	return h.closeConns(c, core.Target{Kind: core.ToConn, Name: c.params.conn})
+}
+
+// exists answers a HEAD check: 200, or 404 with warning and no body.
+func exists(c *call, ok bool, warning string) error {
+	if !ok {
+		writeWarning(c.w, warning)
+		return nil
+	}
+	c.w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (h *handler) connectionExists(c *call) error {
+	_, err := c.hub.Conn(c.params.conn)
+	return exists(c, err == nil, warnConnNotExisted)
+}
+
+func (h *handler) groupExists(c *call) error {
+	return exists(c, c.hub.GroupExists(c.params.group), warnGroupNotExisted)
+}
+
+func (h *handler) userExists(c *call) error {
+	return exists(c, c.hub.UserExists(c.params.user), warnUserNotExisted)
+}

@@ -1,0 +1,388 @@
+package core_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboardhq/switchboard/internal/core"
+)
+
+// endLog records OnConnEnd calls.
+type endLog struct {
+	mu      sync.Mutex
+	reasons map[string][]string
+}
+
+func (e *endLog) hook(c *core.Conn, reason string) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.reasons == nil {
+		e.reasons = map[string][]string{}
+	}
+	e.reasons[c.ID()] = append(e.reasons[c.ID()], reason)
+}
+
+func (e *endLog) get(id string) []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.reasons[id]...)
+}
+
+// TestSlowConsumer checks the queue bound for every target kind: the conn
+// whose queued bytes pass MaxQueueBytes ends, its link is closed with 1008,
+// and the other recipients keep receiving.
+func TestSlowConsumer(t *testing.T) {
+	t.Parallel()
+	kinds := []struct {
+		name   string
+		target func(slow client) core.Target
+	}{
+		{"conn", func(slow client) core.Target { return core.Target{Kind: core.ToConn, Name: slow.ID()} }},
+		{"group", func(client) core.Target { return core.Target{Kind: core.ToGroup, Name: "g"} }},
+		{"user", func(client) core.Target { return core.Target{Kind: core.ToUser, Name: "u"} }},
+		{"all", func(client) core.Target { return core.Target{Kind: core.ToAll} }},
+	}
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			t.Parallel()
+			var ends endLog
+			n := testNode(t, core.Config{Limits: core.Limits{MaxQueueBytes: 100}, OnConnEnd: ends.hook})
+			h := testHub(t, n, "hub")
+			slow := connect(t, h, core.ConnInfo{UserID: "u", Groups: []string{"g"}})
+			fast := connect(t, h, core.ConnInfo{UserID: "u", Groups: []string{"g"}})
+			body := strings.Repeat("x", 40)
+			target := k.target(slow)
+			for i := 0; i < 4; i++ {
+				ok := within(t, "Send to a slow consumer", 5*time.Second, func() {
+					if err := h.Send(context.Background(), target, textMsg(body)); err != nil {
+						t.Errorf("Send: %v", err)
+					}
+				})
+				if !ok {
+					t.Fatalf("send %d to %s target deadlocked once the slow consumer crossed MaxQueueBytes", i, k.name)
+				}
+				fast.bodies() // the fast one drains after every send
+			}
+			waitFor(t, "slow consumer to end", 5*time.Second, slow.Ended)
+			calls := slow.link.closeCalls()
+			if len(calls) != 1 || calls[0].code != 1008 {
+				t.Errorf("slow link closes = %v, want one with code 1008", calls)
+			}
+			if r := ends.get(slow.ID()); len(r) != 1 || !strings.Contains(r[0], "slow consumer") {
+				t.Errorf("OnConnEnd reasons = %q, want one mentioning slow consumer", r)
+			}
+			if got := slow.Drain(nil); len(got) != 0 {
+				t.Errorf("slow consumer still has %d items queued after the abort", len(got))
+			}
+			if fast.Ended() {
+				t.Fatal("fast conn ended too")
+			}
+			if k.name == "conn" {
+				target = core.Target{Kind: core.ToConn, Name: fast.ID()}
+			}
+			if err := h.Send(context.Background(), target, textMsg("after")); err != nil {
+				t.Fatal(err)
+			}
+			if got := fast.bodies(); !slices.Equal(got, []string{"after"}) {
+				t.Errorf("fast conn got %q after the slow one ended, want [after]", got)
+			}
+			if _, err := h.Conn(slow.ID()); !errors.Is(err, core.ErrConnNotFound) {
+				t.Errorf("slow conn still registered: %v", err)
+			}
+		})
+	}
+}
+
+// TestQueueBoundCountsBytes checks that the bound is on bytes, not
+// messages, and that draining frees the budget.
+func TestQueueBoundCountsBytes(t *testing.T) {
+	t.Parallel()
+	n := testNode(t, core.Config{Limits: core.Limits{MaxQueueBytes: 100}})
+	h := testHub(t, n, "hub")
+	c := connect(t, h, core.ConnInfo{})
+	to := core.Target{Kind: core.ToConn, Name: c.ID()}
+	for round := 0; round < 5; round++ {
+		for i := 0; i < 10; i++ { // exactly 100 bytes: at the bound, not over it
+			if err := h.Send(context.Background(), to, textMsg("0123456789")); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c.Ended() {
+			t.Fatalf("round %d: conn ended at exactly MaxQueueBytes", round)
+		}
+		if got := len(c.bodies()); got != 10 {
+			t.Fatalf("round %d: drained %d items, want 10", round, got)
+		}
+	}
+}
+
+func reliableNode(t *testing.T, lim core.Limits, window time.Duration, ends *endLog) (*core.Hub, *testCodec) {
+	t.Helper()
+	cfg := core.Config{Limits: lim, RecoveryWindow: window}
+	if ends != nil {
+		cfg.OnConnEnd = ends.hook
+	}
+	n := testNode(t, cfg)
+	codec := &testCodec{key: 3, sequenced: true}
+	return testHub(t, n, "hub"), codec
+}
+
+func TestReliableReplay(t *testing.T) {
+	t.Parallel()
+	h, codec := reliableNode(t, core.Limits{}, time.Minute, nil)
+	c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel", Groups: []string{"g"}})
+	send := func(s string) {
+		t.Helper()
+		if err := h.Send(context.Background(), core.Target{Kind: core.ToGroup, Name: "g"}, textMsg(s)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("m1")
+	send("m2")
+	send("m3")
+	if got, want := c.bodies(), []string{"#1 m1", "#2 m2", "#3 m3"}; !slices.Equal(got, want) {
+		t.Fatalf("live: %q, want %q", got, want)
+	}
+	c.Ack(1)
+	c.Send(core.Frame{Data: []byte("control")}) // not sequenced, not replayed
+	send("m4")                                  // queued, never drained
+	c.Detach(c.link, "socket gone")
+	if c.Ended() {
+		t.Fatal("reliable session ended on detach")
+	}
+	send("m5")
+	send("m6")
+	if got := c.Drain(nil); len(got) != 0 {
+		t.Errorf("detached conn has %d items queued for a socket it does not have", len(got))
+	}
+	l2 := &recLink{}
+	c2, err := h.Resume(c.ID(), "rel", l2)
+	if err != nil {
+		t.Fatalf("Resume: %v", err)
+	}
+	if c2 != c.Conn {
+		t.Fatal("Resume returned another conn")
+	}
+	if l2.wakes.Load() == 0 {
+		t.Error("Resume did not wake the new link")
+	}
+	c = client{c2, l2}
+	want := []string{"#2 m2", "#3 m3", "#4 m4", "#5 m5", "#6 m6"}
+	if got := c.bodies(); !slices.Equal(got, want) {
+		t.Fatalf("replayed %q, want %q", got, want)
+	}
+	send("m7")
+	if got := c.bodies(); !slices.Equal(got, []string{"#7 m7"}) {
+		t.Errorf("after resume: %q, want [#7 m7]", got)
+	}
+	// Acked messages stay acked across a second recovery.
+	c.Ack(6)
+	c.Detach(l2, "again")
+	l3 := &recLink{}
+	if _, err := h.Resume(c.ID(), "rel", l3); err != nil {
+		t.Fatal(err)
+	}
+	c = client{c.Conn, l3}
+	if got := c.bodies(); !slices.Equal(got, []string{"#7 m7"}) {
+		t.Errorf("second replay %q, want [#7 m7]", got)
+	}
+	if got := codec.encodes.Load(); got != 7 {
+		t.Errorf("%d encodes for 7 messages: replay must reuse the encoded bodies", got)
+	}
+}
+
+func TestResumeReplacesLiveLink(t *testing.T) {
+	t.Parallel()
+	h, codec := reliableNode(t, core.Limits{}, time.Minute, nil)
+	c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel"})
+	l2 := &recLink{}
+	if _, err := h.Resume(c.ID(), "rel", l2); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.link.closeCalls(); len(got) != 1 || got[0].code != core.CloseNormal {
+		t.Errorf("previous link closes = %v, want one 1000", got)
+	}
+	// The old socket's read loop ends later and detaches: no effect now.
+	c.Detach(c.link, "old socket gone")
+	if err := h.Send(context.Background(), core.Target{Kind: core.ToConn, Name: c.ID()}, textMsg("m")); err != nil {
+		t.Fatal(err)
+	}
+	c = client{c.Conn, l2}
+	if got := c.bodies(); !slices.Equal(got, []string{"#1 m"}) {
+		t.Errorf("after stale detach: %q, want [#1 m]", got)
+	}
+}
+
+func TestResumeRefused(t *testing.T) {
+	t.Parallel()
+	h, codec := reliableNode(t, core.Limits{}, time.Minute, nil)
+	rel := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel"})
+	plain := connect(t, h, core.ConnInfo{Protocol: "plain"})
+	tests := []struct {
+		name, id, protocol string
+	}{
+		{"unknown id", "nope", "rel"},
+		{"wrong protocol", rel.ID(), "other"},
+		{"not sequenced", plain.ID(), "plain"},
+	}
+	for _, tt := range tests {
+		if _, err := h.Resume(tt.id, tt.protocol, &recLink{}); !errors.Is(err, core.ErrNotRecoverable) {
+			t.Errorf("%s: Resume = %v, want ErrNotRecoverable", tt.name, err)
+		}
+	}
+	rel.Close("done")
+	if _, err := h.Resume(rel.ID(), "rel", &recLink{}); !errors.Is(err, core.ErrNotRecoverable) {
+		t.Errorf("closed session: Resume = %v, want ErrNotRecoverable", err)
+	}
+}
+
+func TestDetachEndsPlainSession(t *testing.T) {
+	t.Parallel()
+	var ends endLog
+	n := testNode(t, core.Config{OnConnEnd: ends.hook})
+	h := testHub(t, n, "hub")
+	c := connect(t, h, core.ConnInfo{Groups: []string{"g"}})
+	c.Detach(&recLink{}, "not my link")
+	if c.Ended() {
+		t.Fatal("Detach of a foreign link ended the conn")
+	}
+	c.Detach(c.link, "socket gone")
+	if !c.Ended() {
+		t.Fatal("plain conn not ended by Detach")
+	}
+	if h.GroupExists("g") {
+		t.Error("group survives its only member")
+	}
+	if got := ends.get(c.ID()); !slices.Equal(got, []string{"socket gone"}) {
+		t.Errorf("end reasons %q", got)
+	}
+}
+
+func TestReplayOverflowEndsSession(t *testing.T) {
+	t.Parallel()
+	var ends endLog
+	h, codec := reliableNode(t, core.Limits{ReplayMessages: 3}, time.Minute, &ends)
+	c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel"})
+	to := core.Target{Kind: core.ToConn, Name: c.ID()}
+	for i := 0; i < 3; i++ {
+		if err := h.Send(context.Background(), to, textMsg("m")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.bodies() // written to the socket but not acknowledged
+	c.Detach(c.link, "gone")
+	if err := h.Send(context.Background(), to, textMsg("m")); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Ended() {
+		t.Fatal("session survives 4 unacknowledged messages with ReplayMessages=3")
+	}
+	if r := ends.get(c.ID()); len(r) != 1 || !strings.Contains(r[0], "unacknowledged") {
+		t.Errorf("end reasons %q", r)
+	}
+	if _, err := h.Resume(c.ID(), "rel", &recLink{}); !errors.Is(err, core.ErrNotRecoverable) {
+		t.Errorf("Resume after overflow = %v, want ErrNotRecoverable", err)
+	}
+}
+
+func TestReplayOverflowWhileAttached(t *testing.T) {
+	t.Parallel()
+	h, codec := reliableNode(t, core.Limits{ReplayBytes: 50}, time.Minute, nil)
+	c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel"})
+	to := core.Target{Kind: core.ToConn, Name: c.ID()}
+	for i := 0; i < 10 && !c.Ended(); i++ {
+		if err := h.Send(context.Background(), to, textMsg("0123456789")); err != nil {
+			t.Fatal(err)
+		}
+		c.bodies()
+		if i == 2 {
+			c.Ack(3) // acking frees the budget
+		}
+	}
+	if !c.Ended() {
+		t.Fatal("session survives more unacknowledged bytes than ReplayBytes")
+	}
+	if got := c.link.closeCalls(); len(got) != 1 || got[0].code != 1008 {
+		t.Errorf("link closes %v, want one 1008", got)
+	}
+}
+
+func TestRecoveryWindowExpires(t *testing.T) {
+	t.Parallel()
+	var ends endLog
+	h, codec := reliableNode(t, core.Limits{}, 30*time.Millisecond, &ends)
+	c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel", UserID: "u", Groups: []string{"g"}})
+	c.Detach(c.link, "socket gone")
+	if c.Ended() {
+		t.Fatal("ended before the window passed")
+	}
+	if _, err := h.Conn(c.ID()); err != nil {
+		t.Errorf("recoverable conn not found: %v", err)
+	}
+	waitFor(t, "recovery window to expire", 5*time.Second, c.Ended)
+	if _, err := h.Resume(c.ID(), "rel", &recLink{}); !errors.Is(err, core.ErrNotRecoverable) {
+		t.Errorf("Resume after the window = %v, want ErrNotRecoverable", err)
+	}
+	if h.GroupExists("g") || h.UserExists("u") {
+		t.Error("expired session still indexed")
+	}
+	if r := ends.get(c.ID()); len(r) != 1 || !strings.Contains(r[0], "recovery window expired") || !strings.Contains(r[0], "socket gone") {
+		t.Errorf("end reasons %q", r)
+	}
+}
+
+func TestResumeStopsRecoveryTimer(t *testing.T) {
+	t.Parallel()
+	h, codec := reliableNode(t, core.Limits{}, 30*time.Millisecond, nil)
+	c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel"})
+	c.Detach(c.link, "gone")
+	if _, err := h.Resume(c.ID(), "rel", &recLink{}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(150 * time.Millisecond) // five windows
+	for time.Now().Before(deadline) {
+		if c.Ended() {
+			t.Fatal("resumed session ended by the old recovery timer")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestNegativeRecoveryWindowEndsOnDetach(t *testing.T) {
+	t.Parallel()
+	h, codec := reliableNode(t, core.Limits{}, -1, nil)
+	c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel"})
+	c.Detach(c.link, "gone")
+	if !c.Ended() {
+		t.Error("negative RecoveryWindow: session waits for its client")
+	}
+}
+
+func TestShutdown(t *testing.T) {
+	t.Parallel()
+	n := testNode(t, core.Config{})
+	h := testHub(t, n, "hub")
+	var clients []client
+	for i := 0; i < 300; i++ {
+		clients = append(clients, connect(t, h, core.ConnInfo{Groups: []string{"g"}}))
+	}
+	if err := n.Shutdown(context.Background(), "bye"); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range clients {
+		if !c.Ended() {
+			t.Fatalf("conn %d not ended", i)
+		}
+		if got := c.link.closeCalls(); len(got) != 1 || got[0] != (closeCall{core.CloseGoingAway, "bye"}) {
+			t.Fatalf("conn %d closes %v", i, got)
+		}
+	}
+	if _, err := h.Connect(core.ConnInfo{Codec: newCodec(1, "")}, &recLink{}); !errors.Is(err, core.ErrNodeClosed) {
+		t.Errorf("Connect after Shutdown = %v, want ErrNodeClosed", err)
+	}
+}
