@@ -1,0 +1,35 @@
+# Switchboard — the two commands a newcomer needs are `make run` and `make test`.
+GO      ?= go
+BIN     ?= bin/switchboard
+NPM     ?= npm
+
+.PHONY: run build test test-go test-sdk fuzz bench vet
+
+run: ## start the server on :8080 with ./data
+	$(GO) run ./cmd/switchboard serve
+
+build:
+	$(GO) build -o $(BIN) ./cmd/switchboard
+
+test: vet test-go test-sdk ## everything CI runs
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+	$(GO) vet ./...
+
+test-go: ## Go unit, integration and fuzz-seed tests, with the race detector
+	$(GO) test -race -count=1 ./...
+
+test-sdk: build ## the official npm SDKs against the built server
+	cd test/sdk && $(NPM) ci --no-audit --no-fund --loglevel=error
+	cd test/sdk && SWITCHBOARD_BIN=$(CURDIR)/$(BIN) $(NPM) test
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $${FUZZTIME:-30s} $$pkg || exit 1; \
+	  done; \
+	done
+
+bench: ## Go micro-benchmarks of the hot paths
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
