@@ -33,8 +33,9 @@ type Conn struct {
 	codec    Codec
 	created  time.Time
 
-	out  outbox
-	sent prometheus.Counter // messages enqueued, by hub and dialect
+	out       outbox
+	sent      prometheus.Counter // messages enqueued, by hub and dialect
+	sentBytes prometheus.Counter // their payload bytes
 
 	// mu guards the fields below.
 	mu           sync.Mutex
@@ -142,6 +143,7 @@ func (c *Conn) deliver(m *Message) {
 	c.afterPush(l, err)
 	if err == nil {
 		c.sent.Inc()
+		c.sentBytes.Add(float64(len(f.Data)))
 	}
 }
 

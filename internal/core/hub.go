@@ -49,17 +49,18 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 		return nil, ErrGroupLimit
 	}
 	c := &Conn{
-		id:       h.node.newConnID(),
-		hub:      h,
-		userID:   info.UserID,
-		roles:    info.Roles,
-		protocol: info.Protocol,
-		dialect:  info.Dialect,
-		codec:    info.Codec,
-		created:  time.Now(),
-		groups:   make(map[string]struct{}, len(info.Groups)),
-		perms:    grantsFromRoles(info.Roles),
-		sent:     h.node.metrics.sent.WithLabelValues(h.name, info.Dialect),
+		id:        h.node.newConnID(),
+		hub:       h,
+		userID:    info.UserID,
+		roles:     info.Roles,
+		protocol:  info.Protocol,
+		dialect:   info.Dialect,
+		codec:     info.Codec,
+		created:   time.Now(),
+		groups:    make(map[string]struct{}, len(info.Groups)),
+		perms:     grantsFromRoles(info.Roles),
+		sent:      h.node.metrics.sent.WithLabelValues(h.name, info.Dialect),
+		sentBytes: h.node.metrics.sentBytes.WithLabelValues(h.name, info.Dialect),
 	}
 	c.out.maxBytes = h.node.cfg.Limits.MaxQueueBytes
 	c.out.link = link

@@ -78,9 +78,11 @@ func TestSendTargets(t *testing.T) {
 			want:   []string{"a", "b", "c", "d"},
 		},
 		{
-			name:   "all excluding two",
-			target: func(f *fixture) core.Target { return core.Target{Kind: core.ToAll, Excluded: []string{f.a.ID(), f.d.ID()}} },
-			want:   []string{"b", "c"},
+			name: "all excluding two",
+			target: func(f *fixture) core.Target {
+				return core.Target{Kind: core.ToAll, Excluded: []string{f.a.ID(), f.d.ID()}}
+			},
+			want: []string{"b", "c"},
 		},
 		{
 			name:   "group",
@@ -88,9 +90,11 @@ func TestSendTargets(t *testing.T) {
 			want:   []string{"b", "c"},
 		},
 		{
-			name:   "group excluding one",
-			target: func(f *fixture) core.Target { return core.Target{Kind: core.ToGroup, Name: "g1", Excluded: []string{f.b.ID()}} },
-			want:   []string{"a"},
+			name: "group excluding one",
+			target: func(f *fixture) core.Target {
+				return core.Target{Kind: core.ToGroup, Name: "g1", Excluded: []string{f.b.ID()}}
+			},
+			want: []string{"a"},
 		},
 		{
 			name:   "group names are case-sensitive",
@@ -108,9 +112,11 @@ func TestSendTargets(t *testing.T) {
 			want:   []string{"a", "b"},
 		},
 		{
-			name:   "user excluding one conn",
-			target: func(f *fixture) core.Target { return core.Target{Kind: core.ToUser, Name: "u1", Excluded: []string{f.a.ID()}} },
-			want:   []string{"b"},
+			name: "user excluding one conn",
+			target: func(f *fixture) core.Target {
+				return core.Target{Kind: core.ToUser, Name: "u1", Excluded: []string{f.a.ID()}}
+			},
+			want: []string{"b"},
 		},
 		{
 			name:   "unknown user",
@@ -123,9 +129,11 @@ func TestSendTargets(t *testing.T) {
 			want:   []string{"c"},
 		},
 		{
-			name:   "conn excluded",
-			target: func(f *fixture) core.Target { return core.Target{Kind: core.ToConn, Name: f.c.ID(), Excluded: []string{f.c.ID()}} },
-			want:   nil,
+			name: "conn excluded",
+			target: func(f *fixture) core.Target {
+				return core.Target{Kind: core.ToConn, Name: f.c.ID(), Excluded: []string{f.c.ID()}}
+			},
+			want: nil,
 		},
 		{
 			name:   "unknown conn",
@@ -157,8 +165,10 @@ func TestSendTargets(t *testing.T) {
 			want:   []string{"b"},
 		},
 		{
-			name:   "user with filter and exclusion",
-			target: func(f *fixture) core.Target { return core.Target{Kind: core.ToUser, Name: "u1", Excluded: []string{f.b.ID()}} },
+			name: "user with filter and exclusion",
+			target: func(f *fixture) core.Target {
+				return core.Target{Kind: core.ToUser, Name: "u1", Excluded: []string{f.b.ID()}}
+			},
 			filter: `length(groups) ge 1`,
 			want:   []string{"a"},
 		},

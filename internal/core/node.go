@@ -219,6 +219,7 @@ func (n *Node) newConnID() string {
 type metrics struct {
 	conns         *prometheus.GaugeVec
 	sent          *prometheus.CounterVec
+	sentBytes     *prometheus.CounterVec
 	slowConsumers *prometheus.CounterVec
 	sends         *prometheus.CounterVec
 }
@@ -233,6 +234,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "switchboard", Name: "messages_out_total",
 			Help: "Data messages queued to clients, by hub and dialect.",
 		}, []string{"hub", "dialect"}),
+		sentBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "switchboard", Name: "message_bytes_out_total",
+			Help: "Encoded bytes of data messages queued to clients, by hub and dialect.",
+		}, []string{"hub", "dialect"}),
 		slowConsumers: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "switchboard", Subsystem: "conn", Name: "slow_consumer_closes_total",
 			Help: "Sessions closed because their outbound or replay buffer overflowed, by hub.",
@@ -242,7 +247,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Send operations delivered by this node, by hub and target kind.",
 		}, []string{"hub", "target"}),
 	}
-	for _, c := range []prometheus.Collector{m.conns, m.sent, m.slowConsumers, m.sends} {
+	for _, c := range []prometheus.Collector{m.conns, m.sent, m.sentBytes, m.slowConsumers, m.sends} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("core: register metrics: %w", err)
 		}

@@ -40,6 +40,7 @@ type Endpoint struct {
 type endpointMetrics struct {
 	rejected      *prometheus.CounterVec
 	messagesIn    *prometheus.CounterVec
+	bytesIn       *prometheus.CounterVec
 	requestErrors *prometheus.CounterVec
 }
 
@@ -59,10 +60,12 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 			Help: "Client handshakes refused, by reason."}, []string{"reason"}),
 		messagesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Name: "messages_in_total",
 			Help: "Client messages received, by hub and dialect."}, []string{"hub", "dialect"}),
+		bytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Name: "message_bytes_in_total",
+			Help: "Bytes of client messages received, by hub and dialect."}, []string{"hub", "dialect"}),
 		requestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Name: "client_request_errors_total",
 			Help: "Client requests refused or failed, by dialect and reason."}, []string{"dialect", "reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.rejected, m.messagesIn, m.requestErrors} {
+	for _, c := range []prometheus.Collector{m.rejected, m.messagesIn, m.bytesIn, m.requestErrors} {
 		if err := cfg.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("webpubsub: register metrics: %w", err)
 		}

@@ -33,6 +33,7 @@ func (s *session) HandleClose(reason string) { s.conn.Detach(s.sock, reason) }
 // HandleMessage implements websocket.Handler.
 func (s *session) HandleMessage(data []byte, binary bool) error {
 	s.ep.metrics.messagesIn.WithLabelValues(s.hub.Name(), s.dialect).Inc()
+	s.ep.metrics.bytesIn.WithLabelValues(s.hub.Name(), s.dialect).Add(float64(len(data)))
 	if s.raw {
 		// Raw frames are user events named "message"; with no event handler
 		// the service drops the connection.

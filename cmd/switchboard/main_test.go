@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"github.com/switchboardhq/switchboard/internal/config"
+	"github.com/switchboardhq/switchboard/internal/server"
+)
+
+// startServer runs a whole server on a loopback port until the test ends.
+func startServer(t *testing.T) (*server.Server, context.CancelFunc, chan error) {
+	t.Helper()
+	cfg, err := config.Load("", nil, []string{"server.addr=127.0.0.1:0", "server.data_dir=" + t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return srv, cancel, done
+}
+
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := newRoot()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(io.Discard)
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	return out.String(), err
+}
+
+// TestTokenSendAndShutdown mints a client URL with `token`, connects with
+// it, delivers a message with `send`, then shuts the server down and checks
+// the client is told and closed with 1001.
+func TestTokenSendAndShutdown(t *testing.T) {
+	srv, cancel, done := startServer(t)
+	cs := srv.ConnectionString()
+	out, err := run(t, "token", "--connection-string", cs, "--hub", "cli", "--user", "ann", "--group", "news")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := strings.TrimSpace(out)
+	if !strings.HasPrefix(u, "ws://") || !strings.Contains(u, "/client/hubs/cli?access_token=") {
+		t.Fatalf("token printed %q", u)
+	}
+	d := ws.Dialer{Protocols: []string{"json.webpubsub.azure.v1"}, Timeout: 5 * time.Second}
+	conn, br, _, err := d.Dial(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var r io.Reader = conn
+	if br != nil {
+		r = io.MultiReader(br, conn)
+	}
+	rd := bufio.NewReader(r)
+	read := func() string {
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		p, op, err := wsutil.ReadServerData(struct {
+			io.Reader
+			io.Writer
+		}{rd, conn})
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		_ = op
+		return string(p)
+	}
+	if hello := read(); !strings.Contains(hello, `"event":"connected"`) || !strings.Contains(hello, `"userId":"ann"`) {
+		t.Fatalf("hello = %s", hello)
+	}
+	if _, err := run(t, "send", "--connection-string", cs, "--hub", "cli", "--group", "news", "--type", "json", `{"n":1}`); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != `{"type":"message","from":"group","group":"news","dataType":"json","data":{"n":1}}` {
+		t.Fatalf("group send arrived as %s", got)
+	}
+	if _, err := run(t, "send", "--connection-string", cs, "--hub", "cli", "--user", "ann", "plain"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); got != `{"type":"message","from":"server","dataType":"text","data":"plain"}` {
+		t.Fatalf("user send arrived as %s", got)
+	}
+	if _, err := run(t, "send", "--connection-string", cs, "--hub", "9bad", "x"); err == nil {
+		t.Fatal("send to an invalid hub succeeded")
+	}
+
+	cancel()
+	if got := read(); got != `{"type":"system","event":"disconnected","message":"server shutting down"}` {
+		t.Fatalf("shutdown notice = %s", got)
+	}
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err = wsutil.ReadServerData(struct {
+		io.Reader
+		io.Writer
+	}{rd, conn})
+	var ce wsutil.ClosedError
+	if !errorsAs(err, &ce) || ce.Code != 1001 {
+		t.Fatalf("want close 1001, got %v", err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve returned %v", err)
+		}
+		done <- nil // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("server did not stop")
+	}
+}
+
+func TestCheckConfigReportsEveryProblem(t *testing.T) {
+	_, err := run(t, "serve", "--check-config", "--set", "limits.max_queue_bytes=0", "--set", "log.level=loud", "--addr", "nope")
+	if err == nil {
+		t.Fatal("invalid configuration accepted")
+	}
+	for _, key := range []string{"limits.max_queue_bytes", "log.level", "server.addr"} {
+		if !strings.Contains(err.Error(), key) {
+			t.Errorf("error does not name %s: %v", key, err)
+		}
+	}
+	out, err := run(t, "version")
+	if err != nil || !strings.HasPrefix(out, "switchboard ") {
+		t.Fatalf("version: %q %v", out, err)
+	}
+}

@@ -1,0 +1,59 @@
+package webpubsub
+
+import (
+	"encoding/json"
+	"testing"
+)
+
+// FuzzDecodeRequest feeds arbitrary frames to the request decoder and the
+// payload decoding; neither may panic, and a decoded JSON payload must be
+// valid JSON (it is embedded verbatim in outgoing frames).
+func FuzzDecodeRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"joinGroup","group":"g1","ackId":1}`,
+		`{"type":"leaveGroup","group":"g1","ackId":2}`,
+		`{"type":"sendToGroup","group":"g1","ackId":3,"noEcho":false,"dataType":"json","data":{"hello":"world"}}`,
+		`{"type":"sendToGroup","group":"g","dataType":"binary","data":"AAEC"}`,
+		`{"type":"event","event":"chat","ackId":4,"dataType":"text","data":"hi"}`,
+		`{"type":"ping"}`,
+		`{"type":"sequenceAck","sequenceId":12}`,
+		`{"type":"sendToGroup","group":"g","dataType":"json","data":null}`,
+		`{"type":"sendToGroup","dataType":"protobuf","data":"@@"}`,
+		`{"type":`, `[]`, `null`, `{"ackId":-1}`, `{"type":"x","ackId":18446744073709551616}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		r, err := decodeRequest(frame)
+		if err != nil {
+			return
+		}
+		typ, data, err := r.payload()
+		if err != nil {
+			return
+		}
+		if typ.String() == "json" && !json.Valid(data) {
+			t.Fatalf("decoded JSON payload is not valid JSON: %q", data)
+		}
+		validEvent(r.Event)
+	})
+}
+
+// FuzzAppendString checks that every string encodes to a JSON string that
+// decodes back to the same text (invalid UTF-8 replaced).
+func FuzzAppendString(f *testing.F) {
+	for _, s := range []string{"", "plain", "quote\" back\\slash", "\x00\x1f\n\t", "\u2028\u2029", "\xff\xfe", "日本語"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b := appendString(nil, s)
+		var back string
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatalf("appendString(%q) = %s: %v", s, b, err)
+		}
+		want := string([]rune(s)) // invalid bytes become U+FFFD, as in the encoder
+		if back != want {
+			t.Fatalf("round trip of %q gave %q", s, back)
+		}
+	})
+}
