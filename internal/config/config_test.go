@@ -1,0 +1,90 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	os.WriteFile(file, []byte("server:\n  addr: \":9000\"\n  data_dir: /from/file\nlimits:\n  max_queue_bytes: 100\nwebsocket:\n  ping_interval: 5s\nhubs:\n  Lobby: {anonymous_connect: true}\n"), 0o600)
+	env := []string{"SWITCHBOARD_SERVER_DATA_DIR=/from/env", "SWITCHBOARD_LIMITS_MAX_QUEUE_BYTES=200", "SWITCHBOARD_AUTH_ACCESS_KEYS=k1, k2", "PATH=/bin"}
+	c, err := Load(file, env, []string{"limits.max_queue_bytes=300"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"file over default", c.Server.Addr, ":9000"},
+		{"env over file", c.Server.DataDir, "/from/env"},
+		{"flag over env", c.Limits.MaxQueueBytes, 300},
+		{"duration from file", c.WebSocket.PingInterval, 5 * time.Second},
+		{"default kept", c.Limits.MaxMessageBytes, 1 << 20},
+		{"list from env", strings.Join(c.Auth.AccessKeys, "|"), "k1|k2"},
+		{"hub settings case-insensitive", c.Hub("lobby").AnonymousConnect, true},
+		{"other hubs default", c.Hub("chat").AnonymousConnect, false},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s: got %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestLoadReportsEveryProblem(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("server:\n  adr: x\n"), 0o600)
+	if _, err := Load(bad, nil, nil); err == nil || !strings.Contains(err.Error(), "adr") {
+		t.Errorf("unknown file key: %v", err)
+	}
+	_, err := Load("", []string{"SWITCHBOARD_NOPE=1", "SWITCHBOARD_LIMITS_MAX_BODY_BYTES=many"}, []string{"log.level=loud", "x.y=1", "novalue"})
+	for _, want := range []string{"SWITCHBOARD_NOPE", "SWITCHBOARD_LIMITS_MAX_BODY_BYTES", "x.y", "novalue"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %s: %v", want, err)
+		}
+	}
+	hubs := filepath.Join(dir, "hubs.yaml")
+	os.WriteFile(hubs, []byte("hubs:\n  9bad: {anonymous_connect: true}\n"), 0o600)
+	_, err = Load(hubs, nil, []string{"log.level=loud", "websocket.idle_timeout=1s", "server.public_endpoint=ftp://x"})
+	for _, want := range []string{"log.level", "websocket.idle_timeout", "server.public_endpoint", "hubs.9bad"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("validation does not mention %s: %v", want, err)
+		}
+	}
+}
+
+// TestREADMEDocumentsEverySetting keeps the README's reference table in
+// step with the Config struct.
+func TestREADMEDocumentsEverySetting(t *testing.T) {
+	b, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range Settings() {
+		row := "| `" + s.Key + "` | `" + s.Env + "` |"
+		if !strings.Contains(string(b), row) {
+			t.Errorf("README has no row for %s (%s)", s.Key, s.Env)
+		}
+	}
+}
+
+func TestEndpoint(t *testing.T) {
+	c := Default()
+	if got := c.Endpoint(); got != "http://localhost:8080" {
+		t.Errorf("default endpoint %q", got)
+	}
+	c.Server.PublicEndpoint = "https://rt.example.com/"
+	if got := c.Endpoint(); got != "https://rt.example.com" {
+		t.Errorf("public endpoint %q", got)
+	}
+	if keys := c.Redacted().Auth.AccessKeys; len(keys) != 0 {
+		t.Errorf("redacted keys %v", keys)
+	}
+}
