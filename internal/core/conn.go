@@ -169,8 +169,9 @@ func (c *Conn) shed(reason string) {
 	go c.hub.removeConn(c, reason)
 }
 
-// Drain moves the conn's queued items to dst; the transport's writer calls it.
-func (c *Conn) Drain(dst []Item) []Item { return c.out.drain(dst) }
+// Drain moves the conn's queued items to dst if l is the conn's current
+// link; the transport's writer calls it.
+func (c *Conn) Drain(l Link, dst []Item) []Item { return c.out.drain(l, dst) }
 
 // Close codes the core asks transports to use.
 const (

@@ -78,9 +78,14 @@ func (o *outbox) pushControl(f Frame) (Link, error) {
 	return o.push(Item{Body: f.Data, Binary: f.Binary}, false, nil)
 }
 
-// drain moves every queued item to dst.
-func (o *outbox) drain(dst []Item) []Item {
+// drain moves every queued item to dst when l is the current link; a link
+// that was replaced gets nothing (its successor owns the queue).
+func (o *outbox) drain(l Link, dst []Item) []Item {
 	o.mu.Lock()
+	if o.link != l {
+		o.mu.Unlock()
+		return dst
+	}
 	dst = append(dst, o.items...)
 	clear(o.items)
 	o.items = o.items[:0]

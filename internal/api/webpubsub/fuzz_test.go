@@ -62,19 +62,21 @@ func FuzzRoutes(f *testing.F) {
 		f.Fatal(err)
 	}
 	conns := make([]*core.Conn, 3)
+	links := make([]*testLink, 3)
 	users := []string{"alice", "bob", ""}
 
 	f.Fuzz(func(t *testing.T, method, path, query, contentType string, body []byte, authed bool) {
 		// Keep a few live conns so that sends, filters and listings have work.
 		for i, c := range conns {
 			if c == nil || c.Ended() {
-				c, err := hub.Connect(core.ConnInfo{UserID: users[i], Groups: []string{"g1"}, Codec: testCodec{}}, &testLink{})
+				l := &testLink{}
+				c, err := hub.Connect(core.ConnInfo{UserID: users[i], Groups: []string{"g1"}, Codec: testCodec{}}, l)
 				if err != nil {
 					t.Fatal(err)
 				}
-				conns[i] = c
+				conns[i], links[i] = c, l
 			}
-			conns[i].Drain(nil)
+			conns[i].Drain(links[i], nil)
 		}
 		target := path
 		if query != "" {

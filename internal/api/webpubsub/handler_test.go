@@ -116,6 +116,7 @@ func (e *env) connect(hub, user string, groups ...string) (*core.Conn, *testLink
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	linkOf.Store(c, l)
 	for _, g := range groups {
 		if err := h.JoinGroup(c, g); err != nil {
 			e.t.Fatal(err)
@@ -186,10 +187,14 @@ func (e *env) do(rq request) response {
 	return response{status: res.StatusCode, header: res.Header, body: string(b)}
 }
 
+// linkOf maps each test conn to its link, which Drain needs.
+var linkOf sync.Map
+
 // queued returns the frames queued for c, as strings.
 func queued(c *core.Conn) []string {
 	var out []string
-	for _, it := range c.Drain(nil) {
+	l, _ := linkOf.Load(c)
+	for _, it := range c.Drain(l.(core.Link), nil) {
 		out = append(out, string(it.Body))
 	}
 	return out

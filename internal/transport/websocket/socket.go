@@ -17,7 +17,7 @@ import (
 
 // Source is where a socket's writer takes queued messages from: a core conn.
 type Source interface {
-	Drain(dst []core.Item) []core.Item
+	Drain(l core.Link, dst []core.Item) []core.Item
 	AppendHead(dst []byte, seq uint64) []byte
 }
 

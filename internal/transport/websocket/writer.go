@@ -156,7 +156,7 @@ func (w *writer) flush(s *Socket) {
 	}
 	frames := len(pongs)
 	if src != nil {
-		w.items = src.Drain(w.items[:0])
+		w.items = src.Drain(s, w.items[:0])
 		for i := range w.items {
 			it := &w.items[i]
 			w.addMessage(src, it)
