@@ -95,6 +95,9 @@ func newServeCmd() *cobra.Command {
 				return nil
 			}
 			log := newLogger(cfg)
+			for _, k := range config.UnknownEnv(os.Environ()) {
+				log.Warn("ignoring unknown environment variable", "name", k)
+			}
 			srv, err := server.New(cfg, log)
 			if err != nil {
 				return err

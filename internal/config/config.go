@@ -117,20 +117,13 @@ func Load(path string, environ []string, settings []string) (Config, error) {
 			env[k] = v
 		}
 	}
-	known := map[string]bool{}
 	walk(reflect.ValueOf(&c).Elem(), "", func(f field) {
-		known[f.env] = true
 		if v, ok := env[f.env]; ok {
 			if err := f.set(v); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", f.env, err))
 			}
 		}
 	})
-	for k := range env {
-		if !known[k] {
-			errs = append(errs, fmt.Errorf("%s: unknown setting", k))
-		}
-	}
 	for _, s := range settings {
 		k, v, ok := strings.Cut(s, "=")
 		if !ok {
@@ -154,6 +147,26 @@ func Load(path string, environ []string, settings []string) (Config, error) {
 		return c, errors.Join(errs...)
 	}
 	return c, c.Validate()
+}
+
+// clientEnv are SWITCHBOARD_* variables read by the CLI's client commands,
+// not settings of the server.
+var clientEnv = map[string]bool{"SWITCHBOARD_CONNECTION_STRING": true}
+
+// UnknownEnv returns the SWITCHBOARD_* variables of environ that name no
+// setting; the server warns about them (a typo would otherwise go unseen).
+func UnknownEnv(environ []string) []string {
+	known := map[string]bool{}
+	var c Config
+	walk(reflect.ValueOf(&c).Elem(), "", func(f field) { known[f.env] = true })
+	var out []string
+	for _, kv := range environ {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "SWITCHBOARD_") && !known[k] && !clientEnv[k] {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 // Validate reports every invalid value, each with its key.

@@ -44,8 +44,12 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 	if _, err := Load(bad, nil, nil); err == nil || !strings.Contains(err.Error(), "adr") {
 		t.Errorf("unknown file key: %v", err)
 	}
-	_, err := Load("", []string{"SWITCHBOARD_NOPE=1", "SWITCHBOARD_LIMITS_MAX_BODY_BYTES=many"}, []string{"log.level=loud", "x.y=1", "novalue"})
-	for _, want := range []string{"SWITCHBOARD_NOPE", "SWITCHBOARD_LIMITS_MAX_BODY_BYTES", "x.y", "novalue"} {
+	env := []string{"SWITCHBOARD_NOPE=1", "SWITCHBOARD_CONNECTION_STRING=x", "SWITCHBOARD_LIMITS_MAX_BODY_BYTES=many"}
+	if unknown := UnknownEnv(env); len(unknown) != 1 || unknown[0] != "SWITCHBOARD_NOPE" {
+		t.Errorf("UnknownEnv = %v", unknown)
+	}
+	_, err := Load("", env, []string{"log.level=loud", "x.y=1", "novalue"})
+	for _, want := range []string{"SWITCHBOARD_LIMITS_MAX_BODY_BYTES", "x.y", "novalue"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not mention %s: %v", want, err)
 		}
