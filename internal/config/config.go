@@ -56,6 +56,7 @@ type WebSocket struct {
 	IdleTimeout  time.Duration `yaml:"idle_timeout" doc:"a socket silent this long is dropped" default:"60s"`
 	WriteTimeout time.Duration `yaml:"write_timeout" doc:"a socket that accepts no bytes this long is dropped" default:"10s"`
 	Writers      int           `yaml:"writers" doc:"writer goroutines; 0: twice the CPU count"`
+	WriteGather  time.Duration `yaml:"write_gather" doc:"shortest time between two write passes of a busy writer, so that messages close together share one write; 0: write at once" default:"0s"`
 }
 
 // Reliable tunes json.reliable.webpubsub.azure.v1 sessions.
@@ -204,6 +205,9 @@ func (c *Config) Validate() error {
 		if v <= 0 {
 			bad(k, "must be positive, got %d", v)
 		}
+	}
+	if c.WebSocket.WriteGather < 0 || c.WebSocket.WriteGather > time.Second {
+		bad("websocket.write_gather", "must be between 0 and 1s, got %s", c.WebSocket.WriteGather)
 	}
 	if c.WebSocket.Writers < 0 {
 		bad("websocket.writers", "must not be negative")

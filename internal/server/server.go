@@ -67,6 +67,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		PingInterval:    cfg.WebSocket.PingInterval,
 		IdleTimeout:     cfg.WebSocket.IdleTimeout,
 		Writers:         cfg.WebSocket.Writers,
+		WriteGather:     cfg.WebSocket.WriteGather,
 		Logger:          log.With("component", "websocket"),
 		Registerer:      reg,
 	})

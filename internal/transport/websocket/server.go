@@ -22,8 +22,12 @@ type Options struct {
 	PingInterval    time.Duration // WebSocket ping period; default 20s
 	IdleTimeout     time.Duration // a socket silent this long is dropped; default 3×PingInterval
 	Writers         int           // writer goroutines; default 2×GOMAXPROCS
-	Logger          *slog.Logger
-	Registerer      prometheus.Registerer
+	// WriteGather is the shortest time between two write passes of a busy
+	// writer: messages queued within it share one write per socket. 0 turns
+	// gathering off (every wake-up writes at once); negative means 0.
+	WriteGather time.Duration
+	Logger      *slog.Logger
+	Registerer  prometheus.Registerer
 }
 
 // Server upgrades requests and runs the writers of its sockets.

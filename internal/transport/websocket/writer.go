@@ -76,6 +76,8 @@ func (w *writer) run() {
 	ping := time.NewTicker(w.srv.opts.PingInterval)
 	defer ping.Stop()
 	var batch []*Socket
+	var lastPass time.Time
+	gather := w.srv.opts.WriteGather
 	for {
 		select {
 		case <-w.srv.stop:
@@ -84,6 +86,15 @@ func (w *writer) run() {
 		case now := <-ping.C:
 			w.sweep(now)
 		case <-w.wake:
+		}
+		// Under load, passes run at most once per gather window so that
+		// messages arriving close together share one write per socket; after
+		// a quiet spell the first message goes out at once.
+		if gather > 0 {
+			if wait := gather - time.Since(lastPass); wait > 0 {
+				time.Sleep(wait)
+			}
+			lastPass = time.Now()
 		}
 		w.mu.Lock()
 		batch, w.ready = w.ready, batch[:0]
