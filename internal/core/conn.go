@@ -37,6 +37,10 @@ type Conn struct {
 	sent      prometheus.Counter // messages enqueued, by hub and dialect
 	sentBytes prometheus.Counter // their payload bytes
 
+	// memberMu serializes changes of group membership (the conn's set and
+	// the hub's index together). Lock order: memberMu → shard → mu.
+	memberMu sync.Mutex
+
 	// mu guards the fields below.
 	mu           sync.Mutex
 	groups       map[string]struct{}
@@ -208,21 +212,26 @@ func (c *Conn) abort(code int, reason string) {
 	}
 }
 
-// Attach makes l the conn's socket. For a recovered reliable session every
+// attach makes l the conn's socket and reports whether it could: an ended
+// session cannot be resumed. For a recovered reliable session every
 // unacknowledged data message is queued again, in order; a previous socket
 // is closed.
-func (c *Conn) attach(l Link) {
+func (c *Conn) attach(l Link) bool {
 	c.mu.Lock()
 	if c.recoverTimer != nil {
 		c.recoverTimer.Stop()
 		c.recoverTimer = nil
 	}
 	c.mu.Unlock()
-	prev := c.out.attach(l, c.codec.Sequenced())
+	prev, ok := c.out.attach(l, c.codec.Sequenced())
+	if !ok {
+		return false
+	}
 	if prev != nil && prev != l {
 		prev.Close(CloseNormal, "replaced by a new connection of the same session")
 	}
 	l.Wake()
+	return true
 }
 
 // Detach tells the conn its socket l is gone with reason. A sequenced

@@ -68,7 +68,7 @@ func TestSlowConsumer(t *testing.T) {
 				}
 				fast.bodies() // the fast one drains after every send
 			}
-			waitFor(t, "slow consumer to end", 5*time.Second, slow.Ended)
+			waitFor(t, "slow consumer to end", 5*time.Second, func() bool { return len(ends.get(slow.ID())) > 0 })
 			calls := slow.link.closeCalls()
 			if len(calls) != 1 || calls[0].code != 1008 {
 				t.Errorf("slow link closes = %v, want one with code 1008", calls)
@@ -76,7 +76,7 @@ func TestSlowConsumer(t *testing.T) {
 			if r := ends.get(slow.ID()); len(r) != 1 || !strings.Contains(r[0], "slow consumer") {
 				t.Errorf("OnConnEnd reasons = %q, want one mentioning slow consumer", r)
 			}
-			if got := slow.Drain(nil); len(got) != 0 {
+			if got := slow.Drain(slow.link, nil); len(got) != 0 {
 				t.Errorf("slow consumer still has %d items queued after the abort", len(got))
 			}
 			if fast.Ended() {
@@ -157,7 +157,7 @@ func TestReliableReplay(t *testing.T) {
 	}
 	send("m5")
 	send("m6")
-	if got := c.Drain(nil); len(got) != 0 {
+	if got := c.Drain(c.link, nil); len(got) != 0 {
 		t.Errorf("detached conn has %d items queued for a socket it does not have", len(got))
 	}
 	l2 := &recLink{}
@@ -279,14 +279,33 @@ func TestReplayOverflowEndsSession(t *testing.T) {
 	if err := h.Send(context.Background(), to, textMsg("m")); err != nil {
 		t.Fatal(err)
 	}
-	if !c.Ended() {
-		t.Fatal("session survives 4 unacknowledged messages with ReplayMessages=3")
-	}
+	waitFor(t, "the session to end after 4 unacknowledged messages with ReplayMessages=3", 5*time.Second, c.Ended)
 	if r := ends.get(c.ID()); len(r) != 1 || !strings.Contains(r[0], "unacknowledged") {
 		t.Errorf("end reasons %q", r)
 	}
 	if _, err := h.Resume(c.ID(), "rel", &recLink{}); !errors.Is(err, core.ErrNotRecoverable) {
 		t.Errorf("Resume after overflow = %v, want ErrNotRecoverable", err)
+	}
+}
+
+// TestReplayOverflowOnGroupSend is TestReplayOverflowEndsSession with the
+// overflowing message sent to a group: the session ends during a fan-out.
+func TestReplayOverflowOnGroupSend(t *testing.T) {
+	t.Parallel()
+	h, codec := reliableNode(t, core.Limits{ReplayMessages: 3}, time.Minute, nil)
+	c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel", Groups: []string{"g"}})
+	other := connect(t, h, core.ConnInfo{Groups: []string{"g"}})
+	for i := 0; i < 4; i++ {
+		ok := within(t, "Send to a group", 5*time.Second, func() {
+			h.Send(context.Background(), core.Target{Kind: core.ToGroup, Name: "g"}, textMsg("m"))
+		})
+		if !ok {
+			t.Fatalf("send %d to the group deadlocked once a member's replay buffer overflowed", i)
+		}
+	}
+	waitFor(t, "the session to end after 4 unacknowledged messages with ReplayMessages=3", 5*time.Second, c.Ended)
+	if got := len(other.bodies()); got != 4 {
+		t.Errorf("other member got %d messages, want 4", got)
 	}
 }
 
@@ -304,9 +323,7 @@ func TestReplayOverflowWhileAttached(t *testing.T) {
 			c.Ack(3) // acking frees the budget
 		}
 	}
-	if !c.Ended() {
-		t.Fatal("session survives more unacknowledged bytes than ReplayBytes")
-	}
+	waitFor(t, "the session to end with more unacknowledged bytes than ReplayBytes", 5*time.Second, c.Ended)
 	if got := c.link.closeCalls(); len(got) != 1 || got[0].code != 1008 {
 		t.Errorf("link closes %v, want one 1008", got)
 	}
@@ -384,5 +401,33 @@ func TestShutdown(t *testing.T) {
 	}
 	if _, err := h.Connect(core.ConnInfo{Codec: newCodec(1, "")}, &recLink{}); !errors.Is(err, core.ErrNodeClosed) {
 		t.Errorf("Connect after Shutdown = %v, want ErrNodeClosed", err)
+	}
+}
+
+// TestResumeAfterShed resumes a reliable session right after a fan-out shed
+// it for overflowing its replay buffer. The shed session must not take the
+// new socket: either Resume refuses, or the new link is closed once the
+// session ends. A socket attached to a dead session is never written to nor
+// closed, and pings keep it open for ever.
+func TestResumeAfterShed(t *testing.T) {
+	t.Parallel()
+	h, codec := reliableNode(t, core.Limits{ReplayMessages: 1}, time.Minute, nil)
+	zombies := 0
+	const rounds = 300
+	for i := 0; i < rounds; i++ {
+		c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel", Groups: []string{"g"}})
+		c.Detach(c.link, "gone")
+		for j := 0; j < 2; j++ {
+			h.Send(context.Background(), core.Target{Kind: core.ToGroup, Name: "g"}, textMsg("m"))
+		}
+		l := &recLink{}
+		_, err := h.Resume(c.ID(), "rel", l)
+		waitFor(t, "the shed session to end", 5*time.Second, c.Ended)
+		if err == nil && len(l.closeCalls()) == 0 {
+			zombies++
+		}
+	}
+	if zombies > 0 {
+		t.Errorf("%d of %d resumes attached a new link to a session already shed; the link was never closed", zombies, rounds)
 	}
 }

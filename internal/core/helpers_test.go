@@ -118,7 +118,7 @@ func connect(t testing.TB, h *core.Hub, info core.ConnInfo) client {
 // per-conn head for sequenced items.
 func (c client) bodies() []string {
 	var out []string
-	for _, it := range c.Drain(nil) {
+	for _, it := range c.Drain(c.link, nil) {
 		out = append(out, string(c.AppendHead(nil, it.Seq))+string(it.Body))
 	}
 	return out

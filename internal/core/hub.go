@@ -82,19 +82,20 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 // the reconnection token. protocol must be the session's subprotocol.
 func (h *Hub) Resume(id, protocol string, link Link) (*Conn, error) {
 	c := h.conns.get(id)
-	if c == nil || !c.codec.Sequenced() || c.protocol != protocol || c.Ended() {
+	if c == nil || !c.codec.Sequenced() || c.protocol != protocol || !c.attach(link) {
 		return nil, ErrNotRecoverable
 	}
-	c.attach(link)
 	return c, nil
 }
 
 // removeConn takes c out of every index once; it reports whether this call
 // did it.
 func (h *Hub) removeConn(c *Conn, reason string) bool {
+	c.memberMu.Lock()
 	c.mu.Lock()
 	if c.ended {
 		c.mu.Unlock()
+		c.memberMu.Unlock()
 		return false
 	}
 	c.ended = true
@@ -108,6 +109,7 @@ func (h *Hub) removeConn(c *Conn, reason string) bool {
 	for _, g := range groups {
 		h.groups.remove(g, c)
 	}
+	c.memberMu.Unlock()
 	if c.userID != "" {
 		h.users.remove(c.userID, c)
 	}
@@ -131,7 +133,10 @@ func (h *Hub) Conn(id string) (*Conn, error) {
 func (h *Hub) ConnCount() int { return h.conns.len() }
 
 // join adds c to group; it reports ErrGroupLimit when c is in too many.
+// c.memberMu makes the conn's group set and the group index change together.
 func (h *Hub) join(c *Conn, group string) error {
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
 	c.mu.Lock()
 	if c.ended {
 		c.mu.Unlock()
@@ -148,16 +153,13 @@ func (h *Hub) join(c *Conn, group string) error {
 	c.groups[group] = struct{}{}
 	c.groupList = append(c.groupList, group)
 	c.mu.Unlock()
-	// Between the unlock and the add, a send to the group may miss c: it has
-	// not joined yet. A concurrent end of c is undone by the check below.
 	h.groups.add(group, c)
-	if c.Ended() {
-		h.groups.remove(group, c)
-	}
 	return nil
 }
 
 func (h *Hub) leave(c *Conn, group string) {
+	c.memberMu.Lock()
+	defer c.memberMu.Unlock()
 	c.mu.Lock()
 	if _, ok := c.groups[group]; !ok {
 		c.mu.Unlock()

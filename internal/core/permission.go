@@ -1,6 +1,9 @@
 package core
 
-import "strings"
+import (
+	"strings"
+	"unicode/utf8"
+)
 
 // Permission is a right a conn may hold over groups.
 type Permission uint8
@@ -94,7 +97,7 @@ func grantsFromRoles(roles []string) (g [numPerms]grants) {
 			switch {
 			case r == p.exact:
 				g[p.perm].all = true
-			case strings.HasPrefix(r, p.exact+"."):
+			case strings.HasPrefix(r, p.exact+".") && ValidGroupName(r[len(p.exact)+1:]):
 				g[p.perm].grant(r[len(p.exact)+1:])
 			case strings.HasPrefix(r, p.plural) && validGroupPattern(r[len(p.plural):]):
 				g[p.perm].patterns = append(g[p.perm].patterns, r[len(p.plural):])
@@ -114,38 +117,83 @@ func validGroupPattern(p string) bool {
 // character except '.', '*' any run without '.', '**' any run, and '\'
 // escapes the next character. Matching is case-sensitive.
 func matchGroupPattern(pattern, group string) bool {
-	for len(pattern) > 0 {
-		switch c := pattern[0]; {
-		case c == '*':
-			deep := len(pattern) > 1 && pattern[1] == '*'
-			rest := pattern[1:]
-			if deep {
-				rest = pattern[2:]
-			}
-			for i := 0; i <= len(group); i++ {
-				if matchGroupPattern(rest, group[i:]) {
-					return true
-				}
-				if i < len(group) && group[i] == '.' && !deep {
-					return false
-				}
-			}
-			return false
-		case c == '?':
-			if group == "" || group[0] == '.' {
-				return false
-			}
-			pattern, group = pattern[1:], group[1:]
+	ok, _ := matchPattern(pattern, group)
+	return ok
+}
+
+// patternToken is one element of a compiled pattern.
+type patternToken struct {
+	kind byte // 'l' literal, '?', '*', 'S' (**)
+	r    rune
+}
+
+// matchPattern runs the pattern as a set of states over the runes of group,
+// so the work is bounded by len(tokens) × len(group) whatever the pattern;
+// steps counts it (for tests).
+func matchPattern(pattern, group string) (ok bool, steps int) {
+	var toks []patternToken
+	for i := 0; i < len(pattern); {
+		r, size := utf8.DecodeRuneInString(pattern[i:])
+		i += size
+		switch {
+		case r == '*' && i < len(pattern) && pattern[i] == '*':
+			i++
+			toks = append(toks, patternToken{kind: 'S'})
+		case r == '*':
+			toks = append(toks, patternToken{kind: '*'})
+		case r == '?':
+			toks = append(toks, patternToken{kind: '?'})
+		case r == '\\' && i < len(pattern):
+			r, size = utf8.DecodeRuneInString(pattern[i:])
+			i += size
+			toks = append(toks, patternToken{kind: 'l', r: r})
 		default:
-			if c == '\\' && len(pattern) > 1 {
-				pattern = pattern[1:]
-				c = pattern[0]
-			}
-			if group == "" || group[0] != c {
-				return false
-			}
-			pattern, group = pattern[1:], group[1:]
+			toks = append(toks, patternToken{kind: 'l', r: r})
 		}
 	}
-	return group == ""
+	cur := make([]bool, len(toks)+1)
+	next := make([]bool, len(toks)+1)
+	// closure marks the states reachable from those set by skipping stars.
+	closure := func(set []bool) {
+		for i, t := range toks {
+			steps++
+			if set[i] && (t.kind == '*' || t.kind == 'S') {
+				set[i+1] = true
+			}
+		}
+	}
+	cur[0] = true
+	closure(cur)
+	for _, r := range group {
+		clear(next)
+		any := false
+		for i, t := range toks {
+			steps++
+			if !cur[i] {
+				continue
+			}
+			switch t.kind {
+			case 'l':
+				if t.r == r {
+					next[i+1], any = true, true
+				}
+			case '?':
+				if r != '.' {
+					next[i+1], any = true, true
+				}
+			case '*':
+				if r != '.' {
+					next[i], any = true, true
+				}
+			case 'S':
+				next[i], any = true, true
+			}
+		}
+		if !any {
+			return false, steps
+		}
+		closure(next)
+		cur, next = next, cur
+	}
+	return cur[len(toks)], steps
 }

@@ -111,10 +111,14 @@ func (o *outbox) ack(seq uint64) {
 }
 
 // attach makes l the conn's link; for sequenced conns the queue restarts with
-// every unacknowledged data message, in order. It returns the previous link.
-func (o *outbox) attach(l Link, sequenced bool) (prev Link) {
+// every unacknowledged data message, in order. It returns the previous link,
+// and false when the outbox has ended.
+func (o *outbox) attach(l Link, sequenced bool) (prev Link, ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if o.ended {
+		return nil, false
+	}
 	prev, o.link = o.link, l
 	clear(o.items)
 	o.items, o.bytes = o.items[:0], 0
@@ -122,7 +126,7 @@ func (o *outbox) attach(l Link, sequenced bool) (prev Link) {
 		o.items = append(o.items, o.unacked...)
 		o.bytes = o.unackedBytes
 	}
-	return prev
+	return prev, true
 }
 
 // detach drops l if it is still the conn's link; it reports whether it was.

@@ -21,7 +21,12 @@ func stress(t *testing.T, d time.Duration) {
 		groups = 8
 		users  = 4
 	)
-	n := testNode(t, core.Config{Limits: core.Limits{MaxQueueBytes: 1 << 30}, RecoveryWindow: 5 * time.Millisecond})
+	// The bounds are out of reach here: overflows are tested on their own
+	// (TestSlowConsumer, TestReplayOverflow*).
+	n := testNode(t, core.Config{
+		Limits:         core.Limits{MaxQueueBytes: 1 << 40, ReplayMessages: 1 << 40, ReplayBytes: 1 << 40},
+		RecoveryWindow: 5 * time.Millisecond,
+	})
 	h := testHub(t, n, "hub")
 	rel := &testCodec{key: 4, sequenced: true}
 
@@ -126,11 +131,11 @@ func stress(t *testing.T, d time.Duration) {
 	})
 	worker(30, func(r *rand.Rand) { // the writer
 		_, c := pick(r)
-		c.Drain(nil)
+		c.Drain(c.link, nil)
 		c.Groups()
 		h.ListGroup(group(r), "", 10)
 	})
-	wg.Wait()
+	waitGroup(t, &wg, d+30*time.Second)
 	if ops.Load() < 100 {
 		t.Fatalf("only %d operations ran", ops.Load())
 	}
@@ -181,6 +186,21 @@ func stress(t *testing.T, d time.Duration) {
 		}
 	}
 	t.Logf("%d operations", ops.Load())
+}
+
+// waitGroup waits for wg and fails with every goroutine's stack if it takes
+// longer than timeout.
+func waitGroup(t *testing.T, wg *sync.WaitGroup, timeout time.Duration) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		t.Fatalf("workers did not stop within %v (deadlock):\n%s", timeout, buf)
+	}
 }
 
 func TestConcurrentStress(t *testing.T) {

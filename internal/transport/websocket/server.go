@@ -178,6 +178,7 @@ type metrics struct {
 	writes              prometheus.Counter
 	closes              *prometheus.CounterVec
 	handshakeErrors     prometheus.Counter
+	stalls              prometheus.Counter
 	sockets             prometheus.Gauge
 	badFrames           *prometheus.CounterVec
 }
@@ -193,6 +194,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		bytesOut:        counter("bytes_out_total", "Bytes written to clients, headers included."),
 		writes:          counter("writes_total", "Write system calls; frames_out_total / writes_total is the coalescing factor."),
 		handshakeErrors: counter("handshake_errors_total", "Upgrade requests that failed the WebSocket handshake."),
+		stalls:          counter("stalls_total", "Times a socket did not take a batch at once and moved to its own slow-lane goroutine."),
 		sockets: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "websocket", Name: "sockets",
 			Help: "Open WebSocket connections."}),
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "websocket", Name: "closes_total",
@@ -200,7 +202,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		badFrames: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "websocket", Name: "protocol_errors_total",
 			Help: "Sockets closed for breaking RFC 6455 or a limit, by close code."}, []string{"code"}),
 	}
-	for _, c := range []prometheus.Collector{m.framesIn, m.bytesIn, m.framesOut, m.bytesOut, m.writes, m.handshakeErrors, m.sockets, m.closes, m.badFrames} {
+	for _, c := range []prometheus.Collector{m.framesIn, m.bytesIn, m.framesOut, m.bytesOut, m.writes, m.handshakeErrors, m.stalls, m.sockets, m.closes, m.badFrames} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("websocket: register metrics: %w", err)
 		}

@@ -62,12 +62,12 @@ type Socket struct {
 	pingDue     bool
 	dead        bool
 
-	closedFrame chan struct{} // closed once the writer has sent the close frame
+	closedFrame chan struct{} // closed by kill: the close frame is out, or never will be
 
-	// Writer-goroutine state.
-	pending      []byte
-	stalledSince time.Time
-	closeQueued  bool // the close frame is written or pending
+	// Writer state: owned by the writer goroutine, or by the slow lane
+	// while slow is set.
+	slow        atomic.Bool
+	closeQueued bool // the close frame is written or pending
 }
 
 var _ core.Link = (*Socket)(nil)
@@ -250,6 +250,7 @@ func (s *Socket) kill() {
 	if dead {
 		return
 	}
+	close(s.closedFrame) // the close frame went out, or never will
 	s.conn.Close()
 	s.w.remove(s)
 	s.srv.metrics.sockets.Dec()

@@ -17,9 +17,8 @@ import (
 // are copied next to their headers; large ones are written from the shared
 // encoded message without a copy.
 const (
-	copyBelow  = 512                   // bodies shorter than this are copied into the batch buffer
-	stallSlice = 20 * time.Millisecond // longest a writer blocks on one socket per pass
-	retryAfter = 5 * time.Millisecond  // when a stalled socket is tried again
+	copyBelow = 512                  // bodies shorter than this are copied into the batch buffer
+	stallAt   = 5 * time.Millisecond // a write blocked this long moves the socket to the slow lane
 )
 
 // writer is one goroutine that writes for many sockets.
@@ -145,6 +144,9 @@ func (w *writer) closeAll() {
 
 // flush writes everything s has queued.
 func (w *writer) flush(s *Socket) {
+	if s.slow.Load() {
+		return // its slow lane wakes it when done
+	}
 	s.mu.Lock()
 	if s.dead {
 		s.mu.Unlock()
@@ -156,9 +158,6 @@ func (w *writer) flush(s *Socket) {
 	s.mu.Unlock()
 
 	w.scratch, w.spans = w.scratch[:0], w.spans[:0]
-	if len(s.pending) > 0 {
-		w.addBody(s.pending)
-	}
 	for _, p := range pongs {
 		w.addControl(ws.OpPong, p)
 	}
@@ -229,59 +228,94 @@ func (w *writer) addScratch(off, n int) {
 	w.spans = append(w.spans, span{off: off, n: n})
 }
 
-// write sends the batch to s. A socket that takes nothing for WriteTimeout
-// is dropped; one that takes part of it keeps the rest for the next pass.
+// write sends the batch to s. A socket that does not take the whole batch
+// within stallAt keeps the rest and moves to the slow lane: a goroutine of
+// its own that blocks on the write, so the writer goes on with the others.
 func (w *writer) write(s *Socket, frames int) {
 	w.bufs = w.bufs[:0]
-	total := 0
 	for _, sp := range w.spans {
 		b := sp.body
 		if b == nil {
 			b = w.scratch[sp.off : sp.off+sp.n]
 		}
 		w.bufs = append(w.bufs, b)
-		total += len(b)
 	}
-	now := time.Now()
-	s.conn.SetWriteDeadline(now.Add(stallSlice))
+	s.conn.SetWriteDeadline(time.Now().Add(stallAt))
 	bufs := w.bufs
 	n, err := bufs.WriteTo(s.conn)
 	w.srv.metrics.writes.Inc()
 	w.srv.metrics.bytesOut.Add(float64(n))
 	w.srv.metrics.framesOut.Add(float64(frames))
+	var rest []byte
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		// Keep what was not written, in order, before the buffers are reused.
+		rest = make([]byte, 0, total(bufs))
+		for _, b := range bufs {
+			rest = append(rest, b...)
+		}
+	}
 	for i := range w.spans {
 		w.spans[i].body = nil
 	}
 	clear(w.bufs[:cap(w.bufs)])
-	if err == nil {
-		s.pending = s.pending[:0]
-		s.stalledSince = time.Time{}
+	switch {
+	case err == nil:
 		if s.closeQueued {
-			close(s.closedFrame)
 			s.kill()
 		}
-		return
-	}
-	if !errors.Is(err, os.ErrDeadlineExceeded) {
+	case rest == nil:
 		w.srv.metrics.closes.WithLabelValues("write_error").Inc()
 		s.kill()
-		return
+	default:
+		s.slow.Store(true)
+		w.srv.wg.Add(1)
+		go func() {
+			defer w.srv.wg.Done()
+			w.slowLane(s, rest)
+		}()
 	}
-	// Keep what was not written, in order, and try again shortly.
-	var rest []byte
-	for _, b := range bufs {
-		rest = append(rest, b...)
+}
+
+// slowLane writes pending to a socket that stalled, blocking as long as the
+// client takes bytes at all; a client that takes none for WriteTimeout is
+// dropped. Meanwhile the writer skips the socket, so what is queued stays in
+// the core queue, whose byte bound then detects a slow consumer.
+func (w *writer) slowLane(s *Socket, pending []byte) {
+	w.srv.metrics.stalls.Inc()
+	for len(pending) > 0 {
+		s.conn.SetWriteDeadline(time.Now().Add(w.srv.opts.WriteTimeout))
+		n, err := s.conn.Write(pending)
+		w.srv.metrics.writes.Inc()
+		w.srv.metrics.bytesOut.Add(float64(n))
+		pending = pending[n:]
+		switch {
+		case err == nil:
+		case errors.Is(err, os.ErrDeadlineExceeded) && n > 0:
+			// The client is taking bytes, however slowly: keep going.
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			w.srv.metrics.closes.WithLabelValues("write_timeout").Inc()
+			s.kill()
+			return
+		default:
+			w.srv.metrics.closes.WithLabelValues("write_error").Inc()
+			s.kill()
+			return
+		}
 	}
-	s.pending = rest
-	if s.stalledSince.IsZero() {
-		s.stalledSince = now
-	}
-	if now.Sub(s.stalledSince) > w.srv.opts.WriteTimeout {
-		w.srv.metrics.closes.WithLabelValues("write_timeout").Inc()
+	if s.closeQueued {
 		s.kill()
 		return
 	}
-	time.AfterFunc(retryAfter, s.Wake)
+	s.slow.Store(false)
+	s.Wake() // write what queued meanwhile
+}
+
+func total(bufs net.Buffers) int {
+	n := 0
+	for _, b := range bufs {
+		n += len(b)
+	}
+	return n
 }
 
 // appendHeader appends an unmasked, final frame header.
