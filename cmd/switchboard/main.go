@@ -25,6 +25,7 @@ func newRoot() *cobra.Command {
 	}
 	serve := newServeCmd()
 	root.AddCommand(serve, newTokenCmd(), newSendCmd(), newVersionCmd())
+	root.AddCommand(newBenchCmd())
 	// With no subcommand, serve.
 	root.RunE = serve.RunE
 	root.Flags().AddFlagSet(serve.Flags())

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/switchboardhq/switchboard/internal/bench"
+)
+
+// errBenchFailed makes the process exit non-zero after a failed run's report is printed.
+var errBenchFailed = errors.New("bench: run FAILED (lost, duplicated or undelivered messages, or failed connections)")
+
+func newBenchCmd() *cobra.Command {
+	o := bench.Options{Workers: -1, SourceIPs: -1}
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "bench <fanout|rooms|users|idle|connect>",
+		Short: "Load-test a running server through its public protocols",
+		Long: `Drive a running server like real clients do (REST publishers, json.webpubsub.azure.v1
+WebSocket clients) and report deliveries/s, end-to-end latency, lost / duplicated / out-of-order
+messages, handshakes/s and the server's RSS and CPU. See bench/README.md.`,
+		Example: `  switchboard bench fanout --subscribers 100 --publishers 1 --messages 1000
+  switchboard bench rooms --groups 100 --members 10 --rate 2 --duration 20s
+  switchboard bench users --conns 2000 --users 500 --publishers 4
+  switchboard bench idle --conns 15000 --hold 30s
+  switchboard bench connect --conns 19000 --dialers 128`,
+		Args:      cobra.ExactArgs(1),
+		ValidArgs: bench.Scenarios,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.Scenario = args[0]
+			if o.ConnString == "" {
+				o.ConnString = os.Getenv("SWITCHBOARD_CONNECTION_STRING")
+			}
+			if o.ConnString == "" {
+				return fmt.Errorf("--connection-string (or $SWITCHBOARD_CONNECTION_STRING) is required")
+			}
+			if !cmd.Flags().Changed("warmup") && (o.Scenario == "idle" || o.Scenario == "connect") {
+				o.Warmup = 0
+			}
+			o.Progress = os.Stderr
+			if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+				o.ProgressCR = true
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			rep, err := bench.Run(ctx, o)
+			if rep != nil {
+				if asJSON {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					enc.Encode(rep)
+				} else if len(rep.Runs) > 0 {
+					rep.WriteTable(cmd.OutOrStdout())
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if rep.Failed {
+				return errBenchFailed
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.ConnString, "connection-string", "", "server connection string (default $SWITCHBOARD_CONNECTION_STRING)")
+	f.StringVar(&o.Hub, "hub", "bench", "hub to use")
+	f.IntVar(&o.Subscribers, "subscribers", 100, "fanout: connections in the group")
+	f.IntVar(&o.Publishers, "publishers", 1, "fanout, users: REST publishers, one request in flight each")
+	f.IntVar(&o.Messages, "messages", 1000, "fanout, users: measured messages per publisher (after the warm-up)")
+	f.IntVar(&o.Size, "size", 64, "payload bytes (text)")
+	f.Float64Var(&o.Rate, "rate", 0, "fanout, users: total messages/s (0: as fast as answers come); rooms: messages/s per member (default 1)")
+	f.IntVar(&o.Groups, "groups", 0, "rooms: groups (default 10); idle: groups the connections spread over (default 1)")
+	f.IntVar(&o.Members, "members", 10, "rooms: members per group")
+	f.IntVar(&o.Conns, "conns", 0, "users, idle, connect: connections (default 1000)")
+	f.IntVar(&o.Users, "users", 100, "users: distinct user ids the connections spread over")
+	f.DurationVar(&o.Duration, "duration", 0, "rooms: measured publishing time (default 10s)")
+	f.DurationVar(&o.Hold, "hold", 0, "idle: how long the connections stay idle (default 30s)")
+	f.IntVar(&o.Dialers, "dialers", 64, "concurrent dialers, all workers together")
+	f.IntVar(&o.Workers, "workers", -1, "worker processes holding the connections (default ceil(connections/15000)); 0: goroutines of this process")
+	f.IntVar(&o.SourceIPs, "source-ips", -1, "spread connections over local addresses 127.0.0.1..127.0.0.N (default 8 for a loopback server, else none)")
+	f.DurationVar(&o.Warmup, "warmup", bench.DefaultWarmup, "messages sent during this first period are not counted")
+	f.IntVar(&o.Runs, "runs", 3, "runs; the median run is reported")
+	f.DurationVar(&o.Drain, "drain", 0, "how long to wait for missing messages without progress (default 5s)")
+	f.IntVar(&o.ServerPID, "server-pid", 0, "server process id for RSS/CPU (default: found by the listen port, else /metrics)")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	cmd.AddCommand(newBenchWorkerCmd())
+	return cmd
+}
+
+func newBenchWorkerCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "worker",
+		Short:  "Hold connections for a bench coordinator (JSON lines on stdin/stdout)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// The coordinator owns the run: ignore Ctrl-C and end when stdin closes.
+			signal.Ignore(os.Interrupt)
+			return bench.ServeWorker(context.Background(), os.Stdin, os.Stdout)
+		},
+	}
+}

@@ -1,0 +1,94 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteTable prints the runs and the median in a human-readable table.
+func (rep *Report) WriteTable(out io.Writer) {
+	o := rep.Options
+	fmt.Fprintf(out, "scenario %s  %s\n", o.Scenario, describe(o))
+	fmt.Fprintf(out, "server observed by %s; %d worker(s), %d source address(es); %s\n\n", rep.Server, o.Workers, max(o.SourceIPs, 1), rep.Date.Format("2006-01-02 15:04 UTC"))
+	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
+	messages := o.Scenario == "fanout" || o.Scenario == "rooms" || o.Scenario == "users"
+	if messages {
+		fmt.Fprintln(tw, "run\tconns\tsent\tdelivered\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tlost\tdup\tooo\tsrv CPU %\tsrv RSS MB\t")
+	} else {
+		fmt.Fprintln(tw, "run\tconns\tconnect s\thandshakes/s\tconnect p50 ms\tp99 ms\tmax ms\tsrv CPU %\tsrv RSS MB\tKB/conn\t")
+	}
+	row := func(name string, r RunResult) {
+		if messages {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t%.0f\t%.1f\t\n", name, r.Connections, r.Sent, r.Counted,
+				r.DeliveriesPerSec, r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max,
+				r.Lost, r.Duplicated, r.OutOfOrder, r.Server.CPUPercent, float64(r.Server.RSSLoaded)/(1<<20))
+		} else {
+			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%.1f\t%.1f\t\n", name, r.Connections, r.ConnectSeconds, r.HandshakesPerSec,
+				r.ConnectLatency.P50, r.ConnectLatency.P99, r.ConnectLatency.Max, r.Server.CPUPercent,
+				float64(r.Server.RSSLoaded)/(1<<20), r.Server.RSSPerConn/1024)
+		}
+	}
+	for _, r := range rep.Runs {
+		row(fmt.Sprint(r.Run), r)
+	}
+	row(fmt.Sprintf("median (run %d)", rep.Median.Run), rep.Median)
+	tw.Flush()
+	for _, r := range rep.Runs {
+		for _, t := range []struct {
+			name string
+			m    map[string]int64
+		}{{"connect errors", r.ConnectErrors}, {"send errors", r.SendErrors}, {"disconnects", r.Disconnects}, {"errors", r.Errors}} {
+			if len(t.m) > 0 {
+				fmt.Fprintf(out, "run %d %s: %s\n", r.Run, t.name, byReason(t.m))
+			}
+		}
+		if r.Unexpected > 0 {
+			fmt.Fprintf(out, "run %d: %d unexpected messages\n", r.Run, r.Unexpected)
+		}
+	}
+	if rep.Failed {
+		fmt.Fprintln(out, "\nFAILED:")
+		for _, r := range rep.Runs {
+			if r.Failed {
+				fmt.Fprintf(out, "  run %d: %s\n", r.Run, strings.Join(r.Failures, "; "))
+			}
+		}
+	} else {
+		fmt.Fprintln(out, "\nOK: no message lost or duplicated, every connection opened and stayed up")
+	}
+}
+
+func byReason(m map[string]int64) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s ×%d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func describe(o Options) string {
+	switch o.Scenario {
+	case "fanout":
+		return fmt.Sprintf("subscribers=%d publishers=%d messages=%d size=%d rate=%s warmup=%s runs=%d", o.Subscribers, o.Publishers, o.Messages, o.Size, rate(o.Rate), o.Warmup, o.Runs)
+	case "users":
+		return fmt.Sprintf("conns=%d users=%d publishers=%d messages=%d size=%d rate=%s warmup=%s runs=%d", o.Conns, o.Users, o.Publishers, o.Messages, o.Size, rate(o.Rate), o.Warmup, o.Runs)
+	case "rooms":
+		return fmt.Sprintf("groups=%d members=%d rate=%g/s per member duration=%s size=%d warmup=%s runs=%d", o.Groups, o.Members, o.Rate, o.Duration, o.Size, o.Warmup, o.Runs)
+	case "idle":
+		return fmt.Sprintf("conns=%d groups=%d hold=%s runs=%d", o.Conns, o.Groups, o.Hold, o.Runs)
+	case "connect":
+		return fmt.Sprintf("conns=%d dialers=%d runs=%d", o.Conns, o.Dialers, o.Runs)
+	}
+	return ""
+}
+
+func rate(r float64) string {
+	if r <= 0 {
+		return "max"
+	}
+	return fmt.Sprintf("%g/s", r)
+}
