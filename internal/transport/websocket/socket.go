@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -46,6 +47,7 @@ type Socket struct {
 	srv  *Server
 	w    *writer
 	conn net.Conn
+	raw  syscall.RawConn // the descriptor, for non-blocking writev; nil if not available
 	br   *bufio.Reader
 	hdr  [ws.MaxHeaderSize]byte
 
@@ -79,6 +81,9 @@ func newSocket(s *Server, conn net.Conn, br *bufio.Reader) *Socket {
 		br = bufio.NewReaderSize(conn, 512) // the hijacked 4 KiB reader is empty: use a small one
 	}
 	sock := &Socket{srv: s, conn: conn, br: br, closedFrame: make(chan struct{})}
+	if sc, ok := conn.(syscall.Conn); ok {
+		sock.raw, _ = sc.SyscallConn()
+	}
 	sock.lastRead.Store(time.Now().UnixNano())
 	sock.w = s.writers[nextWriter.Add(1)%uint64(len(s.writers))]
 	sock.w.add(sock)

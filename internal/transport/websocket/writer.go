@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -18,7 +19,7 @@ import (
 // encoded message without a copy.
 const (
 	copyBelow = 512                  // bodies shorter than this are copied into the batch buffer
-	stallAt   = 5 * time.Millisecond // a write blocked this long moves the socket to the slow lane
+	stallAt   = 5 * time.Millisecond // without raw writes: a write blocked this long moves the socket to the slow lane
 )
 
 // writer is one goroutine that writes for many sockets.
@@ -37,6 +38,7 @@ type writer struct {
 	scratch []byte
 	spans   []span
 	bufs    net.Buffers
+	iov     []syscall.Iovec
 }
 
 // span is a piece of the next write: scratch[off:off+n] or body.
@@ -229,8 +231,8 @@ func (w *writer) addScratch(off, n int) {
 }
 
 // write sends the batch to s. A socket that does not take the whole batch
-// within stallAt keeps the rest and moves to the slow lane: a goroutine of
-// its own that blocks on the write, so the writer goes on with the others.
+// at once keeps the rest and moves to the slow lane: a goroutine of its own
+// that blocks on the write, so the writer goes on with the others.
 func (w *writer) write(s *Socket, frames int) {
 	w.bufs = w.bufs[:0]
 	for _, sp := range w.spans {
@@ -240,32 +242,22 @@ func (w *writer) write(s *Socket, frames int) {
 		}
 		w.bufs = append(w.bufs, b)
 	}
-	s.conn.SetWriteDeadline(time.Now().Add(stallAt))
-	bufs := w.bufs
-	n, err := bufs.WriteTo(s.conn)
+	n, rest, err := w.tryWrite(s, w.bufs)
 	w.srv.metrics.writes.Inc()
 	w.srv.metrics.bytesOut.Add(float64(n))
 	w.srv.metrics.framesOut.Add(float64(frames))
-	var rest []byte
-	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-		// Keep what was not written, in order, before the buffers are reused.
-		rest = make([]byte, 0, total(bufs))
-		for _, b := range bufs {
-			rest = append(rest, b...)
-		}
-	}
 	for i := range w.spans {
 		w.spans[i].body = nil
 	}
 	clear(w.bufs[:cap(w.bufs)])
 	switch {
-	case err == nil:
+	case err != nil:
+		w.srv.metrics.closes.WithLabelValues("write_error").Inc()
+		s.kill()
+	case rest == nil:
 		if s.closeQueued {
 			s.kill()
 		}
-	case rest == nil:
-		w.srv.metrics.closes.WithLabelValues("write_error").Inc()
-		s.kill()
 	default:
 		s.slow.Store(true)
 		w.srv.wg.Add(1)
@@ -310,12 +302,37 @@ func (w *writer) slowLane(s *Socket, pending []byte) {
 	s.Wake() // write what queued meanwhile
 }
 
-func total(bufs net.Buffers) int {
-	n := 0
-	for _, b := range bufs {
-		n += len(b)
+// tryWriteBlocking writes bufs with a short deadline: the portable path,
+// for connections without raw access.
+func tryWriteBlocking(s *Socket, bufs net.Buffers) (n int64, rest []byte, err error) {
+	s.conn.SetWriteDeadline(time.Now().Add(stallAt))
+	n, err = bufs.WriteTo(s.conn)
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+		return n, remainder(bufs, 0), nil
 	}
-	return n
+	return n, nil, err
+}
+
+// remainder copies what of bufs follows the first skip bytes (the buffers
+// are reused after the call).
+func remainder(bufs [][]byte, skip int) []byte {
+	size := -skip
+	for _, b := range bufs {
+		size += len(b)
+	}
+	if size <= 0 {
+		return nil
+	}
+	rest := make([]byte, 0, size)
+	for _, b := range bufs {
+		if skip >= len(b) {
+			skip -= len(b)
+			continue
+		}
+		rest = append(rest, b[skip:]...)
+		skip = 0
+	}
+	return rest
 }
 
 // appendHeader appends an unmasked, final frame header.
