@@ -55,8 +55,8 @@ type WebSocket struct {
 	PingInterval time.Duration `yaml:"ping_interval" doc:"WebSocket ping period" default:"20s"`
 	IdleTimeout  time.Duration `yaml:"idle_timeout" doc:"a socket silent this long is dropped" default:"60s"`
 	WriteTimeout time.Duration `yaml:"write_timeout" doc:"a socket that accepts no bytes this long is dropped" default:"10s"`
-	Writers      int           `yaml:"writers" doc:"writer goroutines; 0: twice the CPU count"`
-	WriteGather  time.Duration `yaml:"write_gather" doc:"shortest time between two write passes of a busy writer, so that messages close together share one write; 0: write at once" default:"0s"`
+	Writers      int           `yaml:"writers" doc:"writer goroutines; 0: one per CPU"`
+	WriteGather  time.Duration `yaml:"write_gather" doc:"shortest time between two write passes of a busy writer, so that messages close together share one write; 0: write at once" default:"1ms"`
 }
 
 // Reliable tunes json.reliable.webpubsub.azure.v1 sessions.

@@ -97,7 +97,7 @@ func testRecovery(t *testing.T, halfOpen bool) {
 		t.Fatal(err)
 	}
 	if !halfOpen {
-		c.conn.Close() // drop TCP with no close frame
+		c.conn.Close()                                          // drop TCP with no close frame
 		waitFor(t, func() bool { return hub.ConnCount() == 1 }) // detached but recoverable
 	}
 	u := s.wsURL("rel", tok) + "&awps_connection_id=" + url.QueryEscape(hello.ConnectionID) +

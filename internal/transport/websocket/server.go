@@ -21,7 +21,10 @@ type Options struct {
 	WriteTimeout    time.Duration // a socket that accepts no bytes for this long is dropped; default 10s
 	PingInterval    time.Duration // WebSocket ping period; default 20s
 	IdleTimeout     time.Duration // a socket silent this long is dropped; default 3×PingInterval
-	Writers         int           // writer goroutines; default 2×GOMAXPROCS
+	Writers         int           // writer goroutines; default GOMAXPROCS
+	// ReadGoroutines keeps one read goroutine per socket instead of parking
+	// idle sockets in an epoll poller (Linux); the poller is the default.
+	ReadGoroutines bool
 	// WriteGather is the shortest time between two write passes of a busy
 	// writer: messages queued within it share one write per socket. 0 turns
 	// gathering off (every wake-up writes at once); negative means 0.
@@ -34,6 +37,7 @@ type Options struct {
 type Server struct {
 	opts    Options
 	writers []*writer
+	poller  *poller // nil: one read goroutine per socket
 	metrics *metrics
 	log     *slog.Logger
 
@@ -59,7 +63,7 @@ func NewServer(opts Options) (*Server, error) {
 		opts.IdleTimeout = 3 * opts.PingInterval
 	}
 	if opts.Writers <= 0 {
-		opts.Writers = 2 * runtime.GOMAXPROCS(0)
+		opts.Writers = runtime.GOMAXPROCS(0)
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -72,6 +76,13 @@ func NewServer(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: opts, metrics: m, log: opts.Logger, stop: make(chan struct{})}
+	if !opts.ReadGoroutines {
+		if p, err := newPoller(); err == nil {
+			s.poller = p
+			s.wg.Add(1)
+			go func() { defer s.wg.Done(); p.run(s.stop) }()
+		}
+	}
 	for i := 0; i < opts.Writers; i++ {
 		w := newWriter(s)
 		s.writers = append(s.writers, w)
@@ -85,6 +96,9 @@ func NewServer(opts Options) (*Server, error) {
 func (s *Server) Close() {
 	s.stopOnce.Do(func() { close(s.stop) })
 	s.wg.Wait()
+	if s.poller != nil {
+		s.poller.close()
+	}
 }
 
 // Wait returns once no socket is open, or when ctx is done.

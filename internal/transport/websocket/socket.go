@@ -48,7 +48,9 @@ type Socket struct {
 	w    *writer
 	conn net.Conn
 	raw  syscall.RawConn // the descriptor, for non-blocking writev; nil if not available
-	br   *bufio.Reader
+	fd   int             // for the poller; -1 when not polled
+	br   *bufio.Reader   // nil while parked
+	h    Handler
 	hdr  [ws.MaxHeaderSize]byte
 
 	scheduled atomic.Bool
@@ -63,6 +65,8 @@ type Socket struct {
 	pongs       [][]byte
 	pingDue     bool
 	dead        bool
+	parked      bool   // waiting in the poller, no goroutine reading
+	killReason  string // why the socket was dropped, for a parked reader
 
 	closedFrame chan struct{} // closed by kill: the close frame is out, or never will be
 
@@ -77,12 +81,15 @@ var _ core.Link = (*Socket)(nil)
 var nextWriter atomic.Uint64
 
 func newSocket(s *Server, conn net.Conn, br *bufio.Reader) *Socket {
-	if br == nil || br.Buffered() == 0 {
-		br = bufio.NewReaderSize(conn, 512) // the hijacked 4 KiB reader is empty: use a small one
+	if br != nil && br.Buffered() == 0 {
+		br = nil // the hijacked 4 KiB reader is empty: take a small pooled one when needed
 	}
-	sock := &Socket{srv: s, conn: conn, br: br, closedFrame: make(chan struct{})}
+	sock := &Socket{srv: s, conn: conn, br: br, fd: -1, closedFrame: make(chan struct{})}
 	if sc, ok := conn.(syscall.Conn); ok {
 		sock.raw, _ = sc.SyscallConn()
+	}
+	if s.poller != nil {
+		sock.fd = fdOf(sock)
 	}
 	sock.lastRead.Store(time.Now().UnixNano())
 	sock.w = s.writers[nextWriter.Add(1)%uint64(len(s.writers))]
@@ -120,14 +127,68 @@ func (s *Socket) Close(code int, reason string) {
 	s.Wake()
 }
 
-// Serve reads client frames on a new goroutine and passes them to h until
-// the socket ends.
+// Serve passes client frames to h until the socket ends. With the poller, an
+// idle socket holds no goroutine: reading runs in bursts while input is
+// buffered. Without it, one goroutine reads for the socket's lifetime.
 func (s *Socket) Serve(h Handler) {
-	go s.readLoop(h)
+	s.h = h
+	if s.fd < 0 || (s.br != nil && s.br.Buffered() > 0) {
+		go s.burst()
+		return
+	}
+	s.park()
 }
 
-func (s *Socket) readLoop(h Handler) {
-	reason := s.read(h)
+// burst reads until the input is consumed (then parks) or the socket ends.
+func (s *Socket) burst() {
+	if s.br == nil {
+		s.br = readerPool.Get().(*bufio.Reader)
+		s.br.Reset(s.conn)
+	}
+	reason, parked := s.read(s.h, s.fd >= 0)
+	if parked {
+		if s.br.Size() == readerSize {
+			s.br.Reset(nil)
+			readerPool.Put(s.br)
+		}
+		s.br = nil
+		s.park()
+		return
+	}
+	s.finish(reason)
+}
+
+// park hands the socket to the poller; the next input starts a burst.
+func (s *Socket) park() {
+	s.mu.Lock()
+	if s.dead {
+		reason := s.killReason
+		s.mu.Unlock()
+		s.finish(reason)
+		return
+	}
+	s.parked = true
+	s.mu.Unlock()
+	if err := s.srv.poller.arm(s); err != nil {
+		s.unpark() // cannot poll: read on a goroutine instead
+	}
+}
+
+// unpark starts a burst for a parked socket; the poller calls it.
+func (s *Socket) unpark() {
+	s.mu.Lock()
+	if !s.parked {
+		s.mu.Unlock()
+		return
+	}
+	s.parked = false
+	s.mu.Unlock()
+	go s.burst()
+}
+
+// finish ends the read side: it lets the writer send a pending close frame,
+// drops the socket and tells the handler, once.
+func (s *Socket) finish(reason string) {
 	s.mu.Lock()
 	closing := s.closing
 	s.mu.Unlock()
@@ -139,12 +200,20 @@ func (s *Socket) readLoop(h Handler) {
 		}
 		t.Stop()
 	}
-	s.kill()
-	h.HandleClose(reason)
+	s.kill(reason)
+	s.br = nil
+	s.h.HandleClose(reason)
 }
 
-// read runs until the socket fails or closes and returns why.
-func (s *Socket) read(h Handler) string {
+// readerSize is the read buffer of a burst, returned to readerPool on park.
+const readerSize = 512
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readerSize) }}
+
+// read runs until the socket fails or closes and returns why; with park set
+// it also returns, parked, once a whole message or control frame has been
+// handled and no input is buffered.
+func (s *Socket) read(h Handler, park bool) (reason string, parked bool) {
 	max := int64(s.srv.opts.MaxMessageBytes)
 	var msg []byte
 	var msgOp ws.OpCode
@@ -152,23 +221,23 @@ func (s *Socket) read(h Handler) string {
 	for {
 		hd, err := ws.ReadHeaderBuffer(s.br, s.hdr[:])
 		if err != nil {
-			return readErrReason(err)
+			return readErrReason(err), false
 		}
 		s.lastRead.Store(time.Now().UnixNano())
 		switch {
 		case hd.Rsv != 0:
-			return s.protocolError(1002, "reserved bits set")
+			return s.protocolError(1002, "reserved bits set"), false
 		case !hd.Masked:
-			return s.protocolError(1002, "client frames must be masked")
+			return s.protocolError(1002, "client frames must be masked"), false
 		case hd.OpCode.IsReserved():
-			return s.protocolError(1002, "reserved opcode")
+			return s.protocolError(1002, "reserved opcode"), false
 		case hd.OpCode.IsControl() && (hd.Length > 125 || !hd.Fin):
-			return s.protocolError(1002, "invalid control frame")
+			return s.protocolError(1002, "invalid control frame"), false
 		}
 		if hd.OpCode.IsControl() {
 			payload := make([]byte, hd.Length)
 			if _, err := io.ReadFull(s.br, payload); err != nil {
-				return readErrReason(err)
+				return readErrReason(err), false
 			}
 			ws.Cipher(payload, hd.Mask, 0)
 			switch hd.OpCode {
@@ -181,17 +250,20 @@ func (s *Socket) read(h Handler) string {
 					echo = 1000
 				}
 				s.Close(echo, "")
-				return "client closed (" + strconv.Itoa(int(code)) + " " + text + ")"
+				return "client closed (" + strconv.Itoa(int(code)) + " " + text + ")", false
+			}
+			if park && !inMessage && s.br.Buffered() == 0 {
+				return "", true
 			}
 			continue
 		}
 		switch {
 		case hd.OpCode == ws.OpContinuation && !inMessage:
-			return s.protocolError(1002, "continuation without a message")
+			return s.protocolError(1002, "continuation without a message"), false
 		case hd.OpCode != ws.OpContinuation && inMessage:
-			return s.protocolError(1002, "new message inside a fragmented one")
+			return s.protocolError(1002, "new message inside a fragmented one"), false
 		case int64(len(msg))+hd.Length > max:
-			return s.protocolError(1009, "message exceeds "+strconv.FormatInt(max, 10)+" bytes")
+			return s.protocolError(1009, "message exceeds "+strconv.FormatInt(max, 10)+" bytes"), false
 		}
 		if !inMessage {
 			msgOp, msg = hd.OpCode, nil
@@ -199,7 +271,7 @@ func (s *Socket) read(h Handler) string {
 		start := len(msg)
 		msg = append(msg, make([]byte, hd.Length)...)
 		if _, err := io.ReadFull(s.br, msg[start:]); err != nil {
-			return readErrReason(err)
+			return readErrReason(err), false
 		}
 		ws.Cipher(msg[start:], hd.Mask, 0)
 		if !hd.Fin {
@@ -209,18 +281,21 @@ func (s *Socket) read(h Handler) string {
 		inMessage = false
 		binary := msgOp == ws.OpBinary
 		if !binary && !utf8.Valid(msg) {
-			return s.protocolError(1007, "text message is not valid UTF-8")
+			return s.protocolError(1007, "text message is not valid UTF-8"), false
 		}
 		s.srv.metrics.framesIn.Inc()
 		s.srv.metrics.bytesIn.Add(float64(len(msg)))
 		if err := h.HandleMessage(msg, binary); err != nil {
 			var ce *CloseError
 			if errors.As(err, &ce) {
-				return s.protocolError(ce.Code, ce.Reason)
+				return s.protocolError(ce.Code, ce.Reason), false
 			}
-			return s.protocolError(1011, err.Error())
+			return s.protocolError(1011, err.Error()), false
 		}
 		msg = nil
+		if park && s.br.Buffered() == 0 {
+			return "", true
+		}
 	}
 }
 
@@ -246,20 +321,30 @@ func (s *Socket) queuePong(payload []byte) {
 	s.Wake()
 }
 
-// kill closes the TCP connection at once. The read goroutine then ends.
-func (s *Socket) kill() {
+// kill closes the TCP connection at once, for reason. A reading burst then
+// ends on its own; a parked socket has no reader, so kill finishes it.
+func (s *Socket) kill(reason string) {
 	s.mu.Lock()
-	dead := s.dead
-	s.dead = true
+	dead, parked := s.dead, s.parked
+	s.dead, s.parked = true, false
+	if !dead {
+		s.killReason = reason
+	}
 	s.mu.Unlock()
 	if dead {
 		return
 	}
 	close(s.closedFrame) // the close frame went out, or never will
+	if s.fd >= 0 {
+		s.srv.poller.remove(s)
+	}
 	s.conn.Close()
 	s.w.remove(s)
 	s.srv.metrics.sockets.Dec()
 	s.srv.live.Add(-1)
+	if parked {
+		go s.h.HandleClose(reason)
+	}
 }
 
 // deadline for the read loop is enforced by the writer's idle sweep.

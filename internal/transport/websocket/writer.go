@@ -128,7 +128,7 @@ func (w *writer) sweep(now time.Time) {
 	w.mu.Unlock()
 	for _, s := range idle {
 		w.srv.metrics.closes.WithLabelValues("idle").Inc()
-		s.kill()
+		s.kill("idle timeout: nothing received")
 	}
 }
 
@@ -140,7 +140,7 @@ func (w *writer) closeAll() {
 	}
 	w.mu.Unlock()
 	for _, s := range all {
-		s.kill()
+		s.kill("server closing")
 	}
 }
 
@@ -253,10 +253,10 @@ func (w *writer) write(s *Socket, frames int) {
 	switch {
 	case err != nil:
 		w.srv.metrics.closes.WithLabelValues("write_error").Inc()
-		s.kill()
+		s.kill("write error")
 	case rest == nil:
 		if s.closeQueued {
-			s.kill()
+			s.kill("closed by the server")
 		}
 	default:
 		s.slow.Store(true)
@@ -286,16 +286,16 @@ func (w *writer) slowLane(s *Socket, pending []byte) {
 			// The client is taking bytes, however slowly: keep going.
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			w.srv.metrics.closes.WithLabelValues("write_timeout").Inc()
-			s.kill()
+			s.kill("write timeout: the client took no bytes")
 			return
 		default:
 			w.srv.metrics.closes.WithLabelValues("write_error").Inc()
-			s.kill()
+			s.kill("write error")
 			return
 		}
 	}
 	if s.closeQueued {
-		s.kill()
+		s.kill("closed by the server")
 		return
 	}
 	s.slow.Store(false)
