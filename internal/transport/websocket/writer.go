@@ -77,7 +77,8 @@ func (w *writer) run() {
 	ping := time.NewTicker(w.srv.opts.PingInterval)
 	defer ping.Stop()
 	var batch []*Socket
-	var lastPass time.Time
+	var lastPass time.Duration // how long the previous pass took
+	var lastEnd time.Time
 	gather := w.srv.opts.WriteGather
 	for {
 		select {
@@ -88,15 +89,17 @@ func (w *writer) run() {
 			w.sweep(now)
 		case <-w.wake:
 		}
-		// Under load, passes run at most once per gather window so that
-		// messages arriving close together share one write per socket; after
-		// a quiet spell the first message goes out at once.
+		// Under load, a writer waits before its next pass so that messages
+		// arriving close together share one write per socket. The wait is
+		// four times as long as the previous pass took, capped by the gather window: a
+		// writer with little to do (short passes) adds almost no latency, a
+		// saturated one (long passes) batches up to the full window.
 		if gather > 0 {
-			if wait := gather - time.Since(lastPass); wait > 0 {
+			if wait := min(gather, 4*lastPass) - time.Since(lastEnd); wait > 0 {
 				time.Sleep(wait)
 			}
-			lastPass = time.Now()
 		}
+		passStart := time.Now()
 		w.mu.Lock()
 		batch, w.ready = w.ready, batch[:0]
 		w.mu.Unlock()
@@ -105,6 +108,8 @@ func (w *writer) run() {
 			w.flush(s)
 			batch[i] = nil
 		}
+		lastEnd = time.Now()
+		lastPass = lastEnd.Sub(passStart)
 	}
 }
 
