@@ -143,7 +143,11 @@ func (c *Conn) Send(f Frame) {
 // deliver queues m for this conn.
 func (c *Conn) deliver(m *Message) {
 	f := m.encode(c.codec)
-	l, err := c.out.push(Item{Body: f.Data, Binary: f.Binary}, c.codec.Sequenced(), &c.hub.node.cfg.Limits)
+	it := Item{Body: f.Data, Binary: f.Binary}
+	if !m.Expires.IsZero() {
+		it.Expires = m.Expires.UnixNano()
+	}
+	l, err := c.out.push(it, c.codec.Sequenced(), &c.hub.node.cfg.Limits)
 	c.afterPush(l, err)
 	if err == nil {
 		c.sent.Inc()

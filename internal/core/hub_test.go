@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/odata"
@@ -607,5 +608,27 @@ func TestListGroupPaging(t *testing.T) {
 	}
 	if page, more := h.ListGroup("g", ids[len(ids)-1], 10); len(page) != 0 || more {
 		t.Errorf("after the last member: %v, %v", page, more)
+	}
+}
+
+// TestExpiredMessagesAreDropped checks messageTtlSeconds: a message whose
+// expiry passed while it was queued is not written; others are.
+func TestExpiredMessagesAreDropped(t *testing.T) {
+	t.Parallel()
+	n := testNode(t, core.Config{})
+	h := testHub(t, n, "hub")
+	c := connect(t, h, core.ConnInfo{Groups: []string{"g"}})
+	send := func(body string, expires time.Time) {
+		m := textMsg(body)
+		m.Expires = expires
+		if err := h.Send(context.Background(), core.Target{Kind: core.ToGroup, Name: "g"}, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send("past", time.Now().Add(-time.Second))
+	send("future", time.Now().Add(time.Minute))
+	send("never", time.Time{})
+	if got, want := c.bodies(), []string{"future", "never"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

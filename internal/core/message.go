@@ -1,6 +1,9 @@
 package core
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // DataType is the kind of a message payload.
 type DataType uint8
@@ -41,8 +44,9 @@ type Message struct {
 	Type       DataType
 	Data       []byte
 	From       Origin
-	Group      string // for FromGroup
-	FromUserID string // sending client's user id, "" when none
+	Group      string    // for FromGroup
+	FromUserID string    // sending client's user id, "" when none
+	Expires    time.Time // zero: never; else dropped from queues not written by then
 
 	mu     sync.Mutex
 	frames [maxCodecs]Frame

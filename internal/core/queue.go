@@ -1,14 +1,18 @@
 package core
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // Item is one queued outbound message: an optional per-conn head (for
 // sequenced protocols, built by Codec.AppendHead from Seq) followed by the
 // shared Body.
 type Item struct {
-	Body   []byte
-	Seq    uint64 // 0: not sequenced
-	Binary bool
+	Body    []byte
+	Seq     uint64 // 0: not sequenced
+	Binary  bool
+	Expires int64 // unix nanoseconds; 0: never
 }
 
 // Link is the socket side of a Conn, provided by the transport. A Conn has at
@@ -86,7 +90,18 @@ func (o *outbox) drain(l Link, dst []Item) []Item {
 		o.mu.Unlock()
 		return dst
 	}
-	dst = append(dst, o.items...)
+	now := int64(0)
+	for _, it := range o.items {
+		if it.Expires != 0 {
+			if now == 0 {
+				now = time.Now().UnixNano()
+			}
+			if it.Expires < now {
+				continue // its messageTtlSeconds ran out while queued
+			}
+		}
+		dst = append(dst, it)
+	}
 	clear(o.items)
 	o.items = o.items[:0]
 	o.bytes = 0
@@ -123,7 +138,7 @@ func (o *outbox) attach(l Link, sequenced bool) (prev Link, ok bool) {
 	clear(o.items)
 	o.items, o.bytes = o.items[:0], 0
 	if sequenced {
-		o.items = append(o.items, o.unacked...)
+		o.items = append(o.items, o.unacked...) // drain skips the expired ones
 		o.bytes = o.unackedBytes
 	}
 	return prev, true

@@ -2,6 +2,7 @@ package webpubsub
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
 )
@@ -18,7 +19,8 @@ func (h *handler) health(c *call) error {
 // send validates the query and body of a :send operation and sends the
 // message to t; 202 even when no conn matches.
 func (h *handler) send(c *call, t core.Target) error {
-	if err := c.messageTTL(); err != nil {
+	ttl, err := c.messageTTL()
+	if err != nil {
 		return err
 	}
 	t.Excluded = c.excluded()
@@ -30,6 +32,9 @@ func (h *handler) send(c *call, t core.Target) error {
 	m, err := c.message(h.maxBody)
 	if err != nil {
 		return err
+	}
+	if ttl > 0 {
+		m.Expires = time.Now().Add(ttl)
 	}
 	if t.Kind == core.ToGroup {
 		m.From, m.Group = core.FromGroup, t.Name

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 
 	"github.com/switchboardhq/switchboard/internal/core"
@@ -100,11 +101,10 @@ func parseFilter(s string) (*odata.Filter, error) {
 	return f, nil
 }
 
-// messageTTL validates messageTtlSeconds (0..300). The core has no message
-// TTL: messages are queued at once and a valid TTL is accepted and ignored.
-func (c *call) messageTTL() error {
-	_, err := c.intParam("messageTtlSeconds", 0, 300, 0)
-	return err
+// messageTTL validates messageTtlSeconds (0..300, 0 = never expires).
+func (c *call) messageTTL() (time.Duration, error) {
+	n, err := c.intParam("messageTtlSeconds", 0, 300, 0)
+	return time.Duration(n) * time.Second, err
 }
 
 // bind validates the path variables of pattern, in order, and resolves the
