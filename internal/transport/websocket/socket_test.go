@@ -78,6 +78,11 @@ func TestCoalescedWrites(t *testing.T) {
 			t.Fatalf("frame %d = %q, want %q", i, data, want)
 		}
 	}
+	// The writer counts a write after the syscall returns, which may be
+	// after the client has read everything.
+	waitFor(t, "the write to be counted", 5*time.Second, func() bool {
+		return counter(t, e.reg, "switchboard_websocket_frames_out_total") >= n
+	})
 	writes := counter(t, e.reg, "switchboard_websocket_writes_total")
 	frames := counter(t, e.reg, "switchboard_websocket_frames_out_total")
 	if frames != n {
