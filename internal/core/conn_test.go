@@ -431,3 +431,30 @@ func TestResumeAfterShed(t *testing.T) {
 		t.Errorf("%d of %d resumes attached a new link to a session already shed; the link was never closed", zombies, rounds)
 	}
 }
+
+// TestReplacedLinkDrainsNothing resumes a session whose old socket is still
+// attached with unacknowledged messages: the replay belongs to the new link,
+// and the old one's writer (which the replacement wakes to send its close
+// frame) must not take it.
+func TestReplacedLinkDrainsNothing(t *testing.T) {
+	t.Parallel()
+	h, codec := reliableNode(t, core.Limits{}, time.Minute, nil)
+	c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel"})
+	to := core.Target{Kind: core.ToConn, Name: c.ID()}
+	for _, m := range []string{"a", "b"} {
+		if err := h.Send(context.Background(), to, textMsg(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.bodies() // written to the old socket, never acknowledged
+	l2 := &recLink{}
+	if _, err := h.Resume(c.ID(), "rel", l2); err != nil {
+		t.Fatal(err)
+	}
+	if stolen := c.Drain(c.link, nil); len(stolen) != 0 {
+		t.Fatalf("the replaced link drained %d replayed messages", len(stolen))
+	}
+	if got := (client{c.Conn, l2}).bodies(); !slices.Equal(got, []string{"#1 a", "#2 b"}) {
+		t.Errorf("new link got %q, want the replay [#1 a #2 b]", got)
+	}
+}
