@@ -79,7 +79,17 @@ type Admin struct {
 
 // HubConfig is the configuration of one hub.
 type HubConfig struct {
-	AnonymousConnect bool `yaml:"anonymous_connect" doc:"accept client connections without a token"`
+	AnonymousConnect bool           `yaml:"anonymous_connect" doc:"accept client connections without a token"`
+	EventHandlers    []EventHandler `yaml:"event_handlers" doc:"backends that receive the hub's events, first match wins"`
+}
+
+// EventHandler is one upstream of a hub (Azure's eventHandlers setting).
+type EventHandler struct {
+	URLTemplate  string        `yaml:"url_template"`  // {hub} and {event} are substituted
+	UserEvents   []string      `yaml:"user_events"`   // ["*"]: all; names; empty: none
+	SystemEvents []string      `yaml:"system_events"` // connect, connected, disconnected
+	AuthHeader   string        `yaml:"auth_header"`   // optional Authorization header value
+	Timeout      time.Duration `yaml:"timeout"`       // 0: 30s
 }
 
 // Default returns the configuration with every default filled in.
@@ -235,10 +245,48 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "%q is not text or json", c.Log.Format)
 	}
-	for name := range c.Hubs {
+	for name, h := range c.Hubs {
 		if name != "_default" && !validHub(name) {
 			bad("hubs."+name, "invalid hub name")
 		}
+		for i, eh := range h.EventHandlers {
+			key := fmt.Sprintf("hubs.%s.event_handlers[%d]", name, i)
+			if err := eh.validate(); err != nil {
+				bad(key, "%v", err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (h EventHandler) validate() error {
+	var errs []error
+	probe := strings.NewReplacer("{hub}", "hub", "{event}", "event").Replace(h.URLTemplate)
+	u, err := url.Parse(probe)
+	switch {
+	case h.URLTemplate == "":
+		errs = append(errs, errors.New("url_template is required"))
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		errs = append(errs, fmt.Errorf("url_template %q is not an http(s) URL", h.URLTemplate))
+	default:
+		if host, _, _ := strings.Cut(strings.SplitN(strings.SplitN(h.URLTemplate, "://", 2)[1], "/", 2)[0], "?"); strings.Contains(host, "{") {
+			errs = append(errs, fmt.Errorf("url_template %q: placeholders are not allowed in the host", h.URLTemplate))
+		}
+	}
+	for _, e := range h.SystemEvents {
+		switch strings.ToLower(e) {
+		case "connect", "connected", "disconnected":
+		default:
+			errs = append(errs, fmt.Errorf("system event %q is not connect, connected or disconnected", e))
+		}
+	}
+	for _, e := range h.UserEvents {
+		if e == "" {
+			errs = append(errs, errors.New("user_events has an empty name"))
+		}
+	}
+	if h.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("timeout %s is negative", h.Timeout))
 	}
 	return errors.Join(errs...)
 }

@@ -92,3 +92,31 @@ func TestEndpoint(t *testing.T) {
 		t.Errorf("redacted keys %v", keys)
 	}
 }
+
+func TestEventHandlerValidation(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "h.yaml")
+	os.WriteFile(file, []byte(`hubs:
+  chat:
+    event_handlers:
+      - url_template: "http://127.0.0.1:9000/api/{hub}/{event}"
+        user_events: ["*"]
+        system_events: [connect, connected, disconnected]
+        timeout: 5s
+  bad:
+    event_handlers:
+      - url_template: "http://{hub}.example.com/x"
+        system_events: [opened]
+      - url_template: "ftp://x"
+      - user_events: ["a"]
+`), 0o600)
+	_, err := Load(file, nil, nil)
+	for _, want := range []string{"placeholders are not allowed in the host", `system event "opened"`, "not an http(s) URL", "url_template is required"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("validation does not report %q: %v", want, err)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "hubs.chat") {
+		t.Errorf("valid handler rejected: %v", err)
+	}
+}

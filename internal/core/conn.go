@@ -9,12 +9,14 @@ import (
 
 // ConnInfo describes a conn at the moment it connects.
 type ConnInfo struct {
+	ID       string   // from Node.NewConnID when known before connecting; "" = new
 	UserID   string   // "" for anonymous
 	Roles    []string // as the token or connect handler gave them
 	Groups   []string // joined on connect, without a permission check
 	Protocol string   // the negotiated subprotocol, "" for none
 	Dialect  string   // metrics label: "raw", "json", "json.reliable", …
 	Codec    Codec
+	State    string // opaque connection state set by the connect handler
 	// Welcome, if set, builds the first frame the conn gets (e.g. the
 	// connected system message); it is queued before the conn can receive
 	// anything else.
@@ -50,6 +52,21 @@ type Conn struct {
 	recoverTimer *time.Timer
 	endReason    string
 	ended        bool
+	state        string // opaque upstream connection state (ce-connectionState)
+}
+
+// State returns the connection state the event handler last set.
+func (c *Conn) State() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.state
+}
+
+// SetState replaces the connection state.
+func (c *Conn) SetState(s string) {
+	c.mu.Lock()
+	c.state = s
+	c.mu.Unlock()
 }
 
 // ID returns the conn's id, unique across nodes.
@@ -139,6 +156,10 @@ func (c *Conn) Send(f Frame) {
 	l, err := c.out.pushControl(f)
 	c.afterPush(l, err)
 }
+
+// Deliver queues the data message m for this conn alone (an event handler's
+// answer); like a send, it is sequenced and replayed on reliable protocols.
+func (c *Conn) Deliver(m *Message) { c.deliver(m) }
 
 // deliver queues m for this conn.
 func (c *Conn) deliver(m *Message) {

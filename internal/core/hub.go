@@ -48,8 +48,12 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 	if len(info.Groups) > h.node.cfg.Limits.MaxGroupsPerConn {
 		return nil, ErrGroupLimit
 	}
+	id := info.ID
+	if id == "" {
+		id = h.node.NewConnID()
+	}
 	c := &Conn{
-		id:        h.node.newConnID(),
+		id:        id,
 		hub:       h,
 		userID:    info.UserID,
 		roles:     info.Roles,
@@ -59,6 +63,7 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 		created:   time.Now(),
 		groups:    make(map[string]struct{}, len(info.Groups)),
 		perms:     grantsFromRoles(info.Roles),
+		state:     info.State,
 		sent:      h.node.metrics.sent.WithLabelValues(h.name, info.Dialect),
 		sentBytes: h.node.metrics.sentBytes.WithLabelValues(h.name, info.Dialect),
 	}

@@ -210,7 +210,9 @@ func (n *Node) isClosed() bool {
 	return n.closed
 }
 
-func (n *Node) newConnID() string {
+// NewConnID returns a new connection id, unique across nodes: the node id and
+// 128 random bits.
+func (n *Node) NewConnID() string {
 	var b [16]byte
 	rand.Read(b[:])
 	return n.cfg.NodeID + "_" + base64.RawURLEncoding.EncodeToString(b[:])

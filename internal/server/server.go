@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/admin"
 	apiwps "github.com/switchboardhq/switchboard/internal/api/webpubsub"
 	"github.com/switchboardhq/switchboard/internal/auth"
@@ -17,6 +19,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/core"
 	wps "github.com/switchboardhq/switchboard/internal/dialect/webpubsub"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
+	"github.com/switchboardhq/switchboard/internal/upstream"
 )
 
 // Server is one Switchboard node.
@@ -26,6 +29,7 @@ type Server struct {
 	keys *auth.KeyRing
 	node *core.Node
 	ws   *websocket.Server
+	up   *upstream.Client // nil when no hub has event handlers
 	http *http.Server
 	ln   net.Listener
 }
@@ -45,6 +49,16 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	reg := admin.NewRegistry()
+	up, err := newUpstream(cfg, ring, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	var onEnd func(*core.Conn, string)
+	if up != nil {
+		onEnd = func(c *core.Conn, reason string) {
+			up.Disconnected(upstream.Conn{Hub: c.Hub().Name(), ID: c.ID(), UserID: c.UserID(), Subprotocol: c.Protocol(), State: c.State()}, reason)
+		}
+	}
 	node, err := core.NewNode(core.Config{
 		NodeID: cfg.Server.NodeID,
 		Broker: cluster.NewLocal(),
@@ -57,6 +71,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		RecoveryWindow: cfg.Reliable.RecoveryWindow,
 		Logger:         log.With("component", "core"),
 		Registerer:     reg,
+		OnConnEnd:      onEnd,
 	})
 	if err != nil {
 		return nil, err
@@ -74,12 +89,16 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	ep, err := wps.NewEndpoint(wps.EndpointConfig{
+	epCfg := wps.EndpointConfig{
 		Node: node, Keys: ring, WebSocket: wsrv,
 		AllowAnonymous: func(hub string) bool { return cfg.Hub(hub).AnonymousConnect },
 		Logger:         log.With("component", "webpubsub"),
 		Registerer:     reg,
-	})
+	}
+	if up != nil {
+		epCfg.Upstream = up
+	}
+	ep, err := wps.NewEndpoint(epCfg)
 	if err != nil {
 		wsrv.Close()
 		return nil, err
@@ -105,7 +124,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			return ok && ring.VerifyServerToken(tok, r.URL.Path, time.Now()) == nil
 		},
 	})
-	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv}
+	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up}
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -114,6 +133,46 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// newUpstream returns the event-handler client, or nil when no hub has
+// event handlers.
+func newUpstream(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer) (*upstream.Client, error) {
+	any := false
+	for _, h := range cfg.Hubs {
+		any = any || len(h.EventHandlers) > 0
+	}
+	if !any {
+		return nil, nil
+	}
+	origin := cfg.Endpoint()
+	if u, err := url.Parse(origin); err == nil {
+		origin = u.Hostname()
+	}
+	for name, h := range cfg.Hubs {
+		for i, uh := range handlers(h) {
+			if err := uh.Validate(); err != nil {
+				return nil, fmt.Errorf("hubs.%s.event_handlers[%d]: %w", name, i, err)
+			}
+		}
+	}
+	return upstream.New(upstream.Config{
+		Keys:       ring,
+		Origin:     origin,
+		Handlers:   func(hub string) []upstream.Handler { return handlers(cfg.Hub(hub)) },
+		Logger:     log.With("component", "upstream"),
+		Registerer: reg,
+	})
+}
+
+// handlers translates a hub's configured event handlers.
+func handlers(h config.HubConfig) []upstream.Handler {
+	hs := make([]upstream.Handler, 0, len(h.EventHandlers))
+	for _, eh := range h.EventHandlers {
+		hs = append(hs, upstream.Handler{URLTemplate: eh.URLTemplate, UserEvents: eh.UserEvents,
+			SystemEvents: eh.SystemEvents, AuthHeader: eh.AuthHeader, Timeout: eh.Timeout})
+	}
+	return hs
 }
 
 // Keys returns the access keys.
@@ -185,6 +244,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("waiting for sockets: %w", err))
 	}
 	s.ws.Close()
+	if s.up != nil { // after the sessions ended: their disconnected events are queued
+		if err := s.up.Close(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("flushing event handlers: %w", err))
+		}
+	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		errs = append(errs, err)
 	}

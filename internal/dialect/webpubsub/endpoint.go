@@ -1,11 +1,13 @@
 package webpubsub
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
+	"github.com/switchboardhq/switchboard/internal/upstream"
 )
 
 // EndpointConfig configures the client endpoint.
@@ -23,8 +26,18 @@ type EndpointConfig struct {
 	// AllowAnonymous reports whether a hub accepts connections without a
 	// token; nil means no hub does.
 	AllowAnonymous func(hub string) bool
-	Logger         *slog.Logger
-	Registerer     prometheus.Registerer
+	// Upstream, if set, receives connect, connected and user events.
+	Upstream   Upstream
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Upstream is the event-handler client the endpoint calls (upstream.Client).
+type Upstream interface {
+	Connect(ctx context.Context, req upstream.ConnectRequest) (*upstream.ConnectResponse, error)
+	UserEvent(ctx context.Context, conn upstream.Conn, event, contentType string, data []byte) (*upstream.EventResponse, error)
+	Connected(conn upstream.Conn)
+	HasUserHandler(hub, event string) bool
 }
 
 // Endpoint serves GET /client/hubs/{hub} and GET /client/?hub={hub}.
@@ -33,6 +46,7 @@ type Endpoint struct {
 	keys    *auth.KeyRing
 	ws      *websocket.Server
 	anon    func(string) bool
+	up      Upstream
 	log     *slog.Logger
 	metrics *endpointMetrics
 }
@@ -70,7 +84,7 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 			return nil, fmt.Errorf("webpubsub: register metrics: %w", err)
 		}
 	}
-	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, log: cfg.Logger, metrics: m}, nil
+	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, log: cfg.Logger, metrics: m}, nil
 }
 
 // hubFromRequest returns the hub a client request names.
@@ -104,8 +118,7 @@ func (e *Endpoint) reject(w http.ResponseWriter, status int, metric, reason stri
 // the first JSON protocol offered, else the first offer (a custom protocol
 // of a raw client), else none. ok is false for protocols Switchboard does
 // not speak yet.
-func pickProtocol(r *http.Request) (proto string, ok bool) {
-	var offers []string
+func pickProtocol(r *http.Request) (proto string, offers []string, ok bool) {
 	for _, h := range r.Header.Values("Sec-WebSocket-Protocol") {
 		for _, p := range strings.Split(h, ",") {
 			if p = strings.TrimSpace(p); p != "" {
@@ -115,18 +128,20 @@ func pickProtocol(r *http.Request) (proto string, ok bool) {
 	}
 	for _, p := range offers {
 		if p == ProtocolJSON || p == ProtocolJSONReliable {
-			return p, true
+			return p, offers, true
 		}
 	}
 	if len(offers) == 0 {
-		return "", true
+		return "", nil, true
 	}
-	switch p := offers[0]; {
-	case strings.HasPrefix(p, "protobuf.") && strings.HasSuffix(p, "webpubsub.azure.v1"), p == "mqtt":
-		return p, false
-	default:
-		return p, true
-	}
+	p := offers[0]
+	return p, offers, supportedProtocol(p)
+}
+
+// supportedProtocol reports whether Switchboard speaks p (any custom
+// protocol of a raw client is fine; protobuf and MQTT are not yet).
+func supportedProtocol(p string) bool {
+	return !(strings.HasPrefix(p, "protobuf.") && strings.HasSuffix(p, "webpubsub.azure.v1")) && p != "mqtt"
 }
 
 func codecFor(proto string) (core.Codec, string) {
@@ -156,7 +171,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.reject(w, http.StatusBadRequest, "not_websocket", "this endpoint takes WebSocket connections only")
 		return
 	}
-	proto, ok := pickProtocol(r)
+	proto, offers, ok := pickProtocol(r)
 	if !ok {
 		e.reject(w, http.StatusBadRequest, "bad_subprotocol", fmt.Sprintf("subprotocol %q is not supported", proto))
 		return
@@ -194,6 +209,14 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.reject(w, http.StatusBadRequest, "group_limit", "too many groups in webpubsub.group claim")
 		return
 	}
+	info := core.ConnInfo{
+		ID: e.node.NewConnID(), UserID: claims.UserID, Roles: claims.Roles, Groups: claims.Groups,
+		Protocol: proto,
+	}
+	if e.up != nil && !e.connectEvent(w, r, hub, claims, offers, &info) {
+		return
+	}
+	proto = info.Protocol
 	sock, err := e.ws.Upgrade(w, r, proto)
 	if err != nil {
 		e.metrics.rejected.WithLabelValues("handshake").Inc()
@@ -201,10 +224,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	codec, dialect := codecFor(proto)
 	raw := dialect == "raw"
-	info := core.ConnInfo{
-		UserID: claims.UserID, Roles: claims.Roles, Groups: claims.Groups,
-		Protocol: proto, Dialect: dialect, Codec: codec,
-	}
+	info.Codec, info.Dialect = codec, dialect
 	if !raw {
 		info.Welcome = func(c *core.Conn) core.Frame {
 			tok := ""
@@ -226,6 +246,9 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sock.Bind(conn)
 	sock.Serve(&session{ep: e, conn: conn, hub: hub, sock: sock, raw: raw, dialect: dialect})
+	if e.up != nil {
+		e.up.Connected(upConn(conn))
+	}
 	e.log.Debug("client connected", "hub", hub.Name(), "conn_id", conn.ID(), "user_id", conn.UserID(), "protocol", proto)
 }
 
@@ -251,6 +274,84 @@ func (e *Endpoint) resume(w http.ResponseWriter, r *http.Request, hub *core.Hub,
 	_, dialect := codecFor(proto)
 	sock.Bind(conn)
 	sock.Serve(&session{ep: e, conn: conn, hub: hub, sock: sock, dialect: dialect})
+}
+
+// connectEvent asks the hub's connect handler whether and as whom the client
+// may connect, before the upgrade; it applies the answer to info. It answers
+// the request itself (and returns false) when the handler rejects the client
+// or cannot be reached.
+func (e *Endpoint) connectEvent(w http.ResponseWriter, r *http.Request, hub *core.Hub, claims *auth.ClientClaims, offers []string, info *core.ConnInfo) bool {
+	resp, err := e.up.Connect(r.Context(), upstream.ConnectRequest{
+		Conn:         upstream.Conn{Hub: hub.Name(), ID: info.ID, UserID: info.UserID, Subprotocol: info.Protocol},
+		Claims:       connectClaims(claims),
+		Query:        r.URL.Query(),
+		Headers:      r.Header,
+		Subprotocols: offers,
+	})
+	var rej *upstream.RejectError
+	switch {
+	case errors.Is(err, upstream.ErrNoHandler):
+		return true
+	case errors.As(err, &rej):
+		e.reject(w, rej.Status, "connect_rejected", rej.Reason)
+		return false
+	case errors.Is(err, context.DeadlineExceeded):
+		e.reject(w, http.StatusGatewayTimeout, "upstream_timeout", "the connect event handler did not answer in time")
+		return false
+	case err != nil:
+		e.log.Warn("connect event failed", "hub", hub.Name(), "conn_id", info.ID, "err", err)
+		e.reject(w, http.StatusBadGateway, "upstream_unavailable", "the connect event handler failed: "+err.Error())
+		return false
+	}
+	if resp.UserID != nil {
+		info.UserID = *resp.UserID
+	}
+	if resp.Roles != nil {
+		info.Roles = resp.Roles
+	}
+	for _, g := range resp.Groups {
+		if !core.ValidGroupName(g) {
+			e.reject(w, http.StatusBadGateway, "upstream_bad_group", fmt.Sprintf("the connect event handler returned an invalid group name %q", g))
+			return false
+		}
+		if !slices.Contains(info.Groups, g) {
+			info.Groups = append(info.Groups, g)
+		}
+	}
+	if resp.Subprotocol != "" {
+		if !supportedProtocol(resp.Subprotocol) {
+			e.reject(w, http.StatusBadGateway, "upstream_bad_subprotocol", fmt.Sprintf("the connect event handler chose subprotocol %q, which is not supported", resp.Subprotocol))
+			return false
+		}
+		info.Protocol = resp.Subprotocol
+	}
+	if resp.State != nil {
+		info.State = *resp.State
+	}
+	return true
+}
+
+// connectClaims returns the token's claims for the connect event.
+func connectClaims(c *auth.ClientClaims) map[string]any {
+	m := make(map[string]any, len(c.Extra)+3)
+	for k, v := range c.Extra {
+		m[k] = v
+	}
+	if c.UserID != "" {
+		m["sub"] = c.UserID
+	}
+	if len(c.Roles) > 0 {
+		m["role"] = c.Roles
+	}
+	if len(c.Groups) > 0 {
+		m["webpubsub.group"] = c.Groups
+	}
+	return m
+}
+
+// upConn describes c for the event handler.
+func upConn(c *core.Conn) upstream.Conn {
+	return upstream.Conn{Hub: c.Hub().Name(), ID: c.ID(), UserID: c.UserID(), Subprotocol: c.Protocol(), State: c.State()}
 }
 
 func tokenReason(err error) string {

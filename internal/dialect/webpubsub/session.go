@@ -2,11 +2,13 @@ package webpubsub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
+	"github.com/switchboardhq/switchboard/internal/upstream"
 )
 
 // Ack error names of the JSON subprotocols.
@@ -35,10 +37,7 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 	s.ep.metrics.messagesIn.WithLabelValues(s.hub.Name(), s.dialect).Inc()
 	s.ep.metrics.bytesIn.WithLabelValues(s.hub.Name(), s.dialect).Add(float64(len(data)))
 	if s.raw {
-		// Raw frames are user events named "message"; with no event handler
-		// the service drops the connection.
-		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "no_handler").Inc()
-		return &websocket.CloseError{Code: 1011, Reason: "no event handler is configured for user event 'message'"}
+		return s.rawEvent(data, binary)
 	}
 	if binary {
 		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "binary_frame").Inc()
@@ -116,15 +115,70 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		if !validEvent(r.Event) {
 			return s.reject(r, "bad_event", ackBadRequest, fmt.Sprintf("invalid event name %q", r.Event))
 		}
-		if _, _, err := r.payload(); err != nil {
+		typ, payload, err := r.payload()
+		if err != nil {
 			return s.reject(r, "bad_data", ackBadRequest, err.Error())
 		}
-		return s.reject(r, "no_handler", ackInternal, fmt.Sprintf("no event handler is configured for event %q in hub %q", r.Event, s.hub.Name()))
+		if s.ep.up == nil || !s.ep.up.HasUserHandler(s.hub.Name(), r.Event) {
+			return s.reject(r, "no_handler", ackInternal, fmt.Sprintf("no event handler is configured for event %q in hub %q", r.Event, s.hub.Name()))
+		}
+		resp, err := s.ep.up.UserEvent(context.Background(), upConn(s.conn), r.Event, contentTypes[typ], payload)
+		if err != nil {
+			s.ep.log.Warn("user event failed", "hub", s.hub.Name(), "conn_id", s.conn.ID(), "event", r.Event, "err", err)
+			return s.reject(r, "upstream_failed", ackInternal, fmt.Sprintf("the event handler failed: %v", err))
+		}
+		s.applyEventResponse(resp)
 	}
 	if r.AckID != nil {
 		s.conn.Send(encodeAck(*r.AckID, "", ""))
 	}
 	return nil
+}
+
+// contentTypes maps data types to the Content-Type of user events.
+var contentTypes = map[core.DataType]string{
+	core.JSON: "application/json", core.Text: "text/plain", core.Binary: "application/octet-stream", core.Protobuf: "application/x-protobuf",
+}
+
+// rawEvent sends a raw client frame to the handler of user event "message"
+// and the handler's answer back as one frame; without a handler, or when
+// the handler fails, the connection is dropped, as the service does.
+func (s *session) rawEvent(data []byte, binary bool) error {
+	if s.ep.up == nil || !s.ep.up.HasUserHandler(s.hub.Name(), "message") {
+		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "no_handler").Inc()
+		return &websocket.CloseError{Code: 1011, Reason: "no event handler is configured for user event 'message'"}
+	}
+	ct := "text/plain"
+	if binary {
+		ct = "application/octet-stream"
+	}
+	resp, err := s.ep.up.UserEvent(context.Background(), upConn(s.conn), "message", ct, data)
+	if err != nil {
+		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "upstream_failed").Inc()
+		s.ep.log.Warn("user event failed", "hub", s.hub.Name(), "conn_id", s.conn.ID(), "event", "message", "err", err)
+		return &websocket.CloseError{Code: 1011, Reason: "the event handler failed"}
+	}
+	s.applyEventResponse(resp)
+	return nil
+}
+
+// applyEventResponse keeps the connection state the handler set and sends
+// its response body, if any, to the client as a server message.
+func (s *session) applyEventResponse(resp *upstream.EventResponse) {
+	if resp.State != nil {
+		s.conn.SetState(*resp.State)
+	}
+	if len(resp.Body) == 0 {
+		return
+	}
+	typ := map[string]core.DataType{"text": core.Text, "json": core.JSON}[resp.DataType()]
+	if resp.DataType() == "binary" {
+		typ = core.Binary
+	}
+	if typ == core.JSON && !json.Valid(resp.Body) {
+		typ = core.Text // a handler that says JSON but sends something else
+	}
+	s.conn.Deliver(&core.Message{Type: typ, Data: resp.Body, From: core.FromServer})
 }
 
 // reject answers r with an error ack when it has an ackId, and counts it.

@@ -1,0 +1,195 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/config"
+)
+
+// backend is a minimal CloudEvents event handler that records what it gets.
+type backend struct {
+	mu     sync.Mutex
+	events []string // ce-type + connection id
+	states []string // ce-connectionState of user events
+	keys   *auth.KeyRing
+	badSig int
+}
+
+func (b *backend) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodOptions {
+		w.Header().Set("WebHook-Allowed-Origin", "*")
+		return
+	}
+	id := r.Header.Get("ce-connectionId")
+	body, _ := io.ReadAll(r.Body)
+	b.mu.Lock()
+	b.events = append(b.events, r.Header.Get("ce-type")+" "+id)
+	if !b.keys.CheckSignature(id, r.Header.Get("ce-signature")) {
+		b.badSig++
+	}
+	b.mu.Unlock()
+	switch r.Header.Get("ce-type") {
+	case "azure.webpubsub.sys.connect":
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("ce-connectionState", "s1")
+		if r.URL.Query().Get("deny") != "" || strings.Contains(string(body), `"deny"`) {
+			w.WriteHeader(http.StatusUnauthorized)
+			io.WriteString(w, "not allowed")
+			return
+		}
+		io.WriteString(w, `{"userId":"bob","groups":["news"]}`)
+	case "azure.webpubsub.user.echo":
+		b.mu.Lock()
+		b.states = append(b.states, r.Header.Get("ce-connectionState"))
+		b.mu.Unlock()
+		w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
+		w.Write(body)
+	case "azure.webpubsub.user.fail":
+		w.WriteHeader(http.StatusInternalServerError)
+	}
+}
+
+func (b *backend) got() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.events...)
+}
+
+// TestEventHandlers runs a whole server whose hub has an event handler:
+// connect sets the user and groups, user events come back to the client
+// before their ack, connected precedes disconnected, every request is
+// signed with both keys, and a handler that rejects stops the handshake.
+func TestEventHandlers(t *testing.T) {
+	keys, _ := auth.NewKeyRing("primary-key", "secondary-key")
+	b := &backend{keys: keys}
+	hs := httptest.NewServer(b)
+	defer hs.Close()
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	os.WriteFile(file, []byte("hubs:\n  chat:\n    event_handlers:\n      - url_template: \""+hs.URL+"/{hub}/{event}\"\n        user_events: [\"*\"]\n        system_events: [connect, connected, disconnected]\n"), 0o600)
+	cfg, err := config.Load(file, nil, []string{"server.addr=127.0.0.1:0", "server.data_dir=" + dir, "auth.access_keys=primary-key,secondary-key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := New(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	tok, _ := keys.MintClientToken(auth.ClientAudience(srv.Endpoint(), "chat"), auth.MintOptions{})
+	u := strings.Replace(srv.Endpoint(), "http", "ws", 1) + "/client/hubs/chat?access_token=" + url.QueryEscape(tok)
+	d := ws.Dialer{Protocols: []string{"json.webpubsub.azure.v1"}, Timeout: 5 * time.Second}
+	conn, br, _, err := d.Dial(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rd io.Reader = conn
+	if br != nil {
+		rd = io.MultiReader(br, conn)
+	}
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{bufio.NewReader(rd), conn}
+	read := func() map[string]any {
+		t.Helper()
+		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		p, _, err := wsutil.ReadServerData(rw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		json.Unmarshal(p, &m)
+		return m
+	}
+	hello := read()
+	if hello["userId"] != "bob" {
+		t.Fatalf("connect handler's userId not applied: %v", hello)
+	}
+	id := hello["connectionId"].(string)
+	hub, _ := srv.Node().Hub("chat")
+	c, err := hub.Conn(id)
+	if err != nil || !c.InGroup("news") || c.State() != "s1" {
+		t.Fatalf("conn %v: groups %v, state %q", err, c.Groups(), c.State())
+	}
+	wsutil.WriteClientText(conn, []byte(`{"type":"event","event":"echo","ackId":1,"dataType":"json","data":{"x":1}}`))
+	if m := read(); m["from"] != "server" || m["dataType"] != "json" || m["data"].(map[string]any)["x"] != float64(1) {
+		t.Fatalf("echo = %v", m)
+	}
+	if m := read(); m["type"] != "ack" || m["success"] != true {
+		t.Fatalf("ack after the echo = %v", m)
+	}
+	wsutil.WriteClientText(conn, []byte(`{"type":"event","event":"fail","ackId":2,"dataType":"text","data":"x"}`))
+	if m := read(); m["type"] != "ack" || m["success"] != false || m["error"].(map[string]any)["name"] != "InternalServerError" {
+		t.Fatalf("failed event ack = %v", m)
+	}
+	wsutil.WriteClientText(conn, []byte(`{"type":"ping"}`))
+	if m := read(); m["type"] != "pong" {
+		t.Fatalf("connection unusable after a failed event: %v", m)
+	}
+	conn.Close()
+
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(strings.Join(b.got(), "\n"), "azure.webpubsub.sys.disconnected "+id) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no disconnected event; got %q", b.got())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var order []string
+	for _, e := range b.got() {
+		if strings.HasSuffix(e, " "+id) {
+			order = append(order, strings.TrimSuffix(e, " "+id))
+		}
+	}
+	want := []string{"azure.webpubsub.sys.connect", "azure.webpubsub.user.echo", "azure.webpubsub.user.fail", "azure.webpubsub.sys.disconnected"}
+	// connected is asynchronous: it may come anywhere after connect, but before disconnected.
+	ci := -1
+	for i, e := range order {
+		if e == "azure.webpubsub.sys.connected" {
+			ci = i
+		}
+	}
+	if ci < 1 || ci == len(order)-1 {
+		t.Fatalf("connected out of place: %q", order)
+	}
+	order = append(order[:ci], order[ci+1:]...)
+	if strings.Join(order, ",") != strings.Join(want, ",") {
+		t.Fatalf("events %q, want %q plus connected", order, want)
+	}
+	b.mu.Lock()
+	if b.badSig != 0 || len(b.states) != 1 || b.states[0] != "s1" {
+		t.Errorf("bad signatures %d, states seen %q", b.badSig, b.states)
+	}
+	b.mu.Unlock()
+
+	// A rejecting handler stops the handshake with its status and reason.
+	_, _, _, err = d.Dial(context.Background(), u+"&deny=1")
+	var se ws.StatusError
+	if !errorsAs(err, &se) || int(se) != http.StatusUnauthorized {
+		t.Fatalf("rejected connect: %v, want HTTP 401", err)
+	}
+}

@@ -1,0 +1,427 @@
+package upstream
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboardhq/switchboard/internal/auth"
+)
+
+// Defaults of Config fields left zero.
+const (
+	DefaultMaxResponseBytes = 1 << 20
+	DefaultQueueLimit       = 100_000
+	DefaultWorkers          = 16
+	DefaultRevalidateAfter  = 5 * time.Minute
+)
+
+// defaultRetry is the backoff before each retry of an asynchronous event: 4 attempts.
+func defaultRetry() []time.Duration {
+	return []time.Duration{1 * time.Second, 3 * time.Second, 5 * time.Second}
+}
+
+// Config configures a Client. Zero fields take the defaults given.
+type Config struct {
+	// Keys sign every request (ce-signature holds one signature per key). Required.
+	Keys *auth.KeyRing
+	// Origin is the WebHook-Request-Origin value: the bare host name of the public
+	// endpoint, without scheme or port (e.g. "pubsub.example.com"). Required.
+	Origin string
+	// Handlers returns the handlers of a hub, in order: an event goes to the first that
+	// takes it. It is called for every event, so it must be fast and safe for concurrent
+	// use. Nil means no hub has handlers.
+	Handlers func(hub string) []Handler
+	// HTTPClient sends the requests. Nil means a client with dial and TLS-handshake
+	// timeouts that does not follow redirects; its idle connections are closed by Close.
+	HTTPClient *http.Client
+	// MaxResponseBytes bounds the body of a 2xx reply; a larger one is ErrBadResponse.
+	// 0 means DefaultMaxResponseBytes (1 MiB).
+	MaxResponseBytes int64
+	// QueueLimit bounds the asynchronous events (connected, disconnected) queued or
+	// being retried; beyond it new ones are dropped and counted. 0 means
+	// DefaultQueueLimit (100,000).
+	QueueLimit int
+	// Retry is the wait before each retry of an asynchronous event, so an event gets at
+	// most len(Retry)+1 attempts. Nil means 1s, 3s, 5s (4 attempts); empty but non-nil
+	// means no retries.
+	Retry []time.Duration
+	// Workers is the number of goroutines delivering asynchronous events; one slow
+	// handler call holds one of them. 0 means DefaultWorkers (16).
+	Workers int
+	// RevalidateAfter is how long a host that refused the abuse-protection validation
+	// gets no events before it is asked again. 0 means DefaultRevalidateAfter (5 min).
+	RevalidateAfter time.Duration
+	// Logger gets one Warn line per refused host and per undelivered asynchronous
+	// event. Nil means discard.
+	Logger *slog.Logger
+	// Registerer receives the switchboard_upstream_* metrics. Nil means a private registry.
+	Registerer prometheus.Registerer
+}
+
+// Conn is the identity of a connection, sent with each of its events.
+type Conn struct {
+	Hub         string // hub name (ce-hub)
+	ID          string // connection id (ce-connectionId)
+	UserID      string // ce-userId; "" for anonymous
+	Subprotocol string // ce-subprotocol; "" for none
+	State       string // ce-connectionState as last set by the handler; "" for none
+	// Signature is the ce-signature value; "" means computed from Config.Keys. It depends
+	// only on the keys and ID, so a caller may compute it once per connection.
+	Signature string
+}
+
+// Client sends the events of every hub to their handlers. It is safe for concurrent use.
+type Client struct {
+	keys            *auth.KeyRing
+	origin          string
+	handlers        func(hub string) []Handler
+	http            *http.Client
+	ownTransport    *http.Transport // nil when the caller gave the HTTP client
+	maxBody         int64
+	retry           []time.Duration
+	revalidateAfter time.Duration
+	log             *slog.Logger
+	metrics         *metrics
+	nextID          atomic.Uint64
+
+	// ctx is cancelled by Close once the queue is drained (or Close's context is done);
+	// it aborts validations and asynchronous deliveries.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // workers and validations
+	// closing is set when Close starts: new events and calls are refused.
+	closing   atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+
+	// hostsMu guards the fields below.
+	hostsMu sync.Mutex
+	hosts   map[string]*hostState // by lower-case scheme://host:port
+	stopped bool                  // no more validations may start
+
+	q queue
+}
+
+// New returns a Client and starts its workers. Close stops them.
+func New(cfg Config) (*Client, error) {
+	if cfg.Keys == nil {
+		return nil, errors.New("upstream: Config.Keys is required")
+	}
+	if cfg.Origin == "" {
+		return nil, errors.New("upstream: Config.Origin is required")
+	}
+	if !validHeaderValue(cfg.Origin) {
+		return nil, fmt.Errorf("upstream: Config.Origin %q contains a control character", cfg.Origin)
+	}
+	if cfg.MaxResponseBytes < 0 || cfg.QueueLimit < 0 || cfg.Workers < 0 || cfg.RevalidateAfter < 0 {
+		return nil, errors.New("upstream: Config.MaxResponseBytes, QueueLimit, Workers and RevalidateAfter must not be negative")
+	}
+	for _, d := range cfg.Retry {
+		if d < 0 {
+			return nil, fmt.Errorf("upstream: Config.Retry: %v is negative", d)
+		}
+	}
+	if cfg.MaxResponseBytes == 0 {
+		cfg.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if cfg.QueueLimit == 0 {
+		cfg.QueueLimit = DefaultQueueLimit
+	}
+	if cfg.Retry == nil {
+		cfg.Retry = defaultRetry()
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = DefaultWorkers
+	}
+	if cfg.RevalidateAfter == 0 {
+		cfg.RevalidateAfter = DefaultRevalidateAfter
+	}
+	if cfg.Handlers == nil {
+		cfg.Handlers = func(string) []Handler { return nil }
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registerer == nil {
+		cfg.Registerer = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{
+		keys:            cfg.Keys,
+		origin:          cfg.Origin,
+		handlers:        cfg.Handlers,
+		http:            cfg.HTTPClient,
+		maxBody:         cfg.MaxResponseBytes,
+		retry:           append([]time.Duration(nil), cfg.Retry...),
+		revalidateAfter: cfg.RevalidateAfter,
+		log:             cfg.Logger.With("component", "upstream"),
+		metrics:         m,
+		hosts:           make(map[string]*hostState),
+	}
+	if c.http == nil {
+		c.ownTransport = &http.Transport{
+			Proxy:                 http.ProxyFromEnvironment,
+			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ForceAttemptHTTP2:     true,
+			MaxIdleConns:          256,
+			MaxIdleConnsPerHost:   64,
+			IdleConnTimeout:       90 * time.Second,
+			TLSHandshakeTimeout:   10 * time.Second,
+			ExpectContinueTimeout: time.Second,
+		}
+		c.http = &http.Client{
+			Transport: c.ownTransport,
+			CheckRedirect: func(*http.Request, []*http.Request) error {
+				return http.ErrUseLastResponse
+			},
+		}
+	}
+	c.ctx, c.cancel = context.WithCancel(context.Background())
+	c.q.init(cfg.QueueLimit, m.queued)
+	c.wg.Add(cfg.Workers)
+	for range cfg.Workers {
+		go c.work()
+	}
+	return c, nil
+}
+
+// Close stops taking events, waits until the queued asynchronous events are delivered or
+// ctx is done, then aborts what is in flight and waits for every goroutine the Client
+// started. Events still queued are dropped and counted. It returns ctx.Err() if ctx ended
+// first. Later calls return the first call's result.
+func (c *Client) Close(ctx context.Context) error {
+	c.closeOnce.Do(func() {
+		c.closing.Store(true)
+		drained := c.q.close()
+		select {
+		case <-drained:
+		default:
+			select {
+			case <-drained:
+			case <-ctx.Done():
+				c.closeErr = ctx.Err()
+			}
+		}
+		c.hostsMu.Lock()
+		c.stopped = true
+		c.hostsMu.Unlock()
+		c.cancel()
+		c.wg.Wait()
+		for kind, n := range c.q.discard() {
+			c.metrics.dropped.WithLabelValues(kind, dropClosed).Add(float64(n))
+		}
+		if c.ownTransport != nil {
+			c.ownTransport.CloseIdleConnections()
+		}
+	})
+	return c.closeErr
+}
+
+// HasUserHandler reports whether a handler of hub takes user event event.
+func (c *Client) HasUserHandler(hub, event string) bool {
+	_, ok := c.userHandler(hub, event)
+	return ok
+}
+
+func (c *Client) systemHandler(hub, event string) (Handler, bool) {
+	for _, h := range c.handlers(hub) {
+		if h.takesSystem(event) {
+			return h, true
+		}
+	}
+	return Handler{}, false
+}
+
+func (c *Client) userHandler(hub, event string) (Handler, bool) {
+	for _, h := range c.handlers(hub) {
+		if h.takesUser(event) {
+			return h, true
+		}
+	}
+	return Handler{}, false
+}
+
+// Metrics label values of the event kinds.
+const (
+	kindConnect      = "connect"
+	kindConnected    = "connected"
+	kindDisconnected = "disconnected"
+	kindUser         = "user"
+)
+
+// event is one request to a handler, kept unchanged across retries.
+type event struct {
+	kind        string // metrics label
+	name        string // ce-eventName
+	conn        Conn
+	id          string
+	time        string
+	contentType string
+	body        []byte
+}
+
+func (c *Client) newEvent(kind, name string, conn Conn, contentType string, body []byte) *event {
+	if conn.Signature == "" {
+		conn.Signature = c.keys.Signature(conn.ID)
+	}
+	return &event{
+		kind:        kind,
+		name:        name,
+		conn:        conn,
+		id:          strconv.FormatUint(c.nextID.Add(1), 10),
+		time:        time.Now().UTC().Format("2006-01-02T15:04:05Z"),
+		contentType: contentType,
+		body:        body,
+	}
+}
+
+func (ev *event) ceType() string {
+	if ev.kind == kindUser {
+		return "azure.webpubsub.user." + ev.name
+	}
+	return "azure.webpubsub.sys." + ev.name
+}
+
+// errUnsendable marks an event that cannot be sent (a value that is not a valid header
+// value, a handler URL that does not parse); retrying does not help.
+var errUnsendable = errors.New("event cannot be sent")
+
+// newRequest builds the CloudEvents binary-mode POST of ev to target.
+func (c *Client) newRequest(ctx context.Context, h *Handler, target string, ev *event) (*http.Request, error) {
+	for _, v := range []string{ev.conn.Hub, ev.conn.ID, ev.conn.UserID, ev.conn.Subprotocol, ev.conn.State, ev.name, ev.contentType} {
+		if !validHeaderValue(v) {
+			return nil, fmt.Errorf("%w: invalid header value %q", errUnsendable, v)
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(ev.body))
+	if err != nil {
+		return nil, err
+	}
+	hd := req.Header
+	hd.Set("Content-Type", ev.contentType)
+	hd.Set("ce-specversion", "1.0")
+	hd.Set("ce-awpsversion", "1.0")
+	hd.Set("ce-type", ev.ceType())
+	hd.Set("ce-source", "/hubs/"+ev.conn.Hub+"/client/"+ev.conn.ID)
+	hd.Set("ce-id", ev.id)
+	hd.Set("ce-time", ev.time)
+	hd.Set("ce-hub", ev.conn.Hub)
+	hd.Set("ce-connectionId", ev.conn.ID)
+	hd.Set("ce-eventName", ev.name)
+	if ev.conn.UserID != "" {
+		hd.Set("ce-userId", ev.conn.UserID)
+	}
+	if ev.conn.Subprotocol != "" {
+		hd.Set("ce-subprotocol", ev.conn.Subprotocol)
+	}
+	if ev.conn.State != "" {
+		hd.Set("ce-connectionState", ev.conn.State)
+	}
+	hd.Set("ce-signature", ev.conn.Signature)
+	hd.Set("WebHook-Request-Origin", c.origin)
+	if h.AuthHeader != "" {
+		hd.Set("Authorization", h.AuthHeader)
+	}
+	return req, nil
+}
+
+// reply is a handler's answer.
+type reply struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r *reply) ok() bool { return r.status >= 200 && r.status < 300 }
+
+// send validates the handler's host if needed, then posts ev to h, bounded by h's
+// timeout. Errors wrap ErrUnavailable (with ErrRefused for a refused host),
+// ErrBadResponse, ErrClosed or errUnsendable, and name the event and the URL without
+// its query.
+func (c *Client) send(ctx context.Context, h *Handler, ev *event) (*reply, error) {
+	target := expand(h.URLTemplate, ev.conn.Hub, ev.name)
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: %s: %w: handler URL: %w", ev.kind, errUnsendable, err)
+	}
+	where := redact(u)
+	if err := c.checkHost(ctx, h, ev.conn.Hub, u); err != nil {
+		return nil, fmt.Errorf("upstream: %s %s: %w", ev.kind, where, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, h.timeout())
+	defer cancel()
+	req, err := c.newRequest(ctx, h, target, ev)
+	if err != nil {
+		return nil, fmt.Errorf("upstream: %s %s: %w", ev.kind, where, err)
+	}
+	start := time.Now()
+	r, err := c.do(req)
+	c.metrics.duration.WithLabelValues(ev.kind).Observe(time.Since(start).Seconds())
+	if err != nil {
+		c.metrics.requests.WithLabelValues(ev.kind, "error").Inc()
+		return nil, fmt.Errorf("upstream: %s %s: %w: %w", ev.kind, where, ErrUnavailable, err)
+	}
+	c.metrics.requests.WithLabelValues(ev.kind, strconv.Itoa(r.status)).Inc()
+	if int64(len(r.body)) > c.maxBody {
+		if r.ok() {
+			return nil, fmt.Errorf("upstream: %s %s: %w: body exceeds %d bytes", ev.kind, where, ErrBadResponse, c.maxBody)
+		}
+		r.body = r.body[:c.maxBody]
+	}
+	return r, nil
+}
+
+// do sends req and reads at most maxBody+1 bytes of the reply.
+func (c *Client) do(req *http.Request) (*reply, error) {
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = redact(req.URL) // the query may hold a secret
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading response: %w", err)
+	}
+	if len(body) == 0 {
+		body = nil
+	}
+	return &reply{status: resp.StatusCode, header: resp.Header, body: body}, nil
+}
+
+// redact returns u without query, fragment or user info, for errors and logs.
+func redact(u *url.URL) string {
+	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}).String()
+}
+
+// connectionState reads the ce-connectionState header of a 2xx reply: nil when absent.
+func connectionState(h http.Header) (*string, error) {
+	vs := h.Values("ce-connectionState")
+	switch len(vs) {
+	case 0:
+		return nil, nil
+	case 1:
+		return &vs[0], nil
+	default:
+		return nil, fmt.Errorf("%w: %d ce-connectionState headers", ErrBadResponse, len(vs))
+	}
+}

@@ -1,0 +1,193 @@
+package upstream
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/switchboardhq/switchboard/internal/auth"
+)
+
+const (
+	testKey1   = "primary-access-key-0123456789"
+	testKey2   = "secondary-access-key-9876543210"
+	testOrigin = "pubsub.example.com"
+)
+
+// recorded is one request a backend received.
+type recorded struct {
+	method string
+	path   string // escaped
+	query  string
+	header http.Header
+	body   []byte
+}
+
+// backend is a loopback event handler. Validation requests (OPTIONS, GET) are answered
+// with WebHook-Allowed-Origin = allow (status validateStatus, default 200); POSTs go to
+// handle (default: 204).
+type backend struct {
+	*httptest.Server
+
+	mu             sync.Mutex
+	posts          []recorded
+	validations    []recorded
+	allow          string
+	validateStatus int
+	handle         func(w http.ResponseWriter, r *http.Request, body []byte)
+}
+
+func newBackend(t testing.TB, handle func(w http.ResponseWriter, r *http.Request, body []byte)) *backend {
+	t.Helper()
+	b := &backend{allow: "*", handle: handle}
+	b.Server = httptest.NewServer(http.HandlerFunc(b.serve))
+	t.Cleanup(b.Close)
+	return b
+}
+
+func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rec := recorded{method: r.Method, path: r.URL.EscapedPath(), query: r.URL.RawQuery, header: r.Header.Clone(), body: body}
+	b.mu.Lock()
+	if r.Method != http.MethodPost {
+		b.validations = append(b.validations, rec)
+		allow, status := b.allow, b.validateStatus
+		b.mu.Unlock()
+		if allow != "" {
+			w.Header().Set("WebHook-Allowed-Origin", allow)
+		}
+		if status != 0 {
+			w.WriteHeader(status)
+		}
+		return
+	}
+	b.posts = append(b.posts, rec)
+	handle := b.handle
+	b.mu.Unlock()
+	if handle == nil {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	handle(w, r, body)
+}
+
+func (b *backend) setValidation(allow string, status int) {
+	b.mu.Lock()
+	b.allow, b.validateStatus = allow, status
+	b.mu.Unlock()
+}
+
+func (b *backend) gotPosts() []recorded {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]recorded(nil), b.posts...)
+}
+
+func (b *backend) gotValidations() []recorded {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]recorded(nil), b.validations...)
+}
+
+// handler returns a Handler of b taking everything, with template path tail.
+func (b *backend) handler(tail string) Handler {
+	return Handler{
+		URLTemplate:  b.URL + tail,
+		UserEvents:   []string{"*"},
+		SystemEvents: []string{EventConnect, EventConnected, EventDisconnected},
+	}
+}
+
+func testKeys(t testing.TB) *auth.KeyRing {
+	t.Helper()
+	k, err := auth.NewKeyRing(testKey1, testKey2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// newClient returns a Client of cfg with test defaults (two keys, testOrigin, a private
+// registry, retries after 10ms) closed at cleanup.
+func newClient(t testing.TB, cfg Config) (*Client, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	if cfg.Keys == nil {
+		cfg.Keys = testKeys(t)
+	}
+	if cfg.Origin == "" {
+		cfg.Origin = testOrigin
+	}
+	if cfg.Retry == nil {
+		cfg.Retry = []time.Duration{10 * time.Millisecond, 10 * time.Millisecond, 10 * time.Millisecond}
+	}
+	cfg.Registerer = reg
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c.Close(ctx)
+	})
+	return c, reg
+}
+
+// handlers returns a Config.Handlers giving hs to every hub.
+func handlers(hs ...Handler) func(string) []Handler {
+	return func(string) []Handler { return hs }
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func counter(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
+
+// deadAddr returns a loopback address nothing listens on.
+func deadAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr
+}
+
+// clientGoroutines returns the stacks of goroutines running Client code or the HTTP
+// client's connections.
+func clientGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for g := range strings.SplitSeq(string(buf), "\n\n") {
+		if strings.Contains(g, "internal/upstream.(*Client)") || strings.Contains(g, "internal/upstream.New") ||
+			strings.Contains(g, "net/http.(*persistConn)") {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+var testConn = Conn{Hub: "chat", ID: "conn-1", UserID: "alice", Subprotocol: "json.webpubsub.azure.v1"}
