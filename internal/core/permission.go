@@ -123,8 +123,8 @@ func matchGroupPattern(pattern, group string) bool {
 
 // patternToken is one element of a compiled pattern.
 type patternToken struct {
-	kind byte // 'l' literal, '?', '*', 'S' (**)
-	r    rune
+	kind byte   // 'l' literal, '?', '*', 'S' (**)
+	lit  string // the literal character's bytes (compared as bytes, so invalid UTF-8 matches only itself)
 }
 
 // matchPattern runs the pattern as a set of states over the runes of group,
@@ -144,11 +144,11 @@ func matchPattern(pattern, group string) (ok bool, steps int) {
 		case r == '?':
 			toks = append(toks, patternToken{kind: '?'})
 		case r == '\\' && i < len(pattern):
-			r, size = utf8.DecodeRuneInString(pattern[i:])
+			_, size = utf8.DecodeRuneInString(pattern[i:])
+			toks = append(toks, patternToken{kind: 'l', lit: pattern[i : i+size]})
 			i += size
-			toks = append(toks, patternToken{kind: 'l', r: r})
 		default:
-			toks = append(toks, patternToken{kind: 'l', r: r})
+			toks = append(toks, patternToken{kind: 'l', lit: pattern[i-size : i]})
 		}
 	}
 	cur := make([]bool, len(toks)+1)
@@ -164,7 +164,10 @@ func matchPattern(pattern, group string) (ok bool, steps int) {
 	}
 	cur[0] = true
 	closure(cur)
-	for _, r := range group {
+	for j := 0; j < len(group); {
+		r, size := utf8.DecodeRuneInString(group[j:])
+		ch := group[j : j+size]
+		j += size
 		clear(next)
 		any := false
 		for i, t := range toks {
@@ -174,7 +177,7 @@ func matchPattern(pattern, group string) (ok bool, steps int) {
 			}
 			switch t.kind {
 			case 'l':
-				if t.r == r {
+				if t.lit == ch {
 					next[i+1], any = true, true
 				}
 			case '?':
