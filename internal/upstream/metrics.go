@@ -1,8 +1,7 @@
 package upstream
 
 import (
-	"errors"
-	"fmt"
+	"github.com/switchboardhq/switchboard/internal/metricreg"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -28,57 +27,42 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	var m metrics
 	var err error
-	if m.requests, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	if m.requests, err = metricreg.Register(reg, "upstream", prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "switchboard", Subsystem: "upstream", Name: "requests_total",
 		Help: "Event handler requests, by event kind (connect, connected, disconnected, user) and HTTP status (or \"error\").",
 	}, []string{"event", "status"})); err != nil {
 		return nil, err
 	}
-	if m.duration, err = register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	if m.duration, err = metricreg.Register(reg, "upstream", prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "switchboard", Subsystem: "upstream", Name: "request_duration_seconds",
 		Help:    "Time for an event handler to answer, by event kind.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 	}, []string{"event"})); err != nil {
 		return nil, err
 	}
-	if m.retries, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	if m.retries, err = metricreg.Register(reg, "upstream", prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "switchboard", Subsystem: "upstream", Name: "retries_total",
 		Help: "Retries of asynchronous events after a network error, 408, 429 or 5xx, by event kind.",
 	}, []string{"event"})); err != nil {
 		return nil, err
 	}
-	if m.dropped, err = register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	if m.dropped, err = metricreg.Register(reg, "upstream", prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "switchboard", Subsystem: "upstream", Name: "dropped_total",
 		Help: "Asynchronous events given up, by event kind and reason (queue_full, retries_exhausted, refused, invalid, closed).",
 	}, []string{"event", "reason"})); err != nil {
 		return nil, err
 	}
-	if m.validationFailures, err = register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+	if m.validationFailures, err = metricreg.Register(reg, "upstream", prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "switchboard", Subsystem: "upstream", Name: "validation_failures_total",
 		Help: "Abuse-protection validations of handler hosts that failed (refused or unreachable).",
 	})); err != nil {
 		return nil, err
 	}
-	if m.queued, err = register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+	if m.queued, err = metricreg.Register(reg, "upstream", prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: "switchboard", Subsystem: "upstream", Name: "queued_events",
 		Help: "Asynchronous events queued or waiting for a retry.",
 	})); err != nil {
 		return nil, err
 	}
 	return &m, nil
-}
-
-// register registers c, or returns the identical collector registered before (a second
-// Client on the same registry shares the metrics).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if prev, ok := are.ExistingCollector.(C); ok {
-				return prev, nil
-			}
-		}
-		return c, fmt.Errorf("upstream: register metrics: %w", err)
-	}
-	return c, nil
 }

@@ -3,6 +3,7 @@ package webpubsub
 import (
 	"errors"
 	"fmt"
+	"github.com/switchboardhq/switchboard/internal/metricreg"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -180,14 +181,14 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	requests, err := register(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	requests, err := metricreg.Register(reg, "webpubsub", prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "switchboard", Subsystem: "rest", Name: "requests_total",
 		Help: "Web PubSub REST requests, by operation and status code.",
 	}, []string{"operation", "status"}))
 	if err != nil {
 		return nil, err
 	}
-	duration, err := register(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+	duration, err := metricreg.Register(reg, "webpubsub", prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Namespace: "switchboard", Subsystem: "rest", Name: "request_duration_seconds",
 		Help:    "Time to answer Web PubSub REST requests, by operation.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
@@ -196,19 +197,4 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	return &metrics{requests: requests, duration: duration}, nil
-}
-
-// register registers c, or returns the identical collector registered
-// before (a second handler on the same registry shares the metrics).
-func register[C prometheus.Collector](reg prometheus.Registerer, c C) (C, error) {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if prev, ok := are.ExistingCollector.(C); ok {
-				return prev, nil
-			}
-		}
-		return c, fmt.Errorf("webpubsub: register metrics: %w", err)
-	}
-	return c, nil
 }
