@@ -281,6 +281,15 @@ func (c *Conn) Detach(l Link, reason string) {
 	})
 }
 
+// End ends the session at once if l is still its socket (the client said
+// goodbye): no recovery window.
+func (c *Conn) End(l Link, reason string) {
+	if !c.out.detach(l) {
+		return
+	}
+	c.abort(CloseNormal, reason)
+}
+
 // Ended reports whether the session is over.
 func (c *Conn) Ended() bool {
 	c.mu.Lock()

@@ -3,14 +3,15 @@
 // - buildServer(): builds ./cmd/switchboard once per run (or uses $SWITCHBOARD_BIN).
 // - startServer(): starts `switchboard serve` on a free loopback port with a fresh data dir
 //   and two random access keys, waits for /api/health, and returns
-//   {endpoint, connectionString, keys, port, stop(), stderr(), stdout()}.
+//   {endpoint, connectionString, keys, port, stop(), stderr(), stdout()}. Optional: a YAML
+//   `config` (written to a temp file, passed as --config) and a pre-picked `port`.
 // - startProxy(port): a TCP proxy that can abruptly drop every client socket.
 // - small helpers: waitFor (deadline polling), Inbox (async message queue), raw `ws`
 //   clients, HS256 JWT minting, hub names, diagnostics wrapper.
 
 import { spawn, execFile } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
-import { mkdtempSync, rmSync, existsSync, mkdirSync } from "node:fs";
+import { mkdtempSync, rmSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -258,14 +259,28 @@ const MAX_LOG = 2 * 1024 * 1024;
 /**
  * Start a fresh Switchboard server. Resolves once GET /api/health answers 200 and the
  * connection-string line was printed on stdout.
+ *
+ * - `config`: YAML text of a configuration file; written to a temp file and passed with
+ *   `--config` (flags still override it). The file is removed when the server stops.
+ * - `port`: listen on this loopback port instead of a fresh free one (for a caller that must
+ *   know the endpoint before the server starts, e.g. an event-handler backend's allowed origins).
  */
-export async function startServer({ extraArgs = [], env = {} } = {}) {
+export async function startServer({ extraArgs = [], env = {}, config, port: wantedPort } = {}) {
   const bin = await buildServer();
-  const port = await freePort();
+  const port = wantedPort ?? (await freePort());
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "switchboard-sdk-data-"));
   const keys = [randomAccessKey(), randomAccessKey()];
+  let configDir;
+  const configArgs = [];
+  if (config !== undefined) {
+    configDir = mkdtempSync(path.join(os.tmpdir(), "switchboard-sdk-config-"));
+    const file = path.join(configDir, "switchboard.yaml");
+    writeFileSync(file, config);
+    configArgs.push("--config", file);
+  }
   const args = [
     "serve",
+    ...configArgs,
     "--addr",
     `127.0.0.1:${port}`,
     "--data-dir",
@@ -313,6 +328,7 @@ export async function startServer({ extraArgs = [], env = {} } = {}) {
 
   const diag = () =>
     `\n--- switchboard ${args.map((a) => (keys.includes(a) ? "<key>" : a)).join(" ")} ---\n` +
+    (config !== undefined ? `--- config ---\n${config}\n` : "") +
     `--- stdout (tail) ---\n${stdout.slice(-4000)}\n--- stderr (tail) ---\n${stderr.slice(-8000)}`;
 
   const stop = async () => {
@@ -323,10 +339,13 @@ export async function startServer({ extraArgs = [], env = {} } = {}) {
     }, 5000);
     const r = await exitPromise;
     clearTimeout(timer);
-    try {
-      rmSync(dataDir, { recursive: true, force: true });
-    } catch {
-      /* ignore */
+    for (const dir of [dataDir, configDir]) {
+      if (!dir) continue;
+      try {
+        rmSync(dir, { recursive: true, force: true });
+      } catch {
+        /* ignore */
+      }
     }
     return r;
   };
@@ -532,19 +551,21 @@ export function openWs(url, { protocols, headers, timeout = 10000 } = {}) {
       let body = "";
       res.setEncoding("utf8");
       res.on("data", (d) => (body += d));
+      // Destroy the request only once the body was read (destroying it at once loses the body).
       res.on("end", () => {
         const err = new Error(`upgrade refused: HTTP ${res.statusCode} ${body.slice(0, 500)}`);
         err.statusCode = res.statusCode;
         err.headers = res.headers;
         err.body = body;
         reject(err);
+        req.destroy();
       });
       res.on("error", () => {
         const err = new Error(`upgrade refused: HTTP ${res.statusCode}`);
         err.statusCode = res.statusCode;
         reject(err);
+        req.destroy();
       });
-      req.destroy();
     });
     ws.on("error", (e) => {
       clearTimeout(timer);

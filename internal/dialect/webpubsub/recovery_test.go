@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
@@ -199,4 +201,25 @@ func TestSlowConsumerIsClosed(t *testing.T) {
 		t.Fatalf("slow consumer closes = %v", v)
 	}
 	_ = slow
+}
+
+// TestClientGoodbyeEndsReliableSession: a reliable client that closes with a
+// close frame has left; its session ends at once instead of waiting out the
+// recovery window (an hour here), and it cannot be resumed.
+func TestClientGoodbyeEndsReliableSession(t *testing.T) {
+	s := startServer(t, serverOptions{recovery: time.Hour})
+	tok := s.token(t, "bye", auth.MintOptions{})
+	c := mustDial(t, s.wsURL("bye", tok), ProtocolJSONReliable)
+	var hello dataFrame
+	json.Unmarshal([]byte(c.read()), &hello)
+	hub, _ := s.node.Hub("bye")
+	if err := wsutil.WriteClientMessage(c.conn, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return hub.ConnCount() == 0 })
+	r := mustDial(t, s.wsURL("bye", "x")+"&awps_connection_id="+url.QueryEscape(hello.ConnectionID)+
+		"&awps_reconnection_token="+url.QueryEscape(hello.ReconnectionToken), ProtocolJSONReliable)
+	if ce := r.expectClose(); ce.code != 1008 {
+		t.Fatalf("resume after goodbye: close %d, want 1008", ce.code)
+	}
 }

@@ -30,7 +30,16 @@ type session struct {
 }
 
 // HandleClose implements websocket.Handler.
-func (s *session) HandleClose(reason string) { s.conn.Detach(s.sock, reason) }
+// A client that says goodbye with a close frame ends its session; one whose
+// connection dropped may come back within the recovery window (reliable
+// protocols).
+func (s *session) HandleClose(reason string) {
+	if s.sock.ClosedByClient() {
+		s.conn.End(s.sock, reason)
+		return
+	}
+	s.conn.Detach(s.sock, reason)
+}
 
 // HandleMessage implements websocket.Handler.
 func (s *session) HandleMessage(data []byte, binary bool) error {

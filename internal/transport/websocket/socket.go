@@ -53,8 +53,9 @@ type Socket struct {
 	h    Handler
 	hdr  [ws.MaxHeaderSize]byte
 
-	scheduled atomic.Bool
-	lastRead  atomic.Int64 // unix nanoseconds
+	scheduled    atomic.Bool
+	lastRead     atomic.Int64 // unix nanoseconds
+	clientClosed atomic.Bool  // the client sent a close frame
 
 	// mu guards the fields below.
 	mu          sync.Mutex
@@ -250,7 +251,8 @@ func (s *Socket) read(h Handler, park bool) (reason string, parked bool) {
 					echo = 1000
 				}
 				s.Close(echo, "")
-				return "client closed (" + strconv.Itoa(int(code)) + " " + text + ")", false
+				s.clientClosed.Store(true)
+				return closeReason(code, text), false
 			}
 			if park && !inMessage && s.br.Buffered() == 0 {
 				return "", true
@@ -297,6 +299,21 @@ func (s *Socket) read(h Handler, park bool) (reason string, parked bool) {
 			return "", true
 		}
 	}
+}
+
+// ClosedByClient reports whether the socket ended with a close frame from the
+// client: a deliberate goodbye, not a dropped connection.
+func (s *Socket) ClosedByClient() bool { return s.clientClosed.Load() }
+
+func closeReason(code ws.StatusCode, text string) string {
+	r := "client closed the connection"
+	if code != 0 {
+		r += " (" + strconv.Itoa(int(code)) + ")"
+	}
+	if text != "" {
+		r += ": " + text
+	}
+	return r
 }
 
 func (s *Socket) protocolError(code int, reason string) string {
