@@ -1,8 +1,7 @@
 // Client protocol through @azure/web-pubsub-client (WebPubSubClient), with the server side driven
 // by @azure/web-pubsub (WebPubSubServiceClient).
-import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { startServer, withDiag, hubName, randomSuffix, waitFor } from "./harness.mjs";
+import { hubName, randomSuffix, waitFor, sharedServer } from "./harness.mjs";
 import {
   serviceClient,
   startSdkClient,
@@ -12,15 +11,7 @@ import {
   WebPubSubJsonProtocol,
 } from "./helpers.mjs";
 
-let sb;
-before(async () => {
-  sb = await startServer();
-});
-after(async () => {
-  await sb?.stop();
-});
-
-const it = (name, fn) => test(name, withDiag(() => sb, fn));
+const { sb, it } = sharedServer();
 
 const ALL_ROLES = ["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"];
 const NO_RETRY = { messageRetryOptions: { maxRetries: 0 } };

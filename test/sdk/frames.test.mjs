@@ -1,29 +1,10 @@
 // Byte-exact frames with plain `ws` WebSockets: json.webpubsub.azure.v1, json.reliable, and raw
 // (no subprotocol) clients; upgrade authentication failures.
-import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import {
-  startServer,
-  withDiag,
-  hubName,
-  randomSuffix,
-  signJwt,
-  openWs,
-  JSON_PROTOCOL,
-  JSON_RELIABLE_PROTOCOL,
-  withTimeout,
-} from "./harness.mjs";
+import { hubName, randomSuffix, signJwt, openWs, JSON_PROTOCOL, JSON_RELIABLE_PROTOCOL, withTimeout, sharedServer } from "./harness.mjs";
 import { serviceClient, connectJson, barrierJson, rejects } from "./helpers.mjs";
 
-let sb;
-before(async () => {
-  sb = await startServer();
-});
-after(async () => {
-  await sb?.stop();
-});
-
-const it = (name, fn) => test(name, withDiag(() => sb, fn));
+const { sb, it } = sharedServer();
 
 async function conn(t, svc, opts) {
   const c = await connectJson(svc, opts);

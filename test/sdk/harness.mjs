@@ -9,6 +9,7 @@
 // - small helpers: waitFor (deadline polling), Inbox (async message queue), raw `ws`
 //   clients, HS256 JWT minting, hub names, diagnostics wrapper.
 
+import { before, after, test } from "node:test";
 import { spawn, execFile } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
@@ -389,6 +390,23 @@ export async function startServer({ extraArgs = [], env = {}, config, port: want
     exited: () => exited,
     stop,
   };
+}
+
+/**
+ * One server shared by the tests of a file: `sb` is filled in before the first test (its fields
+ * are those of startServer's result) and stopped after the last; `it` is test() with the
+ * server's diagnostics appended to failures.
+ */
+export function sharedServer(opts) {
+  const sb = {};
+  before(async () => {
+    Object.assign(sb, await startServer(opts));
+  });
+  after(async () => {
+    await sb.stop?.();
+  });
+  const it = (name, fn) => test(name, withDiag(() => sb, fn));
+  return { sb, it };
 }
 
 /**

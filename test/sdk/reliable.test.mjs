@@ -1,32 +1,10 @@
 // Reliable protocol (json.reliable.webpubsub.azure.v1): recovery after an abrupt TCP drop
 // through a proxy, buffered replay and sequenceAck, and refused recoveries (close 1008).
-import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import {
-  startServer,
-  startProxy,
-  withDiag,
-  hubName,
-  randomSuffix,
-  waitFor,
-  openWs,
-  withQuery,
-  withPort,
-  signJwt,
-  JSON_RELIABLE_PROTOCOL,
-  withTimeout,
-} from "./harness.mjs";
+import { startProxy, hubName, randomSuffix, waitFor, openWs, withQuery, withPort, signJwt, JSON_RELIABLE_PROTOCOL, withTimeout, sharedServer } from "./harness.mjs";
 import { serviceClient, startSdkClient, connectJson, collectAll } from "./helpers.mjs";
 
-let sb;
-before(async () => {
-  sb = await startServer();
-});
-after(async () => {
-  await sb?.stop();
-});
-
-const it = (name, fn) => test(name, withDiag(() => sb, fn));
+const { sb, it } = sharedServer();
 
 function closedWithin(c, ms, what) {
   return withTimeout(c.closed, ms, `${what}: socket close`);

@@ -1,29 +1,10 @@
 // REST operations through @azure/web-pubsub (WebPubSubServiceClient), with results observed by
 // raw json.webpubsub.azure.v1 WebSocket clients.
-import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import {
-  startServer,
-  withDiag,
-  hubName,
-  waitFor,
-  signJwt,
-  decodeJwt,
-  openWs,
-  randomSuffix,
-  withTimeout,
-} from "./harness.mjs";
+import { hubName, waitFor, signJwt, decodeJwt, openWs, randomSuffix, withTimeout, sharedServer } from "./harness.mjs";
 import { serviceClient, connectJson, barrierJson, dataFrames, rejects, collectPages, collectAll } from "./helpers.mjs";
 
-let sb;
-before(async () => {
-  sb = await startServer();
-});
-after(async () => {
-  await sb?.stop();
-});
-
-const it = (name, fn) => test(name, withDiag(() => sb, fn));
+const { sb, it } = sharedServer();
 
 /** Connect and register cleanup. */
 async function conn(t, svc, opts) {
