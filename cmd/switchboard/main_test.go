@@ -5,37 +5,15 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchboardhq/switchboard/internal/server/servertest"
+
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"github.com/switchboardhq/switchboard/internal/config"
-	"github.com/switchboardhq/switchboard/internal/server"
 )
-
-// startServer runs a whole server on a loopback port until the test ends.
-func startServer(t *testing.T) (*server.Server, context.CancelFunc, chan error) {
-	t.Helper()
-	cfg, err := config.Load("", nil, []string{"server.addr=127.0.0.1:0", "server.data_dir=" + t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-	return srv, cancel, done
-}
 
 func run(t *testing.T, args ...string) (string, error) {
 	t.Helper()
@@ -52,7 +30,7 @@ func run(t *testing.T, args ...string) (string, error) {
 // it, delivers a message with `send`, then shuts the server down and checks
 // the client is told and closed with 1001.
 func TestTokenSendAndShutdown(t *testing.T) {
-	srv, cancel, done := startServer(t)
+	srv := servertest.Start(t, servertest.Options{})
 	cs := srv.ConnectionString()
 	out, err := run(t, "token", "--connection-string", cs, "--hub", "cli", "--user", "ann", "--group", "news")
 	if err != nil {
@@ -104,7 +82,8 @@ func TestTokenSendAndShutdown(t *testing.T) {
 		t.Fatal("send to an invalid hub succeeded")
 	}
 
-	cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Stop() }()
 	if got := read(); got != `{"type":"system","event":"disconnected","message":"server shutting down"}` {
 		t.Fatalf("shutdown notice = %s", got)
 	}
@@ -118,11 +97,10 @@ func TestTokenSendAndShutdown(t *testing.T) {
 		t.Fatalf("want close 1001, got %v", err)
 	}
 	select {
-	case err := <-done:
+	case err := <-stopped:
 		if err != nil {
 			t.Fatalf("Serve returned %v", err)
 		}
-		done <- nil // for the cleanup
 	case <-time.After(10 * time.Second):
 		t.Fatal("server did not stop")
 	}

@@ -2,15 +2,12 @@ package bench
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"testing"
 	"time"
 
-	"github.com/switchboardhq/switchboard/internal/config"
-	"github.com/switchboardhq/switchboard/internal/server"
+	"github.com/switchboardhq/switchboard/internal/server/servertest"
 )
 
 // TestMain lets the test binary act as a worker process for the re-exec path.
@@ -27,28 +24,7 @@ func TestMain(m *testing.M) {
 
 func startServer(t *testing.T) string {
 	t.Helper()
-	cfg, err := config.Load("", nil, []string{"server.addr=127.0.0.1:0", "server.data_dir=" + t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		srv.Serve(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	return srv.ConnectionString()
+	return servertest.Start(t, servertest.Options{}).ConnectionString()
 }
 
 func runOK(t *testing.T, o Options) *Report {

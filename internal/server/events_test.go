@@ -1,11 +1,10 @@
-package server
+package server_test
 
 import (
 	"bufio"
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -16,10 +15,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboardhq/switchboard/internal/server/servertest"
+
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/switchboardhq/switchboard/internal/auth"
-	"github.com/switchboardhq/switchboard/internal/config"
 )
 
 // backend is a minimal CloudEvents event handler that records what it gets.
@@ -83,21 +83,7 @@ func TestEventHandlers(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "c.yaml")
 	os.WriteFile(file, []byte("hubs:\n  chat:\n    event_handlers:\n      - url_template: \""+hs.URL+"/{hub}/{event}\"\n        user_events: [\"*\"]\n        system_events: [connect, connected, disconnected]\n"), 0o600)
-	cfg, err := config.Load(file, nil, []string{"server.addr=127.0.0.1:0", "server.data_dir=" + dir, "auth.access_keys=primary-key,secondary-key"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := New(cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	srv := servertest.Start(t, servertest.Options{ConfigFile: file, Settings: []string{"auth.access_keys=primary-key,secondary-key"}})
 
 	tok, _ := keys.MintClientToken(auth.ClientAudience(srv.Endpoint(), "chat"), auth.MintOptions{})
 	u := strings.Replace(srv.Endpoint(), "http", "ws", 1) + "/client/hubs/chat?access_token=" + url.QueryEscape(tok)
