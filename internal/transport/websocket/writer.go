@@ -91,9 +91,9 @@ func (w *writer) run() {
 		}
 		// Under load, a writer waits before its next pass so that messages
 		// arriving close together share one write per socket. The wait is
-		// four times as long as the previous pass took, capped by the gather window: a
-		// writer with little to do (short passes) adds almost no latency, a
-		// saturated one (long passes) batches up to the full window.
+		// four times as long as the previous pass took, capped by the gather
+		// window: a writer with little to do (short passes) adds almost no
+		// latency, a saturated one (long passes) batches up to the full window.
 		if gather > 0 {
 			if wait := min(gather, 4*lastPass) - time.Since(lastEnd); wait > 0 {
 				time.Sleep(wait)
@@ -168,10 +168,11 @@ func (w *writer) flush(s *Socket) {
 	for _, p := range pongs {
 		w.addControl(ws.OpPong, p)
 	}
+	frames := len(pongs)
 	if pingDue {
 		w.addControl(ws.OpPing, nil)
+		frames++
 	}
-	frames := len(pongs)
 	if src != nil {
 		w.items = src.Drain(s, w.items[:0])
 		for i := range w.items {
