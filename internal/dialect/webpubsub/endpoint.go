@@ -245,7 +245,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sock.Bind(conn)
-	sock.Serve(&session{ep: e, conn: conn, hub: hub, sock: sock, raw: raw, dialect: dialect})
+	sock.Serve(newSession(e, conn, hub, sock, dialect))
 	if e.up != nil {
 		e.up.Connected(upConn(conn))
 	}
@@ -273,7 +273,7 @@ func (e *Endpoint) resume(w http.ResponseWriter, r *http.Request, hub *core.Hub,
 	}
 	_, dialect := codecFor(proto)
 	sock.Bind(conn)
-	sock.Serve(&session{ep: e, conn: conn, hub: hub, sock: sock, dialect: dialect})
+	sock.Serve(newSession(e, conn, hub, sock, dialect))
 }
 
 // connectEvent asks the hub's connect handler whether and as whom the client

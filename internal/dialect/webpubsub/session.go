@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
@@ -27,6 +29,15 @@ type session struct {
 	sock    *websocket.Socket
 	raw     bool
 	dialect string
+	in      prometheus.Counter // messages in, for this hub and dialect
+	inBytes prometheus.Counter
+}
+
+func newSession(e *Endpoint, conn *core.Conn, hub *core.Hub, sock *websocket.Socket, dialect string) *session {
+	return &session{ep: e, conn: conn, hub: hub, sock: sock, raw: dialect == "raw", dialect: dialect,
+		in:      e.metrics.messagesIn.WithLabelValues(hub.Name(), dialect),
+		inBytes: e.metrics.bytesIn.WithLabelValues(hub.Name(), dialect),
+	}
 }
 
 // HandleClose implements websocket.Handler.
@@ -43,8 +54,8 @@ func (s *session) HandleClose(reason string) {
 
 // HandleMessage implements websocket.Handler.
 func (s *session) HandleMessage(data []byte, binary bool) error {
-	s.ep.metrics.messagesIn.WithLabelValues(s.hub.Name(), s.dialect).Inc()
-	s.ep.metrics.bytesIn.WithLabelValues(s.hub.Name(), s.dialect).Add(float64(len(data)))
+	s.in.Inc()
+	s.inBytes.Add(float64(len(data)))
 	if s.raw {
 		return s.rawEvent(data, binary)
 	}
@@ -70,7 +81,7 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 	case "joinGroup", "leaveGroup", "sendToGroup", "event":
 	case "invoke":
 		s.conn.Send(encodeInvokeError(r.InvocationID, "NotSupported",
-			"invocations need an event handler, and none is configured for this hub"))
+			"invoke is not supported yet; use event requests"))
 		return nil
 	case "cancelInvocation":
 		return nil
