@@ -29,7 +29,6 @@ type Conn struct {
 	id       string
 	hub      *Hub
 	userID   string
-	roles    []string
 	protocol string
 	dialect  string
 	codec    Codec
@@ -80,9 +79,6 @@ func (c *Conn) Hub() *Hub { return c.hub }
 
 // Protocol returns the negotiated subprotocol.
 func (c *Conn) Protocol() string { return c.protocol }
-
-// Roles returns the roles the conn connected with.
-func (c *Conn) Roles() []string { return c.roles }
 
 // Codec returns the conn's codec.
 func (c *Conn) Codec() Codec { return c.codec }

@@ -56,7 +56,6 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 		id:        id,
 		hub:       h,
 		userID:    info.UserID,
-		roles:     info.Roles,
 		protocol:  info.Protocol,
 		dialect:   info.Dialect,
 		codec:     info.Codec,

@@ -80,7 +80,6 @@ var coreErrors = [...]struct {
 	{core.ErrReplayOverflow, http.StatusServiceUnavailable, codeUnavailable, "", "The connection's unacknowledged message buffer is full."},
 	{core.ErrNotRecoverable, http.StatusNotFound, codeConnNotExisted, "Connection", msgConnNotFound},
 	{core.ErrNodeClosed, http.StatusServiceUnavailable, codeUnavailable, "", "The service is shutting down."},
-	{core.ErrInvalidArgument, http.StatusBadRequest, codeBadRequest, "", "Invalid argument."},
 	// Not core's, but they come back through core calls: the request's
 	// context ended (client gone or server shutting down).
 	{context.Canceled, http.StatusServiceUnavailable, codeUnavailable, "", "The request was canceled."},

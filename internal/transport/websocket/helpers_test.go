@@ -49,12 +49,6 @@ func (s *testSource) push(items ...core.Item) {
 	s.mu.Unlock()
 }
 
-func (s *testSource) queued() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.items)
-}
-
 func text(s string) core.Item { return core.Item{Body: []byte(s)} }
 
 // testHandler records what a socket reads.

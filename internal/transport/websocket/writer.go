@@ -220,12 +220,6 @@ func (w *writer) addControl(op ws.OpCode, payload []byte) {
 	w.addScratch(off, len(w.scratch)-off)
 }
 
-func (w *writer) addBody(b []byte) {
-	off := len(w.scratch)
-	w.scratch = append(w.scratch, b...)
-	w.addScratch(off, len(b))
-}
-
 // addScratch adds scratch[off:off+n], merging with the previous span when
 // they touch.
 func (w *writer) addScratch(off, n int) {
