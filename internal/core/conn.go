@@ -160,6 +160,9 @@ func (c *Conn) Deliver(m *Message) { c.deliver(m) }
 // deliver queues m for this conn.
 func (c *Conn) deliver(m *Message) {
 	f := m.encode(c.codec)
+	if f.Data == nil {
+		return // the codec has no form of m for this protocol
+	}
 	it := Item{Body: f.Data, Binary: f.Binary}
 	if !m.Expires.IsZero() {
 		it.Expires = m.Expires.UnixNano()
@@ -212,7 +215,11 @@ const (
 func (c *Conn) Close(reason string) { c.closeWith(CloseNormal, reason) }
 
 func (c *Conn) closeWith(code int, reason string) {
-	if f, ok := c.codec.EncodeDisconnected(reason); ok {
+	f, ok := c.codec.EncodeDisconnected(reason)
+	if g, isGA := c.codec.(GoingAwayEncoder); isGA && code == CloseGoingAway {
+		f, ok = g.EncodeGoingAway(reason), true
+	}
+	if ok {
 		c.Send(f)
 	}
 	if !c.hub.removeConn(c, reason) {
@@ -244,7 +251,8 @@ func (c *Conn) attach(l Link) bool {
 		c.recoverTimer = nil
 	}
 	c.mu.Unlock()
-	prev, ok := c.out.attach(l, c.codec.Sequenced())
+	r, _ := c.codec.(Resumer)
+	prev, ok := c.out.attach(l, c.codec.Sequenced(), r)
 	if !ok {
 		return false
 	}

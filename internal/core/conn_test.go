@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -456,5 +457,90 @@ func TestReplacedLinkDrainsNothing(t *testing.T) {
 	}
 	if got := (client{c.Conn, l2}).bodies(); !slices.Equal(got, []string{"#1 a", "#2 b"}) {
 		t.Errorf("new link got %q, want the replay [#1 a #2 b]", got)
+	}
+}
+
+// resumeCodec is a sequenced codec that announces a resumed stream, as
+// SignalR's Sequence message does, and has no form of messages whose data is
+// "skip".
+type resumeCodec struct{ testCodec }
+
+func (c *resumeCodec) ResumeFrame(next uint64) core.Frame {
+	return core.Frame{Data: []byte("resume@" + strconv.FormatUint(next, 10))}
+}
+
+func (c *resumeCodec) EncodeMessage(m *core.Message) core.Frame {
+	if string(m.Data) == "skip" {
+		return core.Frame{}
+	}
+	return c.testCodec.EncodeMessage(m)
+}
+
+func (c *resumeCodec) AppendHead(dst []byte, seq uint64) []byte { return dst }
+
+func TestResumeFramePrecedesReplay(t *testing.T) {
+	n := testNode(t, core.Config{})
+	h := testHub(t, n, "h")
+	codec := &resumeCodec{testCodec{key: 2, sequenced: true}}
+	c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "p"})
+	for _, s := range []string{"a", "skip", "b", "c"} {
+		c.Deliver(textMsg(s))
+	}
+	if got := c.bodies(); strings.Join(got, ",") != "a,b,c" {
+		t.Fatalf("first link got %q; a message without a form must be skipped and not numbered", got)
+	}
+	c.Ack(1) // "a" acknowledged: b (2) and c (3) are replayed
+	c.Detach(c.link, "dropped")
+	l2 := &recLink{}
+	if _, err := h.Resume(c.ID(), "p", l2); err != nil {
+		t.Fatal(err)
+	}
+	c.Deliver(textMsg("d"))
+	var got []string
+	for _, it := range c.Drain(l2, nil) {
+		got = append(got, string(it.Body))
+	}
+	if strings.Join(got, ",") != "resume@2,b,c,d" {
+		t.Fatalf("resumed link got %q, want resume@2,b,c,d", got)
+	}
+	// Everything acknowledged: a later resume announces the next new id.
+	c.Ack(4)
+	c.Detach(l2, "dropped again")
+	l3 := &recLink{}
+	if _, err := h.Resume(c.ID(), "p", l3); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Drain(l3, nil); len(got) != 1 || string(got[0].Body) != "resume@5" {
+		t.Fatalf("second resume got %v, want only resume@5", got)
+	}
+}
+
+// goingAwayCodec says goodbye differently when the server shuts down.
+type goingAwayCodec struct{ testCodec }
+
+func (c *goingAwayCodec) EncodeGoingAway(reason string) core.Frame {
+	return core.Frame{Data: []byte("going-away:" + reason)}
+}
+
+func TestShutdownUsesGoingAwayFrame(t *testing.T) {
+	n := testNode(t, core.Config{})
+	h := testHub(t, n, "h")
+	ga := connect(t, h, core.ConnInfo{Codec: &goingAwayCodec{testCodec{key: 3}}})
+	plain := connect(t, h, core.ConnInfo{})
+	gaOther := connect(t, h, core.ConnInfo{Codec: &goingAwayCodec{testCodec{key: 3}}})
+	if err := h.CloseConns(context.Background(), core.Target{Kind: core.ToConn, Name: gaOther.ID()}, "kicked"); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Shutdown(context.Background(), "bye"); err != nil {
+		t.Fatal(err)
+	}
+	if got := ga.bodies(); len(got) != 1 || got[0] != "going-away:bye" {
+		t.Fatalf("going-away codec got %q", got)
+	}
+	if got := plain.bodies(); len(got) != 1 || got[0] != "disconnected:bye" {
+		t.Fatalf("plain codec got %q", got)
+	}
+	if got := gaOther.bodies(); len(got) != 1 || got[0] != "disconnected:kicked" {
+		t.Fatalf("a server close that is not a shutdown got %q", got)
 	}
 }

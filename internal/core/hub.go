@@ -15,6 +15,7 @@ type Hub struct {
 	conns  connShards
 	groups setShards
 	users  setShards
+	tags   userTags // SignalR user–group tags (usertags.go)
 }
 
 func newHub(n *Node, name string) *Hub {
@@ -78,6 +79,7 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 	for _, g := range info.Groups {
 		h.join(c, g)
 	}
+	h.joinTagged(c)
 	h.node.metrics.conns.WithLabelValues(h.name, c.dialect).Inc()
 	return c, nil
 }

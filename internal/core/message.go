@@ -14,6 +14,10 @@ const (
 	Text
 	JSON
 	Protobuf
+	// Framed data is already in the wire format of the one conn it is
+	// delivered to (an upstream's answer relayed verbatim): codecs pass it
+	// through. It is only used with Conn.Deliver.
+	Framed
 )
 
 func (t DataType) String() string {
@@ -24,6 +28,8 @@ func (t DataType) String() string {
 		return "json"
 	case Protobuf:
 		return "protobuf"
+	case Framed:
+		return "framed"
 	default:
 		return "binary"
 	}
@@ -68,7 +74,8 @@ type Codec interface {
 	// encoding for the per-message cache.
 	Key() int
 	// EncodeMessage encodes m for every conn of this codec. The result is
-	// shared; it must not depend on the conn.
+	// shared; it must not depend on the conn. A nil Data means the protocol
+	// has no form of m: the conn gets nothing.
 	EncodeMessage(m *Message) Frame
 	// Sequenced reports whether data messages carry per-conn sequence ids and
 	// stay buffered until the client acknowledges them (reliable protocols).
@@ -79,6 +86,23 @@ type Codec interface {
 	// EncodeDisconnected encodes the notice sent before the server closes a
 	// conn; ok is false when the protocol has none.
 	EncodeDisconnected(reason string) (f Frame, ok bool)
+}
+
+// Resumer is implemented by sequenced codecs whose protocol announces a
+// resumed stream (SignalR's Sequence message): when a session is resumed on a
+// new link, ResumeFrame's frame is queued before the replayed messages. next
+// is the sequence id of the first message sent again, or of the next new one
+// when none is pending.
+type Resumer interface {
+	ResumeFrame(next uint64) Frame
+}
+
+// GoingAwayEncoder is implemented by codecs whose protocol tells clients that
+// the server is going away and they may come back (SignalR's Close with
+// allowReconnect): the server's shutdown sends EncodeGoingAway's frame
+// instead of EncodeDisconnected's.
+type GoingAwayEncoder interface {
+	EncodeGoingAway(reason string) Frame
 }
 
 // encode returns the frame of m for c, encoding it once.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchboardhq/switchboard/internal/metricreg"
 )
 
 // Limits bound what one conn may hold. Zero fields take the defaults below.
@@ -249,9 +250,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Send operations delivered by this node, by hub and target kind.",
 		}, []string{"hub", "target"}),
 	}
-	for _, c := range []prometheus.Collector{m.conns, m.sent, m.sentBytes, m.slowConsumers, m.sends} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("core: register metrics: %w", err)
+	// A second node on the same registry (the SignalR namespace) shares
+	// the collectors; the dialect label tells their conns apart.
+	var err error
+	if m.conns, err = metricreg.Register(reg, "core", m.conns); err != nil {
+		return nil, err
+	}
+	for _, c := range []**prometheus.CounterVec{&m.sent, &m.sentBytes, &m.slowConsumers, &m.sends} {
+		if *c, err = metricreg.Register(reg, "core", *c); err != nil {
+			return nil, err
 		}
 	}
 	return m, nil

@@ -126,9 +126,10 @@ func (o *outbox) ack(seq uint64) {
 }
 
 // attach makes l the conn's link; for sequenced conns the queue restarts with
-// every unacknowledged data message, in order. It returns the previous link,
-// and false when the outbox has ended.
-func (o *outbox) attach(l Link, sequenced bool) (prev Link, ok bool) {
+// every unacknowledged data message, in order, preceded by the codec's resume
+// frame when it has one. It returns the previous link, and false when the
+// outbox has ended.
+func (o *outbox) attach(l Link, sequenced bool, r Resumer) (prev Link, ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.ended {
@@ -138,8 +139,17 @@ func (o *outbox) attach(l Link, sequenced bool) (prev Link, ok bool) {
 	clear(o.items)
 	o.items, o.bytes = o.items[:0], 0
 	if sequenced {
+		if r != nil {
+			next := o.seq + 1
+			if len(o.unacked) > 0 {
+				next = o.unacked[0].Seq
+			}
+			f := r.ResumeFrame(next)
+			o.items = append(o.items, Item{Body: f.Data, Binary: f.Binary})
+			o.bytes += len(f.Data)
+		}
 		o.items = append(o.items, o.unacked...) // drain skips the expired ones
-		o.bytes = o.unackedBytes
+		o.bytes += o.unackedBytes
 	}
 	return prev, true
 }
