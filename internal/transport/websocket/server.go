@@ -13,6 +13,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchboardhq/switchboard/internal/metricreg"
 )
 
 // Options configure a Server. Zero fields take the defaults given.
@@ -216,10 +217,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		badFrames: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "websocket", Name: "protocol_errors_total",
 			Help: "Sockets closed for breaking RFC 6455 or a limit, by close code."}, []string{"code"}),
 	}
-	for _, c := range []prometheus.Collector{m.framesIn, m.bytesIn, m.framesOut, m.bytesOut, m.writes, m.handshakeErrors, m.stalls, m.sockets, m.closes, m.badFrames} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("websocket: register metrics: %w", err)
+	// Every field is registered on reg, or replaced by the identical
+	// collector a second server (the SignalR listener's) registered before.
+	var err error
+	for _, c := range []*prometheus.Counter{&m.framesIn, &m.bytesIn, &m.framesOut, &m.bytesOut, &m.writes, &m.handshakeErrors, &m.stalls} {
+		if *c, err = metricreg.Register(reg, "websocket", *c); err != nil {
+			return nil, err
 		}
+	}
+	if m.sockets, err = metricreg.Register(reg, "websocket", m.sockets); err != nil {
+		return nil, err
+	}
+	if m.closes, err = metricreg.Register(reg, "websocket", m.closes); err != nil {
+		return nil, err
+	}
+	if m.badFrames, err = metricreg.Register(reg, "websocket", m.badFrames); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

@@ -65,6 +65,8 @@ type Socket struct {
 	closeReason string
 	pongs       [][]byte
 	pingDue     bool
+	keepAlive   []byte // data frame sent instead of a ping; nil: ping
+	keepAliveOp ws.OpCode
 	dead        bool
 	parked      bool   // waiting in the poller, no goroutine reading
 	killReason  string // why the socket was dropped, for a parked reader
@@ -109,6 +111,20 @@ func (s *Socket) Bind(src Source) {
 	s.src = src
 	s.mu.Unlock()
 	s.Wake()
+}
+
+// SetKeepAlive makes the writer's periodic ping sweep send frame as a data
+// frame (binary or text) instead of a WebSocket ping: clients such as a
+// browser's SignalR hub connection cannot see ping frames and need a
+// protocol-level message to stay alive. A nil frame restores pings.
+func (s *Socket) SetKeepAlive(frame []byte, binary bool) {
+	op := ws.OpText
+	if binary {
+		op = ws.OpBinary
+	}
+	s.mu.Lock()
+	s.keepAlive, s.keepAliveOp = frame, op
+	s.mu.Unlock()
 }
 
 // Wake implements core.Link.

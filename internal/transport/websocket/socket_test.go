@@ -124,6 +124,34 @@ func TestServerPings(t *testing.T) {
 	}
 }
 
+// TestKeepAliveFrame checks that a socket with a keep-alive frame gets it as
+// a data frame of the requested opcode from the ping sweep, never a ping.
+func TestKeepAliveFrame(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		frame  string
+		binary bool
+		op     ws.OpCode
+	}{
+		{"text", "{\"type\":6}\x1e", false, ws.OpText},
+		{"binary", "\x02\x91\x06", true, ws.OpBinary},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, Options{PingInterval: 20 * time.Millisecond, IdleTimeout: time.Hour})
+			e.prepare = func(p *peer) { p.sock.SetKeepAlive([]byte(tc.frame), tc.binary) }
+			c, _ := e.dial(t, 0)
+			for i := 0; i < 2; i++ { // every sweep, not only the first
+				h, data := c.readFrame(t)
+				if h.OpCode != tc.op || string(data) != tc.frame {
+					t.Fatalf("frame %d: got %v %q, want %v %q", i, h.OpCode, data, tc.op, tc.frame)
+				}
+			}
+		})
+	}
+}
+
 // TestProtocolErrors checks each violation gets its close code, a close
 // frame, the end of the TCP connection and one HandleClose.
 func TestProtocolErrors(t *testing.T) {

@@ -161,6 +161,7 @@ func (w *writer) flush(s *Socket) {
 	}
 	src, closing, code, reason := s.src, s.closing, s.closeCode, s.closeReason
 	pongs, pingDue := s.pongs, s.pingDue
+	keepAlive, keepAliveOp := s.keepAlive, s.keepAliveOp
 	s.pongs, s.pingDue = nil, false
 	s.mu.Unlock()
 
@@ -169,7 +170,7 @@ func (w *writer) flush(s *Socket) {
 		w.addControl(ws.OpPong, p)
 	}
 	frames := len(pongs)
-	if pingDue {
+	if pingDue && keepAlive == nil {
 		w.addControl(ws.OpPing, nil)
 		frames++
 	}
@@ -181,6 +182,12 @@ func (w *writer) flush(s *Socket) {
 			it.Body = nil
 		}
 		frames += len(w.items)
+	}
+	if pingDue && keepAlive != nil {
+		// After the drained messages, so that a keep-alive set right after
+		// queueing a handshake answer never goes out before it.
+		w.addControl(keepAliveOp, keepAlive)
+		frames++
 	}
 	if closing && !s.closeQueued {
 		body := ws.NewCloseFrameBody(ws.StatusCode(code), truncateReason(reason))

@@ -1,0 +1,229 @@
+package longpoll
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchboardhq/switchboard/internal/cluster"
+	"github.com/switchboardhq/switchboard/internal/core"
+)
+
+// testCodec encodes a message as its data; the disconnected notice is
+// "bye:<reason>".
+type testCodec struct{}
+
+func (testCodec) Key() int                                 { return 7 }
+func (testCodec) EncodeMessage(m *core.Message) core.Frame { return core.Frame{Data: m.Data} }
+func (testCodec) Sequenced() bool                          { return false }
+func (testCodec) AppendHead(dst []byte, _ uint64) []byte   { return dst }
+func (testCodec) EncodeDisconnected(reason string) (core.Frame, bool) {
+	return core.Frame{Data: []byte("bye:" + reason)}, true
+}
+
+// env is one long-polling Conn bound to a real core conn, served on
+// loopback: GET polls, DELETE stops, as the dialect would route them.
+type env struct {
+	lp   *Conn
+	conn *core.Conn
+	hub  *core.Hub
+	reg  *prometheus.Registry
+	url  string
+
+	mu    sync.Mutex
+	gones []string
+	gone  chan struct{} // closed on the first OnGone
+}
+
+func newEnv(t *testing.T, opts Options) *env {
+	t.Helper()
+	e := &env{reg: prometheus.NewRegistry(), gone: make(chan struct{})}
+	node, err := core.NewNode(core.Config{Broker: cluster.NewLocal(), Registerer: prometheus.NewRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.hub, err = node.Hub("chat"); err != nil {
+		t.Fatal(err)
+	}
+	if opts.MaxGap == 0 {
+		opts.MaxGap = time.Minute
+	}
+	opts.Registerer = e.reg
+	opts.OnGone = func(reason string) {
+		e.mu.Lock()
+		e.gones = append(e.gones, reason)
+		if len(e.gones) == 1 {
+			close(e.gone)
+		}
+		e.mu.Unlock()
+		e.conn.Detach(e.lp, reason) // as the dialect does
+	}
+	// The conn must exist before OnGone can run: hold the lock until then.
+	e.mu.Lock()
+	e.lp = New(opts)
+	if e.conn, err = e.hub.Connect(core.ConnInfo{Codec: testCodec{}, Dialect: "test"}, e.lp); err != nil {
+		t.Fatal(err)
+	}
+	e.lp.Bind(e.conn)
+	e.mu.Unlock()
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet:
+			e.lp.Poll(w, r)
+		case http.MethodDelete:
+			e.lp.Stop()
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	t.Cleanup(func() {
+		ts.CloseClientConnections()
+		ts.Close()
+		e.lp.Stop()
+	})
+	e.url = ts.URL
+	return e
+}
+
+func (e *env) goneReasons() []string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]string(nil), e.gones...)
+}
+
+func (e *env) waitGone(t *testing.T) []string {
+	t.Helper()
+	select {
+	case <-e.gone:
+		return e.goneReasons()
+	case <-time.After(10 * time.Second):
+		t.Fatal("OnGone not called within 10s")
+		return nil
+	}
+}
+
+// answer is a poll response.
+type answer struct {
+	status int
+	body   string
+	header http.Header
+	length int64
+	err    error
+}
+
+func (e *env) poll(ctx context.Context) answer {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return answer{err: err}
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return answer{status: resp.StatusCode, body: string(b), header: resp.Header, length: resp.ContentLength, err: err}
+}
+
+// mustPoll polls and checks the status.
+func (e *env) mustPoll(t *testing.T, status int) answer {
+	t.Helper()
+	a := e.poll(context.Background())
+	if a.err != nil {
+		t.Fatalf("poll: %v", a.err)
+	}
+	if a.status != status {
+		t.Fatalf("poll: status %d (body %q), want %d", a.status, a.body, status)
+	}
+	return a
+}
+
+// pollAsync starts a poll and returns where its answer arrives.
+func (e *env) pollAsync(ctx context.Context) <-chan answer {
+	ch := make(chan answer, 1)
+	go func() { ch <- e.poll(ctx) }()
+	return ch
+}
+
+func wait(t *testing.T, ch <-chan answer) answer {
+	t.Helper()
+	select {
+	case a := <-ch:
+		if a.err != nil {
+			t.Fatalf("poll: %v", a.err)
+		}
+		return a
+	case <-time.After(10 * time.Second):
+		t.Fatal("poll not answered within 10s")
+		return answer{}
+	}
+}
+
+// isHeld reports whether a poll is waiting for data.
+func (e *env) isHeld() bool {
+	e.lp.mu.Lock()
+	defer e.lp.mu.Unlock()
+	return e.lp.held != nil
+}
+
+func (e *env) del(t *testing.T) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, e.url, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("DELETE: %v", err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func deliver(c *core.Conn, bodies ...string) {
+	for _, b := range bodies {
+		c.Deliver(&core.Message{Data: []byte(b)})
+	}
+}
+
+// value returns a counter or gauge of reg with the given label pairs.
+func value(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range mf.GetMetric() {
+			for i := 0; i+1 < len(labels); i += 2 {
+				found := false
+				for _, lp := range m.GetLabel() {
+					found = found || (lp.GetName() == labels[i] && lp.GetValue() == labels[i+1])
+				}
+				if !found {
+					continue next
+				}
+			}
+			if c := m.GetCounter(); c != nil {
+				return c.GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	return 0
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}

@@ -1,0 +1,276 @@
+package longpoll
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func checkNoCache(t *testing.T, a answer) {
+	t.Helper()
+	for k, want := range map[string]string{
+		"Cache-Control": "no-cache, no-store",
+		"Pragma":        "no-cache",
+		"Expires":       "Thu, 01 Jan 1970 00:00:00 GMT",
+	} {
+		if got := a.header.Get(k); got != want {
+			t.Errorf("status %d: %s = %q, want %q", a.status, k, got, want)
+		}
+	}
+}
+
+func TestFirstPollAnsweredAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	deliver(e.conn, "queued\x1e") // waits for the second poll
+	a := e.mustPoll(t, http.StatusOK)
+	if a.body != "" || a.length != 0 || a.header.Get("Content-Type") != "application/octet-stream" {
+		t.Errorf("first poll: body %q, Content-Length %d, Content-Type %q; want empty octet-stream", a.body, a.length, a.header.Get("Content-Type"))
+	}
+	checkNoCache(t, a)
+	a = e.mustPoll(t, http.StatusOK)
+	if a.body != "queued\x1e" || a.header.Get("Content-Type") != "application/octet-stream" {
+		t.Errorf("second poll: %q (%s), want the queued message", a.body, a.header.Get("Content-Type"))
+	}
+	checkNoCache(t, a)
+}
+
+func TestHeldPollGetsData(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	e.mustPoll(t, http.StatusOK)
+	ch := e.pollAsync(context.Background())
+	waitFor(t, "a held poll", e.isHeld)
+	deliver(e.conn, "hello\x1e")
+	if a := wait(t, ch); a.status != http.StatusOK || a.body != "hello\x1e" {
+		t.Errorf("held poll: %d %q", a.status, a.body)
+	}
+	if v := value(t, e.reg, "switchboard_longpoll_bytes_total"); v != 6 {
+		t.Errorf("bytes_total = %v, want 6", v)
+	}
+}
+
+func TestSeveralItemsOneResponse(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	e.mustPoll(t, http.StatusOK)
+	deliver(e.conn, "a\x1e", "b\x1e", "c\x1e")
+	if a := e.mustPoll(t, http.StatusOK); a.body != "a\x1eb\x1ec\x1e" {
+		t.Errorf("body %q, want all three", a.body)
+	}
+}
+
+func TestPollTimeoutAnswersEmpty(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{PollTimeout: 20 * time.Millisecond})
+	e.mustPoll(t, http.StatusOK)
+	a := e.mustPoll(t, http.StatusOK)
+	if a.body != "" {
+		t.Errorf("timed-out poll body %q", a.body)
+	}
+	checkNoCache(t, a)
+	deliver(e.conn, "later\x1e") // the conn lives on
+	if a := e.mustPoll(t, http.StatusOK); a.body != "later\x1e" {
+		t.Errorf("next poll %q", a.body)
+	}
+	if v := value(t, e.reg, "switchboard_longpoll_polls_total", "result", "empty"); v != 2 {
+		t.Errorf("polls_total{empty} = %v, want 2", v)
+	}
+}
+
+func TestNewerPollSupersedes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	e.mustPoll(t, http.StatusOK)
+	older := e.pollAsync(context.Background())
+	waitFor(t, "the older poll held", e.isHeld)
+	newer := e.pollAsync(context.Background())
+	a := wait(t, older)
+	if a.status != http.StatusNoContent {
+		t.Fatalf("older poll: %d %q, want 204", a.status, a.body)
+	}
+	checkNoCache(t, a)
+	waitFor(t, "the newer poll held", e.isHeld)
+	deliver(e.conn, "x\x1e")
+	if a := wait(t, newer); a.status != http.StatusOK || a.body != "x\x1e" {
+		t.Errorf("newer poll: %d %q", a.status, a.body)
+	}
+	if v := value(t, e.reg, "switchboard_longpoll_polls_total", "result", "superseded"); v != 1 {
+		t.Errorf("polls_total{superseded} = %v", v)
+	}
+	if got := e.goneReasons(); len(got) != 0 {
+		t.Errorf("OnGone called: %q", got)
+	}
+}
+
+func TestCloseDeliversRestThenEnds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{MaxGap: 300 * time.Millisecond})
+	e.mustPoll(t, http.StatusOK)
+	deliver(e.conn, "last\x1e")
+	e.conn.Close("shutting down") // queues the notice, then closes the link
+	if a := e.mustPoll(t, http.StatusOK); a.body != "last\x1ebye:shutting down" {
+		t.Errorf("poll after Close: %q, want what was queued", a.body)
+	}
+	if got := e.goneReasons(); len(got) != 0 {
+		t.Errorf("OnGone before the 204: %q", got)
+	}
+	a := e.mustPoll(t, http.StatusNoContent)
+	checkNoCache(t, a)
+	if got := e.waitGone(t); len(got) != 1 || got[0] != "shutting down" {
+		t.Errorf("OnGone reasons %q, want once \"shutting down\"", got)
+	}
+	e.mustPoll(t, http.StatusNoContent) // an ended conn answers every poll 204
+	e.lp.Stop()
+	e.lp.Close(1000, "again")
+	time.Sleep(700 * time.Millisecond) // give a stray gap timer (300ms) the chance to fire, twice
+	if got := e.goneReasons(); len(got) != 1 {
+		t.Errorf("OnGone called %d times: %q", len(got), got)
+	}
+	if v := value(t, e.reg, "switchboard_longpoll_conns"); v != 0 {
+		t.Errorf("conns gauge %v, want 0", v)
+	}
+}
+
+func TestCloseAnswersHeldPoll(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	e.mustPoll(t, http.StatusOK)
+	ch := e.pollAsync(context.Background())
+	waitFor(t, "a held poll", e.isHeld)
+	e.lp.Close(1008, "")
+	if a := wait(t, ch); a.status != http.StatusNoContent {
+		t.Errorf("held poll after Close: %d %q, want 204", a.status, a.body)
+	}
+	if got := e.waitGone(t); len(got) != 1 || got[0] != ReasonClosed {
+		t.Errorf("OnGone %q", got)
+	}
+}
+
+func TestStop(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	e.mustPoll(t, http.StatusOK)
+	ch := e.pollAsync(context.Background())
+	waitFor(t, "a held poll", e.isHeld)
+	deliver(e.conn) // nothing
+	if code := e.del(t); code != http.StatusAccepted {
+		t.Errorf("DELETE: %d", code)
+	}
+	if a := wait(t, ch); a.status != http.StatusNoContent {
+		t.Errorf("held poll after Stop: %d %q, want 204", a.status, a.body)
+	}
+	if got := e.waitGone(t); len(got) != 1 || got[0] != ReasonStopped {
+		t.Errorf("OnGone %q, want once %q", got, ReasonStopped)
+	}
+	waitFor(t, "the core conn to end with its stopped transport", e.conn.Ended)
+	e.mustPoll(t, http.StatusNoContent)
+	if got := e.goneReasons(); len(got) != 1 {
+		t.Errorf("OnGone called %d times", len(got))
+	}
+}
+
+func TestGapEndsConn(t *testing.T) {
+	t.Parallel()
+	t.Run("never polled", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, Options{MaxGap: 20 * time.Millisecond})
+		if got := e.waitGone(t); len(got) != 1 || got[0] != ReasonGap {
+			t.Errorf("OnGone %q", got)
+		}
+		waitFor(t, "the core conn to end", e.conn.Ended)
+	})
+	t.Run("stopped polling", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t, Options{MaxGap: 300 * time.Millisecond}) // the first poll must come within it
+		e.mustPoll(t, http.StatusOK)
+		if got := e.waitGone(t); len(got) != 1 || got[0] != ReasonGap {
+			t.Errorf("OnGone %q", got)
+		}
+		e.mustPoll(t, http.StatusNoContent)
+	})
+}
+
+// TestHeldPollIsNotAGap: a poll held far longer than MaxGap keeps the conn.
+func TestHeldPollIsNotAGap(t *testing.T) {
+	t.Parallel()
+	// MaxGap must exceed the client's turnaround between two polls (a few
+	// ms on loopback), and PollTimeout MaxGap by far.
+	e := newEnv(t, Options{MaxGap: 250 * time.Millisecond, PollTimeout: time.Second})
+	e.mustPoll(t, http.StatusOK)
+	if a := e.mustPoll(t, http.StatusOK); a.body != "" {
+		t.Fatalf("held poll: %q", a.body)
+	}
+	if got := e.goneReasons(); len(got) != 0 {
+		t.Fatalf("OnGone %q while a poll was held", got)
+	}
+}
+
+// TestAbortedPollKeepsItems: a client that gives up on a held poll loses
+// nothing; what is queued afterwards goes to the next poll.
+func TestAbortedPollKeepsItems(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	e.mustPoll(t, http.StatusOK)
+	ctx, cancel := context.WithCancel(context.Background())
+	ch := e.pollAsync(ctx)
+	waitFor(t, "a held poll", e.isHeld)
+	cancel()
+	<-ch
+	waitFor(t, "the server to see the abort", func() bool {
+		return value(t, e.reg, "switchboard_longpoll_polls_total", "result", "aborted") == 1
+	})
+	deliver(e.conn, "kept\x1e")
+	if a := e.mustPoll(t, http.StatusOK); a.body != "kept\x1e" {
+		t.Errorf("next poll %q, want the item queued after the abort", a.body)
+	}
+}
+
+// TestConcurrentWakes delivers from many goroutines (and wakes the link
+// directly) while the client polls; every message arrives once, in each
+// sender's order.
+func TestConcurrentWakes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{PollTimeout: 50 * time.Millisecond})
+	e.mustPoll(t, http.StatusOK)
+	const senders, each = 8, 200
+	var wg sync.WaitGroup
+	for g := 0; g < senders; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				deliver(e.conn, fmt.Sprintf("%d:%d\x1e", g, i))
+				e.lp.Wake()
+			}
+		}()
+	}
+	next := make([]int, senders)
+	got := 0
+	deadline := time.Now().Add(20 * time.Second)
+	for got < senders*each {
+		if time.Now().After(deadline) {
+			t.Fatalf("received %d of %d messages", got, senders*each)
+		}
+		a := e.mustPoll(t, http.StatusOK)
+		for _, rec := range strings.Split(a.body, "\x1e") {
+			if rec == "" {
+				continue
+			}
+			var g, i int
+			if _, err := fmt.Sscanf(rec, "%d:%d", &g, &i); err != nil {
+				t.Fatalf("bad record %q", rec)
+			}
+			if i != next[g] {
+				t.Fatalf("sender %d: got %d, want %d", g, i, next[g])
+			}
+			next[g]++
+			got++
+		}
+	}
+	wg.Wait()
+}
