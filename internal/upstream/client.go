@@ -3,11 +3,10 @@ package upstream
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,18 +19,11 @@ import (
 	"github.com/switchboardhq/switchboard/internal/auth"
 )
 
-// Defaults of Config fields left zero.
+// Defaults of Config fields left zero (see also DefaultQueueLimit and DefaultWorkers).
 const (
 	DefaultMaxResponseBytes = 1 << 20
-	DefaultQueueLimit       = 100_000
-	DefaultWorkers          = 16
 	DefaultRevalidateAfter  = 5 * time.Minute
 )
-
-// defaultRetry is the backoff before each retry of an asynchronous event: 4 attempts.
-func defaultRetry() []time.Duration {
-	return []time.Duration{1 * time.Second, 3 * time.Second, 5 * time.Second}
-}
 
 // Config configures a Client. Zero fields take the defaults given.
 type Config struct {
@@ -84,35 +76,21 @@ type Conn struct {
 }
 
 // Client sends the events of every hub to their handlers. It is safe for concurrent use.
+// Its asynchronous events go through the dispatcher it shares with SignalRClient.
 type Client struct {
+	*dispatcher
+
 	keys            *auth.KeyRing
 	origin          string
 	handlers        func(hub string) []Handler
-	http            *http.Client
-	ownTransport    *http.Transport // nil when the caller gave the HTTP client
 	maxBody         int64
-	retry           []time.Duration
 	revalidateAfter time.Duration
-	log             *slog.Logger
-	metrics         *metrics
 	nextID          atomic.Uint64
-
-	// ctx is cancelled by Close once the queue is drained (or Close's context is done);
-	// it aborts validations and asynchronous deliveries.
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // workers and validations
-	// closing is set when Close starts: new events and calls are refused.
-	closing   atomic.Bool
-	closeOnce sync.Once
-	closeErr  error
 
 	// hostsMu guards the fields below.
 	hostsMu sync.Mutex
 	hosts   map[string]*hostState // by lower-case scheme://host:port
 	stopped bool                  // no more validations may start
-
-	q queue
 }
 
 // New returns a Client and starts its workers. Close stops them.
@@ -126,25 +104,14 @@ func New(cfg Config) (*Client, error) {
 	if !validHeaderValue(cfg.Origin) {
 		return nil, fmt.Errorf("upstream: Config.Origin %q contains a control character", cfg.Origin)
 	}
-	if cfg.MaxResponseBytes < 0 || cfg.QueueLimit < 0 || cfg.Workers < 0 || cfg.RevalidateAfter < 0 {
-		return nil, errors.New("upstream: Config.MaxResponseBytes, QueueLimit, Workers and RevalidateAfter must not be negative")
+	if cfg.MaxResponseBytes < 0 || cfg.RevalidateAfter < 0 {
+		return nil, errors.New("upstream: Config.MaxResponseBytes and RevalidateAfter must not be negative")
 	}
-	for _, d := range cfg.Retry {
-		if d < 0 {
-			return nil, fmt.Errorf("upstream: Config.Retry: %v is negative", d)
-		}
+	if err := checkQueueSettings("Config", cfg.QueueLimit, cfg.Workers, cfg.Retry); err != nil {
+		return nil, err
 	}
 	if cfg.MaxResponseBytes == 0 {
 		cfg.MaxResponseBytes = DefaultMaxResponseBytes
-	}
-	if cfg.QueueLimit == 0 {
-		cfg.QueueLimit = DefaultQueueLimit
-	}
-	if cfg.Retry == nil {
-		cfg.Retry = defaultRetry()
-	}
-	if cfg.Workers == 0 {
-		cfg.Workers = DefaultWorkers
 	}
 	if cfg.RevalidateAfter == 0 {
 		cfg.RevalidateAfter = DefaultRevalidateAfter
@@ -158,7 +125,7 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	m, err := newMetrics(cfg.Registerer)
+	m, err := newMetrics(cfg.Registerer, protoWebPubSub)
 	if err != nil {
 		return nil, err
 	}
@@ -166,38 +133,18 @@ func New(cfg Config) (*Client, error) {
 		keys:            cfg.Keys,
 		origin:          cfg.Origin,
 		handlers:        cfg.Handlers,
-		http:            cfg.HTTPClient,
 		maxBody:         cfg.MaxResponseBytes,
-		retry:           append([]time.Duration(nil), cfg.Retry...),
 		revalidateAfter: cfg.RevalidateAfter,
-		log:             cfg.Logger.With("component", "upstream"),
-		metrics:         m,
 		hosts:           make(map[string]*hostState),
 	}
-	if c.http == nil {
-		c.ownTransport = &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
-			DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			ForceAttemptHTTP2:     true,
-			MaxIdleConns:          256,
-			MaxIdleConnsPerHost:   64,
-			IdleConnTimeout:       90 * time.Second,
-			TLSHandshakeTimeout:   10 * time.Second,
-			ExpectContinueTimeout: time.Second,
-		}
-		c.http = &http.Client{
-			Transport: c.ownTransport,
-			CheckRedirect: func(*http.Request, []*http.Request) error {
-				return http.ErrUseLastResponse
-			},
-		}
-	}
-	c.ctx, c.cancel = context.WithCancel(context.Background())
-	c.q.init(cfg.QueueLimit, m.queued)
-	c.wg.Add(cfg.Workers)
-	for range cfg.Workers {
-		go c.work()
-	}
+	c.dispatcher = newDispatcher(dispatcherConfig{
+		httpClient: cfg.HTTPClient,
+		queueLimit: cfg.QueueLimit,
+		workers:    cfg.Workers,
+		retry:      cfg.Retry,
+		log:        cfg.Logger.With("component", "upstream"),
+		metrics:    m,
+	})
 	return c, nil
 }
 
@@ -206,31 +153,43 @@ func New(cfg Config) (*Client, error) {
 // started. Events still queued are dropped and counted. It returns ctx.Err() if ctx ended
 // first. Later calls return the first call's result.
 func (c *Client) Close(ctx context.Context) error {
-	c.closeOnce.Do(func() {
-		c.closing.Store(true)
-		drained := c.q.close()
-		select {
-		case <-drained:
-		default:
-			select {
-			case <-drained:
-			case <-ctx.Done():
-				c.closeErr = ctx.Err()
-			}
-		}
+	return c.shutdown(ctx, func() {
 		c.hostsMu.Lock()
 		c.stopped = true
 		c.hostsMu.Unlock()
-		c.cancel()
-		c.wg.Wait()
-		for kind, n := range c.q.discard() {
-			c.metrics.dropped.WithLabelValues(kind, dropClosed).Add(float64(n))
-		}
-		if c.ownTransport != nil {
-			c.ownTransport.CloseIdleConnections()
-		}
 	})
-	return c.closeErr
+}
+
+// Connected queues the connected event of conn (after its connected system message). It
+// never blocks; the event is delivered at least once, after every earlier event of conn.
+// It does nothing when no handler of the hub takes connected.
+func (c *Client) Connected(conn Conn) {
+	c.enqueueEvent(kindConnected, EventConnected, conn, []byte("{}"))
+}
+
+// Disconnected queues the disconnected event of conn, to be called once when a conn whose
+// connect succeeded (or had no connect handler) finally ends; reason may be empty. It
+// never blocks; the event is delivered at least once, after every earlier event of conn.
+func (c *Client) Disconnected(conn Conn, reason string) {
+	body, _ := json.Marshal(struct {
+		Reason string `json:"reason"`
+	}{reason}) // a string always encodes
+	c.enqueueEvent(kindDisconnected, EventDisconnected, conn, body)
+}
+
+func (c *Client) enqueueEvent(kind, name string, conn Conn, body []byte) {
+	h, ok := c.systemHandler(conn.Hub, name)
+	if !ok {
+		return
+	}
+	ev := c.newEvent(kind, name, conn, "application/json", body)
+	c.enqueue(connKey(conn.Hub, conn.ID), &job{
+		kind:    kind,
+		event:   name,
+		hub:     conn.Hub,
+		connID:  conn.ID,
+		attempt: func(ctx context.Context) (*reply, error) { return c.send(ctx, &h, ev) },
+	})
 }
 
 // HasUserHandler reports whether a handler of hub takes user event event.
@@ -298,10 +257,6 @@ func (ev *event) ceType() string {
 	return "azure.webpubsub.sys." + ev.name
 }
 
-// errUnsendable marks an event that cannot be sent (a value that is not a valid header
-// value, a handler URL that does not parse); retrying does not help.
-var errUnsendable = errors.New("event cannot be sent")
-
 // newRequest builds the CloudEvents binary-mode POST of ev to target.
 func (c *Client) newRequest(ctx context.Context, h *Handler, target string, ev *event) (*http.Request, error) {
 	for _, v := range []string{ev.conn.Hub, ev.conn.ID, ev.conn.UserID, ev.conn.Subprotocol, ev.conn.State, ev.name, ev.contentType} {
@@ -341,15 +296,6 @@ func (c *Client) newRequest(ctx context.Context, h *Handler, target string, ev *
 	return req, nil
 }
 
-// reply is a handler's answer.
-type reply struct {
-	status int
-	header http.Header
-	body   []byte
-}
-
-func (r *reply) ok() bool { return r.status >= 200 && r.status < 300 }
-
 // send validates the handler's host if needed, then posts ev to h, bounded by h's
 // timeout. Errors wrap ErrUnavailable (with ErrRefused for a refused host),
 // ErrBadResponse, ErrClosed or errUnsendable, and name the event and the URL without
@@ -370,14 +316,10 @@ func (c *Client) send(ctx context.Context, h *Handler, ev *event) (*reply, error
 	if err != nil {
 		return nil, fmt.Errorf("upstream: %s %s: %w", ev.kind, where, err)
 	}
-	start := time.Now()
-	r, err := c.do(req)
-	c.metrics.duration.WithLabelValues(ev.kind).Observe(time.Since(start).Seconds())
+	r, err := c.exchange(ev.kind, req, c.maxBody)
 	if err != nil {
-		c.metrics.requests.WithLabelValues(ev.kind, "error").Inc()
 		return nil, fmt.Errorf("upstream: %s %s: %w: %w", ev.kind, where, ErrUnavailable, err)
 	}
-	c.metrics.requests.WithLabelValues(ev.kind, strconv.Itoa(r.status)).Inc()
 	if int64(len(r.body)) > c.maxBody {
 		if r.ok() {
 			return nil, fmt.Errorf("upstream: %s %s: %w: body exceeds %d bytes", ev.kind, where, ErrBadResponse, c.maxBody)
@@ -385,32 +327,6 @@ func (c *Client) send(ctx context.Context, h *Handler, ev *event) (*reply, error
 		r.body = r.body[:c.maxBody]
 	}
 	return r, nil
-}
-
-// do sends req and reads at most maxBody+1 bytes of the reply.
-func (c *Client) do(req *http.Request) (*reply, error) {
-	resp, err := c.http.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			ue.URL = redact(req.URL) // the query may hold a secret
-		}
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, c.maxBody+1))
-	if err != nil {
-		return nil, fmt.Errorf("reading response: %w", err)
-	}
-	if len(body) == 0 {
-		body = nil
-	}
-	return &reply{status: resp.StatusCode, header: resp.Header, body: body}, nil
-}
-
-// redact returns u without query, fragment or user info, for errors and logs.
-func redact(u *url.URL) string {
-	return (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}).String()
 }
 
 // connectionState reads the ce-connectionState header of a 2xx reply: nil when absent.

@@ -23,6 +23,10 @@ var (
 	// body over the size limit, invalid JSON, an unoffered subprotocol, several
 	// ce-connectionState headers, or a status that is neither 2xx, 4xx nor 5xx.
 	ErrBadResponse = errors.New("upstream: invalid event handler response")
+	// ErrResponseTooLarge means a SignalR upstream answered an invocation with a 2xx body
+	// over MaxInvocationResponseBytes; the client gets "Invocation failed, response too
+	// large.".
+	ErrResponseTooLarge = errors.New("upstream: upstream response too large")
 	// ErrClosed is returned by calls made after Close.
 	ErrClosed = errors.New("upstream: client closed")
 )

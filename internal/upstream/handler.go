@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 )
@@ -39,7 +40,7 @@ type Handler struct {
 // Validate reports every problem of h, joined; nil when h is usable.
 func (h Handler) Validate() error {
 	var errs []error
-	if err := checkTemplate(h.URLTemplate); err != nil {
+	if err := checkTemplate(h.URLTemplate, "{hub}", "{event}"); err != nil {
 		errs = append(errs, err)
 	}
 	for _, entry := range h.UserEvents {
@@ -88,8 +89,10 @@ func isSystemEvent(name string) bool {
 		strings.EqualFold(name, EventDisconnected)
 }
 
-// checkTemplate reports what is wrong with a URL template.
-func checkTemplate(t string) error {
+// checkTemplate reports what is wrong with a URL template whose placeholders may be
+// those of known (each written with its braces): an http or https URL once expanded, with
+// no placeholder in the host.
+func checkTemplate(t string, known ...string) error {
 	if t == "" {
 		return errors.New("urlTemplate: empty")
 	}
@@ -102,8 +105,8 @@ func checkTemplate(t string) error {
 		if j < 0 {
 			return fmt.Errorf("urlTemplate %q: unclosed '{'", t)
 		}
-		if p := rest[i : i+j+1]; p != "{hub}" && p != "{event}" {
-			return fmt.Errorf("urlTemplate %q: unknown placeholder %s (only {hub} and {event})", t, p)
+		if p := rest[i : i+j+1]; !slices.Contains(known, p) {
+			return fmt.Errorf("urlTemplate %q: unknown placeholder %s (only %s)", t, p, listPlaceholders(known))
 		}
 		rest = rest[i+j+1:]
 	}
@@ -116,7 +119,11 @@ func checkTemplate(t string) error {
 			return fmt.Errorf("urlTemplate %q: placeholders are not allowed in the host", t)
 		}
 	}
-	u, err := url.Parse(expand(t, "hub", "event"))
+	sample := make([]string, 0, 2*len(known))
+	for _, p := range known {
+		sample = append(sample, p, strings.Trim(p, "{}"))
+	}
+	u, err := url.Parse(strings.NewReplacer(sample...).Replace(t))
 	if err != nil {
 		return fmt.Errorf("urlTemplate %q: %w", t, err)
 	}
@@ -127,6 +134,14 @@ func checkTemplate(t string) error {
 		return fmt.Errorf("urlTemplate %q: no host", t)
 	}
 	return nil
+}
+
+// listPlaceholders renders known as "{a}, {b} and {c}".
+func listPlaceholders(known []string) string {
+	if len(known) < 2 {
+		return strings.Join(known, "")
+	}
+	return strings.Join(known[:len(known)-1], ", ") + " and " + known[len(known)-1]
 }
 
 // expand substitutes hub and event into a URL template.

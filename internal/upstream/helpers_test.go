@@ -175,15 +175,16 @@ func deadAddr(t testing.TB) string {
 	return addr
 }
 
-// clientGoroutines returns the stacks of goroutines running Client code or the HTTP
-// client's connections.
+// clientGoroutines returns the stacks of goroutines running Client, SignalRClient or
+// dispatcher code, or the HTTP client's connections.
 func clientGoroutines() []string {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	var out []string
 	for g := range strings.SplitSeq(string(buf), "\n\n") {
 		if strings.Contains(g, "internal/upstream.(*Client)") || strings.Contains(g, "internal/upstream.New") ||
-			strings.Contains(g, "net/http.(*persistConn)") {
+			strings.Contains(g, "internal/upstream.(*dispatcher)") || strings.Contains(g, "internal/upstream.newDispatcher") ||
+			strings.Contains(g, "internal/upstream.(*SignalRClient)") || strings.Contains(g, "net/http.(*persistConn)") {
 			out = append(out, g)
 		}
 	}

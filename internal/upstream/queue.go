@@ -2,133 +2,11 @@ package upstream
 
 import (
 	"container/heap"
-	"encoding/json"
-	"errors"
-	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// Connected queues the connected event of conn (after its connected system message). It
-// never blocks; the event is delivered at least once, after every earlier event of conn.
-// It does nothing when no handler of the hub takes connected.
-func (c *Client) Connected(conn Conn) {
-	c.enqueue(kindConnected, EventConnected, conn, []byte("{}"))
-}
-
-// Disconnected queues the disconnected event of conn, to be called once when a conn whose
-// connect succeeded (or had no connect handler) finally ends; reason may be empty. It
-// never blocks; the event is delivered at least once, after every earlier event of conn.
-func (c *Client) Disconnected(conn Conn, reason string) {
-	body, _ := json.Marshal(struct {
-		Reason string `json:"reason"`
-	}{reason}) // a string always encodes
-	c.enqueue(kindDisconnected, EventDisconnected, conn, body)
-}
-
-func (c *Client) enqueue(kind, name string, conn Conn, body []byte) {
-	h, ok := c.systemHandler(conn.Hub, name)
-	if !ok {
-		return
-	}
-	ev := c.newEvent(kind, name, conn, "application/json", body)
-	key := strings.ToLower(conn.Hub) + "\x00" + conn.ID
-	drop, startsOverflow := c.q.push(key, &job{ev: ev, h: h})
-	if drop == "" {
-		return
-	}
-	c.metrics.dropped.WithLabelValues(kind, drop).Inc()
-	if startsOverflow {
-		c.log.Warn("event handler queue full; dropping connected/disconnected events until it drains",
-			"limit", c.q.limit)
-	}
-}
-
-// work delivers queued events until the Client's context is cancelled.
-func (c *Client) work() {
-	defer c.wg.Done()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	for c.ctx.Err() == nil {
-		ch, j, wait := c.q.next(time.Now())
-		if ch != nil {
-			c.deliver(ch, j)
-			continue
-		}
-		var fire <-chan time.Time
-		if wait > 0 {
-			timer.Reset(wait)
-			fire = timer.C
-		}
-		select {
-		case <-c.ctx.Done():
-		case <-c.q.wake:
-		case <-fire:
-		}
-		timer.Stop()
-	}
-}
-
-// deliver makes one attempt at the head job j of ch and settles it: done, dropped, or
-// scheduled for a retry.
-func (c *Client) deliver(ch *chain, j *job) {
-	r, err := c.send(c.ctx, &j.h, j.ev)
-	j.attempts++
-	if c.ctx.Err() != nil || errors.Is(err, ErrClosed) {
-		// Close gave up waiting: leave the job for Close to count.
-		c.q.park(ch)
-		return
-	}
-	retry := false
-	switch {
-	case err == nil && r.ok(), errors.Is(err, ErrBadResponse):
-		// Delivered; the reply's body does not matter.
-	case err == nil && retryableStatus(r.status):
-		retry = true
-	case err == nil:
-		c.log.Warn("event handler rejected event", "event", j.ev.name, "hub", j.ev.conn.Hub,
-			"conn_id", j.ev.conn.ID, "status", r.status, "reason", reason(r.body))
-	case errors.Is(err, ErrRefused):
-		c.drop(j, dropRefused, err)
-	case errors.Is(err, errUnsendable):
-		c.drop(j, dropInvalid, err)
-	default:
-		retry = true
-	}
-	if retry {
-		if j.attempts <= len(c.retry) {
-			c.metrics.retries.WithLabelValues(j.ev.kind).Inc()
-			c.q.retry(ch, time.Now().Add(c.retry[j.attempts-1]))
-			return
-		}
-		if err == nil {
-			err = &RejectError{Status: r.status, Reason: reason(r.body)}
-		}
-		c.drop(j, dropRetries, err)
-	}
-	c.q.finish(ch)
-}
-
-func (c *Client) drop(j *job, why string, err error) {
-	c.metrics.dropped.WithLabelValues(j.ev.kind, why).Inc()
-	c.log.Warn("event not delivered to event handler", "event", j.ev.name, "hub", j.ev.conn.Hub,
-		"conn_id", j.ev.conn.ID, "attempts", j.attempts, "reason", why, "err", err)
-}
-
-// retryableStatus reports whether an asynchronous event answered with status is retried.
-func retryableStatus(status int) bool {
-	return status == http.StatusRequestTimeout || status == http.StatusTooManyRequests || status >= 500
-}
-
-// job is one asynchronous event with the handler it goes to.
-type job struct {
-	ev       *event
-	h        Handler
-	attempts int // made so far
-}
 
 // chain holds the queued events of one connection, oldest first. Only the head is ever
 // in flight, which keeps per-connection order.
@@ -311,7 +189,7 @@ func (q *queue) discard() map[string]int {
 	n := make(map[string]int)
 	for _, ch := range q.chains {
 		for _, j := range ch.jobs {
-			n[j.ev.kind]++
+			n[j.kind]++
 		}
 	}
 	q.queued.Sub(float64(q.total))

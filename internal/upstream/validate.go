@@ -149,7 +149,7 @@ func (c *Client) ask(ctx context.Context, method, target string, h *Handler) (in
 	if h.AuthHeader != "" {
 		req.Header.Set("Authorization", h.AuthHeader)
 	}
-	r, err := c.do(req)
+	r, err := c.do(req, c.maxBody)
 	if err != nil {
 		return 0, nil, err
 	}
