@@ -1,0 +1,7 @@
+// Package signalr serves the Azure SignalR Service data-plane REST API (serverless mode) under
+// /api/: the v1 routes (/api/v1/hubs/{hub}/…) and the 2022-06-01 … 2024-12-01 routes
+// (/api/hubs/{hub}/…, with :send and :closeConnections verbs), each turned into core operations on
+// the SignalR node. Sends carry hub-protocol payloads (package hubproto); adding a user to a group
+// is a persisted user–group tag (core.Hub.TagUserGroup). errors.go is the one table from core
+// errors to status codes, x-ms-error-code values and bodies.
+package signalr

@@ -1,0 +1,70 @@
+package signalr
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/switchboardhq/switchboard/internal/core"
+)
+
+// TestEveryCoreErrorHasAnAnswer fails when core declares an exported error that the table in
+// errors.go does not map: such an error would become a 500.
+func TestEveryCoreErrorHasAnAnswer(t *testing.T) {
+	known := map[string]error{
+		"ErrInvalidHub": core.ErrInvalidHub, "ErrInvalidGroup": core.ErrInvalidGroup,
+		"ErrConnNotFound": core.ErrConnNotFound, "ErrUserNotFound": core.ErrUserNotFound,
+		"ErrForbidden": core.ErrForbidden, "ErrGroupLimit": core.ErrGroupLimit,
+		"ErrSlowConsumer": core.ErrSlowConsumer, "ErrReplayOverflow": core.ErrReplayOverflow,
+		"ErrNotRecoverable": core.ErrNotRecoverable, "ErrNodeClosed": core.ErrNodeClosed,
+	}
+	decl := regexp.MustCompile(`(?m)^\s*(Err[A-Z]\w*)\s*=\s*(?:errors\.New|fmt\.Errorf)\(`)
+	files, err := filepath.Glob(filepath.Join("..", "..", "core", "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("core sources not found: %v", err)
+	}
+	found := 0
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		src, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range decl.FindAllSubmatch(src, -1) {
+			found++
+			if _, ok := known[string(m[1])]; !ok {
+				t.Errorf("core.%s (%s) is not in this test's list nor, probably, in coreAnswers", m[1], filepath.Base(name))
+			}
+		}
+	}
+	if found < len(known) {
+		t.Errorf("found %d core error declarations, want at least %d: is the pattern stale?", found, len(known))
+	}
+	for name, e := range known {
+		wrapped := fmt.Errorf("op: %w", e)
+		if a := answer(wrapped, "x"); a.status == http.StatusInternalServerError {
+			t.Errorf("core.%s is answered 500", name)
+		}
+	}
+}
+
+func TestAnswerKeepsAPIErrors(t *testing.T) {
+	ae := notFound(warnConnNotExisted, "Connection '%s' does not exist.", "c1")
+	if got := answer(fmt.Errorf("wrapped: %w", ae), ""); got != ae {
+		t.Errorf("answer(wrapped apiError) = %v, want the apiError itself", got)
+	}
+	if got := answer(errors.New("boom"), ""); got.status != http.StatusInternalServerError || got.code != codeInternal {
+		t.Errorf("unknown error answered %d %s, want 500 %s", got.status, got.code, codeInternal)
+	}
+	if got := answer(fmt.Errorf("%w: %q", core.ErrConnNotFound, "c9"), "c9"); got.code != errConnNotExisted ||
+		!strings.Contains(got.message, "c9") {
+		t.Errorf("ErrConnNotFound answered %+v", got)
+	}
+}

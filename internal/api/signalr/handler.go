@@ -1,0 +1,171 @@
+package signalr
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/metricreg"
+)
+
+// DefaultMaxBodyBytes is the request body limit when Config.MaxBodyBytes is 0 (spec §7.1: 1 MB).
+const DefaultMaxBodyBytes = 1 << 20
+
+// Config configures the SignalR REST handler.
+type Config struct {
+	// Node is the SignalR namespace's node (not the Web PubSub one); required.
+	Node *core.Node
+	// Keys verifies the bearer tokens and signs the tokens of :generateToken; required.
+	Keys *auth.KeyRing
+	// Endpoint returns the public base URL, e.g. "http://localhost:8081", for the audience of
+	// the client tokens :generateToken mints. nil: the scheme and host the request reached.
+	Endpoint func() string
+	// MaxBodyBytes bounds request bodies; a larger one gets 413. 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	Logger       *slog.Logger // default: discard
+	// Registerer receives switchboard_rest_requests_total{operation,status} and
+	// switchboard_rest_request_duration_seconds{operation}, shared with the Web PubSub API
+	// when both use one registry; default: a private registry.
+	Registerer prometheus.Registerer
+}
+
+// handler serves /api/ on the SignalR listener.
+type handler struct {
+	node      *core.Node
+	keys      *auth.KeyRing
+	endpoint  func() string
+	maxBody   int64
+	log       *slog.Logger
+	endpoints []endpoint
+	requests  *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+}
+
+// NewHandler returns the SignalR data-plane REST API. It serves every path under /api/ and
+// needs the full request path (mount it at "/api/" without stripping the prefix).
+func NewHandler(cfg Config) (http.Handler, error) {
+	switch {
+	case cfg.Node == nil:
+		return nil, errors.New("signalr: Config.Node is required")
+	case cfg.Keys == nil:
+		return nil, errors.New("signalr: Config.Keys is required")
+	case cfg.MaxBodyBytes < 0:
+		return nil, fmt.Errorf("signalr: Config.MaxBodyBytes %d is negative", cfg.MaxBodyBytes)
+	}
+	h := &handler{
+		node:      cfg.Node,
+		keys:      cfg.Keys,
+		endpoint:  cfg.Endpoint,
+		maxBody:   cfg.MaxBodyBytes,
+		log:       cfg.Logger,
+		endpoints: endpoints(),
+	}
+	if h.maxBody == 0 {
+		h.maxBody = DefaultMaxBodyBytes
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	h.log = h.log.With("component", "api.signalr")
+	reg := cfg.Registerer
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	// The options equal the Web PubSub API's so that both share the collectors on one
+	// registry (a test checks it); the operation labels tell the APIs apart.
+	const ns, sub = "switchboard", "rest"
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+		Name: "requests_total", Help: "Web PubSub REST requests, by operation and status code."},
+		[]string{"operation", "status"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+		Name: "request_duration_seconds", Help: "Time to answer Web PubSub REST requests, by operation.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}},
+		[]string{"operation"})
+	var err error
+	if h.requests, err = metricreg.Register(reg, "signalr", requests); err != nil {
+		return nil, err
+	}
+	if h.duration, err = metricreg.Register(reg, "signalr", duration); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// ServeHTTP routes r, checks its token, runs its operation and counts the answer.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	op, gen, status, err := h.run(w, r)
+	if err != nil {
+		status = writeFailure(w, r, gen, err)
+		if status >= http.StatusInternalServerError && status != http.StatusNotImplemented {
+			h.log.Warn("rest request failed", "operation", op, "method", r.Method,
+				"path", r.URL.EscapedPath(), "status", status, "err", err)
+		}
+	}
+	h.requests.WithLabelValues(op, strconv.Itoa(status)).Inc()
+	h.duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+}
+
+// run serves r. It returns the operation's name and the path's generation, and either the
+// status it answered with or the error to answer.
+func (h *handler) run(w http.ResponseWriter, r *http.Request) (op string, gen apiGen, status int, err error) {
+	gen, segs, inAPI, err := parsePath(r.URL.EscapedPath())
+	if err != nil {
+		return opUnknown, gen, 0, err
+	}
+	var ep *endpoint
+	var p params
+	if inAPI {
+		ep, p, inAPI = lookup(h.endpoints, segs)
+	}
+	if !inAPI {
+		return opUnknown, gen, 0, fail(http.StatusNotFound, codeNoRoute, "path",
+			"No operation matches %s %s.", r.Method, r.URL.EscapedPath())
+	}
+	act, found := ep.actions[r.Method]
+	if !found {
+		allowed := strings.Join(ep.allowed(), ", ")
+		w.Header().Set("Allow", allowed)
+		return opUnknown, gen, 0, fail(http.StatusMethodNotAllowed, codeMethodNotAllowed, "method",
+			"Method %s is not allowed here; allowed: %s.", r.Method, allowed)
+	}
+	if !act.anonymous {
+		if err := h.authenticate(r); err != nil {
+			return act.op, gen, 0, unauthorized(err)
+		}
+	}
+	c, err := h.newCall(w, r, gen, ep.pattern, p)
+	if err == nil {
+		err = act.serve(h, c)
+	}
+	switch {
+	case err != nil:
+		return act.op, gen, 0, err
+	case c.status == 0: // the operation wrote nothing: answer the route's status
+		c.status = act.ok[gen]
+		w.WriteHeader(c.status)
+	}
+	return act.op, gen, c.status, nil
+}
+
+// authenticate checks the bearer token: signature, exp, and aud naming the request's decoded
+// path (spec §3.3: query, scheme, host and port are ignored, case too).
+func (h *handler) authenticate(r *http.Request) error {
+	header := r.Header.Get("Authorization")
+	token, isBearer := auth.BearerToken(header)
+	switch {
+	case isBearer:
+		return h.keys.VerifyServerToken(token, r.URL.Path, time.Now())
+	case header == "":
+		return auth.ErrTokenMissing
+	default:
+		return fmt.Errorf("%w: the Authorization header holds no Bearer token", auth.ErrTokenMalformed)
+	}
+}

@@ -1,0 +1,243 @@
+package signalr
+
+import (
+	"encoding/base64"
+	"errors"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/hubproto"
+)
+
+// The operations of spec §7.3 and §7.7. Each returns nil for success (the route writes its
+// status) or an error that errors.go turns into the answer.
+
+// send parses the body as a hub-protocol payload and sends it to the target. Every send
+// answers 202, whether or not anybody receives it.
+func (h *handler) send(c *call, kind core.TargetKind, name string) error {
+	body, err := c.body(h.maxBody)
+	if err != nil {
+		return err
+	}
+	if len(body) == 0 {
+		return badRequest("body", msgBodyRequired)
+	}
+	p, err := hubproto.ParsePayload(c.r.Header.Get("Content-Type"), body)
+	if errors.Is(err, hubproto.ErrUnsupportedMediaType) {
+		return fail(http.StatusUnsupportedMediaType, codeUnsupportedMedia, "Content-Type", "%s", err.Error())
+	}
+	if err != nil {
+		return badRequest("body", "%s", err.Error())
+	}
+	m := &core.Message{Type: core.JSON, Data: p.Invocation}
+	if p.Variants != nil {
+		m = &core.Message{Type: core.Binary, Data: p.Variants}
+	}
+	t := core.Target{Kind: kind, Name: name, Excluded: c.excluded()}
+	if err := c.hub.Send(c.r.Context(), t, m); err != nil {
+		return answer(err, name)
+	}
+	return nil
+}
+
+func (h *handler) broadcast(c *call) error        { return h.send(c, core.ToAll, "") }
+func (h *handler) sendToUser(c *call) error       { return h.send(c, core.ToUser, c.p.user) }
+func (h *handler) sendToGroup(c *call) error      { return h.send(c, core.ToGroup, c.p.group) }
+func (h *handler) sendToConnection(c *call) error { return h.send(c, core.ToConn, c.p.conn) }
+
+// closeConns closes the target's connections with the reason parameter; core's OnConnEnd
+// turns each close into the upstream disconnected event.
+func (h *handler) closeConns(c *call, kind core.TargetKind, name string) error {
+	t := core.Target{Kind: kind, Name: name, Excluded: c.excluded()}
+	if err := c.hub.CloseConns(c.r.Context(), t, c.param("reason")); err != nil {
+		return answer(err, name)
+	}
+	return nil
+}
+
+func (h *handler) closeAll(c *call) error   { return h.closeConns(c, core.ToAll, "") }
+func (h *handler) closeUser(c *call) error  { return h.closeConns(c, core.ToUser, c.p.user) }
+func (h *handler) closeGroup(c *call) error { return h.closeConns(c, core.ToGroup, c.p.group) }
+
+// closeConnection answers success even for an unknown id, as the emulator does: in a cluster
+// the connection may live on another node.
+func (h *handler) closeConnection(c *call) error { return h.closeConns(c, core.ToConn, c.p.conn) }
+
+func (h *handler) connectionExists(c *call) error {
+	if _, err := c.hub.Conn(c.p.conn); err != nil {
+		return notFound(warnConnNotExisted, "Connection '%s' does not exist.", c.p.conn)
+	}
+	return nil
+}
+
+func (h *handler) userExists(c *call) error {
+	if !c.hub.UserExists(c.p.user) {
+		return notFound(warnUserNotExisted, "User '%s' does not exist.", c.p.user)
+	}
+	return nil
+}
+
+func (h *handler) groupExists(c *call) error {
+	if !c.hub.GroupExists(c.p.group) {
+		return notFound(warnGroupNotExisted, "Group '%s' does not exist.", c.p.group)
+	}
+	return nil
+}
+
+func (h *handler) userInGroup(c *call) error {
+	if !c.hub.UserInGroup(c.p.user, c.p.group) {
+		return notFound(infoUserNotInGroup, "User '%s' is not in group '%s'.", c.p.user, c.p.group)
+	}
+	return nil
+}
+
+// addConnectionToGroup answers 404 Error.Connection.NotExisted for an unknown connection,
+// the one failure the SDK tolerates.
+func (h *handler) addConnectionToGroup(c *call) error {
+	conn, err := c.hub.Conn(c.p.conn)
+	if err != nil {
+		return answer(err, c.p.conn)
+	}
+	if err := c.hub.JoinGroup(conn, c.p.group); err != nil {
+		return answer(err, c.p.conn)
+	}
+	return nil
+}
+
+// removeConnectionFromGroup succeeds when there was nothing to remove (spec §12.5: the SDK
+// throws on any non-2xx).
+func (h *handler) removeConnectionFromGroup(c *call) error {
+	if conn, err := c.hub.Conn(c.p.conn); err == nil {
+		return c.hub.LeaveGroup(conn, c.p.group)
+	}
+	return nil
+}
+
+func (h *handler) removeConnectionFromAllGroups(c *call) error {
+	if conn, err := c.hub.Conn(c.p.conn); err == nil {
+		c.hub.LeaveAllGroups(conn)
+	}
+	return nil
+}
+
+// maxTagSeconds bounds ttl so that it fits a time.Duration.
+const maxTagSeconds = math.MaxInt64 / int64(time.Second)
+
+// addUserToGroup tags the user with the group (spec §7.6): no ttl keeps the tag without
+// expiry, ttl=0 adds only the user's current connections, ttl=N keeps it N seconds.
+func (h *handler) addUserToGroup(c *call) error {
+	secs, present, err := c.number("ttl", 0, maxTagSeconds)
+	if err != nil {
+		return err
+	}
+	ttl := time.Duration(secs) * time.Second
+	if err := c.hub.TagUserGroup(c.p.user, c.p.group, ttl, !present || secs > 0); err != nil {
+		return answer(err, c.p.user)
+	}
+	return nil
+}
+
+func (h *handler) removeUserFromGroup(c *call) error {
+	c.hub.UntagUserGroup(c.p.user, c.p.group)
+	return nil
+}
+
+func (h *handler) removeUserFromAllGroups(c *call) error {
+	c.hub.UntagUserGroup(c.p.user, "")
+	return nil
+}
+
+// maxPageSize is the largest maxpagesize of a group listing (spec §7.7).
+const maxPageSize = 200
+
+type member struct {
+	ConnectionID string  `json:"connectionId"`
+	UserID       *string `json:"userId"`
+}
+
+type memberPage struct {
+	Value    []member `json:"value"`
+	NextLink *string  `json:"nextLink"`
+}
+
+// listGroup answers one page of the group's members in connection-id order. The continuation
+// token is the last id of the previous page, base64url-encoded; top bounds the total over all
+// pages and nextLink carries what remains of it.
+func (h *handler) listGroup(c *call) error {
+	size, _, err := c.number("maxpagesize", 1, maxPageSize)
+	if err != nil {
+		return err
+	}
+	if size == 0 {
+		size = maxPageSize
+	}
+	top, _, err := c.number("top", 1, math.MaxInt32)
+	if err != nil {
+		return err
+	}
+	var after string
+	if tok := c.param("continuationToken"); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || len(b) == 0 {
+			return badRequest("continuationToken", "Invalid continuationToken %q.", tok)
+		}
+		after = string(b)
+	}
+	limit := int(size)
+	if top > 0 && top < size {
+		limit = int(top)
+	}
+	got, more := c.hub.ListGroup(c.p.group, after, limit)
+	page := memberPage{Value: make([]member, len(got))}
+	for i, m := range got {
+		page.Value[i].ConnectionID = m.ConnID
+		if m.UserID != "" {
+			page.Value[i].UserID = &got[i].UserID
+		}
+	}
+	left := top - int64(len(got)) // > 0: top still allows more; top 0: no bound
+	if more && len(got) > 0 && (top == 0 || left > 0) {
+		q := url.Values{}
+		for _, k := range []string{"api-version", "application"} {
+			if v := c.param(k); v != "" {
+				q.Set(k, v)
+			}
+		}
+		q.Set("maxpagesize", strconv.FormatInt(size, 10))
+		if top > 0 {
+			q.Set("top", strconv.FormatInt(left, 10))
+		}
+		q.Set("continuationToken", base64.RawURLEncoding.EncodeToString([]byte(got[len(got)-1].ConnID)))
+		link := h.baseURL(c) + c.r.URL.EscapedPath() + "?" + q.Encode()
+		page.NextLink = &link
+	}
+	return c.reply(page)
+}
+
+// maxTokenMinutes keeps minutesToExpire within a time.Duration.
+const maxTokenMinutes = math.MaxInt64 / int64(time.Minute)
+
+// generateToken mints a client access token for the internal hub: asrs.s.uid = userId,
+// lifetime minutesToExpire (default 60), aud = endpoint + "/client/?hub=" + hub.
+func (h *handler) generateToken(c *call) error {
+	minutes, present, err := c.number("minutesToExpire", 1, maxTokenMinutes)
+	if err != nil {
+		return err
+	}
+	if !present {
+		minutes = 60
+	}
+	aud := auth.SignalRClientAudience(h.baseURL(c), c.hub.Name())
+	token, err := h.keys.MintSignalRClientToken(aud, c.param("userId"), time.Duration(minutes)*time.Minute)
+	if err != nil {
+		return answer(err, "")
+	}
+	return c.reply(struct {
+		Token string `json:"token"`
+	}{token})
+}
