@@ -21,7 +21,11 @@ func (t *target) register(fs *pflag.FlagSet) {
 }
 
 // resolve returns the endpoint and key ring.
-func (t *target) resolve() (string, *auth.KeyRing, error) {
+func (t *target) resolve() (string, *auth.KeyRing, error) { return t.resolveFor(false) }
+
+// resolveFor returns the endpoint (the SignalR listener's when signalR and
+// the endpoint comes from the server configuration) and key ring.
+func (t *target) resolveFor(signalR bool) (string, *auth.KeyRing, error) {
 	cs := t.connString
 	if cs == "" {
 		cs = os.Getenv("SWITCHBOARD_CONNECTION_STRING")
@@ -47,5 +51,8 @@ func (t *target) resolve() (string, *auth.KeyRing, error) {
 		keys = []string{k}
 	}
 	ring, err := auth.NewKeyRing(keys...)
+	if signalR {
+		return cfg.SignalREndpoint(), ring, err
+	}
 	return cfg.Endpoint(), ring, err
 }

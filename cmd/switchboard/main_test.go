@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -119,5 +121,44 @@ func TestCheckConfigReportsEveryProblem(t *testing.T) {
 	out, err := run(t, "version")
 	if err != nil || !strings.HasPrefix(out, "switchboard ") {
 		t.Fatalf("version: %q %v", out, err)
+	}
+}
+
+// TestSignalRTokenNegotiates mints a SignalR redirect with `token --signalr`
+// and follows it to the server's negotiate endpoint, as a SignalR client does.
+func TestSignalRTokenNegotiates(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{})
+	cs := srv.SignalRConnectionString()
+	if !strings.Contains(cs, ";Port=") {
+		t.Fatalf("SignalR connection string %q has no Port part", cs)
+	}
+	out, err := run(t, "token", "--signalr", "--connection-string", cs, "--hub", "Chat", "--user", "ann")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var redirect struct{ URL, AccessToken string }
+	if err := json.Unmarshal([]byte(out), &redirect); err != nil {
+		t.Fatalf("token printed %q: %v", out, err)
+	}
+	if redirect.URL != srv.SignalREndpoint()+"/client/?hub=Chat" || redirect.AccessToken == "" {
+		t.Fatalf("redirect = %+v", redirect)
+	}
+	req, _ := http.NewRequest(http.MethodPost, srv.SignalREndpoint()+"/client/negotiate?hub=Chat&negotiateVersion=1", nil)
+	req.Header.Set("Authorization", "Bearer "+redirect.AccessToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var neg struct {
+		NegotiateVersion int
+		ConnectionID     string
+		ConnectionToken  string
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&neg); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("negotiate: status %d, %v", resp.StatusCode, err)
+	}
+	if neg.NegotiateVersion != 1 || neg.ConnectionID == "" || neg.ConnectionToken == "" {
+		t.Fatalf("negotiate answered %+v", neg)
 	}
 }

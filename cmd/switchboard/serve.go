@@ -107,6 +107,10 @@ func newServeCmd() *cobra.Command {
 			}
 			log.Info("switchboard listening", "addr", srv.Addr().String(), "endpoint", srv.Endpoint(), "version", version())
 			fmt.Fprintln(cmd.OutOrStdout(), srv.ConnectionString())
+			if cs := srv.SignalRConnectionString(); cs != "" {
+				log.Info("signalr listening", "endpoint", srv.SignalREndpoint())
+				fmt.Fprintln(cmd.OutOrStdout(), cs)
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return srv.Serve(ctx)

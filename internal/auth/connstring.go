@@ -83,3 +83,20 @@ func ParseConnectionString(s string) (endpoint, key string, err error) {
 	}
 	return strings.TrimRight(u.String(), "/"), key, nil
 }
+
+// SignalRConnectionString formats endpoint and key as the SignalR emulator
+// prints them, with the port in its own Port part:
+// "Endpoint=http://localhost;Port=8081;AccessKey=…;Version=1.0;". The SDKs
+// accept it, and ParseConnectionString reads it back.
+func SignalRConnectionString(endpoint, key string) string {
+	u, err := url.Parse(strings.TrimRight(endpoint, "/"))
+	if err != nil || u.Port() == "" {
+		return ConnectionString(endpoint, key)
+	}
+	port := u.Port()
+	u.Host = u.Hostname()
+	if strings.Contains(u.Host, ":") {
+		u.Host = "[" + u.Host + "]"
+	}
+	return "Endpoint=" + u.String() + ";Port=" + port + ";AccessKey=" + key + ";Version=1.0;"
+}

@@ -25,6 +25,7 @@ type Config struct {
 	Reliable  Reliable             `yaml:"reliable"`
 	Log       Log                  `yaml:"log"`
 	Admin     Admin                `yaml:"admin"`
+	SignalR   SignalR              `yaml:"signalr"`
 	Hubs      map[string]HubConfig `yaml:"hubs" env:"-" doc:"per-hub settings by hub name; the key _default applies to hubs without their own entry"`
 }
 
@@ -75,6 +76,33 @@ type Log struct {
 // Admin configures the operational endpoints.
 type Admin struct {
 	Pprof bool `yaml:"pprof" doc:"serve /debug/pprof/ on the main listener (behind the access key)"`
+}
+
+// SignalR configures the Azure SignalR Service (serverless mode) endpoint. It
+// has its own listener because both services use the same REST paths.
+type SignalR struct {
+	Addr              string            `yaml:"addr" doc:"listen address of the SignalR endpoint (negotiate, the three transports, REST); empty: no SignalR endpoint" default:":8081"`
+	PublicEndpoint    string            `yaml:"public_endpoint" doc:"SignalR endpoint printed in its connection string; default http://localhost:<port>"`
+	StatefulReconnect bool              `yaml:"stateful_reconnect" doc:"grant stateful reconnect (protocol version 2, Ack/Sequence) to clients that ask for it" default:"true"`
+	ReconnectWindow   time.Duration     `yaml:"reconnect_window" doc:"how long a stateful-reconnect session waits for its client to come back" default:"30s"`
+	KeepAlive         time.Duration     `yaml:"keep_alive" doc:"the server sends a Ping message this often on WebSockets and Server-Sent Events" default:"15s"`
+	ClientTimeout     time.Duration     `yaml:"client_timeout" doc:"a WebSocket client silent this long is dropped" default:"30s"`
+	HandshakeTimeout  time.Duration     `yaml:"handshake_timeout" doc:"a connection without a handshake this long after it opened is closed" default:"15s"`
+	NegotiateTimeout  time.Duration     `yaml:"negotiate_timeout" doc:"a negotiated connection that opens no transport within this is discarded" default:"15s"`
+	LongPollTimeout   time.Duration     `yaml:"long_poll_timeout" doc:"how long a long poll is held without data before it returns empty" default:"90s"`
+	LongPollGap       time.Duration     `yaml:"long_poll_gap" doc:"a long-polling client that sends no poll for this long is gone" default:"15s"`
+	Upstreams         []SignalRUpstream `yaml:"upstreams" env:"-" doc:"webhooks that receive client invocations and connection events, first match wins"`
+}
+
+// SignalRUpstream is one upstream of the SignalR endpoint (Azure's upstream
+// settings).
+type SignalRUpstream struct {
+	URLTemplate     string        `yaml:"url_template"`     // {hub}, {category} and {event} are substituted
+	HubPattern      string        `yaml:"hub_pattern"`      // "*" (default), "a,b" or a name
+	CategoryPattern string        `yaml:"category_pattern"` // connections, messages
+	EventPattern    string        `yaml:"event_pattern"`    // connected, disconnected, or invocation targets
+	AuthHeader      string        `yaml:"auth_header"`      // optional Authorization header value
+	Timeout         time.Duration `yaml:"timeout"`          // 0: the default
 }
 
 // HubConfig is the configuration of one hub.
@@ -225,7 +253,11 @@ func (c *Config) Validate() error {
 	durations := map[string]time.Duration{
 		"websocket.ping_interval": c.WebSocket.PingInterval, "websocket.idle_timeout": c.WebSocket.IdleTimeout,
 		"websocket.write_timeout": c.WebSocket.WriteTimeout, "reliable.recovery_window": c.Reliable.RecoveryWindow,
-		"server.shutdown_timeout": c.Server.ShutdownTimeout,
+		"server.shutdown_timeout":  c.Server.ShutdownTimeout,
+		"signalr.reconnect_window": c.SignalR.ReconnectWindow, "signalr.keep_alive": c.SignalR.KeepAlive,
+		"signalr.client_timeout": c.SignalR.ClientTimeout, "signalr.handshake_timeout": c.SignalR.HandshakeTimeout,
+		"signalr.negotiate_timeout": c.SignalR.NegotiateTimeout, "signalr.long_poll_timeout": c.SignalR.LongPollTimeout,
+		"signalr.long_poll_gap": c.SignalR.LongPollGap,
 	}
 	for k, v := range durations {
 		if v <= 0 {
@@ -234,6 +266,20 @@ func (c *Config) Validate() error {
 	}
 	if c.WebSocket.IdleTimeout <= c.WebSocket.PingInterval {
 		bad("websocket.idle_timeout", "must exceed websocket.ping_interval (%s)", c.WebSocket.PingInterval)
+	}
+	if c.SignalR.ClientTimeout <= c.SignalR.KeepAlive {
+		bad("signalr.client_timeout", "must exceed signalr.keep_alive (%s)", c.SignalR.KeepAlive)
+	}
+	if a := c.SignalR.Addr; a != "" {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			bad("signalr.addr", "%v", err)
+		}
+	}
+	if e := c.SignalR.PublicEndpoint; e != "" {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("signalr.public_endpoint", "%q is not an http(s) URL", e)
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -324,6 +370,19 @@ func (c *Config) Endpoint() string {
 		return strings.TrimSuffix(c.Server.PublicEndpoint, "/")
 	}
 	host, port, _ := net.SplitHostPort(c.Server.Addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// SignalREndpoint returns the public endpoint of the SignalR listener, derived
+// from signalr.addr when not set.
+func (c *Config) SignalREndpoint() string {
+	if c.SignalR.PublicEndpoint != "" {
+		return strings.TrimSuffix(c.SignalR.PublicEndpoint, "/")
+	}
+	host, port, _ := net.SplitHostPort(c.SignalR.Addr)
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "localhost"
 	}

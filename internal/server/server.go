@@ -32,6 +32,7 @@ type Server struct {
 	up   *upstream.Client // nil when no hub has event handlers
 	http *http.Server
 	ln   net.Listener
+	sr   *signalRService // nil when signalr.addr is empty
 }
 
 // New builds a server from cfg; Serve starts it.
@@ -125,6 +126,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		},
 	})
 	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up}
+	if cfg.SignalR.Addr != "" {
+		if s.sr, err = newSignalR(cfg, ring, log.With("component", "signalr"), reg); err != nil {
+			wsrv.Close()
+			return nil, err
+		}
+	}
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -181,14 +188,38 @@ func (s *Server) Keys() *auth.KeyRing { return s.keys }
 // Node returns the core node.
 func (s *Server) Node() *core.Node { return s.node }
 
-// Listen binds the configured address; Addr then tells which port.
+// Listen binds the configured addresses; Addr then tells which port.
 func (s *Server) Listen() error {
 	ln, err := net.Listen("tcp", s.cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("server: listen: %w", err)
 	}
+	if s.sr != nil {
+		if err := s.sr.listen(); err != nil {
+			ln.Close()
+			return err
+		}
+	}
 	s.ln = ln
 	return nil
+}
+
+// SignalREndpoint returns the public endpoint of the SignalR listener, ""
+// when there is none.
+func (s *Server) SignalREndpoint() string {
+	if s.sr == nil {
+		return ""
+	}
+	return s.sr.endpoint()
+}
+
+// SignalRConnectionString returns the SignalR connection string for the
+// primary key, "" when there is no SignalR listener.
+func (s *Server) SignalRConnectionString() string {
+	if s.sr == nil {
+		return ""
+	}
+	return auth.SignalRConnectionString(s.sr.endpoint(), s.keys.Primary())
 }
 
 // Addr returns the bound address.
@@ -222,11 +253,21 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- s.http.Serve(s.ln) }()
+	serving := 1
+	if s.sr != nil {
+		s.sr.serve(errc)
+		serving++
+	}
 	select {
 	case err := <-errc:
+		s.http.Close()
 		s.ws.Close()
+		if s.sr != nil {
+			s.sr.http.Close()
+			s.sr.closeNow()
+		}
 		return fmt.Errorf("server: %w", err)
 	case <-ctx.Done():
 	}
@@ -249,8 +290,13 @@ func (s *Server) Serve(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("flushing event handlers: %w", err))
 		}
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		errs = append(errs, err)
+	if s.sr != nil {
+		errs = append(errs, s.sr.shutdown(sctx)...)
+	}
+	for range serving {
+		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -33,7 +33,7 @@ func (s *Server) Stop() error { return s.stop() }
 // Start runs a server until the test ends.
 func Start(t testing.TB, o Options) *Server {
 	t.Helper()
-	settings := append([]string{"server.addr=127.0.0.1:0", "server.data_dir=" + t.TempDir()}, o.Settings...)
+	settings := append([]string{"server.addr=127.0.0.1:0", "signalr.addr=127.0.0.1:0", "server.data_dir=" + t.TempDir()}, o.Settings...)
 	cfg, err := config.Load(o.ConfigFile, nil, settings)
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,197 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	apisr "github.com/switchboardhq/switchboard/internal/api/signalr"
+	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/cluster"
+	"github.com/switchboardhq/switchboard/internal/config"
+	"github.com/switchboardhq/switchboard/internal/core"
+	sr "github.com/switchboardhq/switchboard/internal/dialect/signalr"
+	"github.com/switchboardhq/switchboard/internal/transport/websocket"
+	"github.com/switchboardhq/switchboard/internal/upstream"
+)
+
+// signalRService is the Azure SignalR Service endpoint: its own listener
+// (the REST paths of both services are the same), its own namespace of hubs
+// (a second core node) and its own WebSocket server (SignalR's keep-alive
+// and client timeout), sharing keys, limits and metrics with the rest.
+type signalRService struct {
+	cfg  config.Config
+	log  *slog.Logger
+	node *core.Node
+	ws   *websocket.Server
+	ep   *sr.Endpoint
+	up   *upstream.SignalRClient // nil when no upstream is configured
+	http *http.Server
+	ln   net.Listener
+}
+
+func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer) (*signalRService, error) {
+	s := &signalRService{cfg: cfg, log: log}
+	if len(cfg.SignalR.Upstreams) > 0 {
+		ups := make([]upstream.SignalRUpstream, len(cfg.SignalR.Upstreams))
+		for i, u := range cfg.SignalR.Upstreams {
+			ups[i] = upstream.SignalRUpstream{URLTemplate: u.URLTemplate, HubPattern: u.HubPattern,
+				CategoryPattern: u.CategoryPattern, EventPattern: u.EventPattern, AuthHeader: u.AuthHeader, Timeout: u.Timeout}
+			if err := ups[i].Validate(); err != nil {
+				return nil, fmt.Errorf("signalr.upstreams[%d]: %w", i, err)
+			}
+		}
+		up, err := upstream.NewSignalR(upstream.SignalRConfig{
+			Keys:       ring,
+			Upstreams:  func(string) []upstream.SignalRUpstream { return ups },
+			Logger:     log,
+			Registerer: reg,
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.up = up
+	}
+	node, err := core.NewNode(core.Config{
+		NodeID: cfg.Server.NodeID,
+		Broker: cluster.NewLocal(),
+		Limits: core.Limits{
+			MaxQueueBytes:    cfg.Limits.MaxQueueBytes,
+			MaxGroupsPerConn: cfg.Limits.MaxGroupsPerConn,
+			ReplayMessages:   cfg.Reliable.ReplayMessages,
+			ReplayBytes:      cfg.Reliable.ReplayBytes,
+		},
+		RecoveryWindow: cfg.SignalR.ReconnectWindow,
+		Logger:         log.With("component", "core"),
+		Registerer:     reg,
+		OnConnEnd:      func(c *core.Conn, reason string) { s.ep.ConnEnded(c, reason) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	s.node = node
+	s.ws, err = websocket.NewServer(websocket.Options{
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		WriteTimeout:    cfg.WebSocket.WriteTimeout,
+		PingInterval:    cfg.SignalR.KeepAlive,
+		IdleTimeout:     cfg.SignalR.ClientTimeout,
+		Writers:         cfg.WebSocket.Writers,
+		WriteGather:     cfg.WebSocket.WriteGather,
+		Logger:          log.With("component", "websocket"),
+		Registerer:      reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	epCfg := sr.EndpointConfig{
+		Node: node, Keys: ring, WebSocket: s.ws,
+		StatefulReconnect: cfg.SignalR.StatefulReconnect,
+		KeepAlive:         cfg.SignalR.KeepAlive,
+		HandshakeTimeout:  cfg.SignalR.HandshakeTimeout,
+		NegotiateTimeout:  cfg.SignalR.NegotiateTimeout,
+		LongPollTimeout:   cfg.SignalR.LongPollTimeout,
+		LongPollGap:       cfg.SignalR.LongPollGap,
+		MaxMessageBytes:   cfg.Limits.MaxMessageBytes,
+		Logger:            log,
+		Registerer:        reg,
+	}
+	if s.up != nil {
+		epCfg.Upstream = s.up
+	}
+	if s.ep, err = sr.NewEndpoint(epCfg); err != nil {
+		s.ws.Close()
+		return nil, err
+	}
+	rest, err := apisr.NewHandler(apisr.Config{
+		Node: node, Keys: ring, Endpoint: s.endpoint, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
+		Logger: log.With("component", "api"), Registerer: reg,
+	})
+	if err != nil {
+		s.ep.Close()
+		s.ws.Close()
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/client/", s.ep)
+	mux.Handle("/client", s.ep)
+	mux.Handle("/api/", rest)
+	s.http = &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+func (s *signalRService) listen() error {
+	ln, err := net.Listen("tcp", s.cfg.SignalR.Addr)
+	if err != nil {
+		return fmt.Errorf("server: signalr listen: %w", err)
+	}
+	s.ln = ln
+	return nil
+}
+
+// endpoint is the public SignalR endpoint: the configured one, or the bound
+// address.
+func (s *signalRService) endpoint() string {
+	if s.cfg.SignalR.PublicEndpoint != "" || s.ln == nil {
+		return s.cfg.SignalREndpoint()
+	}
+	_, port, _ := net.SplitHostPort(s.ln.Addr().String())
+	host, _, _ := net.SplitHostPort(s.cfg.SignalR.Addr)
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port)
+}
+
+// serve serves until the listener closes; errc gets its end.
+func (s *signalRService) serve(errc chan<- error) {
+	go func() { errc <- s.http.Serve(s.ln) }()
+}
+
+// shutdown stops taking requests, tells every client to reconnect (Close
+// with allowReconnect), waits for the sockets, and flushes the upstream.
+func (s *signalRService) shutdown(ctx context.Context) []error {
+	// Sessions first: event streams and held polls are HTTP handlers that
+	// only return once their connection is closed.
+	var errs []error
+	if err := s.node.Shutdown(ctx, "server shutting down"); err != nil {
+		errs = append(errs, fmt.Errorf("closing signalr sessions: %w", err))
+	}
+	s.ep.Close()
+	if err := s.http.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("signalr http shutdown: %w", err))
+	}
+	if err := s.ws.Wait(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("waiting for signalr sockets: %w", err))
+	}
+	s.ws.Close()
+	if s.up != nil {
+		if err := s.up.Close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("flushing signalr upstream: %w", err))
+		}
+	}
+	return errs
+}
+
+// closeNow releases what newSignalR started when the server does not serve.
+func (s *signalRService) closeNow() {
+	s.ws.Close()
+	s.ep.Close()
+	if s.up != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := s.up.Close(ctx); err != nil && !errors.Is(err, context.Canceled) {
+			s.log.Warn("closing signalr upstream", "err", err)
+		}
+	}
+}
