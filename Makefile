@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin/switchboard
 NPM     ?= npm
 
-.PHONY: run build test test-go test-sdk fuzz bench vet
+.PHONY: run build test test-go test-sdk test-browser fuzz bench vet
 
 run: ## start the server on :8080 with ./data
 	$(GO) run ./cmd/switchboard serve
@@ -23,6 +23,11 @@ test-go: ## Go unit, integration and fuzz-seed tests, with the race detector
 test-sdk: build ## the official npm SDKs against the built server
 	cd test/sdk && $(NPM) ci --no-audit --no-fund --loglevel=error
 	cd test/sdk && SWITCHBOARD_BIN=$(CURDIR)/$(BIN) $(NPM) test
+
+test-browser: build ## @microsoft/signalr in headless Chromium (Debian's package) against the built server
+	command -v chromium >/dev/null || { apt-get update && apt-get install -y --no-install-recommends chromium; }
+	cd test/browser && $(NPM) ci --no-audit --no-fund --loglevel=error
+	cd test/browser && SWITCHBOARD_BIN=$(CURDIR)/$(BIN) $(NPM) test
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 	@for pkg in $$($(GO) list ./...); do \

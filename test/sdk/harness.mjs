@@ -8,11 +8,16 @@
 // - startProxy(port): a TCP proxy that can abruptly drop every client socket.
 // - small helpers: waitFor (deadline polling), Inbox (async message queue), raw `ws`
 //   clients, HS256 JWT minting, hub names, diagnostics wrapper.
+// - SignalR (serverless): startServer({signalr: true}), the app's negotiate endpoint, a recording
+//   upstream, REST calls, a small MessagePack codec, @microsoft/signalr HubConnections and
+//   signalrSuite() (one server + upstream + app per test file).
 
 import { before, after, test } from "node:test";
 import { spawn, execFile } from "node:child_process";
 import { createHmac, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import { createRequire } from "node:module";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -258,6 +263,26 @@ export function randomAccessKey() {
 const MAX_LOG = 2 * 1024 * 1024;
 
 /**
+ * Find the SignalR connection-string line (`Endpoint=http://<host>;Port=<port>;AccessKey=<key0>;
+ * Version=1.0;`) in the server's stdout; undefined until it is there. The listener is always
+ * reached on 127.0.0.1 whatever host the line names.
+ */
+function parseSignalrConnectionString(stdout, key0) {
+  for (const raw of stdout.split(/\r?\n/)) {
+    const line = raw.trim();
+    const m = /^Endpoint=(https?:\/\/[^;:/]+);Port=(\d+);AccessKey=([^;]+);Version=1\.0;$/.exec(line);
+    if (!m || m[3] !== key0) continue;
+    const signalrPort = Number(m[2]);
+    return {
+      signalrPort,
+      signalrEndpoint: `http://127.0.0.1:${signalrPort}`,
+      signalrConnectionString: line,
+    };
+  }
+  return undefined;
+}
+
+/**
  * Start a fresh Switchboard server. Resolves once GET /api/health answers 200 and the
  * connection-string line was printed on stdout.
  *
@@ -265,12 +290,29 @@ const MAX_LOG = 2 * 1024 * 1024;
  *   `--config` (flags still override it). The file is removed when the server stops.
  * - `port`: listen on this loopback port instead of a fresh free one (for a caller that must
  *   know the endpoint before the server starts, e.g. an event-handler backend's allowed origins).
+ * - `signalr`: also start the SignalR (serverless) listener (`--set signalr.addr=127.0.0.1:0`,
+ *   or `signalrPort` when given, which implies `signalr`); the result then also has
+ *   `signalrEndpoint` ("http://127.0.0.1:<port>"), `signalrPort` and `signalrConnectionString`,
+ *   parsed from the second connection-string line `Endpoint=…;Port=<port>;AccessKey=<key0>;…`,
+ *   and /api/health must answer 200 on that listener too. Without it the listener is switched
+ *   off (`--set signalr.addr=`).
+ * - `keys`: use these two access keys instead of fresh random ones (a restarted server that
+ *   must accept the tokens its predecessor's clients hold).
  */
-export async function startServer({ extraArgs = [], env = {}, config, port: wantedPort } = {}) {
+export async function startServer({
+  extraArgs = [],
+  env = {},
+  config,
+  port: wantedPort,
+  signalr = false,
+  signalrPort: wantedSignalrPort,
+  keys: wantedKeys,
+} = {}) {
   const bin = await buildServer();
   const port = wantedPort ?? (await freePort());
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "switchboard-sdk-data-"));
-  const keys = [randomAccessKey(), randomAccessKey()];
+  const keys = wantedKeys ? [...wantedKeys] : [randomAccessKey(), randomAccessKey()];
+  const withSignalr = signalr || wantedSignalrPort !== undefined;
   let configDir;
   const configArgs = [];
   if (config !== undefined) {
@@ -290,6 +332,10 @@ export async function startServer({ extraArgs = [], env = {}, config, port: want
     keys[0],
     "--access-key",
     keys[1],
+    // Without `signalr`, switch the SignalR listener off explicitly: its default address is a
+    // fixed port (:8081), which concurrent servers would fight over.
+    "--set",
+    withSignalr ? `signalr.addr=127.0.0.1:${wantedSignalrPort ?? 0}` : "signalr.addr=",
     ...extraArgs,
   ];
   // The server reads SWITCHBOARD_* variables as settings and refuses unknown ones, so the
@@ -325,6 +371,7 @@ export async function startServer({ extraArgs = [], env = {}, config, port: want
   });
 
   const endpoint = `http://127.0.0.1:${port}`;
+  let signalrInfo = {};
   const expectedLine = `Endpoint=${endpoint};AccessKey=${keys[0]};Version=1.0;`;
 
   const diag = () =>
@@ -372,6 +419,32 @@ export async function startServer({ extraArgs = [], env = {}, config, port: want
       timeout: 5000,
       what: `stdout line ${expectedLine.replace(keys[0], "<key0>")}`,
     });
+    if (withSignalr) {
+      // Line 2: Endpoint=http://127.0.0.1;Port=<port>;AccessKey=<key0>;Version=1.0;
+      const m = await waitFor(() => parseSignalrConnectionString(stdout, keys[0]), {
+        timeout: 5000,
+        what: "stdout line Endpoint=http://127.0.0.1;Port=<port>;AccessKey=<key0>;Version=1.0;",
+      });
+      signalrInfo = m;
+      if (wantedSignalrPort !== undefined && m.signalrPort !== wantedSignalrPort) {
+        throw new Error(`SignalR listener printed port ${m.signalrPort}, expected ${wantedSignalrPort}`);
+      }
+      await waitFor(
+        async () => {
+          if (exited) {
+            throw Object.assign(new Error(`server exited early: ${JSON.stringify(exited)}`), { fatal: true });
+          }
+          try {
+            const res = await fetch(`${m.signalrEndpoint}/api/health`, { signal: AbortSignal.timeout(2000) });
+            await res.arrayBuffer().catch(() => {});
+            return res.status === 200;
+          } catch {
+            return false;
+          }
+        },
+        { timeout: 15000, interval: 100, what: `GET ${m.signalrEndpoint}/api/health == 200` },
+      );
+    }
   } catch (e) {
     await stop();
     throw new Error(`switchboard did not start: ${e.message}${diag()}`);
@@ -383,6 +456,7 @@ export async function startServer({ extraArgs = [], env = {}, config, port: want
     keys,
     connectionString: expectedLine,
     connectionStringFor: (key) => `Endpoint=${endpoint};AccessKey=${key};Version=1.0;`,
+    ...signalrInfo,
     dataDir,
     stdout: () => stdout,
     stderr: () => stderr,
@@ -630,4 +704,658 @@ export function withPort(url, port) {
 export function ensureDir(p) {
   mkdirSync(p, { recursive: true });
   return p;
+}
+
+// ---------------------------------------------------------------------------------------------
+// SignalR (serverless) helpers: the app's negotiate endpoint, an upstream backend, REST calls,
+// tokens, a small independent MessagePack codec, and @microsoft/signalr HubConnections.
+
+/** `sha256=<UPPERCASE hex HMAC-SHA256(key utf8, connectionId)>`, as X-ASRS-Signature carries it. */
+export function signalrSignature(key, connectionId) {
+  return "sha256=" + createHmac("sha256", Buffer.from(key, "utf8")).update(connectionId, "utf8").digest("hex").toUpperCase();
+}
+
+/**
+ * A client access token as an app's negotiate endpoint issues it: HS256 with the access key's
+ * UTF-8 bytes, aud = `<endpoint>/client/?hub=<hub>`, the user id as `asrs.s.uid` (Management
+ * SDK) or `nameid` (docs) per `claim`, plus any `claims`.
+ */
+export function signalrClientToken(endpoint, hub, key, { userId, claim = "asrs.s.uid", claims = {}, expiresInSec } = {}) {
+  const payload = { aud: `${endpoint}/client/?hub=${hub}`, ...claims };
+  if (userId !== undefined) payload[claim] = userId;
+  return signJwt(payload, key, expiresInSec === undefined ? {} : { expiresInSec });
+}
+
+/**
+ * The app's own negotiate endpoint (a node http server on 127.0.0.1). `route(opts)` returns a
+ * base URL for HubConnectionBuilder.withUrl(); the client POSTs `<base>/negotiate?negotiateVersion=1`
+ * and gets `{url: "<endpoint>/client/?hub=<hub>", accessToken}`. opts: `endpoint()` (the service
+ * URL the client is sent to, e.g. a proxy's — a function so it may change between negotiates),
+ * `hub`, `key()` (the signing key), `userId`, `claim`. Every request is recorded in `requests`.
+ * `extra(req, res)` may serve other paths (the browser tests serve their page with it).
+ */
+export async function startAppNegotiate({ extra } = {}) {
+  const routes = new Map();
+  const requests = new Inbox("app negotiate requests");
+  let n = 0;
+  const server = http.createServer(async (req, res) => {
+    const u = new URL(req.url, "http://app.invalid");
+    requests.push({ method: req.method, url: req.url, headers: { ...req.headers } });
+    const m = /^\/api\/([^/]+)\/negotiate$/.exec(u.pathname);
+    if (m && routes.has(m[1]) && req.method === "POST") {
+      const r = routes.get(m[1]);
+      const endpoint = r.endpoint();
+      const body = {
+        url: `${endpoint}/client/?hub=${r.hub}`,
+        accessToken: signalrClientToken(endpoint, r.hub, r.key(), { userId: r.userId, claim: r.claim, claims: r.claims }),
+      };
+      r.negotiations++;
+      res.writeHead(200, { "Content-Type": "application/json" });
+      res.end(JSON.stringify(body));
+      return;
+    }
+    if (extra && (await extra(req, res, u))) return;
+    res.writeHead(404, { "Content-Type": "text/plain" });
+    res.end("not found");
+  });
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  const origin = `http://127.0.0.1:${server.address().port}`;
+  return {
+    origin,
+    requests,
+    /** Register a negotiate route; returns {url, path, route}. */
+    route({ endpoint, hub, key, userId, claim = "asrs.s.uid", claims }) {
+      const id = `r${++n}_${randomSuffix(6)}`;
+      const route = {
+        endpoint: typeof endpoint === "function" ? endpoint : () => endpoint,
+        key: typeof key === "function" ? key : () => key,
+        hub,
+        userId,
+        claim,
+        claims,
+        negotiations: 0,
+      };
+      routes.set(id, route);
+      return { url: `${origin}/api/${id}`, path: `/api/${id}`, route };
+    },
+    close() {
+      server.closeAllConnections();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
+}
+
+/**
+ * The data-plane REST API of the SignalR listener, signed with `key` (default keys[0]): aud =
+ * the request URL without its query. `call(method, path, {body, query, token})` answers
+ * {status, headers, text, json}; paths under /api/hubs get `api-version=2022-06-01`.
+ */
+export function signalrRest(sb, { key } = {}) {
+  const base = sb.signalrEndpoint;
+  const esc = encodeURIComponent;
+  const call = async (method, p, { body, query = {}, token, headers = {} } = {}) => {
+    const u = new URL(base + p);
+    if (p.startsWith("/api/hubs/") && !("api-version" in query)) u.searchParams.set("api-version", "2022-06-01");
+    for (const [k, v] of Object.entries(query)) u.searchParams.append(k, v);
+    const aud = `${base}${u.pathname}`;
+    const auth = token === undefined ? signJwt({ aud }, key ?? sb.keys[0], { expiresInSec: 600 }) : token;
+    const h = { ...headers };
+    if (auth !== null) h.Authorization = `Bearer ${auth}`;
+    let payload;
+    if (body !== undefined) {
+      payload = typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+      h["Content-Type"] ??= "application/json";
+    }
+    const res = await fetch(u, { method, headers: h, body: payload, signal: AbortSignal.timeout(15000) });
+    const text = await res.text();
+    let json;
+    try {
+      json = text ? JSON.parse(text) : undefined;
+    } catch {
+      json = undefined;
+    }
+    return { status: res.status, headers: res.headers, text, json, url: u.toString() };
+  };
+  const expect = async (want, what, p) => {
+    const r = await p;
+    const ok = typeof want === "function" ? want(r.status) : r.status === want;
+    if (!ok) throw new Error(`${what}: HTTP ${r.status} ${r.text.slice(0, 300)} (${r.url})`);
+    return r;
+  };
+  const is2xx = (s) => s >= 200 && s < 300;
+  const msg = (target, args) => ({ target, arguments: args });
+  return {
+    call,
+    broadcast: (hub, target, args, opts = {}) =>
+      expect(202, "broadcast", call("POST", `/api/hubs/${esc(hub)}/:send`, { body: opts.body ?? msg(target, args), query: opts.query })),
+    toUser: (hub, user, target, args, opts = {}) =>
+      expect(202, "send to user", call("POST", `/api/hubs/${esc(hub)}/users/${esc(user)}/:send`, { body: opts.body ?? msg(target, args) })),
+    toGroup: (hub, group, target, args, opts = {}) =>
+      expect(202, "send to group", call("POST", `/api/hubs/${esc(hub)}/groups/${esc(group)}/:send`, { body: opts.body ?? msg(target, args) })),
+    toConnection: (hub, id, target, args, opts = {}) =>
+      expect(202, "send to connection", call("POST", `/api/hubs/${esc(hub)}/connections/${esc(id)}/:send`, { body: opts.body ?? msg(target, args) })),
+    addToGroup: (hub, group, id) =>
+      expect(is2xx, "add connection to group", call("PUT", `/api/hubs/${esc(hub)}/groups/${esc(group)}/connections/${esc(id)}`)),
+    addUserToGroup: (hub, user, group) =>
+      expect(is2xx, "add user to group", call("PUT", `/api/hubs/${esc(hub)}/users/${esc(user)}/groups/${esc(group)}`)),
+    closeConnection: (hub, id, reason) =>
+      expect(is2xx, "close connection", call("DELETE", `/api/hubs/${esc(hub)}/connections/${esc(id)}`, { query: reason === undefined ? {} : { reason } })),
+    v1: {
+      broadcast: (hub, target, args) => expect(202, "v1 broadcast", call("POST", `/api/v1/hubs/${esc(hub)}`, { body: msg(target, args) })),
+      toUser: (hub, user, target, args) =>
+        expect(202, "v1 send to user", call("POST", `/api/v1/hubs/${esc(hub)}/users/${esc(user)}`, { body: msg(target, args) })),
+      toGroup: (hub, group, target, args) =>
+        expect(202, "v1 send to group", call("POST", `/api/v1/hubs/${esc(hub)}/groups/${esc(group)}`, { body: msg(target, args) })),
+      toConnection: (hub, id, target, args) =>
+        expect(202, "v1 send to connection", call("POST", `/api/v1/hubs/${esc(hub)}/connections/${esc(id)}`, { body: msg(target, args) })),
+    },
+  };
+}
+
+/** SignalR YAML config with upstreams (url templates) and optional signalr settings. */
+export function signalrConfig({ upstreams = [], settings = {} } = {}) {
+  let y = "signalr:\n  addr: 127.0.0.1:0\n";
+  for (const [k, v] of Object.entries(settings)) y += `  ${k}: ${typeof v === "string" ? JSON.stringify(v) : v}\n`;
+  if (upstreams.length) {
+    y += "  upstreams:\n";
+    for (const u of upstreams) {
+      const { url, ...patterns } = typeof u === "string" ? { url: u } : u;
+      y += `    - url_template: ${JSON.stringify(url)}\n`;
+      for (const [k, v] of Object.entries(patterns)) y += `      ${k}: ${JSON.stringify(v)}\n`;
+    }
+  }
+  return y;
+}
+
+// --- MessagePack: a small independent codec (the subset the hub protocol uses) ---------------
+
+export function msgpackEncode(value) {
+  const out = [];
+  mpEnc(value, out);
+  return Buffer.from(out);
+}
+
+function pushBE(out, n, bytes) {
+  for (let i = bytes - 1; i >= 0; i--) out.push(Number((BigInt(n) >> BigInt(8 * i)) & 0xffn));
+}
+
+function mpEnc(v, out) {
+  if (v === null || v === undefined) out.push(0xc0);
+  else if (v === false) out.push(0xc2);
+  else if (v === true) out.push(0xc3);
+  else if (typeof v === "number" && Number.isSafeInteger(v) && !Object.is(v, -0)) {
+    if (v >= 0) {
+      if (v < 0x80) out.push(v);
+      else if (v < 0x100) out.push(0xcc, v);
+      else if (v < 0x10000) (out.push(0xcd), pushBE(out, v, 2));
+      else if (v < 0x100000000) (out.push(0xce), pushBE(out, v, 4));
+      else (out.push(0xcf), pushBE(out, v, 8));
+    } else if (v >= -32) out.push(v & 0xff);
+    else if (v >= -128) out.push(0xd0, v & 0xff);
+    else if (v >= -32768) (out.push(0xd1), pushBE(out, BigInt.asUintN(16, BigInt(v)), 2));
+    else if (v >= -2147483648) (out.push(0xd2), pushBE(out, BigInt.asUintN(32, BigInt(v)), 4));
+    else (out.push(0xd3), pushBE(out, BigInt.asUintN(64, BigInt(v)), 8));
+  } else if (typeof v === "number") {
+    const b = Buffer.alloc(9);
+    b[0] = 0xcb;
+    b.writeDoubleBE(v, 1);
+    out.push(...b);
+  } else if (typeof v === "string") {
+    const b = Buffer.from(v, "utf8");
+    if (b.length < 32) out.push(0xa0 | b.length);
+    else if (b.length < 0x100) out.push(0xd9, b.length);
+    else if (b.length < 0x10000) (out.push(0xda), pushBE(out, b.length, 2));
+    else (out.push(0xdb), pushBE(out, b.length, 4));
+    out.push(...b);
+  } else if (v instanceof Uint8Array) {
+    if (v.length < 0x100) out.push(0xc4, v.length);
+    else if (v.length < 0x10000) (out.push(0xc5), pushBE(out, v.length, 2));
+    else (out.push(0xc6), pushBE(out, v.length, 4));
+    out.push(...v);
+  } else if (Array.isArray(v)) {
+    if (v.length < 16) out.push(0x90 | v.length);
+    else if (v.length < 0x10000) (out.push(0xdc), pushBE(out, v.length, 2));
+    else (out.push(0xdd), pushBE(out, v.length, 4));
+    for (const x of v) mpEnc(x, out);
+  } else if (typeof v === "object") {
+    const entries = Object.entries(v);
+    if (entries.length < 16) out.push(0x80 | entries.length);
+    else if (entries.length < 0x10000) (out.push(0xde), pushBE(out, entries.length, 2));
+    else (out.push(0xdf), pushBE(out, entries.length, 4));
+    for (const [k, x] of entries) {
+      mpEnc(k, out);
+      mpEnc(x, out);
+    }
+  } else throw new Error(`msgpackEncode: unsupported ${typeof v}`);
+}
+
+/** Decode one MessagePack value; returns {value, end}. Integers beyond 2^53 come back as BigInt. */
+export function msgpackDecode(buf, pos = 0) {
+  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf);
+  let p = pos;
+  const need = (n) => {
+    if (p + n > b.length) throw new Error(`msgpack: truncated at ${p} (need ${n} of ${b.length})`);
+  };
+  const big = (n) => {
+    need(n);
+    let x = 0n;
+    for (let i = 0; i < n; i++) x = (x << 8n) | BigInt(b[p + i]);
+    p += n;
+    return x;
+  };
+  const num = (x) => (x <= BigInt(Number.MAX_SAFE_INTEGER) && x >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(x) : x);
+  const str = (n) => {
+    need(n);
+    const s = b.toString("utf8", p, p + n);
+    p += n;
+    return s;
+  };
+  const bin = (n) => {
+    need(n);
+    const s = Buffer.from(b.subarray(p, p + n));
+    p += n;
+    return s;
+  };
+  const arr = (n) => {
+    const a = [];
+    for (let i = 0; i < n; i++) a.push(one());
+    return a;
+  };
+  const map = (n) => {
+    const o = {};
+    for (let i = 0; i < n; i++) {
+      const k = one();
+      o[String(k)] = one();
+    }
+    return o;
+  };
+  const one = () => {
+    need(1);
+    const t = b[p++];
+    if (t < 0x80) return t;
+    if (t >= 0xe0) return t - 0x100;
+    if ((t & 0xf0) === 0x80) return map(t & 0x0f);
+    if ((t & 0xf0) === 0x90) return arr(t & 0x0f);
+    if ((t & 0xe0) === 0xa0) return str(t & 0x1f);
+    switch (t) {
+      case 0xc0: return null;
+      case 0xc2: return false;
+      case 0xc3: return true;
+      case 0xc4: return bin(Number(big(1)));
+      case 0xc5: return bin(Number(big(2)));
+      case 0xc6: return bin(Number(big(4)));
+      case 0xca: need(4); p += 4; return b.readFloatBE(p - 4);
+      case 0xcb: need(8); p += 8; return b.readDoubleBE(p - 8);
+      case 0xcc: return Number(big(1));
+      case 0xcd: return Number(big(2));
+      case 0xce: return Number(big(4));
+      case 0xcf: return num(big(8));
+      case 0xd0: return Number(BigInt.asIntN(8, big(1)));
+      case 0xd1: return Number(BigInt.asIntN(16, big(2)));
+      case 0xd2: return Number(BigInt.asIntN(32, big(4)));
+      case 0xd3: return num(BigInt.asIntN(64, big(8)));
+      case 0xd9: return str(Number(big(1)));
+      case 0xda: return str(Number(big(2)));
+      case 0xdb: return str(Number(big(4)));
+      case 0xdc: return arr(Number(big(2)));
+      case 0xdd: return arr(Number(big(4)));
+      case 0xde: return map(Number(big(2)));
+      case 0xdf: return map(Number(big(4)));
+      case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: {
+        const n = { 0xd4: 1, 0xd5: 2, 0xd6: 4, 0xd7: 8, 0xd8: 16 }[t];
+        const type = Number(BigInt.asIntN(8, big(1)));
+        return { ext: type, data: bin(n) };
+      }
+      case 0xc7: case 0xc8: case 0xc9: {
+        const n = Number(big({ 0xc7: 1, 0xc8: 2, 0xc9: 4 }[t]));
+        const type = Number(BigInt.asIntN(8, big(1)));
+        return { ext: type, data: bin(n) };
+      }
+      default: throw new Error(`msgpack: unknown type byte 0x${t.toString(16)} at ${p - 1}`);
+    }
+  };
+  const value = one();
+  return { value, end: p };
+}
+
+/** VarInt length prefix (7 bits a byte, least significant first) + body: one hub-protocol record. */
+export function varintFrame(body) {
+  const pre = [];
+  let n = body.length;
+  do {
+    let byte = n & 0x7f;
+    n = Math.floor(n / 128);
+    if (n > 0) byte |= 0x80;
+    pre.push(byte);
+  } while (n > 0);
+  return Buffer.concat([Buffer.from(pre), body]);
+}
+
+/** Split VarInt-framed MessagePack records and decode each. */
+export function parseMsgpackRecords(buf) {
+  const b = Buffer.isBuffer(buf) ? buf : Buffer.from(buf);
+  const out = [];
+  let p = 0;
+  while (p < b.length) {
+    let len = 0;
+    let shift = 0;
+    for (;;) {
+      if (p >= b.length) throw new Error("msgpack record: truncated length");
+      const x = b[p++];
+      len += (x & 0x7f) * 2 ** shift;
+      shift += 7;
+      if (!(x & 0x80)) break;
+      if (shift > 35) throw new Error("msgpack record: length too long");
+    }
+    const body = b.subarray(p, p + len);
+    if (body.length < len) throw new Error("msgpack record: truncated body");
+    out.push(msgpackDecode(body).value);
+    p += len;
+  }
+  return out;
+}
+
+/** Split 0x1E-terminated JSON records; returns {records, rest}. */
+export function parseJsonRecords(text) {
+  const parts = text.split("\x1e");
+  const rest = parts.pop();
+  return { records: parts.map((p) => JSON.parse(p)), rest };
+}
+
+// --- Upstream backend -------------------------------------------------------------------------
+
+/**
+ * An upstream (SignalR's webhook target) on 127.0.0.1: records every request as
+ * {method, path, hub, category, event, headers, body (Buffer), contentType, message (the decoded
+ * JSON object or MessagePack array), at} in `requests`, and answers with `respond(rec)` →
+ * {status, headers, body} (default: `defaultUpstreamAnswer`). `template` is the url_template.
+ */
+export async function startUpstream({ respond = defaultUpstreamAnswer } = {}) {
+  const requests = new Inbox("upstream requests");
+  let seq = 0;
+  const server = http.createServer((req, res) => {
+    const chunks = [];
+    req.on("data", (c) => chunks.push(c));
+    req.on("end", async () => {
+      const body = Buffer.concat(chunks);
+      const u = new URL(req.url, "http://upstream.invalid");
+      const segs = u.pathname.split("/").filter(Boolean).map(decodeURIComponent);
+      const contentType = req.headers["content-type"] ?? "";
+      let message;
+      let decodeError;
+      try {
+        if (/^application\/x-msgpack/i.test(contentType)) message = msgpackDecode(body).value;
+        else if (body.length) message = JSON.parse(body.toString("utf8"));
+      } catch (e) {
+        decodeError = e.message;
+      }
+      const rec = {
+        seq: ++seq,
+        method: req.method,
+        path: u.pathname,
+        hub: segs[1],
+        category: segs[2],
+        event: segs[3],
+        headers: { ...req.headers },
+        body,
+        contentType,
+        message,
+        decodeError,
+        status: undefined,
+      };
+      let answer;
+      try {
+        answer = (await respond(rec)) ?? { status: 200 };
+      } catch (e) {
+        answer = { status: 599, body: `test upstream failed: ${e.message}` };
+      }
+      rec.status = answer.status;
+      requests.push(rec);
+      res.writeHead(answer.status, answer.headers ?? {});
+      res.end(answer.body ?? undefined);
+    });
+  });
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  const url = `http://127.0.0.1:${server.address().port}`;
+  return {
+    url,
+    template: `${url}/upstream/{hub}/{category}/{event}`,
+    requests,
+    /** Requests of one connection (by X-ASRS-Connection-Id), in arrival order. */
+    of: (connectionId) => requests.all.filter((r) => r.headers["x-asrs-connection-id"] === connectionId),
+    close() {
+      server.closeAllConnections();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
+}
+
+/** Whether an upstream request came from a MessagePack client. */
+export const isMsgpackRequest = (rec) => /^application\/x-msgpack/i.test(rec.contentType);
+
+/** The invocation in an upstream request as {invocationId, target, arguments} for both protocols. */
+export function upstreamInvocation(rec) {
+  const m = rec.message;
+  if (Array.isArray(m)) return { type: m[0], invocationId: m[2] ?? undefined, target: m[3], arguments: m[4], raw: m };
+  return m ? { type: m.type, invocationId: m.invocationId, target: m.target, arguments: m.arguments, raw: m } : undefined;
+}
+
+/** A framed Completion for the requesting client's protocol: result, or error when `error`. */
+export function completionFor(rec, { result, error } = {}) {
+  const inv = upstreamInvocation(rec);
+  if (isMsgpackRequest(rec)) {
+    const arr = error !== undefined ? [3, {}, inv.invocationId, 1, error] : [3, {}, inv.invocationId, 3, result];
+    return { status: 200, headers: { "Content-Type": "application/x-msgpack" }, body: varintFrame(msgpackEncode(arr)) };
+  }
+  const msg = { type: 3, invocationId: inv.invocationId };
+  if (error !== undefined) msg.error = error;
+  else msg.result = result;
+  return { status: 200, headers: { "Content-Type": "application/json" }, body: JSON.stringify(msg) + "\x1e" };
+}
+
+/**
+ * The test upstream's behaviour, by event (hub method) name:
+ *  echo → result {echo: arguments, connectionId}; nothing → 204; empty → 200 with no body;
+ *  explode → 500; missing → 404; refuse → a Completion with error "refused by upstream";
+ *  any other message (e.g. a send()) → 200 with a text body that must never reach a client;
+ *  connection events → 200.
+ */
+export function defaultUpstreamAnswer(rec) {
+  if (rec.category !== "messages") return { status: 200 };
+  const inv = upstreamInvocation(rec);
+  switch (rec.event) {
+    case "echo":
+      return completionFor(rec, { result: { echo: inv.arguments, connectionId: rec.headers["x-asrs-connection-id"] } });
+    case "nothing":
+      return { status: 204 };
+    case "empty":
+      return { status: 200 };
+    case "explode":
+      return { status: 500, body: "boom" };
+    case "missing":
+      return { status: 404, body: "no such function" };
+    case "refuse":
+      return completionFor(rec, { error: "refused by upstream" });
+    default:
+      return { status: 200, headers: { "Content-Type": "text/plain" }, body: "this body must not reach the client" };
+  }
+}
+
+// --- @microsoft/signalr HubConnections ----------------------------------------------------------
+
+let signalrModules;
+/** {signalR, MessagePackHubProtocol}: the CommonJS builds (they load `ws` and `eventsource` under Node). */
+export function signalrLib() {
+  if (!signalrModules) {
+    const require = createRequire(import.meta.url);
+    signalrModules = {
+      signalR: require("@microsoft/signalr"),
+      MessagePackHubProtocol: require("@microsoft/signalr-protocol-msgpack").MessagePackHubProtocol,
+    };
+  }
+  return signalrModules;
+}
+
+/** A retry policy for withAutomaticReconnect: every 250 ms for up to 60 s. */
+export const fastRetry = { nextRetryDelayInMilliseconds: (ctx) => (ctx.elapsedMilliseconds < 60000 ? 250 : null) };
+
+/**
+ * Build (and unless `start: false`, start) a HubConnection to the app URL `url`.
+ * - transport: "WebSockets" | "ServerSentEvents" | "LongPolling" (forced: only that one)
+ * - protocol: "json" | "messagepack"
+ * - reconnect: a retry policy for withAutomaticReconnect, or false
+ * - stateful: withStatefulReconnect()
+ * - methods: client method names recorded into `inbox` as {target, args} (default ["newMessage"])
+ * Returns {conn, inbox, events (reconnecting/reconnected/close as {event, error?, connectionId?}),
+ * logs (the client's log lines), diag(), stop()}.
+ */
+export async function startHub(url, { transport = "WebSockets", protocol = "json", reconnect = false, stateful = false, methods = ["newMessage"], start = true, label = "hub" } = {}) {
+  const { signalR, MessagePackHubProtocol } = signalrLib();
+  const logs = [];
+  const logger = {
+    log(level, message) {
+      logs.push(`${new Date().toISOString()} ${signalR.LogLevel[level]} ${message}`);
+      if (logs.length > 400) logs.splice(0, logs.length - 400);
+    },
+  };
+  let b = new signalR.HubConnectionBuilder()
+    .withUrl(url, { transport: signalR.HttpTransportType[transport] })
+    .configureLogging(logger);
+  if (protocol === "messagepack") b = b.withHubProtocol(new MessagePackHubProtocol());
+  if (reconnect) b = b.withAutomaticReconnect(reconnect);
+  if (stateful) b = b.withStatefulReconnect();
+  const conn = b.build();
+  const inbox = new Inbox(`${label} ${transport}/${protocol} messages`);
+  const events = new Inbox(`${label} ${transport}/${protocol} events`);
+  for (const name of methods) conn.on(name, (...args) => inbox.push({ target: name, args }));
+  conn.onreconnecting((error) => events.push({ event: "reconnecting", error: error?.message }));
+  conn.onreconnected((connectionId) => events.push({ event: "reconnected", connectionId }));
+  conn.onclose((error) => events.push({ event: "close", error: error?.message }));
+  const h = {
+    conn,
+    inbox,
+    events,
+    logs,
+    diag: () => `\n--- ${label} ${transport}/${protocol} client log (tail) ---\n${logs.slice(-60).join("\n")}`,
+    stop: async () => {
+      try {
+        await conn.stop();
+      } catch {
+        /* ignore */
+      }
+    },
+  };
+  if (start) {
+    try {
+      await withTimeout(conn.start(), 30000, `${label} ${transport}/${protocol} start()`);
+    } catch (e) {
+      try {
+        e.message += h.diag();
+      } catch {
+        /* ignore */
+      }
+      await h.stop();
+      throw e;
+    }
+  }
+  return h;
+}
+
+/**
+ * One SignalR-enabled server per test file, with an upstream backend (`s.upstream`, all
+ * patterns "*") and the app's negotiate endpoint (`s.app`); `s.sb` is startServer's result and
+ * `s.rest` its REST API. `config(upstream)` may replace the YAML. `it(name, fn)` runs
+ * fn(tc) with tc = {t, s, defer(fn), route(opts), client(routeOpts, hubOpts)} and appends the
+ * server's and the clients' diagnostics to a failure; clients are stopped after the test.
+ */
+export function signalrSuite({ config, respond } = {}) {
+  const s = {};
+  before(async () => {
+    s.upstream = await startUpstream(respond ? { respond } : {});
+    s.app = await startAppNegotiate();
+    s.sb = await startServer({
+      signalr: true,
+      config: config ? config(s.upstream) : signalrConfig({ upstreams: [s.upstream.template] }),
+    });
+    s.rest = signalrRest(s.sb);
+  });
+  after(async () => {
+    await s.sb?.stop?.();
+    await s.app?.close();
+    await s.upstream?.close();
+  });
+  const it = (name, fn, opts = {}) =>
+    test(name, opts, async (t) => {
+      const cleanups = [];
+      const clients = [];
+      const tc = {
+        t,
+        s,
+        defer: (f) => cleanups.push(f),
+        /** An app negotiate route to the SignalR listener (or `endpoint`) signed with keys[0]. */
+        route: ({ hub, userId, claim, claims, endpoint }) =>
+          s.app.route({ endpoint: endpoint ?? s.sb.signalrEndpoint, key: () => s.sb.keys[0], hub, userId, claim, claims }),
+        /** route() + startHub(); the client is stopped after the test. */
+        client: async (routeOpts, hubOpts = {}) => {
+          const r = tc.route(routeOpts);
+          const h = await startHub(r.url, { label: routeOpts.userId ?? "anonymous", ...hubOpts });
+          h.route = r;
+          clients.push(h);
+          cleanups.push(() => h.stop());
+          return h;
+        },
+        clients,
+      };
+      try {
+        await fn(tc);
+      } catch (err) {
+        let extra = "";
+        for (const h of clients) extra += h.diag();
+        extra += `\n--- upstream requests (last 30) ---\n${s.upstream.requests.all
+          .slice(-30)
+          .map((r) => `${r.method} ${r.path} conn=${r.headers["x-asrs-connection-id"]} -> ${r.status}`)
+          .join("\n")}`;
+        if (s.sb?.diag) extra += (s.sb.exited() ? `\n[server EXITED: ${JSON.stringify(s.sb.exited())}]` : "") + s.sb.diag();
+        try {
+          err.message = `${err.message}${extra}`;
+        } catch {
+          /* read-only message */
+        }
+        throw err;
+      } finally {
+        for (const f of cleanups.reverse()) {
+          try {
+            await f();
+          } catch {
+            /* ignore */
+          }
+        }
+      }
+    });
+  return { s, it };
+}
+
+/** Check the X-ASRS-* headers of an upstream request. */
+export function assertUpstreamHeaders(assert, rec, { connectionId, hub, category, event, userId, keys }) {
+  const h = rec.headers;
+  const label = `${rec.method} ${rec.path} ${JSON.stringify(h)}`;
+  assert.equal(rec.method, "POST", label);
+  assert.equal(h["x-asrs-connection-id"], connectionId, `X-ASRS-Connection-Id: ${label}`);
+  assert.equal(h["x-asrs-hub"]?.toLowerCase(), hub.toLowerCase(), `X-ASRS-Hub: ${label}`);
+  assert.equal(h["x-asrs-category"], category, `X-ASRS-Category: ${label}`);
+  assert.equal(h["x-asrs-event"], event, `X-ASRS-Event: ${label}`);
+  if (userId === undefined) assert.equal(h["x-asrs-user-id"], undefined, `no X-ASRS-User-Id for an anonymous connection: ${label}`);
+  else assert.equal(h["x-asrs-user-id"], userId, `X-ASRS-User-Id: ${label}`);
+  const sigs = (h["x-asrs-signature"] ?? "").split(",");
+  for (const sig of sigs) assert.match(sig, /^sha256=[0-9A-F]{64}$/, `X-ASRS-Signature entries are bare, uppercase: ${label}`);
+  assert.deepEqual(sigs.sort(), keys.map((k) => signalrSignature(k, connectionId)).sort(), `X-ASRS-Signature: one per access key: ${label}`);
+  assert.equal(rec.hub?.toLowerCase(), hub.toLowerCase(), `{hub} in the url template: ${label}`);
+  assert.equal(rec.category, category, `{category} in the url template: ${label}`);
+  assert.equal(rec.event, event, `{event} in the url template: ${label}`);
 }
