@@ -11,7 +11,7 @@ run: ## start the server on :8080 with ./data
 build:
 	$(GO) build -o $(BIN) ./cmd/switchboard
 
-test: vet test-go test-sdk ## everything CI runs
+test: vet test-go test-sdk test-browser ## everything CI runs
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
