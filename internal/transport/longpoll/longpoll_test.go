@@ -109,7 +109,9 @@ func TestNewerPollSupersedes(t *testing.T) {
 
 func TestCloseDeliversRestThenEnds(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Options{MaxGap: 300 * time.Millisecond})
+	// MaxGap is long enough for the test's next poll even on a loaded
+	// machine, short enough for the stray-timer check below.
+	e := newEnv(t, Options{MaxGap: time.Second})
 	e.mustPoll(t, http.StatusOK)
 	deliver(e.conn, "last\x1e")
 	e.conn.Close("shutting down") // queues the notice, then closes the link
@@ -127,7 +129,7 @@ func TestCloseDeliversRestThenEnds(t *testing.T) {
 	e.mustPoll(t, http.StatusNoContent) // an ended conn answers every poll 204
 	e.lp.Stop()
 	e.lp.Close(1000, "again")
-	time.Sleep(700 * time.Millisecond) // give a stray gap timer (300ms) the chance to fire, twice
+	time.Sleep(2200 * time.Millisecond) // give a stray gap timer (1s) the chance to fire, twice
 	if got := e.goneReasons(); len(got) != 1 {
 		t.Errorf("OnGone called %d times: %q", len(got), got)
 	}
@@ -186,7 +188,7 @@ func TestGapEndsConn(t *testing.T) {
 	})
 	t.Run("stopped polling", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, Options{MaxGap: 300 * time.Millisecond}) // the first poll must come within it
+		e := newEnv(t, Options{MaxGap: time.Second}) // the first poll must come within it
 		e.mustPoll(t, http.StatusOK)
 		if got := e.waitGone(t); len(got) != 1 || got[0] != ReasonGap {
 			t.Errorf("OnGone %q", got)
@@ -200,7 +202,7 @@ func TestHeldPollIsNotAGap(t *testing.T) {
 	t.Parallel()
 	// MaxGap must exceed the client's turnaround between two polls (a few
 	// ms on loopback), and PollTimeout MaxGap by far.
-	e := newEnv(t, Options{MaxGap: 250 * time.Millisecond, PollTimeout: time.Second})
+	e := newEnv(t, Options{MaxGap: time.Second, PollTimeout: 3 * time.Second})
 	e.mustPoll(t, http.StatusOK)
 	if a := e.mustPoll(t, http.StatusOK); a.body != "" {
 		t.Fatalf("held poll: %q", a.body)
