@@ -149,7 +149,9 @@ func (e *Endpoint) Close() {
 func (e *Endpoint) ConnEnded(c *core.Conn, reason string) {
 	e.mu.Lock()
 	s := e.byConnID[c.ID()]
-	e.forgetLocked(s)
+	if s != nil && !s.awaitsFinalPoll() {
+		e.forgetLocked(s) // else gone forgets it after the last poll
+	}
 	e.mu.Unlock()
 	if s == nil {
 		return
@@ -170,7 +172,7 @@ func (e *Endpoint) ConnEnded(c *core.Conn, reason string) {
 // sweep discards negotiated sessions that never opened a transport.
 func (e *Endpoint) sweep() {
 	defer e.wg.Done()
-	period := e.cfg.NegotiateTimeout / 2
+	period := max(e.cfg.NegotiateTimeout/2, time.Millisecond)
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
@@ -412,7 +414,7 @@ func (e *Endpoint) negotiate(w http.ResponseWriter, r *http.Request) {
 func (e *Endpoint) newSession(hub *core.Hub, claims *auth.SignalRClaims, r *http.Request) *session {
 	return &session{
 		ep: e, hub: hub, claims: claims, id: e.node.NewConnID(), token: randomToken(),
-		query: clientQuery(r), created: time.Now(),
+		query: clientQuery(r), created: time.Now(), opened: make(chan struct{}),
 	}
 }
 

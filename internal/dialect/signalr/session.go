@@ -1,6 +1,7 @@
 package signalr
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -49,16 +50,18 @@ type session struct {
 	conn      *core.Conn // nil until the handshake
 	proto     hubproto.Protocol
 	hsTimer   *time.Timer
-	cleanEnd  bool // the client said goodbye (Close message, DELETE, close frame)
-	failed    bool // the handshake failed: the transport only delivers its answer
+	opened    chan struct{} // closed when the first transport opens
+	cleanEnd  bool          // the client said goodbye (Close message, DELETE, close frame)
+	failed    bool          // the handshake failed: the transport only delivers its answer
 
 	// in serializes client input (WebSocket frames, POST bodies) and guards
 	// the fields below.
 	in       sync.Mutex
-	buf      []byte // an incomplete record
-	received uint64 // trackable client messages processed (stateful)
-	incoming uint64 // id of the last trackable message read (stateful)
-	acked    uint64 // the last Ack sent
+	buf      []byte    // an incomplete record
+	bufFrom  core.Link // the transport buf came from
+	received uint64    // trackable client messages processed (stateful)
+	incoming uint64    // id of the last trackable message read (stateful)
+	acked    uint64    // the last Ack sent
 }
 
 // unusedSince reports whether a negotiated session never opened a
@@ -79,6 +82,11 @@ func (s *session) open(l core.Link, bind func(core.Link, any)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.link, s.bind = l, bind
+	select {
+	case <-s.opened:
+	default:
+		close(s.opened)
+	}
 	if s.conn == nil && s.hsTimer == nil {
 		s.hsTimer = time.AfterFunc(s.ep.cfg.HandshakeTimeout, s.handshakeExpired)
 	}
@@ -120,9 +128,21 @@ func (s *session) gone(l core.Link, reason string, clean bool) {
 	}
 	if clean {
 		conn.End(l, reason)
-		return
+	} else {
+		conn.Detach(l, reason)
 	}
-	conn.Detach(l, reason)
+	if conn.Ended() {
+		s.ep.forget(s) // ConnEnded may have left it for a final poll
+	}
+}
+
+// awaitsFinalPoll reports whether the session is a long-polling one whose
+// client has yet to poll for what the server queued last (a Close) and the
+// 204 that ends it.
+func (s *session) awaitsFinalPoll() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.transport == longPolling && s.link != nil
 }
 
 // input handles bytes a client sent (one WebSocket message or POST body)
@@ -137,6 +157,10 @@ func (s *session) input(l core.Link, data []byte) error {
 	if failed {
 		return nil
 	}
+	if s.bufFrom != l {
+		s.buf = nil // a dropped socket's partial record: the client sends it again
+	}
+	s.bufFrom = l
 	if len(s.buf)+len(data) > s.ep.cfg.MaxMessageBytes {
 		s.buf = nil
 		return s.protocolError("too_large", fmt.Sprintf("message larger than %d bytes", s.ep.cfg.MaxMessageBytes))
@@ -299,11 +323,30 @@ func (s *session) handle(conn *core.Conn, proto hubproto.Protocol, m *hubproto.M
 		s.mu.Lock()
 		s.cleanEnd = true
 		s.mu.Unlock()
-		conn.End(s.currentLink(), "client closed the connection")
+		l := s.currentLink()
+		conn.End(l, "client closed the connection")
+		if l != nil {
+			l.Close(core.CloseNormal, "client closed the connection") // End leaves the transport open
+		}
 	}
 	// Ping needs no answer (the server pings on its own); stream items,
 	// completions and cancels have no meaning without client streaming.
 	return nil
+}
+
+// awaitLink returns the session's transport once its first one is open, or
+// nil when none opens before ctx ends or timeout. An SSE client posts its
+// handshake as soon as it sees the stream, which may be before the stream
+// is registered here.
+func (s *session) awaitLink(ctx context.Context, timeout time.Duration) core.Link {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-s.opened:
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	return s.currentLink()
 }
 
 func (s *session) currentLink() core.Link {

@@ -130,8 +130,7 @@ func (e *Endpoint) skipNegotiation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := e.newSession(hub, claims, r)
-	s.transport = webSockets
-	e.register(s)
+	e.register(s) // serveWebSocket claims the transport
 	e.serveWebSocket(w, r, s)
 }
 
@@ -143,6 +142,12 @@ func (e *Endpoint) serveWebSocket(w http.ResponseWriter, r *http.Request, s *ses
 	sock, err := e.ws.Upgrade(w, r, "")
 	if err != nil {
 		e.metrics.rejected.WithLabelValues("upgrade").Inc()
+		s.mu.Lock()
+		fresh := s.conn == nil
+		s.mu.Unlock()
+		if fresh { // it claimed the transport: the sweeper would never drop it
+			e.forget(s)
+		}
 		return
 	}
 	e.metrics.requests.WithLabelValues(kind, "101").Inc()
@@ -237,8 +242,11 @@ func (e *Endpoint) serveSSE(w http.ResponseWriter, r *http.Request, s *session) 
 	// A client that goes away is a normal end: EventSource offers no
 	// goodbye, and the JS client closes it without waiting for its Close
 	// message to be posted.
+	// Serve's ctx is the request's own, so ReasonContextDone means the
+	// client left as well.
 	reason := st.Serve(r.Context())
-	s.gone(st, "server-sent events stream ended: "+reason, reason == sse.ReasonClientGone)
+	left := reason == sse.ReasonClientGone || reason == sse.ReasonContextDone
+	s.gone(st, "server-sent events stream ended: "+reason, left)
 }
 
 func (e *Endpoint) servePoll(w http.ResponseWriter, r *http.Request, s *session) {
@@ -275,6 +283,9 @@ func (e *Endpoint) send(w http.ResponseWriter, r *http.Request, s *session) {
 	s.mu.Lock()
 	tr, l := s.transport, s.link
 	s.mu.Unlock()
+	if tr == serverSentEvents && l == nil {
+		l = s.awaitLink(r.Context(), e.cfg.HandshakeTimeout) // the stream may be starting
+	}
 	switch {
 	case tr == webSockets:
 		w.Header().Set("Allow", "GET")
