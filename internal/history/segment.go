@@ -154,14 +154,14 @@ type SegmentLog struct {
 	mu       sync.Mutex
 	space    *sync.Cond // signalled when pending bytes fall
 	streams  map[streamKey]*stream
-	pending  []byte     // frames appended, not yet taken by the writer
-	pendRecs []pendRec  // their index data
-	batch    *batch     // what the next write completes
-	inflight int        // bytes appended and not yet written
-	failed   error      // a write or fsync failed: the log is read-only
-	closed   bool       // Close was called
-	lastSeg  uint32     // id of the newest segment
-	active   *segment   // writer-owned once running
+	pending  []byte    // frames appended, not yet taken by the writer
+	pendRecs []pendRec // their index data
+	batch    *batch    // what the next write completes
+	inflight int       // bytes appended and not yet written
+	failed   error     // a write or fsync failed: the log is read-only
+	closed   bool      // Close was called
+	lastSeg  uint32    // id of the newest segment
+	active   *segment  // writer-owned once running
 	hubBytes map[string]int64
 
 	wake     chan struct{}

@@ -288,7 +288,9 @@ func (m *metrics) Appended(hub string, bytes int) {
 func (m *metrics) Synced() { m.fsyncs.Inc() }
 
 // Trimmed implements Observer.
-func (m *metrics) Trimmed(hub string, records, _ int) { m.trimmed.WithLabelValues(hub).Add(float64(records)) }
+func (m *metrics) Trimmed(hub string, records, _ int) {
+	m.trimmed.WithLabelValues(hub).Add(float64(records))
+}
 
 // sizeCollector reports the log's size per hub at scrape time.
 type sizeCollector struct {
