@@ -173,3 +173,23 @@ func TestCrashLosesNoAcceptedPublish(t *testing.T) {
 	}
 	t.Logf("%d publishes acknowledged over 3 crashes, %d in the history", len(acked), len(h.Messages))
 }
+
+// BenchmarkRESTSend measures the latency of one REST send to a group (one
+// request in flight, so ns/op is the round trip), to a group that keeps
+// history (persisted and fsynced first) and to one that does not: the
+// difference is what durability adds.
+func BenchmarkRESTSend(b *testing.B) {
+	srv := startServer(b, b.TempDir())
+	rest := newREST(srv.Endpoint())
+	for _, g := range []struct{ name, group string }{{"plain", "lobby"}, {"durable", "room:bench"}} {
+		b.Run(g.name, func(b *testing.B) {
+			payload := strings.Repeat("x", 1024)
+			for b.Loop() {
+				r, err := rest.send(g.group, payload, "")
+				if err != nil || r.status != http.StatusAccepted {
+					b.Fatalf("%+v %v", r, err)
+				}
+			}
+		})
+	}
+}

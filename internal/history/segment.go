@@ -757,20 +757,37 @@ func (l *SegmentLog) Read(hub, group string, after, upTo uint64, limit int) (Pag
 	}
 	l.mu.Unlock()
 	p.Records = make([]Record, 0, len(picked))
+	total := 0
 	for _, e := range picked {
+		total += int(e.size)
+	}
+	// One buffer for the page; records adjacent in a segment (the usual
+	// case for one group) are read with one ReadAt.
+	buf := make([]byte, total)
+	for i := 0; i < len(picked); {
+		e := picked[i]
 		seg := l.segs[e.seg]
 		if seg == nil {
 			return p, fmt.Errorf("history: segment %d of %s/%s is missing", e.seg, hub, group)
 		}
-		buf := make([]byte, e.size)
-		if _, err := seg.f.ReadAt(buf, int64(e.pos)); err != nil {
+		j, n := i+1, int(e.size)
+		for j < len(picked) && picked[j].seg == e.seg && picked[j].pos == e.pos+uint32(n) {
+			n += int(picked[j].size)
+			j++
+		}
+		run := buf[:n]
+		buf = buf[n:]
+		if _, err := seg.f.ReadAt(run, int64(e.pos)); err != nil {
 			return p, fmt.Errorf("history: read %s: %w", seg.f.Name(), err)
 		}
-		r, _, err := decodeFrame(buf, false)
-		if err != nil {
-			return p, fmt.Errorf("history: read %s at %d: %w", seg.f.Name(), e.pos, err)
+		for ; i < j; i++ {
+			r, size, err := decodeFrame(run, false)
+			if err != nil {
+				return p, fmt.Errorf("history: read %s at %d: %w", seg.f.Name(), picked[i].pos, err)
+			}
+			p.Records = append(p.Records, r)
+			run = run[size:]
 		}
-		p.Records = append(p.Records, r)
 	}
 	return p, nil
 }
