@@ -19,7 +19,7 @@ func BenchmarkAppend(b *testing.B) {
 		b.Run(pol.name, func(b *testing.B) {
 			var syncs countingObserver
 			l, err := OpenSegmentLog(Options{Dir: b.TempDir(), Fsync: pol.p, Observe: &syncs,
-				Policies: Policies{"bench": {{Pattern: "*", Retention: Retention{MaxMessages: 10000, MaxAge: time.Hour}}}}})
+				Policies: Policies{"bench": {{Pattern: "*", Retention: Retention{MaxMessages: 1000, MaxAge: time.Hour}}}}}) // retention trims in steady state
 			if err != nil {
 				b.Fatal(err)
 			}

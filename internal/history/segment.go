@@ -423,12 +423,12 @@ func (l *SegmentLog) dropEntries(k streamKey, s *stream, n int) {
 		bytes += int(e.size)
 	}
 	l.hubBytes[k.hub] -= int64(bytes)
-	// Copy down rather than reslice, so the array does not grow forever.
-	m := copy(s.entries, s.entries[n:])
-	clear(s.entries[m:])
-	s.entries = s.entries[:m]
-	if cap(s.entries) > 64 && m < cap(s.entries)/4 {
-		s.entries = slices.Clip(s.entries)
+	// Reslice: O(1). The dropped prefix is freed when append next grows
+	// the array (it copies only the retained entries), so a stream's index
+	// stays within a small multiple of its retained records.
+	s.entries = s.entries[n:]
+	if len(s.entries) == 0 {
+		s.entries = nil
 	}
 	l.obs.Trimmed(k.hub, n, bytes)
 }
