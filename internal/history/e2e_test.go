@@ -2,10 +2,14 @@ package history_test
 
 import (
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -195,6 +199,9 @@ func TestIdempotentSend(t *testing.T) {
 	if err != nil || again.status != http.StatusAccepted || again.offset != first.offset || again.epoch != first.epoch || !again.replayed {
 		t.Fatalf("retried send: %+v %v (first %+v)", again, err, first)
 	}
+	if bad, _ := rest.send("room:idem", "hello", "no spaces allowed"); bad.status != http.StatusBadRequest {
+		t.Errorf("invalid key: %d, want 400", bad.status)
+	}
 	other, _ := rest.send("room:idem", "different", "key-1")
 	if other.status != http.StatusUnprocessableEntity {
 		t.Errorf("same key, other body: %d, want 422", other.status)
@@ -252,6 +259,47 @@ func TestRetention(t *testing.T) {
 	if st, page, _ = rest.messages("lobby", 0, 10, ""); st != http.StatusNotFound || page.Code != "Error.History.NotKept" {
 		t.Errorf("group without history: %d %+v", st, page)
 	}
+	// Paging: nextLink carries the next offset and the epoch.
+	var paged []string
+	after := uint64(2)
+	for {
+		st, page, err := rest.messages("small:1", after, 2, "")
+		if err != nil || st != http.StatusOK {
+			t.Fatalf("page after %d: %d %v", after, st, err)
+		}
+		for _, m := range page.Messages {
+			paged = append(paged, m.Data)
+		}
+		if page.NextLink == nil {
+			break
+		}
+		u, _ := url.Parse(*page.NextLink)
+		if u.Query().Get("epoch") != page.Epoch {
+			t.Errorf("nextLink %s lacks the epoch", *page.NextLink)
+		}
+		after, _ = strconv.ParseUint(u.Query().Get("after"), 10, 64)
+	}
+	if fmt.Sprint(paged) != "[m2 m3 m4]" {
+		t.Errorf("paged %v", paged)
+	}
+	if st, _, _ := rest.messages("small:1", 0, 5000, ""); st != http.StatusBadRequest {
+		t.Errorf("limit 5000: %d, want 400", st)
+	}
+	// The admin endpoint shows the rules.
+	adminURL := srv.Endpoint() + "/admin/history"
+	tok, _ := rest.keys.MintServerToken(adminURL, time.Hour)
+	req, _ := http.NewRequest(http.MethodGet, adminURL, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"pattern": "small:*"`) || !strings.Contains(string(body), `"maxMessages": 3`) {
+		t.Errorf("/admin/history: %d %s", resp.StatusCode, body)
+	}
+
 	// A joining client that is too far behind is told so.
 	c := dial(t, srv.Endpoint())
 	one := uint64(1)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -308,6 +307,3 @@ func (c *sizeCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), hub)
 	}
 }
-
-// ParseOffset parses a decimal offset.
-func ParseOffset(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) }
