@@ -317,3 +317,28 @@ func TestMatchGlob(t *testing.T) {
 		}
 	}
 }
+
+// TestWriteFailureFailsTheLog: after a failed write nothing more is
+// accepted (the page cache cannot be trusted), and the failed record is
+// neither acknowledged nor served.
+func TestWriteFailureFailsTheLog(t *testing.T) {
+	l := openLog(t, t.TempDir(), nil)
+	appendWait(t, l, "chat", "room:1", "ok")
+	l.active.f.Close() // the next write fails
+	r := Record{Hub: "chat", Group: "room:1", Data: []byte("lost")}
+	ack, err := l.Append(context.Background(), &r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ack.Wait(); !errors.Is(err, ErrLogFailed) {
+		t.Fatalf("wait after a failed write: %v", err)
+	}
+	if _, err := l.Append(context.Background(), &Record{Hub: "chat", Group: "room:1"}); !errors.Is(err, ErrLogFailed) {
+		t.Errorf("append to a failed log: %v", err)
+	}
+	// The failed record was never indexed: the durable top is still 1 (the
+	// read itself fails here, on the closed file).
+	if p, _ := l.Read("chat", "room:1", 0, 0, 0); p.Offset != 1 {
+		t.Errorf("durable top %d after a failed write, want 1", p.Offset)
+	}
+}
