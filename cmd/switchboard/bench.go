@@ -20,7 +20,7 @@ func newBenchCmd() *cobra.Command {
 	o := bench.Options{Workers: -1, SourceIPs: -1}
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "bench <fanout|rooms|users|idle|connect>",
+		Use:   "bench <fanout|durable|rooms|users|idle|connect>",
 		Short: "Load-test a running server through its public protocols",
 		Long: `Drive a running server like real clients do (REST publishers, json.webpubsub.azure.v1
 WebSocket clients) and report deliveries/s, end-to-end latency, lost / duplicated / out-of-order

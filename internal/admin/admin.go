@@ -26,10 +26,13 @@ type Config struct {
 	// Authorized guards /admin/ and /debug/pprof/; nil allows nobody.
 	Authorized func(r *http.Request) bool
 	Pprof      bool
+	// History, if set, gives what GET /admin/history shows: the retention
+	// policies and the size of the history log.
+	History func() any
 }
 
 // Register adds the admin routes to mux: /metrics (open, as Prometheus
-// scrapes it), /admin/config and, when enabled, /debug/pprof/.
+// scrapes it), /admin/config, /admin/history and, when enabled, /debug/pprof/.
 func Register(mux *http.ServeMux, cfg Config) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
 	guard := func(h http.Handler) http.Handler {
@@ -48,6 +51,14 @@ func Register(mux *http.ServeMux, cfg Config) {
 		enc.SetIndent("", "  ")
 		enc.Encode(cfg.Settings)
 	})))
+	if cfg.History != nil {
+		mux.Handle("GET /admin/history", guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			enc.Encode(cfg.History())
+		})))
+	}
 	if cfg.Pprof {
 		mux.Handle("/debug/pprof/", guard(http.HandlerFunc(pprof.Index)))
 		mux.Handle("/debug/pprof/cmdline", guard(http.HandlerFunc(pprof.Cmdline)))

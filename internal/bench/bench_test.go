@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -147,5 +148,25 @@ func TestFailedRunIsReported(t *testing.T) {
 	judge(&r, Options{Scenario: "idle", Conns: 1})
 	if !r.Failed || len(r.Failures) != 2 {
 		t.Fatalf("failed %v failures %v", r.Failed, r.Failures)
+	}
+}
+
+// TestDurableScenario runs the durable scenario against a server that keeps
+// history for its group, and checks that it refuses a server that does not.
+func TestDurableScenario(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte("hubs:\n  bench:\n    history:\n      - {pattern: \""+DurableGroup+"\", max_messages: 100000, max_age: 1h}\n"), 0o600)
+	cs := servertest.Start(t, servertest.Options{ConfigFile: cfg}).ConnectionString()
+	o := Options{ConnString: cs, Scenario: "durable", Subscribers: 10, Publishers: 4, Messages: 100, Runs: 1, SourceIPs: -1, Warmup: 20 * time.Millisecond, Drain: 10 * time.Second}
+	rep := runOK(t, o)
+	if r := rep.Runs[0]; r.Counted != 4*100*10 || r.DeliveriesPerSec <= 0 {
+		t.Errorf("durable run: %+v", r)
+	}
+	o.ConnString = startServer(t) // no history
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, o)
+	if err == nil && !rep.Runs[0].Failed {
+		t.Error("durable scenario passed against a server without history")
 	}
 }

@@ -15,7 +15,7 @@ func (rep *Report) WriteTable(out io.Writer) {
 	fmt.Fprintf(out, "scenario %s  %s\n", o.Scenario, describe(o))
 	fmt.Fprintf(out, "server observed by %s; %d worker(s), %d source address(es); %s\n\n", rep.Server, o.Workers, max(o.SourceIPs, 1), rep.Date.Format("2006-01-02 15:04 UTC"))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	messages := o.Scenario == "fanout" || o.Scenario == "rooms" || o.Scenario == "users"
+	messages := o.Scenario == "fanout" || o.Scenario == "durable" || o.Scenario == "rooms" || o.Scenario == "users"
 	if messages {
 		fmt.Fprintln(tw, "run\tconns\tsent\tdelivered\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tlost\tdup\tooo\tsrv CPU %\tsrv RSS MB\t")
 	} else {
@@ -72,7 +72,7 @@ func byReason(m map[string]int64) string {
 
 func describe(o Options) string {
 	switch o.Scenario {
-	case "fanout":
+	case "fanout", "durable":
 		return fmt.Sprintf("subscribers=%d publishers=%d messages=%d size=%d rate=%s warmup=%s runs=%d", o.Subscribers, o.Publishers, o.Messages, o.Size, rate(o.Rate), o.Warmup, o.Runs)
 	case "users":
 		return fmt.Sprintf("conns=%d users=%d publishers=%d messages=%d size=%d rate=%s warmup=%s runs=%d", o.Conns, o.Users, o.Publishers, o.Messages, o.Size, rate(o.Rate), o.Warmup, o.Runs)

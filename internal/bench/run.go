@@ -23,7 +23,7 @@ import (
 )
 
 // Scenarios the tool runs.
-var Scenarios = []string{"fanout", "rooms", "users", "idle", "connect"}
+var Scenarios = []string{"fanout", "durable", "rooms", "users", "idle", "connect"}
 
 // Options configure a run. Zero values get the defaults of [Options.withDefaults].
 type Options struct {
@@ -111,7 +111,7 @@ func (o Options) withDefaults() Options {
 // connections is how many connections the scenario holds at once.
 func (o Options) connections() int {
 	switch o.Scenario {
-	case "fanout":
+	case "fanout", "durable":
 		return o.Subscribers
 	case "rooms":
 		return o.Groups * o.Members
@@ -479,7 +479,11 @@ func (r *runner) run(ctx context.Context, n int) (res RunResult, err error) {
 	}()
 	switch r.o.Scenario {
 	case "fanout":
-		err = r.fanout(ctx, &res)
+		err = r.fanout(ctx, &res, "fanout")
+	case "durable":
+		// fanout to a group the server keeps history for: every send is
+		// persisted (and fsynced) before it is accepted and delivered.
+		err = r.fanout(ctx, &res, DurableGroup)
 	case "users":
 		err = r.users(ctx, &res)
 	case "rooms":
@@ -537,6 +541,10 @@ func (r *runner) restSend(ctx context.Context, u string, body []byte) error {
 	if resp.StatusCode != http.StatusAccepted {
 		r.countSendError("http " + resp.Status)
 		return fmt.Errorf("%s", resp.Status)
+	}
+	if r.o.Scenario == "durable" && resp.Header.Get("X-Switchboard-Offset") == "" {
+		r.countSendError("not durable: the server keeps no history for group " + DurableGroup)
+		return errors.New("bench: the server keeps no history for group " + DurableGroup)
 	}
 	r.sent.Add(1)
 	return nil
@@ -609,8 +617,11 @@ func (r *runner) startMeasuring(ctx context.Context) (time.Time, error) {
 	return t, r.all(ctx, func(int) Request { return Request{Op: "start", MeasureFrom: t.UnixNano()} }, nil)
 }
 
-func (r *runner) fanout(ctx context.Context, res *RunResult) error {
-	group := "fanout"
+// DurableGroup is the group of the durable scenario; the server must keep
+// history for it (e.g. hubs.bench.history: [{pattern: "durable", …}]).
+const DurableGroup = "durable"
+
+func (r *runner) fanout(ctx context.Context, res *RunResult, group string) error {
 	specs := make([]ConnSpec, r.o.Subscribers)
 	for i := range specs {
 		specs[i] = ConnSpec{ID: i, Groups: []string{group}, Key: group}

@@ -26,6 +26,7 @@ type Config struct {
 	Log       Log                  `yaml:"log"`
 	Admin     Admin                `yaml:"admin"`
 	SignalR   SignalR              `yaml:"signalr"`
+	History   History              `yaml:"history"`
 	Hubs      map[string]HubConfig `yaml:"hubs" env:"-" doc:"per-hub settings by hub name; the key _default applies to hubs without their own entry"`
 }
 
@@ -105,10 +106,29 @@ type SignalRUpstream struct {
 	Timeout         time.Duration `yaml:"timeout"`          // 0: the default
 }
 
+// History tunes the durable history of groups (which groups keep one is
+// set per hub: hubs.<name>.history).
+type History struct {
+	Fsync             string        `yaml:"fsync" doc:"when history records reach the disk: group_commit (one fsync for every record appended while the previous one ran), always (one fsync per record) or none (written before the send is accepted, flushed by the OS: survives a killed process, not a power cut)" default:"group_commit"`
+	IdempotencyWindow time.Duration `yaml:"idempotency_window" doc:"how long the Idempotency-Key of a REST send is remembered; a retry within it returns the first result" default:"10m"`
+	IdempotencyKeys   int           `yaml:"idempotency_keys" doc:"most Idempotency-Keys remembered at once; beyond it the oldest are forgotten first" default:"200000"`
+	MaxReplay         int           `yaml:"max_replay" doc:"most messages a joinGroup with an offset replays; a client further behind gets recovered: false and pages through the catch-up API" default:"500"`
+	SegmentBytes      int           `yaml:"segment_bytes" doc:"size at which a history log segment file is sealed (1 MiB to 1 GiB)" default:"67108864"`
+	TrimInterval      time.Duration `yaml:"trim_interval" doc:"period of the background sweep that drops history older than its max_age and deletes unused segment files" default:"5s"`
+}
+
 // HubConfig is the configuration of one hub.
 type HubConfig struct {
 	AnonymousConnect bool           `yaml:"anonymous_connect" doc:"accept client connections without a token"`
 	EventHandlers    []EventHandler `yaml:"event_handlers" doc:"backends that receive the hub's events, first match wins"`
+	History          []HistoryRule  `yaml:"history" doc:"groups that keep history, first matching pattern wins"`
+}
+
+// HistoryRule gives the groups whose names match Pattern a history.
+type HistoryRule struct {
+	Pattern     string        `yaml:"pattern"`      // '*' matches any run of characters
+	MaxMessages int           `yaml:"max_messages"` // newest messages kept
+	MaxAge      time.Duration `yaml:"max_age"`      // older messages are dropped
 }
 
 // EventHandler is one upstream of a hub (Azure's eventHandlers setting).
@@ -291,9 +311,41 @@ func (c *Config) Validate() error {
 	default:
 		bad("log.format", "%q is not text or json", c.Log.Format)
 	}
+	switch c.History.Fsync {
+	case "group_commit", "always", "none":
+	default:
+		bad("history.fsync", "%q is not group_commit, always or none", c.History.Fsync)
+	}
+	if c.History.IdempotencyWindow <= 0 {
+		bad("history.idempotency_window", "must be positive, got %s", c.History.IdempotencyWindow)
+	}
+	if c.History.TrimInterval <= 0 {
+		bad("history.trim_interval", "must be positive, got %s", c.History.TrimInterval)
+	}
+	if c.History.IdempotencyKeys <= 0 {
+		bad("history.idempotency_keys", "must be positive, got %d", c.History.IdempotencyKeys)
+	}
+	if c.History.MaxReplay <= 0 {
+		bad("history.max_replay", "must be positive, got %d", c.History.MaxReplay)
+	}
+	if n := c.History.SegmentBytes; n < 1<<20 || n > 1<<30 {
+		bad("history.segment_bytes", "must be between 1048576 and 1073741824, got %d", n)
+	}
 	for name, h := range c.Hubs {
 		if name != "_default" && !validHub(name) {
 			bad("hubs."+name, "invalid hub name")
+		}
+		for i, r := range h.History {
+			key := fmt.Sprintf("hubs.%s.history[%d]", name, i)
+			if r.Pattern == "" || len(r.Pattern) > 1024 {
+				bad(key+".pattern", "must be 1 to 1024 characters")
+			}
+			if r.MaxMessages <= 0 {
+				bad(key+".max_messages", "must be positive, got %d", r.MaxMessages)
+			}
+			if r.MaxAge <= 0 {
+				bad(key+".max_age", "must be positive, got %s", r.MaxAge)
+			}
 		}
 		for i, eh := range h.EventHandlers {
 			key := fmt.Sprintf("hubs.%s.event_handlers[%d]", name, i)

@@ -120,3 +120,31 @@ func TestEventHandlerValidation(t *testing.T) {
 		t.Errorf("valid handler rejected: %v", err)
 	}
 }
+
+func TestHistoryValidation(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "h.yaml")
+	os.WriteFile(file, []byte(`history:
+  fsync: sometimes
+hubs:
+  chat:
+    history:
+      - {pattern: "conversation:*", max_messages: 1000, max_age: 720h}
+  bad:
+    history:
+      - {pattern: "", max_messages: 0, max_age: 0s}
+`), 0o600)
+	_, err := Load(file, nil, []string{"history.segment_bytes=10"})
+	for _, want := range []string{"history.fsync", "history.segment_bytes", "hubs.bad.history[0].pattern", "hubs.bad.history[0].max_messages", "hubs.bad.history[0].max_age"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("validation does not report %s: %v", want, err)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "hubs.chat") {
+		t.Errorf("valid rule rejected: %v", err)
+	}
+	c, err := Load("", []string{"SWITCHBOARD_HISTORY_FSYNC=always"}, nil)
+	if err != nil || c.History.Fsync != "always" || c.History.MaxReplay != 500 {
+		t.Errorf("history settings: %+v %v", c.History, err)
+	}
+}

@@ -11,4 +11,9 @@
 //
 // Lock order: hub shard (conns, groups or users) → Conn.mu → Conn.out.mu.
 // Nothing holds two shard locks at once.
+//
+// Groups that keep history go through the hub's sequencer (history.go): a
+// send is made durable through the History seam, then broadcast in offset
+// order; a join that recovers from an offset replays and joins in the same
+// order. Sequencer locks are never held together with the locks above.
 package core

@@ -3,6 +3,7 @@ package core
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"time"
@@ -15,11 +16,13 @@ type Hub struct {
 	conns  connShards
 	groups setShards
 	users  setShards
-	tags   userTags // SignalR user–group tags (usertags.go)
+	tags   userTags  // SignalR user–group tags (usertags.go)
+	seq    sequencer // orders durable sends and recovering joins per group
 }
 
 func newHub(n *Node, name string) *Hub {
 	h := &Hub{name: name, node: n}
+	h.seq.seed = maphash.MakeSeed()
 	h.conns.init()
 	h.groups.init()
 	h.users.init()
@@ -283,9 +286,17 @@ func (h *Hub) ListGroup(group, after string, limit int) (page []GroupMember, mor
 	return page, more
 }
 
-// Send publishes m to t through the broker.
+// Send publishes m to t through the broker. A send to a group that keeps
+// history is first made durable (m.Offset and m.Epoch are then set); it
+// returns once the message is in the log and queued to the members.
 func (h *Hub) Send(ctx context.Context, t Target, m *Message) error {
-	return h.node.cfg.Broker.Publish(ctx, &Op{Hub: h.name, Kind: OpSend, Target: t, Message: m})
+	op := &Op{Hub: h.name, Kind: OpSend, Target: t, Message: m}
+	if t.Kind == ToGroup {
+		if hist := h.history(t.Name); hist != nil {
+			return h.sendDurable(ctx, hist, op)
+		}
+	}
+	return h.node.cfg.Broker.Publish(ctx, op)
 }
 
 // Publish sends m to group on behalf of the client conn from (noEcho leaves
@@ -294,6 +305,9 @@ func (h *Hub) Publish(ctx context.Context, from *Conn, group string, m *Message,
 	op := &Op{Hub: h.name, Kind: OpSend, Target: Target{Kind: ToGroup, Name: group}, Message: m}
 	if noEcho {
 		op.SkipConn = from.id
+	}
+	if hist := h.history(group); hist != nil {
+		return h.sendDurable(ctx, hist, op)
 	}
 	return h.node.cfg.Broker.Publish(ctx, op)
 }

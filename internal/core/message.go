@@ -57,6 +57,17 @@ type Message struct {
 	mu     sync.Mutex
 	frames [maxCodecs]Frame
 	filled uint16
+
+	// Offset and Epoch place a message of a history-keeping group in its
+	// group's stream (History.Append sets them; 0 and "" otherwise). Codecs
+	// that can carry them (the JSON subprotocols, SignalR invocation
+	// headers) do.
+	Offset uint64
+	Epoch  string
+	// IdempotencyKey is the Idempotency-Key of the REST send that produced
+	// the message, kept in the history record so that retries stay
+	// idempotent after a restart; "" when none. It is never encoded.
+	IdempotencyKey string
 }
 
 // Frame is an encoded message body, ready for a transport.

@@ -34,6 +34,8 @@ type Config struct {
 	Registerer     prometheus.Registerer
 	// OnConnEnd, if set, is called once when a session ends for good.
 	OnConnEnd func(c *Conn, reason string)
+	// History, if set, keeps the streams of the groups that keep history.
+	History History
 }
 
 func (c *Config) setDefaults() error {

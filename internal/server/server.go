@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +20,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
 	wps "github.com/switchboardhq/switchboard/internal/dialect/webpubsub"
+	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -30,6 +33,7 @@ type Server struct {
 	node *core.Node
 	ws   *websocket.Server
 	up   *upstream.Client // nil when no hub has event handlers
+	hist *history.Service // nil when no hub keeps history
 	http *http.Server
 	ln   net.Listener
 	sr   *signalRService // nil when signalr.addr is empty
@@ -54,6 +58,14 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	hist, idem, err := newHistory(cfg, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	var coreHist core.History // stays a nil interface without history
+	if hist != nil {
+		coreHist = hist
+	}
 	var onEnd func(*core.Conn, string)
 	if up != nil {
 		onEnd = func(c *core.Conn, reason string) {
@@ -73,10 +85,13 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		Logger:         log.With("component", "core"),
 		Registerer:     reg,
 		OnConnEnd:      onEnd,
+		History:        coreHist,
 	})
 	if err != nil {
+		closeHistory(hist)
 		return nil, err
 	}
+
 	wsrv, err := websocket.NewServer(websocket.Options{
 		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
 		WriteTimeout:    cfg.WebSocket.WriteTimeout,
@@ -99,17 +114,27 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if up != nil {
 		epCfg.Upstream = up
 	}
+	if hist != nil {
+		epCfg.History = hist
+	}
 	ep, err := wps.NewEndpoint(epCfg)
 	if err != nil {
 		wsrv.Close()
+		closeHistory(hist)
 		return nil, err
 	}
-	rest, err := apiwps.NewHandler(apiwps.Config{
+	restCfg := apiwps.Config{
 		Node: node, Keys: ring, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
-		Logger: log.With("component", "api"), Registerer: reg,
-	})
+		Idempotency: idem,
+		Logger:      log.With("component", "api"), Registerer: reg,
+	}
+	if hist != nil {
+		restCfg.History = hist
+	}
+	rest, err := apiwps.NewHandler(restCfg)
 	if err != nil {
 		wsrv.Close()
+		closeHistory(hist)
 		return nil, err
 	}
 	mux := http.NewServeMux()
@@ -120,15 +145,19 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		Registry: reg,
 		Settings: cfg.Redacted(),
 		Pprof:    cfg.Admin.Pprof,
+		History:  historySummary(hist),
 		Authorized: func(r *http.Request) bool {
 			tok, ok := auth.BearerToken(r.Header.Get("Authorization"))
 			return ok && ring.VerifyServerToken(tok, r.URL.Path, time.Now()) == nil
 		},
 	})
-	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up}
+	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist}
 	if cfg.SignalR.Addr != "" {
 		if s.sr, err = newSignalR(cfg, ring, log.With("component", "signalr"), reg); err != nil {
 			wsrv.Close()
+			if hist != nil {
+				hist.Close()
+			}
 			return nil, err
 		}
 	}
@@ -140,6 +169,58 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// newHistory opens the history log when a hub keeps history, and returns
+// the idempotency index of REST sends (the log's, or one of its own).
+func newHistory(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*history.Service, *history.Idempotency, error) {
+	policies := history.Policies{}
+	for name, h := range cfg.Hubs {
+		for _, r := range h.History {
+			key := strings.ToLower(name)
+			policies[key] = append(policies[key], history.Rule{Pattern: r.Pattern,
+				Retention: history.Retention{MaxMessages: r.MaxMessages, MaxAge: r.MaxAge}})
+		}
+	}
+	if len(policies) == 0 {
+		return nil, history.NewIdempotency(cfg.History.IdempotencyWindow, cfg.History.IdempotencyKeys), nil
+	}
+	fsync, err := history.ParseFsyncPolicy(cfg.History.Fsync)
+	if err != nil {
+		return nil, nil, err
+	}
+	svc, err := history.New(history.Config{
+		Dir:               filepath.Join(cfg.Server.DataDir, "history"),
+		Fsync:             fsync,
+		Policies:          policies,
+		SegmentBytes:      int64(cfg.History.SegmentBytes),
+		TrimInterval:      cfg.History.TrimInterval,
+		MaxReplay:         cfg.History.MaxReplay,
+		IdempotencyWindow: cfg.History.IdempotencyWindow,
+		IdempotencyKeys:   cfg.History.IdempotencyKeys,
+		Logger:            log.With("component", "history"),
+		Registerer:        reg,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("server: history: %w", err)
+	}
+	return svc, svc.Idempotency(), nil
+}
+
+func closeHistory(h *history.Service) {
+	if h != nil {
+		h.Close()
+	}
+}
+
+// historySummary is what GET /admin/history shows.
+func historySummary(h *history.Service) func() any {
+	return func() any {
+		if h == nil {
+			return map[string]any{"policies": map[string]any{}, "enabled": false}
+		}
+		return h.Summary()
+	}
 }
 
 // newUpstream returns the event-handler client, or nil when no hub has
@@ -292,6 +373,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	if s.sr != nil {
 		errs = append(errs, s.sr.shutdown(sctx)...)
+	}
+	if s.hist != nil { // after the sessions and the REST calls: nothing appends any more
+		if err := s.hist.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing history: %w", err))
+		}
 	}
 	for range serving {
 		if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/history"
 )
 
 // This file is the one place where errors become HTTP answers: the table from
@@ -30,6 +31,13 @@ const (
 	codeUnsupportedMedia   = "Error.UnsupportedMediaType"
 	codeUnavailable        = "Error.ServiceUnavailable"
 	codeInternal           = "Error.InternalServerError"
+
+	// Switchboard's own: durable history and idempotent sends.
+	codeHistoryNotKept      = "Error.History.NotKept"
+	codeHistoryOffsetGone   = "Error.History.OffsetGone"
+	codeHistoryEpochChanged = "Error.History.EpochChanged"
+	codeHistoryOffsetAhead  = "Error.History.OffsetAhead"
+	codeKeyReused           = "Error.IdempotencyKeyReused"
 
 	// HEAD checks answer 404 with one of these and no body.
 	warnConnNotExisted  = "Warning.Connection.NotExisted"
@@ -54,6 +62,13 @@ type apiError struct {
 	Message string
 	Target  string
 	cause   error
+	stream  *streamPosition // history errors: where the stream stands
+}
+
+// streamPosition is added to the body of history errors.
+type streamPosition struct {
+	Epoch          string
+	Offset, Oldest uint64
 }
 
 func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
@@ -104,6 +119,33 @@ func fromCore(err error, subject string) *apiError {
 	}
 	return &apiError{Status: http.StatusInternalServerError, Code: codeInternal,
 		Message: "The service failed to handle the request.", cause: err}
+}
+
+// fromHistory turns an error of a history read into its answer; pos is the
+// stream's position the read returned.
+func fromHistory(err error, group string, after uint64, pos history.Messages) *apiError {
+	sp := &streamPosition{Epoch: pos.Epoch, Offset: pos.Offset, Oldest: pos.Oldest}
+	switch {
+	case errors.Is(err, history.ErrNotKept):
+		return &apiError{Status: http.StatusNotFound, Code: codeHistoryNotKept, Target: "group", cause: err,
+			Message: fmt.Sprintf("Group `%s` keeps no history.", group)}
+	case errors.Is(err, history.ErrOffsetGone):
+		return &apiError{Status: http.StatusGone, Code: codeHistoryOffsetGone, Target: "after", cause: err, stream: sp,
+			Message: fmt.Sprintf("Offset %d is older than the retained history of group `%s`, which starts at offset %d.", after, group, pos.Oldest)}
+	case errors.Is(err, history.ErrEpochChanged):
+		return &apiError{Status: http.StatusGone, Code: codeHistoryEpochChanged, Target: "epoch", cause: err, stream: sp,
+			Message: fmt.Sprintf("The history of group `%s` was reset; its epoch is now %q.", group, pos.Epoch)}
+	case errors.Is(err, history.ErrOffsetAhead):
+		return &apiError{Status: http.StatusBadRequest, Code: codeHistoryOffsetAhead, Target: "after", cause: err, stream: sp,
+			Message: fmt.Sprintf("Offset %d is beyond the last offset %d of group `%s`.", after, pos.Offset, group)}
+	}
+	return fromCore(err, group)
+}
+
+// errKeyReused answers an Idempotency-Key reused for a different request.
+func errKeyReused(key string) *apiError {
+	return &apiError{Status: http.StatusUnprocessableEntity, Code: codeKeyReused, Target: "Idempotency-Key",
+		Message: fmt.Sprintf("Idempotency-Key %q was used for a different request.", key)}
 }
 
 // badRequest is a 400 Error.BadRequest about the parameter target.
@@ -169,6 +211,10 @@ type errorBody struct {
 	Target     string `json:"target"`
 	Details    any    `json:"details"`
 	InnerError any    `json:"innererror"`
+	// History errors only: the stream's epoch, last and oldest offsets.
+	Epoch  *string `json:"epoch,omitempty"`
+	Offset *uint64 `json:"offset,omitempty"`
+	Oldest *uint64 `json:"oldest,omitempty"`
 }
 
 // problemBody is the validation problem the service answers for a bad
@@ -214,7 +260,11 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) int {
 		w.WriteHeader(ae.Status)
 		return ae.Status
 	}
-	writeJSON(w, ae.Status, "application/json; charset=utf-8", errorBody{Code: ae.Code, Message: ae.Message, Target: ae.Target})
+	body := errorBody{Code: ae.Code, Message: ae.Message, Target: ae.Target}
+	if sp := ae.stream; sp != nil {
+		body.Epoch, body.Offset, body.Oldest = &sp.Epoch, &sp.Offset, &sp.Oldest
+	}
+	writeJSON(w, ae.Status, "application/json; charset=utf-8", body)
 	return ae.Status
 }
 

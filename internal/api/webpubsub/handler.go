@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/history"
 )
 
 // DefaultMaxBodyBytes is the request body limit when Config.MaxBodyBytes is 0.
@@ -32,16 +33,29 @@ type Config struct {
 	// MaxBodyBytes bounds request bodies; larger ones get 413. 0 means
 	// DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
-	Logger       *slog.Logger // default: discard
+	// History, if set, serves GET …/groups/{group}/messages.
+	History History
+	// Idempotency, if set, makes sends with an Idempotency-Key header
+	// idempotent within its window.
+	Idempotency *history.Idempotency
+	Logger      *slog.Logger // default: discard
 	// Registerer receives switchboard_rest_requests_total{operation,status}
 	// and switchboard_rest_request_duration_seconds{operation}; default: a
 	// private registry.
 	Registerer prometheus.Registerer
 }
 
+// History is the catch-up read of group streams (history.Service).
+type History interface {
+	CatchUp(hub, group string, after uint64, epoch string, limit int) (history.Messages, error)
+	IdempotentReplay(hub string)
+}
+
 // handler serves /api/.
 type handler struct {
 	node    *core.Node
+	history History
+	idem    *history.Idempotency
 	keys    *auth.KeyRing
 	maxBody int64
 	log     *slog.Logger
@@ -77,6 +91,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	}
 	return &handler{
 		node:    cfg.Node,
+		history: cfg.History,
+		idem:    cfg.Idempotency,
 		keys:    cfg.Keys,
 		maxBody: cfg.MaxBodyBytes,
 		log:     cfg.Logger.With("component", "api.webpubsub"),

@@ -35,6 +35,7 @@ const (
 	opRemoveUserFromAllGroups       = "RemoveUserFromAllGroups"
 	opRemoveUserFromGroup           = "RemoveUserFromGroup"
 	opAddUserToGroup                = "AddUserToGroup"
+	opGetGroupMessages              = "GetGroupMessages" // Switchboard's catch-up read of a group's history
 )
 
 // route is one operation: a method and a path pattern below /api/. Pattern
@@ -75,6 +76,7 @@ func routeTable() []route {
 		{method: http.MethodPost, pattern: p("hubs/{hub}/groups/{group}/:closeConnections"), op: opCloseGroupConnections, serve: (*handler).closeGroup},
 		{method: http.MethodPost, pattern: p("hubs/{hub}/groups/{group}/:send"), op: opSendToGroup, serve: (*handler).sendToGroup},
 		{method: http.MethodGet, pattern: p("hubs/{hub}/groups/{group}/connections"), op: opListConnectionsInGroup, serve: (*handler).listConnectionsInGroup},
+		{method: http.MethodGet, pattern: p("hubs/{hub}/groups/{group}/messages"), op: opGetGroupMessages, serve: (*handler).groupMessages},
 		{method: http.MethodDelete, pattern: p("hubs/{hub}/groups/{group}/connections/{conn}"), op: opRemoveConnectionFromGroup, serve: (*handler).removeConnectionFromGroup},
 		{method: http.MethodPut, pattern: p("hubs/{hub}/groups/{group}/connections/{conn}"), op: opAddConnectionToGroup, serve: (*handler).addConnectionToGroup},
 

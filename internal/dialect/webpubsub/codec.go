@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/history"
 )
 
 // Subprotocol names.
@@ -81,24 +82,43 @@ func appendMessage(b []byte, m *core.Message) []byte {
 			b = append(b, `,"fromUserId":`...)
 			b = appendString(b, m.FromUserID)
 		}
+		if m.Offset != 0 {
+			// History-keeping group: the message's place in the stream, for
+			// a client that resumes (the official clients ignore them).
+			b = appendPosition(b, m.Offset, m.Epoch)
+		}
 		b = append(b, ',')
 	} else {
 		b = append(b, `"type":"message","from":"server",`...)
 	}
+	b = appendData(b, m.Type, m.Data)
+	return append(b, '}')
+}
+
+// appendPosition appends `,"offset":N,"epoch":"…"`.
+func appendPosition(b []byte, offset uint64, epoch string) []byte {
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendUint(b, offset, 10)
+	b = append(b, `,"epoch":`...)
+	return appendString(b, epoch)
+}
+
+// appendData appends the dataType and data fields of a payload.
+func appendData(b []byte, t core.DataType, data []byte) []byte {
 	b = append(b, `"dataType":"`...)
-	b = append(b, m.Type.String()...)
+	b = append(b, t.String()...)
 	b = append(b, `","data":`...)
-	switch m.Type {
+	switch t {
 	case core.JSON:
-		b = append(b, m.Data...)
+		b = append(b, data...)
 	case core.Text:
-		b = appendString(b, string(m.Data))
+		b = appendString(b, string(data))
 	default:
 		b = append(b, '"')
-		b = base64.StdEncoding.AppendEncode(b, m.Data)
+		b = base64.StdEncoding.AppendEncode(b, data)
 		b = append(b, '"')
 	}
-	return append(b, '}')
+	return b
 }
 
 func encodeConnected(connID, userID, reconnectionToken string) core.Frame {
@@ -179,4 +199,57 @@ func appendString(b []byte, s string) []byte {
 	}
 	b = append(b, s[start:]...)
 	return append(b, '"')
+}
+
+// encodeJoinAck is the ack of a joinGroup: success plus, for a group that
+// keeps history, the stream's position and (when the client sent an offset)
+// whether every missed message was replayed. A client that sent an offset
+// for a group without history is told recovered: false.
+func encodeJoinAck(id uint64, res core.JoinResult, recovering bool) core.Frame {
+	b := append([]byte(nil), `{"type":"ack","ackId":`...)
+	b = strconv.AppendUint(b, id, 10)
+	b = append(b, `,"success":true`...)
+	if recovering {
+		b = append(b, `,"recovered":`...)
+		b = strconv.AppendBool(b, res.Recovered)
+	}
+	if res.History {
+		b = appendPosition(b, res.Offset, res.Epoch)
+	}
+	return core.Frame{Data: append(b, '}')}
+}
+
+// encodeHistory is the answer to fetchHistory:
+// {"type":"history","ackId":N,"group":g,"offset":top,"epoch":e,"oldest":o,
+// "more":bool,"messages":[{"offset":n,"fromUserId":u,"dataType":t,"data":d}]}.
+func encodeHistory(ackID *uint64, group string, page *history.Messages) core.Frame {
+	b := append([]byte(nil), `{"type":"history"`...)
+	if ackID != nil {
+		b = append(b, `,"ackId":`...)
+		b = strconv.AppendUint(b, *ackID, 10)
+	}
+	b = append(b, `,"group":`...)
+	b = appendString(b, group)
+	b = appendPosition(b, page.Offset, page.Epoch)
+	b = append(b, `,"oldest":`...)
+	b = strconv.AppendUint(b, page.Oldest, 10)
+	b = append(b, `,"more":`...)
+	b = strconv.AppendBool(b, page.More)
+	b = append(b, `,"messages":[`...)
+	for i := range page.Records {
+		r := &page.Records[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"offset":`...)
+		b = strconv.AppendUint(b, r.Offset, 10)
+		if r.FromUserID != "" {
+			b = append(b, `,"fromUserId":`...)
+			b = appendString(b, r.FromUserID)
+		}
+		b = append(b, ',')
+		b = appendData(b, core.DataType(r.Type), r.Data)
+		b = append(b, '}')
+	}
+	return core.Frame{Data: append(b, "]}"...)}
 }

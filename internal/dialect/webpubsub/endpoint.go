@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -27,7 +28,9 @@ type EndpointConfig struct {
 	// token; nil means no hub does.
 	AllowAnonymous func(hub string) bool
 	// Upstream, if set, receives connect, connected and user events.
-	Upstream   Upstream
+	Upstream Upstream
+	// History, if set, serves fetchHistory requests.
+	History    History
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -40,6 +43,11 @@ type Upstream interface {
 	HasUserHandler(hub, event string) bool
 }
 
+// History is the catch-up read of group streams (history.Service).
+type History interface {
+	CatchUp(hub, group string, after uint64, epoch string, limit int) (history.Messages, error)
+}
+
 // Endpoint serves GET /client/hubs/{hub} and GET /client/?hub={hub}.
 type Endpoint struct {
 	node    *core.Node
@@ -47,6 +55,7 @@ type Endpoint struct {
 	ws      *websocket.Server
 	anon    func(string) bool
 	up      Upstream
+	history History
 	log     *slog.Logger
 	metrics *endpointMetrics
 }
@@ -84,7 +93,7 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 			return nil, fmt.Errorf("webpubsub: register metrics: %w", err)
 		}
 	}
-	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, log: cfg.Logger, metrics: m}, nil
+	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, history: cfg.History, log: cfg.Logger, metrics: m}, nil
 }
 
 // hubFromRequest returns the hub a client request names.

@@ -23,6 +23,12 @@ type request struct {
 	Data       json.RawMessage `json:"data"`
 
 	InvocationID string `json:"invocationId"` // invoke (newer clients)
+
+	// History: joinGroup and fetchHistory carry the client's last seen
+	// offset (and its epoch); fetchHistory a page size.
+	Offset *uint64 `json:"offset"`
+	Epoch  string  `json:"epoch"`
+	Limit  int     `json:"limit"`
 }
 
 // errMalformed marks a frame that is not a JSON request at all.

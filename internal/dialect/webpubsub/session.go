@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -78,7 +80,7 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		}
 		s.conn.Ack(*r.SequenceID)
 		return nil
-	case "joinGroup", "leaveGroup", "sendToGroup", "event":
+	case "joinGroup", "leaveGroup", "sendToGroup", "event", "fetchHistory":
 	case "invoke":
 		s.conn.Send(encodeInvokeError(r.InvocationID, "NotSupported",
 			"invoke is not supported yet; use event requests"))
@@ -105,8 +107,13 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 			return s.reject(r, "forbidden", ackForbidden, fmt.Sprintf("the connection has no permission to join or leave group %q", r.Group))
 		}
 		var err error
+		var res core.JoinResult
 		if r.Type == "joinGroup" {
-			err = s.hub.JoinGroup(s.conn, r.Group)
+			var from *core.StreamPosition
+			if r.Offset != nil {
+				from = &core.StreamPosition{Offset: *r.Offset, Epoch: r.Epoch}
+			}
+			res, err = s.hub.JoinGroupFrom(s.conn, r.Group, from)
 		} else {
 			err = s.hub.LeaveGroup(s.conn, r.Group)
 		}
@@ -116,6 +123,14 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		if err != nil {
 			return s.reject(r, "internal", ackInternal, err.Error())
 		}
+		if r.Type == "joinGroup" && (res.History || r.Offset != nil) {
+			if r.AckID != nil {
+				s.conn.Send(encodeJoinAck(*r.AckID, res, r.Offset != nil))
+			}
+			return nil
+		}
+	case "fetchHistory":
+		return s.fetchHistory(r)
 	case "sendToGroup":
 		if !core.ValidGroupName(r.Group) {
 			return s.reject(r, "bad_group", ackBadRequest, "invalid group name: it must be 1 to 1024 characters and not only whitespace")
@@ -218,4 +233,77 @@ func encodeInvokeError(id, name, msg string) core.Frame {
 	b = append(b, `,"message":`...)
 	b = appendString(b, msg)
 	return core.Frame{Data: append(b, "}}"...)}
+}
+
+// fetchHistory answers a client's catch-up read of a group it may join (or
+// is in): a "history" frame with a page of messages after r.Offset, or an
+// error ack naming why the history cannot be served.
+func (s *session) fetchHistory(r *request) error {
+	if !core.ValidGroupName(r.Group) {
+		return s.reject(r, "bad_group", ackBadRequest, "invalid group name: it must be 1 to 1024 characters and not only whitespace")
+	}
+	if !s.conn.InGroup(r.Group) && !s.conn.Can(core.PermJoinLeave, r.Group) {
+		return s.reject(r, "forbidden", ackForbidden, fmt.Sprintf("the connection may not read the history of group %q", r.Group))
+	}
+	if r.Limit < 0 || r.Limit > maxFetch {
+		return s.reject(r, "bad_limit", ackBadRequest, fmt.Sprintf("limit must be between 1 and %d", maxFetch))
+	}
+	limit := r.Limit
+	if limit == 0 {
+		limit = defaultFetch
+	}
+	var after uint64
+	if r.Offset != nil {
+		after = *r.Offset
+	}
+	if s.ep.history == nil {
+		return s.rejectHistory(r, history.ErrNotKept, history.Messages{})
+	}
+	page, err := s.ep.history.CatchUp(s.hub.Name(), r.Group, after, r.Epoch, limit)
+	if err != nil {
+		return s.rejectHistory(r, err, page)
+	}
+	s.conn.Send(encodeHistory(r.AckID, r.Group, &page))
+	return nil
+}
+
+// Page sizes of fetchHistory.
+const (
+	defaultFetch = 100
+	maxFetch     = 1000
+)
+
+// rejectHistory answers a fetchHistory that history refused.
+func (s *session) rejectHistory(r *request, err error, page history.Messages) error {
+	var name, metric, msg string
+	switch {
+	case errors.Is(err, history.ErrNotKept):
+		name, metric, msg = "NotKept", "history_not_kept", fmt.Sprintf("group %q keeps no history", r.Group)
+	case errors.Is(err, history.ErrOffsetGone):
+		name, metric, msg = "OffsetGone", "history_gone", fmt.Sprintf("offset %d is older than the retained history, which starts at %d", deref(r.Offset), page.Oldest)
+	case errors.Is(err, history.ErrEpochChanged):
+		name, metric, msg = "EpochChanged", "history_epoch", fmt.Sprintf("the group's stream was reset: epoch %q is now %q", r.Epoch, page.Epoch)
+	case errors.Is(err, history.ErrOffsetAhead):
+		name, metric, msg = "OffsetAhead", "history_ahead", fmt.Sprintf("offset %d is beyond the stream's last offset %d", deref(r.Offset), page.Offset)
+	default:
+		s.ep.log.Warn("history read failed", "hub", s.hub.Name(), "group", r.Group, "err", err)
+		return s.reject(r, "internal", ackInternal, "the history could not be read")
+	}
+	s.ep.metrics.requestErrors.WithLabelValues(s.dialect, metric).Inc()
+	if r.AckID != nil {
+		f := encodeAck(*r.AckID, name, msg)
+		b := f.Data[:len(f.Data)-1] // reopen the object
+		b = append(b, `,"oldest":`...)
+		b = strconv.AppendUint(b, page.Oldest, 10)
+		b = appendPosition(b, page.Offset, page.Epoch)
+		s.conn.Send(core.Frame{Data: append(b, '}')})
+	}
+	return nil
+}
+
+func deref(p *uint64) uint64 {
+	if p == nil {
+		return 0
+	}
+	return *p
 }

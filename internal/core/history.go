@@ -1,0 +1,163 @@
+package core
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+)
+
+// History is the durable log of the groups that keep history. core calls it
+// on every send to such a group and on every join that asks for recovery;
+// history.Service implements it (core does no file I/O).
+type History interface {
+	// Keeps reports whether group of hub keeps history.
+	Keeps(hub, group string) bool
+	// Append adds m to the group's stream and sets m.Offset and m.Epoch.
+	// It returns without waiting for the disk; wait does, and must be
+	// called exactly once. Append is called with the group's sequencer
+	// lock held, so it must not block for long.
+	Append(ctx context.Context, hub, group string, m *Message) (wait func() error, err error)
+	// Top returns the group stream's epoch ("" when it does not exist yet)
+	// and the last offset given out.
+	Top(hub, group string) (offset uint64, epoch string)
+	// Replay returns the messages of the stream after from.Offset up to
+	// upTo, when from is recoverable: same epoch, nothing missing trimmed
+	// away, not more than the replay bound. Otherwise it returns
+	// recovered = false and no messages.
+	Replay(hub, group string, from StreamPosition, upTo uint64) (msgs []*Message, recovered bool)
+}
+
+// StreamPosition is a place in a group's stream, as a client remembers it.
+type StreamPosition struct {
+	Offset uint64
+	Epoch  string // "": the client does not know it (taken as the current one)
+}
+
+// JoinResult tells a joining client where it stands in the group's stream.
+type JoinResult struct {
+	History   bool // the group keeps history; the fields below are set
+	Recovered bool // every message after the client's position was replayed
+	Offset    uint64
+	Epoch     string
+}
+
+// sequencer orders, per group of a hub, the broadcast of durable messages and
+// the joins that replay history, so that a joiner gets every message once:
+// by replay if it came before its join, live if after. Each durable send and
+// each recovering join takes a turn in its group's chain under the shard
+// lock (for a send, together with its offset); a turn starts when the
+// previous one has ended.
+type sequencer struct {
+	seed   maphash.Seed
+	shards [64]seqShard
+}
+
+type seqShard struct {
+	mu    sync.Mutex
+	tails map[string]chan struct{} // group → channel closed when its last turn ends
+	_     [40]byte
+}
+
+func (s *sequencer) shard(group string) *seqShard {
+	return &s.shards[maphash.String(s.seed, group)%uint64(len(s.shards))]
+}
+
+// turn queues a turn for group; the shard lock must be held. It returns the
+// channel to wait on before starting (nil: start now) and the one to close
+// with end.
+func (sh *seqShard) turn(group string) (prev, done chan struct{}) {
+	if sh.tails == nil {
+		sh.tails = make(map[string]chan struct{})
+	}
+	prev = sh.tails[group]
+	done = make(chan struct{})
+	sh.tails[group] = done
+	return prev, done
+}
+
+// end ends a turn and forgets the group when no turn follows.
+func (sh *seqShard) end(group string, done chan struct{}) {
+	sh.mu.Lock()
+	if sh.tails[group] == done {
+		delete(sh.tails, group)
+	}
+	sh.mu.Unlock()
+	close(done)
+}
+
+// sendDurable persists op's message in the group's stream, then broadcasts
+// it, in offset order; it returns once both are done. A message is broadcast
+// only when it is durable, and is durable before the call returns nil.
+func (h *Hub) sendDurable(ctx context.Context, hist History, op *Op) error {
+	group := op.Target.Name
+	sh := h.seq.shard(group)
+	sh.mu.Lock()
+	wait, err := hist.Append(ctx, h.name, group, op.Message)
+	if err != nil {
+		sh.mu.Unlock()
+		return err
+	}
+	prev, done := sh.turn(group)
+	sh.mu.Unlock()
+	werr := wait()
+	if prev != nil {
+		<-prev
+	}
+	if werr == nil {
+		// Durable: it must reach the members even if the caller is gone.
+		err = h.node.cfg.Broker.Publish(context.WithoutCancel(ctx), op)
+	}
+	sh.end(group, done)
+	if werr != nil {
+		return werr
+	}
+	return err
+}
+
+// history returns the node's history when group keeps one.
+func (h *Hub) history(group string) History {
+	if hist := h.node.cfg.History; hist != nil && hist.Keeps(h.name, group) {
+		return hist
+	}
+	return nil
+}
+
+// JoinGroupFrom adds c to group like JoinGroup. When the group keeps history
+// it also tells where the stream stands, and, given from, first queues to c
+// every message after from (when recoverable), so that c misses none and
+// gets none twice: the replay and the join take one turn in the group's
+// sequencer. A conn already in the group gets no replay (it receives the
+// group's messages already).
+func (h *Hub) JoinGroupFrom(c *Conn, group string, from *StreamPosition) (JoinResult, error) {
+	if !ValidGroupName(group) {
+		return JoinResult{}, ErrInvalidGroup
+	}
+	hist := h.history(group)
+	if hist == nil {
+		return JoinResult{}, h.join(c, group)
+	}
+	sh := h.seq.shard(group)
+	sh.mu.Lock()
+	top, epoch := hist.Top(h.name, group)
+	prev, done := sh.turn(group)
+	sh.mu.Unlock()
+	defer sh.end(group, done)
+	if prev != nil {
+		<-prev
+	}
+	res := JoinResult{History: true, Offset: top, Epoch: epoch}
+	if c.InGroup(group) {
+		res.Recovered = from != nil && from.Offset == top && (from.Epoch == "" || from.Epoch == epoch)
+		return res, nil
+	}
+	if from != nil {
+		var msgs []*Message
+		msgs, res.Recovered = hist.Replay(h.name, group, *from, top)
+		if res.Recovered {
+			for _, m := range msgs {
+				c.deliver(m)
+			}
+		}
+	}
+	return res, h.join(c, group)
+}

@@ -1,0 +1,264 @@
+package history_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/server/servertest"
+)
+
+const testKey = "history-test-key"
+
+// historyConfig is the YAML of the test servers: hub chat keeps history for
+// room:* (large), small:* (3 messages) and brief:* (a short max age).
+const historyConfig = `hubs:
+  chat:
+    history:
+      - {pattern: "room:*", max_messages: 100000, max_age: 720h}
+      - {pattern: "small:*", max_messages: 3, max_age: 720h}
+      - {pattern: "brief:*", max_messages: 1000, max_age: 300ms}
+`
+
+func writeConfig(t testing.TB) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(historyConfig), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startServer runs a whole server with data directory dir.
+func startServer(t testing.TB, dir string, settings ...string) *servertest.Server {
+	t.Helper()
+	return servertest.Start(t, servertest.Options{
+		ConfigFile: writeConfig(t),
+		Settings: append([]string{"server.data_dir=" + dir, "auth.access_keys=" + testKey,
+			"history.trim_interval=50ms", "history.max_replay=100000"}, settings...),
+	})
+}
+
+// restClient calls the REST API of endpoint with server tokens.
+type restClient struct {
+	endpoint string
+	keys     *auth.KeyRing
+	http     *http.Client
+}
+
+func newREST(endpoint string) *restClient {
+	keys, _ := auth.NewKeyRing(testKey)
+	return &restClient{endpoint: endpoint, keys: keys, http: &http.Client{Timeout: 20 * time.Second}}
+}
+
+type sendResult struct {
+	status   int
+	offset   uint64
+	epoch    string
+	replayed bool
+}
+
+// send posts text to the group's :send, with an Idempotency-Key when key is
+// not "".
+func (c *restClient) send(group, text, key string) (sendResult, error) {
+	u := c.endpoint + "/api/hubs/chat/groups/" + group + "/:send"
+	tok, _ := c.keys.MintServerToken(u, time.Hour)
+	req, _ := http.NewRequest(http.MethodPost, u+"?api-version=2024-12-01", strings.NewReader(text))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "text/plain")
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return sendResult{}, err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	r := sendResult{status: resp.StatusCode, epoch: resp.Header.Get("X-Switchboard-Epoch"), replayed: resp.Header.Get("Idempotent-Replayed") == "true"}
+	r.offset, _ = strconv.ParseUint(resp.Header.Get("X-Switchboard-Offset"), 10, 64)
+	return r, nil
+}
+
+type catchUp struct {
+	Group    string `json:"group"`
+	Epoch    string `json:"epoch"`
+	Offset   uint64 `json:"offset"`
+	Oldest   uint64 `json:"oldest"`
+	Code     string `json:"code"`
+	Messages []struct {
+		Offset   uint64 `json:"offset"`
+		DataType string `json:"dataType"`
+		Data     string `json:"data"`
+	} `json:"messages"`
+	NextLink *string `json:"nextLink"`
+}
+
+// messages reads one page of the group's history.
+func (c *restClient) messages(group string, after uint64, limit int, epoch string) (int, catchUp, error) {
+	u := c.endpoint + "/api/hubs/chat/groups/" + group + "/messages"
+	tok, _ := c.keys.MintServerToken(u, time.Hour)
+	q := fmt.Sprintf("?after=%d&limit=%d", after, limit)
+	if epoch != "" {
+		q += "&epoch=" + epoch
+	}
+	req, _ := http.NewRequest(http.MethodGet, u+q, nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, catchUp{}, err
+	}
+	defer resp.Body.Close()
+	var page catchUp
+	b, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(b, &page); err != nil {
+		return resp.StatusCode, page, fmt.Errorf("%w: %s", err, b)
+	}
+	return resp.StatusCode, page, nil
+}
+
+// all pages through the whole retained history of group.
+func (c *restClient) all(t testing.TB, group string) catchUp {
+	t.Helper()
+	var out catchUp
+	var after uint64
+	for {
+		st, page, err := c.messages(group, after, 1000, "")
+		if err != nil || st != http.StatusOK {
+			t.Fatalf("catch-up read of %s after %d: %d %v %+v", group, after, st, err, page)
+		}
+		out.Epoch, out.Offset, out.Oldest = page.Epoch, page.Offset, page.Oldest
+		out.Messages = append(out.Messages, page.Messages...)
+		if page.NextLink == nil {
+			return out
+		}
+		after = page.Messages[len(page.Messages)-1].Offset
+	}
+}
+
+// frame is one server frame of the JSON subprotocol, the fields the tests use.
+type frame struct {
+	Type      string  `json:"type"`
+	Event     string  `json:"event"`
+	AckID     uint64  `json:"ackId"`
+	Success   bool    `json:"success"`
+	Recovered *bool   `json:"recovered"`
+	Offset    *uint64 `json:"offset"`
+	Epoch     string  `json:"epoch"`
+	Oldest    uint64  `json:"oldest"`
+	Group     string  `json:"group"`
+	Data      json.RawMessage
+	Error     *struct{ Name, Message string }
+	More      bool `json:"more"`
+	Messages  []struct {
+		Offset uint64          `json:"offset"`
+		Data   json.RawMessage `json:"data"`
+	} `json:"messages"`
+}
+
+// wsClient is a json.webpubsub.azure.v1 client.
+type wsClient struct {
+	conn   net.Conn
+	frames chan frame
+	done   chan struct{}
+}
+
+func dial(t testing.TB, endpoint string) *wsClient {
+	t.Helper()
+	keys, _ := auth.NewKeyRing(testKey)
+	tok, _ := keys.MintClientToken(auth.ClientAudience(endpoint, "chat"), auth.MintOptions{Roles: []string{"webpubsub.joinLeaveGroup"}})
+	u := "ws" + strings.TrimPrefix(endpoint, "http") + "/client/hubs/chat?access_token=" + tok
+	d := ws.Dialer{Protocols: []string{"json.webpubsub.azure.v1"}, Timeout: 10 * time.Second}
+	conn, br, _, err := d.Dial(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &wsClient{conn: conn, frames: make(chan frame, 1<<16), done: make(chan struct{})}
+	var r io.Reader = conn
+	if br != nil {
+		r = io.MultiReader(br, conn)
+	}
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{r, conn}
+	go func() {
+		defer close(c.done)
+		defer close(c.frames)
+		for {
+			p, _, err := wsutil.ReadServerData(rw)
+			if err != nil {
+				return
+			}
+			var f frame
+			if err := json.Unmarshal(p, &f); err != nil {
+				panic(fmt.Sprintf("bad frame %s: %v", p, err))
+			}
+			c.frames <- f
+		}
+	}()
+	t.Cleanup(c.drop)
+	if f := c.next(t); f.Event != "connected" {
+		t.Fatalf("first frame %+v", f)
+	}
+	return c
+}
+
+func (c *wsClient) write(t testing.TB, v any) {
+	t.Helper()
+	b, _ := json.Marshal(v)
+	if err := wsutil.WriteClientText(c.conn, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// next returns the next frame, failing after a generous deadline.
+func (c *wsClient) next(t testing.TB) frame {
+	t.Helper()
+	select {
+	case f, ok := <-c.frames:
+		if !ok {
+			t.Fatal("connection closed")
+		}
+		return f
+	case <-time.After(30 * time.Second):
+		t.Fatal("no frame within 30s")
+	}
+	return frame{}
+}
+
+// drop closes the TCP connection without a close frame.
+func (c *wsClient) drop() {
+	c.conn.Close()
+	<-c.done
+}
+
+// joinReq is a joinGroup request.
+func joinReq(group string, ack uint64, offset *uint64, epoch string) map[string]any {
+	m := map[string]any{"type": "joinGroup", "group": group, "ackId": ack}
+	if offset != nil {
+		m["offset"] = *offset
+		m["epoch"] = epoch
+	}
+	return m
+}
+
+// textOf decodes a text message's data.
+func textOf(raw json.RawMessage) string {
+	var s string
+	json.Unmarshal(raw, &s)
+	return s
+}
