@@ -49,7 +49,7 @@ func (p Policies) Validate() error {
 // Lookup returns the retention of group in hub, and false when the group
 // keeps no history.
 func (p Policies) Lookup(hub, group string) (Retention, bool) {
-	rules, ok := p[strings.ToLower(hub)]
+	rules, ok := p[strings.ToLower(policyHub(hub))]
 	if !ok {
 		rules = p["_default"]
 	}

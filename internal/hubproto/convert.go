@@ -13,7 +13,7 @@ import (
 )
 
 // AppendInvocation converts a canonical JSON invocation into a framed MessagePack invocation
-// [1, {}, invocationId|nil, target, [args...]]. Arguments are re-encoded: integers that fit
+// [1, headers, invocationId|nil, target, [args...]] (headers {} when the JSON has none). Arguments are re-encoded: integers that fit
 // int64 or uint64 as msgpack ints, other numbers as float64 (±Inf beyond its range), strings,
 // booleans, null as nil, arrays, and objects as maps with string keys in document order.
 func (msgpackProtocol) AppendInvocation(dst []byte, jsonInvocation []byte) ([]byte, error) {
@@ -24,9 +24,11 @@ func (msgpackProtocol) AppendInvocation(dst []byte, jsonInvocation []byte) ([]by
 	if inv[0] != '{' {
 		return dst, errors.New("hubproto: invocation must be a JSON object")
 	}
-	var id, target, args []byte
+	var id, target, args, headers []byte
 	for e := newElems(inv); e.next(); {
 		switch string(memberName(e.key)) {
+		case "headers":
+			headers = e.val
 		case "invocationId":
 			id = e.val
 		case "target":
@@ -42,11 +44,21 @@ func (msgpackProtocol) AppendInvocation(dst []byte, jsonInvocation []byte) ([]by
 	if args != nil && args[0] != '[' {
 		return dst, fmt.Errorf("hubproto: invocation arguments must be an array, not %s", jsonType(args))
 	}
+	if headers != nil && headers[0] != '{' {
+		return dst, fmt.Errorf("hubproto: invocation headers must be an object, not %s", jsonType(headers))
+	}
 
 	dst, start := beginFrame(dst)
 	dst = msgp.AppendArrayHeader(dst, 5)
 	dst = msgp.AppendInt64(dst, int64(Invocation))
-	dst = msgp.AppendMapHeader(dst, 0)
+	if headers == nil {
+		dst = msgp.AppendMapHeader(dst, 0)
+	} else {
+		var err error
+		if dst, err = appendMsgpackValue(dst, headers); err != nil {
+			return dst[:start], err
+		}
+	}
 	if id != nil {
 		s, ok := decodeString(id)
 		if !ok {

@@ -93,3 +93,37 @@ func TestMsgpackAppendInvocationErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestWithHeadersBothProtocols(t *testing.T) {
+	inv := []byte(`{"type":1,"target":"t","arguments":[1]}`)
+	got := WithHeaders(inv, [][2]string{{"offset", "12"}, {"epoch", "00ab"}})
+	want := `{"headers":{"offset":"12","epoch":"00ab"},"type":1,"target":"t","arguments":[1]}`
+	if string(got) != want {
+		t.Fatalf("WithHeaders = %s, want %s", got, want)
+	}
+	if string(WithHeaders(inv, nil)) != string(inv) {
+		t.Fatal("no headers must leave the invocation alone")
+	}
+	j, err := JSON.AppendInvocation(nil, got)
+	if err != nil || string(j) != want+"\x1e" {
+		t.Fatalf("json frame %q, %v", j, err)
+	}
+	b, err := MessagePack.AppendInvocation(nil, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, rest, err := MessagePack.Next(b, 0)
+	if err != nil || len(rest) != 0 {
+		t.Fatalf("msgpack frame: %v, %d bytes left", err, len(rest))
+	}
+	m, err := MessagePack.Decode(msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Kind != Invocation || m.Target != "t" || m.Arguments != 1 || m.Headers["offset"] != "12" || m.Headers["epoch"] != "00ab" || len(m.Headers) != 2 {
+		t.Fatalf("decoded %+v", m)
+	}
+	if _, err := MessagePack.AppendInvocation(nil, []byte(`{"headers":[1],"target":"t"}`)); err == nil {
+		t.Fatal("headers that are not an object were accepted")
+	}
+}

@@ -283,3 +283,29 @@ func (jsonProtocol) AppendInvocation(dst []byte, jsonInvocation []byte) ([]byte,
 	dst = append(dst, inv...)
 	return append(dst, RecordSeparator), nil
 }
+
+// WithHeaders returns a canonical JSON invocation (as ParsePayload makes it,
+// without headers) with a "headers" member holding the (name, value) pairs, in
+// order. Both protocols' AppendInvocation carry them to the client; the
+// official clients ignore headers they do not know.
+func WithHeaders(jsonInvocation []byte, headers [][2]string) []byte {
+	inv := trimSpace(jsonInvocation)
+	if len(headers) == 0 || len(inv) < 2 || inv[0] != '{' {
+		return jsonInvocation
+	}
+	out := make([]byte, 0, len(inv)+32*len(headers))
+	out = append(out, `{"headers":{`...)
+	for i, h := range headers {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = appendJSONString(out, h[0])
+		out = append(out, ':')
+		out = appendJSONString(out, h[1])
+	}
+	out = append(out, '}')
+	if rest := trimSpace(inv[1:]); len(rest) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, inv[1:]...)
+}

@@ -153,7 +153,11 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	})
 	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist}
 	if cfg.SignalR.Addr != "" {
-		if s.sr, err = newSignalR(cfg, ring, log.With("component", "signalr"), reg); err != nil {
+		var srHist core.History // a nil interface without history
+		if hist != nil {
+			srHist = hist.Namespace("signalr")
+		}
+		if s.sr, err = newSignalR(cfg, ring, log.With("component", "signalr"), reg, srHist); err != nil {
 			wsrv.Close()
 			if hist != nil {
 				hist.Close()

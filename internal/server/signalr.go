@@ -36,7 +36,7 @@ type signalRService struct {
 	ln   net.Listener
 }
 
-func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer) (*signalRService, error) {
+func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer, hist core.History) (*signalRService, error) {
 	s := &signalRService{cfg: cfg, log: log}
 	if len(cfg.SignalR.Upstreams) > 0 {
 		ups := make([]upstream.SignalRUpstream, len(cfg.SignalR.Upstreams))
@@ -68,6 +68,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 			ReplayBytes:      cfg.Reliable.ReplayBytes,
 		},
 		RecoveryWindow: cfg.SignalR.ReconnectWindow,
+		History:        hist,
 		Logger:         log.With("component", "core"),
 		Registerer:     reg,
 		OnConnEnd:      func(c *core.Conn, reason string) { s.ep.ConnEnded(c, reason) },

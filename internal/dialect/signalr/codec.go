@@ -2,6 +2,7 @@ package signalr
 
 import (
 	"bytes"
+	"strconv"
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
@@ -12,6 +13,13 @@ import (
 const (
 	keyJSON        = 4
 	keyMessagePack = 5
+)
+
+// Invocation headers of group messages from groups that keep history: the
+// message's offset in the group's stream and the stream's epoch.
+const (
+	HeaderOffset = "offset"
+	HeaderEpoch  = "epoch"
 )
 
 // codec encodes core messages as hub-protocol frames for one protocol.
@@ -45,7 +53,12 @@ func (c *codec) EncodeMessage(m *core.Message) core.Frame {
 	case core.Framed:
 		data = m.Data
 	case core.JSON:
-		data, _ = c.proto.AppendInvocation(nil, m.Data) // nil on error: the conn gets nothing
+		inv := m.Data
+		if m.Offset != 0 { // a group that keeps history: where the message stands in its stream
+			inv = hubproto.WithHeaders(inv, [][2]string{
+				{HeaderOffset, strconv.FormatUint(m.Offset, 10)}, {HeaderEpoch, m.Epoch}})
+		}
+		data, _ = c.proto.AppendInvocation(nil, inv) // nil on error: the conn gets nothing
 	case core.Binary:
 		data = c.fromVariants(m.Data)
 	}
