@@ -372,6 +372,11 @@ func (r *runner) connect(ctx context.Context, specs []ConnSpec, fresh bool, res 
 		parts[i%len(parts)] = append(parts[i%len(parts)], s)
 	}
 	dialers := max(1, (r.o.Dialers+len(r.workers)-1)/len(r.workers))
+	if fresh {
+		if err := r.all(ctx, func(i int) Request { return Request{Op: "mint", Conns: parts[i]} }, func(int, Response) {}); err != nil {
+			return err
+		}
+	}
 	h := newHist()
 	t0 := time.Now()
 	err := r.all(ctx, func(i int) Request {
