@@ -266,15 +266,3 @@ func checkMsgpackInvocation(t *testing.T, framed []byte, target string, args int
 		t.Fatalf("converted message decodes to kind %v target %q args %d, want target %q args %d", m.Kind, m.Target, m.Arguments, target, args)
 	}
 }
-
-// FuzzAppendJSONString checks the hand-written string encoder against encoding/json.
-func FuzzAppendJSONString(f *testing.F) {
-	f.Add("plain")
-	f.Add("\x00\x1e<>&\u2028\u2029\xff\"\\\b\f\n\r\t")
-	f.Fuzz(func(t *testing.T, s string) {
-		want, _ := json.Marshal(s)
-		if got := appendJSONString(nil, s); !bytes.Equal(got, want) {
-			t.Fatalf("appendJSONString(%q) = %s, encoding/json %s", s, got, want)
-		}
-	})
-}

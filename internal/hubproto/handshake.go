@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"math"
 	"strconv"
+
+	"github.com/switchboardhq/switchboard/internal/jsonstring"
 )
 
 // HandshakeRequest is the client's first record: {"protocol":"json","version":1}␞.
@@ -68,6 +70,6 @@ func AppendHandshakeResponse(dst []byte, errMsg string) []byte {
 		return append(dst, '{', '}', RecordSeparator)
 	}
 	dst = append(dst, `{"error":`...)
-	dst = appendJSONString(dst, errMsg)
+	dst = jsonstring.AppendHTMLSafe(dst, errMsg)
 	return append(dst, '}', RecordSeparator)
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/switchboardhq/switchboard/internal/jsonstring"
 )
 
 // jsonProtocol is the "json" hub protocol: one JSON object per message, each followed by 0x1E.
@@ -236,7 +238,7 @@ func (jsonProtocol) AppendClose(dst []byte, errMsg string, allowReconnect bool) 
 	dst = append(dst, `{"type":7`...)
 	if errMsg != "" {
 		dst = append(dst, `,"error":`...)
-		dst = appendJSONString(dst, errMsg)
+		dst = jsonstring.AppendHTMLSafe(dst, errMsg)
 	}
 	if allowReconnect {
 		dst = append(dst, `,"allowReconnect":true`...)
@@ -262,10 +264,10 @@ func appendJSONSeq(dst []byte, k Kind, seq uint64) []byte {
 
 func (jsonProtocol) AppendCompletion(dst []byte, invocationID, errMsg string) []byte {
 	dst = append(dst, `{"type":3,"invocationId":`...)
-	dst = appendJSONString(dst, invocationID)
+	dst = jsonstring.AppendHTMLSafe(dst, invocationID)
 	if errMsg != "" {
 		dst = append(dst, `,"error":`...)
-		dst = appendJSONString(dst, errMsg)
+		dst = jsonstring.AppendHTMLSafe(dst, errMsg)
 	}
 	return append(dst, '}', RecordSeparator)
 }
@@ -299,9 +301,9 @@ func WithHeaders(jsonInvocation []byte, headers [][2]string) []byte {
 		if i > 0 {
 			out = append(out, ',')
 		}
-		out = appendJSONString(out, h[0])
+		out = jsonstring.AppendHTMLSafe(out, h[0])
 		out = append(out, ':')
-		out = appendJSONString(out, h[1])
+		out = jsonstring.AppendHTMLSafe(out, h[1])
 	}
 	out = append(out, '}')
 	if rest := trimSpace(inv[1:]); len(rest) > 0 && rest[0] != '}' {

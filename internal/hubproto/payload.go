@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/switchboardhq/switchboard/internal/jsonstring"
 	"github.com/tinylib/msgp/msgp"
 )
 
@@ -133,7 +134,7 @@ func parseJSONPayload(body []byte) (Payload, error) {
 	}
 	inv := make([]byte, 0, len(`{"type":1,"target":,"arguments":}`)+len(name)+2+len(args))
 	inv = append(inv, `{"type":1,"target":`...)
-	inv = appendJSONString(inv, name)
+	inv = jsonstring.AppendHTMLSafe(inv, name)
 	inv = append(inv, `,"arguments":`...)
 	inv = append(inv, args...)
 	inv = append(inv, '}')

@@ -3,10 +3,10 @@ package webpubsub
 import (
 	"encoding/base64"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/history"
+	"github.com/switchboardhq/switchboard/internal/jsonstring"
 )
 
 // Subprotocol names.
@@ -68,7 +68,7 @@ func (c jsonCodec) EncodeMessage(m *core.Message) core.Frame {
 
 func (c jsonCodec) EncodeDisconnected(reason string) (core.Frame, bool) {
 	b := append([]byte(nil), `{"type":"system","event":"disconnected","message":`...)
-	b = appendString(b, reason)
+	b = jsonstring.Append(b, reason)
 	return core.Frame{Data: append(b, '}')}, true
 }
 
@@ -77,10 +77,10 @@ func (c jsonCodec) EncodeDisconnected(reason string) (core.Frame, bool) {
 func appendMessage(b []byte, m *core.Message) []byte {
 	if m.From == core.FromGroup {
 		b = append(b, `"type":"message","from":"group","group":`...)
-		b = appendString(b, m.Group)
+		b = jsonstring.Append(b, m.Group)
 		if m.FromUserID != "" {
 			b = append(b, `,"fromUserId":`...)
-			b = appendString(b, m.FromUserID)
+			b = jsonstring.Append(b, m.FromUserID)
 		}
 		if m.Offset != 0 {
 			// History-keeping group: the message's place in the stream, for
@@ -100,7 +100,7 @@ func appendPosition(b []byte, offset uint64, epoch string) []byte {
 	b = append(b, `,"offset":`...)
 	b = strconv.AppendUint(b, offset, 10)
 	b = append(b, `,"epoch":`...)
-	return appendString(b, epoch)
+	return jsonstring.Append(b, epoch)
 }
 
 // appendData appends the dataType and data fields of a payload.
@@ -112,7 +112,7 @@ func appendData(b []byte, t core.DataType, data []byte) []byte {
 	case core.JSON:
 		b = append(b, data...)
 	case core.Text:
-		b = appendString(b, string(data))
+		b = jsonstring.Append(b, string(data))
 	default:
 		b = append(b, '"')
 		b = base64.StdEncoding.AppendEncode(b, data)
@@ -123,14 +123,14 @@ func appendData(b []byte, t core.DataType, data []byte) []byte {
 
 func encodeConnected(connID, userID, reconnectionToken string) core.Frame {
 	b := append([]byte(nil), `{"type":"system","event":"connected","connectionId":`...)
-	b = appendString(b, connID)
+	b = jsonstring.Append(b, connID)
 	if userID != "" {
 		b = append(b, `,"userId":`...)
-		b = appendString(b, userID)
+		b = jsonstring.Append(b, userID)
 	}
 	if reconnectionToken != "" {
 		b = append(b, `,"reconnectionToken":`...)
-		b = appendString(b, reconnectionToken)
+		b = jsonstring.Append(b, reconnectionToken)
 	}
 	return core.Frame{Data: append(b, '}')}
 }
@@ -142,64 +142,13 @@ func encodeAck(id uint64, errName, errMsg string) core.Frame {
 		return core.Frame{Data: append(b, `,"success":true}`...)}
 	}
 	b = append(b, `,"success":false,"error":{"name":`...)
-	b = appendString(b, errName)
+	b = jsonstring.Append(b, errName)
 	b = append(b, `,"message":`...)
-	b = appendString(b, errMsg)
+	b = jsonstring.Append(b, errMsg)
 	return core.Frame{Data: append(b, "}}"...)}
 }
 
 var pongFrame = core.Frame{Data: []byte(`{"type":"pong"}`)}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
 
 // encodeJoinAck is the ack of a joinGroup: success plus, for a group that
 // keeps history, the stream's position and (when the client sent an offset)
@@ -229,7 +178,7 @@ func encodeHistory(ackID *uint64, group string, page *history.Messages) core.Fra
 		b = strconv.AppendUint(b, *ackID, 10)
 	}
 	b = append(b, `,"group":`...)
-	b = appendString(b, group)
+	b = jsonstring.Append(b, group)
 	b = appendPosition(b, page.Offset, page.Epoch)
 	b = append(b, `,"oldest":`...)
 	b = strconv.AppendUint(b, page.Oldest, 10)
@@ -245,7 +194,7 @@ func encodeHistory(ackID *uint64, group string, page *history.Messages) core.Fra
 		b = strconv.AppendUint(b, r.Offset, 10)
 		if r.FromUserID != "" {
 			b = append(b, `,"fromUserId":`...)
-			b = appendString(b, r.FromUserID)
+			b = jsonstring.Append(b, r.FromUserID)
 		}
 		b = append(b, ',')
 		b = appendData(b, core.DataType(r.Type), r.Data)

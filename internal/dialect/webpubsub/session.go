@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/history"
+	"github.com/switchboardhq/switchboard/internal/jsonstring"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -227,11 +228,11 @@ func (s *session) reject(r *request, metric, name, msg string) error {
 
 func encodeInvokeError(id, name, msg string) core.Frame {
 	b := append([]byte(nil), `{"type":"invokeResponse","invocationId":`...)
-	b = appendString(b, id)
+	b = jsonstring.Append(b, id)
 	b = append(b, `,"success":false,"error":{"name":`...)
-	b = appendString(b, name)
+	b = jsonstring.Append(b, name)
 	b = append(b, `,"message":`...)
-	b = appendString(b, msg)
+	b = jsonstring.Append(b, msg)
 	return core.Frame{Data: append(b, "}}"...)}
 }
 
