@@ -23,7 +23,17 @@ type Result struct {
 // and returns its result; if the first failed, the second runs. Keys of
 // durable sends are rebuilt from the log when the server starts, so the
 // window survives a restart for them.
+//
+// Namespace returns a view of the same index whose hubs are those of another
+// namespace, as the log names them ("signalr/chat"): a key sent to hub chat of
+// one namespace never meets the same key sent to hub chat of another.
 type Idempotency struct {
+	*idemIndex
+	prefix string // "" for the default namespace, else "<namespace>/"
+}
+
+// idemIndex is the index that every namespace's view shares.
+type idemIndex struct {
 	window  time.Duration
 	maxKeys int
 	now     func() time.Time
@@ -50,7 +60,14 @@ func NewIdempotency(window time.Duration, maxKeys int) *Idempotency {
 	if maxKeys <= 0 {
 		maxKeys = 1
 	}
-	return &Idempotency{window: window, maxKeys: maxKeys, now: time.Now, m: map[idemKey]*idemEntry{}}
+	return &Idempotency{idemIndex: &idemIndex{window: window, maxKeys: maxKeys, now: time.Now, m: map[idemKey]*idemEntry{}}}
+}
+
+// Namespace returns the view of the index for the hubs of namespace ns, named
+// in it as the log names their streams (ns + "/" + hub). Len and the bounds
+// stay those of the whole index.
+func (x *Idempotency) Namespace(ns string) *Idempotency {
+	return &Idempotency{idemIndex: x.idemIndex, prefix: x.prefix + ns + namespaceSep}
 }
 
 // Fingerprint identifies a send's request for ErrKeyReused: its target and
@@ -67,7 +84,7 @@ func Fingerprint(targetKind, targetName string, dataType uint8, data []byte) uin
 
 // Claim is a send that owns its key until it commits or aborts.
 type Claim struct {
-	x *Idempotency
+	x *idemIndex
 	k idemKey
 	e *idemEntry
 }
@@ -77,7 +94,10 @@ type Claim struct {
 // waits for it (or ctx). Otherwise the caller owns the key: it must call
 // Commit or Abort on the returned claim.
 func (x *Idempotency) Begin(ctx context.Context, hub, key string, fp uint64) (res Result, replayed bool, c *Claim, err error) {
-	k := idemKey{hub, key}
+	return x.begin(ctx, idemKey{x.prefix + hub, key}, fp)
+}
+
+func (x *idemIndex) begin(ctx context.Context, k idemKey, fp uint64) (res Result, replayed bool, c *Claim, err error) {
 	for {
 		x.mu.Lock()
 		x.expire()
@@ -128,8 +148,9 @@ func (c *Claim) Abort() {
 	close(c.e.done)
 }
 
-// restore adds a key found in the log at open.
-func (x *Idempotency) restore(hub, key string, fp uint64, res Result, at time.Time) {
+// restore adds a key found in the log at open; hub is the log's name of the
+// hub, namespace included.
+func (x *idemIndex) restore(hub, key string, fp uint64, res Result, at time.Time) {
 	if x.now().Sub(at) > x.window {
 		return
 	}
@@ -146,15 +167,15 @@ func (x *Idempotency) restore(hub, key string, fp uint64, res Result, at time.Ti
 	x.trim()
 }
 
-// Len returns the number of keys held.
-func (x *Idempotency) Len() int {
+// Len returns the number of keys held, in every namespace.
+func (x *idemIndex) Len() int {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	return len(x.m)
 }
 
 // expire drops completed keys older than the window; x.mu held.
-func (x *Idempotency) expire() {
+func (x *idemIndex) expire() {
 	now := x.now()
 	for x.head < len(x.order) {
 		k := x.order[x.head]
@@ -171,7 +192,7 @@ func (x *Idempotency) expire() {
 }
 
 // trim drops the oldest completed keys beyond maxKeys; x.mu held.
-func (x *Idempotency) trim() {
+func (x *idemIndex) trim() {
 	for len(x.order)-x.head > x.maxKeys {
 		k := x.order[x.head]
 		if e := x.m[k]; e != nil && e.completed {
@@ -182,7 +203,7 @@ func (x *Idempotency) trim() {
 	x.compact()
 }
 
-func (x *Idempotency) compact() {
+func (x *idemIndex) compact() {
 	if x.head > 1024 && x.head > len(x.order)/2 {
 		n := copy(x.order, x.order[x.head:])
 		clear(x.order[n:])

@@ -96,3 +96,41 @@ func TestIdempotencyCases(t *testing.T) {
 		t.Error("expired key restored")
 	}
 }
+
+// TestIdempotencyNamespace: a namespace's view keeps its keys apart from the default
+// namespace's and finds the keys restored from its streams ("signalr/<hub>" in the log).
+func TestIdempotencyNamespace(t *testing.T) {
+	x := NewIdempotency(time.Minute, 100)
+	sr := x.Namespace("signalr")
+	ctx := context.Background()
+	fpA, fpB := Fingerprint("group", "g", 1, []byte("a")), Fingerprint("group", "g", 1, []byte("b"))
+
+	_, _, c, err := x.Begin(ctx, "chat", "k", fpA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Commit(Result{Offset: 1, Epoch: "wps"})
+	// The same key and hub with another request: its own send in the namespace, not a reuse.
+	res, replayed, c, err := sr.Begin(ctx, "chat", "k", fpB)
+	if err != nil || replayed {
+		t.Fatalf("namespaced Begin: %+v replayed %v err %v, want a claim", res, replayed, err)
+	}
+	c.Commit(Result{Offset: 1, Epoch: "sr"})
+	if res, replayed, _, _ := sr.Begin(ctx, "chat", "k", fpB); !replayed || res.Epoch != "sr" {
+		t.Errorf("namespaced retry: %+v replayed %v", res, replayed)
+	}
+	if res, replayed, _, _ := x.Begin(ctx, "chat", "k", fpA); !replayed || res.Epoch != "wps" {
+		t.Errorf("default retry: %+v replayed %v", res, replayed)
+	}
+	if n := sr.Len(); n != 2 {
+		t.Errorf("Len %d, want 2 (one index)", n)
+	}
+	// A key the log restores for a SignalR stream is found by the SignalR view only.
+	x.restore("signalr/chat", "r", fpA, Result{Offset: 5, Epoch: "e"}, time.Now())
+	if res, replayed, _, _ := sr.Begin(ctx, "chat", "r", fpA); !replayed || res.Offset != 5 {
+		t.Errorf("restored key in its namespace: %+v replayed %v", res, replayed)
+	}
+	if _, replayed, c, _ := x.Begin(ctx, "chat", "r", fpA); replayed || c == nil {
+		t.Error("restored SignalR key found in the default namespace")
+	}
+}

@@ -14,26 +14,45 @@ const namespaceSep = "/"
 // Namespace returns the service as the history of another namespace of hubs
 // (the SignalR endpoint's): its streams are kept apart from the default
 // namespace's, and its groups follow the same hubs.<name>.history rules.
-func (s *Service) Namespace(ns string) core.History {
-	return namespaced{s: s, prefix: ns + namespaceSep}
+func (s *Service) Namespace(ns string) *Namespaced {
+	return &Namespaced{s: s, prefix: ns + namespaceSep}
 }
 
-type namespaced struct {
+// Namespaced is the history of one namespace of hubs: core.History for its
+// node, and the catch-up read and the replay count for its REST API (whose
+// idempotency keys are Idempotency.Namespace's with the same name). Hubs are
+// named without the namespace; the log names them "<namespace>/<hub>".
+type Namespaced struct {
 	s      *Service
 	prefix string
 }
 
-func (n namespaced) Keeps(hub, group string) bool { return n.s.Keeps(hub, group) }
+var _ core.History = (*Namespaced)(nil)
 
-func (n namespaced) Append(ctx context.Context, hub, group string, m *core.Message) (func() error, error) {
+// Keeps implements core.History.
+func (n *Namespaced) Keeps(hub, group string) bool { return n.s.Keeps(hub, group) }
+
+// Append implements core.History.
+func (n *Namespaced) Append(ctx context.Context, hub, group string, m *core.Message) (func() error, error) {
 	return n.s.Append(ctx, n.prefix+hub, group, m)
 }
 
-func (n namespaced) Top(hub, group string) (uint64, string) { return n.s.Top(n.prefix+hub, group) }
+// Top implements core.History.
+func (n *Namespaced) Top(hub, group string) (uint64, string) { return n.s.Top(n.prefix+hub, group) }
 
-func (n namespaced) Replay(hub, group string, from core.StreamPosition, upTo uint64) ([]*core.Message, bool) {
+// Replay implements core.History.
+func (n *Namespaced) Replay(hub, group string, from core.StreamPosition, upTo uint64) ([]*core.Message, bool) {
 	return n.s.Replay(n.prefix+hub, group, from, upTo)
 }
+
+// CatchUp is Service.CatchUp on the namespace's stream of hub and group.
+func (n *Namespaced) CatchUp(hub, group string, after uint64, epoch string, limit int) (Messages, error) {
+	return n.s.CatchUp(n.prefix+hub, group, after, epoch, limit)
+}
+
+// IdempotentReplay counts a send of the namespace answered from the
+// idempotency index.
+func (n *Namespaced) IdempotentReplay(hub string) { n.s.IdempotentReplay(n.prefix + hub) }
 
 // policyHub is the hub name that rules are looked up by: without its
 // namespace.

@@ -153,11 +153,12 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	})
 	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist}
 	if cfg.SignalR.Addr != "" {
-		var srHist core.History // a nil interface without history
+		var srHist *history.Namespaced // nil without history
 		if hist != nil {
-			srHist = hist.Namespace("signalr")
+			srHist = hist.Namespace(signalRNamespace)
 		}
-		if s.sr, err = newSignalR(cfg, ring, log.With("component", "signalr"), reg, srHist); err != nil {
+		srIdem := idem.Namespace(signalRNamespace)
+		if s.sr, err = newSignalR(cfg, ring, log.With("component", "signalr"), reg, srHist, srIdem); err != nil {
 			wsrv.Close()
 			if hist != nil {
 				hist.Close()

@@ -17,6 +17,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
 	sr "github.com/switchboardhq/switchboard/internal/dialect/signalr"
+	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -36,8 +37,20 @@ type signalRService struct {
 	ln   net.Listener
 }
 
-func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer, hist core.History) (*signalRService, error) {
+// signalRNamespace names the SignalR hubs' streams in the history log and their keys in the
+// idempotency index ("signalr/<hub>"), apart from the Web PubSub hubs of the same names.
+const signalRNamespace = "signalr"
+
+// newSignalR assembles the SignalR endpoint. hist is the SignalR namespace's history (nil when no
+// hub keeps history), idem its view of the idempotency index.
+func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer,
+	hist *history.Namespaced, idem *history.Idempotency) (*signalRService, error) {
 	s := &signalRService{cfg: cfg, log: log}
+	var coreHist core.History // nil interfaces without history
+	var restHist apisr.History
+	if hist != nil {
+		coreHist, restHist = hist, hist
+	}
 	if len(cfg.SignalR.Upstreams) > 0 {
 		ups := make([]upstream.SignalRUpstream, len(cfg.SignalR.Upstreams))
 		for i, u := range cfg.SignalR.Upstreams {
@@ -68,7 +81,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 			ReplayBytes:      cfg.Reliable.ReplayBytes,
 		},
 		RecoveryWindow: cfg.SignalR.ReconnectWindow,
-		History:        hist,
+		History:        coreHist,
 		Logger:         log.With("component", "core"),
 		Registerer:     reg,
 		OnConnEnd:      func(c *core.Conn, reason string) { s.ep.ConnEnded(c, reason) },
@@ -111,6 +124,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 	}
 	rest, err := apisr.NewHandler(apisr.Config{
 		Node: node, Keys: ring, Endpoint: s.endpoint, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
+		History: restHist, Idempotency: idem,
 		Logger: log.With("component", "api"), Registerer: reg,
 	})
 	if err != nil {

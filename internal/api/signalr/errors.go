@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/switchboardhq/switchboard/internal/api/durable"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
 )
@@ -50,7 +51,8 @@ type apiError struct {
 	status  int
 	code    string
 	message string
-	target  string // ErrorDetail.target; "" is written as null
+	target  string            // ErrorDetail.target; "" is written as null
+	stream  *durable.Position // history errors: where the group's stream stands
 	cause   error
 }
 
@@ -109,6 +111,10 @@ func answer(err error, subject string) *apiError {
 	if errors.As(err, &ae) {
 		return ae
 	}
+	var df *durable.Failure // idempotent sends and catch-up reads
+	if errors.As(err, &df) {
+		return &apiError{status: df.Status, code: df.Code, message: df.Message, target: df.Target, stream: df.Stream, cause: err}
+	}
 	for _, a := range coreAnswers {
 		if !errors.Is(err, a.err) {
 			continue
@@ -130,6 +136,10 @@ type errorDetail struct {
 	Target  *string `json:"target"`
 	Details []any   `json:"details"`
 	Inner   any     `json:"inner"`
+	// History errors only: the stream's epoch, last and oldest offsets.
+	Epoch  *string `json:"epoch,omitempty"`
+	Offset *uint64 `json:"offset,omitempty"`
+	Oldest *uint64 `json:"oldest,omitempty"`
 }
 
 // writeFailure answers err for a request of API generation gen and returns the status: the
@@ -151,6 +161,9 @@ func writeFailure(w http.ResponseWriter, r *http.Request, gen apiGen, err error)
 		d := errorDetail{Code: ae.code, Message: ae.message}
 		if ae.target != "" {
 			d.Target = &ae.target
+		}
+		if sp := ae.stream; sp != nil {
+			d.Epoch, d.Offset, d.Oldest = &sp.Epoch, &sp.Offset, &sp.Oldest
 		}
 		b, _ := json.Marshal(d) // strings and nils only: cannot fail
 		writeBody(w, ae.status, contentJSON, b)

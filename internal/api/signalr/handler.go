@@ -10,8 +10,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchboardhq/switchboard/internal/api/durable"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/metricreg"
 )
 
@@ -29,16 +31,31 @@ type Config struct {
 	Endpoint func() string
 	// MaxBodyBytes bounds request bodies; a larger one gets 413. 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
-	Logger       *slog.Logger // default: discard
+	// History, if set, serves the catch-up read GET …/groups/{group}/messages and counts the
+	// sends answered from Idempotency: the SignalR namespace's history (history.Namespaced).
+	History History
+	// Idempotency, if set, makes sends with an Idempotency-Key header idempotent within its
+	// window. It must be the SignalR namespace's view of the index
+	// (history.Idempotency.Namespace), so that its keys never meet the Web PubSub API's.
+	Idempotency *history.Idempotency
+	Logger      *slog.Logger // default: discard
 	// Registerer receives switchboard_rest_requests_total{operation,status} and
 	// switchboard_rest_request_duration_seconds{operation}, shared with the Web PubSub API
 	// when both use one registry; default: a private registry.
 	Registerer prometheus.Registerer
 }
 
+// History is the history of the SignalR namespace's groups, as the REST API reads it.
+type History interface {
+	CatchUp(hub, group string, after uint64, epoch string, limit int) (history.Messages, error)
+	IdempotentReplay(hub string)
+}
+
 // handler serves /api/ on the SignalR listener.
 type handler struct {
 	node      *core.Node
+	history   History
+	sends     durable.Sender
 	keys      *auth.KeyRing
 	endpoint  func() string
 	maxBody   int64
@@ -61,6 +78,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	}
 	h := &handler{
 		node:      cfg.Node,
+		history:   cfg.History,
+		sends:     durable.Sender{Keys: cfg.Idempotency, Replays: cfg.History},
 		keys:      cfg.Keys,
 		endpoint:  cfg.Endpoint,
 		maxBody:   cfg.MaxBodyBytes,

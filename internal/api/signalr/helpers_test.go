@@ -91,12 +91,15 @@ func newEnv(t *testing.T, o envOptions) *env {
 	return e
 }
 
-// newHandler fills cfg with a new node on the local broker and a key ring of testKey.
+// newHandler fills cfg with a new node on the local broker (unless it has one) and a key ring
+// of testKey.
 func newHandler(t testing.TB, cfg signalr.Config) (http.Handler, *core.Node, *auth.KeyRing) {
 	t.Helper()
 	var err error
-	if cfg.Node, err = core.NewNode(core.Config{Broker: cluster.NewLocal(), Registerer: prometheus.NewRegistry()}); err != nil {
-		t.Fatal(err)
+	if cfg.Node == nil {
+		if cfg.Node, err = core.NewNode(core.Config{Broker: cluster.NewLocal(), Registerer: prometheus.NewRegistry()}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if cfg.Keys, err = auth.NewKeyRing(testKey); err != nil {
 		t.Fatal(err)

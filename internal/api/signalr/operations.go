@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/switchboardhq/switchboard/internal/api/durable"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
@@ -17,8 +18,9 @@ import (
 // The operations of spec §7.3 and §7.7. Each returns nil for success (the route writes its
 // status) or an error that errors.go turns into the answer.
 
-// send parses the body as a hub-protocol payload and sends it to the target. Every send
-// answers 202, whether or not anybody receives it.
+// send parses the body as a hub-protocol payload and sends it to the target, once per
+// Idempotency-Key. Every send answers 202, whether or not anybody receives it; a message of a
+// group that keeps history carries its offset and epoch in the answer's headers.
 func (h *handler) send(c *call, kind core.TargetKind, name string) error {
 	body, err := c.body(h.maxBody)
 	if err != nil {
@@ -39,9 +41,11 @@ func (h *handler) send(c *call, kind core.TargetKind, name string) error {
 		m = &core.Message{Type: core.Binary, Data: p.Variants}
 	}
 	t := core.Target{Kind: kind, Name: name, Excluded: c.excluded()}
-	if err := c.hub.Send(c.r.Context(), t, m); err != nil {
+	sent, err := h.sends.Send(c.r.Context(), c.r.Header.Get(durable.HeaderKey), c.hub, t, m)
+	if err != nil {
 		return answer(err, name)
 	}
+	sent.SetHeaders(c.w.Header())
 	return nil
 }
 

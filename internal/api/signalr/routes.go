@@ -46,6 +46,7 @@ const (
 	opStreamSend                    = "SignalRService_SendToConnectionStream"
 	opStreamComplete                = "SignalRService_CompleteConnectionStream"
 	opAccessKey                     = "Auth_GetAccessKey"
+	opGroupMessages                 = "SignalRService_GetGroupMessages" // Switchboard's catch-up read of a group's history
 )
 
 // action is what one method does on one endpoint.
@@ -71,7 +72,8 @@ type params struct {
 	hub, user, group, conn, stream string
 }
 
-// endpoints returns the routes of spec §7.1, §7.3, §7.5 and §7.7. Every operation is served
+// endpoints returns the routes of spec §7.1, §7.3, §7.5 and §7.7, and Switchboard's catch-up
+// read of a group's history. Every operation is served
 // under both generations; both path orders of a membership are served; existence checks
 // answer GET and HEAD.
 func endpoints() []endpoint {
@@ -132,6 +134,7 @@ func endpoints() []endpoint {
 		{"hubs/{hub}/groups/{group}/:send", methods{post: toGroup}},
 		{"hubs/{hub}/groups/{group}/:closeConnections", methods{post: do(opCloseGroup, (*handler).closeGroup, status(noContent, noContent))}},
 		{"hubs/{hub}/groups/{group}/connections", methods{get: do(opListGroup, (*handler).listGroup, status(0, 0))}},
+		{"hubs/{hub}/groups/{group}/messages", methods{get: do(opGroupMessages, (*handler).groupMessages, status(0, 0))}},
 		{"hubs/{hub}/groups/{group}/connections/{conn}", connGroup},
 		{"hubs/{hub}/connections/{conn}/groups/{group}", connGroup},
 

@@ -9,9 +9,9 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/switchboardhq/switchboard/internal/api/durable"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
-	"github.com/switchboardhq/switchboard/internal/history"
 )
 
 // This file is the one place where errors become HTTP answers: the table from
@@ -31,13 +31,6 @@ const (
 	codeUnsupportedMedia   = "Error.UnsupportedMediaType"
 	codeUnavailable        = "Error.ServiceUnavailable"
 	codeInternal           = "Error.InternalServerError"
-
-	// Switchboard's own: durable history and idempotent sends.
-	codeHistoryNotKept      = "Error.History.NotKept"
-	codeHistoryOffsetGone   = "Error.History.OffsetGone"
-	codeHistoryEpochChanged = "Error.History.EpochChanged"
-	codeHistoryOffsetAhead  = "Error.History.OffsetAhead"
-	codeKeyReused           = "Error.IdempotencyKeyReused"
 
 	// HEAD checks answer 404 with one of these and no body.
 	warnConnNotExisted  = "Warning.Connection.NotExisted"
@@ -62,13 +55,7 @@ type apiError struct {
 	Message string
 	Target  string
 	cause   error
-	stream  *streamPosition // history errors: where the stream stands
-}
-
-// streamPosition is added to the body of history errors.
-type streamPosition struct {
-	Epoch          string
-	Offset, Oldest uint64
+	stream  *durable.Position // history errors: where the stream stands
 }
 
 func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
@@ -108,6 +95,10 @@ func fromCore(err error, subject string) *apiError {
 	if errors.As(err, &ae) {
 		return ae
 	}
+	var df *durable.Failure // idempotent sends and catch-up reads
+	if errors.As(err, &df) {
+		return &apiError{Status: df.Status, Code: df.Code, Message: df.Message, Target: df.Target, stream: df.Stream, cause: err}
+	}
 	for _, e := range coreErrors {
 		if errors.Is(err, e.err) {
 			msg := e.message
@@ -119,33 +110,6 @@ func fromCore(err error, subject string) *apiError {
 	}
 	return &apiError{Status: http.StatusInternalServerError, Code: codeInternal,
 		Message: "The service failed to handle the request.", cause: err}
-}
-
-// fromHistory turns an error of a history read into its answer; pos is the
-// stream's position the read returned.
-func fromHistory(err error, group string, after uint64, pos history.Messages) *apiError {
-	sp := &streamPosition{Epoch: pos.Epoch, Offset: pos.Offset, Oldest: pos.Oldest}
-	switch {
-	case errors.Is(err, history.ErrNotKept):
-		return &apiError{Status: http.StatusNotFound, Code: codeHistoryNotKept, Target: "group", cause: err,
-			Message: fmt.Sprintf("Group `%s` keeps no history.", group)}
-	case errors.Is(err, history.ErrOffsetGone):
-		return &apiError{Status: http.StatusGone, Code: codeHistoryOffsetGone, Target: "after", cause: err, stream: sp,
-			Message: fmt.Sprintf("Offset %d is older than the retained history of group `%s`, which starts at offset %d.", after, group, pos.Oldest)}
-	case errors.Is(err, history.ErrEpochChanged):
-		return &apiError{Status: http.StatusGone, Code: codeHistoryEpochChanged, Target: "epoch", cause: err, stream: sp,
-			Message: fmt.Sprintf("The history of group `%s` was reset; its epoch is now %q.", group, pos.Epoch)}
-	case errors.Is(err, history.ErrOffsetAhead):
-		return &apiError{Status: http.StatusBadRequest, Code: codeHistoryOffsetAhead, Target: "after", cause: err, stream: sp,
-			Message: fmt.Sprintf("Offset %d is beyond the last offset %d of group `%s`.", after, pos.Offset, group)}
-	}
-	return fromCore(err, group)
-}
-
-// errKeyReused answers an Idempotency-Key reused for a different request.
-func errKeyReused(key string) *apiError {
-	return &apiError{Status: http.StatusUnprocessableEntity, Code: codeKeyReused, Target: "Idempotency-Key",
-		Message: fmt.Sprintf("Idempotency-Key %q was used for a different request.", key)}
 }
 
 // badRequest is a 400 Error.BadRequest about the parameter target.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchboardhq/switchboard/internal/api/durable"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/history"
@@ -55,7 +56,7 @@ type History interface {
 type handler struct {
 	node    *core.Node
 	history History
-	idem    *history.Idempotency
+	sends   durable.Sender
 	keys    *auth.KeyRing
 	maxBody int64
 	log     *slog.Logger
@@ -92,7 +93,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	return &handler{
 		node:    cfg.Node,
 		history: cfg.History,
-		idem:    cfg.Idempotency,
+		sends:   durable.Sender{Keys: cfg.Idempotency, Replays: cfg.History},
 		keys:    cfg.Keys,
 		maxBody: cfg.MaxBodyBytes,
 		log:     cfg.Logger.With("component", "api.webpubsub"),

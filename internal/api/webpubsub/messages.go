@@ -1,13 +1,11 @@
 package webpubsub
 
 import (
-	"errors"
 	"net/http"
-	"strconv"
 	"time"
 
+	"github.com/switchboardhq/switchboard/internal/api/durable"
 	"github.com/switchboardhq/switchboard/internal/core"
-	"github.com/switchboardhq/switchboard/internal/history"
 )
 
 // This file holds the operations on messages and sessions: health, the
@@ -44,70 +42,13 @@ func (h *handler) send(c *call, t core.Target) error {
 	} else {
 		m.From = core.FromServer
 	}
-	var claim *history.Claim
-	if key := c.r.Header.Get(headerIdempotencyKey); key != "" && h.idem != nil {
-		if !validIdempotencyKey(key) {
-			return badRequest(headerIdempotencyKey, "Invalid Idempotency-Key: it must be 1 to 255 visible ASCII characters.")
-		}
-		fp := history.Fingerprint(t.Kind.String(), t.Name, uint8(m.Type), m.Data)
-		res, replayed, cl, err := h.idem.Begin(c.r.Context(), c.hub.Name(), key, fp)
-		switch {
-		case errors.Is(err, history.ErrKeyReused):
-			return errKeyReused(key)
-		case err != nil:
-			return fromCore(err, t.Name)
-		case replayed:
-			if h.history != nil {
-				h.history.IdempotentReplay(c.hub.Name())
-			}
-			c.w.Header().Set(headerReplayed, "true")
-			return accepted(c, res)
-		}
-		claim = cl
-		m.IdempotencyKey = key
-	}
-	if err := c.hub.Send(c.r.Context(), t, m); err != nil {
-		if claim != nil {
-			claim.Abort()
-		}
+	sent, err := h.sends.Send(c.r.Context(), c.r.Header.Get(durable.HeaderKey), c.hub, t, m)
+	if err != nil {
 		return fromCore(err, t.Name)
 	}
-	res := history.Result{Offset: m.Offset, Epoch: m.Epoch}
-	if claim != nil {
-		claim.Commit(res)
-	}
-	return accepted(c, res)
-}
-
-// Headers of sends.
-const (
-	headerIdempotencyKey = "Idempotency-Key"
-	headerReplayed       = "Idempotent-Replayed" // "true" on the answer to a retried send
-	headerOffset         = "X-Switchboard-Offset"
-	headerEpoch          = "X-Switchboard-Epoch"
-)
-
-// accepted answers a send with 202 and, for a group that keeps history, the
-// message's offset and epoch.
-func accepted(c *call, res history.Result) error {
-	if res.Offset != 0 {
-		c.w.Header().Set(headerOffset, strconv.FormatUint(res.Offset, 10))
-		c.w.Header().Set(headerEpoch, res.Epoch)
-	}
+	sent.SetHeaders(c.w.Header())
 	c.w.WriteHeader(http.StatusAccepted)
 	return nil
-}
-
-func validIdempotencyKey(k string) bool {
-	if len(k) > 255 {
-		return false
-	}
-	for i := 0; i < len(k); i++ {
-		if k[i] < 0x21 || k[i] > 0x7e {
-			return false
-		}
-	}
-	return true
 }
 
 func (h *handler) sendToAll(c *call) error {

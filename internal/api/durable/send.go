@@ -1,0 +1,116 @@
+package durable
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/history"
+)
+
+// Headers of sends.
+const (
+	HeaderKey      = "Idempotency-Key"
+	HeaderReplayed = "Idempotent-Replayed" // "true" on the answer to a retried send
+	HeaderOffset   = "X-Switchboard-Offset"
+	HeaderEpoch    = "X-Switchboard-Epoch"
+)
+
+// maxKeyBytes bounds an Idempotency-Key.
+const maxKeyBytes = 255
+
+// ReplayCounter counts the sends answered from the idempotency index (history.Service and
+// history.Namespaced count them by hub).
+type ReplayCounter interface {
+	IdempotentReplay(hub string)
+}
+
+// Sender sends REST messages once per Idempotency-Key. The zero value ignores the header.
+type Sender struct {
+	// Keys is the idempotency index, in the view of the API's namespace of hubs (see
+	// history.Idempotency.Namespace); nil: the header is ignored.
+	Keys *history.Idempotency
+	// Replays, if set, counts the sends answered from Keys.
+	Replays ReplayCounter
+}
+
+// Sent is how a send went: the message's place in its group's stream (zero for a target
+// that keeps no history) and whether the answer is the one of an earlier send with the key.
+type Sent struct {
+	history.Result
+	Replayed bool
+}
+
+// Send sends m to t in hub. With a key (the request's Idempotency-Key header) and an index,
+// a send that completed with the same key within the window is not run again: its result is
+// returned, with Replayed. A send with the key still running is waited for (or ctx); a failed
+// one gives the key up, so that a retry runs. Errors: a *Failure for a malformed key (400) or a
+// key used before for another request (422, wrapping history.ErrKeyReused), else the error of
+// ctx or of the core send.
+func (s Sender) Send(ctx context.Context, key string, hub *core.Hub, t core.Target, m *core.Message) (Sent, error) {
+	if key == "" || s.Keys == nil {
+		if err := hub.Send(ctx, t, m); err != nil {
+			return Sent{}, err
+		}
+		return Sent{Result: history.Result{Offset: m.Offset, Epoch: m.Epoch}}, nil
+	}
+	if !ValidKey(key) {
+		return Sent{}, badRequest(HeaderKey, ErrInvalidKey, "Invalid Idempotency-Key: it must be 1 to %d visible ASCII characters.", maxKeyBytes)
+	}
+	res, replayed, claim, err := s.Keys.Begin(ctx, hub.Name(), key, Fingerprint(t, m))
+	switch {
+	case errors.Is(err, history.ErrKeyReused):
+		return Sent{}, &Failure{Status: http.StatusUnprocessableEntity, Code: CodeKeyReused, Target: HeaderKey, cause: err,
+			Message: fmt.Sprintf("Idempotency-Key %q was used for a different request.", key)}
+	case err != nil:
+		return Sent{}, err
+	case replayed:
+		if s.Replays != nil {
+			s.Replays.IdempotentReplay(hub.Name())
+		}
+		return Sent{Result: res, Replayed: true}, nil
+	}
+	m.IdempotencyKey = key
+	if err := hub.Send(ctx, t, m); err != nil {
+		claim.Abort()
+		return Sent{}, err
+	}
+	res = history.Result{Offset: m.Offset, Epoch: m.Epoch}
+	claim.Commit(res)
+	return Sent{Result: res}, nil
+}
+
+// Fingerprint identifies a send for history.ErrKeyReused: its target and payload, as the log
+// restores them for the keys of durable sends (excluded conns and filters are not part of it).
+func Fingerprint(t core.Target, m *core.Message) uint64 {
+	return history.Fingerprint(t.Kind.String(), t.Name, uint8(m.Type), m.Data)
+}
+
+// ValidKey reports whether k is a well-formed Idempotency-Key: 1 to 255 visible ASCII
+// characters.
+func ValidKey(k string) bool {
+	if k == "" || len(k) > maxKeyBytes {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// SetHeaders puts the send's result in the answer's headers: Idempotent-Replayed for a replay,
+// and the offset and epoch of a message of a group that keeps history.
+func (s Sent) SetHeaders(h http.Header) {
+	if s.Replayed {
+		h.Set(HeaderReplayed, "true")
+	}
+	if s.Offset != 0 {
+		h.Set(HeaderOffset, strconv.FormatUint(s.Offset, 10))
+		h.Set(HeaderEpoch, s.Epoch)
+	}
+}
