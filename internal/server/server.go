@@ -73,14 +73,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		}
 	}
 	node, err := core.NewNode(core.Config{
-		NodeID: cfg.Server.NodeID,
-		Broker: cluster.NewLocal(),
-		Limits: core.Limits{
-			MaxQueueBytes:    cfg.Limits.MaxQueueBytes,
-			MaxGroupsPerConn: cfg.Limits.MaxGroupsPerConn,
-			ReplayMessages:   cfg.Reliable.ReplayMessages,
-			ReplayBytes:      cfg.Reliable.ReplayBytes,
-		},
+		NodeID:         cfg.Server.NodeID,
+		Broker:         cluster.NewLocal(),
+		Limits:         nodeLimits(cfg),
 		RecoveryWindow: cfg.Reliable.RecoveryWindow,
 		Logger:         log.With("component", "core"),
 		Registerer:     reg,
@@ -92,16 +87,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 
-	wsrv, err := websocket.NewServer(websocket.Options{
-		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
-		WriteTimeout:    cfg.WebSocket.WriteTimeout,
-		PingInterval:    cfg.WebSocket.PingInterval,
-		IdleTimeout:     cfg.WebSocket.IdleTimeout,
-		Writers:         cfg.WebSocket.Writers,
-		WriteGather:     cfg.WebSocket.WriteGather,
-		Logger:          log.With("component", "websocket"),
-		Registerer:      reg,
-	})
+	wsrv, err := newWebSocket(cfg, cfg.WebSocket.PingInterval, cfg.WebSocket.IdleTimeout, log, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -225,6 +211,31 @@ func historySummary(h *history.Service) func() any {
 			return map[string]any{"policies": map[string]any{}, "enabled": false}
 		}
 		return h.Summary()
+	}
+}
+
+// newWebSocket returns a WebSocket server with the configured limits and
+// writers, and the given ping period and idle timeout (SignalR has its own).
+func newWebSocket(cfg config.Config, ping, idle time.Duration, log *slog.Logger, reg prometheus.Registerer) (*websocket.Server, error) {
+	return websocket.NewServer(websocket.Options{
+		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
+		WriteTimeout:    cfg.WebSocket.WriteTimeout,
+		PingInterval:    ping,
+		IdleTimeout:     idle,
+		Writers:         cfg.WebSocket.Writers,
+		WriteGather:     cfg.WebSocket.WriteGather,
+		Logger:          log.With("component", "websocket"),
+		Registerer:      reg,
+	})
+}
+
+// nodeLimits are the per-conn limits of both namespaces' nodes.
+func nodeLimits(cfg config.Config) core.Limits {
+	return core.Limits{
+		MaxQueueBytes:    cfg.Limits.MaxQueueBytes,
+		MaxGroupsPerConn: cfg.Limits.MaxGroupsPerConn,
+		ReplayMessages:   cfg.Reliable.ReplayMessages,
+		ReplayBytes:      cfg.Reliable.ReplayBytes,
 	}
 }
 

@@ -72,14 +72,9 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		s.up = up
 	}
 	node, err := core.NewNode(core.Config{
-		NodeID: cfg.Server.NodeID,
-		Broker: cluster.NewLocal(),
-		Limits: core.Limits{
-			MaxQueueBytes:    cfg.Limits.MaxQueueBytes,
-			MaxGroupsPerConn: cfg.Limits.MaxGroupsPerConn,
-			ReplayMessages:   cfg.Reliable.ReplayMessages,
-			ReplayBytes:      cfg.Reliable.ReplayBytes,
-		},
+		NodeID:         cfg.Server.NodeID,
+		Broker:         cluster.NewLocal(),
+		Limits:         nodeLimits(cfg),
 		RecoveryWindow: cfg.SignalR.ReconnectWindow,
 		History:        coreHist,
 		Logger:         log.With("component", "core"),
@@ -90,16 +85,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		return nil, err
 	}
 	s.node = node
-	s.ws, err = websocket.NewServer(websocket.Options{
-		MaxMessageBytes: cfg.Limits.MaxMessageBytes,
-		WriteTimeout:    cfg.WebSocket.WriteTimeout,
-		PingInterval:    cfg.SignalR.KeepAlive,
-		IdleTimeout:     cfg.SignalR.ClientTimeout,
-		Writers:         cfg.WebSocket.Writers,
-		WriteGather:     cfg.WebSocket.WriteGather,
-		Logger:          log.With("component", "websocket"),
-		Registerer:      reg,
-	})
+	s.ws, err = newWebSocket(cfg, cfg.SignalR.KeepAlive, cfg.SignalR.ClientTimeout, log, reg)
 	if err != nil {
 		return nil, err
 	}
