@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -20,16 +21,20 @@ func newBenchCmd() *cobra.Command {
 	o := bench.Options{Workers: -1, SourceIPs: -1}
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "bench <fanout|durable|rooms|users|idle|connect>",
+		Use:   "bench <fanout|durable|rooms|users|idle|connect|signalr-fanout|signalr-connect>",
 		Short: "Load-test a running server through its public protocols",
 		Long: `Drive a running server like real clients do (REST publishers, json.webpubsub.azure.v1
-WebSocket clients) and report deliveries/s, end-to-end latency, lost / duplicated / out-of-order
-messages, handshakes/s and the server's RSS and CPU. See bench/README.md.`,
+WebSocket clients; SignalR clients with negotiate, the JSON or MessagePack hub protocol and the
+SignalR REST API for signalr-fanout and signalr-connect) and report deliveries/s, end-to-end
+latency, lost / duplicated / out-of-order messages, handshakes/s and the server's RSS and CPU.
+See bench/README.md.`,
 		Example: `  switchboard bench fanout --subscribers 100 --publishers 1 --messages 1000
   switchboard bench rooms --groups 100 --members 10 --rate 2 --duration 20s
   switchboard bench users --conns 2000 --users 500 --publishers 4
   switchboard bench idle --conns 15000 --hold 30s
-  switchboard bench connect --conns 19000 --dialers 128`,
+  switchboard bench connect --conns 19000 --dialers 128
+  switchboard bench signalr-fanout --subscribers 100 --publishers 1 --protocol messagepack
+  switchboard bench signalr-connect --conns 19000 --dialers 128`,
 		Args:      cobra.ExactArgs(1),
 		ValidArgs: bench.Scenarios,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -37,10 +42,17 @@ messages, handshakes/s and the server's RSS and CPU. See bench/README.md.`,
 			if o.ConnString == "" {
 				o.ConnString = os.Getenv("SWITCHBOARD_CONNECTION_STRING")
 			}
-			if o.ConnString == "" {
+			if o.SignalRConnString == "" {
+				o.SignalRConnString = os.Getenv("SWITCHBOARD_SIGNALR_CONNECTION_STRING")
+			}
+			signalR := strings.HasPrefix(o.Scenario, "signalr-")
+			switch {
+			case signalR && o.SignalRConnString == "":
+				return fmt.Errorf("--signalr-connection-string (or $SWITCHBOARD_SIGNALR_CONNECTION_STRING) is required for %s", o.Scenario)
+			case !signalR && o.ConnString == "":
 				return fmt.Errorf("--connection-string (or $SWITCHBOARD_CONNECTION_STRING) is required")
 			}
-			if !cmd.Flags().Changed("warmup") && (o.Scenario == "idle" || o.Scenario == "connect") {
+			if !cmd.Flags().Changed("warmup") && (o.Scenario == "idle" || o.Scenario == "connect" || o.Scenario == "signalr-connect") {
 				o.Warmup = 0
 			}
 			o.Progress = os.Stderr
@@ -70,15 +82,17 @@ messages, handshakes/s and the server's RSS and CPU. See bench/README.md.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.ConnString, "connection-string", "", "server connection string (default $SWITCHBOARD_CONNECTION_STRING)")
+	f.StringVar(&o.SignalRConnString, "signalr-connection-string", "", "signalr-*: the SignalR endpoint's connection string, the server's second stdout line (default $SWITCHBOARD_SIGNALR_CONNECTION_STRING)")
+	f.StringVar(&o.Protocol, "protocol", "", "signalr-*: hub protocol of the clients, json or messagepack (default json)")
 	f.StringVar(&o.Hub, "hub", "bench", "hub to use")
-	f.IntVar(&o.Subscribers, "subscribers", 100, "fanout: connections in the group")
-	f.IntVar(&o.Publishers, "publishers", 1, "fanout, users: REST publishers, one request in flight each")
-	f.IntVar(&o.Messages, "messages", 1000, "fanout, users: measured messages per publisher (after the warm-up)")
+	f.IntVar(&o.Subscribers, "subscribers", 100, "fanout, signalr-fanout: connections in the group")
+	f.IntVar(&o.Publishers, "publishers", 1, "fanout, signalr-fanout, users: REST publishers, one request in flight each")
+	f.IntVar(&o.Messages, "messages", 1000, "fanout, signalr-fanout, users: measured messages per publisher (after the warm-up)")
 	f.IntVar(&o.Size, "size", 64, "payload bytes (text)")
-	f.Float64Var(&o.Rate, "rate", 0, "fanout, users: total messages/s (0: as fast as answers come); rooms: messages/s per member (default 1)")
+	f.Float64Var(&o.Rate, "rate", 0, "fanout, signalr-fanout, users: total messages/s (0: as fast as answers come); rooms: messages/s per member (default 1)")
 	f.IntVar(&o.Groups, "groups", 0, "rooms: groups (default 10); idle: groups the connections spread over (default 1)")
 	f.IntVar(&o.Members, "members", 10, "rooms: members per group")
-	f.IntVar(&o.Conns, "conns", 0, "users, idle, connect: connections (default 1000)")
+	f.IntVar(&o.Conns, "conns", 0, "users, idle, connect, signalr-connect: connections (default 1000)")
 	f.IntVar(&o.Users, "users", 100, "users: distinct user ids the connections spread over")
 	f.DurationVar(&o.Duration, "duration", 0, "rooms: measured publishing time (default 10s)")
 	f.DurationVar(&o.Hold, "hold", 0, "idle: how long the connections stay idle (default 30s)")

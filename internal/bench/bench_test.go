@@ -125,6 +125,16 @@ func TestScenarios(t *testing.T) {
 // TestWorkerProcesses runs fanout with two worker processes: the test binary re-executed.
 func TestWorkerProcesses(t *testing.T) {
 	cs := startServer(t)
+	useTestWorkers(t)
+	o := Options{ConnString: cs, Scenario: "fanout", Subscribers: 20, Publishers: 2, Messages: 100, Workers: 2, SourceIPs: 4, Runs: 1, Warmup: 20 * time.Millisecond, Drain: 10 * time.Second}
+	r := runOK(t, o).Runs[0]
+	if r.Connections != 20 || r.Counted != 2*100*20 || r.Received != r.Sent*20 {
+		t.Errorf("conns %d counted %d sent %d received %d", r.Connections, r.Counted, r.Sent, r.Received)
+	}
+}
+
+// useTestWorkers makes worker processes re-execute the test binary until the test ends.
+func useTestWorkers(t *testing.T) {
 	old := WorkerCommand
 	WorkerCommand = func() (*exec.Cmd, error) {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -132,11 +142,6 @@ func TestWorkerProcesses(t *testing.T) {
 		return cmd, nil
 	}
 	t.Cleanup(func() { WorkerCommand = old })
-	o := Options{ConnString: cs, Scenario: "fanout", Subscribers: 20, Publishers: 2, Messages: 100, Workers: 2, SourceIPs: 4, Runs: 1, Warmup: 20 * time.Millisecond, Drain: 10 * time.Second}
-	r := runOK(t, o).Runs[0]
-	if r.Connections != 20 || r.Counted != 2*100*20 || r.Received != r.Sent*20 {
-		t.Errorf("conns %d counted %d sent %d received %d", r.Connections, r.Counted, r.Sent, r.Received)
-	}
 }
 
 // TestFailedRunIsReported checks that lost and duplicated messages make a run FAILED.

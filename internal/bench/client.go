@@ -18,6 +18,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+	"github.com/switchboardhq/switchboard/internal/hubproto"
 )
 
 // Subprotocol is the client protocol every bench connection speaks.
@@ -32,6 +33,9 @@ type client struct {
 	spec ConnSpec
 	conn net.Conn
 	br   *bufio.Reader
+	// proto is the SignalR hub protocol of a SignalR client; nil for Web PubSub
+	// (json.webpubsub.azure.v1).
+	proto hubproto.Protocol
 
 	wmu sync.Mutex // serialises writes
 
@@ -58,19 +62,8 @@ func (w *Worker) dial(ctx context.Context, spec ConnSpec, fresh bool) (*client, 
 		return nil, fmt.Errorf("token: %w", err)
 	}
 	u := w.wsBase + "?access_token=" + token
-	d := ws.Dialer{
-		Timeout:         15 * time.Second,
-		Protocols:       []string{Subprotocol},
-		ReadBufferSize:  readBufferSize,
-		WriteBufferSize: readBufferSize,
-	}
-	if w.sourceIPs > 0 {
-		ip := net.IPv4(127, 0, byte((spec.ID%w.sourceIPs)/254), byte(1+(spec.ID%w.sourceIPs)%254))
-		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 15 * time.Second, Control: bindNoPort}
-		d.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return nd.DialContext(ctx, "tcp4", addr)
-		}
-	}
+	d := w.wsDialer(spec)
+	d.Protocols = []string{Subprotocol}
 	conn, br, _, err := d.Dial(ctx, u)
 	if err != nil {
 		return nil, err
@@ -93,6 +86,23 @@ func (w *Worker) dial(ctx context.Context, spec ConnSpec, fresh bool) (*client, 
 	}
 	conn.SetReadDeadline(time.Time{})
 	return c, nil
+}
+
+// wsDialer returns the WebSocket dialer of spec's connection, bound to its source address.
+func (w *Worker) wsDialer(spec ConnSpec) ws.Dialer {
+	d := ws.Dialer{
+		Timeout:         15 * time.Second,
+		ReadBufferSize:  readBufferSize,
+		WriteBufferSize: readBufferSize,
+	}
+	if w.sourceIPs > 0 {
+		ip := net.IPv4(127, 0, byte((spec.ID%w.sourceIPs)/254), byte(1+(spec.ID%w.sourceIPs)%254))
+		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 15 * time.Second, Control: bindNoPort}
+		d.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return nd.DialContext(ctx, "tcp4", addr)
+		}
+	}
+	return d
 }
 
 // ipBindAddressNoPort is Linux's IP_BIND_ADDRESS_NO_PORT: bind the source address but pick
@@ -196,6 +206,10 @@ func (c *client) readLoop() {
 			c.conn.Close()
 			return
 		}
+		if c.proto != nil {
+			c.onHub(p, time.Now().UnixNano())
+			continue
+		}
 		if op != ws.OpText {
 			continue
 		}
@@ -219,6 +233,11 @@ func (c *client) onText(p []byte, now int64) {
 		c.w.count(&c.w.errors, "foreign message")
 		return
 	}
+	c.track(stream, seq, ts, now)
+}
+
+// track accounts one delivery of message seq of stream, sent at ts and received at now.
+func (c *client) track(stream uint32, seq uint64, ts, now int64) {
 	c.mu.Lock()
 	t := c.tracks[stream]
 	if t == nil {

@@ -20,16 +20,23 @@ import (
 
 	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/hubproto"
 )
 
 // Scenarios the tool runs.
-var Scenarios = []string{"fanout", "durable", "rooms", "users", "idle", "connect"}
+var Scenarios = []string{"fanout", "durable", "rooms", "users", "idle", "connect", "signalr-fanout", "signalr-connect"}
 
 // Options configure a run. Zero values get the defaults of [Options.withDefaults].
 type Options struct {
 	Scenario   string `json:"scenario"`
 	ConnString string `json:"-"`
 	Hub        string `json:"hub"`
+
+	// SignalRConnString is the SignalR endpoint's connection string, required by the
+	// signalr-* scenarios (ConnString is then optional: it only helps observe the server).
+	SignalRConnString string `json:"-"`
+	// Protocol is the hub protocol of the SignalR clients: json (default) or messagepack.
+	Protocol string `json:"protocol,omitempty"`
 
 	Subscribers int           `json:"subscribers,omitempty"` // fanout: connections in the group
 	Publishers  int           `json:"publishers,omitempty"`  // fanout, users: REST publishers
@@ -53,6 +60,8 @@ type Options struct {
 	// Progress receives a live line once per second (nil: none); ProgressCR rewrites one line.
 	Progress   io.Writer `json:"-"`
 	ProgressCR bool      `json:"-"`
+
+	pingInterval time.Duration // SignalR clients' Ping (0: DefaultSignalRPing); tests shorten it
 }
 
 func (o Options) withDefaults() Options {
@@ -76,7 +85,7 @@ func (o Options) withDefaults() Options {
 		o.Groups = map[bool]int{true: 10, false: 1}[o.Scenario == "rooms"]
 	}
 	if o.Conns <= 0 {
-		o.Conns = map[string]int{"users": 1000, "idle": 1000, "connect": 1000}[o.Scenario]
+		o.Conns = map[string]int{"users": 1000, "idle": 1000, "connect": 1000, "signalr-connect": 1000}[o.Scenario]
 	}
 	if o.Scenario == "rooms" && o.Rate <= 0 {
 		o.Rate = 1
@@ -99,19 +108,30 @@ func (o Options) withDefaults() Options {
 	}
 	if o.SourceIPs < 0 {
 		o.SourceIPs = 0
-		if ep, _, err := auth.ParseConnectionString(o.ConnString); err == nil {
+		if ep, _, err := auth.ParseConnectionString(o.clientConnString()); err == nil {
 			if u, err := url.Parse(ep); err == nil && isLocalHost(u.Hostname()) {
 				o.SourceIPs = 8
 			}
 		}
 	}
+	if isSignalR(o.Scenario) && o.Protocol == "" {
+		o.Protocol = "json"
+	}
 	return o
+}
+
+// clientConnString is the connection string of the endpoint the scenario's clients use.
+func (o Options) clientConnString() string {
+	if isSignalR(o.Scenario) {
+		return o.SignalRConnString
+	}
+	return o.ConnString
 }
 
 // connections is how many connections the scenario holds at once.
 func (o Options) connections() int {
 	switch o.Scenario {
-	case "fanout", "durable":
+	case "fanout", "durable", "signalr-fanout":
 		return o.Subscribers
 	case "rooms":
 		return o.Groups * o.Members
@@ -188,15 +208,35 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, fmt.Errorf("unknown scenario %q (want one of %s)", o.Scenario, strings.Join(Scenarios, ", "))
 	}
 	o = o.withDefaults()
-	endpoint, key, err := auth.ParseConnectionString(o.ConnString)
-	if err != nil {
-		return nil, err
+	r := &runner{o: o, tokens: map[string]string{}}
+	if isSignalR(o.Scenario) {
+		if _, ok := hubproto.Lookup(o.Protocol); !ok {
+			return nil, fmt.Errorf("unknown SignalR hub protocol %q (want json or messagepack)", o.Protocol)
+		}
+		endpoint, key, err := auth.ParseConnectionString(o.SignalRConnString)
+		if err != nil {
+			return nil, fmt.Errorf("signalr connection string: %w", err)
+		}
+		if r.srRing, err = auth.NewKeyRing(key); err != nil {
+			return nil, err
+		}
+		r.srEndpoint = strings.TrimRight(endpoint, "/")
+		// Without a Web PubSub connection string the server is observed through the
+		// SignalR endpoint's port (its /metrics is on the Web PubSub listener).
+		r.endpoint, r.ring = r.srEndpoint, r.srRing
+	} else if o.Protocol != "" {
+		return nil, fmt.Errorf("a hub protocol (%q) applies to the signalr-* scenarios only", o.Protocol)
 	}
-	ring, err := auth.NewKeyRing(key)
-	if err != nil {
-		return nil, err
+	if o.ConnString != "" || !isSignalR(o.Scenario) {
+		endpoint, key, err := auth.ParseConnectionString(o.ConnString)
+		if err != nil {
+			return nil, err
+		}
+		if r.ring, err = auth.NewKeyRing(key); err != nil {
+			return nil, err
+		}
+		r.endpoint = strings.TrimRight(endpoint, "/")
 	}
-	r := &runner{o: o, endpoint: strings.TrimRight(endpoint, "/"), ring: ring, tokens: map[string]string{}}
 	r.http = &http.Client{Transport: &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
@@ -260,7 +300,7 @@ func median(scenario string, runs []RunResult) RunResult {
 	}
 	key := func(r RunResult) float64 {
 		switch scenario {
-		case "connect":
+		case "connect", "signalr-connect":
 			return r.HandshakesPerSec
 		case "idle":
 			return r.Server.RSSPerConn
@@ -274,8 +314,12 @@ func median(scenario string, runs []RunResult) RunResult {
 
 type runner struct {
 	o        Options
-	endpoint string
+	endpoint string // Web PubSub endpoint (the SignalR one when no Web PubSub string is given)
 	ring     *auth.KeyRing
+
+	srEndpoint string // SignalR endpoint of the signalr-* scenarios
+	srRing     *auth.KeyRing
+
 	http     *http.Client
 	probe    *serverProbe
 	baseline int64
@@ -296,7 +340,11 @@ func (r *runner) serverToken(u string) string {
 	if t, ok := r.tokens[u]; ok {
 		return t
 	}
-	t, _ := r.ring.MintServerToken(u, 24*time.Hour)
+	ring := r.ring
+	if r.srRing != nil && strings.HasPrefix(u, r.srEndpoint+"/") {
+		ring = r.srRing
+	}
+	t, _ := ring.MintServerToken(u, 24*time.Hour)
 	r.tokens[u] = t
 	return t
 }
@@ -314,7 +362,12 @@ func (r *runner) startWorkers(ctx context.Context) error {
 		}
 	}
 	return r.all(ctx, func(int) Request {
-		return Request{Op: "init", ConnString: r.o.ConnString, Hub: r.o.Hub, SourceIPs: r.o.SourceIPs}
+		req := Request{Op: "init", ConnString: r.o.ConnString, Hub: r.o.Hub, SourceIPs: r.o.SourceIPs}
+		if isSignalR(r.o.Scenario) {
+			req.SignalRConnString, req.Protocol, req.PingInterval = r.o.SignalRConnString, r.o.Protocol, r.o.pingInterval
+			req.Dialers = max(1, (r.o.Dialers+len(r.workers)-1)/len(r.workers))
+		}
+		return req
 	}, nil)
 }
 
@@ -484,18 +537,22 @@ func (r *runner) run(ctx context.Context, n int) (res RunResult, err error) {
 	}()
 	switch r.o.Scenario {
 	case "fanout":
-		err = r.fanout(ctx, &res, "fanout")
+		err = r.fanout(ctx, &res, "fanout", r.sendURL("groups", "fanout"))
 	case "durable":
 		// fanout to a group the server keeps history for: every send is
 		// persisted (and fsynced) before it is accepted and delivered.
-		err = r.fanout(ctx, &res, DurableGroup)
+		err = r.fanout(ctx, &res, DurableGroup, r.sendURL("groups", DurableGroup))
+	case "signalr-fanout":
+		// SignalR clients joined to the group through the REST API, sends through
+		// the SignalR REST API.
+		err = r.fanout(ctx, &res, "fanout", r.signalRSendURL("fanout"))
 	case "users":
 		err = r.users(ctx, &res)
 	case "rooms":
 		err = r.rooms(ctx, &res)
 	case "idle":
 		err = r.idle(ctx, &res)
-	case "connect":
+	case "connect", "signalr-connect":
 		err = r.connectScenario(ctx, &res)
 	}
 	r.phase.Store("close")
@@ -535,7 +592,11 @@ func (r *runner) restSend(ctx context.Context, u string, body []byte) error {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+r.serverToken(u))
-	req.Header.Set("Content-Type", "text/plain")
+	if r.srRing != nil {
+		req.Header.Set("Content-Type", "application/json")
+	} else {
+		req.Header.Set("Content-Type", "text/plain")
+	}
 	resp, err := r.http.Do(req)
 	if err != nil {
 		r.countSendError(reason(err))
@@ -557,6 +618,20 @@ func (r *runner) restSend(ctx context.Context, u string, body []byte) error {
 
 func (r *runner) sendURL(kind, name string) string {
 	return r.endpoint + "/api/hubs/" + url.PathEscape(r.o.Hub) + "/" + kind + "/" + url.PathEscape(name) + "/:send?api-version=2024-12-01"
+}
+
+// signalRSendURL is the SignalR REST API's send to group.
+func (r *runner) signalRSendURL(group string) string {
+	return r.srEndpoint + "/api/hubs/" + url.PathEscape(r.o.Hub) + "/groups/" + url.PathEscape(group) + "/:send?api-version=" + SignalRAPIVersion
+}
+
+// appendBody appends the REST body of one message: the payload itself (Web PubSub, text/plain),
+// or a SignalR invocation of SignalRTarget with the payload as its argument.
+func (r *runner) appendBody(b []byte, stream uint32, seq uint64, ts int64) []byte {
+	if r.srRing != nil {
+		return appendSignalRBody(b, func(b []byte) []byte { return appendPayload(b, stream, seq, ts, r.o.Size) })
+	}
+	return appendPayload(b, stream, seq, ts, r.o.Size)
 }
 
 // publishREST runs o.Publishers publishers; each sends while now < measureFrom (warm-up),
@@ -590,7 +665,7 @@ func (r *runner) publishREST(ctx context.Context, measureFrom time.Time, target 
 				seq := seqs(stream)
 				now := time.Now()
 				isMeasured := !now.Before(measureFrom)
-				body = appendPayload(body[:0], stream, *seq, now.UnixNano(), r.o.Size)
+				body = r.appendBody(body[:0], stream, *seq, now.UnixNano())
 				if err := r.restSend(ctx, u, body); err != nil {
 					failures++
 					continue
@@ -626,7 +701,8 @@ func (r *runner) startMeasuring(ctx context.Context) (time.Time, error) {
 // history for it (e.g. hubs.bench.history: [{pattern: "durable", …}]).
 const DurableGroup = "durable"
 
-func (r *runner) fanout(ctx context.Context, res *RunResult, group string) error {
+// fanout subscribes o.Subscribers connections to group and publishes to it through u.
+func (r *runner) fanout(ctx context.Context, res *RunResult, group, u string) error {
 	specs := make([]ConnSpec, r.o.Subscribers)
 	for i := range specs {
 		specs[i] = ConnSpec{ID: i, Groups: []string{group}, Key: group}
@@ -636,7 +712,6 @@ func (r *runner) fanout(ctx context.Context, res *RunResult, group string) error
 	}
 	r.phase.Store("publish")
 	seqs := make([]uint64, r.o.Publishers) // each publisher owns its element
-	u := r.sendURL("groups", group)
 	return r.measure(ctx, res, func() error {
 		t, err := r.startMeasuring(ctx)
 		if err != nil {

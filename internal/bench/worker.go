@@ -33,6 +33,12 @@ type Request struct {
 	ConnString string `json:"connString,omitempty"`
 	Hub        string `json:"hub,omitempty"`
 	SourceIPs  int    `json:"sourceIPs,omitempty"`
+	// init, SignalR scenarios: the SignalR endpoint's connection string, the hub protocol
+	// (json, messagepack) and how often clients ping (0: DefaultSignalRPing). With
+	// SignalRConnString set the worker's clients are SignalR clients.
+	SignalRConnString string        `json:"signalrConnString,omitempty"`
+	Protocol          string        `json:"protocol,omitempty"`
+	PingInterval      time.Duration `json:"pingInterval,omitempty"`
 
 	// connect
 	Conns       []ConnSpec `json:"conns,omitempty"`
@@ -86,6 +92,7 @@ type Worker struct {
 	wsBase    string
 	ring      *auth.KeyRing
 	sourceIPs int
+	sr        *signalR // nil: Web PubSub clients
 
 	mu      sync.Mutex
 	conns   []*client
@@ -107,6 +114,10 @@ type Worker struct {
 	nCounted    atomic.Int64
 	firstRecv   atomic.Int64
 	lastRecv    atomic.Int64
+
+	// The pinger of SignalR clients runs while connections are open (guarded by mu).
+	pingStop chan struct{}
+	pingDone chan struct{}
 }
 
 // NewWorker returns an idle worker; its first request must be init.
@@ -173,8 +184,7 @@ func (w *Worker) token(spec ConnSpec, fresh bool) (string, error) {
 			return t, nil
 		}
 	}
-	// Client tokens are checked only at connect: an hour is plenty.
-	t, err := w.ring.MintClientToken(w.audience, auth.MintOptions{UserID: spec.User, Groups: spec.Groups, Roles: spec.Roles})
+	t, err := w.mintClientToken(spec)
 	if err != nil {
 		return "", err
 	}
@@ -219,7 +229,26 @@ func (w *Worker) handle(ctx context.Context, req Request) (Response, error) {
 	return Response{}, fmt.Errorf("unknown op %q", req.Op)
 }
 
+// mintClientToken makes a client token for spec: a Web PubSub token with the spec's user,
+// groups and roles, or a SignalR token with its user (SignalR clients join groups through
+// the REST API). Client tokens are checked only at connect: the default hour is plenty.
+func (w *Worker) mintClientToken(spec ConnSpec) (string, error) {
+	if w.sr != nil {
+		return w.sr.ring.MintSignalRClientToken(w.sr.audience, spec.User, 0)
+	}
+	return w.ring.MintClientToken(w.audience, auth.MintOptions{UserID: spec.User, Groups: spec.Groups, Roles: spec.Roles})
+}
+
 func (w *Worker) init(req Request) error {
+	w.sourceIPs = req.SourceIPs
+	if req.SignalRConnString != "" {
+		sr, err := newSignalR(req.SignalRConnString, req.Hub, req.Protocol, req.PingInterval, req.Dialers)
+		if err != nil {
+			return err
+		}
+		w.sr = sr
+		return nil
+	}
 	endpoint, key, err := auth.ParseConnectionString(req.ConnString)
 	if err != nil {
 		return err
@@ -242,7 +271,6 @@ func (w *Worker) init(req Request) error {
 	w.ring = ring
 	w.audience = auth.ClientAudience(endpoint, req.Hub)
 	w.wsBase = u.String() + "/client/hubs/" + url.PathEscape(req.Hub)
-	w.sourceIPs = req.SourceIPs
 	return nil
 }
 
@@ -251,7 +279,7 @@ func (w *Worker) init(req Request) error {
 // (the server still verifies one distinct token per connection).
 func (w *Worker) mint(req Request) error {
 	for _, spec := range req.Conns {
-		t, err := w.ring.MintClientToken(w.audience, auth.MintOptions{UserID: spec.User, Groups: spec.Groups, Roles: spec.Roles})
+		t, err := w.mintClientToken(spec)
 		if err != nil {
 			return err
 		}
@@ -270,6 +298,7 @@ func (w *Worker) connect(ctx context.Context, req Request) Response {
 	errs := map[string]int64{}
 	hist := newHist()
 	var ok int64
+	w.startPinger()
 	for range dialers {
 		wg.Add(1)
 		go func() {
@@ -280,7 +309,11 @@ func (w *Worker) connect(ctx context.Context, req Request) Response {
 					return
 				}
 				t0 := time.Now()
-				c, err := w.dial(ctx, req.Conns[i], req.FreshTokens)
+				dial := w.dial
+				if w.sr != nil {
+					dial = w.dialSignalR
+				}
+				c, err := dial(ctx, req.Conns[i], req.FreshTokens)
 				el := time.Since(t0)
 				mu.Lock()
 				if err != nil {
@@ -420,6 +453,10 @@ func (w *Worker) collect(ctx context.Context, req Request) Response {
 // closeAll closes every connection, waits for their readers, and reports disconnects
 // that happened before.
 func (w *Worker) closeAll() Response {
+	w.stopPinger()
+	if w.sr != nil {
+		defer w.sr.http.CloseIdleConnections()
+	}
 	w.mu.Lock()
 	conns := w.conns
 	w.conns = nil
