@@ -155,6 +155,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	s.http = &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
+		ConnContext:       websocket.ConnContext,
 		ReadTimeout:       30 * time.Second, // REST bodies; upgraded sockets clear their deadlines
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

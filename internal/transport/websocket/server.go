@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"runtime"
 	"sync"
@@ -136,8 +137,13 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol str
 	if subprotocol != "" {
 		up.Protocol = func(p string) bool { return p == subprotocol }
 	}
+	tcp, _ := r.Context().Value(connKey{}).(net.Conn)
+	corked := tcp != nil && cork(tcp)
 	conn, rw, _, err := up.Upgrade(r, w)
 	if err != nil {
+		if corked {
+			uncork(tcp) // the connection may serve more HTTP requests
+		}
 		if conn != nil {
 			conn.Close()
 		}
@@ -145,7 +151,22 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol str
 		return nil, fmt.Errorf("%w: %v", ErrNotWebSocket, err)
 	}
 	sock := newSocket(s, conn, rw.Reader)
+	sock.corked.Store(corked && conn == tcp)
+	if corked && conn != tcp {
+		uncork(tcp)
+	}
 	return sock, nil
+}
+
+// connKey is the request-context key of the request's connection.
+type connKey struct{}
+
+// ConnContext is an http.Server ConnContext hook: it makes the connection
+// known to Upgrade, which then sends the 101 response and the socket's first
+// frames (the protocol's welcome) in one TCP segment. Without it, Upgrade
+// works the same with one segment more.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
 }
 
 func headerHasToken(v, token string) bool {

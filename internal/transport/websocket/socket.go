@@ -54,6 +54,7 @@ type Socket struct {
 	hdr  [ws.MaxHeaderSize]byte
 
 	scheduled    atomic.Bool
+	corked       atomic.Bool // holding the 101 response back for the first frames (see cork)
 	lastRead     atomic.Int64 // unix nanoseconds
 	clientClosed atomic.Bool  // the client sent a close frame
 
@@ -149,6 +150,12 @@ func (s *Socket) Close(code int, reason string) {
 // buffered. Without it, one goroutine reads for the socket's lifetime.
 func (s *Socket) Serve(h Handler) {
 	s.h = h
+	s.mu.Lock()
+	bound := s.src != nil
+	s.mu.Unlock()
+	if !bound && s.corked.CompareAndSwap(true, false) {
+		uncork(s.conn) // no first frames to wait for: the client waits for the 101
+	}
 	if s.fd < 0 || (s.br != nil && s.br.Buffered() > 0) {
 		go s.burst()
 		return

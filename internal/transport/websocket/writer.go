@@ -195,10 +195,12 @@ func (w *writer) flush(s *Socket) {
 		frames++
 		s.closeQueued = true
 	}
-	if len(w.spans) == 0 {
-		return
+	if len(w.spans) > 0 {
+		w.write(s, frames)
 	}
-	w.write(s, frames)
+	if s.corked.CompareAndSwap(true, false) {
+		uncork(s.conn) // the 101 response and the first frames leave together
+	}
 }
 
 // addMessage appends one data frame: header, per-conn head, body.
