@@ -54,7 +54,7 @@ type Socket struct {
 	hdr  [ws.MaxHeaderSize]byte
 
 	scheduled    atomic.Bool
-	corked       atomic.Bool // holding the 101 response back for the first frames (see cork)
+	corked       atomic.Bool  // holding the 101 response back for the first frames (see cork)
 	lastRead     atomic.Int64 // unix nanoseconds
 	clientClosed atomic.Bool  // the client sent a close frame
 
