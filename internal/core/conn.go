@@ -35,6 +35,7 @@ type Conn struct {
 	created  time.Time
 
 	out       outbox
+	results   results            // invocations waiting for the client's answer
 	sent      prometheus.Counter // messages enqueued, by hub and dialect
 	sentBytes prometheus.Counter // their payload bytes
 

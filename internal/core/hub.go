@@ -123,6 +123,7 @@ func (h *Hub) removeConn(c *Conn, reason string) bool {
 		h.users.remove(c.userID, c)
 	}
 	h.conns.remove(c)
+	c.endResults()
 	h.node.metrics.conns.WithLabelValues(h.name, c.dialect).Dec()
 	if fn := h.node.cfg.OnConnEnd; fn != nil {
 		fn(c, reason)

@@ -135,6 +135,7 @@ func (jsonProtocol) Decode(msg []byte) (Message, error) {
 			return m, malformed("the 'error' and 'result' properties are mutually exclusive")
 		}
 		m.HasResult = f.result != nil
+		m.Result = f.result
 		if f.errorMsg != nil {
 			if m.Error, err = jsonRequiredString("error", f.errorMsg); err != nil {
 				return m, err

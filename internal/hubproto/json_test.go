@@ -30,7 +30,7 @@ func TestJSONDecode(t *testing.T) {
 		{"completion void", `{"type":3,"invocationId":"0"}`,
 			Message{Kind: Completion, InvocationID: "0"}},
 		{"completion result null", `{"type":3,"invocationId":"0","result":null}`,
-			Message{Kind: Completion, InvocationID: "0", HasResult: true}},
+			Message{Kind: Completion, InvocationID: "0", HasResult: true, Result: []byte("null")}},
 		{"completion error", `{"type":3,"invocationId":"0","error":"Invocation failed, status code 404"}`,
 			Message{Kind: Completion, InvocationID: "0", Error: "Invocation failed, status code 404"}},
 		{"cancel", `{"type":5,"invocationId":"3"}`, Message{Kind: CancelInvocation, InvocationID: "3"}},

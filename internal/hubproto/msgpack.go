@@ -164,9 +164,11 @@ func (msgpackProtocol) Decode(msg []byte) (Message, error) {
 			if err := need(5); err != nil {
 				return m, err
 			}
-			if b, err = msgp.Skip(b); err != nil {
+			rest, err := msgp.Skip(b)
+			if err != nil {
 				return m, malformed("completion result: %v", err)
 			}
+			m.Result, b = b[:len(b)-len(rest)], rest
 			m.HasResult = true
 			left--
 		default:

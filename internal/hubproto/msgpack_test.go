@@ -90,7 +90,7 @@ func TestMsgpackDecode(t *testing.T) {
 		{"stream item", mp([]any{2, empty, "2", mpMap{{"x", nil}}}), Message{Kind: StreamItem, InvocationID: "2"}},
 		{"completion error", mp([]any{3, empty, "0", 1, "boom"}), Message{Kind: Completion, InvocationID: "0", Error: "boom"}},
 		{"completion void", mp([]any{3, empty, "0", 2}), Message{Kind: Completion, InvocationID: "0"}},
-		{"completion result", mp([]any{3, empty, "0", 3, nil}), Message{Kind: Completion, InvocationID: "0", HasResult: true}},
+		{"completion result", mp([]any{3, empty, "0", 3, nil}), Message{Kind: Completion, InvocationID: "0", HasResult: true, Result: []byte{0xc0}}},
 		{"cancel", mp([]any{5, empty, "9"}), Message{Kind: CancelInvocation, InvocationID: "9"}},
 		{"ping", mustHex("91 06"), Message{Kind: Ping}},
 		{"close nil error", mp([]any{7, nil}), Message{Kind: Close}},

@@ -86,16 +86,20 @@ func malformed(format string, args ...any) error {
 
 // Message is one decoded hub message. Fields a kind does not carry stay zero.
 type Message struct {
-	Kind           Kind
-	InvocationID   string            // "" when absent
-	Target         string            // Invocation, StreamInvocation
-	Arguments      int               // number of arguments (for validation/metrics)
-	StreamIDs      []string          // Invocation, StreamInvocation
-	Headers        map[string]string // nil when absent or empty
-	Error          string            // Completion error / Close error
-	HasResult      bool              // Completion carries a result
-	AllowReconnect bool              // Close
-	SequenceID     uint64            // Ack, Sequence
+	Kind         Kind
+	InvocationID string            // "" when absent
+	Target       string            // Invocation, StreamInvocation
+	Arguments    int               // number of arguments (for validation/metrics)
+	StreamIDs    []string          // Invocation, StreamInvocation
+	Headers      map[string]string // nil when absent or empty
+	Error        string            // Completion error / Close error
+	HasResult    bool              // Completion carries a result
+	// Result is the raw result value of a Completion that carries one, in the protocol's
+	// encoding (JSON text, or one MessagePack value); nil otherwise. It aliases the input of
+	// Decode. ResultJSON turns it into JSON.
+	Result         []byte
+	AllowReconnect bool   // Close
+	SequenceID     uint64 // Ack, Sequence
 	// Raw is the message WITHOUT transport framing (the JSON object without 0x1E, the msgpack
 	// array without its VarInt prefix). It aliases the input of Decode.
 	Raw []byte
@@ -133,6 +137,13 @@ type Protocol interface {
 	// protocol appends it verbatim + 0x1E; MessagePack converts it to
 	// [1, {}, invocationId|nil, target, [args...]].
 	AppendInvocation(dst []byte, jsonInvocation []byte) ([]byte, error)
+	// AppendStreamItem appends a complete framed StreamItem of stream invocationID carrying
+	// jsonItem, one JSON value (MessagePack converts it as AppendInvocation converts
+	// arguments).
+	AppendStreamItem(dst []byte, invocationID string, jsonItem []byte) ([]byte, error)
+	// ResultJSON appends a Completion's Result (Message.Result of this protocol) as JSON text:
+	// verbatim for JSON, converted for MessagePack (see AppendJSONFromMsgpack).
+	ResultJSON(dst []byte, result []byte) ([]byte, error)
 }
 
 // JSON is the "json" hub protocol (Text transfer format).

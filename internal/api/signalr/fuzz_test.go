@@ -41,12 +41,17 @@ func FuzzRouter(f *testing.F) {
 		{0, "/api/hubs//users/", "", true},
 		{0, "/api/v1/v1/hubs/chat", "", true},
 		{2, "/api/hubs/chat/connections/c/streams/s/:send", "", true},
+		{2, "/api/hubs/chat/connections/c/streams/s/:send?completed=true", `{"a":1}`, true},
+		{2, "/api/hubs/chat/connections/c/streams/s/:complete?reason=x", "", true},
+		{2, "/api/hubs/chat/connections/c/:invoke", `{"target":"t","arguments":[1]}`, true},
+		{2, "/api/hubs/chat/:execute?filter=userId%20eq%20%27u%27", `[{"type":"JoinGroup","group":"g2"},{"type":"SendMessage","message":{"target":"t"}}]`, true},
+		{2, "/api/hubs/chat/:execute?filter=groups%20has", `[{"type":"LeaveGroup","group":"g"}]`, true},
 	}
 	for _, s := range seeds {
 		f.Add(s.method, s.target, []byte(s.body), s.token)
 	}
 
-	h, node, keys := newHandler(f, signalr.Config{MaxBodyBytes: 4 << 10})
+	h, node, keys := newHandler(f, signalr.Config{MaxBodyBytes: 4 << 10, InvokeTimeout: 10 * time.Millisecond})
 	hub, err := node.Hub("chat")
 	if err != nil {
 		f.Fatal(err)

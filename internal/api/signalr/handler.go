@@ -31,6 +31,9 @@ type Config struct {
 	Endpoint func() string
 	// MaxBodyBytes bounds request bodies; a larger one gets 413. 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// InvokeTimeout bounds how long :invoke waits for the client's answer (the request's own
+	// context can end it sooner). 0 means DefaultInvokeTimeout.
+	InvokeTimeout time.Duration
 	// History, if set, serves the catch-up read GET …/groups/{group}/messages and counts the
 	// sends answered from Idempotency: the SignalR namespace's history (history.Namespaced).
 	History History
@@ -53,16 +56,18 @@ type History interface {
 
 // handler serves /api/ on the SignalR listener.
 type handler struct {
-	node      *core.Node
-	history   History
-	sends     durable.Sender
-	keys      *auth.KeyRing
-	endpoint  func() string
-	maxBody   int64
-	log       *slog.Logger
-	endpoints []endpoint
-	requests  *prometheus.CounterVec
-	duration  *prometheus.HistogramVec
+	node     *core.Node
+	history  History
+	sends    durable.Sender
+	keys     *auth.KeyRing
+	endpoint func() string
+	maxBody  int64
+	// invokeTimeout bounds the wait of :invoke for the client's answer.
+	invokeTimeout time.Duration
+	log           *slog.Logger
+	endpoints     []endpoint
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
 }
 
 // NewHandler returns the SignalR data-plane REST API. It serves every path under /api/ and
@@ -75,19 +80,25 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		return nil, errors.New("signalr: Config.Keys is required")
 	case cfg.MaxBodyBytes < 0:
 		return nil, fmt.Errorf("signalr: Config.MaxBodyBytes %d is negative", cfg.MaxBodyBytes)
+	case cfg.InvokeTimeout < 0:
+		return nil, fmt.Errorf("signalr: Config.InvokeTimeout %s is negative", cfg.InvokeTimeout)
 	}
 	h := &handler{
-		node:      cfg.Node,
-		history:   cfg.History,
-		sends:     durable.Sender{Keys: cfg.Idempotency, Replays: cfg.History},
-		keys:      cfg.Keys,
-		endpoint:  cfg.Endpoint,
-		maxBody:   cfg.MaxBodyBytes,
-		log:       cfg.Logger,
-		endpoints: endpoints(),
+		node:          cfg.Node,
+		history:       cfg.History,
+		sends:         durable.Sender{Keys: cfg.Idempotency, Replays: cfg.History},
+		keys:          cfg.Keys,
+		endpoint:      cfg.Endpoint,
+		maxBody:       cfg.MaxBodyBytes,
+		invokeTimeout: cfg.InvokeTimeout,
+		log:           cfg.Logger,
+		endpoints:     endpoints(),
 	}
 	if h.maxBody == 0 {
 		h.maxBody = DefaultMaxBodyBytes
+	}
+	if h.invokeTimeout == 0 {
+		h.invokeTimeout = DefaultInvokeTimeout
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)

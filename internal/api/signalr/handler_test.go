@@ -102,10 +102,11 @@ func TestStatusCodes(t *testing.T) {
 		// 2024-12-01.
 		{"GET", "/api/hubs/chat/groups/g1/connections?api-version=2024-12-01", "", 200, ""},
 		{"POST", "/api/hubs/chat/:generateToken?userId=u1", "", 200, ""},
-		{"POST", "/api/hubs/chat/:execute", `[]`, 501, "Error.NotSupported"},
-		{"POST", "/api/hubs/chat/connections/{c}/:invoke", invocation, 501, "Error.NotSupported"},
-		{"POST", "/api/hubs/chat/connections/{c}/streams/s1/:send", invocation, 501, "Error.NotSupported"},
-		{"POST", "/api/hubs/chat/connections/{c}/streams/s1/:complete", "", 501, "Error.NotSupported"},
+		{"POST", "/api/hubs/chat/:execute", `[]`, 202, ""},
+		{"POST", "/api/v1/hubs/chat/:execute?filter=userId%20eq%20%27u1%27", `[{"type":"JoinGroup","group":"g2"}]`, 202, ""},
+		{"POST", "/api/hubs/chat/connections/unknown/:invoke", invocation, 404, "Error.Connection.NotExisted"},
+		{"POST", "/api/hubs/chat/connections/unknown/streams/s1/:send", `1`, 404, "Error.Connection.NotExisted"},
+		{"POST", "/api/hubs/chat/connections/unknown/streams/s1/:complete", "", 404, "Error.Connection.NotExisted"},
 		{"GET", "/api/auth/accessKey", "", 501, "Error.NotSupported"},
 
 		// Routing.

@@ -77,15 +77,16 @@ type env struct {
 }
 
 type envOptions struct {
-	maxBody  int64
-	endpoint func() string
+	maxBody       int64
+	endpoint      func() string
+	invokeTimeout time.Duration
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, reg: prometheus.NewRegistry()}
 	var h http.Handler
-	h, e.node, e.keys = newHandler(t, signalr.Config{MaxBodyBytes: o.maxBody, Endpoint: o.endpoint, Registerer: e.reg})
+	h, e.node, e.keys = newHandler(t, signalr.Config{MaxBodyBytes: o.maxBody, Endpoint: o.endpoint, InvokeTimeout: o.invokeTimeout, Registerer: e.reg})
 	e.srv = httptest.NewServer(h)
 	t.Cleanup(e.srv.Close)
 	return e

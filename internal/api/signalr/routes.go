@@ -121,7 +121,7 @@ func endpoints() []endpoint {
 		{"hubs/{hub}/:send", methods{post: broadcast}},
 		{"hubs/{hub}/:closeConnections", methods{post: do(opCloseAll, (*handler).closeAll, status(noContent, noContent))}},
 		{"hubs/{hub}/:generateToken", methods{post: do(opGenerateToken, (*handler).generateToken, status(0, 0))}},
-		{"hubs/{hub}/:execute", methods{post: unsupported(opExecute, "The :execute operation")}},
+		{"hubs/{hub}/:execute", methods{post: do(opExecute, (*handler).execute, status(accepted, accepted))}},
 
 		{"hubs/{hub}/users/{user}", methods{post: toUser, get: userExists, head: userExists}},
 		{"hubs/{hub}/users/{user}/:send", methods{post: toUser}},
@@ -144,9 +144,9 @@ func endpoints() []endpoint {
 		}},
 		{"hubs/{hub}/connections/{conn}/:send", methods{post: toConn}},
 		{"hubs/{hub}/connections/{conn}/groups", methods{del: do(opRemoveConnectionFromAllGroups, (*handler).removeConnectionFromAllGroups, status(ok, ok))}},
-		{"hubs/{hub}/connections/{conn}/:invoke", methods{post: unsupported(opInvoke, "Invoking a client and waiting for its result (:invoke)")}},
-		{"hubs/{hub}/connections/{conn}/streams/{stream}/:send", methods{post: unsupported(opStreamSend, "Streaming to a connection")}},
-		{"hubs/{hub}/connections/{conn}/streams/{stream}/:complete", methods{post: unsupported(opStreamComplete, "Streaming to a connection")}},
+		{"hubs/{hub}/connections/{conn}/:invoke", methods{post: do(opInvoke, (*handler).invoke, status(0, 0))}},
+		{"hubs/{hub}/connections/{conn}/streams/{stream}/:send", methods{post: do(opStreamSend, (*handler).streamSend, status(accepted, accepted))}},
+		{"hubs/{hub}/connections/{conn}/streams/{stream}/:complete", methods{post: do(opStreamComplete, (*handler).streamComplete, status(accepted, accepted))}},
 	}
 	eps := make([]endpoint, len(table))
 	for i, e := range table {

@@ -30,7 +30,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"protocol", "kind"}),
 		invocations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "switchboard", Subsystem: "signalr", Name: "invocations_total",
-			Help: "Client invocations, by result (forwarded, completed, void, failed, no_upstream, unsupported).",
+			Help: "Client invocations, by result (forwarded, completed, void, failed, no_upstream, unsupported), and client results handed to REST :invoke calls (client_result).",
 		}, []string{"result"}),
 		sessions: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "switchboard", Subsystem: "signalr", Name: "sessions",

@@ -309,6 +309,8 @@ func (s *session) handle(conn *core.Conn, proto hubproto.Protocol, m *hubproto.M
 	case hubproto.StreamInvocation:
 		s.ep.metrics.invocations.WithLabelValues("unsupported").Inc()
 		s.complete(conn, proto, m.InvocationID, "Stream invocations are not supported in serverless mode.")
+	case hubproto.Completion:
+		s.clientResult(conn, m)
 	case hubproto.Ack:
 		conn.Ack(m.SequenceID)
 	case hubproto.Sequence:
@@ -329,9 +331,25 @@ func (s *session) handle(conn *core.Conn, proto hubproto.Protocol, m *hubproto.M
 			l.Close(core.CloseNormal, "client closed the connection") // End leaves the transport open
 		}
 	}
-	// Ping needs no answer (the server pings on its own); stream items,
-	// completions and cancels have no meaning without client streaming.
+	// Ping needs no answer (the server pings on its own); stream items and
+	// cancels have no meaning without client streaming.
 	return nil
+}
+
+// clientResult hands a client's Completion to the REST :invoke call that
+// waits for it (core.Conn.AwaitResult). One that nobody waits for (a late
+// answer after a timeout, or an id the server never sent) is dropped and
+// counted.
+func (s *session) clientResult(conn *core.Conn, m *hubproto.Message) {
+	res := core.ClientResult{HasResult: m.HasResult, Error: m.Error}
+	if m.HasResult {
+		res.Result = append([]byte(nil), m.Result...) // m aliases the read buffer
+	}
+	if conn.ResolveResult(m.InvocationID, res) {
+		s.ep.metrics.invocations.WithLabelValues("client_result").Inc()
+		return
+	}
+	s.ep.metrics.rejected.WithLabelValues("unsolicited_completion").Inc()
 }
 
 // awaitLink returns the session's transport once its first one is open, or
