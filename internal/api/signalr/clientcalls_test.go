@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 	"github.com/tinylib/msgp/msgp"
 )
 
@@ -387,35 +388,11 @@ func TestExecuteRefusals(t *testing.T) {
 	if c.InGroup("g") || len(c.received()) != 0 || c.Ended() {
 		t.Fatal("a refused :execute changed something")
 	}
-	if n := countBadRequests(t, e, "SignalRService_Execute"); n != float64(len(tests)) {
+	if n := metrictest.Value(t, e.reg, "switchboard_rest_requests_total", "operation", "SignalRService_Execute", "status", "400"); n != float64(len(tests)) {
 		t.Fatalf("counted %v refused :execute calls, want %d", n, len(tests))
 	}
 }
 
 func escape(s string) string {
 	return strings.NewReplacer(" ", "%20", "'", "%27", "(", "%28", ")", "%29", ",", "%2C").Replace(s)
-}
-
-// countBadRequests reads switchboard_rest_requests_total{operation=op,status="400"}.
-func countBadRequests(t *testing.T, e *env, op string) float64 {
-	t.Helper()
-	mfs, err := e.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != "switchboard_rest_requests_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["operation"] == op && labels["status"] == "400" {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	return 0
 }

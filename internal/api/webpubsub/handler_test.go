@@ -19,6 +19,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
 const testKey = "test-access-key-0123456789"
@@ -1120,7 +1121,7 @@ func TestMetrics(t *testing.T) {
 		{opUnknown, "404", 1},
 		{opSendToAll, "401", 1},
 	} {
-		got := testutil.ToFloat64(mustCounter(t, e.reg, tt.op, tt.status))
+		got := metrictest.Value(t, e.reg, "switchboard_rest_requests_total", "operation", tt.op, "status", tt.status)
 		if got != tt.want {
 			t.Errorf("requests_total{%s,%s} = %v, want %v", tt.op, tt.status, got, tt.want)
 		}
@@ -1133,30 +1134,6 @@ func TestMetrics(t *testing.T) {
 	if _, err := NewHandler(Config{Node: e.node, Keys: e.keys, Registerer: e.reg}); err != nil {
 		t.Errorf("second handler on one registry: %v", err)
 	}
-}
-
-func mustCounter(t *testing.T, reg *prometheus.Registry, op, status string) prometheus.Collector {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := prometheus.NewCounter(prometheus.CounterOpts{Name: "x"})
-	for _, mf := range mfs {
-		if mf.GetName() != "switchboard_rest_requests_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["operation"] == op && labels["status"] == status {
-				c.Add(m.GetCounter().GetValue())
-			}
-		}
-	}
-	return c
 }
 
 func TestNewHandlerConfig(t *testing.T) {

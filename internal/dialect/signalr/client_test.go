@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
 func TestClientRequestErrors(t *testing.T) {
@@ -148,7 +150,7 @@ func TestNegotiatedSessionExpires(t *testing.T) {
 
 	n := s.negotiate(t, "chat", tok, "")
 	waitFor(t, "the unused session to be discarded", func() bool {
-		return s.gauge(t, "switchboard_signalr_sessions") == 1 // the connected one stays
+		return metrictest.Present(t, s.reg, "switchboard_signalr_sessions") == 1 // the connected one stays
 	})
 	if _, err := dialWS(t, s.clientURL("chat", n.ConnectionToken, tok), nil); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("WebSocket after the negotiate timeout: %v, want 404", err)
@@ -176,5 +178,5 @@ func TestFailedUpgradeDoesNotLeakSession(t *testing.T) {
 			t.Fatalf("broken upgrade (id %q): %d %s, want a 4xx", id, resp.StatusCode, body)
 		}
 	}
-	waitFor(t, "no sessions left", func() bool { return s.gauge(t, "switchboard_signalr_sessions") == 0 })
+	waitFor(t, "no sessions left", func() bool { return metrictest.Present(t, s.reg, "switchboard_signalr_sessions") == 0 })
 }

@@ -2,6 +2,8 @@ package signalr_test
 
 import (
 	"testing"
+
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
 // TestClientCompletionResolvesAwaitedResult: a client's Completion reaches the caller that
@@ -27,10 +29,10 @@ func TestClientCompletionResolvesAwaitedResult(t *testing.T) {
 	if !res.HasResult || string(res.Result) != `{"a":[1,"x"]}` || res.Error != "" {
 		t.Fatalf("answer %+v (%s)", res, res.Result)
 	}
-	if got := s.counter(t, "switchboard_signalr_rejected_total", "reason", "unsolicited_completion"); got != 1 {
+	if got := metrictest.Value(t, s.reg, "switchboard_signalr_rejected_total", "reason", "unsolicited_completion"); got != 1 {
 		t.Fatalf("unsolicited completions counted %v, want 1", got)
 	}
-	if got := s.counter(t, "switchboard_signalr_invocations_total", "result", "client_result"); got != 1 {
+	if got := metrictest.Value(t, s.reg, "switchboard_signalr_invocations_total", "result", "client_result"); got != 1 {
 		t.Fatalf("client results counted %v, want 1", got)
 	}
 	if conn.Ended() {

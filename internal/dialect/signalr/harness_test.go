@@ -153,48 +153,6 @@ func (s *testServer) send(t testing.TB, hub, invocation string) {
 	}
 }
 
-// gauge reads a gathered gauge of the test registry.
-func (s *testServer) gauge(t testing.TB, name string) float64 {
-	t.Helper()
-	mfs, err := s.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			sum := 0.0
-			for _, m := range mf.GetMetric() {
-				sum += m.GetGauge().GetValue()
-			}
-			return sum
-		}
-	}
-	t.Fatalf("metric %s not found", name)
-	return 0
-}
-
-// counter reads one labelled counter of the test registry (0 when absent).
-func (s *testServer) counter(t testing.TB, name, label, value string) float64 {
-	t.Helper()
-	mfs, err := s.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return 0
-}
-
 // clientURL is /client/?hub=…&id=…&access_token=… (empty values left out).
 func (s *testServer) clientURL(hub, id, token string) string {
 	q := url.Values{}

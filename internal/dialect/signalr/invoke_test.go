@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
 
@@ -180,7 +181,7 @@ func TestConnectionEvents(t *testing.T) {
 	if got := len(s.up.connects()); got != 4 {
 		t.Errorf("%d connected events, want 4", got)
 	}
-	waitFor(t, "sessions gauge 0", func() bool { return s.gauge(t, "switchboard_signalr_sessions") == 0 })
+	waitFor(t, "sessions gauge 0", func() bool { return metrictest.Present(t, s.reg, "switchboard_signalr_sessions") == 0 })
 	if got := len(s.up.disconnects()); got != 4 {
 		t.Errorf("%d disconnected events, want 4 (one per connection)", got)
 	}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
 func TestLongPolling(t *testing.T) {
@@ -48,7 +50,7 @@ func TestLongPolling(t *testing.T) {
 	// DELETE stops: 202, and the held poll gets 204.
 	held = poll(t, u, tok)
 	waitFor(t, "the poll to be held", func() bool {
-		return s.counter(t, "switchboard_signalr_client_requests_total", "kind", "poll") >= 5
+		return metrictest.Value(t, s.reg, "switchboard_signalr_client_requests_total", "kind", "poll") >= 5
 	})
 	resp, body = do(t, http.MethodDelete, u, tok, nil, nil)
 	if resp.StatusCode != http.StatusAccepted {
@@ -132,7 +134,7 @@ func TestPostTooLarge(t *testing.T) {
 	if len(s.up.invocations()) != 0 {
 		t.Fatal("an oversized message reached the upstream")
 	}
-	if got := s.counter(t, "switchboard_signalr_rejected_total", "reason", "too_large"); got != 1 {
+	if got := metrictest.Value(t, s.reg, "switchboard_signalr_rejected_total", "reason", "too_large"); got != 1 {
 		t.Errorf("rejected{too_large} = %v", got)
 	}
 	// Small messages still pass.

@@ -13,6 +13,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
 var urlSafeToken = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -266,7 +267,7 @@ func TestNegotiateBadRequests(t *testing.T) {
 			t.Errorf("%s: Allow %q", tc.name, resp.Header.Get("Allow"))
 		}
 	}
-	if got := s.counter(t, "switchboard_signalr_rejected_total", "reason", "bad_hub"); got != 5 {
+	if got := metrictest.Value(t, s.reg, "switchboard_signalr_rejected_total", "reason", "bad_hub"); got != 5 {
 		t.Errorf("rejected{bad_hub} = %v, want 5", got)
 	}
 }

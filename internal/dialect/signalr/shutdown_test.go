@@ -7,6 +7,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
 func TestGracefulShutdown(t *testing.T) {
@@ -102,6 +103,6 @@ func TestServerCloseOnLongPolling(t *testing.T) {
 			t.Fatalf("shutdown %v: poll after the Close %d, want 204", shutdown, r.status)
 		}
 		waitFor(t, "disconnected event", func() bool { return len(s.up.disconnects()) == 1 })
-		waitFor(t, "the session to be forgotten", func() bool { return s.gauge(t, "switchboard_signalr_sessions") == 0 })
+		waitFor(t, "the session to be forgotten", func() bool { return metrictest.Present(t, s.reg, "switchboard_signalr_sessions") == 0 })
 	}
 }

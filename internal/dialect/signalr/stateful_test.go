@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
 func invocation(i int) string { return fmt.Sprintf(`{"type":1,"target":"m","arguments":[%d]}`, i) }
@@ -129,7 +131,7 @@ func TestStatefulSequenceBeyondReceived(t *testing.T) {
 	}
 	c.expectClose()
 	waitFor(t, "disconnected event", func() bool { return len(s.up.disconnects()) == 1 })
-	if got := s.counter(t, "switchboard_signalr_rejected_total", "reason", "bad_sequence"); got != 1 {
+	if got := metrictest.Value(t, s.reg, "switchboard_signalr_rejected_total", "reason", "bad_sequence"); got != 1 {
 		t.Errorf("rejected{bad_sequence} = %v", got)
 	}
 }

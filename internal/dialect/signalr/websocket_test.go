@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/hubproto"
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
 func TestWebSocketJSONHandshake(t *testing.T) {
@@ -97,7 +98,7 @@ func TestHandshakeErrors(t *testing.T) {
 	if got := len(s.up.connects()); got != 0 {
 		t.Fatalf("%d connected events for failed handshakes", got)
 	}
-	if got := s.gauge(t, "switchboard_signalr_sessions"); got != 0 {
+	if got := metrictest.Present(t, s.reg, "switchboard_signalr_sessions"); got != 0 {
 		t.Fatalf("sessions gauge %v after failed handshakes, want 0", got)
 	}
 }
@@ -139,10 +140,10 @@ func TestHandshakeTimeout(t *testing.T) {
 		t.Fatalf("close %v, want 1000", ce)
 	}
 	c.expectEnd()
-	if got := s.counter(t, "switchboard_signalr_rejected_total", "reason", "handshake_timeout"); got != 1 {
+	if got := metrictest.Value(t, s.reg, "switchboard_signalr_rejected_total", "reason", "handshake_timeout"); got != 1 {
 		t.Errorf("rejected{handshake_timeout} = %v", got)
 	}
-	waitFor(t, "the session to be forgotten", func() bool { return s.gauge(t, "switchboard_signalr_sessions") == 0 })
+	waitFor(t, "the session to be forgotten", func() bool { return metrictest.Present(t, s.reg, "switchboard_signalr_sessions") == 0 })
 	if len(s.up.connects()) != 0 || len(s.up.disconnects()) != 0 {
 		t.Fatalf("upstream events for a connection without a handshake: %v %v", s.up.connects(), s.up.disconnects())
 	}
@@ -258,7 +259,7 @@ func TestBadClientMessages(t *testing.T) {
 			t.Errorf("message %q: close %v, want 1000", bad, ce)
 		}
 	}
-	if got := s.counter(t, "switchboard_signalr_rejected_total", "reason", "malformed"); got != 6 {
+	if got := metrictest.Value(t, s.reg, "switchboard_signalr_rejected_total", "reason", "malformed"); got != 6 {
 		t.Errorf("rejected{malformed} = %v, want 6", got)
 	}
 	s.send(t, "chat", `{"type":1,"target":"t","arguments":[]}`)

@@ -13,9 +13,9 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
 type dataFrame struct {
@@ -197,7 +197,7 @@ func TestSlowConsumerIsClosed(t *testing.T) {
 		}
 	}
 	waitFor(t, func() bool { return hub.ConnCount() == 1 })
-	if v := testutil.ToFloat64(s.nodeMetric(t)); v != 1 {
+	if v := metrictest.Present(t, s.reg, "switchboard_conn_slow_consumer_closes_total"); v != 1 {
 		t.Fatalf("slow consumer closes = %v", v)
 	}
 	_ = slow

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
 func checkNoCache(t *testing.T, a answer) {
@@ -49,7 +51,7 @@ func TestHeldPollGetsData(t *testing.T) {
 	if a := wait(t, ch); a.status != http.StatusOK || a.body != "hello\x1e" {
 		t.Errorf("held poll: %d %q", a.status, a.body)
 	}
-	if v := value(t, e.reg, "switchboard_longpoll_bytes_total"); v != 6 {
+	if v := metrictest.Value(t, e.reg, "switchboard_longpoll_bytes_total"); v != 6 {
 		t.Errorf("bytes_total = %v, want 6", v)
 	}
 }
@@ -77,7 +79,7 @@ func TestPollTimeoutAnswersEmpty(t *testing.T) {
 	if a := e.mustPoll(t, http.StatusOK); a.body != "later\x1e" {
 		t.Errorf("next poll %q", a.body)
 	}
-	if v := value(t, e.reg, "switchboard_longpoll_polls_total", "result", "empty"); v != 2 {
+	if v := metrictest.Value(t, e.reg, "switchboard_longpoll_polls_total", "result", "empty"); v != 2 {
 		t.Errorf("polls_total{empty} = %v, want 2", v)
 	}
 }
@@ -99,7 +101,7 @@ func TestNewerPollSupersedes(t *testing.T) {
 	if a := wait(t, newer); a.status != http.StatusOK || a.body != "x\x1e" {
 		t.Errorf("newer poll: %d %q", a.status, a.body)
 	}
-	if v := value(t, e.reg, "switchboard_longpoll_polls_total", "result", "superseded"); v != 1 {
+	if v := metrictest.Value(t, e.reg, "switchboard_longpoll_polls_total", "result", "superseded"); v != 1 {
 		t.Errorf("polls_total{superseded} = %v", v)
 	}
 	if got := e.goneReasons(); len(got) != 0 {
@@ -133,7 +135,7 @@ func TestCloseDeliversRestThenEnds(t *testing.T) {
 	if got := e.goneReasons(); len(got) != 1 {
 		t.Errorf("OnGone called %d times: %q", len(got), got)
 	}
-	if v := value(t, e.reg, "switchboard_longpoll_conns"); v != 0 {
+	if v := metrictest.Value(t, e.reg, "switchboard_longpoll_conns"); v != 0 {
 		t.Errorf("conns gauge %v, want 0", v)
 	}
 }
@@ -224,7 +226,7 @@ func TestAbortedPollKeepsItems(t *testing.T) {
 	cancel()
 	<-ch
 	waitFor(t, "the server to see the abort", func() bool {
-		return value(t, e.reg, "switchboard_longpoll_polls_total", "result", "aborted") == 1
+		return metrictest.Value(t, e.reg, "switchboard_longpoll_polls_total", "result", "aborted") == 1
 	})
 	deliver(e.conn, "kept\x1e")
 	if a := e.mustPoll(t, http.StatusOK); a.body != "kept\x1e" {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
 func TestAppendEvent(t *testing.T) {
@@ -151,7 +152,7 @@ func TestSeveralItemsOneEvent(t *testing.T) {
 	if got, want := c.readEvent(t), ":\r\ndata: a\x1eb\x1ec\x1e\r\n\r\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	waitFor(t, "events_total 1", func() bool { return value(t, e.reg, "switchboard_sse_events_total") == 1 })
+	waitFor(t, "events_total 1", func() bool { return metrictest.Value(t, e.reg, "switchboard_sse_events_total") == 1 })
 }
 
 func TestHeadsBeforeBodies(t *testing.T) {
@@ -211,13 +212,13 @@ func TestCloseWritesQueuedThenEnds(t *testing.T) {
 	if r := p.waitEnded(t); r != ReasonClosed {
 		t.Errorf("Serve returned %q, want %q", r, ReasonClosed)
 	}
-	if v := value(t, e.reg, "switchboard_sse_closes_total", "reason", "closed"); v != 1 {
+	if v := metrictest.Value(t, e.reg, "switchboard_sse_closes_total", "reason", "closed"); v != 1 {
 		t.Errorf("closes_total{closed} = %v, want 1", v)
 	}
-	if v := value(t, e.reg, "switchboard_sse_bytes_total"); v != float64(len(rest)) {
+	if v := metrictest.Value(t, e.reg, "switchboard_sse_bytes_total"); v != float64(len(rest)) {
 		t.Errorf("bytes_total = %v, want %d", v, len(rest))
 	}
-	waitFor(t, "streams gauge back to 0", func() bool { return value(t, e.reg, "switchboard_sse_streams") == 0 })
+	waitFor(t, "streams gauge back to 0", func() bool { return metrictest.Value(t, e.reg, "switchboard_sse_streams") == 0 })
 }
 
 func TestCloseWhileServing(t *testing.T) {
@@ -248,7 +249,7 @@ func TestClientGoneEndsServe(t *testing.T) {
 	if !p.conn.Ended() {
 		t.Error("the core conn did not end after its stream did")
 	}
-	if v := value(t, e.reg, "switchboard_sse_closes_total", "reason", "client_gone"); v != 1 {
+	if v := metrictest.Value(t, e.reg, "switchboard_sse_closes_total", "reason", "client_gone"); v != 1 {
 		t.Errorf("closes_total{client_gone} = %v", v)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
 func TestFramesInOrder(t *testing.T) {
@@ -81,10 +82,10 @@ func TestCoalescedWrites(t *testing.T) {
 	// The writer counts a write after the syscall returns, which may be
 	// after the client has read everything.
 	waitFor(t, "the write to be counted", 5*time.Second, func() bool {
-		return counter(t, e.reg, "switchboard_websocket_frames_out_total") >= n
+		return metrictest.Value(t, e.reg, "switchboard_websocket_frames_out_total") >= n
 	})
-	writes := counter(t, e.reg, "switchboard_websocket_writes_total")
-	frames := counter(t, e.reg, "switchboard_websocket_frames_out_total")
+	writes := metrictest.Value(t, e.reg, "switchboard_websocket_writes_total")
+	frames := metrictest.Value(t, e.reg, "switchboard_websocket_frames_out_total")
 	if frames != n {
 		t.Errorf("frames_out_total = %v, want %d", frames, n)
 	}
@@ -206,7 +207,7 @@ func TestProtocolErrors(t *testing.T) {
 			}
 			c.expectEOF(t)
 			p.handler.waitClosed(t, 5*time.Second)
-			if got := counter(t, e.reg, "switchboard_websocket_protocol_errors_total", "code", fmt.Sprint(int(tt.code))); got != 1 {
+			if got := metrictest.Value(t, e.reg, "switchboard_websocket_protocol_errors_total", "code", fmt.Sprint(int(tt.code))); got != 1 {
 				t.Errorf("protocol_errors_total{code=%d} = %v, want 1", tt.code, got)
 			}
 			select {
@@ -254,7 +255,7 @@ func TestFragmentedMessage(t *testing.T) {
 	if m := p.handler.next(t); m.data != string(bin) || !m.binary {
 		t.Errorf("binary reassembled wrongly (%d bytes, binary=%v)", len(m.data), m.binary)
 	}
-	if got := counter(t, e.reg, "switchboard_websocket_frames_in_total"); got != 2 {
+	if got := metrictest.Value(t, e.reg, "switchboard_websocket_frames_in_total"); got != 2 {
 		t.Errorf("frames_in_total = %v, want 2 messages", got)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
 // smallBuffers shrinks the server side's send buffer so that a client that
@@ -109,7 +110,7 @@ func TestWriteTimeout(t *testing.T) {
 	if elapsed < timeout {
 		t.Errorf("dropped after %v, before WriteTimeout %v", elapsed, timeout)
 	}
-	if got := counter(t, e.reg, "switchboard_websocket_closes_total", "cause", "write_timeout"); got != 1 {
+	if got := metrictest.Value(t, e.reg, "switchboard_websocket_closes_total", "cause", "write_timeout"); got != 1 {
 		t.Errorf("closes_total{cause=write_timeout} = %v, want 1", got)
 	}
 	t.Logf("dropped after %v (WriteTimeout %v), HandleClose(%q)", elapsed, timeout, reason)
@@ -161,7 +162,7 @@ func TestPartialWriteKeepsTheRest(t *testing.T) {
 	for i := 0; i < n+10; i++ {
 		h, data, err := c.tryReadFrame(3 * time.Second)
 		if err != nil {
-			t.Fatalf("frame %d of %d: %v (bytes written: %v)", i, n+10, err, counter(t, e.reg, "switchboard_websocket_bytes_out_total"))
+			t.Fatalf("frame %d of %d: %v (bytes written: %v)", i, n+10, err, metrictest.Value(t, e.reg, "switchboard_websocket_bytes_out_total"))
 		}
 		if h.OpCode != ws.OpText || string(data) != body(i) {
 			t.Fatalf("frame %d: %v frame of %d bytes starting %.20q, want text %.20q (%d bytes): the stream is corrupt", i, h.OpCode, len(data), data, body(i), len(body(i)))
@@ -190,7 +191,7 @@ func TestSlowButSteadyReaderSurvives(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after %d of %d bytes in %v (never idle for more than ~20ms): %v; closes by cause: write_timeout=%v",
 				got, total, time.Since(start).Round(time.Millisecond), err,
-				counter(t, e.reg, "switchboard_websocket_closes_total", "cause", "write_timeout"))
+				metrictest.Value(t, e.reg, "switchboard_websocket_closes_total", "cause", "write_timeout"))
 		}
 		time.Sleep(10 * time.Millisecond) // ~1.5 MB/s
 	}
@@ -283,13 +284,21 @@ func TestStalledSocketHitsCoreQueueBound(t *testing.T) {
 		hub.Send(ctx, core.Target{Kind: core.ToConn, Name: c.ID()}, &core.Message{Data: body})
 		time.Sleep(time.Millisecond) // ~4 MB/s
 	}
-	mu.Lock()
-	reason := endReason
-	mu.Unlock()
+	// The conn is marked ended before its OnConnEnd hook runs (on the
+	// goroutine that takes it out of the indexes).
+	ended := func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return endReason
+	}
+	if c.Ended() {
+		waitFor(t, "the end hook", 5*time.Second, func() bool { return ended() != "" })
+	}
+	reason := ended()
 	if !c.Ended() || !strings.Contains(reason, "slow consumer") {
 		t.Errorf("after %v of sending ~4 MB/s to a client that never reads, with MaxQueueBytes 256 KiB: conn ended=%v (reason %q); %v bytes written; the writer drained the conn's queue while the socket was stalled, so the queue bound never applied",
 			time.Since(start).Round(time.Millisecond), c.Ended(), reason,
-			counter(t, reg, "switchboard_websocket_bytes_out_total"))
+			metrictest.Value(t, reg, "switchboard_websocket_bytes_out_total"))
 	}
 }
 
