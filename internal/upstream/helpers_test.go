@@ -192,3 +192,27 @@ func clientGoroutines() []string {
 }
 
 var testConn = Conn{Hub: "chat", ID: "conn-1", UserID: "alice", Subprotocol: "json.webpubsub.azure.v1"}
+
+// checkClosedClean checks what Close leaves behind: want connection events
+// dropped as closed, an empty queue, and (once the HTTP client's sockets
+// close) none of the client's goroutines.
+func checkClosedClean(t *testing.T, m *metrics, want float64) {
+	t.Helper()
+	dropped := counter(m.dropped.WithLabelValues(kindConnected, dropClosed)) +
+		counter(m.dropped.WithLabelValues(kindDisconnected, dropClosed))
+	if dropped != want {
+		t.Errorf("dropped_total{…,closed} = %v, want %v", dropped, want)
+	}
+	if got := counter(m.queued); got != 0 {
+		t.Errorf("queued_events = %v after Close", got)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		left := clientGoroutines()
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines left after Close:\n%s", strings.Join(left, "\n\n"))
+		}
+	}
+}

@@ -396,25 +396,9 @@ func TestCloseStopsEverything(t *testing.T) {
 	if err := <-connectErr; !errors.Is(err, ErrClosed) && !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Connect() during Close = %v", err)
 	}
-	dropped := counter(c.metrics.dropped.WithLabelValues("connected", dropClosed)) +
-		counter(c.metrics.dropped.WithLabelValues("disconnected", dropClosed))
-	if dropped != 3 {
-		t.Errorf("dropped_total{…,closed} = %v, want 3", dropped)
-	}
-	if got := counter(c.metrics.queued); got != 0 {
-		t.Errorf("queued_events = %v after Close", got)
-	}
 	// Close returned after its own goroutines ended; the HTTP client's connection
 	// goroutines end as their sockets close.
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(2 * time.Millisecond) {
-		left := clientGoroutines()
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("goroutines left after Close:\n%s", strings.Join(left, "\n\n"))
-		}
-	}
+	checkClosedClean(t, c.metrics, 3)
 }
 
 func TestAsyncMetricLabels(t *testing.T) {

@@ -592,23 +592,7 @@ func TestSignalRCloseStopsEverything(t *testing.T) {
 	if err := c.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Close() = %v, want DeadlineExceeded (events were pending)", err)
 	}
-	dropped := counter(c.metrics.dropped.WithLabelValues(kindConnected, dropClosed)) +
-		counter(c.metrics.dropped.WithLabelValues(kindDisconnected, dropClosed))
-	if dropped != 3 {
-		t.Errorf("dropped{…,closed} = %v, want 3", dropped)
-	}
-	if got := counter(c.metrics.queued); got != 0 {
-		t.Errorf("queued_events = %v after Close", got)
-	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(2 * time.Millisecond) {
-		left := clientGoroutines()
-		if len(left) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("goroutines left after Close:\n%s", strings.Join(left, "\n\n"))
-		}
-	}
+	checkClosedClean(t, c.metrics, 3)
 }
 
 func TestSignalRQueueOverflow(t *testing.T) {
