@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboardhq/switchboard/internal/api/durable"
 	apisr "github.com/switchboardhq/switchboard/internal/api/signalr"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/cluster"
@@ -47,7 +48,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 	hist *history.Namespaced, idem *history.Idempotency) (*signalRService, error) {
 	s := &signalRService{cfg: cfg, log: log}
 	var coreHist core.History // nil interfaces without history
-	var restHist apisr.History
+	var restHist durable.History
 	if hist != nil {
 		coreHist, restHist = hist, hist
 	}

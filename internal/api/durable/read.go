@@ -56,6 +56,14 @@ type Reader interface {
 	CatchUp(hub, group string, after uint64, epoch string, limit int) (history.Messages, error)
 }
 
+// History is what a REST API needs of a namespace's history: the catch-up
+// read and the count of sends answered from the idempotency index
+// (history.Service, history.Namespaced).
+type History interface {
+	Reader
+	ReplayCounter
+}
+
 // From reads the page of group's stream in hub. A nil h keeps no history. Errors of the read
 // are *Failure values: 404 for a group without history, 410 for an offset older than the
 // retention or another epoch, 400 for an offset beyond the stream; others come back as they

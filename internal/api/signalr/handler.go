@@ -36,7 +36,7 @@ type Config struct {
 	InvokeTimeout time.Duration
 	// History, if set, serves the catch-up read GET …/groups/{group}/messages and counts the
 	// sends answered from Idempotency: the SignalR namespace's history (history.Namespaced).
-	History History
+	History durable.History
 	// Idempotency, if set, makes sends with an Idempotency-Key header idempotent within its
 	// window. It must be the SignalR namespace's view of the index
 	// (history.Idempotency.Namespace), so that its keys never meet the Web PubSub API's.
@@ -48,16 +48,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// History is the history of the SignalR namespace's groups, as the REST API reads it.
-type History interface {
-	CatchUp(hub, group string, after uint64, epoch string, limit int) (history.Messages, error)
-	IdempotentReplay(hub string)
-}
-
 // handler serves /api/ on the SignalR listener.
 type handler struct {
 	node     *core.Node
-	history  History
+	history  durable.History
 	sends    durable.Sender
 	keys     *auth.KeyRing
 	endpoint func() string

@@ -3,12 +3,13 @@ package webpubsub
 import (
 	"errors"
 	"fmt"
-	"github.com/switchboardhq/switchboard/internal/metricreg"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/metricreg"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/api/durable"
@@ -35,7 +36,7 @@ type Config struct {
 	// DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
 	// History, if set, serves GET …/groups/{group}/messages.
-	History History
+	History durable.History
 	// Idempotency, if set, makes sends with an Idempotency-Key header
 	// idempotent within its window.
 	Idempotency *history.Idempotency
@@ -46,16 +47,10 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// History is the catch-up read of group streams (history.Service).
-type History interface {
-	CatchUp(hub, group string, after uint64, epoch string, limit int) (history.Messages, error)
-	IdempotentReplay(hub string)
-}
-
 // handler serves /api/.
 type handler struct {
 	node    *core.Node
-	history History
+	history durable.History
 	sends   durable.Sender
 	keys    *auth.KeyRing
 	maxBody int64
