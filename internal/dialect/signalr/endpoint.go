@@ -414,7 +414,7 @@ func (e *Endpoint) negotiate(w http.ResponseWriter, r *http.Request) {
 func (e *Endpoint) newSession(hub *core.Hub, claims *auth.SignalRClaims, r *http.Request) *session {
 	return &session{
 		ep: e, hub: hub, claims: claims, id: e.node.NewConnID(), token: randomToken(),
-		query: clientQuery(r), created: time.Now(), opened: make(chan struct{}),
+		query: clientQuery(r), created: time.Now(),
 	}
 }
 

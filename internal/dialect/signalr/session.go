@@ -1,7 +1,6 @@
 package signalr
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -50,9 +49,8 @@ type session struct {
 	conn      *core.Conn // nil until the handshake
 	proto     hubproto.Protocol
 	hsTimer   *time.Timer
-	opened    chan struct{} // closed when the first transport opens
-	cleanEnd  bool          // the client said goodbye (Close message, DELETE, close frame)
-	failed    bool          // the handshake failed: the transport only delivers its answer
+	cleanEnd  bool // the client said goodbye (Close message, DELETE, close frame)
+	failed    bool // the handshake failed: the transport only delivers its answer
 
 	// in serializes client input (WebSocket frames, POST bodies) and guards
 	// the fields below.
@@ -82,11 +80,6 @@ func (s *session) open(l core.Link, bind func(core.Link, any)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.link, s.bind = l, bind
-	select {
-	case <-s.opened:
-	default:
-		close(s.opened)
-	}
 	if s.conn == nil && s.hsTimer == nil {
 		s.hsTimer = time.AfterFunc(s.ep.cfg.HandshakeTimeout, s.handshakeExpired)
 	}
@@ -350,21 +343,6 @@ func (s *session) clientResult(conn *core.Conn, m *hubproto.Message) {
 		return
 	}
 	s.ep.metrics.rejected.WithLabelValues("unsolicited_completion").Inc()
-}
-
-// awaitLink returns the session's transport once its first one is open, or
-// nil when none opens before ctx ends or timeout. An SSE client posts its
-// handshake as soon as it sees the stream, which may be before the stream
-// is registered here.
-func (s *session) awaitLink(ctx context.Context, timeout time.Duration) core.Link {
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	select {
-	case <-s.opened:
-	case <-ctx.Done():
-	case <-t.C:
-	}
-	return s.currentLink()
 }
 
 func (s *session) currentLink() core.Link {

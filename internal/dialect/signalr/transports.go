@@ -226,7 +226,7 @@ func (e *Endpoint) serveSSE(w http.ResponseWriter, r *http.Request, s *session) 
 	if !e.claimTransport(w, s, serverSentEvents, kind) {
 		return
 	}
-	st, err := sse.Start(w, r, sse.Options{
+	st, err := sse.Open(w, r, sse.Options{
 		KeepAlive:      e.cfg.KeepAlive,
 		KeepAliveFrame: hubproto.JSON.AppendPing(nil), // SSE carries text only
 		Registerer:     e.cfg.Registerer,
@@ -237,8 +237,15 @@ func (e *Endpoint) serveSSE(w http.ResponseWriter, r *http.Request, s *session) 
 		e.forget(s)
 		return
 	}
-	e.metrics.requests.WithLabelValues(kind, "200").Inc()
+	// The stream is the session's link before the client sees it open: the
+	// client posts its handshake as soon as the preamble arrives.
 	s.open(st, func(l core.Link, src any) { l.(*sse.Stream).Bind(src.(sse.Source)) })
+	if err := st.Start(); err != nil {
+		e.metrics.rejected.WithLabelValues("sse_start").Inc()
+		s.gone(st, "server-sent events stream could not start: "+err.Error(), false)
+		return
+	}
+	e.metrics.requests.WithLabelValues(kind, "200").Inc()
 	// A client that goes away is a normal end: EventSource offers no
 	// goodbye, and the JS client closes it without waiting for its Close
 	// message to be posted.
@@ -283,9 +290,6 @@ func (e *Endpoint) send(w http.ResponseWriter, r *http.Request, s *session) {
 	s.mu.Lock()
 	tr, l := s.transport, s.link
 	s.mu.Unlock()
-	if tr == serverSentEvents && l == nil {
-		l = s.awaitLink(r.Context(), e.cfg.HandshakeTimeout) // the stream may be starting
-	}
 	switch {
 	case tr == webSockets:
 		w.Header().Set("Allow", "GET")

@@ -89,10 +89,23 @@ type Stream struct {
 
 var _ core.Link = (*Stream)(nil)
 
-// Start answers the GET of an EventSource: it sets the event-stream headers,
-// writes status 200 and the comment line ":\r\n", and flushes at once. It
-// fails when w cannot flush or the preamble cannot be written.
+// Start answers the GET of an EventSource: Open, then the stream's Start.
 func Start(w http.ResponseWriter, r *http.Request, opts Options) (*Stream, error) {
+	s, err := Open(w, r, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Start(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Open makes the stream of the GET of an EventSource without writing
+// anything yet, so that the caller can register it (as a conn's link)
+// before the client learns that the stream is open. It fails when w cannot
+// flush.
+func Open(w http.ResponseWriter, r *http.Request, opts Options) (*Stream, error) {
 	if opts.WriteTimeout <= 0 {
 		opts.WriteTimeout = 10 * time.Second
 	}
@@ -118,7 +131,14 @@ func Start(w http.ResponseWriter, r *http.Request, opts Options) (*Stream, error
 		log:     opts.Logger,
 		wake:    make(chan struct{}, 1),
 	}
-	h := w.Header()
+	return s, nil
+}
+
+// Start sets the event-stream headers, writes status 200 and the comment
+// line ":\r\n", and flushes at once; it fails when the preamble cannot be
+// written.
+func (s *Stream) Start() error {
+	h := s.w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache,no-store")
 	h.Set("Pragma", "no-cache")
@@ -126,17 +146,17 @@ func Start(w http.ResponseWriter, r *http.Request, opts Options) (*Stream, error
 	h.Set("X-Accel-Buffering", "no")
 	h.Del("Content-Length")
 	s.setDeadline()
-	w.WriteHeader(http.StatusOK)
-	_, err = w.Write([]byte(":\r\n"))
+	s.w.WriteHeader(http.StatusOK)
+	_, err := s.w.Write([]byte(":\r\n"))
 	if err == nil {
 		err = s.rc.Flush()
 	}
 	s.clearDeadline()
 	if err != nil {
-		return nil, fmt.Errorf("sse: write preamble: %w", err)
+		return fmt.Errorf("sse: write preamble: %w", err)
 	}
-	m.bytes.Add(3)
-	return s, nil
+	s.metrics.bytes.Add(3)
+	return nil
 }
 
 // Bind sets the source of queued messages and wakes the stream.
