@@ -144,7 +144,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			srHist = hist.Namespace(signalRNamespace)
 		}
 		srIdem := idem.Namespace(signalRNamespace)
-		if s.sr, err = newSignalR(cfg, ring, log.With("component", "signalr"), reg, srHist, srIdem); err != nil {
+		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, srHist, srIdem); err != nil {
 			wsrv.Close()
 			if hist != nil {
 				hist.Close()

@@ -99,7 +99,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		LongPollTimeout:   cfg.SignalR.LongPollTimeout,
 		LongPollGap:       cfg.SignalR.LongPollGap,
 		MaxMessageBytes:   cfg.Limits.MaxMessageBytes,
-		Logger:            log,
+		Logger:            log.With("component", "signalr"),
 		Registerer:        reg,
 	}
 	if s.up != nil {
@@ -194,7 +194,7 @@ func (s *signalRService) closeNow() {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		if err := s.up.Close(ctx); err != nil && !errors.Is(err, context.Canceled) {
-			s.log.Warn("closing signalr upstream", "err", err)
+			s.log.Warn("closing the signalr upstream", "component", "upstream", "err", err)
 		}
 	}
 }
