@@ -287,6 +287,14 @@ func (c *Config) Validate() error {
 	if c.WebSocket.IdleTimeout <= c.WebSocket.PingInterval {
 		bad("websocket.idle_timeout", "must exceed websocket.ping_interval (%s)", c.WebSocket.PingInterval)
 	}
+	for i, u := range c.SignalR.Upstreams {
+		if err := checkURLTemplate(u.URLTemplate, "{hub}", "{category}", "{event}"); err != nil {
+			bad(fmt.Sprintf("signalr.upstreams[%d]", i), "%v", err)
+		}
+		if u.Timeout < 0 {
+			bad(fmt.Sprintf("signalr.upstreams[%d]", i), "timeout %s is negative", u.Timeout)
+		}
+	}
 	if c.SignalR.ClientTimeout <= c.SignalR.KeepAlive {
 		bad("signalr.client_timeout", "must exceed signalr.keep_alive (%s)", c.SignalR.KeepAlive)
 	}
@@ -359,17 +367,8 @@ func (c *Config) Validate() error {
 
 func (h EventHandler) validate() error {
 	var errs []error
-	probe := strings.NewReplacer("{hub}", "hub", "{event}", "event").Replace(h.URLTemplate)
-	u, err := url.Parse(probe)
-	switch {
-	case h.URLTemplate == "":
-		errs = append(errs, errors.New("url_template is required"))
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		errs = append(errs, fmt.Errorf("url_template %q is not an http(s) URL", h.URLTemplate))
-	default:
-		if host, _, _ := strings.Cut(strings.SplitN(strings.SplitN(h.URLTemplate, "://", 2)[1], "/", 2)[0], "?"); strings.Contains(host, "{") {
-			errs = append(errs, fmt.Errorf("url_template %q: placeholders are not allowed in the host", h.URLTemplate))
-		}
+	if err := checkURLTemplate(h.URLTemplate, "{hub}", "{event}"); err != nil {
+		errs = append(errs, err)
 	}
 	for _, e := range h.SystemEvents {
 		switch strings.ToLower(e) {
@@ -387,6 +386,27 @@ func (h EventHandler) validate() error {
 		errs = append(errs, fmt.Errorf("timeout %s is negative", h.Timeout))
 	}
 	return errors.Join(errs...)
+}
+
+// checkURLTemplate reports a webhook URL template that is missing, not an
+// absolute http(s) URL once its placeholders are filled in, or has a
+// placeholder in its host.
+func checkURLTemplate(t string, placeholders ...string) error {
+	pairs := make([]string, 0, 2*len(placeholders))
+	for _, p := range placeholders {
+		pairs = append(pairs, p, strings.Trim(p, "{}"))
+	}
+	u, err := url.Parse(strings.NewReplacer(pairs...).Replace(t))
+	switch {
+	case t == "":
+		return errors.New("url_template is required")
+	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		return fmt.Errorf("url_template %q is not an http(s) URL", t)
+	}
+	if host, _, _ := strings.Cut(strings.SplitN(strings.SplitN(t, "://", 2)[1], "/", 2)[0], "?"); strings.Contains(host, "{") {
+		return fmt.Errorf("url_template %q: placeholders are not allowed in the host", t)
+	}
+	return nil
 }
 
 func validHub(name string) bool {

@@ -121,6 +121,29 @@ func TestEventHandlerValidation(t *testing.T) {
 	}
 }
 
+func TestSignalRUpstreamValidation(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "s.yaml")
+	os.WriteFile(file, []byte(`signalr:
+  upstreams:
+    - url_template: "http://127.0.0.1:7071/{hub}/api/{category}/{event}"
+      hub_pattern: "*"
+    - url_template: "http://{category}.example.com/x"
+    - url_template: "ftp://x"
+    - timeout: -1s
+`), 0o600)
+	_, err := Load(file, nil, nil)
+	for _, want := range []string{"signalr.upstreams[1]: url_template \"http://{category}.example.com/x\": placeholders are not allowed in the host",
+		"signalr.upstreams[2]: url_template \"ftp://x\" is not an http(s) URL", "signalr.upstreams[3]: url_template is required",
+		"signalr.upstreams[3]: timeout -1s is negative"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("validation does not report %q: %v", want, err)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "signalr.upstreams[0]") {
+		t.Errorf("valid upstream rejected: %v", err)
+	}
+}
+
 func TestHistoryValidation(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "h.yaml")
