@@ -22,6 +22,8 @@ type KeyRing struct {
 	// verifySet is handed to the JWT parser, which tries each key in order.
 	verifySet jwt.VerificationKeySet
 	keyfunc   jwt.Keyfunc
+
+	verified tokenCache // server tokens that verified
 }
 
 // NewKeyRing returns a KeyRing holding keys, the first being the primary. It returns an

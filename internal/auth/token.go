@@ -140,7 +140,11 @@ func (k *KeyRing) VerifyClientToken(token, expectedPath string, now time.Time) (
 	if err != nil {
 		return nil, err
 	}
-	if err := checkAudience(mc, expectedPath); err != nil {
+	auds, err := stringsClaim(mc, claimAudience)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkAudience(auds, expectedPath); err != nil {
 		return nil, err
 	}
 	return clientClaims(mc)
@@ -152,12 +156,29 @@ func (k *KeyRing) VerifyClientToken(token, expectedPath string, now time.Time) (
 // authority and query) except that exp is required.
 //
 // The error wraps exactly one of the ErrToken… sentinels.
+//
+// A token that verified is remembered (see tokenCache): its next uses check exp, nbf and
+// aud again but not the signature.
 func (k *KeyRing) VerifyServerToken(token, requestPath string, now time.Time) error {
+	if now.IsZero() {
+		now = time.Now()
+	}
+	if v, ok := k.verified.get(token); ok {
+		if err := v.checkTimes(now); err != nil {
+			return err
+		}
+		return checkAudience(v.auds, requestPath)
+	}
 	mc, err := k.parse(token, now, true)
 	if err != nil {
 		return err
 	}
-	return checkAudience(mc, requestPath)
+	v, err := newVerifiedToken(mc)
+	if err != nil {
+		return err
+	}
+	k.verified.put(token, v)
+	return checkAudience(v.auds, requestPath)
 }
 
 // errAlgorithm is returned by lookupKey; parse maps it to ErrTokenAlgorithm.
@@ -223,11 +244,7 @@ func classify(err error) error {
 }
 
 // checkAudience reports whether any aud entry's path matches path.
-func checkAudience(mc jwt.MapClaims, path string) error {
-	auds, err := stringsClaim(mc, claimAudience)
-	if err != nil {
-		return err
-	}
+func checkAudience(auds []string, path string) error {
 	if len(auds) == 0 {
 		return fmt.Errorf("%w: no aud claim", ErrTokenAudience)
 	}

@@ -533,6 +533,52 @@ func TestVerifyServerToken(t *testing.T) {
 	checkReason(t, k.VerifyServerToken(wrong, "/api/hubs/chat/:send", testNow), auth.ErrTokenSignature)
 }
 
+// A server token that verified is remembered; every later use must still check its
+// times and its audience, and a token that differs in any byte is verified afresh.
+func TestVerifyServerTokenRemembered(t *testing.T) {
+	t.Parallel()
+	k := mustRing(t, testKey)
+	const path = "/api/hubs/chat/:send"
+	claims := claimsJSON(map[string]any{"aud": "https://h" + path, "nbf": testNow.Add(time.Minute).Unix()})
+	token := handToken(hs256Header, claims, hmacSigner(sha256.New, testKey))
+
+	// Not valid yet at first: refused and not remembered.
+	checkReason(t, k.VerifyServerToken(token, path, testNow.Add(-10*time.Minute)), auth.ErrTokenExpired)
+	if err := k.VerifyServerToken(token, path, testNow); err != nil {
+		t.Fatalf("valid token: %v", err)
+	}
+	for range 3 {
+		if err := k.VerifyServerToken(token, path, testNow.Add(time.Minute)); err != nil {
+			t.Fatalf("valid token, again: %v", err)
+		}
+	}
+	checkReason(t, k.VerifyServerToken(token, path, testNow.Add(-10*time.Minute)), auth.ErrTokenExpired)
+	checkReason(t, k.VerifyServerToken(token, path, testNow.Add(time.Hour+6*time.Minute)), auth.ErrTokenExpired)
+	checkReason(t, k.VerifyServerToken(token, "/api/hubs/other/:send", testNow), auth.ErrTokenAudience)
+
+	forged := handToken(hs256Header, claims, hmacSigner(sha256.New, "not-the-key"))
+	checkReason(t, k.VerifyServerToken(forged, path, testNow), auth.ErrTokenSignature)
+	truncated := token[:len(token)-1]
+	if err := k.VerifyServerToken(truncated, path, testNow); err == nil {
+		t.Fatal("a token with a byte less was accepted")
+	}
+}
+
+// The cache of verified tokens is bounded: many distinct tokens neither fail nor grow it
+// without end, and each is still checked.
+func TestVerifyServerTokenManyTokens(t *testing.T) {
+	t.Parallel()
+	k := mustRing(t, testKey)
+	const path = "/api/hubs/chat/:send"
+	for i := range 10_000 {
+		token := handToken(hs256Header, claimsJSON(map[string]any{"aud": "https://h" + path, "jti": i}), hmacSigner(sha256.New, testKey))
+		if err := k.VerifyServerToken(token, path, testNow); err != nil {
+			t.Fatalf("token %d: %v", i, err)
+		}
+		checkReason(t, k.VerifyServerToken(token, "/api/hubs/other/:send", testNow), auth.ErrTokenAudience)
+	}
+}
+
 func TestBearerToken(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
@@ -574,6 +620,24 @@ func BenchmarkVerifyClientToken(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := k.VerifyClientToken(token, testHubPath, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkVerifyServerToken is a REST caller sending many requests with one token, as a
+// backend publishing to one URL does: the signature is checked once.
+func BenchmarkVerifyServerToken(b *testing.B) {
+	k := mustRing(b, testKey, testKey2)
+	u := "https://h.example.com/api/hubs/chat/groups/g1/:send?api-version=2024-12-01"
+	token, err := k.MintServerToken(u, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	now := time.Now()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := k.VerifyServerToken(token, "/api/hubs/chat/groups/g1/:send", now); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -13,7 +13,7 @@ import (
 func (rep *Report) WriteTable(out io.Writer) {
 	o := rep.Options
 	fmt.Fprintf(out, "scenario %s  %s\n", o.Scenario, describe(o))
-	fmt.Fprintf(out, "server observed by %s; %d worker(s), %d source address(es); %s\n\n", rep.Server, o.Workers, max(o.SourceIPs, 1), rep.Date.Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(out, "server observed by %s; %d worker(s) of %s, %d source address(es); %s\n\n", rep.Server, o.Workers, threadsText(o.Threads), max(o.SourceIPs, 1), rep.Date.Format("2006-01-02 15:04 UTC"))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	messages := o.Scenario == "fanout" || o.Scenario == "durable" || o.Scenario == "signalr-fanout" || o.Scenario == "rooms" || o.Scenario == "users"
 	if messages {
@@ -95,4 +95,14 @@ func rate(r float64) string {
 		return "max"
 	}
 	return fmt.Sprintf("%g/s", r)
+}
+
+func threadsText(n int) string {
+	if n <= 0 {
+		return "all CPUs"
+	}
+	if n == 1 {
+		return "1 thread"
+	}
+	return fmt.Sprintf("%d threads", n)
 }

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -87,10 +88,14 @@ var WorkerCommand = func() (*exec.Cmd, error) {
 	return exec.Command(exe, "bench", "worker"), nil
 }
 
-func startProcWorker() (*procWorker, error) {
+// startProcWorker starts a worker process with GOMAXPROCS threads (0: the Go default).
+func startProcWorker(threads int) (*procWorker, error) {
 	cmd, err := WorkerCommand()
 	if err != nil {
 		return nil, err
+	}
+	if threads > 0 {
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(threads))
 	}
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

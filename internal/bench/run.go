@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -51,6 +52,7 @@ type Options struct {
 	Hold        time.Duration `json:"hold,omitempty"`        // idle: how long connections sit idle
 	Dialers     int           `json:"dialers,omitempty"`     // concurrent dialers (all workers together)
 	Workers     int           `json:"workers"`               // worker processes; 0: goroutines of this process; -1: auto
+	Threads     int           `json:"threads"`               // GOMAXPROCS of each worker process; 0: all CPUs
 	SourceIPs   int           `json:"sourceIPs"`             // local addresses 127.0.0.1..; 0: let the kernel pick; -1: auto
 	Warmup      time.Duration `json:"warmup"`                // messages sent this long before measuring are not counted
 	Runs        int           `json:"runs"`
@@ -104,7 +106,7 @@ func (o Options) withDefaults() Options {
 	}
 	n := o.connections()
 	if o.Workers < 0 {
-		o.Workers = max(1, (n+14999)/15000)
+		o.Workers = defaultWorkers(n, runtime.NumCPU())
 	}
 	if o.SourceIPs < 0 {
 		o.SourceIPs = 0
@@ -349,12 +351,23 @@ func (r *runner) serverToken(u string) string {
 	return t
 }
 
+// defaultWorkers is the number of worker processes for n connections on a machine with
+// cpus CPUs: one per 15,000 connections, so that none approaches the 20,000 open-file
+// limit, and more for large runs, up to one per CPU, but none with fewer than 1,000
+// connections. Workers are single-threaded by default (Options.Threads): on a machine
+// the server shares, one thread reading a burst of sockets after each wake-up costs
+// less CPU than several threads waking each other, and the CPU the tool saves is the
+// server's.
+func defaultWorkers(n, cpus int) int {
+	return max(1, (n+14999)/15000, min(cpus, n/1000))
+}
+
 func (r *runner) startWorkers(ctx context.Context) error {
 	if r.o.Workers == 0 {
 		r.workers = []workerHandle{localWorker{NewWorker()}}
 	} else {
 		for range r.o.Workers {
-			p, err := startProcWorker()
+			p, err := startProcWorker(r.o.Threads)
 			if err != nil {
 				return err
 			}
@@ -586,7 +599,7 @@ func (r *runner) measure(ctx context.Context, res *RunResult, phase func() error
 }
 
 // restSender posts payloads to one URL family with cached server tokens.
-func (r *runner) restSend(ctx context.Context, u string, body []byte) error {
+func (r *runner) restSend(ctx context.Context, rc *restConn, u string, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return err
@@ -597,13 +610,11 @@ func (r *runner) restSend(ctx context.Context, u string, body []byte) error {
 	} else {
 		req.Header.Set("Content-Type", "text/plain")
 	}
-	resp, err := r.http.Do(req)
+	resp, err := rc.do(ctx, req)
 	if err != nil {
 		r.countSendError(reason(err))
 		return err
 	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
 	if resp.StatusCode != http.StatusAccepted {
 		r.countSendError("http " + resp.Status)
 		return fmt.Errorf("%s", resp.Status)
@@ -651,6 +662,8 @@ func (r *runner) publishREST(ctx context.Context, measureFrom time.Time, target 
 			defer wg.Done()
 			rnd := rand.New(rand.NewPCG(uint64(p), 42))
 			var body []byte
+			var rc restConn
+			defer rc.close()
 			next := time.Now()
 			measured := 0
 			failures := 0
@@ -666,7 +679,7 @@ func (r *runner) publishREST(ctx context.Context, measureFrom time.Time, target 
 				now := time.Now()
 				isMeasured := !now.Before(measureFrom)
 				body = r.appendBody(body[:0], stream, *seq, now.UnixNano())
-				if err := r.restSend(ctx, u, body); err != nil {
+				if err := r.restSend(ctx, &rc, u, body); err != nil {
 					failures++
 					continue
 				}
