@@ -24,6 +24,7 @@ type restConn struct {
 	conn net.Conn
 	br   *bufio.Reader
 	bw   *bufio.Writer
+	stop func() bool // stops the cancellation of the connection's I/O by ctx
 }
 
 // restTimeout bounds one request and its response.
@@ -31,13 +32,19 @@ const restTimeout = 30 * time.Second
 
 // do sends req and returns the response with its body read and closed. A failed or
 // closed connection is dropped, and the next request dials a new one.
+//
+// ctx is the publisher's: the connection is dialed with it, and when it is done, the
+// request in flight fails at once and no other is sent.
 func (c *restConn) do(ctx context.Context, req *http.Request) (*http.Response, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	if c.conn == nil {
 		if err := c.dial(ctx, req.URL); err != nil {
 			return nil, err
 		}
 	}
-	resp, err := c.roundTrip(req)
+	resp, err := c.roundTrip(ctx, req)
 	if err != nil {
 		c.close()
 		return nil, err
@@ -73,11 +80,15 @@ func (c *restConn) dial(ctx context.Context, u *url.URL) error {
 		conn = tc
 	}
 	c.conn, c.br, c.bw = conn, bufio.NewReaderSize(conn, 4096), bufio.NewWriterSize(conn, 4096)
+	c.stop = context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
 	return nil
 }
 
-func (c *restConn) roundTrip(req *http.Request) (*http.Response, error) {
+func (c *restConn) roundTrip(ctx context.Context, req *http.Request) (*http.Response, error) {
 	c.conn.SetDeadline(time.Now().Add(restTimeout))
+	if err := ctx.Err(); err != nil {
+		return nil, err // done before the new deadline replaced the one AfterFunc set
+	}
 	if err := req.Write(c.bw); err != nil {
 		return nil, err
 	}
@@ -98,6 +109,7 @@ func (c *restConn) roundTrip(req *http.Request) (*http.Response, error) {
 
 func (c *restConn) close() {
 	if c.conn != nil {
+		c.stop()
 		c.conn.Close()
 		c.conn = nil
 	}

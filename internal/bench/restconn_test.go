@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -76,5 +77,42 @@ func TestDefaultWorkers(t *testing.T) {
 		if got := defaultWorkers(tt.conns, tt.cpus); got != tt.want {
 			t.Errorf("defaultWorkers(%d, %d) = %d, want %d", tt.conns, tt.cpus, got, tt.want)
 		}
+	}
+}
+
+// A publisher whose context ends is not left waiting for an answer that does not come.
+func TestRestConnCancel(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			<-release
+		}
+		w.WriteHeader(http.StatusAccepted)
+	}))
+	defer srv.Close()
+	defer close(release)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var rc restConn
+	defer rc.close()
+	send := func(path string) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.URL+path, strings.NewReader("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = rc.do(ctx, req)
+		return err
+	}
+	if err := send("/fast"); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- send("/slow") }()
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("a request in flight when its context ended succeeded")
+	}
+	if err := send("/fast"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("request after the context ended: %v, want context.Canceled", err)
 	}
 }
