@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -130,6 +131,9 @@ func TestWorkerProcesses(t *testing.T) {
 	r := runOK(t, o).Runs[0]
 	if r.Connections != 20 || r.Counted != 2*100*20 || r.Received != r.Sent*20 {
 		t.Errorf("conns %d counted %d sent %d received %d", r.Connections, r.Counted, r.Sent, r.Received)
+	}
+	if runtime.GOOS == "linux" && r.ToolCPUPercent <= 0 {
+		t.Errorf("tool CPU %.1f%%: the coordinator's and the workers' CPU were not measured", r.ToolCPUPercent)
 	}
 }
 

@@ -17,18 +17,18 @@ func (rep *Report) WriteTable(out io.Writer) {
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	messages := o.Scenario == "fanout" || o.Scenario == "durable" || o.Scenario == "signalr-fanout" || o.Scenario == "rooms" || o.Scenario == "users"
 	if messages {
-		fmt.Fprintln(tw, "run\tconns\tsent\tdelivered\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tlost\tdup\tooo\tsrv CPU %\tsrv RSS MB\t")
+		fmt.Fprintln(tw, "run\tconns\tsent\tdelivered\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tlost\tdup\tooo\tsrv CPU %\ttool CPU %\tsrv RSS MB\t")
 	} else {
-		fmt.Fprintln(tw, "run\tconns\tconnect s\thandshakes/s\tconnect p50 ms\tp99 ms\tmax ms\tsrv CPU %\tsrv RSS MB\tKB/conn\t")
+		fmt.Fprintln(tw, "run\tconns\tconnect s\thandshakes/s\tconnect p50 ms\tp99 ms\tmax ms\tsrv CPU %\ttool CPU %\tsrv RSS MB\tKB/conn\t")
 	}
 	row := func(name string, r RunResult) {
 		if messages {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t%.0f\t%.1f\t\n", name, r.Connections, r.Sent, r.Counted,
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t%.0f\t%.0f\t%.1f\t\n", name, r.Connections, r.Sent, r.Counted,
 				r.DeliveriesPerSec, r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max,
-				r.Lost, r.Duplicated, r.OutOfOrder, r.Server.CPUPercent, float64(r.Server.RSSLoaded)/(1<<20))
+				r.Lost, r.Duplicated, r.OutOfOrder, r.Server.CPUPercent, r.ToolCPUPercent, float64(r.Server.RSSLoaded)/(1<<20))
 		} else {
-			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%.1f\t%.1f\t\n", name, r.Connections, r.ConnectSeconds, r.HandshakesPerSec,
-				r.ConnectLatency.P50, r.ConnectLatency.P99, r.ConnectLatency.Max, r.Server.CPUPercent,
+			fmt.Fprintf(tw, "%s\t%d\t%.2f\t%.0f\t%.2f\t%.2f\t%.2f\t%.0f\t%.0f\t%.1f\t%.1f\t\n", name, r.Connections, r.ConnectSeconds, r.HandshakesPerSec,
+				r.ConnectLatency.P50, r.ConnectLatency.P99, r.ConnectLatency.Max, r.Server.CPUPercent, r.ToolCPUPercent,
 				float64(r.Server.RSSLoaded)/(1<<20), r.Server.RSSPerConn/1024)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"runtime"
 	"slices"
 	"sort"
@@ -189,6 +190,10 @@ type RunResult struct {
 	Disconnects map[string]int64 `json:"disconnects,omitempty"`
 	Errors      map[string]int64 `json:"errors,omitempty"`
 	Server      ServerFigures    `json:"server"`
+	// ToolCPUPercent is the load tool's own CPU (this process and its workers) during the
+	// measured phase, in % of one core: on a machine the tool shares with the server, the
+	// CPU the server could not have. 0 where /proc is not available.
+	ToolCPUPercent float64 `json:"toolCpuPercent"`
 
 	Failed   bool     `json:"failed"`
 	Failures []string `json:"failures,omitempty"`
@@ -579,9 +584,16 @@ func (r *runner) run(ctx context.Context, n int) (res RunResult, err error) {
 
 // measure samples the server around the measured phase.
 func (r *runner) measure(ctx context.Context, res *RunResult, phase func() error) error {
+	t0, terr0 := r.toolCPU()
 	s0, err0 := r.probe.sample(ctx)
 	err := phase()
 	s1, err1 := r.probe.sample(ctx)
+	t1, terr1 := r.toolCPU()
+	if terr0 == nil && terr1 == nil {
+		if d := s1.At.Sub(s0.At).Seconds(); d > 0 {
+			res.ToolCPUPercent = 100 * (t1 - t0) / d
+		}
+	}
 	if err0 == nil && err1 == nil {
 		f := &res.Server
 		f.RSSBefore = r.baseline
@@ -596,6 +608,25 @@ func (r *runner) measure(ctx context.Context, res *RunResult, phase func() error
 		}
 	}
 	return err
+}
+
+// toolCPU returns the CPU seconds used so far by this process and its worker processes.
+func (r *runner) toolCPU() (float64, error) {
+	s, err := procSample(os.Getpid())
+	if err != nil {
+		return 0, err
+	}
+	total := s.CPUSeconds
+	for _, w := range r.workers {
+		if p, ok := w.(*procWorker); ok {
+			ws, err := procSample(p.cmd.Process.Pid)
+			if err != nil {
+				return 0, err
+			}
+			total += ws.CPUSeconds
+		}
+	}
+	return total, nil
 }
 
 // restSender posts payloads to one URL family with cached server tokens.
