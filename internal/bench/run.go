@@ -8,7 +8,6 @@ import (
 	"io"
 	"math"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -244,14 +243,6 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		}
 		r.endpoint = strings.TrimRight(endpoint, "/")
 	}
-	r.http = &http.Client{Transport: &http.Transport{
-		Proxy:               nil,
-		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConnsPerHost: o.Publishers + 4,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}, Timeout: 30 * time.Second}
-	defer r.http.CloseIdleConnections()
 	r.probe = newServerProbe(ctx, r.endpoint, o.ServerPID, func(u string) string { return r.serverToken(u) })
 
 	if err := r.startWorkers(ctx); err != nil {
@@ -327,7 +318,6 @@ type runner struct {
 	srEndpoint string // SignalR endpoint of the signalr-* scenarios
 	srRing     *auth.KeyRing
 
-	http     *http.Client
 	probe    *serverProbe
 	baseline int64
 	workers  []workerHandle
