@@ -144,7 +144,7 @@ func (k *KeyRing) VerifyClientToken(token, expectedPath string, now time.Time) (
 	if err != nil {
 		return nil, err
 	}
-	if err := checkAudience(auds, expectedPath); err != nil {
+	if err := parseAudience(auds).check(expectedPath); err != nil {
 		return nil, err
 	}
 	return clientClaims(mc)
@@ -167,7 +167,7 @@ func (k *KeyRing) VerifyServerToken(token, requestPath string, now time.Time) er
 		if err := v.checkTimes(now); err != nil {
 			return err
 		}
-		return checkAudience(v.auds, requestPath)
+		return v.aud.check(requestPath)
 	}
 	mc, err := k.parse(token, now, true)
 	if err != nil {
@@ -178,7 +178,7 @@ func (k *KeyRing) VerifyServerToken(token, requestPath string, now time.Time) er
 		return err
 	}
 	k.verified.put(token, v)
-	return checkAudience(v.auds, requestPath)
+	return v.aud.check(requestPath)
 }
 
 // errAlgorithm is returned by lookupKey; parse maps it to ErrTokenAlgorithm.
@@ -243,18 +243,31 @@ func classify(err error) error {
 	return fmt.Errorf("%w: %s", reason, err.Error())
 }
 
-// checkAudience reports whether any aud entry's path matches path.
-func checkAudience(auds []string, path string) error {
-	if len(auds) == 0 {
+// audience is a token's aud claim, parsed once: a remembered server token is checked
+// against each request's path without parsing its URLs again.
+type audience struct {
+	claimed bool     // the token has an aud claim
+	paths   []string // the normalized paths of the aud values that parse as URLs
+}
+
+func parseAudience(auds []string) audience {
+	a := audience{claimed: len(auds) > 0}
+	for _, aud := range auds {
+		if u, err := url.Parse(aud); err == nil {
+			a.paths = append(a.paths, normalizePath(u.Path))
+		}
+	}
+	return a
+}
+
+// check reports whether any aud entry's path matches path.
+func (a audience) check(path string) error {
+	if !a.claimed {
 		return fmt.Errorf("%w: no aud claim", ErrTokenAudience)
 	}
 	want := normalizePath(path)
-	for _, aud := range auds {
-		u, err := url.Parse(aud)
-		if err != nil {
-			continue
-		}
-		if strings.EqualFold(normalizePath(u.Path), want) {
+	for _, p := range a.paths {
+		if strings.EqualFold(p, want) {
 			return nil
 		}
 	}

@@ -25,7 +25,7 @@ type tokenCache struct {
 
 // verifiedToken is what a server token's verification needs again.
 type verifiedToken struct {
-	auds     []string
+	aud      audience
 	exp, nbf time.Time // zero when absent (exp is required, so never zero here)
 }
 
@@ -48,10 +48,11 @@ func (c *tokenCache) put(token string, v verifiedToken) {
 // newVerifiedToken extracts what a later check of the same token needs from its claims.
 func newVerifiedToken(mc jwt.MapClaims) (verifiedToken, error) {
 	var v verifiedToken
-	var err error
-	if v.auds, err = stringsClaim(mc, claimAudience); err != nil {
+	auds, err := stringsClaim(mc, claimAudience)
+	if err != nil {
 		return v, err
 	}
+	v.aud = parseAudience(auds)
 	if exp, err := mc.GetExpirationTime(); err == nil && exp != nil {
 		v.exp = exp.Time
 	}
