@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/bench/baseline"
 	"github.com/switchboardhq/switchboard/internal/bench"
 )
 
@@ -105,7 +108,33 @@ See bench/README.md.`,
 	f.DurationVar(&o.Drain, "drain", 0, "how long to wait for missing messages without progress (default 5s)")
 	f.IntVar(&o.ServerPID, "server-pid", 0, "server process id for RSS/CPU (default: found by the listen port, else /metrics)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
-	cmd.AddCommand(newBenchWorkerCmd())
+	cmd.AddCommand(newBenchWorkerCmd(), newBenchBaselineCmd())
+	return cmd
+}
+
+func newBenchBaselineCmd() *cobra.Command {
+	addr := "127.0.0.1:18181"
+	cmd := &cobra.Command{
+		Use:   "baseline",
+		Short: "Run the baseline server: the machine's ceiling for the fanout and connect scenarios",
+		Long: `Run a server that does only what the fanout and connect scenarios need (a WebSocket
+upgrade answered with the connected message, REST group sends written to every connection)
+and nothing of its own: no token checks, hubs, queues or metrics. Its figures under
+switchboard bench are what this machine gives a server while the load tool shares it. It
+prints a connection string for the tool on its first line. See bench/README.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), auth.ConnectionString("http://"+ln.Addr().String(), baseline.AnyKey))
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return baseline.New().Serve(ctx, ln)
+		},
+	}
+	cmd.Flags().StringVar(&addr, "addr", addr, "listen address")
 	return cmd
 }
 
