@@ -13,8 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/switchboardhq/switchboard/internal/auth"
-	"github.com/switchboardhq/switchboard/internal/bench/baseline"
 	"github.com/switchboardhq/switchboard/internal/bench"
+	"github.com/switchboardhq/switchboard/internal/bench/baseline"
 )
 
 // errBenchFailed makes the process exit non-zero after a failed run's report is printed.
