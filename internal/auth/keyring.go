@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/golang-jwt/jwt/v5"
+	"github.com/cristalhq/jwt/v4"
 )
 
 // KeyRing holds the access keys, primary first. Tokens are signed with the primary key and
@@ -19,9 +19,10 @@ type KeyRing struct {
 	keys     []string
 	keyBytes [][]byte // UTF-8 bytes of keys, same order
 
-	// verifySet is handed to the JWT parser, which tries each key in order.
-	verifySet jwt.VerificationKeySet
-	keyfunc   jwt.Keyfunc
+	// builder signs tokens with the primary key (HS256); verifiers holds, for each
+	// accepted alg, one verifier per key in ring order.
+	builder   *jwt.Builder
+	verifiers map[jwt.Algorithm][]jwt.Verifier
 
 	verified tokenCache // server tokens that verified
 }
@@ -37,16 +38,26 @@ func NewKeyRing(keys ...string) (*KeyRing, error) {
 		keys:     make([]string, len(keys)),
 		keyBytes: make([][]byte, len(keys)),
 	}
-	k.verifySet.Keys = make([]jwt.VerificationKey, len(keys))
+	k.verifiers = make(map[jwt.Algorithm][]jwt.Verifier, len(hmacAlgorithms))
 	for i, key := range keys {
 		if strings.TrimSpace(key) == "" {
 			return nil, fmt.Errorf("auth: key %d: %w", i, ErrEmptyKey)
 		}
 		k.keys[i] = key
 		k.keyBytes[i] = []byte(key)
-		k.verifySet.Keys[i] = k.keyBytes[i]
+		for _, alg := range hmacAlgorithms {
+			v, err := jwt.NewVerifierHS(alg, k.keyBytes[i])
+			if err != nil {
+				return nil, fmt.Errorf("auth: key %d: %w", i, err)
+			}
+			k.verifiers[alg] = append(k.verifiers[alg], v)
+		}
 	}
-	k.keyfunc = k.lookupKey
+	signer, err := jwt.NewSignerHS(jwt.HS256, k.keyBytes[0])
+	if err != nil {
+		return nil, fmt.Errorf("auth: primary key: %w", err)
+	}
+	k.builder = jwt.NewBuilder(signer)
 	return k, nil
 }
 

@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // Claim names of Azure SignalR Service client tokens (spec §3.2).
@@ -88,7 +86,7 @@ func (k *KeyRing) VerifySignalRClientToken(token, hub string, now time.Time) (*S
 	return signalRClaims(mc)
 }
 
-func checkSignalRAudience(mc jwt.MapClaims, hub string) error {
+func checkSignalRAudience(mc claims, hub string) error {
 	auds, err := stringsClaim(mc, claimAudience)
 	if err != nil {
 		return err
@@ -106,10 +104,10 @@ func checkSignalRAudience(mc jwt.MapClaims, hub string) error {
 	return fmt.Errorf("%w: The audience is invalid: aud does not name hub %q", ErrTokenAudience, hub)
 }
 
-func signalRClaims(mc jwt.MapClaims) (*SignalRClaims, error) {
+func signalRClaims(mc claims) (*SignalRClaims, error) {
 	c := &SignalRClaims{}
-	if exp, err := mc.GetExpirationTime(); err == nil && exp != nil {
-		c.Expires = exp.Time
+	if exp, err := mc.numericDate(claimExpires); err == nil {
+		c.Expires = exp
 	}
 	for _, name := range []string{claimSignalRUserID, claimNameIDShort, claimNameID, claimSubject} {
 		ids, err := stringsClaim(mc, name)

@@ -1,14 +1,17 @@
 package auth
 
 import (
+	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"strings"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
+	"github.com/cristalhq/jwt/v4"
 )
 
 const (
@@ -104,26 +107,26 @@ func (k *KeyRing) MintServerToken(audience string, ttl time.Duration) (string, e
 	return k.sign(k.baseClaims(audience, time.Time{}, ttl))
 }
 
-func (k *KeyRing) baseClaims(audience string, now time.Time, ttl time.Duration) jwt.MapClaims {
+func (k *KeyRing) baseClaims(audience string, now time.Time, ttl time.Duration) claims {
 	if now.IsZero() {
 		now = time.Now()
 	}
 	if ttl == 0 {
 		ttl = DefaultTokenTTL
 	}
-	return jwt.MapClaims{
+	return claims{
 		claimAudience: audience,
 		claimIssuedAt: now.Unix(),
 		claimExpires:  now.Add(ttl).Unix(),
 	}
 }
 
-func (k *KeyRing) sign(claims jwt.MapClaims) (string, error) {
-	s, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(k.keyBytes[0])
+func (k *KeyRing) sign(c claims) (string, error) {
+	t, err := k.builder.Build(c)
 	if err != nil {
 		return "", fmt.Errorf("auth: sign token: %w", err)
 	}
-	return s, nil
+	return t.String(), nil
 }
 
 // VerifyClientToken checks a client access token and returns its claims. It accepts HS256,
@@ -181,20 +184,18 @@ func (k *KeyRing) VerifyServerToken(token, requestPath string, now time.Time) er
 	return v.aud.check(requestPath)
 }
 
-// errAlgorithm is returned by lookupKey; parse maps it to ErrTokenAlgorithm.
-var errAlgorithm = errors.New("alg is not HS256, HS384 or HS512")
+// hmacAlgorithms are the algs a token may have: HMAC with a shared access key, as the
+// SDKs sign. "none" and the asymmetric algorithms are refused.
+var hmacAlgorithms = []jwt.Algorithm{jwt.HS256, jwt.HS384, jwt.HS512}
 
-// lookupKey is the jwt.Keyfunc: it admits only the HMAC algorithms and returns every key.
-func (k *KeyRing) lookupKey(t *jwt.Token) (any, error) {
-	switch t.Method {
-	case jwt.SigningMethodHS256, jwt.SigningMethodHS384, jwt.SigningMethodHS512:
-		return k.verifySet, nil
-	}
-	return nil, errAlgorithm
-}
+// claims is a token's payload, decoded with numbers as json.Number.
+type claims map[string]any
 
-// parse checks syntax, algorithm, signature, exp and nbf, and returns the claims.
-func (k *KeyRing) parse(token string, now time.Time, requireExp bool) (jwt.MapClaims, error) {
+// parse checks syntax, algorithm and signature, then decodes the claims and checks their
+// types, exp and nbf, in that order: the JSON of the claims is read only once a key of the
+// ring has verified it. A token with a bad signature is reported as such even when it is
+// also expired.
+func (k *KeyRing) parse(token string, now time.Time, requireExp bool) (claims, error) {
 	if token == "" {
 		return nil, ErrTokenMissing
 	}
@@ -204,43 +205,96 @@ func (k *KeyRing) parse(token string, now time.Time, requireExp bool) (jwt.MapCl
 	if now.IsZero() {
 		now = time.Now()
 	}
-	opts := []jwt.ParserOption{
-		jwt.WithJSONNumber(),
-		jwt.WithLeeway(ClockSkew),
-		jwt.WithTimeFunc(func() time.Time { return now }),
+	t, err := jwt.ParseNoVerify([]byte(token))
+	if err != nil {
+		return nil, syntaxError(token, err)
 	}
-	if requireExp {
-		opts = append(opts, jwt.WithExpirationRequired())
+	alg := t.Header().Algorithm
+	verifiers := k.verifiers[alg]
+	if verifiers == nil {
+		return nil, fmt.Errorf("%w: alg %q is not HS256, HS384 or HS512", ErrTokenAlgorithm, string(alg))
 	}
-	mc := jwt.MapClaims{}
-	if _, err := jwt.NewParser(opts...).ParseWithClaims(token, mc, k.keyfunc); err != nil {
-		return nil, classify(err)
+	verified := false
+	for _, v := range verifiers {
+		if v.Verify(t) == nil {
+			verified = true
+			break
+		}
 	}
-	return mc, nil
+	if !verified {
+		return nil, fmt.Errorf("%w: no access key verifies the signature", ErrTokenSignature)
+	}
+	c, err := decodeClaims(t.Claims())
+	if err != nil {
+		return nil, err
+	}
+	var times verifiedToken
+	if times.exp, err = c.numericDate(claimExpires); err != nil {
+		return nil, err
+	}
+	if times.nbf, err = c.numericDate(claimNotBefore); err != nil {
+		return nil, err
+	}
+	if requireExp && times.exp.IsZero() {
+		return nil, fmt.Errorf("%w: exp is required", ErrTokenMalformed)
+	}
+	if err := times.checkTimes(now); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
-// classify maps a golang-jwt error to an error wrapping exactly one of our sentinels. The
-// parser checks syntax, then algorithm, then signature, then claims, so a token with a bad
-// signature is reported as such even when it is also expired.
-func classify(err error) error {
-	var reason error
-	switch {
-	case errors.Is(err, errAlgorithm):
-		reason = ErrTokenAlgorithm
-	case errors.Is(err, jwt.ErrTokenMalformed):
-		reason = ErrTokenMalformed
-	case errors.Is(err, jwt.ErrTokenUnverifiable):
-		// alg missing or not a registered method.
-		reason = ErrTokenAlgorithm
-	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
-		reason = ErrTokenSignature
-	case errors.Is(err, jwt.ErrTokenExpired), errors.Is(err, jwt.ErrTokenNotValidYet):
-		reason = ErrTokenExpired
-	default:
-		// Missing exp, claims of the wrong type.
-		reason = ErrTokenMalformed
+// syntaxError explains why token did not parse: a header that is a JSON object without a
+// string alg is an algorithm error, anything else is malformed.
+func syntaxError(token string, err error) error {
+	head, _, _ := strings.Cut(token, ".")
+	if b, derr := base64.RawURLEncoding.DecodeString(head); derr == nil {
+		var h map[string]any
+		if json.Unmarshal(b, &h) == nil {
+			if _, ok := h["alg"].(string); !ok {
+				return fmt.Errorf("%w: alg is missing or not a string", ErrTokenAlgorithm)
+			}
+		}
 	}
-	return fmt.Errorf("%w: %s", reason, err.Error())
+	return fmt.Errorf("%w: %v", ErrTokenMalformed, err)
+}
+
+// decodeClaims decodes a verified payload, which must be one JSON object.
+func decodeClaims(payload []byte) (claims, error) {
+	d := json.NewDecoder(bytes.NewReader(payload))
+	d.UseNumber()
+	var v any // into an interface, encoding/json builds the map without reflection
+	err := d.Decode(&v)
+	c, ok := v.(map[string]any)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("%w: the claims are not a JSON object", ErrTokenMalformed)
+	}
+	if _, err := d.Token(); err == nil {
+		return nil, fmt.Errorf("%w: data after the claims object", ErrTokenMalformed)
+	}
+	return c, nil
+}
+
+// maxNumericDate bounds NumericDate claims: 2^53 seconds, some 285 million years.
+const maxNumericDate = 1 << 53
+
+// numericDate reads a NumericDate claim (seconds since the epoch, fractions allowed); the
+// zero time when the claim is absent or null.
+func (c claims) numericDate(name string) (time.Time, error) {
+	switch v := c[name].(type) {
+	case nil:
+		return time.Time{}, nil
+	case json.Number:
+		f, err := v.Float64()
+		if err != nil || math.IsNaN(f) {
+			return time.Time{}, fmt.Errorf("%w: %s is not a number", ErrTokenMalformed, name)
+		}
+		f = max(-maxNumericDate, min(f, maxNumericDate)) // absurd values stay far away, without overflow
+		sec := int64(f)
+		return time.Unix(sec, int64((f-float64(sec))*1e9)), nil
+	default:
+		return time.Time{}, fmt.Errorf("%w: %s is %s, not a number", ErrTokenMalformed, name, jsonType(v))
+	}
 }
 
 // audience is a token's aud claim, parsed once: a remembered server token is checked
@@ -291,10 +345,10 @@ func normalizePath(p string) string {
 	return strings.TrimRight(b.String(), "/")
 }
 
-func clientClaims(mc jwt.MapClaims) (*ClientClaims, error) {
+func clientClaims(mc claims) (*ClientClaims, error) {
 	c := &ClientClaims{}
-	if exp, err := mc.GetExpirationTime(); err == nil && exp != nil {
-		c.Expires = exp.Time
+	if exp, err := mc.numericDate(claimExpires); err == nil {
+		c.Expires = exp
 	}
 	var err error
 	if c.UserID, err = stringClaim(mc, claimSubject); err != nil {
@@ -325,7 +379,7 @@ func clientClaims(mc jwt.MapClaims) (*ClientClaims, error) {
 }
 
 // stringClaim returns a string claim; absent and null are "".
-func stringClaim(mc jwt.MapClaims, name string) (string, error) {
+func stringClaim(mc claims, name string) (string, error) {
 	switch v := mc[name].(type) {
 	case nil:
 		return "", nil
@@ -338,7 +392,7 @@ func stringClaim(mc jwt.MapClaims, name string) (string, error) {
 
 // stringsClaim returns a claim that may be a string or an array of strings; empty strings
 // are dropped, absent and null are nil.
-func stringsClaim(mc jwt.MapClaims, name string) ([]string, error) {
+func stringsClaim(mc claims, name string) ([]string, error) {
 	switch v := mc[name].(type) {
 	case nil:
 		return nil, nil

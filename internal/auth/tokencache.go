@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/golang-jwt/jwt/v5"
 )
 
 // tokenCacheSize bounds the verified server tokens a KeyRing remembers.
@@ -46,18 +44,18 @@ func (c *tokenCache) put(token string, v verifiedToken) {
 }
 
 // newVerifiedToken extracts what a later check of the same token needs from its claims.
-func newVerifiedToken(mc jwt.MapClaims) (verifiedToken, error) {
+func newVerifiedToken(mc claims) (verifiedToken, error) {
 	var v verifiedToken
 	auds, err := stringsClaim(mc, claimAudience)
 	if err != nil {
 		return v, err
 	}
 	v.aud = parseAudience(auds)
-	if exp, err := mc.GetExpirationTime(); err == nil && exp != nil {
-		v.exp = exp.Time
+	if v.exp, err = mc.numericDate(claimExpires); err != nil {
+		return v, err
 	}
-	if nbf, err := mc.GetNotBefore(); err == nil && nbf != nil {
-		v.nbf = nbf.Time
+	if v.nbf, err = mc.numericDate(claimNotBefore); err != nil {
+		return v, err
 	}
 	return v, nil
 }

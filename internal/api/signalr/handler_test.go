@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
+	"github.com/cristalhq/jwt/v4"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/switchboardhq/switchboard/internal/api/signalr"
 	"github.com/switchboardhq/switchboard/internal/api/webpubsub"
@@ -248,12 +248,17 @@ func TestAuth(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Expired beyond the clock skew, signed with the right key.
-	expired, err := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
-		"aud": e.srv.URL + target, "exp": time.Now().Add(-time.Hour).Unix(),
-	}).SignedString([]byte(testKey))
+	signer, err := jwt.NewSignerHS(jwt.HS256, []byte(testKey))
 	if err != nil {
 		t.Fatal(err)
 	}
+	expiredToken, err := jwt.NewBuilder(signer).Build(map[string]any{
+		"aud": e.srv.URL + target, "exp": time.Now().Add(-time.Hour).Unix(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	expired := expiredToken.String()
 
 	tests := []struct {
 		name, authz string

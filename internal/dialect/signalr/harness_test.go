@@ -16,9 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cristalhq/jwt/v4"
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
@@ -126,13 +126,23 @@ func (s *testServer) token(t testing.TB, hub, user string) string {
 
 // customToken signs claims with the test key (for claims the minting API
 // does not offer: asrs.s.htt, a past exp).
-func customToken(t testing.TB, claims jwt.MapClaims) string {
+func customToken(t testing.TB, claims map[string]any) string {
 	t.Helper()
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(testKey))
+	return signToken(t, testKey, claims)
+}
+
+// signToken signs claims with key, HS256.
+func signToken(t testing.TB, key string, claims map[string]any) string {
+	t.Helper()
+	signer, err := jwt.NewSignerHS(jwt.HS256, []byte(key))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tok
+	tok, err := jwt.NewBuilder(signer).Build(claims)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.String()
 }
 
 func (s *testServer) hub(t testing.TB, name string) *core.Hub {
