@@ -351,8 +351,14 @@ func (s *Server) Serve(ctx context.Context) error {
 			return err
 		}
 	}
+	// Upgrades of the Web PubSub client endpoint are served by the front door, outside
+	// net/http's per-connection machinery; every other connection goes to s.http.
+	front := s.ws.NewFrontDoor(s.ln, "/client/hubs/", s.http.Handler, s.http.ReadHeaderTimeout)
+	frontDone := make(chan struct{})
+	go func() { defer close(frontDone); front.Serve() }()
+	defer func() { front.Close(); <-frontDone }()
 	errc := make(chan error, 2)
-	go func() { errc <- s.http.Serve(s.ln) }()
+	go func() { errc <- s.http.Serve(front) }()
 	serving := 1
 	if s.sr != nil {
 		s.sr.serve(errc)
@@ -373,8 +379,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Server.ShutdownTimeout)
 	defer cancel()
 	var errs []error
-	if err := s.http.Shutdown(sctx); err != nil {
+	if err := s.http.Shutdown(sctx); err != nil { // closes the front door too
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	front.Close()
+	<-frontDone // no connection accepted after this
+	if err := front.Wait(sctx); err != nil {
+		errs = append(errs, fmt.Errorf("waiting for upgrades under way: %w", err))
 	}
 	if err := s.node.Shutdown(sctx, "server shutting down"); err != nil {
 		errs = append(errs, fmt.Errorf("closing sessions: %w", err))
