@@ -288,7 +288,7 @@ func (s *Server) Node() *core.Node { return s.node }
 
 // Listen binds the configured addresses; Addr then tells which port.
 func (s *Server) Listen() error {
-	ln, err := net.Listen("tcp", s.cfg.Server.Addr)
+	ln, err := listen(s.cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("server: listen: %w", err)
 	}
@@ -300,6 +300,15 @@ func (s *Server) Listen() error {
 	}
 	s.ln = ln
 	return nil
+}
+
+// listen binds addr without TCP keep-alive probes on the accepted connections: every
+// protocol here checks liveness itself (WebSocket pings and the idle timeout, SSE
+// keep-alive events, long-poll and HTTP idle timeouts), and the probes' setup is four
+// system calls per accepted connection.
+func listen(addr string) (net.Listener, error) {
+	lc := net.ListenConfig{KeepAliveConfig: net.KeepAliveConfig{Enable: false}, KeepAlive: -1}
+	return lc.Listen(context.Background(), "tcp", addr)
 }
 
 // SignalREndpoint returns the public endpoint of the SignalR listener, ""

@@ -134,7 +134,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 }
 
 func (s *signalRService) listen() error {
-	ln, err := net.Listen("tcp", s.cfg.SignalR.Addr)
+	ln, err := listen(s.cfg.SignalR.Addr)
 	if err != nil {
 		return fmt.Errorf("server: signalr listen: %w", err)
 	}
