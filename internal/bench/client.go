@@ -95,12 +95,16 @@ func (w *Worker) wsDialer(spec ConnSpec) ws.Dialer {
 		ReadBufferSize:  readBufferSize,
 		WriteBufferSize: readBufferSize,
 	}
+	// No TCP keep-alive probes: the connection answers the server's pings, and their setup
+	// is four system calls per dial.
+	nd := &net.Dialer{Timeout: 15 * time.Second, KeepAlive: -1}
+	network := "tcp"
 	if w.sourceIPs > 0 {
 		ip := net.IPv4(127, 0, byte((spec.ID%w.sourceIPs)/254), byte(1+(spec.ID%w.sourceIPs)%254))
-		nd := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 15 * time.Second, Control: bindNoPort}
-		d.NetDial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return nd.DialContext(ctx, "tcp4", addr)
-		}
+		nd.LocalAddr, nd.Control, network = &net.TCPAddr{IP: ip}, bindNoPort, "tcp4"
+	}
+	d.NetDial = func(ctx context.Context, _, addr string) (net.Conn, error) {
+		return nd.DialContext(ctx, network, addr)
 	}
 	return d
 }
