@@ -100,7 +100,9 @@ func startProcWorker(threads int) (*procWorker, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd.Env = os.Environ()
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
 	if threads > 0 {
 		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(threads))
 	}
