@@ -248,6 +248,7 @@ type frontResponse struct {
 	status   int
 	body     bytes.Buffer
 	hijacked bool
+	held     bytes.Buffer // what the hijacker wrote: the 101 response
 }
 
 func (w *frontResponse) Header() http.Header { return w.header }
@@ -266,11 +267,12 @@ func (w *frontResponse) Write(p []byte) (int, error) {
 	return w.body.Write(p)
 }
 
-// Hijack implements http.Hijacker, as net/http's does: deadlines cleared, a reader holding
-// whatever the client sent after the request. That is the FrontDoor's own reader when it
+// Hijack implements http.Hijacker for the Server's Upgrade: deadlines cleared, a reader
+// holding whatever the client sent after the request, and a writer into held, which the
+// socket's first write sends (see upgradeFront). The reader is the FrontDoor's own when it
 // holds bytes; when it holds none, the hijacker gets a reader of its own of 16 bytes (a
-// WebSocket socket drops an empty one and reads the connection itself) and the FrontDoor's
-// goes back to its pool.
+// socket drops an empty one and reads the connection itself) and the FrontDoor's goes
+// back to its pool.
 func (w *frontResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if w.hijacked {
 		return nil, nil, http.ErrHijacked
@@ -283,7 +285,7 @@ func (w *frontResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	} else {
 		br = bufio.NewReaderSize(w.conn, 16)
 	}
-	return w.conn, bufio.NewReadWriter(br, bufio.NewWriterSize(w.conn, 256)), nil
+	return w.conn, bufio.NewReadWriter(br, bufio.NewWriterSize(&w.held, 256)), nil
 }
 
 // finish writes the buffered response and closes the connection.

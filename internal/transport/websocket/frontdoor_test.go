@@ -61,7 +61,13 @@ func newFrontEnv(t *testing.T, headerTimeout time.Duration) *frontEnv {
 			return
 		}
 		h := newTestHandler()
-		sock.Bind(&testSource{})
+		if r.URL.Query().Get("unbound") == "" {
+			src := &testSource{}
+			if welcome := r.URL.Query().Get("welcome"); welcome != "" {
+				src.push(text(welcome))
+			}
+			sock.Bind(src)
+		}
 		sock.Serve(h)
 		e.sockets <- &frontSocket{sock: sock, handler: h, viaHTTP: !plain}
 	})
@@ -157,6 +163,57 @@ func TestFrontDoorUpgrades(t *testing.T) {
 	}
 	if m := s.handler.next(t); m.data != "later" {
 		t.Errorf("second message %q", m.data)
+	}
+}
+
+// TestFrontDoorSendsWelcomeWithTheResponse: the 101 response waits in memory for the
+// socket's first frames and leaves with them, without TCP_CORK; a socket served before
+// anything is bound sends its 101 alone, at once.
+func TestFrontDoorSendsWelcomeWithTheResponse(t *testing.T) {
+	e := newFrontEnv(t, 0)
+	conn, br, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(context.Background(), "ws://"+e.addr+"/client/hubs/chat?welcome=hi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if br == nil || br.Buffered() == 0 {
+		t.Fatal("the welcome frame did not arrive with the 101 response")
+	}
+	if h, err := ws.ReadHeader(br); err != nil || h.OpCode != ws.OpText || h.Length != 2 {
+		t.Fatalf("first frame %+v, %v", h, err)
+	}
+	s := e.socket(t)
+	if s.viaHTTP || s.sock.corked.Load() {
+		t.Errorf("via http %v, corked %v", s.viaHTTP, s.sock.corked.Load())
+	}
+
+	conn2, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(context.Background(), "ws://"+e.addr+"/client/hubs/chat?unbound=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	conn2.Write(rawFrame(true, ws.OpText, []byte("hello"), true))
+	if m := e.socket(t).handler.next(t); m.data != "hello" {
+		t.Errorf("unbound socket read %q", m.data)
+	}
+}
+
+// TestFrontDoorFailedUpgrade: the upgrader's own refusal of a bad handshake reaches the
+// client, and counts.
+func TestFrontDoorFailedUpgrade(t *testing.T) {
+	e := newFrontEnv(t, 0)
+	before := testutil.ToFloat64(e.srv.metrics.handshakeErrors)
+	c := dialRaw(t, e.addr)
+	io.WriteString(c, "GET /client/hubs/chat HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("status %d, want 400", resp.StatusCode)
+	}
+	if got := testutil.ToFloat64(e.srv.metrics.handshakeErrors) - before; got != 1 {
+		t.Errorf("handshake errors counted: %v, want 1", got)
 	}
 }
 

@@ -59,7 +59,7 @@ func FuzzReadFrames(f *testing.F) {
 	defer srv.Close()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		server, client := net.Pipe()
-		sock := newSocket(srv, server, nil)
+		sock := newSocket(srv, server, nil, nil)
 		h := newTestHandler()
 		sock.Bind(&testSource{})
 		sock.Serve(h)

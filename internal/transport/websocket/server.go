@@ -137,6 +137,9 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol str
 	if subprotocol != "" {
 		up.Protocol = func(p string) bool { return p == subprotocol }
 	}
+	if fr, ok := w.(*frontResponse); ok {
+		return s.upgradeFront(up, fr, r)
+	}
 	tcp, _ := r.Context().Value(connKey{}).(net.Conn)
 	corked := tcp != nil && cork(tcp)
 	conn, rw, _, err := up.Upgrade(r, w)
@@ -150,12 +153,30 @@ func (s *Server) Upgrade(w http.ResponseWriter, r *http.Request, subprotocol str
 		s.metrics.handshakeErrors.Inc()
 		return nil, fmt.Errorf("%w: %v", ErrNotWebSocket, err)
 	}
-	sock := newSocket(s, conn, rw.Reader)
+	sock := newSocket(s, conn, rw.Reader, nil)
 	sock.corked.Store(corked && conn == tcp)
 	if corked && conn != tcp {
 		uncork(tcp)
 	}
 	return sock, nil
+}
+
+// upgradeFront upgrades a request the FrontDoor serves. Its hijacked writer keeps the 101
+// response in memory, and the socket's first write sends it with the first frames: one
+// write, with no TCP_CORK around it.
+func (s *Server) upgradeFront(up ws.HTTPUpgrader, fr *frontResponse, r *http.Request) (*Socket, error) {
+	up.Timeout = 0 // nothing is written to the connection here
+	conn, rw, _, err := up.Upgrade(r, fr)
+	if err != nil {
+		if conn != nil {
+			conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+			conn.Write(fr.held.Bytes()) // the upgrader's error response
+			conn.Close()
+		}
+		s.metrics.handshakeErrors.Inc()
+		return nil, fmt.Errorf("%w: %v", ErrNotWebSocket, err)
+	}
+	return newSocket(s, conn, rw.Reader, fr.held.Bytes()), nil
 }
 
 // connKey is the request-context key of the request's connection.

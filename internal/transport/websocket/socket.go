@@ -55,6 +55,7 @@ type Socket struct {
 
 	scheduled    atomic.Bool
 	corked       atomic.Bool  // holding the 101 response back for the first frames (see cork)
+	preamble     []byte       // the 101 response, written before the first frames (see upgradeFront); guarded by mu
 	lastRead     atomic.Int64 // unix nanoseconds
 	clientClosed atomic.Bool  // the client sent a close frame
 
@@ -84,11 +85,13 @@ var _ core.Link = (*Socket)(nil)
 
 var nextWriter atomic.Uint64
 
-func newSocket(s *Server, conn net.Conn, br *bufio.Reader) *Socket {
+// newSocket registers a socket for conn; preamble, if any, is written before its first
+// frames.
+func newSocket(s *Server, conn net.Conn, br *bufio.Reader, preamble []byte) *Socket {
 	if br != nil && br.Buffered() == 0 {
 		br = nil // the hijacked 4 KiB reader is empty: take a small pooled one when needed
 	}
-	sock := &Socket{srv: s, conn: conn, br: br, fd: -1, closedFrame: make(chan struct{})}
+	sock := &Socket{srv: s, conn: conn, br: br, fd: -1, closedFrame: make(chan struct{}), preamble: preamble}
 	if sc, ok := conn.(syscall.Conn); ok {
 		sock.raw, _ = sc.SyscallConn()
 	}
@@ -151,10 +154,13 @@ func (s *Socket) Close(code int, reason string) {
 func (s *Socket) Serve(h Handler) {
 	s.h = h
 	s.mu.Lock()
-	bound := s.src != nil
+	bound, held := s.src != nil, s.preamble != nil
 	s.mu.Unlock()
 	if !bound && s.corked.CompareAndSwap(true, false) {
 		uncork(s.conn) // no first frames to wait for: the client waits for the 101
+	}
+	if !bound && held {
+		s.Wake() // no first frames to wait for: the writer sends the 101
 	}
 	if s.fd < 0 || (s.br != nil && s.br.Buffered() > 0) {
 		go s.burst()

@@ -162,10 +162,15 @@ func (w *writer) flush(s *Socket) {
 	src, closing, code, reason := s.src, s.closing, s.closeCode, s.closeReason
 	pongs, pingDue := s.pongs, s.pingDue
 	keepAlive, keepAliveOp := s.keepAlive, s.keepAliveOp
-	s.pongs, s.pingDue = nil, false
+	preamble := s.preamble
+	s.pongs, s.pingDue, s.preamble = nil, false, nil
 	s.mu.Unlock()
 
 	w.scratch, w.spans = w.scratch[:0], w.spans[:0]
+	if preamble != nil { // the 101 response, in the segment of the first frames
+		w.scratch = append(w.scratch, preamble...)
+		w.addScratch(0, len(preamble))
+	}
 	for _, p := range pongs {
 		w.addControl(ws.OpPong, p)
 	}
