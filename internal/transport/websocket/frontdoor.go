@@ -33,6 +33,8 @@ type FrontDoor struct {
 	log           *slog.Logger
 	refused       interface{ Inc() } // requests refused before the handler
 
+	ctx       context.Context // of every request served here; cancelled by Close
+	cancel    context.CancelFunc
 	work      chan net.Conn // to an idle router goroutine
 	others    chan net.Conn // for the http.Server's Accept
 	done      chan struct{}
@@ -54,9 +56,10 @@ func (s *Server) NewFrontDoor(ln net.Listener, prefix string, handler http.Handl
 	if headerTimeout <= 0 {
 		headerTimeout = 10 * time.Second
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	return &FrontDoor{
 		ln: ln, line: []byte("GET " + prefix), handler: handler, headerTimeout: headerTimeout,
-		log: s.log, refused: s.metrics.handshakeErrors,
+		log: s.log, refused: s.metrics.handshakeErrors, ctx: ctx, cancel: cancel,
 		work: make(chan net.Conn), others: make(chan net.Conn), done: make(chan struct{}),
 	}
 }
@@ -129,6 +132,7 @@ func (f *FrontDoor) stop(reason error) error {
 	f.closeOnce.Do(func() {
 		f.err = reason
 		close(f.done)
+		f.cancel()
 		err = f.ln.Close()
 	})
 	return err
@@ -195,7 +199,8 @@ func (f *FrontDoor) isOurs(br *bufio.Reader) (bool, error) {
 }
 
 // serve reads one request and gives it to the handler. After a hijack the connection is
-// the handler's; otherwise the response is written and the connection closed.
+// the handler's; otherwise the response is written and the connection closed. The
+// request's context ends when the FrontDoor closes.
 func (f *FrontDoor) serve(c net.Conn, lc *limitedConn, br *bufio.Reader) {
 	req, err := http.ReadRequest(br)
 	if err != nil {
@@ -205,7 +210,7 @@ func (f *FrontDoor) serve(c net.Conn, lc *limitedConn, br *bufio.Reader) {
 	}
 	lc.remain = -1
 	req.RemoteAddr = c.RemoteAddr().String()
-	req = req.WithContext(context.WithValue(context.Background(), connKey{}, c))
+	req = req.WithContext(context.WithValue(f.ctx, connKey{}, c))
 	w := &frontResponse{conn: c, br: br, header: http.Header{}}
 	defer func() {
 		if p := recover(); p != nil && p != http.ErrAbortHandler {
