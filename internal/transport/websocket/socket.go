@@ -55,7 +55,6 @@ type Socket struct {
 
 	scheduled    atomic.Bool
 	corked       atomic.Bool  // holding the 101 response back for the first frames (see cork)
-	preamble     []byte       // the 101 response, written before the first frames (see upgradeFront); guarded by mu
 	lastRead     atomic.Int64 // unix nanoseconds
 	clientClosed atomic.Bool  // the client sent a close frame
 
@@ -69,6 +68,7 @@ type Socket struct {
 	pingDue     bool
 	keepAlive   []byte // data frame sent instead of a ping; nil: ping
 	keepAliveOp ws.OpCode
+	preamble    []byte // the 101 response, to go before the first frames (see upgradeFront)
 	dead        bool
 	parked      bool   // waiting in the poller, no goroutine reading
 	killReason  string // why the socket was dropped, for a parked reader
