@@ -213,8 +213,10 @@ func (f *FrontDoor) serve(c net.Conn, lc *limitedConn, br *bufio.Reader) {
 	req = req.WithContext(context.WithValue(f.ctx, connKey{}, c))
 	w := &frontResponse{conn: c, br: br, header: http.Header{}}
 	defer func() {
-		if p := recover(); p != nil && p != http.ErrAbortHandler {
-			f.log.Error("panic serving an upgrade request", "remote", req.RemoteAddr, "panic", p)
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				f.log.Error("panic serving an upgrade request", "remote", req.RemoteAddr, "panic", p)
+			}
 			c.Close()
 		}
 	}()
@@ -240,7 +242,7 @@ func (f *FrontDoor) refuse(c net.Conn, lc *limitedConn, err error) {
 		return
 	}
 	c.SetWriteDeadline(time.Now().Add(time.Second))
-	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n%s\n",
+	fmt.Fprintf(c, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n%s\n",
 		status, http.StatusText(status), text)
 	c.Close()
 }

@@ -49,6 +49,9 @@ func newFrontEnv(t *testing.T, headerTimeout time.Duration) *frontEnv {
 	e.srv = srv
 	mux := http.NewServeMux()
 	mux.HandleFunc("/client/hubs/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("panic") != "" {
+			panic("handler bug")
+		}
 		if r.URL.Query().Get("refuse") != "" {
 			w.Header().Set("X-Why", "asked to")
 			w.WriteHeader(http.StatusUnauthorized)
@@ -290,6 +293,22 @@ func TestFrontDoorWritesResponses(t *testing.T) {
 	}
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Errorf("after the response: %v, want EOF", err)
+	}
+}
+
+// TestFrontDoorSurvivesAPanic: a handler that panics loses its connection, not the server;
+// the next connection is served.
+func TestFrontDoorSurvivesAPanic(t *testing.T) {
+	e := newFrontEnv(t, 0)
+	c := dialRaw(t, e.addr)
+	io.WriteString(c, upgradeRequest("/client/hubs/chat?panic=1"))
+	if n, err := c.Read(make([]byte, 100)); err != io.EOF || n != 0 {
+		t.Errorf("after the panic: read %d, %v; want EOF", n, err)
+	}
+	c = dialRaw(t, e.addr)
+	io.WriteString(c, upgradeRequest("/client/hubs/chat?refuse=after"))
+	if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("next request: %v, %v", resp, err)
 	}
 }
 
