@@ -20,8 +20,8 @@ import (
 )
 
 // frontEnv is a FrontDoor on a loopback listener with an http.Server behind it.
-// Requests for /client/hubs/ upgrade (or are refused with 401 when they ask for it);
-// others get 200 with what they sent.
+// Requests for /client/hubs/ upgrade, or, when their query asks, are refused with 401
+// (refuse=…) or panic (panic=1); others get 200 with what they sent.
 type frontEnv struct {
 	srv      *Server
 	reg      *prometheus.Registry
