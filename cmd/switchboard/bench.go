@@ -116,12 +116,13 @@ func newBenchBaselineCmd() *cobra.Command {
 	addr := "127.0.0.1:18181"
 	cmd := &cobra.Command{
 		Use:   "baseline",
-		Short: "Run the baseline server: the machine's ceiling for the fanout and connect scenarios",
-		Long: `Run a server that does only what the fanout and connect scenarios need (a WebSocket
-upgrade answered with the connected message, REST group sends written to every connection)
-and nothing of its own: no token checks, hubs, queues or metrics. Its figures under
-switchboard bench are what this machine gives a server while the load tool shares it. It
-prints a connection string for the tool on its first line. See bench/README.md.`,
+		Short: "Run the baseline server, the yardstick for the connect and fanout scenarios",
+		Long: `Run a server that does only what the connect and fanout scenarios need (a WebSocket
+upgrade answered with the connected message, REST group sends written to every connection by
+a goroutine per connection) and nothing of its own: no token checks, hubs, queues or metrics.
+Its connect figure is what this machine gives a server's handshakes while the load tool shares
+it; its fanout figure is what the plain design of a fan-out server gets. It prints a
+connection string for the tool on its first line. See bench/README.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ln, err := net.Listen("tcp", addr)
