@@ -6,7 +6,7 @@
 // writing (the plain design of a fan-out server).
 //
 // Run against it, `switchboard bench connect` measures what this machine gives a server's
-// handshakes while the load tool shares it: a ceiling for the real server's figure. For
+// handshakes while the load tool shares it: the yardstick for the real server's figure. For
 // `fanout` it shows what the plain design gets, next to Switchboard's writers
 // (bench/README.md). It is not a server for any other use.
 package baseline
