@@ -2,7 +2,6 @@ package server_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,10 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
-
-	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/hubproto"
 	"github.com/switchboardhq/switchboard/internal/server/servertest"
 )
 
@@ -69,54 +65,9 @@ func TestSignalRGroupHistory(t *testing.T) {
 	}
 
 	// A SignalR client: negotiate, WebSocket, handshake.
-	tok, err := srv.Keys().MintSignalRClientToken(auth.SignalRClientAudience(sr, "chat"), "u1", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, sr+"/client/negotiate?hub=chat&negotiateVersion=1", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var neg struct{ ConnectionID, ConnectionToken string }
-	json.NewDecoder(resp.Body).Decode(&neg)
-	resp.Body.Close()
-	wsURL := strings.Replace(sr, "http", "ws", 1) + "/client/?hub=chat&id=" + neg.ConnectionToken + "&access_token=" + tok
-	conn, br, _, err := ws.Dial(context.Background(), wsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{r, conn}
-	read := func() string {
-		t.Helper()
-		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
-		for {
-			p, err := wsutil.ReadServerText(rw)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if s := string(p); s != "{\"type\":6}\x1e" {
-				return s
-			}
-		}
-	}
-	if err := wsutil.WriteClientText(conn, []byte("{\"protocol\":\"json\",\"version\":1}\x1e")); err != nil {
-		t.Fatal(err)
-	}
-	if got := read(); got != "{}\x1e" {
-		t.Fatalf("handshake answer %q", got)
-	}
+	c := dialHub(t, srv, "chat", hubproto.JSON)
 
-	if resp := restCall(t, srv, http.MethodPut, sr+"/api/hubs/chat/groups/room:1/connections/"+neg.ConnectionID+"?api-version=2022-06-01", ""); resp.StatusCode != http.StatusOK {
+	if resp := restCall(t, srv, http.MethodPut, sr+"/api/hubs/chat/groups/room:1/connections/"+c.id+"?api-version=2022-06-01", ""); resp.StatusCode != http.StatusOK {
 		t.Fatalf("add to group: %d", resp.StatusCode)
 	}
 	for _, text := range []string{"a", "b"} {
@@ -133,7 +84,7 @@ func TestSignalRGroupHistory(t *testing.T) {
 			Arguments []string
 			Headers   map[string]string
 		}
-		got := read()
+		got := string(c.next().Raw)
 		if err := json.Unmarshal(bytes.TrimSuffix([]byte(got), []byte{0x1e}), &m); err != nil {
 			t.Fatalf("frame %q: %v", got, err)
 		}
