@@ -76,14 +76,14 @@ func (k *KeyRing) MintSignalRClientToken(audience, userID string, ttl time.Durat
 //
 // The error wraps exactly one of the ErrToken… sentinels.
 func (k *KeyRing) VerifySignalRClientToken(token, hub string, now time.Time) (*SignalRClaims, error) {
-	mc, err := k.parse(token, now, true)
+	mc, times, err := k.parse(token, now, true)
 	if err != nil {
 		return nil, err
 	}
 	if err := checkSignalRAudience(mc, hub); err != nil {
 		return nil, err
 	}
-	return signalRClaims(mc)
+	return signalRClaims(mc, times)
 }
 
 func checkSignalRAudience(mc claims, hub string) error {
@@ -104,11 +104,8 @@ func checkSignalRAudience(mc claims, hub string) error {
 	return fmt.Errorf("%w: The audience is invalid: aud does not name hub %q", ErrTokenAudience, hub)
 }
 
-func signalRClaims(mc claims) (*SignalRClaims, error) {
-	c := &SignalRClaims{}
-	if exp, err := mc.numericDate(claimExpires); err == nil {
-		c.Expires = exp
-	}
+func signalRClaims(mc claims, times tokenTimes) (*SignalRClaims, error) {
+	c := &SignalRClaims{Expires: times.exp}
 	for _, name := range []string{claimSignalRUserID, claimNameIDShort, claimNameID, claimSubject} {
 		ids, err := stringsClaim(mc, name)
 		if err != nil {

@@ -139,7 +139,7 @@ func (k *KeyRing) sign(c claims) (string, error) {
 //
 // The error wraps exactly one of the ErrToken… sentinels.
 func (k *KeyRing) VerifyClientToken(token, expectedPath string, now time.Time) (*ClientClaims, error) {
-	mc, err := k.parse(token, now, false)
+	mc, times, err := k.parse(token, now, false)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +150,7 @@ func (k *KeyRing) VerifyClientToken(token, expectedPath string, now time.Time) (
 	if err := parseAudience(auds).check(expectedPath); err != nil {
 		return nil, err
 	}
-	return clientClaims(mc)
+	return clientClaims(mc, times)
 }
 
 // VerifyServerToken checks the bearer token of a REST call, as the server SDKs send it: aud
@@ -172,11 +172,11 @@ func (k *KeyRing) VerifyServerToken(token, requestPath string, now time.Time) er
 		}
 		return v.aud.check(requestPath)
 	}
-	mc, err := k.parse(token, now, true)
+	mc, times, err := k.parse(token, now, true)
 	if err != nil {
 		return err
 	}
-	v, err := newVerifiedToken(mc)
+	v, err := newVerifiedToken(mc, times)
 	if err != nil {
 		return err
 	}
@@ -194,25 +194,26 @@ type claims map[string]any
 // parse checks syntax, algorithm and signature, then decodes the claims and checks their
 // types, exp and nbf, in that order: the JSON of the claims is read only once a key of the
 // ring has verified it. A token with a bad signature is reported as such even when it is
-// also expired.
-func (k *KeyRing) parse(token string, now time.Time, requireExp bool) (claims, error) {
+// also expired. It returns the claims and their exp and nbf.
+func (k *KeyRing) parse(token string, now time.Time, requireExp bool) (claims, tokenTimes, error) {
+	var times tokenTimes
 	if token == "" {
-		return nil, ErrTokenMissing
+		return nil, times, ErrTokenMissing
 	}
 	if len(token) > MaxTokenLength {
-		return nil, fmt.Errorf("%w: longer than %d bytes", ErrTokenMalformed, MaxTokenLength)
+		return nil, times, fmt.Errorf("%w: longer than %d bytes", ErrTokenMalformed, MaxTokenLength)
 	}
 	if now.IsZero() {
 		now = time.Now()
 	}
 	t, err := jwt.ParseNoVerify([]byte(token))
 	if err != nil {
-		return nil, syntaxError(token, err)
+		return nil, times, syntaxError(token, err)
 	}
 	alg := t.Header().Algorithm
 	verifiers := k.verifiers[alg]
 	if verifiers == nil {
-		return nil, fmt.Errorf("%w: alg %q is not HS256, HS384 or HS512", ErrTokenAlgorithm, string(alg))
+		return nil, times, fmt.Errorf("%w: alg %q is not HS256, HS384 or HS512", ErrTokenAlgorithm, string(alg))
 	}
 	verified := false
 	for _, v := range verifiers {
@@ -222,26 +223,25 @@ func (k *KeyRing) parse(token string, now time.Time, requireExp bool) (claims, e
 		}
 	}
 	if !verified {
-		return nil, fmt.Errorf("%w: no access key verifies the signature", ErrTokenSignature)
+		return nil, times, fmt.Errorf("%w: no access key verifies the signature", ErrTokenSignature)
 	}
 	c, err := decodeClaims(t.Claims())
 	if err != nil {
-		return nil, err
+		return nil, times, err
 	}
-	var times verifiedToken
 	if times.exp, err = c.numericDate(claimExpires); err != nil {
-		return nil, err
+		return nil, times, err
 	}
 	if times.nbf, err = c.numericDate(claimNotBefore); err != nil {
-		return nil, err
+		return nil, times, err
 	}
 	if requireExp && times.exp.IsZero() {
-		return nil, fmt.Errorf("%w: exp is required", ErrTokenMalformed)
+		return nil, times, fmt.Errorf("%w: exp is required", ErrTokenMalformed)
 	}
 	if err := times.checkTimes(now); err != nil {
-		return nil, err
+		return nil, times, err
 	}
-	return c, nil
+	return c, times, nil
 }
 
 // syntaxError explains why token did not parse: a header that is a JSON object without a
@@ -345,11 +345,8 @@ func normalizePath(p string) string {
 	return strings.TrimRight(b.String(), "/")
 }
 
-func clientClaims(mc claims) (*ClientClaims, error) {
-	c := &ClientClaims{}
-	if exp, err := mc.numericDate(claimExpires); err == nil {
-		c.Expires = exp
-	}
+func clientClaims(mc claims, times tokenTimes) (*ClientClaims, error) {
+	c := &ClientClaims{Expires: times.exp}
 	var err error
 	if c.UserID, err = stringClaim(mc, claimSubject); err != nil {
 		return nil, err

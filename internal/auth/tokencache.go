@@ -23,8 +23,13 @@ type tokenCache struct {
 
 // verifiedToken is what a server token's verification needs again.
 type verifiedToken struct {
-	aud      audience
-	exp, nbf time.Time // zero when absent (exp is required, so never zero here)
+	aud audience
+	tokenTimes
+}
+
+// tokenTimes are a token's exp and nbf; zero when absent (a server token's exp is required).
+type tokenTimes struct {
+	exp, nbf time.Time
 }
 
 func (c *tokenCache) get(token string) (verifiedToken, bool) {
@@ -43,25 +48,18 @@ func (c *tokenCache) put(token string, v verifiedToken) {
 	c.mu.Unlock()
 }
 
-// newVerifiedToken extracts what a later check of the same token needs from its claims.
-func newVerifiedToken(mc claims) (verifiedToken, error) {
-	var v verifiedToken
+// newVerifiedToken is what a later check of the same token needs: its aud, parsed once,
+// and its times.
+func newVerifiedToken(mc claims, times tokenTimes) (verifiedToken, error) {
 	auds, err := stringsClaim(mc, claimAudience)
 	if err != nil {
-		return v, err
+		return verifiedToken{}, err
 	}
-	v.aud = parseAudience(auds)
-	if v.exp, err = mc.numericDate(claimExpires); err != nil {
-		return v, err
-	}
-	if v.nbf, err = mc.numericDate(claimNotBefore); err != nil {
-		return v, err
-	}
-	return v, nil
+	return verifiedToken{aud: parseAudience(auds), tokenTimes: times}, nil
 }
 
 // checkTimes applies the parser's rules for exp and nbf, with ClockSkew, at now.
-func (v verifiedToken) checkTimes(now time.Time) error {
+func (v tokenTimes) checkTimes(now time.Time) error {
 	if !v.exp.IsZero() && !now.Before(v.exp.Add(ClockSkew)) {
 		return fmt.Errorf("%w: token is expired", ErrTokenExpired)
 	}
