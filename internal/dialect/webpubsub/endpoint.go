@@ -15,6 +15,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/history"
+	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -30,9 +31,23 @@ type EndpointConfig struct {
 	// Upstream, if set, receives connect, connected and user events.
 	Upstream Upstream
 	// History, if set, serves fetchHistory requests.
-	History    History
+	History History
+	// RateLimits, if set, applies the per-client-IP and per-connection
+	// limits.
+	RateLimits RateLimits
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+}
+
+// RateLimits is the per-client rate limiting the endpoint applies
+// (*ratelimit.Limiter, whose nil value limits nothing).
+type RateLimits interface {
+	// Admit checks a connection attempt against its client IP's limits;
+	// when it refuses it has answered 429 (Retry-After) and returns false.
+	// The slot is released when the connection ends.
+	Admit(w http.ResponseWriter, r *http.Request) (*ratelimit.Slot, bool)
+	// Budget returns an authenticated connection's inbound message budget.
+	Budget() *ratelimit.Budget
 }
 
 // Upstream is the event-handler client the endpoint calls (upstream.Client).
@@ -56,6 +71,7 @@ type Endpoint struct {
 	anon    func(string) bool
 	up      Upstream
 	history History
+	limits  RateLimits
 	log     *slog.Logger
 	metrics *endpointMetrics
 }
@@ -75,6 +91,9 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
+	if cfg.RateLimits == nil {
+		cfg.RateLimits = (*ratelimit.Limiter)(nil)
+	}
 	if cfg.AllowAnonymous == nil {
 		cfg.AllowAnonymous = func(string) bool { return false }
 	}
@@ -93,7 +112,7 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 			return nil, fmt.Errorf("webpubsub: register metrics: %w", err)
 		}
 	}
-	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, history: cfg.History, log: cfg.Logger, metrics: m}, nil
+	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, history: cfg.History, limits: cfg.RateLimits, log: cfg.Logger, metrics: m}, nil
 }
 
 // hubFromRequest returns the hub a client request names.
@@ -166,6 +185,11 @@ func codecFor(proto string) (core.Codec, string) {
 
 // ServeHTTP implements http.Handler.
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	slot, ok := e.admitClientIP(w, r)
+	if !ok {
+		return
+	}
+	defer slot.Release() // a no-op once a session holds it
 	hubName, ok := hubFromRequest(r)
 	if !ok {
 		e.reject(w, http.StatusNotFound, "bad_path", "expected /client/hubs/{hub} or /client/?hub={hub}")
@@ -187,7 +211,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	if id := q.Get("awps_connection_id"); id != "" {
-		e.resume(w, r, hub, proto, id, q.Get("awps_reconnection_token"))
+		e.resume(w, r, hub, proto, id, q.Get("awps_reconnection_token"), slot)
 		return
 	}
 	var claims *auth.ClientClaims
@@ -254,7 +278,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sock.Bind(conn)
-	sock.Serve(newSession(e, conn, hub, sock, dialect))
+	sock.Serve(newSession(e, conn, hub, sock, dialect, slot.Move()))
 	if e.up != nil {
 		e.up.Connected(upConn(conn))
 	}
@@ -262,7 +286,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // resume reattaches a reliable session, or closes with 1008 when it cannot.
-func (e *Endpoint) resume(w http.ResponseWriter, r *http.Request, hub *core.Hub, proto, id, token string) {
+func (e *Endpoint) resume(w http.ResponseWriter, r *http.Request, hub *core.Hub, proto, id, token string, slot *ratelimit.Slot) {
 	sock, err := e.ws.Upgrade(w, r, proto)
 	if err != nil {
 		e.metrics.rejected.WithLabelValues("handshake").Inc()
@@ -282,7 +306,17 @@ func (e *Endpoint) resume(w http.ResponseWriter, r *http.Request, hub *core.Hub,
 	}
 	_, dialect := codecFor(proto)
 	sock.Bind(conn)
-	sock.Serve(newSession(e, conn, hub, sock, dialect))
+	sock.Serve(newSession(e, conn, hub, sock, dialect, slot.Move()))
+}
+
+// admitClientIP applies the per-client-IP limits (handshake rate,
+// concurrent connections) before anything of the request is looked at.
+func (e *Endpoint) admitClientIP(w http.ResponseWriter, r *http.Request) (*ratelimit.Slot, bool) {
+	slot, ok := e.limits.Admit(w, r)
+	if !ok {
+		e.metrics.rejected.WithLabelValues("rate_limited").Inc()
+	}
+	return slot, ok
 }
 
 // connectEvent asks the hub's connect handler whether and as whom the client

@@ -21,6 +21,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 )
 
@@ -37,6 +38,8 @@ type serverOptions struct {
 	limits   core.Limits
 	recovery time.Duration
 	maxMsg   int
+	rate     *ratelimit.Limiter // nil: no rate limits
+	up       Upstream
 }
 
 func startServer(t *testing.T, o serverOptions) *testServer {
@@ -51,7 +54,7 @@ func startServer(t *testing.T, o serverOptions) *testServer {
 		t.Fatal(err)
 	}
 	keys, _ := auth.NewKeyRing("primary-key", "secondary-key")
-	ep, err := NewEndpoint(EndpointConfig{Node: node, Keys: keys, WebSocket: wsrv, Registerer: reg})
+	ep, err := NewEndpoint(EndpointConfig{Node: node, Keys: keys, WebSocket: wsrv, Registerer: reg, RateLimits: o.rate, Upstream: o.up})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/jsonstring"
+	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -22,6 +24,17 @@ const (
 	ackDuplicate  = "Duplicate"
 	ackBadRequest = "BadRequest"
 	ackInternal   = "InternalServerError"
+	// ackTooManyRequests refuses a request over limits.conn_message_rate.
+	// The service's schema names no such error (clients must tolerate
+	// unknown names); this is HTTP 429's name.
+	ackTooManyRequests = "TooManyRequests"
+)
+
+// Close of a connection that stays over its message rate.
+const (
+	closeRateCode   = 1008
+	closeRateReason = "message rate limit exceeded"
+	msgRateRefused  = "too many messages: the connection is over its message rate limit; this request was not processed"
 )
 
 // session is the read side of one conn's socket.
@@ -34,12 +47,17 @@ type session struct {
 	dialect string
 	in      prometheus.Counter // messages in, for this hub and dialect
 	inBytes prometheus.Counter
+
+	slot       *ratelimit.Slot   // the socket's place in its client IP's count
+	budget     *ratelimit.Budget // inbound message rate; nil: unlimited
+	rateClosed atomic.Bool       // closed for the message rate: the session ends, no recovery
 }
 
-func newSession(e *Endpoint, conn *core.Conn, hub *core.Hub, sock *websocket.Socket, dialect string) *session {
+func newSession(e *Endpoint, conn *core.Conn, hub *core.Hub, sock *websocket.Socket, dialect string, slot *ratelimit.Slot) *session {
 	return &session{ep: e, conn: conn, hub: hub, sock: sock, raw: dialect == "raw", dialect: dialect,
 		in:      e.metrics.messagesIn.WithLabelValues(hub.Name(), dialect),
 		inBytes: e.metrics.bytesIn.WithLabelValues(hub.Name(), dialect),
+		slot:    slot, budget: e.limits.Budget(),
 	}
 }
 
@@ -48,7 +66,8 @@ func newSession(e *Endpoint, conn *core.Conn, hub *core.Hub, sock *websocket.Soc
 // connection dropped may come back within the recovery window (reliable
 // protocols).
 func (s *session) HandleClose(reason string) {
-	if s.sock.ClosedByClient() {
+	s.slot.Release()
+	if s.sock.ClosedByClient() || s.rateClosed.Load() {
 		s.conn.End(s.sock, reason)
 		return
 	}
@@ -59,7 +78,15 @@ func (s *session) HandleClose(reason string) {
 func (s *session) HandleMessage(data []byte, binary bool) error {
 	s.in.Inc()
 	s.inBytes.Add(float64(len(data)))
+	verdict := s.budget.Take()
+	if verdict == ratelimit.Close {
+		return s.closeForRate()
+	}
 	if s.raw {
+		if verdict == ratelimit.Refuse { // raw clients have no acks: dropped
+			s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "message_rate").Inc()
+			return nil
+		}
 		return s.rawEvent(data, binary)
 	}
 	if binary {
@@ -70,6 +97,14 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 	if err != nil {
 		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "malformed").Inc()
 		return &websocket.CloseError{Code: 1007, Reason: err.Error()}
+	}
+	if verdict == ratelimit.Refuse {
+		if r.Type == "invoke" {
+			s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "message_rate").Inc()
+			s.conn.Send(encodeInvokeError(r.InvocationID, ackTooManyRequests, msgRateRefused))
+			return nil
+		}
+		return s.reject(r, "message_rate", ackTooManyRequests, msgRateRefused) // dropped when it has no ackId
 	}
 	switch r.Type {
 	case "ping":
@@ -169,6 +204,14 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		s.conn.Send(encodeAck(*r.AckID, "", ""))
 	}
 	return nil
+}
+
+// closeForRate closes a connection that stays over its message rate with
+// 1008; the session ends (a reliable one is not kept for recovery).
+func (s *session) closeForRate() error {
+	s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "message_rate_close").Inc()
+	s.rateClosed.Store(true)
+	return &websocket.CloseError{Code: closeRateCode, Reason: closeRateReason}
 }
 
 // contentTypes maps data types to the Content-Type of user events.
