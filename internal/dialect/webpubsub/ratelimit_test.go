@@ -167,7 +167,7 @@ func (u *userEvents) UserEvent(context.Context, upstream.Conn, string, string, [
 	u.n.Add(1)
 	return &upstream.EventResponse{Status: http.StatusNoContent}, nil
 }
-func (u *userEvents) Connected(upstream.Conn)             {}
+func (u *userEvents) Connected(upstream.Conn)            {}
 func (u *userEvents) HasUserHandler(string, string) bool { return true }
 
 // A raw client's frames over the rate are dropped (not sent to the event
