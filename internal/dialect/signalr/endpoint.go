@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -29,6 +30,20 @@ type Upstream interface {
 	Disconnected(conn upstream.SignalRConn, errMsg string)
 	HasUpstream(hub, category, event string) bool
 	Invoke(ctx context.Context, conn upstream.SignalRConn, target string, body []byte, msgpack bool) (int, []byte, error)
+}
+
+// RateLimits is the per-client rate limiting the endpoint applies
+// (*ratelimit.Limiter, whose nil value limits nothing).
+type RateLimits interface {
+	// Admit checks a request that opens a transport against its client
+	// IP's handshake rate and connection count; when it refuses it has
+	// answered 429 (Retry-After) and returns false. The slot is released
+	// when the transport ends.
+	Admit(w http.ResponseWriter, r *http.Request) (*ratelimit.Slot, bool)
+	// AdmitRate checks a negotiate against the handshake rate only.
+	AdmitRate(w http.ResponseWriter, r *http.Request) bool
+	// Budget returns an authenticated session's inbound message budget.
+	Budget() *ratelimit.Budget
 }
 
 // Transport bits, as in ASP.NET Core's HttpTransportType and the asrs.s.htt claim.
@@ -45,6 +60,9 @@ type EndpointConfig struct {
 	Keys      *auth.KeyRing     // required
 	WebSocket *websocket.Server // required; its idle timeout is the client timeout
 	Upstream  Upstream          // nil: client invocations are ignored
+	// RateLimits applies the per-client-IP and per-connection limits; nil:
+	// none.
+	RateLimits RateLimits
 
 	StatefulReconnect bool          // grant stateful reconnect to clients that ask
 	KeepAlive         time.Duration // server Ping period; default 15s
@@ -77,6 +95,9 @@ func (c *EndpointConfig) setDefaults() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.RateLimits == nil {
+		c.RateLimits = (*ratelimit.Limiter)(nil)
 	}
 	if c.Registerer == nil {
 		c.Registerer = prometheus.NewRegistry()
@@ -235,10 +256,36 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if negotiate {
+		if !e.admitClientRate(w, r) {
+			return
+		}
 		e.negotiate(w, r)
 		return
 	}
 	e.serveConnection(w, r)
+}
+
+// admitClientRate applies the per-client-IP handshake rate to a request
+// that opens no transport (negotiate), before anything else of it is read.
+func (e *Endpoint) admitClientRate(w http.ResponseWriter, r *http.Request) bool {
+	if !e.cfg.RateLimits.AdmitRate(w, r) {
+		e.metrics.rejected.WithLabelValues("rate_limited").Inc()
+		e.metrics.requests.WithLabelValues("negotiate", "429").Inc()
+		return false
+	}
+	return true
+}
+
+// admitClientIP applies the per-client-IP limits (handshake rate,
+// concurrent connections) to a request that opens a transport, before its
+// token is checked.
+func (e *Endpoint) admitClientIP(w http.ResponseWriter, r *http.Request, kind string) (*ratelimit.Slot, bool) {
+	slot, ok := e.cfg.RateLimits.Admit(w, r)
+	if !ok {
+		e.metrics.rejected.WithLabelValues("rate_limited").Inc()
+		e.metrics.requests.WithLabelValues(kind, "429").Inc()
+	}
+	return slot, ok
 }
 
 // allowCORS lets browser pages of any origin call the endpoint with
@@ -414,7 +461,7 @@ func (e *Endpoint) negotiate(w http.ResponseWriter, r *http.Request) {
 func (e *Endpoint) newSession(hub *core.Hub, claims *auth.SignalRClaims, r *http.Request) *session {
 	return &session{
 		ep: e, hub: hub, claims: claims, id: e.node.NewConnID(), token: randomToken(),
-		query: clientQuery(r), created: time.Now(),
+		query: clientQuery(r), created: time.Now(), budget: e.cfg.RateLimits.Budget(),
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/dialect/signalr"
+	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -45,7 +46,8 @@ type serverOptions struct {
 	longPollTimeout  time.Duration
 	longPollGap      time.Duration
 	maxMessage       int
-	recovery         time.Duration // core.Config.RecoveryWindow
+	recovery         time.Duration      // core.Config.RecoveryWindow
+	rate             *ratelimit.Limiter // EndpointConfig.RateLimits; nil: none
 }
 
 // testServer is a SignalR node with its client endpoint on a loopback listener.
@@ -94,6 +96,7 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 		LongPollTimeout:   o.longPollTimeout,
 		LongPollGap:       o.longPollGap,
 		MaxMessageBytes:   o.maxMessage,
+		RateLimits:        o.rate,
 		Registerer:        reg,
 	}
 	if !o.noUpstream {

@@ -10,6 +10,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
+	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/longpoll"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -60,6 +61,8 @@ type session struct {
 	received uint64    // trackable client messages processed (stateful)
 	incoming uint64    // id of the last trackable message read (stateful)
 	acked    uint64    // the last Ack sent
+
+	budget *ratelimit.Budget // inbound message rate, spent under in; nil: unlimited
 }
 
 // unusedSince reports whether a negotiated session never opened a
@@ -127,6 +130,14 @@ func (s *session) gone(l core.Link, reason string, clean bool) {
 	if conn.Ended() {
 		s.ep.forget(s) // ConnEnded may have left it for a final poll
 	}
+}
+
+// polling reports whether the session's long-polling conn exists: a GET
+// is then one more poll, not a new transport.
+func (s *session) polling() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lp != nil
 }
 
 // awaitsFinalPoll reports whether the session is a long-polling one whose
@@ -296,6 +307,19 @@ func (s *session) handle(conn *core.Conn, proto hubproto.Protocol, m *hubproto.M
 		}
 		s.received = s.incoming
 	}
+	if limited(m.Kind) {
+		switch s.budget.Take() {
+		case ratelimit.Close:
+			return s.protocolError("message_rate", "message rate limit exceeded")
+		case ratelimit.Refuse:
+			s.ep.metrics.rejected.WithLabelValues("message_rate").Inc()
+			if m.Kind == hubproto.Invocation || m.Kind == hubproto.StreamInvocation {
+				s.ep.metrics.invocations.WithLabelValues("rate_limited").Inc()
+				s.complete(conn, proto, m.InvocationID, "Invocation refused: message rate limit exceeded.")
+			}
+			return nil // others are dropped
+		}
+	}
 	switch m.Kind {
 	case hubproto.Invocation:
 		s.invoke(conn, proto, m)
@@ -327,6 +351,18 @@ func (s *session) handle(conn *core.Conn, proto hubproto.Protocol, m *hubproto.M
 	// Ping needs no answer (the server pings on its own); stream items and
 	// cancels have no meaning without client streaming.
 	return nil
+}
+
+// limited reports whether a client message of kind spends the message
+// budget: what the client starts (invocations, pings, stream items and
+// cancels), not its answers to the server (Completion) nor the protocol's
+// own bookkeeping (Ack, Sequence, Close).
+func limited(k hubproto.Kind) bool {
+	switch k {
+	case hubproto.Completion, hubproto.Ack, hubproto.Sequence, hubproto.Close:
+		return false
+	}
+	return true
 }
 
 // clientResult hands a client's Completion to the REST :invoke call that

@@ -9,6 +9,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
+	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/longpoll"
 	"github.com/switchboardhq/switchboard/internal/transport/sse"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
@@ -44,6 +45,14 @@ func (e *Endpoint) serveConnection(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, kind, http.StatusNotFound, "unknown_id", "No Connection with that ID")
 		return
 	}
+	var slot *ratelimit.Slot // a GET that opens a transport counts against its client IP's limits
+	if r.Method == http.MethodGet && !(kind == "poll" && s.polling()) {
+		var ok bool
+		if slot, ok = e.admitClientIP(w, r, kind); !ok {
+			return
+		}
+	}
+	defer slot.Release() // a no-op once the transport holds it
 	claims, err := e.authenticate(r, s.hub.Name())
 	if err == nil && claims.UserID != s.claims.UserID {
 		err = errors.New("the token names another user than the connection's")
@@ -65,11 +74,11 @@ func (e *Endpoint) serveConnection(w http.ResponseWriter, r *http.Request) {
 		}
 		switch kind {
 		case "websockets":
-			e.serveWebSocket(w, r, s)
+			e.serveWebSocket(w, r, s, slot)
 		case "sse":
 			e.serveSSE(w, r, s)
 		default:
-			e.servePoll(w, r, s)
+			e.servePoll(w, r, s, slot)
 		}
 	}
 }
@@ -116,6 +125,11 @@ func (e *Endpoint) claimTransport(w http.ResponseWriter, s *session, kind transp
 // client's skipNegotiation option): the session is made on the spot.
 func (e *Endpoint) skipNegotiation(w http.ResponseWriter, r *http.Request) {
 	const kind = "websockets"
+	slot, ok := e.admitClientIP(w, r, kind)
+	if !ok {
+		return
+	}
+	defer slot.Release() // a no-op once the socket holds it
 	hub, ok := e.hubOf(w, r, kind)
 	if !ok {
 		return
@@ -131,10 +145,12 @@ func (e *Endpoint) skipNegotiation(w http.ResponseWriter, r *http.Request) {
 	}
 	s := e.newSession(hub, claims, r)
 	e.register(s) // serveWebSocket claims the transport
-	e.serveWebSocket(w, r, s)
+	e.serveWebSocket(w, r, s, slot)
 }
 
-func (e *Endpoint) serveWebSocket(w http.ResponseWriter, r *http.Request, s *session) {
+// serveWebSocket serves a session's WebSocket; the socket's handler takes
+// over slot (its place in the client IP's count).
+func (e *Endpoint) serveWebSocket(w http.ResponseWriter, r *http.Request, s *session, slot *ratelimit.Slot) {
 	const kind = "websockets"
 	if !e.claimTransport(w, s, webSockets, kind) {
 		return
@@ -171,11 +187,11 @@ func (e *Endpoint) serveWebSocket(w http.ResponseWriter, r *http.Request, s *ses
 		}
 		s.open(sock, bind)
 		bind(sock, conn)
-		sock.Serve(&wsHandler{s: s, sock: sock})
+		sock.Serve(&wsHandler{s: s, sock: sock, slot: slot.Move()})
 		return
 	}
 	s.open(sock, bind)
-	sock.Serve(&wsHandler{s: s, sock: sock})
+	sock.Serve(&wsHandler{s: s, sock: sock, slot: slot.Move()})
 }
 
 func codecProtocol(c *core.Conn) hubproto.Protocol { return c.Codec().(*codec).proto }
@@ -184,6 +200,7 @@ func codecProtocol(c *core.Conn) hubproto.Protocol { return c.Codec().(*codec).p
 type wsHandler struct {
 	s    *session
 	sock *websocket.Socket
+	slot *ratelimit.Slot // the socket's place in its client IP's count
 }
 
 func (h *wsHandler) HandleMessage(data []byte, _ bool) error {
@@ -197,6 +214,7 @@ func (h *wsHandler) HandleMessage(data []byte, _ bool) error {
 }
 
 func (h *wsHandler) HandleClose(reason string) {
+	h.slot.Release()
 	h.s.gone(h.sock, reason, h.sock.ClosedByClient())
 }
 
@@ -256,7 +274,9 @@ func (e *Endpoint) serveSSE(w http.ResponseWriter, r *http.Request, s *session) 
 	s.gone(st, "server-sent events stream ended: "+reason, left)
 }
 
-func (e *Endpoint) servePoll(w http.ResponseWriter, r *http.Request, s *session) {
+// servePoll serves one poll; the first one's slot (its place in the client
+// IP's count) is held by the long-polling conn until it ends.
+func (e *Endpoint) servePoll(w http.ResponseWriter, r *http.Request, s *session, slot *ratelimit.Slot) {
 	const kind = "poll"
 	if !e.claimTransport(w, s, longPolling, kind) {
 		return
@@ -264,12 +284,14 @@ func (e *Endpoint) servePoll(w http.ResponseWriter, r *http.Request, s *session)
 	s.mu.Lock()
 	lp := s.lp
 	if lp == nil {
+		held := slot.Move()
 		lp = longpoll.New(longpoll.Options{
 			PollTimeout: e.cfg.LongPollTimeout,
 			MaxGap:      e.cfg.LongPollGap,
 			Registerer:  e.cfg.Registerer,
 			Logger:      e.log,
 			OnGone: func(reason string) {
+				held.Release()
 				s.mu.Lock()
 				clean := s.cleanEnd
 				s.mu.Unlock()
