@@ -3,7 +3,9 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"reflect"
@@ -50,6 +52,40 @@ type Limits struct {
 	MaxBodyBytes     int `yaml:"max_body_bytes" doc:"largest REST request body; larger answers 413" default:"1048576"`
 	MaxQueueBytes    int `yaml:"max_queue_bytes" doc:"outbound bytes queued per connection before it is closed as a slow consumer" default:"4194304"`
 	MaxGroupsPerConn int `yaml:"max_groups_per_conn" doc:"groups one connection may be in" default:"1000"`
+
+	ClientRates `yaml:",inline"`
+}
+
+// ClientRates are the limits on what one client may ask: per client IP
+// (handshake rate, concurrent connections) and per connection (inbound
+// message rate). They are limits.* keys; 0 turns a limit off.
+type ClientRates struct {
+	IPHandshakeRate    float64  `yaml:"ip_handshake_rate" doc:"connection attempts (WebSocket upgrades, SignalR negotiates and transports) per second one client IP may make, refilled continuously; beyond the burst 429 with Retry-After; 0: unlimited"`
+	IPHandshakeBurst   int      `yaml:"ip_handshake_burst" doc:"connection attempts one client IP may make at once; 0: ip_handshake_rate rounded up"`
+	IPMaxConnections   int      `yaml:"ip_max_connections" doc:"concurrent client connections (WebSockets, SSE streams, long-polling connections) per client IP; beyond it 429 with Retry-After; 0: unlimited"`
+	IPMaxTracked       int      `yaml:"ip_max_tracked" doc:"client IPs (IPv6: /64 prefixes) the per-IP limits track at once; a new one evicts the least recently seen idle one, and is refused with 503 when every tracked IP holds a connection" default:"100000"`
+	TrustedProxyHeader string   `yaml:"trusted_proxy_header" doc:"header naming the client address for the per-IP limits (X-Forwarded-For, X-Real-IP), read only from trusted_proxies; empty: the TCP peer is the client"`
+	TrustedProxies     []string `yaml:"trusted_proxies" doc:"CIDRs or addresses of the proxies whose trusted_proxy_header is believed (comma-separated in the environment); required with the header"`
+	ConnMessageRate    float64  `yaml:"conn_message_rate" doc:"client messages per second one connection may send; over it a request gets an error ack (TooManyRequests) or Completion, or is dropped, and a connection that persists is closed (1008); 0: unlimited"`
+	ConnMessageBurst   int      `yaml:"conn_message_burst" doc:"client messages one connection may send at once; 0: conn_message_rate rounded up"`
+}
+
+// TrustedProxyPrefixes parses TrustedProxies; a bare address is a /32 or
+// /128.
+func (r ClientRates) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(r.TrustedProxies))
+	for _, s := range r.TrustedProxies {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a CIDR or an IP address", s)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
 }
 
 // WebSocket tunes the WebSocket transport.
@@ -264,6 +300,7 @@ func (c *Config) Validate() error {
 			bad(k, "must be positive, got %d", v)
 		}
 	}
+	c.Limits.ClientRates.validate(bad)
 	if c.WebSocket.WriteGather < 0 || c.WebSocket.WriteGather > time.Second {
 		bad("websocket.write_gather", "must be between 0 and 1s, got %s", c.WebSocket.WriteGather)
 	}
@@ -363,6 +400,34 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+func (r ClientRates) validate(bad func(key, format string, args ...any)) {
+	for k, v := range map[string]float64{"limits.ip_handshake_rate": r.IPHandshakeRate, "limits.conn_message_rate": r.ConnMessageRate} {
+		if v < 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+			bad(k, "must be a non-negative number, got %v", v)
+		}
+	}
+	for k, v := range map[string]int{"limits.ip_handshake_burst": r.IPHandshakeBurst, "limits.ip_max_connections": r.IPMaxConnections,
+		"limits.conn_message_burst": r.ConnMessageBurst} {
+		if v < 0 {
+			bad(k, "must not be negative, got %d", v)
+		}
+	}
+	if r.IPMaxTracked <= 0 {
+		bad("limits.ip_max_tracked", "must be positive, got %d", r.IPMaxTracked)
+	}
+	if _, err := r.TrustedProxyPrefixes(); err != nil {
+		bad("limits.trusted_proxies", "%v", err)
+	}
+	if h := r.TrustedProxyHeader; h != "" {
+		if strings.ContainsAny(h, " :\t\r\n") {
+			bad("limits.trusted_proxy_header", "%q is not a header name", h)
+		}
+		if len(r.TrustedProxies) == 0 {
+			bad("limits.trusted_proxies", "required with limits.trusted_proxy_header: the header is believed only from these peers (any client could otherwise name any address)")
+		}
+	}
 }
 
 func (h EventHandler) validate() error {
@@ -498,6 +563,10 @@ func walk(v reflect.Value, prefix string, fn func(field)) {
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
 		name := strings.Split(sf.Tag.Get("yaml"), ",")[0]
+		if sf.Anonymous && name == "" { // an inline group of keys of the same section
+			walk(v.Field(i), prefix, fn)
+			continue
+		}
 		key := name
 		if prefix != "" {
 			key = prefix + "." + name
@@ -520,6 +589,8 @@ func (f field) typeName() string {
 		return "duration"
 	case []string:
 		return "list"
+	case float64:
+		return "number"
 	}
 	return f.v.Kind().String()
 }
@@ -552,6 +623,12 @@ func (f field) set(s string) error {
 			return fmt.Errorf("%q is not an integer", s)
 		}
 		f.v.SetInt(int64(n))
+	case reflect.Float64:
+		n, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return fmt.Errorf("%q is not a number", s)
+		}
+		f.v.SetFloat(n)
 	case reflect.Bool:
 		b, err := strconv.ParseBool(s)
 		if err != nil {

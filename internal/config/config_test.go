@@ -171,3 +171,39 @@ hubs:
 		t.Errorf("history settings: %+v %v", c.History, err)
 	}
 }
+
+// The rate limits are limits.* keys from the file (inline group), the
+// environment (numbers with fractions) and flags; the trusted header needs
+// its proxies.
+func TestClientRates(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "c.yaml")
+	os.WriteFile(file, []byte("limits:\n  ip_max_connections: 20\n  trusted_proxy_header: X-Forwarded-For\n  trusted_proxies: [10.0.0.0/8, \"::1\"]\n"), 0o600)
+	c, err := Load(file, []string{"SWITCHBOARD_LIMITS_IP_HANDSHAKE_RATE=2.5"}, []string{"limits.conn_message_rate=0.5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Limits.ClientRates
+	if r.IPMaxConnections != 20 || r.IPHandshakeRate != 2.5 || r.ConnMessageRate != 0.5 || r.IPMaxTracked != 100000 || r.TrustedProxyHeader != "X-Forwarded-For" {
+		t.Fatalf("loaded %+v", r)
+	}
+	ps, err := r.TrustedProxyPrefixes()
+	if err != nil || len(ps) != 2 || ps[0].String() != "10.0.0.0/8" || ps[1].String() != "::1/128" {
+		t.Fatalf("trusted proxies %v, %v", ps, err)
+	}
+	d := Default()
+	if d.Limits.IPHandshakeRate != 0 || d.Limits.IPMaxConnections != 0 || d.Limits.ConnMessageRate != 0 {
+		t.Fatalf("the rate limits are not off by default: %+v", d.Limits.ClientRates)
+	}
+
+	_, err = Load("", nil, []string{"limits.trusted_proxy_header=X-Real-IP", "limits.ip_handshake_rate=-1", "limits.ip_max_tracked=0"})
+	for _, want := range []string{"limits.trusted_proxies: required", "limits.ip_handshake_rate", "limits.ip_max_tracked"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("validation does not mention %s: %v", want, err)
+		}
+	}
+	_, err = Load("", nil, []string{"limits.trusted_proxy_header=X-Real-IP", "limits.trusted_proxies=10.0.0.0/33"})
+	if err == nil || !strings.Contains(err.Error(), "limits.trusted_proxies") {
+		t.Errorf("a bad CIDR passed validation: %v", err)
+	}
+}

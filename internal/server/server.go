@@ -21,6 +21,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/core"
 	wps "github.com/switchboardhq/switchboard/internal/dialect/webpubsub"
 	"github.com/switchboardhq/switchboard/internal/history"
+	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -55,6 +56,10 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	reg := admin.NewRegistry()
 	up, err := newUpstream(cfg, ring, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	rates, err := newRateLimits(cfg, log, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -94,6 +99,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	epCfg := wps.EndpointConfig{
 		Node: node, Keys: ring, WebSocket: wsrv,
 		AllowAnonymous: func(hub string) bool { return cfg.Hub(hub).AnonymousConnect },
+		RateLimits:     rates,
 		Logger:         log.With("component", "webpubsub"),
 		Registerer:     reg,
 	}
@@ -144,7 +150,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			srHist = hist.Namespace(signalRNamespace)
 		}
 		srIdem := idem.Namespace(signalRNamespace)
-		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, srHist, srIdem); err != nil {
+		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, srHist, srIdem, rates); err != nil {
 			wsrv.Close()
 			if hist != nil {
 				hist.Close()
@@ -161,6 +167,28 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
+}
+
+// newRateLimits returns the per-client rate limits both listeners share
+// (one table of client IPs, so an IP's connections on both count together).
+func newRateLimits(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*ratelimit.Limiter, error) {
+	r := cfg.Limits.ClientRates
+	proxies, err := r.TrustedProxyPrefixes()
+	if err != nil {
+		return nil, fmt.Errorf("server: limits.trusted_proxies: %w", err)
+	}
+	l, err := ratelimit.New(ratelimit.Config{
+		HandshakeRate: r.IPHandshakeRate, HandshakeBurst: r.IPHandshakeBurst,
+		MaxConns: r.IPMaxConnections, MaxTracked: r.IPMaxTracked,
+		TrustedHeader: r.TrustedProxyHeader, TrustedProxies: proxies,
+		MessageRate: r.ConnMessageRate, MessageBurst: r.ConnMessageBurst,
+		Logger:     log.With("component", "ratelimit"),
+		Registerer: reg,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	return l, nil
 }
 
 // newHistory opens the history log when a hub keeps history, and returns

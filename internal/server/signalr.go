@@ -19,6 +19,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/core"
 	sr "github.com/switchboardhq/switchboard/internal/dialect/signalr"
 	"github.com/switchboardhq/switchboard/internal/history"
+	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -45,7 +46,7 @@ const signalRNamespace = "signalr"
 // newSignalR assembles the SignalR endpoint. hist is the SignalR namespace's history (nil when no
 // hub keeps history), idem its view of the idempotency index.
 func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer,
-	hist *history.Namespaced, idem *history.Idempotency) (*signalRService, error) {
+	hist *history.Namespaced, idem *history.Idempotency, rates *ratelimit.Limiter) (*signalRService, error) {
 	s := &signalRService{cfg: cfg, log: log}
 	var coreHist core.History // nil interfaces without history
 	var restHist durable.History
@@ -99,6 +100,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		LongPollTimeout:   cfg.SignalR.LongPollTimeout,
 		LongPollGap:       cfg.SignalR.LongPollGap,
 		MaxMessageBytes:   cfg.Limits.MaxMessageBytes,
+		RateLimits:        rates,
 		Logger:            log.With("component", "signalr"),
 		Registerer:        reg,
 	}
