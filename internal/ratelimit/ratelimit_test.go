@@ -338,3 +338,24 @@ func TestNilLimiterAndBudgetAllow(t *testing.T) {
 		t.Fatal("Move of a nil slot")
 	}
 }
+
+// The defaults (every limit off) let everything through and track nothing.
+func TestZeroConfigAllowsEverything(t *testing.T) {
+	l, _ := newLimiter(t, Config{})
+	w := httptest.NewRecorder()
+	for range 1000 {
+		s, ok := l.Admit(w, request("10.0.0.1:1"))
+		if !ok || !l.AdmitRate(w, request("10.0.0.1:1")) {
+			t.Fatalf("refused with every limit off: %d %s", w.Code, w.Body)
+		}
+		if s != nil {
+			t.Fatal("a slot handed out with no connection limit")
+		}
+	}
+	if ips, _ := l.Tracked(); ips != 0 {
+		t.Fatalf("%d addresses tracked with every limit off", ips)
+	}
+	if b := l.Budget(); b != nil || b.Take() != Allow {
+		t.Fatal("a message budget with no message rate")
+	}
+}
