@@ -3,7 +3,7 @@
 // concurrent connections; per connection, the rate of inbound messages.
 //
 // A Limiter is shared by both listeners. The dialects call it through
-// interfaces of their own: Admit (or CheckRate for requests that open no
+// interfaces of their own: Admit (or AdmitRate for requests that open no
 // connection) before they look at a token, and a Budget per authenticated
 // session for its messages. Every refusal is counted by limit in
 // switchboard_ratelimit_refusals_total.
