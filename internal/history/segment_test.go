@@ -268,6 +268,7 @@ type countingObserver struct {
 
 func (c *countingObserver) Appended(string, int)     {}
 func (c *countingObserver) Trimmed(string, int, int) {}
+func (c *countingObserver) WriteFailed(string)       {}
 func (c *countingObserver) Synced()                  { c.mu.Lock(); c.n++; c.mu.Unlock() }
 func (c *countingObserver) synced() int              { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
 

@@ -18,16 +18,17 @@ import (
 // coreSentinels lists core's exported errors by name. The test below fails
 // when core declares one this list (and so the table in errors.go) lacks.
 var coreSentinels = map[string]error{
-	"ErrInvalidHub":     core.ErrInvalidHub,
-	"ErrInvalidGroup":   core.ErrInvalidGroup,
-	"ErrConnNotFound":   core.ErrConnNotFound,
-	"ErrUserNotFound":   core.ErrUserNotFound,
-	"ErrForbidden":      core.ErrForbidden,
-	"ErrGroupLimit":     core.ErrGroupLimit,
-	"ErrSlowConsumer":   core.ErrSlowConsumer,
-	"ErrReplayOverflow": core.ErrReplayOverflow,
-	"ErrNotRecoverable": core.ErrNotRecoverable,
-	"ErrNodeClosed":     core.ErrNodeClosed,
+	"ErrInvalidHub":         core.ErrInvalidHub,
+	"ErrInvalidGroup":       core.ErrInvalidGroup,
+	"ErrConnNotFound":       core.ErrConnNotFound,
+	"ErrUserNotFound":       core.ErrUserNotFound,
+	"ErrForbidden":          core.ErrForbidden,
+	"ErrGroupLimit":         core.ErrGroupLimit,
+	"ErrSlowConsumer":       core.ErrSlowConsumer,
+	"ErrReplayOverflow":     core.ErrReplayOverflow,
+	"ErrNotRecoverable":     core.ErrNotRecoverable,
+	"ErrNodeClosed":         core.ErrNodeClosed,
+	"ErrHistoryUnavailable": core.ErrHistoryUnavailable,
 }
 
 func TestEveryCoreErrorIsMapped(t *testing.T) {
