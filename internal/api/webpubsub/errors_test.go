@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/switchboardhq/switchboard/internal/core"
@@ -93,6 +94,9 @@ func TestFromCore(t *testing.T) {
 			apiError{Status: 404, Code: "Error.User.NotExisted", Target: "User", Message: "User `u1` is not found."}},
 		{core.ErrInvalidGroup, "",
 			apiError{Status: 400, Code: "Error.BadRequest", Target: "group", Message: msgInvalidGroup}},
+		{fmt.Errorf("%w: %w", core.ErrHistoryUnavailable, syscall.ENOSPC), "room",
+			apiError{Status: 503, Code: "Error.History.Unavailable", Target: "group",
+				Message: "History storage is unavailable: no space left on device. Sends to groups that keep history are refused until it recovers; other sends are not affected."}},
 		{errors.New("boom"), "",
 			apiError{Status: 500, Code: "Error.InternalServerError", Message: "The service failed to handle the request."}},
 	}
