@@ -179,3 +179,25 @@ func TestSegmentLogNoSpace(t *testing.T) {
 		t.Errorf("after reopen: top %d epoch %x, want %d %x", p.Offset, p.Epoch, len(kept), r.Epoch)
 	}
 }
+
+// TestUnavailableServiceCloses: a service whose log could not open on a
+// full disk is unavailable with the cause, and Close stops its opener; a
+// log whose prober is retrying stops on Close too.
+func TestUnavailableServiceCloses(t *testing.T) {
+	dir := mountTmpfs(t, "1m")
+	free := fill(t, dir)
+	defer free()
+	s, err := history.New(history.Config{Dir: filepath.Join(dir, "history"), Policies: diskPolicies, ProbeInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("New on a full disk: %v (want an unavailable service)", err)
+	}
+	if err := s.Unavailable(); !errors.Is(err, core.ErrHistoryUnavailable) || !errors.Is(err, syscall.ENOSPC) {
+		t.Errorf("Unavailable() = %v", err)
+	}
+	if _, err := s.Append(context.Background(), "chat", "g", &core.Message{Data: []byte("x")}); !errors.Is(err, core.ErrHistoryUnavailable) {
+		t.Errorf("Append with the log not open: %v", err)
+	}
+	if err := s.Close(); err != nil {
+		t.Error(err)
+	}
+}

@@ -498,7 +498,8 @@ func (l *SegmentLog) rotate() error {
 	path := filepath.Join(l.opts.Dir, segmentName(id))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("history: new segment: %w", err)
+		// Nothing was written: out of space (or inodes), it is recoverable.
+		return &writeError{fmt.Errorf("history: new segment: %w", err)}
 	}
 	if _, err := f.Write([]byte(segmentMagic)); err != nil {
 		// Out of space, typically: remove the half-made file, so that the
