@@ -649,6 +649,10 @@ func (l *SegmentLog) writeBatch(spare *[]byte, spareRecs *[]pendRec) bool {
 					hard = true
 					err = errors.Join(err, cerr)
 				}
+			} else if cerr := l.cut(l.active, l.active.size, false); cerr != nil {
+				// Best effort, so that a restart does not find refused
+				// records that did reach the disk.
+				l.log.Warn("history: cutting the refused batch off the segment", "err", cerr)
 			}
 		}
 	}
