@@ -151,6 +151,7 @@ type History struct {
 	MaxReplay         int           `yaml:"max_replay" doc:"most messages a joinGroup with an offset replays; a client further behind gets recovered: false and pages through the catch-up API" default:"500"`
 	SegmentBytes      int           `yaml:"segment_bytes" doc:"size at which a history log segment file is sealed (1 MiB to 1 GiB)" default:"67108864"`
 	TrimInterval      time.Duration `yaml:"trim_interval" doc:"period of the background sweep that drops history older than its max_age and deletes unused segment files" default:"5s"`
+	ProbeInterval     time.Duration `yaml:"probe_interval" doc:"while the history's storage is unavailable (disk full at a write, or the log could not be opened), how often a small write and fsync (or the open) is tried again; sends to history groups are accepted again as soon as one succeeds" default:"1s"`
 }
 
 // HubConfig is the configuration of one hub.
@@ -366,6 +367,9 @@ func (c *Config) Validate() error {
 	}
 	if c.History.TrimInterval <= 0 {
 		bad("history.trim_interval", "must be positive, got %s", c.History.TrimInterval)
+	}
+	if c.History.ProbeInterval <= 0 {
+		bad("history.probe_interval", "must be positive, got %s", c.History.ProbeInterval)
 	}
 	if c.History.IdempotencyKeys <= 0 {
 		bad("history.idempotency_keys", "must be positive, got %d", c.History.IdempotencyKeys)

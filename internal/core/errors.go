@@ -15,4 +15,9 @@ var (
 	ErrReplayOverflow = errors.New("core: unacknowledged message buffer full")
 	ErrNotRecoverable = errors.New("core: connection cannot be recovered")
 	ErrNodeClosed     = errors.New("core: node is shutting down")
+	// ErrHistoryUnavailable refuses a send to a group that keeps history
+	// while the history's storage cannot take writes (a full disk, an I/O
+	// error); it wraps the cause (syscall.ENOSPC, …). Sends to other
+	// targets are not affected.
+	ErrHistoryUnavailable = errors.New("history storage unavailable")
 )

@@ -27,6 +27,15 @@ type History interface {
 	Replay(hub, group string, from StreamPosition, upTo uint64) (msgs []*Message, recovered bool)
 }
 
+// rollbacker is a History that can take back offsets it gave out: when a
+// write fails, the records not yet durable are refused (never broadcast) and
+// their offsets given again to the next records, so that the offsets
+// broadcast stay gapless. Rollbacks counts those failures; a recovering join
+// whose Top was taken before one and whose turn starts after it asks again.
+type rollbacker interface {
+	Rollbacks() uint64
+}
+
 // StreamPosition is a place in a group's stream, as a client remembers it.
 type StreamPosition struct {
 	Offset uint64
@@ -137,14 +146,32 @@ func (h *Hub) JoinGroupFrom(c *Conn, group string, from *StreamPosition) (JoinRe
 		return JoinResult{}, h.join(c, group)
 	}
 	sh := h.seq.shard(group)
-	sh.mu.Lock()
-	top, epoch := hist.Top(h.name, group)
-	prev, done := sh.turn(group)
-	sh.mu.Unlock()
-	defer sh.end(group, done)
-	if prev != nil {
-		<-prev
+	rb, _ := hist.(rollbacker)
+	var top uint64
+	var epoch string
+	var done chan struct{}
+	for {
+		var gen uint64
+		sh.mu.Lock()
+		if rb != nil {
+			gen = rb.Rollbacks()
+		}
+		top, epoch = hist.Top(h.name, group)
+		var prev chan struct{}
+		prev, done = sh.turn(group)
+		sh.mu.Unlock()
+		if prev != nil {
+			<-prev
+		}
+		// Every offset up to top belongs to a send ahead in the chain, now
+		// finished: durable and broadcast, unless a failed write refused it
+		// and gave its offset back. Then top is stale: take another turn.
+		if rb == nil || rb.Rollbacks() == gen {
+			break
+		}
+		sh.end(group, done)
 	}
+	defer sh.end(group, done)
 	res := JoinResult{History: true, Offset: top, Epoch: epoch}
 	if c.InGroup(group) {
 		res.Recovered = from != nil && from.Offset == top && (from.Epoch == "" || from.Epoch == epoch)

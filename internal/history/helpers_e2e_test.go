@@ -178,8 +178,14 @@ type wsClient struct {
 
 func dial(t testing.TB, endpoint string) *wsClient {
 	t.Helper()
+	return dialRoles(t, endpoint, "webpubsub.joinLeaveGroup")
+}
+
+// dialRoles connects a client with the given roles.
+func dialRoles(t testing.TB, endpoint string, roles ...string) *wsClient {
+	t.Helper()
 	keys, _ := auth.NewKeyRing(testKey)
-	tok, _ := keys.MintClientToken(auth.ClientAudience(endpoint, "chat"), auth.MintOptions{Roles: []string{"webpubsub.joinLeaveGroup"}})
+	tok, _ := keys.MintClientToken(auth.ClientAudience(endpoint, "chat"), auth.MintOptions{Roles: roles})
 	u := "ws" + strings.TrimPrefix(endpoint, "http") + "/client/hubs/chat?access_token=" + tok
 	d := ws.Dialer{Protocols: []string{"json.webpubsub.azure.v1"}, Timeout: 10 * time.Second}
 	conn, br, _, err := d.Dial(context.Background(), u)

@@ -45,6 +45,9 @@ func (n *Namespaced) Replay(hub, group string, from core.StreamPosition, upTo ui
 	return n.s.Replay(n.prefix+hub, group, from, upTo)
 }
 
+// Rollbacks is Service.Rollbacks (core's recovering joins read it).
+func (n *Namespaced) Rollbacks() uint64 { return n.s.Rollbacks() }
+
 // CatchUp is Service.CatchUp on the namespace's stream of hub and group.
 func (n *Namespaced) CatchUp(hub, group string, after uint64, epoch string, limit int) (Messages, error) {
 	return n.s.CatchUp(n.prefix+hub, group, after, epoch, limit)

@@ -15,7 +15,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/core"
 )
 
 // FsyncPolicy says when appended records reach the disk.
@@ -49,11 +53,14 @@ func ParseFsyncPolicy(s string) (FsyncPolicy, error) {
 
 // Errors callers branch on.
 var (
-	ErrNotKept       = errors.New("history: the group keeps no history")
-	ErrOffsetGone    = errors.New("history: offset older than the retained history")
-	ErrEpochChanged  = errors.New("history: the stream's epoch changed")
-	ErrOffsetAhead   = errors.New("history: offset beyond the stream's last offset")
-	ErrClosed        = errors.New("history: log closed")
+	ErrNotKept      = errors.New("history: the group keeps no history")
+	ErrOffsetGone   = errors.New("history: offset older than the retained history")
+	ErrEpochChanged = errors.New("history: the stream's epoch changed")
+	ErrOffsetAhead  = errors.New("history: offset beyond the stream's last offset")
+	ErrClosed       = errors.New("history: log closed")
+	// ErrLogFailed marks a failure the log does not recover from while
+	// the process runs (a failed fsync: the page cache cannot be trusted).
+	// The errors that carry it also carry core.ErrHistoryUnavailable.
 	ErrLogFailed     = errors.New("history: log failed")
 	ErrCorruptSealed = errors.New("history: corrupt record in a sealed segment")
 )
@@ -106,8 +113,12 @@ type Options struct {
 	SegmentBytes    int64         // a segment is sealed once it reaches this size; default 64 MiB
 	MaxPendingBytes int           // appended bytes not yet written before Append waits; default 64 MiB
 	TrimInterval    time.Duration // age-retention sweep period; default 5s
-	Policies        Policies
-	Logger          *slog.Logger
+	// ProbeInterval is how often, after a write failed for want of space,
+	// a small write and fsync checks whether the disk takes writes again;
+	// default 1s.
+	ProbeInterval time.Duration
+	Policies      Policies
+	Logger        *slog.Logger
 	// OnOpen, if set, is called with every valid record found when the
 	// log opens, oldest first (the idempotency index is rebuilt from it).
 	OnOpen func(*Record)
@@ -122,6 +133,9 @@ type Observer interface {
 	Appended(hub string, bytes int)
 	Synced()
 	Trimmed(hub string, records, bytes int)
+	// WriteFailed counts a failed write, fsync or open by cause (see
+	// FailureCause).
+	WriteFailed(cause string)
 }
 
 type nopObserver struct{}
@@ -129,6 +143,7 @@ type nopObserver struct{}
 func (nopObserver) Appended(string, int)     {}
 func (nopObserver) Synced()                  {}
 func (nopObserver) Trimmed(string, int, int) {}
+func (nopObserver) WriteFailed(string)       {}
 
 const (
 	segmentMagic = "SBHLOG01"
@@ -154,17 +169,22 @@ type SegmentLog struct {
 	mu       sync.Mutex
 	space    *sync.Cond // signalled when pending bytes fall
 	streams  map[streamKey]*stream
-	pending  []byte    // frames appended, not yet taken by the writer
-	pendRecs []pendRec // their index data
-	batch    *batch    // what the next write completes
-	inflight int       // bytes appended and not yet written
-	failed   error     // a write or fsync failed: the log is read-only
-	closed   bool      // Close was called
-	lastSeg  uint32    // id of the newest segment
-	active   *segment  // writer-owned once running
+	pending  []byte            // frames appended, not yet taken by the writer
+	pendRecs []pendRec         // their index data
+	batch    *batch            // what the next write completes
+	inflight int               // bytes appended and not yet written
+	failed   *UnavailableError // non-nil: appends are refused (see fail)
+	closed   bool              // Close was called
+	lastSeg  uint32            // id of the newest segment
+	active   *segment          // writer-owned once running
 	hubBytes map[string]int64
 
+	// rollbacks counts the failures that took back offsets given out
+	// (see fail); a recovering join retries when it changed meanwhile.
+	rollbacks atomic.Uint64
+
 	wake     chan struct{}
+	probe    chan struct{} // kicks the prober after a recoverable failure
 	stop     chan struct{}
 	done     sync.WaitGroup
 	closeErr error
@@ -224,6 +244,9 @@ func OpenSegmentLog(opts Options) (*SegmentLog, error) {
 	if opts.TrimInterval <= 0 {
 		opts.TrimInterval = 5 * time.Second
 	}
+	if opts.ProbeInterval <= 0 {
+		opts.ProbeInterval = time.Second
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -239,6 +262,7 @@ func OpenSegmentLog(opts Options) (*SegmentLog, error) {
 		hubBytes: map[string]int64{},
 		batch:    &batch{done: make(chan struct{})},
 		wake:     make(chan struct{}, 1),
+		probe:    make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
 	if l.obs == nil {
@@ -256,9 +280,10 @@ func OpenSegmentLog(opts Options) (*SegmentLog, error) {
 		l.closeFiles()
 		return nil, err
 	}
-	l.done.Add(2)
+	l.done.Add(3)
 	go l.writer()
 	go l.trimmer()
+	go l.prober()
 	return l, nil
 }
 
@@ -473,15 +498,19 @@ func (l *SegmentLog) rotate() error {
 	path := filepath.Join(l.opts.Dir, segmentName(id))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
-		return fmt.Errorf("history: new segment: %w", err)
+		// Nothing was written: out of space (or inodes), it is recoverable.
+		return &writeError{fmt.Errorf("history: new segment: %w", err)}
 	}
 	if _, err := f.Write([]byte(segmentMagic)); err != nil {
+		// Out of space, typically: remove the half-made file, so that the
+		// next rotation can create it again.
 		f.Close()
-		return fmt.Errorf("history: new segment: %w", err)
+		os.Remove(path)
+		return &writeError{fmt.Errorf("history: new segment: %w", err)}
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return fmt.Errorf("history: new segment: %w", err)
+		return fmt.Errorf("history: new segment: fsync: %w", err)
 	}
 	if err := syncDir(l.opts.Dir); err != nil {
 		f.Close()
@@ -543,7 +572,7 @@ func (l *SegmentLog) Append(ctx context.Context, r *Record) (*Ack, error) {
 		return nil, ErrClosed
 	}
 	if l.failed != nil {
-		return nil, fmt.Errorf("%w: %v", ErrLogFailed, l.failed)
+		return nil, l.failed
 	}
 	s := l.streams[k]
 	if s == nil {
@@ -602,30 +631,234 @@ func (l *SegmentLog) writeBatch(spare *[]byte, spareRecs *[]pendRec) bool {
 	buf, recs, b := l.pending, l.pendRecs, l.batch
 	l.pending, l.pendRecs = (*spare)[:0], (*spareRecs)[:0]
 	l.batch = &batch{done: make(chan struct{})}
-	failed := l.failed
+	var err error
+	if l.failed != nil {
+		err = l.failed // appended just before the failure was recorded
+	}
 	l.mu.Unlock()
 
-	err := failed
+	hard := false
 	if err == nil {
-		err = l.write(buf, recs)
+		if err = l.write(buf, recs); err != nil {
+			hard = !noSpace(err)
+			if !hard {
+				// Nothing of the batch is acknowledged: cut it off, so that
+				// the segment is again exactly what was made durable.
+				seg := l.active
+				if cerr := l.cut(seg, seg.size, false); cerr != nil {
+					hard = true
+					err = errors.Join(err, cerr)
+				}
+			} else if cerr := l.cut(l.active, l.active.size, false); cerr != nil {
+				// Best effort, so that a restart does not find refused
+				// records that did reach the disk.
+				l.log.Warn("history: cutting the refused batch off the segment", "err", cerr)
+			}
+		}
 	}
 	l.mu.Lock()
 	l.inflight -= len(buf)
-	if err != nil && l.failed == nil {
-		l.failed = err
-		l.log.Error("history: log failed; appends are refused until restart", "err", err)
+	if err != nil {
+		var ue *UnavailableError
+		if !errors.As(err, &ue) {
+			ue = l.fail(err, hard)
+		}
+		b.err = ue
 	}
 	l.space.Broadcast()
 	l.mu.Unlock()
-	if err != nil {
-		b.err = fmt.Errorf("%w: %v", ErrLogFailed, err)
-	}
 	close(b.done)
 	*spare, *spareRecs = buf, recs
 	if cap(*spare) > 4<<20 {
 		*spare = nil
 	}
 	return true
+}
+
+// fail records a failed write; l.mu held. Appends are refused from now on,
+// with the error it returns. What was appended meanwhile is refused too
+// (its offsets follow the failed ones), and every stream's next offset goes
+// back to one past its last durable one.
+//
+// The invariant: the offsets of a stream that were ever acknowledged or
+// broadcast are exactly 1 … top, with no gap. A refused record was neither
+// (core broadcasts only after Ack.Wait returns nil), so its offset is given
+// to the next record appended, and subscribers see no gap. A recovering
+// join that asked for the top before the failure and starts its turn after
+// it must ask again (Rollbacks changed); core.Hub.JoinGroupFrom does.
+//
+// After a write that failed for want of space, the batch was cut off the
+// segment and synced, so the log is again exactly its durable records: the
+// prober retries a small write every ProbeInterval and lifts the failure
+// when it succeeds. Any other failure (a failed fsync, an I/O error) is hard:
+// after a failed fsync the page cache cannot be trusted, so the log refuses
+// appends until the server restarts.
+func (l *SegmentLog) fail(err error, hard bool) *UnavailableError {
+	ue := &UnavailableError{cause: err, hard: hard}
+	l.failed = ue
+	if len(l.pendRecs) > 0 {
+		nb := l.batch
+		l.inflight -= len(l.pending)
+		l.pending, l.pendRecs = l.pending[:0], l.pendRecs[:0]
+		l.batch = &batch{done: make(chan struct{})}
+		nb.err = ue
+		close(nb.done)
+	}
+	for _, s := range l.streams {
+		s.next = s.top + 1
+	}
+	l.rollbacks.Add(1)
+	l.obs.WriteFailed(FailureCause(err))
+	if hard {
+		l.log.Error("history: log failed; sends to groups that keep history are refused until restart", "err", err)
+	} else {
+		l.log.Error("history: out of space; sends to groups that keep history are refused until space returns", "err", err)
+		select {
+		case l.probe <- struct{}{}:
+		default:
+		}
+	}
+	return ue
+}
+
+// prober waits for a recoverable failure, then checks every ProbeInterval
+// whether the disk takes a small write and fsync again; when it does, the
+// log accepts appends again.
+func (l *SegmentLog) prober() {
+	defer l.done.Done()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.probe:
+		}
+		if !l.probeUntilWritable() {
+			return
+		}
+	}
+}
+
+// probeUntilWritable probes until a probe succeeds (true) or the log stops.
+func (l *SegmentLog) probeUntilWritable() bool {
+	t := time.NewTicker(l.opts.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return false
+		case <-t.C:
+		}
+		if err := Probe(l.opts.Dir); err != nil {
+			l.log.Debug("history: storage still unavailable", "err", err)
+			continue
+		}
+		l.mu.Lock()
+		recovered := l.failed != nil && !l.failed.hard
+		if recovered {
+			l.failed = nil
+		}
+		l.mu.Unlock()
+		if recovered {
+			l.log.Info("history: storage writable again; sends to groups that keep history are accepted")
+		}
+		return true
+	}
+}
+
+// probeBytes is the size of a probe write.
+const probeBytes = 64 << 10
+
+// Probe checks that dir takes a write of 64 KiB and its fsync: it writes
+// and syncs a file "probe" there and removes it.
+func Probe(dir string) error {
+	path := filepath.Join(dir, "probe")
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(path)
+	_, err = f.Write(make([]byte, probeBytes))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Unavailable returns why appends are refused, nil when they are not.
+func (l *SegmentLog) Unavailable() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.failed == nil {
+		return nil
+	}
+	return l.failed
+}
+
+// Rollbacks counts the failures that took back offsets given out.
+func (l *SegmentLog) Rollbacks() uint64 { return l.rollbacks.Load() }
+
+// UnavailableError is the error of appends refused because the storage
+// failed. It wraps core.ErrHistoryUnavailable, the cause (syscall.ENOSPC,
+// …) and, when the failure is hard, ErrLogFailed.
+type UnavailableError struct {
+	cause error
+	hard  bool
+}
+
+func (e *UnavailableError) Error() string {
+	return core.ErrHistoryUnavailable.Error() + ": " + Reason(e.cause)
+}
+
+// Unwrap implements errors.Is and errors.As.
+func (e *UnavailableError) Unwrap() []error {
+	if e.hard {
+		return []error{core.ErrHistoryUnavailable, e.cause, ErrLogFailed}
+	}
+	return []error{core.ErrHistoryUnavailable, e.cause}
+}
+
+// Cause returns the error the storage failed with.
+func (e *UnavailableError) Cause() error { return e.cause }
+
+// writeError marks a write (not an fsync) that failed: when it failed for
+// want of space, nothing reached the disk that a truncation does not undo.
+type writeError struct{ err error }
+
+func (e *writeError) Error() string { return e.err.Error() }
+func (e *writeError) Unwrap() error { return e.err }
+
+// noSpace reports whether err is a write that failed for want of space
+// (ENOSPC, EDQUOT), which the log recovers from.
+func noSpace(err error) bool {
+	var we *writeError
+	return errors.As(err, &we) && (errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT))
+}
+
+// FailureCause names the cause of a storage failure for metrics: no_space,
+// quota or io.
+func FailureCause(err error) string {
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		return "no_space"
+	case errors.Is(err, syscall.EDQUOT):
+		return "quota"
+	}
+	return "io"
+}
+
+// Reason says in a few words, for clients, why the storage failed: "no space
+// left on device", "disk quota exceeded" or "I/O error" (no file names).
+func Reason(err error) string {
+	switch {
+	case errors.Is(err, syscall.ENOSPC):
+		return syscall.ENOSPC.Error()
+	case errors.Is(err, syscall.EDQUOT):
+		return syscall.EDQUOT.Error()
+	}
+	return "I/O error"
 }
 
 func (l *SegmentLog) write(buf []byte, recs []pendRec) error {
@@ -643,7 +876,7 @@ func (l *SegmentLog) write(buf []byte, recs []pendRec) error {
 	if l.opts.Fsync == FsyncAlways {
 		for _, r := range recs {
 			if _, err := seg.f.WriteAt(buf[r.pos:r.pos+r.size], base+int64(r.pos)); err != nil {
-				return fmt.Errorf("history: write: %w", err)
+				return &writeError{fmt.Errorf("history: write: %w", err)}
 			}
 			if err := seg.f.Sync(); err != nil {
 				return fmt.Errorf("history: fsync: %w", err)
@@ -652,7 +885,7 @@ func (l *SegmentLog) write(buf []byte, recs []pendRec) error {
 		}
 	} else {
 		if _, err := seg.f.WriteAt(buf, base); err != nil {
-			return fmt.Errorf("history: write: %w", err)
+			return &writeError{fmt.Errorf("history: write: %w", err)}
 		}
 		if l.opts.Fsync == FsyncGroupCommit {
 			if err := seg.f.Sync(); err != nil {

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/core"
 )
 
 var testPolicies = Policies{
@@ -268,6 +270,7 @@ type countingObserver struct {
 
 func (c *countingObserver) Appended(string, int)     {}
 func (c *countingObserver) Trimmed(string, int, int) {}
+func (c *countingObserver) WriteFailed(string)       {}
 func (c *countingObserver) Synced()                  { c.mu.Lock(); c.n++; c.mu.Unlock() }
 func (c *countingObserver) synced() int              { c.mu.Lock(); defer c.mu.Unlock(); return c.n }
 
@@ -333,8 +336,11 @@ func TestWriteFailureFailsTheLog(t *testing.T) {
 	if err := ack.Wait(); !errors.Is(err, ErrLogFailed) {
 		t.Fatalf("wait after a failed write: %v", err)
 	}
-	if _, err := l.Append(context.Background(), &Record{Hub: "chat", Group: "room:1"}); !errors.Is(err, ErrLogFailed) {
+	if _, err := l.Append(context.Background(), &Record{Hub: "chat", Group: "room:1"}); !errors.Is(err, ErrLogFailed) || !errors.Is(err, core.ErrHistoryUnavailable) {
 		t.Errorf("append to a failed log: %v", err)
+	}
+	if err := l.Unavailable(); err == nil || err.Error() != "history storage unavailable: I/O error" {
+		t.Errorf("Unavailable() = %v", err)
 	}
 	// The failed record was never indexed: the durable top is still 1 (the
 	// read itself fails here, on the closed file).

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +22,9 @@ type Config struct {
 	Policies     Policies
 	SegmentBytes int64
 	TrimInterval time.Duration
+	// ProbeInterval is how often a log that failed for want of space (or
+	// could not open) tries again; default 1s.
+	ProbeInterval time.Duration
 	// MaxReplay bounds the messages a recovering join replays; a client
 	// further behind gets recovered: false and pages through the catch-up
 	// API. Default 500.
@@ -35,16 +40,28 @@ type Config struct {
 // Service is the history of one server: the policies, the log, the
 // idempotency index and the metrics. It implements core.History.
 type Service struct {
-	log       *SegmentLog
+	log       atomic.Pointer[SegmentLog] // nil until the log opens
 	policies  Policies
 	maxReplay int
 	idem      *Idempotency
 	metrics   *metrics
+	logger    *slog.Logger
+
+	openErr  atomic.Pointer[UnavailableError] // why the log is not open yet
+	stop     chan struct{}                    // closed by Close: stops the opener
+	opener   sync.WaitGroup
+	once     sync.Once
+	closeErr error
 }
 
 var _ core.History = (*Service)(nil)
 
 // New opens the log in cfg.Dir and rebuilds the idempotency index from it.
+// When the log cannot be opened for want of space or an I/O error, New
+// still returns the service, unavailable (appends fail with
+// core.ErrHistoryUnavailable): a goroutine tries to open the log again every
+// ProbeInterval until it opens or Close is called. A corrupt sealed segment
+// (ErrCorruptSealed) is an error: it needs an operator.
 func New(cfg Config) (*Service, error) {
 	if err := cfg.Policies.Validate(); err != nil {
 		return nil, err
@@ -58,41 +75,124 @@ func New(cfg Config) (*Service, error) {
 	if cfg.IdempotencyKeys <= 0 {
 		cfg.IdempotencyKeys = 200_000
 	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = time.Second
+	}
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	s := &Service{policies: cfg.Policies, maxReplay: cfg.MaxReplay,
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{policies: cfg.Policies, maxReplay: cfg.MaxReplay, logger: cfg.Logger, stop: make(chan struct{}),
 		idem: NewIdempotency(cfg.IdempotencyWindow, cfg.IdempotencyKeys)}
 	m, err := newMetrics(cfg.Registerer, s)
 	if err != nil {
 		return nil, err
 	}
 	s.metrics = m
-	l, err := OpenSegmentLog(Options{
-		Dir: cfg.Dir, Fsync: cfg.Fsync, SegmentBytes: cfg.SegmentBytes, TrimInterval: cfg.TrimInterval,
-		Policies: cfg.Policies, Logger: cfg.Logger, Observe: m,
-		OnOpen: func(r *Record) {
-			if r.Key != "" {
-				s.idem.restore(r.Hub, r.Key, Fingerprint("group", r.Group, r.Type, r.Data),
-					Result{Offset: r.Offset, Epoch: FormatEpoch(r.Epoch)}, time.Unix(0, r.Time))
-			}
-		},
-	})
-	if err != nil {
+	open := func() (*SegmentLog, error) {
+		return OpenSegmentLog(Options{
+			Dir: cfg.Dir, Fsync: cfg.Fsync, SegmentBytes: cfg.SegmentBytes, TrimInterval: cfg.TrimInterval,
+			ProbeInterval: cfg.ProbeInterval, Policies: cfg.Policies, Logger: cfg.Logger, Observe: m,
+			OnOpen: func(r *Record) {
+				if r.Key != "" {
+					s.idem.restore(r.Hub, r.Key, Fingerprint("group", r.Group, r.Type, r.Data),
+						Result{Offset: r.Offset, Epoch: FormatEpoch(r.Epoch)}, time.Unix(0, r.Time))
+				}
+			},
+		})
+	}
+	l, err := open()
+	switch {
+	case err == nil:
+		s.log.Store(l)
+		return s, nil
+	case errors.Is(err, ErrCorruptSealed):
 		return nil, err
 	}
-	s.log = l
+	s.openFailed(err)
+	s.opener.Add(1)
+	go s.reopen(open, cfg.ProbeInterval)
 	return s, nil
 }
 
-// Close closes the log.
-func (s *Service) Close() error { return s.log.Close() }
+// openFailed records why the log could not be opened.
+func (s *Service) openFailed(err error) {
+	s.metrics.WriteFailed(FailureCause(err))
+	s.openErr.Store(&UnavailableError{cause: err})
+}
+
+// reopen tries to open the log every interval until it opens or the
+// service closes.
+func (s *Service) reopen(open func() (*SegmentLog, error), interval time.Duration) {
+	defer s.opener.Done()
+	s.logger.Error("history: the log could not be opened; sends to groups that keep history are refused until it opens", "err", s.openErr.Load().cause)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		l, err := open()
+		if err != nil {
+			if !errors.Is(err, ErrCorruptSealed) && FailureCause(err) == FailureCause(s.openErr.Load().cause) {
+				s.logger.Debug("history: the log still cannot be opened", "err", err)
+			} else {
+				s.logger.Error("history: the log still cannot be opened", "err", err)
+			}
+			s.openErr.Store(&UnavailableError{cause: err})
+			continue
+		}
+		s.log.Store(l)
+		s.openErr.Store(nil)
+		s.logger.Info("history: the log is open; sends to groups that keep history are accepted")
+		return
+	}
+}
+
+// Close stops the opener and closes the log. Later calls return the same
+// result.
+func (s *Service) Close() error {
+	s.once.Do(func() {
+		close(s.stop)
+		s.opener.Wait()
+		if l := s.log.Load(); l != nil {
+			s.closeErr = l.Close()
+		}
+	})
+	return s.closeErr
+}
+
+// Unavailable returns why sends to groups that keep history are refused (an
+// error wrapping core.ErrHistoryUnavailable and the cause), nil when they
+// are accepted.
+func (s *Service) Unavailable() error {
+	if l := s.log.Load(); l != nil {
+		return l.Unavailable()
+	}
+	if e := s.openErr.Load(); e != nil {
+		return e
+	}
+	return nil
+}
+
+// Rollbacks counts the failures that took back offsets given out (see
+// SegmentLog.fail); core's recovering joins read it.
+func (s *Service) Rollbacks() uint64 {
+	if l := s.log.Load(); l != nil {
+		return l.Rollbacks()
+	}
+	return 0
+}
 
 // Idempotency returns the idempotency index of REST sends.
 func (s *Service) Idempotency() *Idempotency { return s.idem }
 
-// Log returns the underlying log.
-func (s *Service) Log() *SegmentLog { return s.log }
+// Log returns the underlying log, nil while it is not open.
+func (s *Service) Log() *SegmentLog { return s.log.Load() }
 
 // Policies returns the retention rules.
 func (s *Service) Policies() Policies { return s.policies }
@@ -114,7 +214,11 @@ func (s *Service) Keeps(hub, group string) bool {
 // Append implements core.History.
 func (s *Service) Append(ctx context.Context, hub, group string, m *core.Message) (func() error, error) {
 	r := Record{Hub: hub, Group: group, Type: uint8(m.Type), FromUserID: m.FromUserID, Key: m.IdempotencyKey, Data: m.Data}
-	ack, err := s.log.Append(ctx, &r)
+	l := s.log.Load()
+	if l == nil {
+		return nil, fmt.Errorf("history: append to %s/%s: %w", hub, group, s.Unavailable())
+	}
+	ack, err := l.Append(ctx, &r)
 	if err != nil {
 		return nil, fmt.Errorf("history: append to %s/%s: %w", hub, group, err)
 	}
@@ -124,7 +228,11 @@ func (s *Service) Append(ctx context.Context, hub, group string, m *core.Message
 
 // Top implements core.History.
 func (s *Service) Top(hub, group string) (uint64, string) {
-	p := s.log.Top(hub, group)
+	l := s.log.Load()
+	if l == nil {
+		return 0, "" // nothing is known of the stream before the log opens
+	}
+	p := l.Top(hub, group)
 	return p.Offset, FormatEpoch(p.Epoch)
 }
 
@@ -134,7 +242,11 @@ func (s *Service) Replay(hub, group string, from core.StreamPosition, upTo uint6
 		s.metrics.unrecoverable.WithLabelValues(hub, reason).Inc()
 		return nil, false
 	}
-	p := s.log.Top(hub, group)
+	l := s.log.Load()
+	if l == nil {
+		return fail("unavailable")
+	}
+	p := l.Top(hub, group)
 	epoch := FormatEpoch(p.Epoch)
 	switch {
 	case from.Epoch != "" && from.Epoch != epoch:
@@ -146,7 +258,7 @@ func (s *Service) Replay(hub, group string, from core.StreamPosition, upTo uint6
 	case upTo-from.Offset > uint64(s.maxReplay):
 		return fail("too_many")
 	}
-	page, err := s.log.Read(hub, group, from.Offset, upTo, 0)
+	page, err := l.Read(hub, group, from.Offset, upTo, 0)
 	switch {
 	case errors.Is(err, ErrOffsetGone):
 		return fail("gone")
@@ -184,7 +296,11 @@ func (s *Service) CatchUp(hub, group string, after uint64, epoch string, limit i
 	if !s.Keeps(hub, group) {
 		return Messages{}, ErrNotKept
 	}
-	page, err := s.log.Read(hub, group, after, 0, limit)
+	l := s.log.Load()
+	if l == nil {
+		return Messages{}, s.Unavailable()
+	}
+	page, err := l.Read(hub, group, after, 0, limit)
 	res := Messages{Epoch: FormatEpoch(page.Epoch), Offset: page.Offset, Oldest: page.Oldest, More: page.More, Records: page.Records}
 	if res.Oldest == 0 {
 		res.Oldest = res.Offset + 1
@@ -217,6 +333,9 @@ type Summary struct {
 	Policies map[string][]RuleView `json:"policies"`
 	Log      Stats                 `json:"log"`
 	Keys     int                   `json:"idempotencyKeys"`
+	// Unavailable says why sends to history groups are refused; "" when
+	// they are not.
+	Unavailable string `json:"unavailable,omitempty"`
 }
 
 // RuleView is a rule as the admin endpoint shows it.
@@ -228,7 +347,13 @@ type RuleView struct {
 
 // Summary describes the policies and the log.
 func (s *Service) Summary() Summary {
-	sum := Summary{Policies: map[string][]RuleView{}, Log: s.log.Stats(), Keys: s.idem.Len()}
+	sum := Summary{Policies: map[string][]RuleView{}, Keys: s.idem.Len()}
+	if l := s.log.Load(); l != nil {
+		sum.Log = l.Stats()
+	}
+	if err := s.Unavailable(); err != nil {
+		sum.Unavailable = err.Error()
+	}
 	for hub, rules := range s.policies {
 		for _, r := range rules {
 			sum.Policies[hub] = append(sum.Policies[hub], RuleView{Pattern: r.Pattern, MaxMessages: r.MaxMessages, MaxAge: r.MaxAge.String()})
@@ -245,6 +370,7 @@ type metrics struct {
 	replayed      *prometheus.CounterVec
 	unrecoverable *prometheus.CounterVec
 	idemReplays   *prometheus.CounterVec
+	failures      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
@@ -264,6 +390,20 @@ func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 	m.replayed = cv("replayed_messages_total", "Messages served from history (recovering joins and catch-up reads), by hub.", "hub")
 	m.unrecoverable = cv("unrecoverable_replays_total", "Recoveries and catch-up reads that could not be served, by hub and reason (epoch, gone, too_many, ahead, incomplete, error).", "hub", "reason")
 	m.idemReplays = cv("idempotent_replays_total", "REST sends answered from the idempotency index, by hub.", "hub")
+	m.failures = cv("write_failures_total", "Failed writes, fsyncs and opens of the history log, by cause (no_space, quota, io). Each refuses sends to history groups until the log recovers.", "cause")
+	for _, c := range []string{"no_space", "quota", "io"} {
+		m.failures.WithLabelValues(c)
+	}
+	_, err := metricreg.Register(reg, "history", prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Namespace: "switchboard", Subsystem: "history", Name: "available",
+		Help: "1 when the history log accepts sends to groups that keep history, 0 while its storage is unavailable (full disk, I/O error, not open)."},
+		func() float64 {
+			if s.Unavailable() != nil {
+				return 0
+			}
+			return 1
+		}))
+	errs = append(errs, err)
 	fsyncs, err := metricreg.Register(reg, "history", prometheus.NewCounter(prometheus.CounterOpts{
 		Namespace: "switchboard", Subsystem: "history", Name: "fsyncs_total", Help: "fsync calls of the history log."}))
 	errs = append(errs, err)
@@ -286,6 +426,9 @@ func (m *metrics) Appended(hub string, bytes int) {
 // Synced implements Observer.
 func (m *metrics) Synced() { m.fsyncs.Inc() }
 
+// WriteFailed implements Observer.
+func (m *metrics) WriteFailed(cause string) { m.failures.WithLabelValues(cause).Inc() }
+
 // Trimmed implements Observer.
 func (m *metrics) Trimmed(hub string, records, _ int) {
 	m.trimmed.WithLabelValues(hub).Add(float64(records))
@@ -300,10 +443,11 @@ type sizeCollector struct {
 func (c *sizeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 func (c *sizeCollector) Collect(ch chan<- prometheus.Metric) {
-	if c.s.log == nil {
+	l := c.s.log.Load()
+	if l == nil {
 		return
 	}
-	for hub, n := range c.s.log.HubBytes() {
+	for hub, n := range l.HubBytes() {
 		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), hub)
 	}
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -133,6 +134,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	mux.Handle("/client/", ep)
 	mux.Handle("/client", ep)
 	mux.Handle("/api/", rest)
+	mux.Handle(readyPath, readiness(hist))
 	admin.Register(mux, admin.Config{
 		Registry: reg,
 		Settings: cfg.Redacted(),
@@ -215,6 +217,7 @@ func newHistory(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 		Policies:          policies,
 		SegmentBytes:      int64(cfg.History.SegmentBytes),
 		TrimInterval:      cfg.History.TrimInterval,
+		ProbeInterval:     cfg.History.ProbeInterval,
 		MaxReplay:         cfg.History.MaxReplay,
 		IdempotencyWindow: cfg.History.IdempotencyWindow,
 		IdempotencyKeys:   cfg.History.IdempotencyKeys,
@@ -225,6 +228,43 @@ func newHistory(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 		return nil, nil, fmt.Errorf("server: history: %w", err)
 	}
 	return svc, svc.Idempotency(), nil
+}
+
+// readyPath is the readiness probe. The liveness probe, /api/health, stays
+// 200 while the history is unavailable: everything else still works.
+const readyPath = "/api/health/ready"
+
+// readiness answers GET and HEAD readyPath: 200 {"status":"ready"} when
+// every part of the server takes traffic, 503 {"status":"unavailable",
+// "reasons":[…]} while one does not (the history's storage: a full disk, an
+// I/O error).
+func readiness(hist *history.Service) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+			return
+		}
+		body := struct {
+			Status  string   `json:"status"`
+			Reasons []string `json:"reasons,omitempty"`
+		}{Status: "ready"}
+		status := http.StatusOK
+		if hist != nil {
+			if err := hist.Unavailable(); err != nil {
+				status = http.StatusServiceUnavailable
+				body.Status = "unavailable"
+				body.Reasons = append(body.Reasons, err.Error())
+			}
+		}
+		b, _ := json.Marshal(body) // strings only: cannot fail
+		w.Header().Set("Content-Type", "application/json; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+		if r.Method == http.MethodGet {
+			w.Write(b)
+		}
+	})
 }
 
 func closeHistory(h *history.Service) {

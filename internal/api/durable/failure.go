@@ -16,7 +16,18 @@ const (
 	CodeHistoryEpoch       = "Error.History.EpochChanged"
 	CodeHistoryOffsetAhead = "Error.History.OffsetAhead"
 	CodeKeyReused          = "Error.IdempotencyKeyReused"
+	// CodeHistoryUnavailable answers (503) a send to a group that keeps
+	// history while the history's storage is unavailable (core.ErrHistoryUnavailable).
+	CodeHistoryUnavailable = "Error.History.Unavailable"
 )
+
+// UnavailableMessage is the message of the answer to a send refused with
+// core.ErrHistoryUnavailable: it names the cause ("no space left on
+// device", "disk quota exceeded", "I/O error"), no file names.
+func UnavailableMessage(err error) string {
+	return "History storage is unavailable: " + history.Reason(err) +
+		". Sends to groups that keep history are refused until it recovers; other sends are not affected."
+}
 
 // ErrInvalidKey is the cause of the answer to a malformed Idempotency-Key.
 var ErrInvalidKey = errors.New("durable: invalid Idempotency-Key")

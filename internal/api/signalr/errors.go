@@ -99,6 +99,8 @@ var coreAnswers = [...]struct {
 	{core.ErrSlowConsumer, http.StatusServiceUnavailable, codeUnavailable, "The connection's outbound queue is full."},
 	{core.ErrReplayOverflow, http.StatusServiceUnavailable, codeUnavailable, "The connection's unacknowledged message buffer is full."},
 	{core.ErrNodeClosed, http.StatusServiceUnavailable, codeUnavailable, "The service is shutting down."},
+	// The message names the cause: see durable.UnavailableMessage.
+	{core.ErrHistoryUnavailable, http.StatusServiceUnavailable, durable.CodeHistoryUnavailable, "History storage is unavailable."},
 	{context.Canceled, http.StatusServiceUnavailable, codeUnavailable, "The request was canceled."},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, codeUnavailable, "The request timed out."},
 }
@@ -120,7 +122,10 @@ func answer(err error, subject string) *apiError {
 			continue
 		}
 		msg := a.message
-		if strings.Contains(msg, "%s") {
+		switch {
+		case a.err == core.ErrHistoryUnavailable:
+			msg = durable.UnavailableMessage(err)
+		case strings.Contains(msg, "%s"):
 			msg = fmt.Sprintf(msg, subject)
 		}
 		return &apiError{status: a.status, code: a.code, message: msg, cause: err}

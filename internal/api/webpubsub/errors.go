@@ -82,6 +82,8 @@ var coreErrors = [...]struct {
 	{core.ErrReplayOverflow, http.StatusServiceUnavailable, codeUnavailable, "", "The connection's unacknowledged message buffer is full."},
 	{core.ErrNotRecoverable, http.StatusNotFound, codeConnNotExisted, "Connection", msgConnNotFound},
 	{core.ErrNodeClosed, http.StatusServiceUnavailable, codeUnavailable, "", "The service is shutting down."},
+	// The message names the cause: see durable.UnavailableMessage.
+	{core.ErrHistoryUnavailable, http.StatusServiceUnavailable, durable.CodeHistoryUnavailable, "group", "History storage is unavailable."},
 	// Not core's, but they come back through core calls: the request's
 	// context ended (client gone or server shutting down).
 	{context.Canceled, http.StatusServiceUnavailable, codeUnavailable, "", "The request was canceled."},
@@ -102,7 +104,10 @@ func fromCore(err error, subject string) *apiError {
 	for _, e := range coreErrors {
 		if errors.Is(err, e.err) {
 			msg := e.message
-			if strings.Contains(msg, "%s") {
+			switch {
+			case e.err == core.ErrHistoryUnavailable:
+				msg = durable.UnavailableMessage(err)
+			case strings.Contains(msg, "%s"):
 				msg = fmt.Sprintf(msg, subject)
 			}
 			return &apiError{Status: e.status, Code: e.code, Message: msg, Target: e.target, cause: err}

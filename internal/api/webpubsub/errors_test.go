@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/switchboardhq/switchboard/internal/core"
@@ -18,16 +19,17 @@ import (
 // coreSentinels lists core's exported errors by name. The test below fails
 // when core declares one this list (and so the table in errors.go) lacks.
 var coreSentinels = map[string]error{
-	"ErrInvalidHub":     core.ErrInvalidHub,
-	"ErrInvalidGroup":   core.ErrInvalidGroup,
-	"ErrConnNotFound":   core.ErrConnNotFound,
-	"ErrUserNotFound":   core.ErrUserNotFound,
-	"ErrForbidden":      core.ErrForbidden,
-	"ErrGroupLimit":     core.ErrGroupLimit,
-	"ErrSlowConsumer":   core.ErrSlowConsumer,
-	"ErrReplayOverflow": core.ErrReplayOverflow,
-	"ErrNotRecoverable": core.ErrNotRecoverable,
-	"ErrNodeClosed":     core.ErrNodeClosed,
+	"ErrInvalidHub":         core.ErrInvalidHub,
+	"ErrInvalidGroup":       core.ErrInvalidGroup,
+	"ErrConnNotFound":       core.ErrConnNotFound,
+	"ErrUserNotFound":       core.ErrUserNotFound,
+	"ErrForbidden":          core.ErrForbidden,
+	"ErrGroupLimit":         core.ErrGroupLimit,
+	"ErrSlowConsumer":       core.ErrSlowConsumer,
+	"ErrReplayOverflow":     core.ErrReplayOverflow,
+	"ErrNotRecoverable":     core.ErrNotRecoverable,
+	"ErrNodeClosed":         core.ErrNodeClosed,
+	"ErrHistoryUnavailable": core.ErrHistoryUnavailable,
 }
 
 func TestEveryCoreErrorIsMapped(t *testing.T) {
@@ -92,6 +94,9 @@ func TestFromCore(t *testing.T) {
 			apiError{Status: 404, Code: "Error.User.NotExisted", Target: "User", Message: "User `u1` is not found."}},
 		{core.ErrInvalidGroup, "",
 			apiError{Status: 400, Code: "Error.BadRequest", Target: "group", Message: msgInvalidGroup}},
+		{fmt.Errorf("%w: %w", core.ErrHistoryUnavailable, syscall.ENOSPC), "room",
+			apiError{Status: 503, Code: "Error.History.Unavailable", Target: "group",
+				Message: "History storage is unavailable: no space left on device. Sends to groups that keep history are refused until it recovers; other sends are not affected."}},
 		{errors.New("boom"), "",
 			apiError{Status: 500, Code: "Error.InternalServerError", Message: "The service failed to handle the request."}},
 	}

@@ -24,6 +24,10 @@ const (
 	ackDuplicate  = "Duplicate"
 	ackBadRequest = "BadRequest"
 	ackInternal   = "InternalServerError"
+	// ackHistoryUnavailable refuses a send to (or a history read of) a
+	// group that keeps history while the history's storage is unavailable
+	// (core.ErrHistoryUnavailable: a full disk, an I/O error).
+	ackHistoryUnavailable = "HistoryUnavailable"
 	// ackTooManyRequests refuses a request over limits.conn_message_rate.
 	// The service's schema names no such error (clients must tolerate
 	// unknown names); this is HTTP 429's name.
@@ -36,6 +40,13 @@ const (
 	closeRateReason = "message rate limit exceeded"
 	msgRateRefused  = "too many messages: the connection is over its message rate limit; this request was not processed"
 )
+
+// rejectUnavailable answers a request refused with core.ErrHistoryUnavailable:
+// the ack names the cause, no file names.
+func (s *session) rejectUnavailable(r *request, err error) error {
+	return s.reject(r, "history_unavailable", ackHistoryUnavailable,
+		"history storage unavailable: "+history.Reason(err)+"; sends to groups that keep history are refused until it recovers")
+}
 
 // session is the read side of one conn's socket.
 type session struct {
@@ -180,6 +191,9 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		}
 		m := &core.Message{Type: typ, Data: payload, From: core.FromGroup, Group: r.Group, FromUserID: s.conn.UserID()}
 		if err := s.hub.Publish(context.Background(), s.conn, r.Group, m, r.NoEcho); err != nil {
+			if errors.Is(err, core.ErrHistoryUnavailable) {
+				return s.rejectUnavailable(r, err)
+			}
 			return s.reject(r, "internal", ackInternal, err.Error())
 		}
 	case "event":
@@ -319,6 +333,9 @@ const (
 
 // rejectHistory answers a fetchHistory that history refused.
 func (s *session) rejectHistory(r *request, err error, page history.Messages) error {
+	if errors.Is(err, core.ErrHistoryUnavailable) {
+		return s.rejectUnavailable(r, err)
+	}
 	var name, metric, msg string
 	switch {
 	case errors.Is(err, history.ErrNotKept):
