@@ -43,9 +43,14 @@ type FrontDoor struct {
 	wg        sync.WaitGroup // router goroutines
 }
 
-// maxHeaderBytes bounds a request's line and headers read by the FrontDoor: a client
-// token in the query may be 64 KiB. Larger is answered with 431.
-const maxHeaderBytes = 68 << 10
+// MaxHeaderBytes bounds a request's line and headers read by the FrontDoor: a client
+// token in the query may be 64 KiB. Larger is answered with 431. The server gives its
+// http.Servers the same cap (see HTTPMaxHeaderBytes), so one cap holds on every path.
+const MaxHeaderBytes = 68 << 10
+
+// HTTPMaxHeaderBytes is the http.Server.MaxHeaderBytes that caps a request at
+// MaxHeaderBytes: net/http reads 4096 bytes beyond its setting before it answers 431.
+const HTTPMaxHeaderBytes = MaxHeaderBytes - 4096
 
 // NewFrontDoor returns a FrontDoor for ln that serves the requests for paths starting with
 // prefix (such as "/client/hubs/") with handler, each request line and headers read
@@ -157,7 +162,7 @@ func (f *FrontDoor) Wait(ctx context.Context) error {
 // route reads as much of the request line as tells whether it is ours, then serves the
 // request or hands the connection on.
 func (f *FrontDoor) route(c net.Conn) {
-	lc := &limitedConn{Conn: c, remain: maxHeaderBytes}
+	lc := &limitedConn{Conn: c, remain: MaxHeaderBytes}
 	br := frontReaderPool.Get().(*bufio.Reader)
 	br.Reset(lc)
 	c.SetReadDeadline(time.Now().Add(f.headerTimeout))
@@ -236,7 +241,7 @@ func (f *FrontDoor) refuse(c net.Conn, lc *limitedConn, err error) {
 	var ne net.Error
 	switch {
 	case lc.remain == 0:
-		status, text = http.StatusRequestHeaderFieldsTooLarge, "request line and headers exceed "+strconv.Itoa(maxHeaderBytes)+" bytes"
+		status, text = http.StatusRequestHeaderFieldsTooLarge, "request line and headers exceed "+strconv.Itoa(MaxHeaderBytes)+" bytes"
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		c.Close() // nobody to answer
 		return
