@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -215,6 +216,10 @@ func (f *FrontDoor) serve(c net.Conn, lc *limitedConn, br *bufio.Reader) {
 	}
 	lc.remain = -1
 	req.RemoteAddr = c.RemoteAddr().String()
+	if tc, ok := c.(*tls.Conn); ok {
+		cs := tc.ConnectionState()
+		req.TLS = &cs
+	}
 	req = req.WithContext(context.WithValue(f.ctx, connKey{}, c))
 	w := &frontResponse{conn: c, br: br, header: http.Header{}}
 	defer func() {
