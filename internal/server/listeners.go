@@ -77,8 +77,9 @@ func (l *listeners) scheme() string {
 // httpServer sets what both listeners' http.Servers share: the header cap of the front
 // door, and handler behind the early answer of requests with unread bodies.
 // readTimeout (server.read_timeout) bounds the reading of a request, body included (a
-// withheld body is dropped with the connection). WebSocket upgrades clear it; SSE streams
-// and long polls lift it while they hold the request (see the SignalR dialect).
+// withheld body is dropped with the connection). It does not bound what follows: WebSocket
+// upgrades clear the deadline, and net/http clears it once a request is read, so SSE
+// streams and long polls keep their own lifetimes.
 func httpServer(handler http.Handler, readTimeout time.Duration, log *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           answerWithoutBody(handler),

@@ -181,3 +181,67 @@ func grep(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestSSEOutlivesReadTimeout: an SSE stream is not bound by server.read_timeout: a
+// message sent after it passed still arrives. (net/http clears the read deadline when it
+// starts its background read of a request without a body; this guards that held
+// requests keep doing so.)
+func TestSSEOutlivesReadTimeout(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{Settings: []string{"server.read_timeout=200ms"}})
+	sr := srv.SignalREndpoint()
+	tok, err := srv.Keys().MintSignalRClientToken(auth.SignalRClientAudience(sr, "chat"), "u1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, sr+"/client/negotiate?hub=chat&negotiateVersion=1", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var neg struct{ ConnectionToken string }
+	json.NewDecoder(resp.Body).Decode(&neg)
+	resp.Body.Close()
+	conn := sr + "/client/?hub=chat&id=" + neg.ConnectionToken
+	get, _ := http.NewRequest(http.MethodGet, conn, nil)
+	get.Header.Set("Authorization", "Bearer "+tok)
+	get.Header.Set("Accept", "text/event-stream")
+	stream, err := http.DefaultClient.Do(get)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	post, _ := http.NewRequest(http.MethodPost, conn, strings.NewReader(`{"protocol":"json","version":1}`+"\x1e"))
+	post.Header.Set("Authorization", "Bearer "+tok)
+	if resp, err = http.DefaultClient.Do(post); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	time.Sleep(600 * time.Millisecond) // three read timeouts
+	if r := restCall(t, srv, http.MethodPost, sr+"/api/v1/hubs/chat/users/u1", `{"target":"late","arguments":["x"]}`); r.StatusCode != http.StatusAccepted {
+		t.Fatalf("send to the user: %d", r.StatusCode)
+	}
+	lines := bufio.NewReader(stream.Body)
+	done := make(chan error, 1)
+	go func() {
+		for {
+			l, err := lines.ReadString('\n')
+			if err != nil {
+				done <- err
+				return
+			}
+			if strings.Contains(l, `"target":"late"`) {
+				done <- nil
+				return
+			}
+		}
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the stream ended before the message: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the message never came")
+	}
+}
