@@ -15,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/listener"
 )
 
 // FrontDoor sits between a listener and an http.Server. A new connection whose request
@@ -70,20 +72,29 @@ func (s *Server) NewFrontDoor(ln net.Listener, prefix string, handler http.Handl
 	}
 }
 
-// Serve accepts connections until the listener fails or the FrontDoor is closed, and
-// returns the listener's error (net.ErrClosed after Close).
+// Serve accepts connections until the listener fails for good or the FrontDoor is
+// closed, and returns the listener's error (net.ErrClosed after Close). A temporary
+// error (out of descriptors and the like) is waited out, 5 ms doubling to 1 s as
+// net/http does: the server's listener (listener.Retrying) waits them out itself,
+// counted and logged; this is for a listener that does not.
 func (f *FrontDoor) Serve() error {
+	var wait time.Duration
 	for {
 		c, err := f.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(5 * time.Millisecond) // out of descriptors or the like: as net/http does
-				continue
+			if listener.Temporary(err) {
+				wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+				select {
+				case <-time.After(wait):
+					continue
+				case <-f.done:
+					return net.ErrClosed
+				}
 			}
 			f.stop(err)
 			return err
 		}
+		wait = 0
 		select {
 		case f.work <- c: // an idle router takes it
 		default:
