@@ -97,8 +97,11 @@ func (l *Retrying) report(err error, wait time.Duration) {
 	n := l.unlogged
 	l.lastLog, l.unlogged = now, 0
 	l.mu.Unlock()
-	l.log.Warn("accept failed; retrying (at the open-file limit, raise ulimit -n or lower limits.max_connections)",
-		"addr", l.Addr().String(), "err", err, "retry_in", wait, "errors_not_logged", n)
+	msg := "accept failed; retrying"
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		msg = "accept failed at the open-file limit; retrying (raise ulimit -n, or lower limits.max_connections)"
+	}
+	l.log.Warn(msg, "addr", l.Addr().String(), "err", err, "retry_in", wait, "errors_not_logged", n)
 }
 
 // Close closes the listener and ends a wait of Accept.
