@@ -1,9 +1,11 @@
 package admission
 
 import (
+	"log/slog"
 	"net/http"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -35,6 +37,8 @@ type Config struct {
 	RetryAfter int
 	// Registerer receives the metrics; nil: a private registry.
 	Registerer prometheus.Registerer
+	// Logger reports refusals, at most one line per 10 s; nil: not logged.
+	Logger *slog.Logger
 }
 
 // Gate counts a node's open client connections and refuses new ones beyond
@@ -47,6 +51,8 @@ type Gate struct {
 	retryAfter string
 	inHandler  atomic.Int64 // requests of kind Opens or Holds inside their handler
 	refused    *prometheus.CounterVec
+	log        *slog.Logger
+	lastLog    atomic.Int64 // unix nanoseconds of the last refusal logged
 }
 
 // New returns a Gate and registers its metrics.
@@ -60,7 +66,10 @@ func New(cfg Config) (*Gate, error) {
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
-	g := &Gate{max: cfg.Max, open: cfg.Open, retryAfter: strconv.Itoa(cfg.RetryAfter)}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	g := &Gate{max: cfg.Max, open: cfg.Open, retryAfter: strconv.Itoa(cfg.RetryAfter), log: cfg.Logger}
 	var err error
 	g.refused, err = metricreg.Register(cfg.Registerer, "admission", prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "switchboard", Subsystem: "admission", Name: "refused_total",
@@ -114,6 +123,10 @@ func (g *Gate) Handler(next http.Handler, kind func(*http.Request) Kind) http.Ha
 // refuse answers 503 with the reason.
 func (g *Gate) refuse(w http.ResponseWriter) {
 	g.refused.WithLabelValues(reasonMaxConnections).Inc()
+	now := time.Now().UnixNano()
+	if last := g.lastLog.Load(); now-last >= int64(10*time.Second) && g.lastLog.CompareAndSwap(last, now) {
+		g.log.Warn("refusing new client connections: at limits.max_connections", "max_connections", g.max)
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")

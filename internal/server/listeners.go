@@ -46,7 +46,8 @@ func newListeners(cfg config.Config, log *slog.Logger, reg prometheus.Registerer
 	case -1:
 		max = 0
 	}
-	if l.gate, err = admission.New(admission.Config{Max: max, Open: open, Registerer: reg}); err != nil {
+	log.Info("client connections limited", "max_connections", max, "configured", cfg.Limits.MaxConnections)
+	if l.gate, err = admission.New(admission.Config{Max: max, Open: open, Registerer: reg, Logger: log.With("component", "admission")}); err != nil {
 		return nil, err
 	}
 	if cfg.TLS.CertFile != "" {
