@@ -39,15 +39,15 @@ func newListeners(cfg config.Config, log *slog.Logger, reg prometheus.Registerer
 	if err != nil {
 		return nil, err
 	}
-	max := cfg.Limits.MaxConnections
-	switch max {
+	maxConns := cfg.Limits.MaxConnections
+	switch maxConns {
 	case 0:
-		max = admission.DefaultMax()
+		maxConns = admission.DefaultMax()
 	case -1:
-		max = 0
+		maxConns = 0 // no limit
 	}
-	log.Info("client connections limited", "max_connections", max, "configured", cfg.Limits.MaxConnections)
-	if l.gate, err = admission.New(admission.Config{Max: max, Open: open, Registerer: reg, Logger: log.With("component", "admission")}); err != nil {
+	log.Info("client connections limited", "max_connections", maxConns, "configured", cfg.Limits.MaxConnections)
+	if l.gate, err = admission.New(admission.Config{Max: maxConns, Open: open, Registerer: reg, Logger: log.With("component", "admission")}); err != nil {
 		return nil, err
 	}
 	if cfg.TLS.CertFile != "" {
