@@ -29,16 +29,18 @@ type Config struct {
 	Admin     Admin                `yaml:"admin"`
 	SignalR   SignalR              `yaml:"signalr"`
 	History   History              `yaml:"history"`
+	TLS       TLS                  `yaml:"tls"`
 	Hubs      map[string]HubConfig `yaml:"hubs" env:"-" doc:"per-hub settings by hub name; the key _default applies to hubs without their own entry"`
 }
 
 // Server is where and as what the server listens.
 type Server struct {
 	Addr            string        `yaml:"addr" doc:"listen address" default:":8080"`
-	PublicEndpoint  string        `yaml:"public_endpoint" doc:"endpoint printed in the connection string; default http://localhost:<port>"`
+	PublicEndpoint  string        `yaml:"public_endpoint" doc:"endpoint printed in the connection string; default http://localhost:<port> (https with TLS)"`
 	DataDir         string        `yaml:"data_dir" doc:"directory for the generated access key and later durable state" default:"./data"`
 	NodeID          string        `yaml:"node_id" doc:"short URL-safe id carried in connection ids; default random per start"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" doc:"how long SIGTERM waits for queues to drain before closing" default:"10s"`
+	ReadTimeout     time.Duration `yaml:"read_timeout" doc:"time to read a request's headers and body, on both listeners; a slower request is dropped (WebSockets, SSE streams and long polls are not bound by it once open)" default:"30s"`
 }
 
 // Auth holds the access keys.
@@ -52,6 +54,7 @@ type Limits struct {
 	MaxBodyBytes     int `yaml:"max_body_bytes" doc:"largest REST request body; larger answers 413" default:"1048576"`
 	MaxQueueBytes    int `yaml:"max_queue_bytes" doc:"outbound bytes queued per connection before it is closed as a slow consumer" default:"4194304"`
 	MaxGroupsPerConn int `yaml:"max_groups_per_conn" doc:"groups one connection may be in" default:"1000"`
+	MaxConnections   int `yaml:"max_connections" doc:"client connections (WebSockets, SSE streams, held long polls, both listeners) open at once; beyond it a new one is refused with 503; 0: the open-file limit less a tenth (at least 64 or half) for REST, files and history; -1: no limit"`
 
 	ClientRates `yaml:",inline"`
 }
@@ -88,6 +91,12 @@ func (r ClientRates) TrustedProxyPrefixes() ([]netip.Prefix, error) {
 	return out, nil
 }
 
+// TLS serves both listeners over TLS (1.2 or later) when a certificate is set.
+type TLS struct {
+	CertFile string `yaml:"cert_file" doc:"PEM certificate (chain) for both listeners; reloaded within seconds when the file changes; empty: plain HTTP"`
+	KeyFile  string `yaml:"key_file" doc:"PEM private key of tls.cert_file"`
+}
+
 // WebSocket tunes the WebSocket transport.
 type WebSocket struct {
 	PingInterval time.Duration `yaml:"ping_interval" doc:"WebSocket ping period" default:"20s"`
@@ -119,7 +128,7 @@ type Admin struct {
 // has its own listener because both services use the same REST paths.
 type SignalR struct {
 	Addr              string            `yaml:"addr" doc:"listen address of the SignalR endpoint (negotiate, the three transports, REST); empty: no SignalR endpoint" default:":8081"`
-	PublicEndpoint    string            `yaml:"public_endpoint" doc:"SignalR endpoint printed in its connection string; default http://localhost:<port>"`
+	PublicEndpoint    string            `yaml:"public_endpoint" doc:"SignalR endpoint printed in its connection string; default http://localhost:<port> (https with TLS)"`
 	StatefulReconnect bool              `yaml:"stateful_reconnect" doc:"grant stateful reconnect (protocol version 2, Ack/Sequence) to clients that ask for it" default:"true"`
 	ReconnectWindow   time.Duration     `yaml:"reconnect_window" doc:"how long a stateful-reconnect session waits for its client to come back" default:"30s"`
 	KeepAlive         time.Duration     `yaml:"keep_alive" doc:"the server sends a Ping message this often on WebSockets and Server-Sent Events" default:"15s"`
@@ -311,7 +320,7 @@ func (c *Config) Validate() error {
 	durations := map[string]time.Duration{
 		"websocket.ping_interval": c.WebSocket.PingInterval, "websocket.idle_timeout": c.WebSocket.IdleTimeout,
 		"websocket.write_timeout": c.WebSocket.WriteTimeout, "reliable.recovery_window": c.Reliable.RecoveryWindow,
-		"server.shutdown_timeout":  c.Server.ShutdownTimeout,
+		"server.shutdown_timeout": c.Server.ShutdownTimeout, "server.read_timeout": c.Server.ReadTimeout,
 		"signalr.reconnect_window": c.SignalR.ReconnectWindow, "signalr.keep_alive": c.SignalR.KeepAlive,
 		"signalr.client_timeout": c.SignalR.ClientTimeout, "signalr.handshake_timeout": c.SignalR.HandshakeTimeout,
 		"signalr.negotiate_timeout": c.SignalR.NegotiateTimeout, "signalr.long_poll_timeout": c.SignalR.LongPollTimeout,
@@ -346,6 +355,12 @@ func (c *Config) Validate() error {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			bad("signalr.public_endpoint", "%q is not an http(s) URL", e)
 		}
+	}
+	if c.Limits.MaxConnections < -1 {
+		bad("limits.max_connections", "must be -1 (no limit), 0 (from the open-file limit) or positive, got %d", c.Limits.MaxConnections)
+	}
+	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
+		bad("tls", "cert_file and key_file go together")
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":
@@ -514,7 +529,15 @@ func (c *Config) Endpoint() string {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "localhost"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return c.Scheme() + "://" + net.JoinHostPort(host, port)
+}
+
+// Scheme is the scheme of the default public endpoints: https with TLS.
+func (c *Config) Scheme() string {
+	if c.TLS.CertFile != "" {
+		return "https"
+	}
+	return "http"
 }
 
 // SignalREndpoint returns the public endpoint of the SignalR listener, derived
@@ -527,7 +550,7 @@ func (c *Config) SignalREndpoint() string {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "localhost"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return c.Scheme() + "://" + net.JoinHostPort(host, port)
 }
 
 // Redacted returns a copy safe to log.

@@ -39,6 +39,7 @@ type Server struct {
 	http *http.Server
 	ln   net.Listener
 	sr   *signalRService // nil when signalr.addr is empty
+	lis  *listeners
 }
 
 // New builds a server from cfg; Serve starts it.
@@ -56,6 +57,19 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	reg := admin.NewRegistry()
+	var wsMain, wsSignalR *websocket.Server // set below, read once serving
+	lis, err := newListeners(cfg, log, reg, func() int {
+		n := 0
+		for _, w := range []*websocket.Server{wsMain, wsSignalR} {
+			if w != nil {
+				n += w.Sockets()
+			}
+		}
+		return n
+	})
+	if err != nil {
+		return nil, err
+	}
 	up, err := newUpstream(cfg, ring, log, reg)
 	if err != nil {
 		return nil, err
@@ -97,6 +111,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	wsMain = wsrv
 	epCfg := wps.EndpointConfig{
 		Node: node, Keys: ring, WebSocket: wsrv,
 		AllowAnonymous: func(hub string) bool { return cfg.Hub(hub).AnonymousConnect },
@@ -145,29 +160,23 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			return ok && ring.VerifyServerToken(tok, r.URL.Path, time.Now()) == nil
 		},
 	})
-	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist}
+	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, lis: lis}
 	if cfg.SignalR.Addr != "" {
 		var srHist *history.Namespaced // nil without history
 		if hist != nil {
 			srHist = hist.Namespace(signalRNamespace)
 		}
 		srIdem := idem.Namespace(signalRNamespace)
-		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, srHist, srIdem, rates); err != nil {
+		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, srHist, srIdem, rates, lis); err != nil {
 			wsrv.Close()
 			if hist != nil {
 				hist.Close()
 			}
 			return nil, err
 		}
+		wsSignalR = s.sr.ws
 	}
-	s.http = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ConnContext:       websocket.ConnContext,
-		ReadTimeout:       30 * time.Second, // REST bodies; upgraded sockets clear their deadlines
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	s.http = httpServer(lis.gate.Handler(mux, webPubSubKind), cfg.Server.ReadTimeout, log)
 	return s, nil
 }
 
@@ -360,6 +369,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("server: listen: %w", err)
 	}
+	ln = s.lis.wrap(ln, "main")
 	if s.sr != nil {
 		if err := s.sr.listen(); err != nil {
 			ln.Close()
@@ -411,7 +421,7 @@ func (s *Server) Endpoint() string {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "localhost"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return s.lis.scheme() + "://" + net.JoinHostPort(host, port)
 }
 
 // ConnectionString returns the connection string for the primary key.

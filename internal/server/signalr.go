@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -37,6 +36,7 @@ type signalRService struct {
 	up   *upstream.SignalRClient // nil when no upstream is configured
 	http *http.Server
 	ln   net.Listener
+	lis  *listeners
 }
 
 // signalRNamespace names the SignalR hubs' streams in the history log and their keys in the
@@ -46,8 +46,8 @@ const signalRNamespace = "signalr"
 // newSignalR assembles the SignalR endpoint. hist is the SignalR namespace's history (nil when no
 // hub keeps history), idem its view of the idempotency index.
 func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer,
-	hist *history.Namespaced, idem *history.Idempotency, rates *ratelimit.Limiter) (*signalRService, error) {
-	s := &signalRService{cfg: cfg, log: log}
+	hist *history.Namespaced, idem *history.Idempotency, rates *ratelimit.Limiter, lis *listeners) (*signalRService, error) {
+	s := &signalRService{cfg: cfg, log: log, lis: lis}
 	var coreHist core.History // nil interfaces without history
 	var restHist durable.History
 	if hist != nil {
@@ -125,13 +125,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 	mux.Handle("/client/", s.ep)
 	mux.Handle("/client", s.ep)
 	mux.Handle("/api/", rest)
-	s.http = &http.Server{
-		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
-		ConnContext:       websocket.ConnContext,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	s.http = httpServer(lis.gate.Handler(mux, signalRKind), cfg.Server.ReadTimeout, log)
 	return s, nil
 }
 
@@ -140,7 +134,7 @@ func (s *signalRService) listen() error {
 	if err != nil {
 		return fmt.Errorf("server: signalr listen: %w", err)
 	}
-	s.ln = ln
+	s.ln = s.lis.wrap(ln, "signalr")
 	return nil
 }
 
@@ -155,7 +149,7 @@ func (s *signalRService) endpoint() string {
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "localhost"
 	}
-	return "http://" + net.JoinHostPort(host, port)
+	return s.lis.scheme() + "://" + net.JoinHostPort(host, port)
 }
 
 // serve serves until the listener closes; errc gets its end.

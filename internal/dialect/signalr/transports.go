@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
@@ -244,6 +245,7 @@ func (e *Endpoint) serveSSE(w http.ResponseWriter, r *http.Request, s *session) 
 	if !e.claimTransport(w, s, serverSentEvents, kind) {
 		return
 	}
+	holdOpen(w)
 	st, err := sse.Open(w, r, sse.Options{
 		KeepAlive:      e.cfg.KeepAlive,
 		KeepAliveFrame: hubproto.JSON.AppendPing(nil), // SSE carries text only
@@ -281,6 +283,7 @@ func (e *Endpoint) servePoll(w http.ResponseWriter, r *http.Request, s *session,
 	if !e.claimTransport(w, s, longPolling, kind) {
 		return
 	}
+	holdOpen(w)
 	s.mu.Lock()
 	lp := s.lp
 	if lp == nil {
@@ -304,6 +307,14 @@ func (e *Endpoint) servePoll(w http.ResponseWriter, r *http.Request, s *session,
 	s.open(lp, func(l core.Link, src any) { l.(*longpoll.Conn).Bind(src.(longpoll.Source)) })
 	e.metrics.requests.WithLabelValues(kind, "200").Inc()
 	lp.Poll(w, r)
+}
+
+// holdOpen lifts the listener's read timeout (which bounds reading a request) from a
+// request held open: an SSE stream lives until either side ends it, a long poll until
+// signalr.long_poll_timeout. Without it, net/http's background read of the connection
+// would time out and cancel the request.
+func holdOpen(w http.ResponseWriter) {
+	http.NewResponseController(w).SetReadDeadline(time.Time{}) // not supported: no deadline to lift
 }
 
 // send takes a POST of client messages for an SSE or long-polling session.

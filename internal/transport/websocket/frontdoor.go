@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/listener"
 )
 
 // FrontDoor sits between a listener and an http.Server. A new connection whose request
@@ -43,9 +46,14 @@ type FrontDoor struct {
 	wg        sync.WaitGroup // router goroutines
 }
 
-// maxHeaderBytes bounds a request's line and headers read by the FrontDoor: a client
-// token in the query may be 64 KiB. Larger is answered with 431.
-const maxHeaderBytes = 68 << 10
+// MaxHeaderBytes bounds a request's line and headers read by the FrontDoor: a client
+// token in the query may be 64 KiB. Larger is answered with 431. The server gives its
+// http.Servers the same cap (see HTTPMaxHeaderBytes), so one cap holds on every path.
+const MaxHeaderBytes = 68 << 10
+
+// HTTPMaxHeaderBytes is the http.Server.MaxHeaderBytes that caps a request at
+// MaxHeaderBytes: net/http reads 4096 bytes beyond its setting before it answers 431.
+const HTTPMaxHeaderBytes = MaxHeaderBytes - 4096
 
 // NewFrontDoor returns a FrontDoor for ln that serves the requests for paths starting with
 // prefix (such as "/client/hubs/") with handler, each request line and headers read
@@ -64,20 +72,29 @@ func (s *Server) NewFrontDoor(ln net.Listener, prefix string, handler http.Handl
 	}
 }
 
-// Serve accepts connections until the listener fails or the FrontDoor is closed, and
-// returns the listener's error (net.ErrClosed after Close).
+// Serve accepts connections until the listener fails for good or the FrontDoor is
+// closed, and returns the listener's error (net.ErrClosed after Close). A temporary
+// error (out of descriptors and the like) is waited out, 5 ms doubling to 1 s as
+// net/http does: the server's listener (listener.Retrying) waits them out itself,
+// counted and logged; this is for a listener that does not.
 func (f *FrontDoor) Serve() error {
+	var wait time.Duration
 	for {
 		c, err := f.ln.Accept()
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(5 * time.Millisecond) // out of descriptors or the like: as net/http does
-				continue
+			if listener.Temporary(err) {
+				wait = min(max(2*wait, 5*time.Millisecond), time.Second)
+				select {
+				case <-time.After(wait):
+					continue
+				case <-f.done:
+					return net.ErrClosed
+				}
 			}
 			f.stop(err)
 			return err
 		}
+		wait = 0
 		select {
 		case f.work <- c: // an idle router takes it
 		default:
@@ -157,7 +174,7 @@ func (f *FrontDoor) Wait(ctx context.Context) error {
 // route reads as much of the request line as tells whether it is ours, then serves the
 // request or hands the connection on.
 func (f *FrontDoor) route(c net.Conn) {
-	lc := &limitedConn{Conn: c, remain: maxHeaderBytes}
+	lc := &limitedConn{Conn: c, remain: MaxHeaderBytes}
 	br := frontReaderPool.Get().(*bufio.Reader)
 	br.Reset(lc)
 	c.SetReadDeadline(time.Now().Add(f.headerTimeout))
@@ -210,6 +227,10 @@ func (f *FrontDoor) serve(c net.Conn, lc *limitedConn, br *bufio.Reader) {
 	}
 	lc.remain = -1
 	req.RemoteAddr = c.RemoteAddr().String()
+	if tc, ok := c.(*tls.Conn); ok {
+		cs := tc.ConnectionState()
+		req.TLS = &cs
+	}
 	req = req.WithContext(context.WithValue(f.ctx, connKey{}, c))
 	w := &frontResponse{conn: c, br: br, header: http.Header{}}
 	defer func() {
@@ -236,7 +257,7 @@ func (f *FrontDoor) refuse(c net.Conn, lc *limitedConn, err error) {
 	var ne net.Error
 	switch {
 	case lc.remain == 0:
-		status, text = http.StatusRequestHeaderFieldsTooLarge, "request line and headers exceed "+strconv.Itoa(maxHeaderBytes)+" bytes"
+		status, text = http.StatusRequestHeaderFieldsTooLarge, "request line and headers exceed "+strconv.Itoa(MaxHeaderBytes)+" bytes"
 	case errors.As(err, &ne) && ne.Timeout(), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 		c.Close() // nobody to answer
 		return

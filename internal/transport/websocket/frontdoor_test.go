@@ -322,7 +322,7 @@ func TestFrontDoorRefusesBadRequests(t *testing.T) {
 	}{
 		{"no version", "GET /client/hubs/chat\r\nHost: x\r\n\r\n", 400},
 		{"bad header line", "GET /client/hubs/chat HTTP/1.1\r\nno colon here\r\n\r\n", 400},
-		{"huge header", "GET /client/hubs/chat?access_token=" + strings.Repeat("a", maxHeaderBytes) + " HTTP/1.1\r\n\r\n", 431},
+		{"huge header", "GET /client/hubs/chat?access_token=" + strings.Repeat("a", MaxHeaderBytes) + " HTTP/1.1\r\n\r\n", 431},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := testutil.ToFloat64(e.srv.metrics.handshakeErrors)

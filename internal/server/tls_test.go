@@ -1,0 +1,165 @@
+package server_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+
+	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/server/servertest"
+)
+
+// writeCert writes a self-signed certificate for 127.0.0.1 with serial to certFile and
+// keyFile and returns it.
+func writeCert(t *testing.T, certFile, keyFile string, serial int64) *x509.Certificate {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "switchboard test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Written beside and renamed, as a certificate manager does.
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})}, {certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}} {
+		if err := os.WriteFile(f.name+".new", f.data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(f.name+".new", f.name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert
+}
+
+// TestTLS: with tls.cert_file and tls.key_file both listeners serve TLS: the printed
+// endpoints say https, a WebSocket client on wss:// (through the front door) gets a REST
+// message sent over https, SignalR negotiates over https; a replaced certificate is
+// served without a restart.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	first := writeCert(t, certFile, keyFile, 1)
+	srv := servertest.Start(t, servertest.Options{Settings: []string{"tls.cert_file=" + certFile, "tls.key_file=" + keyFile}})
+	wps, sr := srv.Endpoint(), srv.SignalREndpoint()
+	if !strings.HasPrefix(wps, "https://") || !strings.HasPrefix(sr, "https://") || !strings.Contains(srv.ConnectionString(), "Endpoint=https://") {
+		t.Fatalf("endpoints %q and %q, connection string %q: want https", wps, sr, srv.ConnectionString())
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(first)
+	tlsCfg := &tls.Config{RootCAs: roots}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}, Timeout: 10 * time.Second}
+
+	tok, err := srv.Keys().MintClientToken(auth.ClientAudience(wps, "chat"), auth.MintOptions{UserID: "ann", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := ws.Dialer{TLSConfig: tlsCfg, Protocols: []string{"json.webpubsub.azure.v1"}, Timeout: 10 * time.Second}
+	conn, br, _, err := d.Dial(context.Background(), "wss"+strings.TrimPrefix(wps, "https")+"/client/hubs/chat?access_token="+tok)
+	if err != nil {
+		t.Fatalf("wss dial: %v", err)
+	}
+	defer conn.Close()
+	var r io.Reader = conn
+	if br != nil {
+		r = io.MultiReader(br, conn)
+	}
+	rw := struct {
+		io.Reader
+		io.Writer
+	}{r, conn}
+	read := func() string {
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		p, _, err := wsutil.ReadServerData(rw)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		return string(p)
+	}
+	if hello := read(); !strings.Contains(hello, `"event":"connected"`) {
+		t.Fatalf("hello = %s", hello)
+	}
+	url := wps + "/api/hubs/chat/users/ann/:send?api-version=2024-01-01"
+	stok, _ := srv.Keys().MintServerToken(url, time.Minute)
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader("over tls"))
+	req.Header.Set("Authorization", "Bearer "+stok)
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("REST over https: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("REST send: %d", resp.StatusCode)
+	}
+	if got := read(); !strings.Contains(got, `"data":"over tls"`) {
+		t.Fatalf("message over wss: %s", got)
+	}
+
+	srTok, _ := srv.Keys().MintSignalRClientToken(auth.SignalRClientAudience(sr, "chat"), "ann", time.Minute)
+	req, _ = http.NewRequest(http.MethodPost, sr+"/client/negotiate?hub=chat&negotiateVersion=1", nil)
+	req.Header.Set("Authorization", "Bearer "+srTok)
+	if resp, err = client.Do(req); err != nil {
+		t.Fatalf("SignalR negotiate over https: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("negotiate: %d", resp.StatusCode)
+	}
+
+	// A new certificate in the files is served within seconds, on both listeners.
+	second := writeCert(t, certFile, keyFile, 2)
+	for _, ep := range []string{wps, sr} {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			c, err := tls.Dial("tcp", strings.TrimPrefix(ep, "https://"), &tls.Config{InsecureSkipVerify: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			serial := c.ConnectionState().PeerCertificates[0].SerialNumber
+			c.Close()
+			if serial.Cmp(second.SerialNumber) == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still serves certificate %v after the files changed", ep, serial)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
