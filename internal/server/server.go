@@ -110,7 +110,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	restCfg := apiwps.Config{
-		Node: node, Keys: ring, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
+		Node: node, Keys: ring, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes), PublicEndpoint: cfg.Server.PublicEndpoint,
 		Idempotency: idem,
 		Logger:      log.With("component", "api"), Registerer: reg,
 	}

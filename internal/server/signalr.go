@@ -110,7 +110,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		return nil, err
 	}
 	rest, err := apisr.NewHandler(apisr.Config{
-		Node: node, Keys: ring, Endpoint: s.endpoint, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
+		Node: node, Keys: ring, PublicEndpoint: cfg.SignalR.PublicEndpoint, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
 		History: restHist, Idempotency: idem,
 		Logger: log.With("component", "api"), Registerer: reg,
 	})

@@ -78,7 +78,7 @@ type env struct {
 
 type envOptions struct {
 	maxBody       int64
-	endpoint      func() string
+	endpoint      string // Config.PublicEndpoint
 	invokeTimeout time.Duration
 }
 
@@ -86,7 +86,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, reg: prometheus.NewRegistry()}
 	var h http.Handler
-	h, e.node, e.keys = newHandler(t, signalr.Config{MaxBodyBytes: o.maxBody, Endpoint: o.endpoint, InvokeTimeout: o.invokeTimeout, Registerer: e.reg})
+	h, e.node, e.keys = newHandler(t, signalr.Config{MaxBodyBytes: o.maxBody, PublicEndpoint: o.endpoint, InvokeTimeout: o.invokeTimeout, Registerer: e.reg})
 	e.srv = httptest.NewServer(h)
 	t.Cleanup(e.srv.Close)
 	return e

@@ -29,7 +29,7 @@ func FuzzRoutes(f *testing.F) {
 		"filter=100%zz", "filter=length(groups)%20gt%20-1",
 	}
 	for _, rt := range routeTable() {
-		p := "/api/" + vars.Replace(strings.Join(rt.pattern, "/"))
+		p := "/api/" + vars.Replace(rt.Pattern)
 		for i, q := range queries {
 			ct, body := "text/plain", []byte("hi")
 			switch i % 3 {
@@ -38,7 +38,7 @@ func FuzzRoutes(f *testing.F) {
 			case 2:
 				ct, body = "", []byte{0, 1, 2}
 			}
-			f.Add(rt.method, p, q, ct, body, i%4 != 3)
+			f.Add(rt.Method, p, q, ct, body, i%4 != 3)
 		}
 	}
 	f.Add("GET", "/api/hubs/%zz/:send", "", "", []byte(nil), true)
