@@ -437,24 +437,27 @@ func (c *Config) Hub(name string) HubConfig {
 
 // Endpoint returns the public endpoint, derived from the listen address when
 // not set.
-func (c *Config) Endpoint() string {
-	if c.Server.PublicEndpoint != "" {
-		return strings.TrimSuffix(c.Server.PublicEndpoint, "/")
-	}
-	host, port, _ := net.SplitHostPort(c.Server.Addr)
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "localhost"
-	}
-	return "http://" + net.JoinHostPort(host, port)
-}
+func (c *Config) Endpoint() string { return EndpointFor(c.Server.PublicEndpoint, c.Server.Addr, nil) }
 
 // SignalREndpoint returns the public endpoint of the SignalR listener, derived
 // from signalr.addr when not set.
 func (c *Config) SignalREndpoint() string {
-	if c.SignalR.PublicEndpoint != "" {
-		return strings.TrimSuffix(c.SignalR.PublicEndpoint, "/")
+	return EndpointFor(c.SignalR.PublicEndpoint, c.SignalR.Addr, nil)
+}
+
+// EndpointFor is the one rule for a listener's public endpoint: public (a
+// *.public_endpoint) without its trailing '/' when set, else the local
+// endpoint of a listener on addr, "http://<host>:<port>", with localhost for a
+// wildcard or missing host. bound, when not nil, is the address the listener
+// actually bound, whose port wins over addr's (addr may say :0).
+func EndpointFor(public, addr string, bound net.Addr) string {
+	if public != "" {
+		return strings.TrimSuffix(public, "/")
 	}
-	host, port, _ := net.SplitHostPort(c.SignalR.Addr)
+	host, port, _ := net.SplitHostPort(addr)
+	if bound != nil {
+		_, port, _ = net.SplitHostPort(bound.String())
+	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "localhost"
 	}

@@ -335,15 +335,7 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // Endpoint returns the public endpoint: the configured one, or the bound
 // address on localhost.
 func (s *Server) Endpoint() string {
-	if s.cfg.Server.PublicEndpoint != "" {
-		return s.cfg.Endpoint()
-	}
-	_, port, _ := net.SplitHostPort(s.ln.Addr().String())
-	host, _, _ := net.SplitHostPort(s.cfg.Server.Addr)
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "localhost"
-	}
-	return "http://" + net.JoinHostPort(host, port)
+	return config.EndpointFor(s.cfg.Server.PublicEndpoint, s.cfg.Server.Addr, s.ln.Addr())
 }
 
 // ConnectionString returns the connection string for the primary key.

@@ -145,15 +145,11 @@ func (s *signalRService) listen() error {
 // endpoint is the public SignalR endpoint: the configured one, or the bound
 // address.
 func (s *signalRService) endpoint() string {
-	if s.cfg.SignalR.PublicEndpoint != "" || s.ln == nil {
-		return s.cfg.SignalREndpoint()
+	var bound net.Addr
+	if s.ln != nil {
+		bound = s.ln.Addr()
 	}
-	_, port, _ := net.SplitHostPort(s.ln.Addr().String())
-	host, _, _ := net.SplitHostPort(s.cfg.SignalR.Addr)
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "localhost"
-	}
-	return "http://" + net.JoinHostPort(host, port)
+	return config.EndpointFor(s.cfg.SignalR.PublicEndpoint, s.cfg.SignalR.Addr, bound)
 }
 
 // serve serves until the listener closes; errc gets its end.
