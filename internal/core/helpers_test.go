@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
 )
 
@@ -73,9 +72,6 @@ func (l *recLink) closeCalls() []closeCall {
 // recovery window as given, and the registry its metrics go to.
 func testNode(t testing.TB, cfg core.Config) *core.Node {
 	t.Helper()
-	if cfg.Broker == nil {
-		cfg.Broker = cluster.NewLocal()
-	}
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}

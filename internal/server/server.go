@@ -16,7 +16,6 @@ import (
 	"github.com/switchboardhq/switchboard/internal/admin"
 	apiwps "github.com/switchboardhq/switchboard/internal/api/webpubsub"
 	"github.com/switchboardhq/switchboard/internal/auth"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
 	wps "github.com/switchboardhq/switchboard/internal/dialect/webpubsub"
@@ -74,7 +73,6 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	node, err := core.NewNode(core.Config{
 		NodeID:         cfg.Server.NodeID,
-		Broker:         cluster.NewLocal(),
 		Limits:         nodeLimits(cfg),
 		RecoveryWindow: cfg.Reliable.RecoveryWindow,
 		Logger:         log.With("component", "core"),

@@ -14,7 +14,6 @@ import (
 	"github.com/switchboardhq/switchboard/internal/api/durable"
 	apisr "github.com/switchboardhq/switchboard/internal/api/signalr"
 	"github.com/switchboardhq/switchboard/internal/auth"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
 	sr "github.com/switchboardhq/switchboard/internal/dialect/signalr"
@@ -74,7 +73,6 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 	}
 	node, err := core.NewNode(core.Config{
 		NodeID:         cfg.Server.NodeID,
-		Broker:         cluster.NewLocal(),
 		Limits:         nodeLimits(cfg),
 		RecoveryWindow: cfg.SignalR.ReconnectWindow,
 		History:        coreHist,

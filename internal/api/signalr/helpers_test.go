@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/api/signalr"
 	"github.com/switchboardhq/switchboard/internal/auth"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
 )
 
@@ -98,7 +97,7 @@ func newHandler(t testing.TB, cfg signalr.Config) (http.Handler, *core.Node, *au
 	t.Helper()
 	var err error
 	if cfg.Node == nil {
-		if cfg.Node, err = core.NewNode(core.Config{Broker: cluster.NewLocal(), Registerer: prometheus.NewRegistry()}); err != nil {
+		if cfg.Node, err = core.NewNode(core.Config{Registerer: prometheus.NewRegistry()}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
 )
 
@@ -45,7 +44,7 @@ func FuzzRoutes(f *testing.F) {
 	f.Add("PUT", "/api/hubs/chat/users/a%2Fb/groups/%20", "", "image/png", []byte("x"), true)
 	f.Add("POST", "/api/hubs/chat/:addToGroups", "", "application/json", []byte(`{"groups":null,"filter":5}`), true)
 
-	node, err := core.NewNode(core.Config{Broker: cluster.NewLocal(), NodeID: "n1"})
+	node, err := core.NewNode(core.Config{NodeID: "n1"})
 	if err != nil {
 		f.Fatal(err)
 	}
