@@ -120,18 +120,6 @@ func (c client) bodies() []string {
 	return out
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // within runs fn on a new goroutine and fails the test if it does not return
 // before timeout (it then keeps running: a deadlock cannot be undone).
 func within(t testing.TB, what string, timeout time.Duration, fn func()) bool {
