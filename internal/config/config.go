@@ -33,7 +33,7 @@ type Config struct {
 // Server is where and as what the server listens.
 type Server struct {
 	Addr            string        `yaml:"addr" doc:"listen address" default:":8080"`
-	PublicEndpoint  string        `yaml:"public_endpoint" doc:"endpoint printed in the connection string; default http://localhost:<port>"`
+	PublicEndpoint  string        `yaml:"public_endpoint" doc:"public base URL: printed in the connection string, and the base of REST nextLinks and client-token audiences (over forwarding headers); default http://localhost:<port>"`
 	DataDir         string        `yaml:"data_dir" doc:"directory for the generated access key and later durable state" default:"./data"`
 	NodeID          string        `yaml:"node_id" doc:"short URL-safe id carried in connection ids; default random per start"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" doc:"how long SIGTERM waits for queues to drain before closing" default:"10s"`
@@ -83,7 +83,7 @@ type Admin struct {
 // has its own listener because both services use the same REST paths.
 type SignalR struct {
 	Addr              string            `yaml:"addr" doc:"listen address of the SignalR endpoint (negotiate, the three transports, REST); empty: no SignalR endpoint" default:":8081"`
-	PublicEndpoint    string            `yaml:"public_endpoint" doc:"SignalR endpoint printed in its connection string; default http://localhost:<port>"`
+	PublicEndpoint    string            `yaml:"public_endpoint" doc:"SignalR public base URL: printed in its connection string, and the base of REST nextLinks and client-token audiences (over forwarding headers); default http://localhost:<port>"`
 	StatefulReconnect bool              `yaml:"stateful_reconnect" doc:"grant stateful reconnect (protocol version 2, Ack/Sequence) to clients that ask for it" default:"true"`
 	ReconnectWindow   time.Duration     `yaml:"reconnect_window" doc:"how long a stateful-reconnect session waits for its client to come back" default:"30s"`
 	KeepAlive         time.Duration     `yaml:"keep_alive" doc:"the server sends a Ping message this often on WebSockets and Server-Sent Events" default:"15s"`
