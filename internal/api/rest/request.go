@@ -3,8 +3,10 @@ package rest
 import (
 	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -23,9 +25,9 @@ func ParseQuery(raw string) (Query, error) {
 		return Query{}, BadRequest("query", "Invalid query string: %v.", err)
 	}
 	q := make(url.Values, len(v))
-	for k, vs := range v {
+	for _, k := range slices.Sorted(maps.Keys(v)) { // sorted: names that differ in case merge in one order
 		lk := strings.ToLower(k)
-		q[lk] = append(q[lk], vs...)
+		q[lk] = append(q[lk], v[k]...)
 	}
 	return Query{v: q}, nil
 }

@@ -122,6 +122,20 @@ func TestQuery(t *testing.T) {
 	}
 }
 
+// TestQueryMergesCaseVariantsInOneOrder: names that differ only in case are one parameter, and
+// which value Get returns does not change from one parse to the next.
+func TestQueryMergesCaseVariantsInOneOrder(t *testing.T) {
+	for range 50 {
+		q, err := ParseQuery("UserId=a&userid=b&USERID=c")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := q.All("userId"); !slices.Equal(got, []string{"c", "a", "b"}) {
+			t.Fatalf("All(userId) = %q, want the variants in the order of their names: [c a b]", got)
+		}
+	}
+}
+
 func TestReadBody(t *testing.T) {
 	w := httptest.NewRecorder()
 	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(strings.Repeat("x", 11)))
