@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -12,8 +10,8 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/server/servertest"
+	"github.com/switchboardhq/switchboard/internal/wstest"
 
-	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 )
 
@@ -42,29 +40,8 @@ func TestTokenSendAndShutdown(t *testing.T) {
 	if !strings.HasPrefix(u, "ws://") || !strings.Contains(u, "/client/hubs/cli?access_token=") {
 		t.Fatalf("token printed %q", u)
 	}
-	d := ws.Dialer{Protocols: []string{"json.webpubsub.azure.v1"}, Timeout: 5 * time.Second}
-	conn, br, _, err := d.Dial(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	rd := bufio.NewReader(r)
-	read := func() string {
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		p, op, err := wsutil.ReadServerData(struct {
-			io.Reader
-			io.Writer
-		}{rd, conn})
-		if err != nil {
-			t.Fatalf("read: %v", err)
-		}
-		_ = op
-		return string(p)
-	}
+	conn := wstest.Dial(t, u, "json.webpubsub.azure.v1")
+	read := func() string { return string(conn.Read()) }
 	if hello := read(); !strings.Contains(hello, `"event":"connected"`) || !strings.Contains(hello, `"userId":"ann"`) {
 		t.Fatalf("hello = %s", hello)
 	}
@@ -89,11 +66,7 @@ func TestTokenSendAndShutdown(t *testing.T) {
 	if got := read(); got != `{"type":"system","event":"disconnected","message":"server shutting down"}` {
 		t.Fatalf("shutdown notice = %s", got)
 	}
-	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, _, err = wsutil.ReadServerData(struct {
-		io.Reader
-		io.Writer
-	}{rd, conn})
+	_, _, err = conn.ReadErr()
 	var ce wsutil.ClosedError
 	if !errorsAs(err, &ce) || ce.Code != 1001 {
 		t.Fatalf("want close 1001, got %v", err)

@@ -36,7 +36,7 @@ type Config struct {
 // Server is where and as what the server listens.
 type Server struct {
 	Addr            string        `yaml:"addr" doc:"listen address" default:":8080"`
-	PublicEndpoint  string        `yaml:"public_endpoint" doc:"endpoint printed in the connection string; default http://localhost:<port> (https with TLS)"`
+	PublicEndpoint  string        `yaml:"public_endpoint" doc:"public base URL: printed in the connection string, and the base of REST nextLinks and client-token audiences (over forwarding headers); default http://localhost:<port> (https with TLS)"`
 	DataDir         string        `yaml:"data_dir" doc:"directory for the generated access key and later durable state" default:"./data"`
 	NodeID          string        `yaml:"node_id" doc:"short URL-safe id carried in connection ids; default random per start"`
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout" doc:"how long SIGTERM waits for queues to drain before closing" default:"10s"`
@@ -128,7 +128,7 @@ type Admin struct {
 // has its own listener because both services use the same REST paths.
 type SignalR struct {
 	Addr              string            `yaml:"addr" doc:"listen address of the SignalR endpoint (negotiate, the three transports, REST); empty: no SignalR endpoint" default:":8081"`
-	PublicEndpoint    string            `yaml:"public_endpoint" doc:"SignalR endpoint printed in its connection string; default http://localhost:<port> (https with TLS)"`
+	PublicEndpoint    string            `yaml:"public_endpoint" doc:"SignalR public base URL: printed in its connection string, and the base of REST nextLinks and client-token audiences (over forwarding headers); default http://localhost:<port> (https with TLS)"`
 	StatefulReconnect bool              `yaml:"stateful_reconnect" doc:"grant stateful reconnect (protocol version 2, Ack/Sequence) to clients that ask for it" default:"true"`
 	ReconnectWindow   time.Duration     `yaml:"reconnect_window" doc:"how long a stateful-reconnect session waits for its client to come back" default:"30s"`
 	KeepAlive         time.Duration     `yaml:"keep_alive" doc:"the server sends a Ping message this often on WebSockets and Server-Sent Events" default:"15s"`
@@ -522,14 +522,7 @@ func (c *Config) Hub(name string) HubConfig {
 // Endpoint returns the public endpoint, derived from the listen address when
 // not set.
 func (c *Config) Endpoint() string {
-	if c.Server.PublicEndpoint != "" {
-		return strings.TrimSuffix(c.Server.PublicEndpoint, "/")
-	}
-	host, port, _ := net.SplitHostPort(c.Server.Addr)
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "localhost"
-	}
-	return c.Scheme() + "://" + net.JoinHostPort(host, port)
+	return EndpointFor(c.Server.PublicEndpoint, c.Scheme(), c.Server.Addr, nil)
 }
 
 // Scheme is the scheme of the default public endpoints: https with TLS.
@@ -543,14 +536,26 @@ func (c *Config) Scheme() string {
 // SignalREndpoint returns the public endpoint of the SignalR listener, derived
 // from signalr.addr when not set.
 func (c *Config) SignalREndpoint() string {
-	if c.SignalR.PublicEndpoint != "" {
-		return strings.TrimSuffix(c.SignalR.PublicEndpoint, "/")
+	return EndpointFor(c.SignalR.PublicEndpoint, c.Scheme(), c.SignalR.Addr, nil)
+}
+
+// EndpointFor is the one rule for a listener's public endpoint: public (a
+// *.public_endpoint) without its trailing '/' when set, else the local
+// endpoint of a listener on addr, "<scheme>://<host>:<port>", with localhost for a
+// wildcard or missing host. bound, when not nil, is the address the listener
+// actually bound, whose port wins over addr's (addr may say :0).
+func EndpointFor(public, scheme, addr string, bound net.Addr) string {
+	if public != "" {
+		return strings.TrimSuffix(public, "/")
 	}
-	host, port, _ := net.SplitHostPort(c.SignalR.Addr)
+	host, port, _ := net.SplitHostPort(addr)
+	if bound != nil {
+		_, port, _ = net.SplitHostPort(bound.String())
+	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "localhost"
 	}
-	return c.Scheme() + "://" + net.JoinHostPort(host, port)
+	return scheme + "://" + net.JoinHostPort(host, port)
 }
 
 // Redacted returns a copy safe to log.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 )
 
 // endLog records OnConnEnd calls.
@@ -69,7 +70,7 @@ func TestSlowConsumer(t *testing.T) {
 				}
 				fast.bodies() // the fast one drains after every send
 			}
-			waitFor(t, "slow consumer to end", 5*time.Second, func() bool { return len(ends.get(slow.ID())) > 0 })
+			eventually.True(t, "slow consumer to end", 5*time.Second, func() bool { return len(ends.get(slow.ID())) > 0 })
 			calls := slow.link.closeCalls()
 			if len(calls) != 1 || calls[0].code != 1008 {
 				t.Errorf("slow link closes = %v, want one with code 1008", calls)
@@ -280,7 +281,7 @@ func TestReplayOverflowEndsSession(t *testing.T) {
 	if err := h.Send(context.Background(), to, textMsg("m")); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the session to end after 4 unacknowledged messages with ReplayMessages=3", 5*time.Second, c.Ended)
+	eventually.True(t, "the session to end after 4 unacknowledged messages with ReplayMessages=3", 5*time.Second, c.Ended)
 	if r := ends.get(c.ID()); len(r) != 1 || !strings.Contains(r[0], "unacknowledged") {
 		t.Errorf("end reasons %q", r)
 	}
@@ -304,7 +305,7 @@ func TestReplayOverflowOnGroupSend(t *testing.T) {
 			t.Fatalf("send %d to the group deadlocked once a member's replay buffer overflowed", i)
 		}
 	}
-	waitFor(t, "the session to end after 4 unacknowledged messages with ReplayMessages=3", 5*time.Second, c.Ended)
+	eventually.True(t, "the session to end after 4 unacknowledged messages with ReplayMessages=3", 5*time.Second, c.Ended)
 	if got := len(other.bodies()); got != 4 {
 		t.Errorf("other member got %d messages, want 4", got)
 	}
@@ -324,7 +325,7 @@ func TestReplayOverflowWhileAttached(t *testing.T) {
 			c.Ack(3) // acking frees the budget
 		}
 	}
-	waitFor(t, "the session to end with more unacknowledged bytes than ReplayBytes", 5*time.Second, c.Ended)
+	eventually.True(t, "the session to end with more unacknowledged bytes than ReplayBytes", 5*time.Second, c.Ended)
 	if got := c.link.closeCalls(); len(got) != 1 || got[0].code != 1008 {
 		t.Errorf("link closes %v, want one 1008", got)
 	}
@@ -342,7 +343,7 @@ func TestRecoveryWindowExpires(t *testing.T) {
 	if _, err := h.Conn(c.ID()); err != nil {
 		t.Errorf("recoverable conn not found: %v", err)
 	}
-	waitFor(t, "recovery window to expire", 5*time.Second, c.Ended)
+	eventually.True(t, "recovery window to expire", 5*time.Second, c.Ended)
 	if _, err := h.Resume(c.ID(), "rel", &recLink{}); !errors.Is(err, core.ErrNotRecoverable) {
 		t.Errorf("Resume after the window = %v, want ErrNotRecoverable", err)
 	}
@@ -423,7 +424,7 @@ func TestResumeAfterShed(t *testing.T) {
 		}
 		l := &recLink{}
 		_, err := h.Resume(c.ID(), "rel", l)
-		waitFor(t, "the shed session to end", 5*time.Second, c.Ended)
+		eventually.True(t, "the shed session to end", 5*time.Second, c.Ended)
 		if err == nil && len(l.closeCalls()) == 0 {
 			zombies++
 		}

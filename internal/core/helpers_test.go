@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
 )
 
@@ -73,9 +72,6 @@ func (l *recLink) closeCalls() []closeCall {
 // recovery window as given, and the registry its metrics go to.
 func testNode(t testing.TB, cfg core.Config) *core.Node {
 	t.Helper()
-	if cfg.Broker == nil {
-		cfg.Broker = cluster.NewLocal()
-	}
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
 	}
@@ -122,18 +118,6 @@ func (c client) bodies() []string {
 		out = append(out, string(c.AppendHead(nil, it.Seq))+string(it.Body))
 	}
 	return out
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 // within runs fn on a new goroutine and fails the test if it does not return

@@ -27,7 +27,7 @@ type Limits struct {
 // Config configures a Node. Zero fields take defaults.
 type Config struct {
 	NodeID         string        // short id carried in conn ids; default random
-	Broker         Broker        // required
+	Broker         Broker        // nil: an in-process broker of this node's own
 	Limits         Limits        //
 	RecoveryWindow time.Duration // how long a reliable session waits for its client; default 30s, negative: never
 	Logger         *slog.Logger  // default: discard
@@ -40,7 +40,7 @@ type Config struct {
 
 func (c *Config) setDefaults() error {
 	if c.Broker == nil {
-		return fmt.Errorf("core: Config.Broker is required")
+		c.Broker = &localBroker{}
 	}
 	if c.NodeID == "" {
 		var b [3]byte
@@ -101,7 +101,7 @@ type Node struct {
 	closed bool
 }
 
-// NewNode returns a node that sends through cfg.Broker.
+// NewNode returns a node that sends through cfg.Broker (nil: in process).
 func NewNode(cfg Config) (*Node, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err

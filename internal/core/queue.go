@@ -26,6 +26,18 @@ type Link interface {
 	Close(code int, reason string)
 }
 
+// Source is what a Link's writer takes queued items from: a *Conn, or a dialect's few fixed
+// frames before its conn exists. It is declared here, beside Link, for the three transports that
+// drain one (websocket, sse, longpoll).
+type Source interface {
+	// Drain appends the queued items to dst and empties the queue; l is the Link draining.
+	Drain(l Link, dst []Item) []Item
+	// AppendHead appends the per-message head of a sequenced protocol for seq.
+	AppendHead(dst []byte, seq uint64) []byte
+}
+
+var _ Source = (*Conn)(nil)
+
 // outbox is the byte-bounded queue of a conn plus, for sequenced protocols,
 // the buffer of data messages the client has not acknowledged yet.
 type outbox struct {

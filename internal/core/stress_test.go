@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 )
 
 // stress runs joins, leaves, sends, closes and reconnects on one hub from
@@ -173,7 +174,7 @@ func stress(t *testing.T, d time.Duration) {
 	if err := n.Shutdown(context.Background(), "end"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "every conn to end", 5*time.Second, func() bool { return h.ConnCount() == 0 })
+	eventually.True(t, "every conn to end", 5*time.Second, func() bool { return h.ConnCount() == 0 })
 	for g := 0; g < groups; g++ {
 		if name := "g" + strconv.Itoa(g); h.GroupExists(name) {
 			page, _ := h.ListGroup(name, "", 100)
@@ -269,7 +270,7 @@ func TestNoGoroutineLeak(t *testing.T) {
 		}
 	}
 	h.CloseConns(context.Background(), core.Target{Kind: core.ToAll}, "end")
-	waitFor(t, "every conn to end", 5*time.Second, func() bool { return h.ConnCount() == 0 })
+	eventually.True(t, "every conn to end", 5*time.Second, func() bool { return h.ConnCount() == 0 })
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		now := runtime.NumGoroutine()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 )
 
 func TestUserTags(t *testing.T) {
@@ -121,7 +122,7 @@ func TestUserTagExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	waitFor(t, "the tag's ttl to pass", 5*time.Second, func() bool { return time.Since(start) > 2*ttl })
+	eventually.True(t, "the tag's ttl to pass", 5*time.Second, func() bool { return time.Since(start) > 2*ttl })
 	if h.UserInGroup("u1", "g") {
 		t.Error("UserInGroup true after the tag expired")
 	}

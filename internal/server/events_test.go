@@ -1,8 +1,6 @@
 package server_test
 
 import (
-	"bufio"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -18,8 +16,9 @@ import (
 	"github.com/switchboardhq/switchboard/internal/server/servertest"
 
 	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/eventually"
+	"github.com/switchboardhq/switchboard/internal/wstest"
 )
 
 // backend is a minimal CloudEvents event handler that records what it gets.
@@ -87,28 +86,11 @@ func TestEventHandlers(t *testing.T) {
 
 	tok, _ := keys.MintClientToken(auth.ClientAudience(srv.Endpoint(), "chat"), auth.MintOptions{})
 	u := strings.Replace(srv.Endpoint(), "http", "ws", 1) + "/client/hubs/chat?access_token=" + url.QueryEscape(tok)
-	d := ws.Dialer{Protocols: []string{"json.webpubsub.azure.v1"}, Timeout: 5 * time.Second}
-	conn, br, _, err := d.Dial(context.Background(), u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rd io.Reader = conn
-	if br != nil {
-		rd = io.MultiReader(br, conn)
-	}
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{bufio.NewReader(rd), conn}
+	conn := wstest.Dial(t, u, "json.webpubsub.azure.v1")
 	read := func() map[string]any {
 		t.Helper()
-		conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		p, _, err := wsutil.ReadServerData(rw)
-		if err != nil {
-			t.Fatal(err)
-		}
 		var m map[string]any
-		json.Unmarshal(p, &m)
+		json.Unmarshal(conn.Read(), &m)
 		return m
 	}
 	hello := read()
@@ -121,30 +103,26 @@ func TestEventHandlers(t *testing.T) {
 	if err != nil || !c.InGroup("news") || c.State() != "s1" {
 		t.Fatalf("conn %v: groups %v, state %q", err, c.Groups(), c.State())
 	}
-	wsutil.WriteClientText(conn, []byte(`{"type":"event","event":"echo","ackId":1,"dataType":"json","data":{"x":1}}`))
+	conn.WriteText([]byte(`{"type":"event","event":"echo","ackId":1,"dataType":"json","data":{"x":1}}`))
 	if m := read(); m["from"] != "server" || m["dataType"] != "json" || m["data"].(map[string]any)["x"] != float64(1) {
 		t.Fatalf("echo = %v", m)
 	}
 	if m := read(); m["type"] != "ack" || m["success"] != true {
 		t.Fatalf("ack after the echo = %v", m)
 	}
-	wsutil.WriteClientText(conn, []byte(`{"type":"event","event":"fail","ackId":2,"dataType":"text","data":"x"}`))
+	conn.WriteText([]byte(`{"type":"event","event":"fail","ackId":2,"dataType":"text","data":"x"}`))
 	if m := read(); m["type"] != "ack" || m["success"] != false || m["error"].(map[string]any)["name"] != "InternalServerError" {
 		t.Fatalf("failed event ack = %v", m)
 	}
-	wsutil.WriteClientText(conn, []byte(`{"type":"ping"}`))
+	conn.WriteText([]byte(`{"type":"ping"}`))
 	if m := read(); m["type"] != "pong" {
 		t.Fatalf("connection unusable after a failed event: %v", m)
 	}
 	conn.Close()
 
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(strings.Join(b.got(), "\n"), "azure.webpubsub.sys.disconnected "+id) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no disconnected event; got %q", b.got())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	eventually.True(t, "the disconnected event", 10*time.Second, func() bool {
+		return strings.Contains(strings.Join(b.got(), "\n"), "azure.webpubsub.sys.disconnected "+id)
+	})
 	var order []string
 	for _, e := range b.got() {
 		if strings.HasSuffix(e, " "+id) {
@@ -173,7 +151,7 @@ func TestEventHandlers(t *testing.T) {
 	b.mu.Unlock()
 
 	// A rejecting handler stops the handshake with its status and reason.
-	_, _, _, err = d.Dial(context.Background(), u+"&deny=1")
+	_, err = wstest.DialErr(t, u+"&deny=1", "json.webpubsub.azure.v1")
 	var se ws.StatusError
 	if !errorsAs(err, &se) || int(se) != http.StatusUnauthorized {
 		t.Fatalf("rejected connect: %v, want HTTP 401", err)

@@ -17,7 +17,6 @@ import (
 	"github.com/switchboardhq/switchboard/internal/admin"
 	apiwps "github.com/switchboardhq/switchboard/internal/api/webpubsub"
 	"github.com/switchboardhq/switchboard/internal/auth"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
 	wps "github.com/switchboardhq/switchboard/internal/dialect/webpubsub"
@@ -94,7 +93,6 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	node, err := core.NewNode(core.Config{
 		NodeID:         cfg.Server.NodeID,
-		Broker:         cluster.NewLocal(),
 		Limits:         nodeLimits(cfg),
 		RecoveryWindow: cfg.Reliable.RecoveryWindow,
 		Logger:         log.With("component", "core"),
@@ -132,7 +130,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	restCfg := apiwps.Config{
-		Node: node, Keys: ring, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
+		Node: node, Keys: ring, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes), PublicEndpoint: cfg.Server.PublicEndpoint,
 		Idempotency: idem,
 		Logger:      log.With("component", "api"), Registerer: reg,
 	}
@@ -413,15 +411,7 @@ func (s *Server) Addr() net.Addr { return s.ln.Addr() }
 // Endpoint returns the public endpoint: the configured one, or the bound
 // address on localhost.
 func (s *Server) Endpoint() string {
-	if s.cfg.Server.PublicEndpoint != "" {
-		return s.cfg.Endpoint()
-	}
-	_, port, _ := net.SplitHostPort(s.ln.Addr().String())
-	host, _, _ := net.SplitHostPort(s.cfg.Server.Addr)
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "localhost"
-	}
-	return s.lis.scheme() + "://" + net.JoinHostPort(host, port)
+	return config.EndpointFor(s.cfg.Server.PublicEndpoint, s.lis.scheme(), s.cfg.Server.Addr, s.ln.Addr())
 }
 
 // ConnectionString returns the connection string for the primary key.

@@ -13,7 +13,6 @@ import (
 	"github.com/switchboardhq/switchboard/internal/api/durable"
 	apisr "github.com/switchboardhq/switchboard/internal/api/signalr"
 	"github.com/switchboardhq/switchboard/internal/auth"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
 	sr "github.com/switchboardhq/switchboard/internal/dialect/signalr"
@@ -75,7 +74,6 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 	}
 	node, err := core.NewNode(core.Config{
 		NodeID:         cfg.Server.NodeID,
-		Broker:         cluster.NewLocal(),
 		Limits:         nodeLimits(cfg),
 		RecoveryWindow: cfg.SignalR.ReconnectWindow,
 		History:        coreHist,
@@ -112,7 +110,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		return nil, err
 	}
 	rest, err := apisr.NewHandler(apisr.Config{
-		Node: node, Keys: ring, Endpoint: s.endpoint, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
+		Node: node, Keys: ring, PublicEndpoint: cfg.SignalR.PublicEndpoint, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
 		History: restHist, Idempotency: idem,
 		Logger: log.With("component", "api"), Registerer: reg,
 	})
@@ -141,15 +139,11 @@ func (s *signalRService) listen() error {
 // endpoint is the public SignalR endpoint: the configured one, or the bound
 // address.
 func (s *signalRService) endpoint() string {
-	if s.cfg.SignalR.PublicEndpoint != "" || s.ln == nil {
-		return s.cfg.SignalREndpoint()
+	var bound net.Addr
+	if s.ln != nil {
+		bound = s.ln.Addr()
 	}
-	_, port, _ := net.SplitHostPort(s.ln.Addr().String())
-	host, _, _ := net.SplitHostPort(s.cfg.SignalR.Addr)
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "localhost"
-	}
-	return s.lis.scheme() + "://" + net.JoinHostPort(host, port)
+	return config.EndpointFor(s.cfg.SignalR.PublicEndpoint, s.lis.scheme(), s.cfg.SignalR.Addr, bound)
 }
 
 // serve serves until the listener closes; errc gets its end.

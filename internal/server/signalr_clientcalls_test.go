@@ -1,30 +1,26 @@
 package server_test
 
 import (
-	"context"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"github.com/tinylib/msgp/msgp"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
 	"github.com/switchboardhq/switchboard/internal/server/servertest"
+	"github.com/switchboardhq/switchboard/internal/wstest"
 )
 
 // hubClient is a SignalR client over a real WebSocket, speaking one hub protocol.
 type hubClient struct {
 	t     *testing.T
 	id    string
-	conn  net.Conn
-	rw    io.ReadWriter
+	ws    *wstest.Client
 	proto hubproto.Protocol
 	buf   []byte
 }
@@ -46,27 +42,10 @@ func dialHub(t *testing.T, srv *servertest.Server, hub string, proto hubproto.Pr
 	json.NewDecoder(resp.Body).Decode(&neg)
 	resp.Body.Close()
 	wsURL := strings.Replace(sr, "http", "ws", 1) + "/client/?hub=" + hub + "&id=" + neg.ConnectionToken + "&access_token=" + tok
-	conn, br, _, err := ws.Dial(context.Background(), wsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	c := &hubClient{t: t, id: neg.ConnectionID, conn: conn, rw: struct {
-		io.Reader
-		io.Writer
-	}{r, conn}, proto: proto}
+	c := &hubClient{t: t, id: neg.ConnectionID, ws: wstest.Dial(t, wsURL), proto: proto}
 	c.write([]byte(`{"protocol":"` + proto.Name() + `","version":1}` + "\x1e"))
-	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for !strings.Contains(string(c.buf), "\x1e") {
-		p, _, err := wsutil.ReadServerData(c.rw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.buf = append(c.buf, p...)
+		c.buf = append(c.buf, c.ws.Read()...)
 	}
 	i := strings.IndexByte(string(c.buf), 0x1e)
 	if hs := string(c.buf[:i]); hs != "{}" {
@@ -81,21 +60,16 @@ func (c *hubClient) write(p []byte) {
 	if len(p) == 0 {
 		return
 	}
-	var err error
 	if c.proto.Binary() {
-		err = wsutil.WriteClientBinary(c.conn, p)
+		c.ws.WriteBinary(p)
 	} else {
-		err = wsutil.WriteClientText(c.conn, p)
-	}
-	if err != nil {
-		c.t.Fatal(err)
+		c.ws.WriteText(p)
 	}
 }
 
 // next returns the next hub message that is not a Ping.
 func (c *hubClient) next() hubproto.Message {
 	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
 		msg, rest, err := c.proto.Next(c.buf, 0)
 		if err == nil {
@@ -110,11 +84,7 @@ func (c *hubClient) next() hubproto.Message {
 			}
 			return m
 		}
-		p, _, err := wsutil.ReadServerData(c.rw)
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		c.buf = append(c.buf, p...)
+		c.buf = append(c.buf, c.ws.Read()...)
 	}
 }
 

@@ -38,13 +38,13 @@ const maxStreamID = 100
 
 // localConn returns the conn of the path on this node, with its hub protocol.
 func (c *call) localConn() (*core.Conn, hubproto.Protocol, error) {
-	conn, err := c.hub.Conn(c.p.conn)
+	conn, err := c.hub.Conn(c.p.Conn)
 	if err != nil {
-		return nil, nil, answer(err, c.p.conn)
+		return nil, nil, answer(err, c.p.Conn)
 	}
 	proto, ok := hubproto.Lookup(conn.Protocol())
 	if !ok {
-		return nil, nil, badRequest("connectionId", "Connection '%s' does not speak a SignalR hub protocol.", c.p.conn)
+		return nil, nil, badRequest("connectionId", "Connection '%s' does not speak a SignalR hub protocol.", c.p.Conn)
 	}
 	return conn, proto, nil
 }
@@ -84,7 +84,7 @@ func (h *handler) invoke(c *call) error {
 	}
 	id, answerCh, cancel, err := conn.AwaitResult()
 	if err != nil {
-		return answer(err, c.p.conn)
+		return answer(err, c.p.Conn)
 	}
 	defer cancel()
 	frame, err := proto.AppendInvocation(nil, hubproto.WithInvocationID(p.Invocation, id))
@@ -104,12 +104,12 @@ func (h *handler) invoke(c *call) error {
 			return answer(c.r.Context().Err(), "") // the caller is gone; nobody reads this
 		}
 		return fail(http.StatusInternalServerError, codeInvocationTimeout, "",
-			"Connection '%s' did not answer the invocation within %s.", c.p.conn, h.invokeTimeout)
+			"Connection '%s' did not answer the invocation within %s.", c.p.Conn, h.invokeTimeout)
 	}
 	switch {
 	case !open:
 		return fail(http.StatusInternalServerError, codeInvocationGone, "",
-			"Connection '%s' closed before it answered the invocation.", c.p.conn)
+			"Connection '%s' closed before it answered the invocation.", c.p.Conn)
 	case res.Error != "":
 		return fail(http.StatusInternalServerError, codeInvocationFailed, "",
 			"The client failed the invocation: %s", res.Error)
@@ -134,7 +134,7 @@ func (h *handler) invoke(c *call) error {
 // streamID validates the {stream} path variable (swagger: 1 to 100 characters, not all
 // white space).
 func (c *call) streamID() (string, error) {
-	id := c.p.stream
+	id := c.p.Stream
 	if id == "" || len(id) > maxStreamID || strings.TrimFunc(id, unicode.IsSpace) == "" {
 		return "", badRequest("streamId", "Invalid stream id: it must have 1 to %d characters, not all white space.", maxStreamID)
 	}
@@ -185,9 +185,9 @@ func (h *handler) streamComplete(c *call) error {
 	if err != nil {
 		return err
 	}
-	reason := c.param("reason")
+	reason := c.query.Get("reason")
 	if reason == "" {
-		reason = c.param("error")
+		reason = c.query.Get("error")
 	}
 	conn, proto, err := c.localConn()
 	if err != nil {
@@ -199,7 +199,7 @@ func (h *handler) streamComplete(c *call) error {
 
 // boolean parses an optional true/false parameter (any case); absent is false.
 func (c *call) boolean(name string) (bool, error) {
-	v := strings.TrimSpace(c.param(name))
+	v := strings.TrimSpace(c.query.Get(name))
 	switch {
 	case v == "", strings.EqualFold(v, "false"):
 		return false, nil

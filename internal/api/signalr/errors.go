@@ -4,12 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/switchboardhq/switchboard/internal/api/durable"
+	"github.com/switchboardhq/switchboard/internal/api/rest"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
 )
@@ -26,16 +25,13 @@ const (
 	infoUserNotInGroup  = "Info.User.NotInGroup"
 	errConnNotExisted   = "Error.Connection.NotExisted"
 
-	codeBadRequest       = "Error.BadRequest"
+	codeBadRequest       = rest.CodeBadRequest
 	codeUnauthorized     = "Error.Unauthorized"
 	codeForbidden        = "Error.Forbidden"
-	codeNoRoute          = "Error.NotFound"
-	codeMethodNotAllowed = "Error.MethodNotAllowed"
-	codeTooLarge         = "Error.PayloadTooLarge"
 	codeUnsupportedMedia = "Error.UnsupportedMediaType"
 	codeNotSupported     = "Error.NotSupported"
 	codeUnavailable      = "Error.ServiceUnavailable"
-	codeInternal         = "Error.InternalServerError"
+	codeInternal         = rest.CodeInternal
 )
 
 // Validation messages, as the emulator words them where it has one.
@@ -46,31 +42,15 @@ const (
 )
 
 // apiError is an answer other than success: status, the x-ms-error-code value, and the message
-// of the body (ErrorDetail JSON on /api/hubs, plain text on /api/v1).
-type apiError struct {
-	status  int
-	code    string
-	message string
-	target  string            // ErrorDetail.target; "" is written as null
-	stream  *durable.Position // history errors: where the group's stream stands
-	cause   error
-}
-
-func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.status, e.code, e.message) }
-
-func (e *apiError) Unwrap() error { return e.cause }
+// of the body (ErrorDetail JSON on /api/hubs, plain text on /api/v1); a Target of "" is written
+// as null.
+type apiError = rest.Error
 
 // fail builds an apiError; args format message.
-func fail(status int, code, target, message string, args ...any) *apiError {
-	if len(args) > 0 {
-		message = fmt.Sprintf(message, args...)
-	}
-	return &apiError{status: status, code: code, target: target, message: message}
-}
+var fail = rest.Fail
 
-func badRequest(target, message string, args ...any) *apiError {
-	return fail(http.StatusBadRequest, codeBadRequest, target, message, args...)
-}
+// badRequest is a 400 Error.BadRequest about the parameter target.
+var badRequest = rest.BadRequest
 
 // notFound is the 404 of an existence check or of an unknown connection: the SDK reads code.
 func notFound(code, message string, args ...any) *apiError {
@@ -83,56 +63,30 @@ func notSupported(what string) *apiError {
 
 // coreAnswers maps every exported core error (and the context errors that come back through
 // core calls) to its answer. A %s in message is the subject the caller names.
-var coreAnswers = [...]struct {
-	err     error
-	status  int
-	code    string
-	message string
-}{
-	{core.ErrInvalidHub, http.StatusBadRequest, codeBadRequest, msgInvalidHub},
-	{core.ErrInvalidGroup, http.StatusBadRequest, codeBadRequest, msgInvalidGroup},
-	{core.ErrConnNotFound, http.StatusNotFound, errConnNotExisted, "Connection '%s' does not exist."},
-	{core.ErrNotRecoverable, http.StatusNotFound, errConnNotExisted, "Connection '%s' does not exist."},
-	{core.ErrUserNotFound, http.StatusNotFound, warnUserNotExisted, "User '%s' does not exist."},
-	{core.ErrForbidden, http.StatusForbidden, codeForbidden, "Permission denied."},
-	{core.ErrGroupLimit, http.StatusBadRequest, codeBadRequest, "A connection of '%s' is already in the maximum number of groups."},
-	{core.ErrSlowConsumer, http.StatusServiceUnavailable, codeUnavailable, "The connection's outbound queue is full."},
-	{core.ErrReplayOverflow, http.StatusServiceUnavailable, codeUnavailable, "The connection's unacknowledged message buffer is full."},
-	{core.ErrNodeClosed, http.StatusServiceUnavailable, codeUnavailable, "The service is shutting down."},
+var coreAnswers = [...]rule{
+	{core.ErrInvalidHub, http.StatusBadRequest, codeBadRequest, "", msgInvalidHub},
+	{core.ErrInvalidGroup, http.StatusBadRequest, codeBadRequest, "", msgInvalidGroup},
+	{core.ErrConnNotFound, http.StatusNotFound, errConnNotExisted, "", "Connection '%s' does not exist."},
+	{core.ErrNotRecoverable, http.StatusNotFound, errConnNotExisted, "", "Connection '%s' does not exist."},
+	{core.ErrUserNotFound, http.StatusNotFound, warnUserNotExisted, "", "User '%s' does not exist."},
+	{core.ErrForbidden, http.StatusForbidden, codeForbidden, "", "Permission denied."},
+	{core.ErrGroupLimit, http.StatusBadRequest, codeBadRequest, "", "A connection of '%s' is already in the maximum number of groups."},
+	{core.ErrSlowConsumer, http.StatusServiceUnavailable, codeUnavailable, "", "The connection's outbound queue is full."},
+	{core.ErrReplayOverflow, http.StatusServiceUnavailable, codeUnavailable, "", "The connection's unacknowledged message buffer is full."},
+	{core.ErrNodeClosed, http.StatusServiceUnavailable, codeUnavailable, "", "The service is shutting down."},
 	// The message names the cause: see durable.UnavailableMessage.
-	{core.ErrHistoryUnavailable, http.StatusServiceUnavailable, durable.CodeHistoryUnavailable, "History storage is unavailable."},
-	{context.Canceled, http.StatusServiceUnavailable, codeUnavailable, "The request was canceled."},
-	{context.DeadlineExceeded, http.StatusServiceUnavailable, codeUnavailable, "The request timed out."},
+	{core.ErrHistoryUnavailable, http.StatusServiceUnavailable, durable.CodeHistoryUnavailable, "", "History storage is unavailable."},
+	{context.Canceled, http.StatusServiceUnavailable, codeUnavailable, "", "The request was canceled."},
+	{context.DeadlineExceeded, http.StatusServiceUnavailable, codeUnavailable, "", "The request timed out."},
 }
 
 // answer turns any error into an apiError; subject fills the message's %s. Unknown errors are
 // 500: a send that failed for an unknown reason may have reached some connections, and the
 // SDK does not retry a message API on 500.
-func answer(err error, subject string) *apiError {
-	var ae *apiError
-	if errors.As(err, &ae) {
-		return ae
-	}
-	var df *durable.Failure // idempotent sends and catch-up reads
-	if errors.As(err, &df) {
-		return &apiError{status: df.Status, code: df.Code, message: df.Message, target: df.Target, stream: df.Stream, cause: err}
-	}
-	for _, a := range coreAnswers {
-		if !errors.Is(err, a.err) {
-			continue
-		}
-		msg := a.message
-		switch {
-		case a.err == core.ErrHistoryUnavailable:
-			msg = durable.UnavailableMessage(err)
-		case strings.Contains(msg, "%s"):
-			msg = fmt.Sprintf(msg, subject)
-		}
-		return &apiError{status: a.status, code: a.code, message: msg, cause: err}
-	}
-	return &apiError{status: http.StatusInternalServerError, code: codeInternal,
-		message: "The service failed to handle the request.", cause: err}
-}
+func answer(err error, subject string) *apiError { return rest.Resolve(coreAnswers[:], err, subject) }
+
+// rule is a row of coreAnswers.
+type rule rest.Rule
 
 // errorDetail is the 2022-06-01 error body.
 type errorDetail struct {
@@ -153,27 +107,27 @@ type errorDetail struct {
 func writeFailure(w http.ResponseWriter, r *http.Request, gen apiGen, err error) int {
 	ae := answer(err, "")
 	hdr := w.Header()
-	hdr.Set("x-ms-error-code", ae.code)
-	if ae.status == http.StatusUnauthorized {
-		hdr.Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="`+ae.message+`"`)
+	hdr.Set("x-ms-error-code", ae.Code)
+	if ae.Status == http.StatusUnauthorized {
+		hdr.Set("WWW-Authenticate", `Bearer error="invalid_token", error_description="`+ae.Message+`"`)
 	}
 	switch {
 	case r.Method == http.MethodHead:
-		w.WriteHeader(ae.status)
+		w.WriteHeader(ae.Status)
 	case gen == genV1:
-		writeBody(w, ae.status, "text/plain; charset=utf-8", []byte(ae.message))
+		writeBody(w, ae.Status, "text/plain; charset=utf-8", []byte(ae.Message))
 	default:
-		d := errorDetail{Code: ae.code, Message: ae.message}
-		if ae.target != "" {
-			d.Target = &ae.target
+		d := errorDetail{Code: ae.Code, Message: ae.Message}
+		if ae.Target != "" {
+			d.Target = &ae.Target
 		}
-		if sp := ae.stream; sp != nil {
+		if sp := ae.Stream; sp != nil {
 			d.Epoch, d.Offset, d.Oldest = &sp.Epoch, &sp.Offset, &sp.Oldest
 		}
 		b, _ := json.Marshal(d) // strings and nils only: cannot fail
-		writeBody(w, ae.status, contentJSON, b)
+		writeBody(w, ae.Status, contentJSON, b)
 	}
-	return ae.status
+	return ae.Status
 }
 
 const contentJSON = "application/json; charset=utf-8"
@@ -203,5 +157,5 @@ func unauthorized(err error) *apiError {
 	case errors.Is(err, auth.ErrTokenAlgorithm):
 		why = "the token algorithm is not allowed"
 	}
-	return &apiError{status: http.StatusUnauthorized, code: codeUnauthorized, message: why, cause: err}
+	return &apiError{Status: http.StatusUnauthorized, Code: codeUnauthorized, Message: why, Cause: err}
 }

@@ -50,7 +50,7 @@ func TestEveryCoreErrorHasAnAnswer(t *testing.T) {
 	}
 	for name, e := range known {
 		wrapped := fmt.Errorf("op: %w", e)
-		if a := answer(wrapped, "x"); a.status == http.StatusInternalServerError {
+		if a := answer(wrapped, "x"); a.Status == http.StatusInternalServerError {
 			t.Errorf("core.%s is answered 500", name)
 		}
 	}
@@ -61,11 +61,11 @@ func TestAnswerKeepsAPIErrors(t *testing.T) {
 	if got := answer(fmt.Errorf("wrapped: %w", ae), ""); got != ae {
 		t.Errorf("answer(wrapped apiError) = %v, want the apiError itself", got)
 	}
-	if got := answer(errors.New("boom"), ""); got.status != http.StatusInternalServerError || got.code != codeInternal {
-		t.Errorf("unknown error answered %d %s, want 500 %s", got.status, got.code, codeInternal)
+	if got := answer(errors.New("boom"), ""); got.Status != http.StatusInternalServerError || got.Code != codeInternal {
+		t.Errorf("unknown error answered %d %s, want 500 %s", got.Status, got.Code, codeInternal)
 	}
-	if got := answer(fmt.Errorf("%w: %q", core.ErrConnNotFound, "c9"), "c9"); got.code != errConnNotExisted ||
-		!strings.Contains(got.message, "c9") {
+	if got := answer(fmt.Errorf("%w: %q", core.ErrConnNotFound, "c9"), "c9"); got.Code != errConnNotExisted ||
+		!strings.Contains(got.Message, "c9") {
 		t.Errorf("ErrConnNotFound answered %+v", got)
 	}
 }

@@ -47,7 +47,7 @@ type rawCommand struct {
 
 func (h *handler) execute(c *call) error {
 	var filter *odata.Filter
-	if s := c.param("filter"); strings.TrimSpace(s) != "" {
+	if s := c.query.Get("filter"); strings.TrimSpace(s) != "" {
 		f, err := odata.Parse(s)
 		if err != nil {
 			return badRequest("filter", "%s (Parameter 'filter')", err.Error())

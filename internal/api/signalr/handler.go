@@ -5,16 +5,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/api/durable"
+	"github.com/switchboardhq/switchboard/internal/api/rest"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/history"
-	"github.com/switchboardhq/switchboard/internal/metricreg"
 )
 
 // DefaultMaxBodyBytes is the request body limit when Config.MaxBodyBytes is 0 (spec §7.1: 1 MB).
@@ -26,9 +24,10 @@ type Config struct {
 	Node *core.Node
 	// Keys verifies the bearer tokens and signs the tokens of :generateToken; required.
 	Keys *auth.KeyRing
-	// Endpoint returns the public base URL, e.g. "http://localhost:8081", for the audience of
-	// the client tokens :generateToken mints. nil: the scheme and host the request reached.
-	Endpoint func() string
+	// PublicEndpoint is the configured public base URL (signalr.public_endpoint) of nextLinks
+	// and of the audience of the client tokens :generateToken mints; "" means the one the
+	// client used (rest.BaseURL: forwarding headers, then the request).
+	PublicEndpoint string
 	// MaxBodyBytes bounds request bodies; a larger one gets 413. 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
 	// InvokeTimeout bounds how long :invoke waits for the client's answer (the request's own
@@ -50,18 +49,17 @@ type Config struct {
 
 // handler serves /api/ on the SignalR listener.
 type handler struct {
-	node     *core.Node
-	history  durable.History
-	sends    durable.Sender
-	keys     *auth.KeyRing
-	endpoint func() string
-	maxBody  int64
+	node    *core.Node
+	history durable.History
+	sends   durable.Sender
+	keys    *auth.KeyRing
+	public  string
+	maxBody int64
 	// invokeTimeout bounds the wait of :invoke for the client's answer.
 	invokeTimeout time.Duration
 	log           *slog.Logger
-	endpoints     []endpoint
-	requests      *prometheus.CounterVec
-	duration      *prometheus.HistogramVec
+	routes        *rest.Router[action]
+	metrics       *rest.Metrics
 }
 
 // NewHandler returns the SignalR data-plane REST API. It serves every path under /api/ and
@@ -82,11 +80,11 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		history:       cfg.History,
 		sends:         durable.Sender{Keys: cfg.Idempotency, Replays: cfg.History},
 		keys:          cfg.Keys,
-		endpoint:      cfg.Endpoint,
+		public:        cfg.PublicEndpoint,
 		maxBody:       cfg.MaxBodyBytes,
 		invokeTimeout: cfg.InvokeTimeout,
 		log:           cfg.Logger,
-		endpoints:     endpoints(),
+		routes:        rest.NewRouter(routes()),
 	}
 	if h.maxBody == 0 {
 		h.maxBody = DefaultMaxBodyBytes
@@ -98,25 +96,8 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		h.log = slog.New(slog.DiscardHandler)
 	}
 	h.log = h.log.With("component", "api.signalr")
-	reg := cfg.Registerer
-	if reg == nil {
-		reg = prometheus.NewRegistry()
-	}
-	// The options equal the Web PubSub API's so that both share the collectors on one
-	// registry (a test checks it); the operation labels tell the APIs apart.
-	const ns, sub = "switchboard", "rest"
-	requests := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
-		Name: "requests_total", Help: "Web PubSub REST requests, by operation and status code."},
-		[]string{"operation", "status"})
-	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
-		Name: "request_duration_seconds", Help: "Time to answer Web PubSub REST requests, by operation.",
-		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5}},
-		[]string{"operation"})
 	var err error
-	if h.requests, err = metricreg.Register(reg, "signalr", requests); err != nil {
-		return nil, err
-	}
-	if h.duration, err = metricreg.Register(reg, "signalr", duration); err != nil {
+	if h.metrics, err = rest.NewMetrics(cfg.Registerer, "signalr"); err != nil {
 		return nil, err
 	}
 	return h, nil
@@ -133,8 +114,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				"path", r.URL.EscapedPath(), "status", status, "err", err)
 		}
 	}
-	h.requests.WithLabelValues(op, strconv.Itoa(status)).Inc()
-	h.duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	h.metrics.Observe(op, status, start)
 }
 
 // run serves r. It returns the operation's name and the path's generation, and either the
@@ -144,28 +124,23 @@ func (h *handler) run(w http.ResponseWriter, r *http.Request) (op string, gen ap
 	if err != nil {
 		return opUnknown, gen, 0, err
 	}
-	var ep *endpoint
-	var p params
+	var m rest.Match[action]
 	if inAPI {
-		ep, p, inAPI = lookup(h.endpoints, segs)
+		m = h.routes.Match(segs, r.Method)
 	}
-	if !inAPI {
-		return opUnknown, gen, 0, fail(http.StatusNotFound, codeNoRoute, "path",
-			"No operation matches %s %s.", r.Method, r.URL.EscapedPath())
+	switch {
+	case len(m.Allowed) > 0:
+		return opUnknown, gen, 0, rest.MethodNotAllowed(w, r.Method, m.Allowed)
+	case !m.Found:
+		return opUnknown, gen, 0, rest.NoRoute(r.Method, r.URL.EscapedPath())
 	}
-	act, found := ep.actions[r.Method]
-	if !found {
-		allowed := strings.Join(ep.allowed(), ", ")
-		w.Header().Set("Allow", allowed)
-		return opUnknown, gen, 0, fail(http.StatusMethodNotAllowed, codeMethodNotAllowed, "method",
-			"Method %s is not allowed here; allowed: %s.", r.Method, allowed)
-	}
+	act := m.Action
 	if !act.anonymous {
 		if err := h.authenticate(r); err != nil {
 			return act.op, gen, 0, unauthorized(err)
 		}
 	}
-	c, err := h.newCall(w, r, gen, ep.pattern, p)
+	c, err := h.newCall(w, r, gen, m.Pattern, m.Params)
 	if err == nil {
 		err = act.serve(h, c)
 	}

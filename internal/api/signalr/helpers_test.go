@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/api/signalr"
 	"github.com/switchboardhq/switchboard/internal/auth"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
 )
 
@@ -78,7 +77,7 @@ type env struct {
 
 type envOptions struct {
 	maxBody       int64
-	endpoint      func() string
+	endpoint      string // Config.PublicEndpoint
 	invokeTimeout time.Duration
 }
 
@@ -86,7 +85,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	e := &env{t: t, reg: prometheus.NewRegistry()}
 	var h http.Handler
-	h, e.node, e.keys = newHandler(t, signalr.Config{MaxBodyBytes: o.maxBody, Endpoint: o.endpoint, InvokeTimeout: o.invokeTimeout, Registerer: e.reg})
+	h, e.node, e.keys = newHandler(t, signalr.Config{MaxBodyBytes: o.maxBody, PublicEndpoint: o.endpoint, InvokeTimeout: o.invokeTimeout, Registerer: e.reg})
 	e.srv = httptest.NewServer(h)
 	t.Cleanup(e.srv.Close)
 	return e
@@ -98,7 +97,7 @@ func newHandler(t testing.TB, cfg signalr.Config) (http.Handler, *core.Node, *au
 	t.Helper()
 	var err error
 	if cfg.Node == nil {
-		if cfg.Node, err = core.NewNode(core.Config{Broker: cluster.NewLocal(), Registerer: prometheus.NewRegistry()}); err != nil {
+		if cfg.Node, err = core.NewNode(core.Config{Registerer: prometheus.NewRegistry()}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -27,24 +27,18 @@ type historyEntry struct {
 }
 
 func (h *handler) groupMessages(c *call) error {
-	rd, err := durable.ParseRead(func(name string) (string, bool) {
-		vs := c.values(name)
-		if len(vs) == 0 {
-			return "", false
-		}
-		return vs[0], true
-	})
+	rd, err := durable.ParseRead(c.query.Lookup)
 	if err != nil {
 		return err
 	}
-	page, err := rd.From(h.history, c.hub.Name(), c.p.group)
+	page, err := rd.From(h.history, c.hub.Name(), c.p.Group)
 	if err != nil {
-		return answer(err, c.p.group)
+		return answer(err, c.p.Group)
 	}
-	body := durable.NewPage(c.p.group, page, newHistoryEntry)
+	body := durable.NewPage(c.p.Group, page, newHistoryEntry)
 	keep := url.Values{}
 	for _, k := range []string{"api-version", "application"} {
-		if v := c.param(k); v != "" {
+		if v := c.query.Get(k); v != "" {
 			keep.Set(k, v)
 		}
 	}

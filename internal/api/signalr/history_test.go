@@ -20,7 +20,6 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/api/signalr"
 	"github.com/switchboardhq/switchboard/internal/api/webpubsub"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
@@ -42,7 +41,7 @@ func newHistoryEnv(t *testing.T) *historyEnv {
 	e := &env{t: t, reg: prometheus.NewRegistry()}
 	var err error
 	ns := svc.Namespace("signalr")
-	e.node, err = core.NewNode(core.Config{Broker: cluster.NewLocal(), Registerer: prometheus.NewRegistry(), History: ns})
+	e.node, err = core.NewNode(core.Config{Registerer: prometheus.NewRegistry(), History: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +193,7 @@ func TestIdempotencyKeyReused(t *testing.T) {
 func TestIdempotencyNamespaces(t *testing.T) {
 	t.Parallel()
 	e := newHistoryEnv(t)
-	node, err := core.NewNode(core.Config{Broker: cluster.NewLocal(), Registerer: prometheus.NewRegistry(), History: e.svc})
+	node, err := core.NewNode(core.Config{Registerer: prometheus.NewRegistry(), History: e.svc})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,7 +40,7 @@ func (h *handler) send(c *call, kind core.TargetKind, name string) error {
 	if p.Variants != nil {
 		m = &core.Message{Type: core.Binary, Data: p.Variants}
 	}
-	t := core.Target{Kind: kind, Name: name, Excluded: c.excluded()}
+	t := core.Target{Kind: kind, Name: name, Excluded: c.query.Excluded()}
 	sent, err := h.sends.Send(c.r.Context(), c.r.Header.Get(durable.HeaderKey), c.hub, t, m)
 	if err != nil {
 		return answer(err, name)
@@ -50,52 +50,52 @@ func (h *handler) send(c *call, kind core.TargetKind, name string) error {
 }
 
 func (h *handler) broadcast(c *call) error        { return h.send(c, core.ToAll, "") }
-func (h *handler) sendToUser(c *call) error       { return h.send(c, core.ToUser, c.p.user) }
-func (h *handler) sendToGroup(c *call) error      { return h.send(c, core.ToGroup, c.p.group) }
-func (h *handler) sendToConnection(c *call) error { return h.send(c, core.ToConn, c.p.conn) }
+func (h *handler) sendToUser(c *call) error       { return h.send(c, core.ToUser, c.p.User) }
+func (h *handler) sendToGroup(c *call) error      { return h.send(c, core.ToGroup, c.p.Group) }
+func (h *handler) sendToConnection(c *call) error { return h.send(c, core.ToConn, c.p.Conn) }
 
 // closeConns closes the target's connections with the reason parameter; core's OnConnEnd
 // turns each close into the upstream disconnected event.
 func (h *handler) closeConns(c *call, kind core.TargetKind, name string) error {
-	t := core.Target{Kind: kind, Name: name, Excluded: c.excluded()}
-	if err := c.hub.CloseConns(c.r.Context(), t, c.param("reason")); err != nil {
+	t := core.Target{Kind: kind, Name: name, Excluded: c.query.Excluded()}
+	if err := c.hub.CloseConns(c.r.Context(), t, c.query.Get("reason")); err != nil {
 		return answer(err, name)
 	}
 	return nil
 }
 
 func (h *handler) closeAll(c *call) error   { return h.closeConns(c, core.ToAll, "") }
-func (h *handler) closeUser(c *call) error  { return h.closeConns(c, core.ToUser, c.p.user) }
-func (h *handler) closeGroup(c *call) error { return h.closeConns(c, core.ToGroup, c.p.group) }
+func (h *handler) closeUser(c *call) error  { return h.closeConns(c, core.ToUser, c.p.User) }
+func (h *handler) closeGroup(c *call) error { return h.closeConns(c, core.ToGroup, c.p.Group) }
 
 // closeConnection answers success even for an unknown id, as the emulator does: in a cluster
 // the connection may live on another node.
-func (h *handler) closeConnection(c *call) error { return h.closeConns(c, core.ToConn, c.p.conn) }
+func (h *handler) closeConnection(c *call) error { return h.closeConns(c, core.ToConn, c.p.Conn) }
 
 func (h *handler) connectionExists(c *call) error {
-	if _, err := c.hub.Conn(c.p.conn); err != nil {
-		return notFound(warnConnNotExisted, "Connection '%s' does not exist.", c.p.conn)
+	if _, err := c.hub.Conn(c.p.Conn); err != nil {
+		return notFound(warnConnNotExisted, "Connection '%s' does not exist.", c.p.Conn)
 	}
 	return nil
 }
 
 func (h *handler) userExists(c *call) error {
-	if !c.hub.UserExists(c.p.user) {
-		return notFound(warnUserNotExisted, "User '%s' does not exist.", c.p.user)
+	if !c.hub.UserExists(c.p.User) {
+		return notFound(warnUserNotExisted, "User '%s' does not exist.", c.p.User)
 	}
 	return nil
 }
 
 func (h *handler) groupExists(c *call) error {
-	if !c.hub.GroupExists(c.p.group) {
-		return notFound(warnGroupNotExisted, "Group '%s' does not exist.", c.p.group)
+	if !c.hub.GroupExists(c.p.Group) {
+		return notFound(warnGroupNotExisted, "Group '%s' does not exist.", c.p.Group)
 	}
 	return nil
 }
 
 func (h *handler) userInGroup(c *call) error {
-	if !c.hub.UserInGroup(c.p.user, c.p.group) {
-		return notFound(infoUserNotInGroup, "User '%s' is not in group '%s'.", c.p.user, c.p.group)
+	if !c.hub.UserInGroup(c.p.User, c.p.Group) {
+		return notFound(infoUserNotInGroup, "User '%s' is not in group '%s'.", c.p.User, c.p.Group)
 	}
 	return nil
 }
@@ -103,12 +103,12 @@ func (h *handler) userInGroup(c *call) error {
 // addConnectionToGroup answers 404 Error.Connection.NotExisted for an unknown connection,
 // the one failure the SDK tolerates.
 func (h *handler) addConnectionToGroup(c *call) error {
-	conn, err := c.hub.Conn(c.p.conn)
+	conn, err := c.hub.Conn(c.p.Conn)
 	if err != nil {
-		return answer(err, c.p.conn)
+		return answer(err, c.p.Conn)
 	}
-	if err := c.hub.JoinGroup(conn, c.p.group); err != nil {
-		return answer(err, c.p.conn)
+	if err := c.hub.JoinGroup(conn, c.p.Group); err != nil {
+		return answer(err, c.p.Conn)
 	}
 	return nil
 }
@@ -116,14 +116,14 @@ func (h *handler) addConnectionToGroup(c *call) error {
 // removeConnectionFromGroup succeeds when there was nothing to remove (spec §12.5: the SDK
 // throws on any non-2xx).
 func (h *handler) removeConnectionFromGroup(c *call) error {
-	if conn, err := c.hub.Conn(c.p.conn); err == nil {
-		return c.hub.LeaveGroup(conn, c.p.group)
+	if conn, err := c.hub.Conn(c.p.Conn); err == nil {
+		return c.hub.LeaveGroup(conn, c.p.Group)
 	}
 	return nil
 }
 
 func (h *handler) removeConnectionFromAllGroups(c *call) error {
-	if conn, err := c.hub.Conn(c.p.conn); err == nil {
+	if conn, err := c.hub.Conn(c.p.Conn); err == nil {
 		c.hub.LeaveAllGroups(conn)
 	}
 	return nil
@@ -135,24 +135,24 @@ const maxTagSeconds = math.MaxInt64 / int64(time.Second)
 // addUserToGroup tags the user with the group (spec §7.6): no ttl keeps the tag without
 // expiry, ttl=0 adds only the user's current connections, ttl=N keeps it N seconds.
 func (h *handler) addUserToGroup(c *call) error {
-	secs, present, err := c.number("ttl", 0, maxTagSeconds)
+	secs, present, err := c.query.Int("ttl", 0, maxTagSeconds)
 	if err != nil {
 		return err
 	}
 	ttl := time.Duration(secs) * time.Second
-	if err := c.hub.TagUserGroup(c.p.user, c.p.group, ttl, !present || secs > 0); err != nil {
-		return answer(err, c.p.user)
+	if err := c.hub.TagUserGroup(c.p.User, c.p.Group, ttl, !present || secs > 0); err != nil {
+		return answer(err, c.p.User)
 	}
 	return nil
 }
 
 func (h *handler) removeUserFromGroup(c *call) error {
-	c.hub.UntagUserGroup(c.p.user, c.p.group)
+	c.hub.UntagUserGroup(c.p.User, c.p.Group)
 	return nil
 }
 
 func (h *handler) removeUserFromAllGroups(c *call) error {
-	c.hub.UntagUserGroup(c.p.user, "")
+	c.hub.UntagUserGroup(c.p.User, "")
 	return nil
 }
 
@@ -173,19 +173,19 @@ type memberPage struct {
 // token is the last id of the previous page, base64url-encoded; top bounds the total over all
 // pages and nextLink carries what remains of it.
 func (h *handler) listGroup(c *call) error {
-	size, _, err := c.number("maxpagesize", 1, maxPageSize)
+	size, _, err := c.query.Int("maxpagesize", 1, maxPageSize)
 	if err != nil {
 		return err
 	}
 	if size == 0 {
 		size = maxPageSize
 	}
-	top, _, err := c.number("top", 1, math.MaxInt32)
+	top, _, err := c.query.Int("top", 1, math.MaxInt32)
 	if err != nil {
 		return err
 	}
 	var after string
-	if tok := c.param("continuationToken"); tok != "" {
+	if tok := c.query.Get("continuationToken"); tok != "" {
 		b, err := base64.RawURLEncoding.DecodeString(tok)
 		if err != nil || len(b) == 0 {
 			return badRequest("continuationToken", "Invalid continuationToken %q.", tok)
@@ -196,7 +196,7 @@ func (h *handler) listGroup(c *call) error {
 	if top > 0 && top < size {
 		limit = int(top)
 	}
-	got, more := c.hub.ListGroup(c.p.group, after, limit)
+	got, more := c.hub.ListGroup(c.p.Group, after, limit)
 	page := memberPage{Value: make([]member, len(got))}
 	for i, m := range got {
 		page.Value[i].ConnectionID = m.ConnID
@@ -208,7 +208,7 @@ func (h *handler) listGroup(c *call) error {
 	if more && len(got) > 0 && (top == 0 || left > 0) {
 		q := url.Values{}
 		for _, k := range []string{"api-version", "application"} {
-			if v := c.param(k); v != "" {
+			if v := c.query.Get(k); v != "" {
 				q.Set(k, v)
 			}
 		}
@@ -229,7 +229,7 @@ const maxTokenMinutes = math.MaxInt64 / int64(time.Minute)
 // generateToken mints a client access token for the internal hub: asrs.s.uid = userId,
 // lifetime minutesToExpire (default 60), aud = endpoint + "/client/?hub=" + hub.
 func (h *handler) generateToken(c *call) error {
-	minutes, present, err := c.number("minutesToExpire", 1, maxTokenMinutes)
+	minutes, present, err := c.query.Int("minutesToExpire", 1, maxTokenMinutes)
 	if err != nil {
 		return err
 	}
@@ -237,7 +237,7 @@ func (h *handler) generateToken(c *call) error {
 		minutes = 60
 	}
 	aud := auth.SignalRClientAudience(h.baseURL(c), c.hub.Name())
-	token, err := h.keys.MintSignalRClientToken(aud, c.param("userId"), time.Duration(minutes)*time.Minute)
+	token, err := h.keys.MintSignalRClientToken(aud, c.query.Get("userId"), time.Duration(minutes)*time.Minute)
 	if err != nil {
 		return answer(err, "")
 	}

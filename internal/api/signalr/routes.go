@@ -1,10 +1,12 @@
 package signalr
 
 import (
+	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/switchboardhq/switchboard/internal/api/rest"
 )
 
 // apiGen is the generation of the REST API a path belongs to; the two answer the same
@@ -59,17 +61,11 @@ type action struct {
 	anonymous bool
 }
 
-// endpoint is a path pattern below /api/ (or /api/v1/) and its actions by method. Pattern
-// segments are literals, matched ignoring ASCII case, or one of the variables {hub}, {user},
-// {group}, {conn} and {stream}.
+// endpoint is a path pattern below /api/ (or /api/v1/) and its actions by method; its
+// variables are {hub}, {user}, {group}, {conn} and {stream}.
 type endpoint struct {
-	pattern []string
+	pattern string
 	actions map[string]action
-}
-
-// params are the path variables of a request, percent-decoded.
-type params struct {
-	hub, user, group, conn, stream string
 }
 
 // endpoints returns the routes of spec §7.1, §7.3, §7.5 and §7.7, and Switchboard's catch-up
@@ -150,84 +146,31 @@ func endpoints() []endpoint {
 	}
 	eps := make([]endpoint, len(table))
 	for i, e := range table {
-		eps[i] = endpoint{pattern: strings.Split(e.path, "/"), actions: e.actions}
+		eps[i] = endpoint{pattern: e.path, actions: e.actions}
 	}
 	return eps
 }
 
+// routes lists every method of every endpoint as a route.
+func routes() []rest.Route[action] {
+	var rs []rest.Route[action]
+	for _, ep := range endpoints() {
+		for _, m := range slices.Sorted(maps.Keys(ep.actions)) {
+			rs = append(rs, rest.Route[action]{Method: m, Pattern: ep.pattern, Action: ep.actions[m]})
+		}
+	}
+	return rs
+}
+
 // parsePath splits an escaped request path into its generation and the segments below
-// /api/ or /api/v1/, percent-decoding each segment on its own so that an encoded '/' stays in
-// its segment (the SDK escapes ids with Uri.EscapeDataString). One trailing '/' is ignored.
-// ok is false for a path outside /api/.
+// /api/ or /api/v1/ (rest.SplitPath). ok is false for a path outside /api/.
 func parsePath(escaped string) (gen apiGen, segs []string, ok bool, err error) {
-	rest, found := strings.CutPrefix(escaped, "/api/")
-	if !found {
-		return genModern, nil, false, nil
+	segs, ok, err = rest.SplitPath(escaped)
+	if !ok || err != nil {
+		return genModern, nil, ok, err
 	}
-	if len(rest) > 1 {
-		rest = strings.TrimSuffix(rest, "/")
-	}
-	segs = strings.Split(rest, "/")
-	gen = genModern
 	if strings.EqualFold(segs[0], "v1") {
-		gen, segs = genV1, segs[1:]
+		return genV1, segs[1:], true, nil
 	}
-	for i, s := range segs {
-		if strings.IndexByte(s, '%') < 0 {
-			continue
-		}
-		if segs[i], err = url.PathUnescape(s); err != nil {
-			return gen, nil, true, badRequest("path", "Invalid percent-encoding in path segment %q.", s)
-		}
-	}
-	return gen, segs, true, nil
-}
-
-// lookup finds the endpoint segs name and binds its variables.
-func lookup(eps []endpoint, segs []string) (*endpoint, params, bool) {
-	for i := range eps {
-		if p, ok := bindPattern(eps[i].pattern, segs); ok {
-			return &eps[i], p, true
-		}
-	}
-	return nil, params{}, false
-}
-
-func bindPattern(pattern, segs []string) (params, bool) {
-	var p params
-	if len(pattern) != len(segs) {
-		return p, false
-	}
-	for i, seg := range segs {
-		var dst *string
-		switch pattern[i] {
-		case "{hub}":
-			dst = &p.hub
-		case "{user}":
-			dst = &p.user
-		case "{group}":
-			dst = &p.group
-		case "{conn}":
-			dst = &p.conn
-		case "{stream}":
-			dst = &p.stream
-		default:
-			if !strings.EqualFold(pattern[i], seg) {
-				return p, false
-			}
-			continue
-		}
-		*dst = seg
-	}
-	return p, true
-}
-
-// allowed lists the methods of e, sorted, for the Allow header of a 405.
-func (e *endpoint) allowed() []string {
-	ms := make([]string, 0, len(e.actions))
-	for m := range e.actions {
-		ms = append(ms, m)
-	}
-	slices.Sort(ms)
-	return ms
+	return genModern, segs, true, nil
 }

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/switchboardhq/switchboard/internal/api/rest"
 )
 
 func TestParsePath(t *testing.T) {
@@ -39,34 +41,21 @@ func TestParsePath(t *testing.T) {
 
 // TestEndpointsAreUnambiguous: no path may match two endpoints, or the second would be dead.
 func TestEndpointsAreUnambiguous(t *testing.T) {
-	eps := endpoints()
-	for i := range eps {
-		// A concrete path for endpoint i: its literals, and "x" for each variable.
-		segs := slices.Clone(eps[i].pattern)
+	router := rest.NewRouter(routes())
+	for _, rt := range routes() {
+		// A concrete path for the route: its literals, and "x" for each variable.
+		segs := strings.Split(rt.Pattern, "/")
 		for k, s := range segs {
 			if strings.HasPrefix(s, "{") {
 				segs[k] = "x"
 			}
 		}
-		ep, _, ok := lookup(eps, segs)
-		if !ok || ep != &eps[i] {
-			t.Errorf("path %q does not reach its own endpoint %q", segs, eps[i].pattern)
+		m := router.Match(segs, rt.Method)
+		if !m.Found || strings.Join(m.Pattern, "/") != rt.Pattern {
+			t.Errorf("%s %q does not reach its own route %q (got %q)", rt.Method, segs, rt.Pattern, m.Pattern)
 		}
-		for m, a := range eps[i].actions {
-			if a.serve == nil || a.op == "" {
-				t.Errorf("%s %q has no operation", m, eps[i].pattern)
-			}
+		if rt.Action.serve == nil || rt.Action.op == "" {
+			t.Errorf("%s %q has no operation", rt.Method, rt.Pattern)
 		}
-	}
-}
-
-func TestBindPattern(t *testing.T) {
-	p, ok := bindPattern(strings.Split("hubs/{hub}/groups/{group}/users/{user}", "/"),
-		[]string{"HUBS", "chat", "Groups", "g/1", "users", "u"})
-	if !ok || p != (params{hub: "chat", group: "g/1", user: "u"}) {
-		t.Errorf("bindPattern = %+v %v", p, ok)
-	}
-	if _, ok := bindPattern([]string{"hubs", "{hub}"}, []string{"hub", "chat"}); ok {
-		t.Error("literal hubs matched hub")
 	}
 }

@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/switchboardhq/switchboard/internal/api/durable"
+	"github.com/switchboardhq/switchboard/internal/api/rest"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
 )
@@ -20,17 +20,14 @@ import (
 
 // Error codes of the x-ms-error-code header and the body's "code".
 const (
-	codeBadRequest         = "Error.BadRequest"
+	codeBadRequest         = rest.CodeBadRequest
 	codeConnNotExisted     = "Error.Connection.NotExisted"
 	codeConnNotExistedInfo = "Info.Connection.NotExisted"
 	codeUserNotExisted     = "Error.User.NotExisted"
 	codeForbidden          = "Error.Forbidden"
-	codeNotFound           = "Error.NotFound"
-	codeMethodNotAllowed   = "Error.MethodNotAllowed"
-	codeTooLarge           = "Error.PayloadTooLarge"
 	codeUnsupportedMedia   = "Error.UnsupportedMediaType"
 	codeUnavailable        = "Error.ServiceUnavailable"
-	codeInternal           = "Error.InternalServerError"
+	codeInternal           = rest.CodeInternal
 
 	// HEAD checks answer 404 with one of these and no body.
 	warnConnNotExisted  = "Warning.Connection.NotExisted"
@@ -49,29 +46,12 @@ const (
 // apiError is an error answer: Status with body
 // {"code","message","target","details":null,"innererror":null} and header
 // x-ms-error-code: Code.
-type apiError struct {
-	Status  int
-	Code    string
-	Message string
-	Target  string
-	cause   error
-	stream  *durable.Position // history errors: where the stream stands
-}
-
-func (e *apiError) Error() string { return fmt.Sprintf("%d %s: %s", e.Status, e.Code, e.Message) }
-
-func (e *apiError) Unwrap() error { return e.cause }
+type apiError = rest.Error
 
 // coreErrors maps every exported core error to its answer. Message is a
 // format whose %s, when present, is the subject the handler passes (conn id,
 // user id, group or hub name).
-var coreErrors = [...]struct {
-	err     error
-	status  int
-	code    string
-	target  string
-	message string
-}{
+var coreErrors = [...]rule{
 	{core.ErrInvalidHub, http.StatusBadRequest, codeBadRequest, "hub", msgInvalidHub},
 	{core.ErrInvalidGroup, http.StatusBadRequest, codeBadRequest, "group", msgInvalidGroup},
 	{core.ErrConnNotFound, http.StatusNotFound, codeConnNotExisted, "Connection", msgConnNotFound},
@@ -92,35 +72,13 @@ var coreErrors = [...]struct {
 
 // fromCore turns an error of a core call into its answer; subject fills the
 // message's %s. Errors not in the table are 500.
-func fromCore(err error, subject string) *apiError {
-	var ae *apiError
-	if errors.As(err, &ae) {
-		return ae
-	}
-	var df *durable.Failure // idempotent sends and catch-up reads
-	if errors.As(err, &df) {
-		return &apiError{Status: df.Status, Code: df.Code, Message: df.Message, Target: df.Target, stream: df.Stream, cause: err}
-	}
-	for _, e := range coreErrors {
-		if errors.Is(err, e.err) {
-			msg := e.message
-			switch {
-			case e.err == core.ErrHistoryUnavailable:
-				msg = durable.UnavailableMessage(err)
-			case strings.Contains(msg, "%s"):
-				msg = fmt.Sprintf(msg, subject)
-			}
-			return &apiError{Status: e.status, Code: e.code, Message: msg, Target: e.target, cause: err}
-		}
-	}
-	return &apiError{Status: http.StatusInternalServerError, Code: codeInternal,
-		Message: "The service failed to handle the request.", cause: err}
-}
+func fromCore(err error, subject string) *apiError { return rest.Resolve(coreErrors[:], err, subject) }
+
+// rule is a row of coreErrors.
+type rule rest.Rule
 
 // badRequest is a 400 Error.BadRequest about the parameter target.
-func badRequest(target, format string, args ...any) *apiError {
-	return &apiError{Status: http.StatusBadRequest, Code: codeBadRequest, Target: target, Message: fmt.Sprintf(format, args...)}
-}
+var badRequest = rest.BadRequest
 
 // errInvalidGroup is the answer to an invalid group name in parameter target.
 func errInvalidGroup(target string) *apiError {
@@ -136,21 +94,6 @@ func errPermissionConnNotFound(connID string) *apiError {
 
 func errInvalidPermission(p string) *apiError {
 	return badRequest("permission", "Invalid permission `%s`. Valid permissions are 'joinLeaveGroup' and 'sendToGroup'.", p)
-}
-
-func errNoRoute(method, path string) *apiError {
-	return &apiError{Status: http.StatusNotFound, Code: codeNotFound, Target: "path",
-		Message: fmt.Sprintf("No operation matches %s %s.", method, path)}
-}
-
-func errMethod(method string, allowed []string) *apiError {
-	return &apiError{Status: http.StatusMethodNotAllowed, Code: codeMethodNotAllowed, Target: "method",
-		Message: fmt.Sprintf("Method %s is not allowed here; allowed: %s.", method, strings.Join(allowed, ", "))}
-}
-
-func errTooLarge(limit int64) *apiError {
-	return &apiError{Status: http.StatusRequestEntityTooLarge, Code: codeTooLarge, Target: "body",
-		Message: fmt.Sprintf("The request body is larger than the limit of %d bytes.", limit)}
 }
 
 func errMediaType(ct string) *apiError {
@@ -230,7 +173,7 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) int {
 		return ae.Status
 	}
 	body := errorBody{Code: ae.Code, Message: ae.Message, Target: ae.Target}
-	if sp := ae.stream; sp != nil {
+	if sp := ae.Stream; sp != nil {
 		body.Epoch, body.Offset, body.Oldest = &sp.Epoch, &sp.Offset, &sp.Oldest
 	}
 	writeJSON(w, ae.Status, "application/json; charset=utf-8", body)

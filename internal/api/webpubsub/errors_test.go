@@ -102,7 +102,7 @@ func TestFromCore(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got := fromCore(tt.err, tt.subject)
-		got.cause = nil
+		got.Cause = nil
 		if *got != tt.want {
 			t.Errorf("fromCore(%v) = %+v, want %+v", tt.err, *got, tt.want)
 		}

@@ -3,6 +3,7 @@ package webpubsub
 import (
 	"encoding/base64"
 	"encoding/json"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -15,21 +16,21 @@ import (
 // the filter-selected bulk operations and the group listing.
 
 func (h *handler) addConnectionToGroup(c *call) error {
-	conn, err := c.hub.Conn(c.params.conn)
+	conn, err := c.hub.Conn(c.params.Conn)
 	if err != nil {
-		return fromCore(err, c.params.conn)
+		return fromCore(err, c.params.Conn)
 	}
-	if err := c.hub.JoinGroup(conn, c.params.group); err != nil {
-		return fromCore(err, c.params.conn)
+	if err := c.hub.JoinGroup(conn, c.params.Group); err != nil {
+		return fromCore(err, c.params.Conn)
 	}
 	c.w.WriteHeader(http.StatusOK)
 	return nil
 }
 
 func (h *handler) removeConnectionFromGroup(c *call) error {
-	if conn, err := c.hub.Conn(c.params.conn); err == nil {
-		if err := c.hub.LeaveGroup(conn, c.params.group); err != nil {
-			return fromCore(err, c.params.group)
+	if conn, err := c.hub.Conn(c.params.Conn); err == nil {
+		if err := c.hub.LeaveGroup(conn, c.params.Group); err != nil {
+			return fromCore(err, c.params.Group)
 		}
 	}
 	c.w.WriteHeader(http.StatusNoContent)
@@ -37,7 +38,7 @@ func (h *handler) removeConnectionFromGroup(c *call) error {
 }
 
 func (h *handler) removeConnectionFromAllGroups(c *call) error {
-	if conn, err := c.hub.Conn(c.params.conn); err == nil {
+	if conn, err := c.hub.Conn(c.params.Conn); err == nil {
 		c.hub.LeaveAllGroups(conn)
 	}
 	c.w.WriteHeader(http.StatusNoContent)
@@ -45,21 +46,21 @@ func (h *handler) removeConnectionFromAllGroups(c *call) error {
 }
 
 func (h *handler) addUserToGroup(c *call) error {
-	if err := c.hub.AddUserToGroup(c.params.user, c.params.group); err != nil {
-		return fromCore(err, c.params.user)
+	if err := c.hub.AddUserToGroup(c.params.User, c.params.Group); err != nil {
+		return fromCore(err, c.params.User)
 	}
 	c.w.WriteHeader(http.StatusOK)
 	return nil
 }
 
 func (h *handler) removeUserFromGroup(c *call) error {
-	c.hub.RemoveUserFromGroup(c.params.user, c.params.group)
+	c.hub.RemoveUserFromGroup(c.params.User, c.params.Group)
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 func (h *handler) removeUserFromAllGroups(c *call) error {
-	c.hub.RemoveUserFromGroup(c.params.user, "")
+	c.hub.RemoveUserFromGroup(c.params.User, "")
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -165,7 +166,7 @@ func (h *handler) listConnectionsInGroup(c *call) error {
 	if err != nil {
 		return err
 	}
-	top, err := c.intParam("top", 1, maxInt, 0)
+	top, err := c.intParam("top", 1, math.MaxInt, 0)
 	if err != nil {
 		return err
 	}
@@ -174,14 +175,14 @@ func (h *handler) listConnectionsInGroup(c *call) error {
 		limit = top
 	}
 	var after string
-	if tok := c.get("continuationToken"); tok != "" {
+	if tok := c.query.Get("continuationToken"); tok != "" {
 		b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(tok, "="))
 		if err != nil || len(b) == 0 {
 			return badRequest("continuationToken", "Invalid continuationToken.")
 		}
 		after = string(b)
 	}
-	members, more := c.hub.ListGroup(c.params.group, after, limit)
+	members, more := c.hub.ListGroup(c.params.Group, after, limit)
 	page := groupPage{Value: make([]groupMember, 0, len(members))}
 	for _, m := range members {
 		gm := groupMember{ConnectionID: m.ConnID}
@@ -209,7 +210,7 @@ func (h *handler) listConnectionsInGroup(c *call) error {
 
 // nextLink is the absolute URL of the next page; top 0 means no top.
 func (c *call) nextLink(pageSize, top int, lastConn string) string {
-	v := c.get("api-version")
+	v := c.query.Get("api-version")
 	if v == "" {
 		v = defaultAPIVersion
 	}

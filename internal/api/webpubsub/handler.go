@@ -5,14 +5,11 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
-
-	"github.com/switchboardhq/switchboard/internal/metricreg"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/api/durable"
+	"github.com/switchboardhq/switchboard/internal/api/rest"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/history"
@@ -32,6 +29,10 @@ const defaultAPIVersion = "2024-12-01"
 type Config struct {
 	Node *core.Node    // required
 	Keys *auth.KeyRing // required: verifies the bearer tokens and signs client tokens
+	// PublicEndpoint is the configured public base URL (server.public_endpoint) of nextLinks
+	// and client token audiences; "" means the one the client used (rest.BaseURL: forwarding
+	// headers, then the request).
+	PublicEndpoint string
 	// MaxBodyBytes bounds request bodies; larger ones get 413. 0 means
 	// DefaultMaxBodyBytes (1 MiB).
 	MaxBodyBytes int64
@@ -54,9 +55,10 @@ type handler struct {
 	sends   durable.Sender
 	keys    *auth.KeyRing
 	maxBody int64
+	public  string
 	log     *slog.Logger
-	routes  []route
-	metrics *metrics
+	routes  *rest.Router[action]
+	metrics *rest.Metrics
 }
 
 // NewHandler returns the REST data plane. It serves every path under /api/
@@ -78,10 +80,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Registerer == nil {
-		cfg.Registerer = prometheus.NewRegistry()
-	}
-	m, err := newMetrics(cfg.Registerer)
+	m, err := rest.NewMetrics(cfg.Registerer, "webpubsub")
 	if err != nil {
 		return nil, err
 	}
@@ -91,8 +90,9 @@ func NewHandler(cfg Config) (http.Handler, error) {
 		sends:   durable.Sender{Keys: cfg.Idempotency, Replays: cfg.History},
 		keys:    cfg.Keys,
 		maxBody: cfg.MaxBodyBytes,
+		public:  cfg.PublicEndpoint,
 		log:     cfg.Logger.With("component", "api.webpubsub"),
-		routes:  routeTable(),
+		routes:  rest.NewRouter(routeTable()),
 		metrics: m,
 	}, nil
 }
@@ -114,41 +114,40 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.log.Warn("rest request failed", "operation", op, "method", r.Method, "path", r.URL.EscapedPath(),
 			"status", status, "err", err)
 	}
-	h.metrics.requests.WithLabelValues(op, strconv.Itoa(status)).Inc()
-	h.metrics.duration.WithLabelValues(op).Observe(time.Since(start).Seconds())
+	h.metrics.Observe(op, status, start)
 }
 
 // serve runs the request's operation and returns the operation's name for
 // metrics, and an error to answer when the operation wrote nothing.
 func (h *handler) serve(w *statusWriter, r *http.Request) (op string, err error) {
 	path := r.URL.EscapedPath()
-	segs, err := splitPath(path)
+	segs, _, err := rest.SplitPath(path)
 	if err != nil {
 		return opUnknown, err
 	}
-	rt, p, allowed := matchRoute(h.routes, segs, r.Method)
-	if rt == nil {
-		if len(allowed) > 0 {
-			w.Header().Set("Allow", strings.Join(allowed, ", "))
-			return opUnknown, errMethod(r.Method, allowed)
+	m := h.routes.Match(segs, r.Method)
+	if !m.Found {
+		if len(m.Allowed) > 0 {
+			return opUnknown, rest.MethodNotAllowed(w, r.Method, m.Allowed)
 		}
-		return opUnknown, errNoRoute(r.Method, path)
+		return opUnknown, rest.NoRoute(r.Method, path)
 	}
-	if !rt.anonymous {
+	act := m.Action
+	if !act.anonymous {
 		if err := h.authenticate(r); err != nil {
 			writeUnauthorized(w, r, err)
-			return rt.op, nil
+			return act.op, nil
 		}
 	}
-	q, err := parseQuery(r.URL.RawQuery)
+	q, err := rest.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return rt.op, err
+		return act.op, err
 	}
-	c := &call{w: w, raw: w.ResponseWriter, r: r, params: p, query: q}
-	if err := h.bind(c, rt.pattern); err != nil {
-		return rt.op, err
+	c := &call{w: w, raw: w.ResponseWriter, r: r, params: m.Params, query: q, public: h.public}
+	if err := h.bind(c, m.Pattern); err != nil {
+		return act.op, err
 	}
-	return rt.op, rt.serve(h, c)
+	return act.op, act.serve(h, c)
 }
 
 // authenticate checks the request's bearer token against its path.
@@ -186,27 +185,3 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 // Unwrap lets http.ResponseController reach the underlying writer.
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-type metrics struct {
-	requests *prometheus.CounterVec
-	duration *prometheus.HistogramVec
-}
-
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
-	requests, err := metricreg.Register(reg, "webpubsub", prometheus.NewCounterVec(prometheus.CounterOpts{
-		Namespace: "switchboard", Subsystem: "rest", Name: "requests_total",
-		Help: "Web PubSub REST requests, by operation and status code.",
-	}, []string{"operation", "status"}))
-	if err != nil {
-		return nil, err
-	}
-	duration, err := metricreg.Register(reg, "webpubsub", prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Namespace: "switchboard", Subsystem: "rest", Name: "request_duration_seconds",
-		Help:    "Time to answer Web PubSub REST requests, by operation.",
-		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
-	}, []string{"operation"}))
-	if err != nil {
-		return nil, err
-	}
-	return &metrics{requests: requests, duration: duration}, nil
-}

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/switchboardhq/switchboard/internal/auth"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
@@ -85,7 +84,7 @@ type envOptions struct {
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	node, err := core.NewNode(core.Config{Broker: cluster.NewLocal(), NodeID: "n1"})
+	node, err := core.NewNode(core.Config{NodeID: "n1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -818,7 +817,7 @@ func TestAuth(t *testing.T) {
 func TestSecondaryKey(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	// A handler whose secondary key is testKey accepts tokens signed with it.
-	node, _ := core.NewNode(core.Config{Broker: cluster.NewLocal()})
+	node, _ := core.NewNode(core.Config{})
 	ring, _ := auth.NewKeyRing("new-primary-key", testKey)
 	h, err := NewHandler(Config{Node: node, Keys: ring})
 	if err != nil {
@@ -1137,7 +1136,7 @@ func TestMetrics(t *testing.T) {
 }
 
 func TestNewHandlerConfig(t *testing.T) {
-	node, _ := core.NewNode(core.Config{Broker: cluster.NewLocal()})
+	node, _ := core.NewNode(core.Config{})
 	keys, _ := auth.NewKeyRing(testKey)
 	for _, cfg := range []Config{
 		{Keys: keys},

@@ -22,11 +22,11 @@ type historyEntry struct {
 }
 
 func (h *handler) groupMessages(c *call) error {
-	rd, err := durable.ParseRead(func(name string) (string, bool) { return c.get(name), c.has(name) })
+	rd, err := durable.ParseRead(c.query.Lookup)
 	if err != nil {
 		return err
 	}
-	group := c.params.group
+	group := c.params.Group
 	page, err := rd.From(h.history, c.hub.Name(), group)
 	if err != nil {
 		return fromCore(err, group)
@@ -34,7 +34,7 @@ func (h *handler) groupMessages(c *call) error {
 	body := durable.NewPage(group, page, func(r *history.Record) historyEntry {
 		return historyEntry{Entry: durable.NewEntry(r), DataType: core.DataType(r.Type).String(), Data: jsonData(core.DataType(r.Type), r.Data)}
 	})
-	v := c.get("api-version")
+	v := c.query.Get("api-version")
 	if v == "" {
 		v = defaultAPIVersion
 	}

@@ -24,7 +24,7 @@ func (h *handler) send(c *call, t core.Target) error {
 	if err != nil {
 		return err
 	}
-	t.Excluded = c.excluded()
+	t.Excluded = c.query.Excluded()
 	f, err := c.filter()
 	if err != nil {
 		return err
@@ -56,22 +56,22 @@ func (h *handler) sendToAll(c *call) error {
 }
 
 func (h *handler) sendToGroup(c *call) error {
-	return h.send(c, core.Target{Kind: core.ToGroup, Name: c.params.group})
+	return h.send(c, core.Target{Kind: core.ToGroup, Name: c.params.Group})
 }
 
 func (h *handler) sendToUser(c *call) error {
-	return h.send(c, core.Target{Kind: core.ToUser, Name: c.params.user})
+	return h.send(c, core.Target{Kind: core.ToUser, Name: c.params.User})
 }
 
 func (h *handler) sendToConnection(c *call) error {
-	return h.send(c, core.Target{Kind: core.ToConn, Name: c.params.conn})
+	return h.send(c, core.Target{Kind: core.ToConn, Name: c.params.Conn})
 }
 
 // closeConns closes the conns of t (minus excluded) with the reason
 // parameter; 204 even when none matched.
 func (h *handler) closeConns(c *call, t core.Target) error {
-	t.Excluded = c.excluded()
-	if err := c.hub.CloseConns(c.r.Context(), t, c.get("reason")); err != nil {
+	t.Excluded = c.query.Excluded()
+	if err := c.hub.CloseConns(c.r.Context(), t, c.query.Get("reason")); err != nil {
 		return fromCore(err, t.Name)
 	}
 	c.w.WriteHeader(http.StatusNoContent)
@@ -83,15 +83,15 @@ func (h *handler) closeAll(c *call) error {
 }
 
 func (h *handler) closeGroup(c *call) error {
-	return h.closeConns(c, core.Target{Kind: core.ToGroup, Name: c.params.group})
+	return h.closeConns(c, core.Target{Kind: core.ToGroup, Name: c.params.Group})
 }
 
 func (h *handler) closeUser(c *call) error {
-	return h.closeConns(c, core.Target{Kind: core.ToUser, Name: c.params.user})
+	return h.closeConns(c, core.Target{Kind: core.ToUser, Name: c.params.User})
 }
 
 func (h *handler) closeConnection(c *call) error {
-	return h.closeConns(c, core.Target{Kind: core.ToConn, Name: c.params.conn})
+	return h.closeConns(c, core.Target{Kind: core.ToConn, Name: c.params.Conn})
 }
 
 // exists answers a HEAD check: 200, or 404 with warning and no body.
@@ -105,14 +105,14 @@ func exists(c *call, ok bool, warning string) error {
 }
 
 func (h *handler) connectionExists(c *call) error {
-	_, err := c.hub.Conn(c.params.conn)
+	_, err := c.hub.Conn(c.params.Conn)
 	return exists(c, err == nil, warnConnNotExisted)
 }
 
 func (h *handler) groupExists(c *call) error {
-	return exists(c, c.hub.GroupExists(c.params.group), warnGroupNotExisted)
+	return exists(c, c.hub.GroupExists(c.params.Group), warnGroupNotExisted)
 }
 
 func (h *handler) userExists(c *call) error {
-	return exists(c, c.hub.UserExists(c.params.user), warnUserNotExisted)
+	return exists(c, c.hub.UserExists(c.params.User), warnUserNotExisted)
 }

@@ -12,11 +12,11 @@ import (
 // parameter ("" = every group). required makes an absent targetName a 400,
 // as RevokePermission does on the service.
 func (c *call) permissionArgs(required bool) (core.Permission, string, error) {
-	perm, ok := core.ParsePermission(c.params.perm)
+	perm, ok := core.ParsePermission(c.params.Perm)
 	if !ok {
-		return 0, "", errInvalidPermission(c.params.perm)
+		return 0, "", errInvalidPermission(c.params.Perm)
 	}
-	target := c.get("targetName")
+	target := c.query.Get("targetName")
 	if target == "" && !required {
 		return perm, "", nil
 	}
@@ -31,9 +31,9 @@ func (h *handler) grantPermission(c *call) error {
 	if err != nil {
 		return err
 	}
-	conn, err := c.hub.Conn(c.params.conn)
+	conn, err := c.hub.Conn(c.params.Conn)
 	if err != nil {
-		return errPermissionConnNotFound(c.params.conn)
+		return errPermissionConnNotFound(c.params.Conn)
 	}
 	conn.Grant(perm, target)
 	c.w.WriteHeader(http.StatusOK)
@@ -45,7 +45,7 @@ func (h *handler) revokePermission(c *call) error {
 	if err != nil {
 		return err
 	}
-	if conn, err := c.hub.Conn(c.params.conn); err == nil {
+	if conn, err := c.hub.Conn(c.params.Conn); err == nil {
 		conn.Revoke(perm, target)
 	}
 	c.w.WriteHeader(http.StatusNoContent)
@@ -57,7 +57,7 @@ func (h *handler) checkPermission(c *call) error {
 	if err != nil {
 		return err
 	}
-	conn, err := c.hub.Conn(c.params.conn)
+	conn, err := c.hub.Conn(c.params.Conn)
 	if err != nil {
 		writeWarning(c.w, warnConnNotExisted)
 		return nil

@@ -44,30 +44,30 @@ func (h *handler) generateToken(c *call) error {
 	if err != nil {
 		return err
 	}
-	prefix, ok := clientPathPrefix(c.get("clientType"))
+	prefix, ok := clientPathPrefix(c.query.Get("clientType"))
 	if !ok {
-		return badRequest("clientType", "Invalid clientType %q. Valid values are 'Default', 'MQTT' and 'SocketIO'.", c.get("clientType"))
+		return badRequest("clientType", "Invalid clientType %q. Valid values are 'Default', 'MQTT' and 'SocketIO'.", c.query.Get("clientType"))
 	}
-	groups := c.all("group")
+	groups := c.query.All("group")
 	for _, g := range groups {
 		if !core.ValidGroupName(g) {
 			return errInvalidGroup("group")
 		}
 	}
 	var roles []string
-	for _, r := range c.all("role") {
+	for _, r := range c.query.All("role") {
 		if r != "" {
 			roles = append(roles, r)
 		}
 	}
 	// The hub keeps the case the caller used, as the SDKs' own audiences do.
 	ep := c.endpoint()
-	aud := ep + prefix + url.PathEscape(c.params.hub)
+	aud := ep + prefix + url.PathEscape(c.params.Hub)
 	if prefix == defaultClientPrefix {
-		aud = auth.ClientAudience(ep, c.params.hub)
+		aud = auth.ClientAudience(ep, c.params.Hub)
 	}
 	token, err := h.keys.MintClientToken(aud, auth.MintOptions{
-		UserID: c.get("userId"),
+		UserID: c.query.Get("userId"),
 		Roles:  roles,
 		Groups: groups,
 		TTL:    time.Duration(minutes) * time.Minute,

@@ -22,7 +22,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/dialect/signalr"
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
@@ -65,7 +64,6 @@ func startServer(t testing.TB, o serverOptions) *testServer {
 	reg := prometheus.NewRegistry()
 	var ep *signalr.Endpoint
 	node, err := core.NewNode(core.Config{
-		Broker:         cluster.NewLocal(),
 		RecoveryWindow: o.recovery,
 		Registerer:     reg,
 		OnConnEnd:      func(c *core.Conn, reason string) { ep.ConnEnded(c, reason) },

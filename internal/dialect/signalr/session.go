@@ -44,8 +44,8 @@ type session struct {
 
 	mu        sync.Mutex
 	transport transportKind
-	link      core.Link            // the open transport, nil between transports
-	bind      func(core.Link, any) // binds link to a source (set with link)
+	link      core.Link                    // the open transport, nil between transports
+	bind      func(core.Link, core.Source) // binds link to a source (set with link)
 	lp        *longpoll.Conn
 	conn      *core.Conn // nil until the handshake
 	proto     hubproto.Protocol
@@ -79,7 +79,7 @@ func (s *session) upConn() upstream.SignalRConn {
 
 // open makes l the session's transport and starts the handshake clock when
 // there is no conn yet. bind attaches l to a source.
-func (s *session) open(l core.Link, bind func(core.Link, any)) {
+func (s *session) open(l core.Link, bind func(core.Link, core.Source)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.link, s.bind = l, bind

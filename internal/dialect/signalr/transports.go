@@ -168,13 +168,13 @@ func (e *Endpoint) serveWebSocket(w http.ResponseWriter, r *http.Request, s *ses
 		return
 	}
 	e.metrics.requests.WithLabelValues(kind, "101").Inc()
-	bind := func(l core.Link, src any) {
+	bind := func(l core.Link, src core.Source) {
 		sk := l.(*websocket.Socket)
 		if c, ok := src.(*core.Conn); ok {
 			p := codecProtocol(c)
 			sk.SetKeepAlive(p.AppendPing(nil), p.Binary())
 		}
-		sk.Bind(src.(websocket.Source))
+		sk.Bind(src)
 	}
 	s.mu.Lock()
 	conn := s.conn
@@ -259,7 +259,7 @@ func (e *Endpoint) serveSSE(w http.ResponseWriter, r *http.Request, s *session) 
 	}
 	// The stream is the session's link before the client sees it open: the
 	// client posts its handshake as soon as the preamble arrives.
-	s.open(st, func(l core.Link, src any) { l.(*sse.Stream).Bind(src.(sse.Source)) })
+	s.open(st, func(l core.Link, src core.Source) { l.(*sse.Stream).Bind(src) })
 	if err := st.Start(); err != nil {
 		e.metrics.rejected.WithLabelValues("sse_start").Inc()
 		s.gone(st, "server-sent events stream could not start: "+err.Error(), false)
@@ -304,7 +304,7 @@ func (e *Endpoint) servePoll(w http.ResponseWriter, r *http.Request, s *session,
 		s.lp = lp
 	}
 	s.mu.Unlock()
-	s.open(lp, func(l core.Link, src any) { l.(*longpoll.Conn).Bind(src.(longpoll.Source)) })
+	s.open(lp, func(l core.Link, src core.Source) { l.(*longpoll.Conn).Bind(src) })
 	e.metrics.requests.WithLabelValues(kind, "200").Inc()
 	lp.Poll(w, r)
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/switchboardhq/switchboard/internal/auth"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
@@ -45,7 +44,7 @@ type serverOptions struct {
 func startServer(t *testing.T, o serverOptions) *testServer {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	node, err := core.NewNode(core.Config{Broker: cluster.NewLocal(), Limits: o.limits, RecoveryWindow: o.recovery, Registerer: reg})
+	node, err := core.NewNode(core.Config{Limits: o.limits, RecoveryWindow: o.recovery, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,14 +6,13 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
 )
 
 // BenchmarkPollWithData measures a poll that finds 8 messages queued: drain,
 // concatenation and the response (to a recorder, not a socket).
 func BenchmarkPollWithData(b *testing.B) {
-	node, err := core.NewNode(core.Config{Broker: cluster.NewLocal(), Registerer: prometheus.NewRegistry()})
+	node, err := core.NewNode(core.Config{Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
 )
 
@@ -43,7 +42,7 @@ type env struct {
 func newEnv(t *testing.T, opts Options) *env {
 	t.Helper()
 	e := &env{reg: prometheus.NewRegistry(), gone: make(chan struct{})}
-	node, err := core.NewNode(core.Config{Broker: cluster.NewLocal(), Registerer: prometheus.NewRegistry()})
+	node, err := core.NewNode(core.Config{Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}

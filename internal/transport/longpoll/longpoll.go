@@ -13,12 +13,6 @@ import (
 	"github.com/switchboardhq/switchboard/internal/metricreg"
 )
 
-// Source is where a Conn takes queued messages from: a *core.Conn.
-type Source interface {
-	Drain(l core.Link, dst []core.Item) []core.Item
-	AppendHead(dst []byte, seq uint64) []byte
-}
-
 // Options configure a Conn. Zero fields take the defaults given.
 type Options struct {
 	// PollTimeout is how long a poll is held without data before it is
@@ -57,7 +51,7 @@ type Conn struct {
 	// mu guards the fields below. Lock order: mu → the source's own lock
 	// (Drain runs under mu so that two polls never split a batch).
 	mu          sync.Mutex
-	src         Source
+	src         core.Source
 	held        *poll // the poll waiting for data, if any
 	polled      bool  // the first poll was answered
 	active      int   // polls being served
@@ -121,7 +115,7 @@ func New(opts Options) *Conn {
 }
 
 // Bind sets the source of queued messages and wakes a held poll.
-func (c *Conn) Bind(src Source) {
+func (c *Conn) Bind(src core.Source) {
 	c.mu.Lock()
 	c.src = src
 	if c.held != nil {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
 )
 
@@ -91,7 +90,7 @@ func newEnv(t *testing.T, opts Options, fake bool) *env {
 	e := &env{t: t, reg: prometheus.NewRegistry(), peers: make(chan *peer, 4), fake: fake, serveCtx: context.Background()}
 	opts.Registerer = e.reg
 	e.opts = opts
-	node, err := core.NewNode(core.Config{Broker: cluster.NewLocal(), Registerer: prometheus.NewRegistry()})
+	node, err := core.NewNode(core.Config{Registerer: prometheus.NewRegistry()})
 	if err != nil {
 		t.Fatal(err)
 	}

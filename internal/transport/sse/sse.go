@@ -16,12 +16,6 @@ import (
 	"github.com/switchboardhq/switchboard/internal/metricreg"
 )
 
-// Source is where a stream takes queued messages from: a *core.Conn.
-type Source interface {
-	Drain(l core.Link, dst []core.Item) []core.Item
-	AppendHead(dst []byte, seq uint64) []byte
-}
-
 // Options configure a Stream. Zero fields take the defaults given.
 type Options struct {
 	// KeepAlive: when nothing was written for this long, KeepAliveFrame is
@@ -76,7 +70,7 @@ type Stream struct {
 
 	// mu guards the fields below.
 	mu          sync.Mutex
-	src         Source
+	src         core.Source
 	closing     bool
 	closeCode   int
 	closeReason string
@@ -160,7 +154,7 @@ func (s *Stream) Start() error {
 }
 
 // Bind sets the source of queued messages and wakes the stream.
-func (s *Stream) Bind(src Source) {
+func (s *Stream) Bind(src core.Source) {
 	s.mu.Lock()
 	s.src = src
 	s.mu.Unlock()

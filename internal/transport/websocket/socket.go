@@ -16,12 +16,6 @@ import (
 	"github.com/switchboardhq/switchboard/internal/core"
 )
 
-// Source is where a socket's writer takes queued messages from: a core conn.
-type Source interface {
-	Drain(l core.Link, dst []core.Item) []core.Item
-	AppendHead(dst []byte, seq uint64) []byte
-}
-
 // Handler receives what a socket reads. Both methods run on the socket's
 // read goroutine.
 type Handler interface {
@@ -60,7 +54,7 @@ type Socket struct {
 
 	// mu guards the fields below.
 	mu          sync.Mutex
-	src         Source
+	src         core.Source
 	closing     bool
 	closeCode   int
 	closeReason string
@@ -110,7 +104,7 @@ func newSocket(s *Server, conn net.Conn, br *bufio.Reader, preamble []byte) *Soc
 func (s *Socket) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
 
 // Bind sets the source of queued messages and wakes the writer.
-func (s *Socket) Bind(src Source) {
+func (s *Socket) Bind(src core.Source) {
 	s.mu.Lock()
 	s.src = src
 	s.mu.Unlock()

@@ -14,7 +14,6 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
@@ -229,7 +228,6 @@ func TestStalledSocketHitsCoreQueueBound(t *testing.T) {
 	var mu sync.Mutex
 	var endReason string
 	node, err := core.NewNode(core.Config{
-		Broker:     cluster.NewLocal(),
 		Registerer: prometheus.NewRegistry(),
 		Limits:     core.Limits{MaxQueueBytes: 256 << 10},
 		OnConnEnd: func(_ *core.Conn, reason string) {
