@@ -50,6 +50,12 @@ type Limits struct {
 	MaxBodyBytes     int `yaml:"max_body_bytes" doc:"largest REST request body; larger answers 413" default:"1048576"`
 	MaxQueueBytes    int `yaml:"max_queue_bytes" doc:"outbound bytes queued per connection before it is closed as a slow consumer" default:"4194304"`
 	MaxGroupsPerConn int `yaml:"max_groups_per_conn" doc:"groups one connection may be in" default:"1000"`
+
+	// Hubs: made by an authenticated connection or REST call that keeps
+	// state, reclaimed once idle.
+	MaxHubs            int           `yaml:"max_hubs" doc:"hubs one namespace (Web PubSub, SignalR) holds at once; a connection that needs one more gets 503 (SignalR: a handshake error)" default:"10000"`
+	MaxHubMetricSeries int           `yaml:"max_hub_metric_series" doc:"hubs labelled by name in per-hub metrics; later hubs share the label hub=\"_other\" until labelled ones are reclaimed" default:"1000"`
+	HubIdleTimeout     time.Duration `yaml:"hub_idle_timeout" doc:"a hub with no connections, no user-group tags and no durable send in flight is reclaimed (its metric series deleted) after this long" default:"10s"`
 }
 
 // WebSocket tunes the WebSocket transport.
@@ -257,6 +263,7 @@ func (c *Config) Validate() error {
 	positive := map[string]int{
 		"limits.max_message_bytes": c.Limits.MaxMessageBytes, "limits.max_body_bytes": c.Limits.MaxBodyBytes,
 		"limits.max_queue_bytes": c.Limits.MaxQueueBytes, "limits.max_groups_per_conn": c.Limits.MaxGroupsPerConn,
+		"limits.max_hubs": c.Limits.MaxHubs, "limits.max_hub_metric_series": c.Limits.MaxHubMetricSeries,
 		"reliable.replay_messages": c.Reliable.ReplayMessages, "reliable.replay_bytes": c.Reliable.ReplayBytes,
 	}
 	for k, v := range positive {
@@ -273,7 +280,7 @@ func (c *Config) Validate() error {
 	durations := map[string]time.Duration{
 		"websocket.ping_interval": c.WebSocket.PingInterval, "websocket.idle_timeout": c.WebSocket.IdleTimeout,
 		"websocket.write_timeout": c.WebSocket.WriteTimeout, "reliable.recovery_window": c.Reliable.RecoveryWindow,
-		"server.shutdown_timeout":  c.Server.ShutdownTimeout,
+		"server.shutdown_timeout": c.Server.ShutdownTimeout, "limits.hub_idle_timeout": c.Limits.HubIdleTimeout,
 		"signalr.reconnect_window": c.SignalR.ReconnectWindow, "signalr.keep_alive": c.SignalR.KeepAlive,
 		"signalr.client_timeout": c.SignalR.ClientTimeout, "signalr.handshake_timeout": c.SignalR.HandshakeTimeout,
 		"signalr.negotiate_timeout": c.SignalR.NegotiateTimeout, "signalr.long_poll_timeout": c.SignalR.LongPollTimeout,

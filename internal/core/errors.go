@@ -15,4 +15,6 @@ var (
 	ErrReplayOverflow = errors.New("core: unacknowledged message buffer full")
 	ErrNotRecoverable = errors.New("core: connection cannot be recovered")
 	ErrNodeClosed     = errors.New("core: node is shutting down")
+	ErrHubLimit       = errors.New("core: too many hubs on this node")
+	ErrHubReclaimed   = errors.New("core: hub was reclaimed while idle")
 )

@@ -6,6 +6,8 @@ import (
 	"hash/maphash"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,10 +20,20 @@ type Hub struct {
 	users  setShards
 	tags   userTags  // SignalR user–group tags (usertags.go)
 	seq    sequencer // orders durable sends and recovering joins per group
+
+	// Reclaim (reclaim.go): label is the hub's value of the "hub" metric
+	// label; refs counts holds; registered (guarded by node.mu) is set
+	// while the node holds the hub.
+	label        string
+	refs         atomic.Int64
+	registered   bool
+	reclaimMu    sync.Mutex
+	reclaimTimer *time.Timer
 }
 
+// newHub returns an empty hub, not registered with n.
 func newHub(n *Node, name string) *Hub {
-	h := &Hub{name: name, node: n}
+	h := &Hub{name: name, node: n, label: OtherHubs}
 	h.seq.seed = maphash.MakeSeed()
 	h.conns.init()
 	h.groups.init()
@@ -32,6 +44,11 @@ func newHub(n *Node, name string) *Hub {
 // Name returns the hub's name, lower-cased.
 func (h *Hub) Name() string { return h.name }
 
+// MetricLabel returns the hub's value of the "hub" label of per-hub metrics:
+// its name, or OtherHubs beyond the cap of the node's HubSeries. Vectors
+// labelled with it should be tracked (Node.TrackHubSeries).
+func (h *Hub) MetricLabel() string { return h.label }
+
 // ValidGroupName reports whether g is a valid group name: 1 to 1024
 // characters, not only whitespace.
 func ValidGroupName(g string) bool {
@@ -39,7 +56,10 @@ func ValidGroupName(g string) bool {
 }
 
 // Connect registers a new session attached to link and joins its initial
-// groups. It fails when a group name is invalid or the node is closing.
+// groups. It fails when a group name is invalid, the node is closing, or the
+// hub is not the node's (ErrHubReclaimed: a ViewHub stand-in or a hub
+// reclaimed while nobody held it; callers hold it with AcquireHub). The
+// conn holds its hub until it ends.
 func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 	if h.node.isClosed() {
 		return nil, ErrNodeClosed
@@ -51,6 +71,9 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 	}
 	if len(info.Groups) > h.node.cfg.Limits.MaxGroupsPerConn {
 		return nil, ErrGroupLimit
+	}
+	if !h.hold() {
+		return nil, fmt.Errorf("%w: %q", ErrHubReclaimed, h.name)
 	}
 	id := info.ID
 	if id == "" {
@@ -67,8 +90,8 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 		groups:    make(map[string]struct{}, len(info.Groups)),
 		perms:     grantsFromRoles(info.Roles),
 		state:     info.State,
-		sent:      h.node.metrics.sent.WithLabelValues(h.name, info.Dialect),
-		sentBytes: h.node.metrics.sentBytes.WithLabelValues(h.name, info.Dialect),
+		sent:      h.node.metrics.sent.WithLabelValues(h.label, info.Dialect),
+		sentBytes: h.node.metrics.sentBytes.WithLabelValues(h.label, info.Dialect),
 	}
 	c.out.maxBytes = h.node.cfg.Limits.MaxQueueBytes
 	c.out.link = link
@@ -83,7 +106,7 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 		h.join(c, g)
 	}
 	h.joinTagged(c)
-	h.node.metrics.conns.WithLabelValues(h.name, c.dialect).Inc()
+	h.node.metrics.conns.WithLabelValues(h.label, c.dialect).Inc()
 	return c, nil
 }
 
@@ -124,10 +147,11 @@ func (h *Hub) removeConn(c *Conn, reason string) bool {
 	}
 	h.conns.remove(c)
 	c.endResults()
-	h.node.metrics.conns.WithLabelValues(h.name, c.dialect).Dec()
+	h.node.metrics.conns.WithLabelValues(h.label, c.dialect).Dec()
 	if fn := h.node.cfg.OnConnEnd; fn != nil {
 		fn(c, reason)
 	}
+	h.release() // the conn's hold, taken by Connect
 	return true
 }
 
@@ -324,7 +348,7 @@ func (h *Hub) deliver(op *Op) {
 	var act func(*Conn)
 	switch op.Kind {
 	case OpSend:
-		h.node.metrics.sends.WithLabelValues(h.name, op.Target.Kind.String()).Inc()
+		h.node.metrics.sends.WithLabelValues(h.label, op.Target.Kind.String()).Inc()
 		msg := op.Message
 		act = func(c *Conn) {
 			if m.match(c) {

@@ -99,6 +99,8 @@ var coreAnswers = [...]struct {
 	{core.ErrSlowConsumer, http.StatusServiceUnavailable, codeUnavailable, "The connection's outbound queue is full."},
 	{core.ErrReplayOverflow, http.StatusServiceUnavailable, codeUnavailable, "The connection's unacknowledged message buffer is full."},
 	{core.ErrNodeClosed, http.StatusServiceUnavailable, codeUnavailable, "The service is shutting down."},
+	{core.ErrHubLimit, http.StatusServiceUnavailable, codeUnavailable, "The server holds too many hubs (limits.max_hubs); try again later."},
+	{core.ErrHubReclaimed, http.StatusServiceUnavailable, codeUnavailable, "The hub was reclaimed while idle; try again."},
 	{context.Canceled, http.StatusServiceUnavailable, codeUnavailable, "The request was canceled."},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, codeUnavailable, "The request timed out."},
 }

@@ -22,6 +22,7 @@ func TestEveryCoreErrorHasAnAnswer(t *testing.T) {
 		"ErrForbidden": core.ErrForbidden, "ErrGroupLimit": core.ErrGroupLimit,
 		"ErrSlowConsumer": core.ErrSlowConsumer, "ErrReplayOverflow": core.ErrReplayOverflow,
 		"ErrNotRecoverable": core.ErrNotRecoverable, "ErrNodeClosed": core.ErrNodeClosed,
+		"ErrHubLimit": core.ErrHubLimit, "ErrHubReclaimed": core.ErrHubReclaimed,
 	}
 	decl := regexp.MustCompile(`(?m)^\s*(Err[A-Z]\w*)\s*=\s*(?:errors\.New|fmt\.Errorf)\(`)
 	files, err := filepath.Glob(filepath.Join("..", "..", "core", "*.go"))

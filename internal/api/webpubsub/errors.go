@@ -82,6 +82,8 @@ var coreErrors = [...]struct {
 	{core.ErrReplayOverflow, http.StatusServiceUnavailable, codeUnavailable, "", "The connection's unacknowledged message buffer is full."},
 	{core.ErrNotRecoverable, http.StatusNotFound, codeConnNotExisted, "Connection", msgConnNotFound},
 	{core.ErrNodeClosed, http.StatusServiceUnavailable, codeUnavailable, "", "The service is shutting down."},
+	{core.ErrHubLimit, http.StatusServiceUnavailable, codeUnavailable, "hub", "The server holds too many hubs (limits.max_hubs); try again later."},
+	{core.ErrHubReclaimed, http.StatusServiceUnavailable, codeUnavailable, "hub", "The hub was reclaimed while idle; try again."},
 	// Not core's, but they come back through core calls: the request's
 	// context ended (client gone or server shutting down).
 	{context.Canceled, http.StatusServiceUnavailable, codeUnavailable, "", "The request was canceled."},

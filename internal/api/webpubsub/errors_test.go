@@ -28,6 +28,8 @@ var coreSentinels = map[string]error{
 	"ErrReplayOverflow": core.ErrReplayOverflow,
 	"ErrNotRecoverable": core.ErrNotRecoverable,
 	"ErrNodeClosed":     core.ErrNodeClosed,
+	"ErrHubLimit":       core.ErrHubLimit,
+	"ErrHubReclaimed":   core.ErrHubReclaimed,
 }
 
 func TestEveryCoreErrorIsMapped(t *testing.T) {
