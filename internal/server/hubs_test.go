@@ -1,14 +1,21 @@
 package server_test
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsutil"
+	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/hubproto"
 	"github.com/switchboardhq/switchboard/internal/server/servertest"
 )
 
@@ -92,5 +99,74 @@ func TestHistoryContinuesAfterHubReclaim(t *testing.T) {
 	page := catchUp(t, srv, wps+"/api/hubs/chat/groups/room:1/messages?api-version=2024-12-01")
 	if page.Epoch == "" || page.Epoch != first.Epoch || len(page.Messages) != 2 || page.Messages[1].Offset != 2 {
 		t.Fatalf("stream after reclaims: epoch %q (was %q), %d messages %+v", page.Epoch, first.Epoch, len(page.Messages), page.Messages)
+	}
+}
+
+// metricsWith returns the /metrics lines that carry label.
+func metricsWith(t *testing.T, srv *servertest.Server, label string) []string {
+	t.Helper()
+	resp, err := http.Get(strings.TrimRight(srv.Endpoint(), "/") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.Contains(l, label) {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// TestReclaimedHubLeavesNoMetricSeries: a Web PubSub and a SignalR client
+// of hub "metered" connect, send, and leave; once the hubs are reclaimed no
+// series with hub="metered" remains (core's, the dialect's). On main they
+// stayed for the life of the process.
+func TestReclaimedHubLeavesNoMetricSeries(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{Settings: []string{"limits.hub_idle_timeout=1ms"}})
+	const label = `hub="metered"`
+
+	tok, _ := srv.Keys().MintClientToken(auth.ClientAudience(srv.Endpoint(), "metered"), auth.MintOptions{})
+	u := strings.Replace(strings.TrimRight(srv.Endpoint(), "/"), "http", "ws", 1) + "/client/hubs/metered?access_token=" + url.QueryEscape(tok)
+	conn, _, _, err := ws.Dialer{Protocols: []string{"json.webpubsub.azure.v1"}, Timeout: 5 * time.Second}.Dial(context.Background(), u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wsutil.WriteClientText(conn, []byte(`{"type":"joinGroup","group":"g","ackId":1}`))
+	sr := dialHub(t, srv, "metered", hubproto.JSON)
+	if resp := restCall(t, srv, http.MethodPost, strings.TrimRight(srv.Endpoint(), "/")+"/api/hubs/metered/:send?api-version=2024-12-01", `{"x":1}`); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("send: %d", resp.StatusCode)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	joined := func() bool { // the joinGroup was counted
+		for _, l := range metricsWith(t, srv, label) {
+			if strings.HasPrefix(l, "switchboard_message_bytes_in_total{") {
+				return true
+			}
+		}
+		return false
+	}
+	for !joined() && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if got := metricsWith(t, srv, label); len(got) < 5 {
+		t.Fatalf("series of a hub in use: %q, want connections, messages in and out, sends…", got)
+	}
+	conn.Close()
+	sr.conn.Close()
+	deadline = time.Now().Add(10 * time.Second)
+	for len(metricsWith(t, srv, label)) != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := metricsWith(t, srv, label); len(got) != 0 {
+		t.Fatalf("series left by reclaimed hubs: %q", got)
+	}
+	if hubs := srv.Node().Hubs(); len(hubs) != 0 {
+		t.Fatalf("hub not reclaimed: %v", hubs)
 	}
 }
