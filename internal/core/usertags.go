@@ -110,7 +110,7 @@ func (sh *tagShard) put(user, group string, expires time.Time, now time.Time) {
 // dropped. It fails with ErrInvalidGroup, or ErrGroupLimit when a current
 // conn is in too many groups (the tag is kept). A tag is hub state: on a
 // ViewHub stand-in it is kept by the hub of its name, made then (which can
-// fail with ErrHubLimit).
+// fail with ErrHubLimit); without persist nothing is made.
 func (h *Hub) TagUserGroup(user, group string, ttl time.Duration, persist bool) error {
 	if !ValidGroupName(group) {
 		return fmt.Errorf("%w: %q", ErrInvalidGroup, group)
@@ -118,9 +118,13 @@ func (h *Hub) TagUserGroup(user, group string, ttl time.Duration, persist bool) 
 	if ttl < 0 {
 		return fmt.Errorf("core: tag user %q with group %q: negative ttl %v", user, group, ttl)
 	}
-	h, err := h.held()
-	if err != nil {
-		return err
+	if persist {
+		var err error
+		if h, err = h.held(); err != nil {
+			return err
+		}
+	} else if !h.hold() {
+		return nil // a hub the node does not hold has no conns and no tag to drop
 	}
 	defer h.release() // arms the reclaim timer, which keeps a tagged hub
 	sh := h.tags.shard(user)
