@@ -170,3 +170,76 @@ func TestReclaimedHubLeavesNoMetricSeries(t *testing.T) {
 		t.Fatalf("hub not reclaimed: %v", hubs)
 	}
 }
+
+// TestHubLimit: with limits.max_hubs=1 a Web PubSub client of a second hub
+// gets 503 before the upgrade, naming the limit; clients of the hub in use
+// still connect.
+func TestHubLimit(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{Settings: []string{"limits.max_hubs=1"}})
+	wps := strings.TrimRight(srv.Endpoint(), "/")
+	handshake := func(hub string) (int, string) {
+		t.Helper()
+		tok, _ := srv.Keys().MintClientToken(auth.ClientAudience(srv.Endpoint(), hub), auth.MintOptions{})
+		u := strings.Replace(wps, "http", "ws", 1) + "/client/hubs/" + hub + "?access_token=" + url.QueryEscape(tok)
+		conn, _, _, err := ws.Dialer{Timeout: 5 * time.Second}.Dial(context.Background(), u)
+		if err == nil {
+			t.Cleanup(func() { conn.Close() })
+			return http.StatusSwitchingProtocols, ""
+		}
+		var status ws.StatusError
+		if !errorsAs(err, &status) {
+			t.Fatalf("dial %s: %v", hub, err)
+		}
+		return int(status), err.Error()
+	}
+	if status, _ := handshake("one"); status != http.StatusSwitchingProtocols {
+		t.Fatalf("first hub: %d", status)
+	}
+	if status, _ := handshake("two"); status != http.StatusServiceUnavailable {
+		t.Fatalf("second hub at max_hubs=1: %d, want 503", status)
+	}
+	// What the refused client reads.
+	tok, _ := srv.Keys().MintClientToken(auth.ClientAudience(srv.Endpoint(), "two"), auth.MintOptions{})
+	req, _ := http.NewRequest(http.MethodGet, wps+"/client/hubs/two?access_token="+url.QueryEscape(tok), nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "limits.max_hubs") {
+		t.Fatalf("refused handshake: %d %q", resp.StatusCode, body)
+	}
+	if status, _ := handshake("ONE"); status != http.StatusSwitchingProtocols {
+		t.Fatalf("hub in use refused at the limit: %d", status)
+	}
+
+	// SignalR: the handshake of a client of a second hub is answered with
+	// an error naming the limit.
+	dialHub(t, srv, "one", hubproto.JSON)
+	sr := srv.SignalREndpoint()
+	stok, _ := srv.Keys().MintSignalRClientToken(auth.SignalRClientAudience(sr, "two"), "u1", time.Minute)
+	sock, br, _, err := ws.Dial(context.Background(), strings.Replace(sr, "http", "ws", 1)+"/client/?hub=two&access_token="+stok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	var rd io.Reader = sock
+	if br != nil {
+		rd = io.MultiReader(br, sock)
+	}
+	wsutil.WriteClientText(sock, []byte(`{"protocol":"json","version":1}`+"\x1e"))
+	sock.SetReadDeadline(time.Now().Add(10 * time.Second))
+	answer, _, err := wsutil.ReadServerData(struct {
+		io.Reader
+		io.Writer
+	}{rd, sock})
+	if err != nil || !strings.Contains(string(answer), "limits.max_hubs") {
+		t.Fatalf("SignalR handshake at the limit: %q, %v", answer, err)
+	}
+	t.Logf("SignalR handshake answer: %q", answer)
+}
