@@ -13,13 +13,9 @@ import (
 
 // Hub is a namespace of conns, groups and users.
 type Hub struct {
-	name   string
-	node   *Node
-	conns  connShards
-	groups setShards
-	users  setShards
-	tags   userTags  // SignalR user–group tags (usertags.go)
-	seq    sequencer // orders durable sends and recovering joins per group
+	name string
+	node *Node
+	*hubIndex
 
 	// Reclaim (reclaim.go): label is the hub's value of the "hub" metric
 	// label; refs counts holds; registered (guarded by node.mu) is set
@@ -31,14 +27,36 @@ type Hub struct {
 	reclaimTimer *time.Timer
 }
 
+// hubIndex is what a hub holds. A ViewHub stand-in shares its node's empty
+// one, so that a lookup of a hub nobody uses allocates next to nothing: a
+// stand-in never writes to it (Connect refuses it, and its tag and durable
+// calls go to the hub of its name).
+type hubIndex struct {
+	conns  connShards
+	groups setShards
+	users  setShards
+	tags   userTags  // SignalR user–group tags (usertags.go)
+	seq    sequencer // orders durable sends and recovering joins per group
+}
+
+func newHubIndex() *hubIndex {
+	x := &hubIndex{}
+	x.seq.seed = maphash.MakeSeed()
+	x.conns.init()
+	x.groups.init()
+	x.users.init()
+	return x
+}
+
 // newHub returns an empty hub, not registered with n.
 func newHub(n *Node, name string) *Hub {
-	h := &Hub{name: name, node: n, label: OtherHubs}
-	h.seq.seed = maphash.MakeSeed()
-	h.conns.init()
-	h.groups.init()
-	h.users.init()
-	return h
+	return &Hub{name: name, node: n, hubIndex: newHubIndex(), label: OtherHubs}
+}
+
+// standIn returns a hub called name that answers as an empty hub and is
+// never registered (ViewHub).
+func (n *Node) standIn(name string) *Hub {
+	return &Hub{name: name, node: n, hubIndex: n.empty, label: OtherHubs}
 }
 
 // Name returns the hub's name, lower-cased.
@@ -213,6 +231,9 @@ func (h *Hub) leave(c *Conn, group string) {
 func (h *Hub) JoinGroup(c *Conn, group string) error {
 	if !ValidGroupName(group) {
 		return fmt.Errorf("%w: %q", ErrInvalidGroup, group)
+	}
+	if c.hub != h { // a conn of another hub (or a stand-in) would corrupt the index
+		return fmt.Errorf("%w: %q", ErrConnNotFound, c.id)
 	}
 	return h.join(c, group)
 }

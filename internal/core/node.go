@@ -125,6 +125,8 @@ type Node struct {
 	mu     sync.RWMutex
 	hubs   map[string]*Hub
 	closed bool
+
+	empty *hubIndex // shared by the ViewHub stand-ins; never written
 }
 
 // NewNode returns a node that sends through cfg.Broker.
@@ -137,7 +139,7 @@ func NewNode(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	cfg.HubSeries.Track(m.conns, m.sent, m.sentBytes, m.slowConsumers, m.sends)
-	n := &Node{cfg: cfg, metrics: m, log: cfg.Logger, hubs: make(map[string]*Hub)}
+	n := &Node{cfg: cfg, metrics: m, log: cfg.Logger, hubs: make(map[string]*Hub), empty: newHubIndex()}
 	cfg.Broker.Attach(n)
 	return n, nil
 }
@@ -186,7 +188,7 @@ func (n *Node) ViewHub(name string) (*Hub, error) {
 	if h := n.lookupHub(key); h != nil {
 		return h, nil
 	}
-	return newHub(n, key), nil
+	return n.standIn(key), nil
 }
 
 // AcquireHub returns the hub called name, making it on first use, held until

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -197,12 +198,25 @@ func TestLookupsMakeNoHub(t *testing.T) {
 	if n.HubCount() != 0 {
 		t.Fatalf("lookups made hubs: %v", n.Hubs())
 	}
-	// A tag is state: it makes the hub.
+	// A tag is state: it makes the hub, and no other stand-in sees it.
 	if err := v.TagUserGroup("u", "g", time.Minute, true); err != nil {
 		t.Fatal(err)
 	}
 	if h, _ := n.LookupHub("ghost"); h == nil || !h.UserInGroup("u", "g") {
 		t.Fatal("tag through a stand-in not kept by the hub")
+	}
+	if other, _ := n.ViewHub("other"); other.UserInGroup("u", "g") || len(other.UserTags("u")) != 0 {
+		t.Fatal("a stand-in sees another hub's tag")
+	}
+	// A stand-in costs next to nothing (a hub's indexes are ~20 KiB).
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for i := range 1000 {
+		n.ViewHub(fmt.Sprint("nobody", i))
+	}
+	runtime.ReadMemStats(&after)
+	if per := (after.TotalAlloc - before.TotalAlloc) / 1000; per > 1024 {
+		t.Fatalf("ViewHub of a missing hub allocates %d bytes", per)
 	}
 }
 
