@@ -56,6 +56,12 @@ type Limits struct {
 	MaxGroupsPerConn int `yaml:"max_groups_per_conn" doc:"groups one connection may be in" default:"1000"`
 	MaxConnections   int `yaml:"max_connections" doc:"client connections (WebSockets, SSE streams, held long polls, both listeners) open at once; beyond it a new one is refused with 503; 0: the open-file limit less a tenth (at least 64 or half) for REST, files and history; -1: no limit"`
 
+	// Hubs: made by an authenticated connection or REST call that keeps
+	// state, reclaimed once idle.
+	MaxHubs            int           `yaml:"max_hubs" doc:"hubs one namespace (Web PubSub, SignalR) holds at once; a connection that needs one more gets 503 (SignalR: a handshake error)" default:"10000"`
+	MaxHubMetricSeries int           `yaml:"max_hub_metric_series" doc:"hubs labelled by name in per-hub metrics; later hubs share the label hub=\"_other\" until labelled ones are reclaimed" default:"1000"`
+	HubIdleTimeout     time.Duration `yaml:"hub_idle_timeout" doc:"a hub with no connections, no user-group tags and no durable send in flight is reclaimed (its metric series deleted) after this long" default:"10s"`
+
 	ClientRates `yaml:",inline"`
 }
 
@@ -303,6 +309,7 @@ func (c *Config) Validate() error {
 	positive := map[string]int{
 		"limits.max_message_bytes": c.Limits.MaxMessageBytes, "limits.max_body_bytes": c.Limits.MaxBodyBytes,
 		"limits.max_queue_bytes": c.Limits.MaxQueueBytes, "limits.max_groups_per_conn": c.Limits.MaxGroupsPerConn,
+		"limits.max_hubs": c.Limits.MaxHubs, "limits.max_hub_metric_series": c.Limits.MaxHubMetricSeries,
 		"reliable.replay_messages": c.Reliable.ReplayMessages, "reliable.replay_bytes": c.Reliable.ReplayBytes,
 	}
 	for k, v := range positive {
@@ -320,7 +327,7 @@ func (c *Config) Validate() error {
 	durations := map[string]time.Duration{
 		"websocket.ping_interval": c.WebSocket.PingInterval, "websocket.idle_timeout": c.WebSocket.IdleTimeout,
 		"websocket.write_timeout": c.WebSocket.WriteTimeout, "reliable.recovery_window": c.Reliable.RecoveryWindow,
-		"server.shutdown_timeout": c.Server.ShutdownTimeout, "server.read_timeout": c.Server.ReadTimeout,
+		"server.shutdown_timeout": c.Server.ShutdownTimeout, "server.read_timeout": c.Server.ReadTimeout, "limits.hub_idle_timeout": c.Limits.HubIdleTimeout,
 		"signalr.reconnect_window": c.SignalR.ReconnectWindow, "signalr.keep_alive": c.SignalR.KeepAlive,
 		"signalr.client_timeout": c.SignalR.ClientTimeout, "signalr.handshake_timeout": c.SignalR.HandshakeTimeout,
 		"signalr.negotiate_timeout": c.SignalR.NegotiateTimeout, "signalr.long_poll_timeout": c.SignalR.LongPollTimeout,

@@ -191,7 +191,7 @@ func (c *Conn) afterPush(l Link, err error) {
 // (during a fan-out), so it stops the outbox and closes the link at once but
 // leaves the index updates, which take shard write locks, to a goroutine.
 func (c *Conn) shed(reason string) {
-	c.hub.node.metrics.slowConsumers.WithLabelValues(c.hub.name).Inc()
+	c.hub.node.metrics.slowConsumers.WithLabelValues(c.hub.label).Inc()
 	if l := c.out.end(false); l != nil {
 		l.Close(CloseSlowConsumer, reason)
 	}

@@ -20,4 +20,6 @@ var (
 	// error); it wraps the cause (syscall.ENOSPC, …). Sends to other
 	// targets are not affected.
 	ErrHistoryUnavailable = errors.New("history storage unavailable")
+	ErrHubLimit           = errors.New("core: too many hubs on this node")
+	ErrHubReclaimed       = errors.New("core: hub was reclaimed while idle")
 )

@@ -97,7 +97,16 @@ func (sh *seqShard) end(group string, done chan struct{}) {
 // sendDurable persists op's message in the group's stream, then broadcasts
 // it, in offset order; it returns once both are done. A message is broadcast
 // only when it is durable, and is durable before the call returns nil.
+//
+// The turn is taken in the sequencer of the node's hub of the name, held
+// meanwhile, so that a stand-in or a stale hub never orders a group beside
+// the live one, and a hub with a turn in flight is never reclaimed.
 func (h *Hub) sendDurable(ctx context.Context, hist History, op *Op) error {
+	h, err := h.held()
+	if err != nil {
+		return err
+	}
+	defer h.release()
 	group := op.Target.Name
 	sh := h.seq.shard(group)
 	sh.mu.Lock()
@@ -145,6 +154,11 @@ func (h *Hub) JoinGroupFrom(c *Conn, group string, from *StreamPosition) (JoinRe
 	if hist == nil {
 		return JoinResult{}, h.join(c, group)
 	}
+	h, err := h.held() // one sequencer per hub name, as sendDurable
+	if err != nil {
+		return JoinResult{}, err
+	}
+	defer h.release()
 	sh := h.seq.shard(group)
 	rb, _ := hist.(rollbacker)
 	var top uint64

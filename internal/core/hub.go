@@ -6,13 +6,32 @@ import (
 	"hash/maphash"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
 // Hub is a namespace of conns, groups and users.
 type Hub struct {
-	name   string
-	node   *Node
+	name string
+	node *Node
+	*hubIndex
+
+	// Reclaim (reclaim.go): label is the hub's value of the "hub" metric
+	// label; refs counts holds; registered (guarded by node.mu) is set
+	// while the node holds the hub.
+	label        string
+	refs         atomic.Int64
+	registered   bool
+	reclaimMu    sync.Mutex
+	reclaimTimer *time.Timer
+}
+
+// hubIndex is what a hub holds. A ViewHub stand-in shares its node's empty
+// one, so that a lookup of a hub nobody uses allocates next to nothing: a
+// stand-in never writes to it (Connect refuses it, and its tag and durable
+// calls go to the hub of its name).
+type hubIndex struct {
 	conns  connShards
 	groups setShards
 	users  setShards
@@ -20,17 +39,33 @@ type Hub struct {
 	seq    sequencer // orders durable sends and recovering joins per group
 }
 
+func newHubIndex() *hubIndex {
+	x := &hubIndex{}
+	x.seq.seed = maphash.MakeSeed()
+	x.conns.init()
+	x.groups.init()
+	x.users.init()
+	return x
+}
+
+// newHub returns an empty hub, not registered with n.
 func newHub(n *Node, name string) *Hub {
-	h := &Hub{name: name, node: n}
-	h.seq.seed = maphash.MakeSeed()
-	h.conns.init()
-	h.groups.init()
-	h.users.init()
-	return h
+	return &Hub{name: name, node: n, hubIndex: newHubIndex(), label: OtherHubs}
+}
+
+// standIn returns a hub called name that answers as an empty hub and is
+// never registered (ViewHub).
+func (n *Node) standIn(name string) *Hub {
+	return &Hub{name: name, node: n, hubIndex: n.empty, label: OtherHubs}
 }
 
 // Name returns the hub's name, lower-cased.
 func (h *Hub) Name() string { return h.name }
+
+// MetricLabel returns the hub's value of the "hub" label of per-hub metrics:
+// its name, or OtherHubs beyond the cap of the node's HubSeries. Vectors
+// labelled with it should be tracked (Node.TrackHubSeries).
+func (h *Hub) MetricLabel() string { return h.label }
 
 // ValidGroupName reports whether g is a valid group name: 1 to 1024
 // characters, not only whitespace.
@@ -39,7 +74,10 @@ func ValidGroupName(g string) bool {
 }
 
 // Connect registers a new session attached to link and joins its initial
-// groups. It fails when a group name is invalid or the node is closing.
+// groups. It fails when a group name is invalid, the node is closing, or the
+// hub is not the node's (ErrHubReclaimed: a ViewHub stand-in or a hub
+// reclaimed while nobody held it; callers hold it with AcquireHub). The
+// conn holds its hub until it ends.
 func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 	if h.node.isClosed() {
 		return nil, ErrNodeClosed
@@ -51,6 +89,9 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 	}
 	if len(info.Groups) > h.node.cfg.Limits.MaxGroupsPerConn {
 		return nil, ErrGroupLimit
+	}
+	if !h.hold() {
+		return nil, fmt.Errorf("%w: %q", ErrHubReclaimed, h.name)
 	}
 	id := info.ID
 	if id == "" {
@@ -67,8 +108,8 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 		groups:    make(map[string]struct{}, len(info.Groups)),
 		perms:     grantsFromRoles(info.Roles),
 		state:     info.State,
-		sent:      h.node.metrics.sent.WithLabelValues(h.name, info.Dialect),
-		sentBytes: h.node.metrics.sentBytes.WithLabelValues(h.name, info.Dialect),
+		sent:      h.node.metrics.sent.WithLabelValues(h.label, info.Dialect),
+		sentBytes: h.node.metrics.sentBytes.WithLabelValues(h.label, info.Dialect),
 	}
 	c.out.maxBytes = h.node.cfg.Limits.MaxQueueBytes
 	c.out.link = link
@@ -83,7 +124,7 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 		h.join(c, g)
 	}
 	h.joinTagged(c)
-	h.node.metrics.conns.WithLabelValues(h.name, c.dialect).Inc()
+	h.node.metrics.conns.WithLabelValues(h.label, c.dialect).Inc()
 	return c, nil
 }
 
@@ -124,10 +165,11 @@ func (h *Hub) removeConn(c *Conn, reason string) bool {
 	}
 	h.conns.remove(c)
 	c.endResults()
-	h.node.metrics.conns.WithLabelValues(h.name, c.dialect).Dec()
+	h.node.metrics.conns.WithLabelValues(h.label, c.dialect).Dec()
 	if fn := h.node.cfg.OnConnEnd; fn != nil {
 		fn(c, reason)
 	}
+	h.release() // the conn's hold, taken by Connect
 	return true
 }
 
@@ -189,6 +231,9 @@ func (h *Hub) leave(c *Conn, group string) {
 func (h *Hub) JoinGroup(c *Conn, group string) error {
 	if !ValidGroupName(group) {
 		return fmt.Errorf("%w: %q", ErrInvalidGroup, group)
+	}
+	if c.hub != h { // a conn of another hub (or a stand-in) would corrupt the index
+		return fmt.Errorf("%w: %q", ErrConnNotFound, c.id)
 	}
 	return h.join(c, group)
 }
@@ -324,7 +369,7 @@ func (h *Hub) deliver(op *Op) {
 	var act func(*Conn)
 	switch op.Kind {
 	case OpSend:
-		h.node.metrics.sends.WithLabelValues(h.name, op.Target.Kind.String()).Inc()
+		h.node.metrics.sends.WithLabelValues(h.label, op.Target.Kind.String()).Inc()
 		msg := op.Message
 		act = func(c *Conn) {
 			if m.match(c) {

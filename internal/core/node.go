@@ -36,6 +36,16 @@ type Config struct {
 	OnConnEnd func(c *Conn, reason string)
 	// History, if set, keeps the streams of the groups that keep history.
 	History History
+
+	// MaxHubs caps the hubs the node holds at once; creating one more fails
+	// with ErrHubLimit. Default 10000.
+	MaxHubs int
+	// HubIdleTimeout is how long a hub with no conns and no state (tags,
+	// durable turns) is kept before it is reclaimed. Default 10s.
+	HubIdleTimeout time.Duration
+	// HubSeries bounds the hub labels of per-hub metrics; nodes sharing a
+	// registry should share one. Default: NewHubSeries(DefaultMaxHubSeries).
+	HubSeries *HubSeries
 }
 
 func (c *Config) setDefaults() error {
@@ -72,6 +82,15 @@ func (c *Config) setDefaults() error {
 	if c.Registerer == nil {
 		c.Registerer = prometheus.NewRegistry()
 	}
+	if c.MaxHubs <= 0 {
+		c.MaxHubs = 10000
+	}
+	if c.HubIdleTimeout <= 0 {
+		c.HubIdleTimeout = 10 * time.Second
+	}
+	if c.HubSeries == nil {
+		c.HubSeries = NewHubSeries(DefaultMaxHubSeries)
+	}
 	return nil
 }
 
@@ -90,15 +109,24 @@ type Deliverer interface {
 	Deliver(op *Op)
 }
 
-// Node is the set of hubs of one server.
+// Node is the set of hubs of one server. A hub is made by the first
+// authenticated use that needs it (AcquireHub) and reclaimed once it has
+// been idle for Config.HubIdleTimeout (reclaim.go); lookups (LookupHub,
+// ViewHub) never make one.
 type Node struct {
 	cfg     Config
 	metrics *metrics
 	log     *slog.Logger
 
+	// mu guards the hub map and each hub's registered flag; a hub's
+	// reference count is raised only under it (read-locked) and checked for
+	// reclaim only under it (write-locked), so a hub in use is never
+	// reclaimed and a reclaimed hub is never used again.
 	mu     sync.RWMutex
 	hubs   map[string]*Hub
 	closed bool
+
+	empty *hubIndex // shared by the ViewHub stand-ins; never written
 }
 
 // NewNode returns a node that sends through cfg.Broker (nil: in process).
@@ -110,7 +138,8 @@ func NewNode(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Node{cfg: cfg, metrics: m, log: cfg.Logger, hubs: make(map[string]*Hub)}
+	cfg.HubSeries.Track(m.conns, m.sent, m.sentBytes, m.slowConsumers, m.sends)
+	n := &Node{cfg: cfg, metrics: m, log: cfg.Logger, hubs: make(map[string]*Hub), empty: newHubIndex()}
 	cfg.Broker.Attach(n)
 	return n, nil
 }
@@ -126,32 +155,86 @@ var hubName = regexp.MustCompile("^[A-Za-z][A-Za-z0-9_`,.\\[\\]]{0,127}$")
 // ValidHubName reports whether name is a valid hub name.
 func ValidHubName(name string) bool { return hubName.MatchString(name) }
 
-// Hub returns the hub called name (case-insensitive), creating it on first use.
-func (n *Node) Hub(name string) (*Hub, error) {
+// HubKey validates a hub name and returns its key: hub names are
+// case-insensitive, and a hub's Name is its key.
+func HubKey(name string) (string, error) {
 	if !ValidHubName(name) {
-		return nil, fmt.Errorf("%w: %q", ErrInvalidHub, name)
+		return "", fmt.Errorf("%w: %q", ErrInvalidHub, name)
 	}
-	key := strings.ToLower(name)
-	n.mu.RLock()
-	h := n.hubs[key]
-	n.mu.RUnlock()
-	if h != nil {
+	return strings.ToLower(name), nil
+}
+
+// LookupHub returns the hub called name (case-insensitive), or nil when the
+// node holds none; it makes nothing.
+func (n *Node) LookupHub(name string) (*Hub, error) {
+	key, err := HubKey(name)
+	if err != nil {
+		return nil, err
+	}
+	return n.lookupHub(key), nil
+}
+
+// ViewHub returns the hub called name, or, when the node holds none, an
+// empty stand-in that is not kept: it answers as a hub without conns, its
+// sends and closes reach the other nodes through the broker, and the calls
+// that keep state (TagUserGroup, durable sends) act on the hub of its name,
+// made then. It is how an operation that can answer without a hub (an
+// existence check, a listing, a close) reads one without making it.
+func (n *Node) ViewHub(name string) (*Hub, error) {
+	key, err := HubKey(name)
+	if err != nil {
+		return nil, err
+	}
+	if h := n.lookupHub(key); h != nil {
 		return h, nil
 	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if h = n.hubs[key]; h == nil {
-		h = newHub(n, key)
-		n.hubs[key] = h
+	return n.standIn(key), nil
+}
+
+// AcquireHub returns the hub called name, making it on first use, held until
+// release is called: a held hub is never reclaimed. Callers acquire a hub
+// only once the client is authenticated, and release it once its conn is
+// connected (a conn holds its hub itself). It fails with ErrInvalidHub, or
+// ErrHubLimit when the node holds Config.MaxHubs hubs.
+func (n *Node) AcquireHub(name string) (h *Hub, release func(), err error) {
+	key, err := HubKey(name)
+	if err != nil {
+		return nil, nil, err
 	}
+	if h, err = n.acquire(key); err != nil {
+		return nil, nil, err
+	}
+	return h, h.release, nil
+}
+
+// Hub returns the hub called name, making it on first use, without holding
+// it: once idle for Config.HubIdleTimeout it may be reclaimed, and Connect
+// on a reclaimed hub fails with ErrHubReclaimed. Servers use AcquireHub.
+func (n *Node) Hub(name string) (*Hub, error) {
+	h, release, err := n.AcquireHub(name)
+	if err != nil {
+		return nil, err
+	}
+	release()
 	return h, nil
 }
 
-// lookupHub returns the hub called name if it exists.
-func (n *Node) lookupHub(name string) *Hub {
+// HubCount returns the number of hubs the node holds.
+func (n *Node) HubCount() int {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
-	return n.hubs[strings.ToLower(name)]
+	return len(n.hubs)
+}
+
+// TrackHubSeries adds metric vectors with a "hub" label whose series are
+// deleted when their hub is reclaimed (see HubSeries).
+func (n *Node) TrackHubSeries(vecs ...SeriesDeleter) { n.cfg.HubSeries.Track(vecs...) }
+
+// lookupHub returns the hub with key if it exists.
+func (n *Node) lookupHub(key string) *Hub {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.hubs[key]
 }
 
 // Hubs returns the names of the hubs in use.
@@ -167,11 +250,17 @@ func (n *Node) Hubs() []string {
 
 // Deliver performs op on this node's conns. Brokers call it.
 func (n *Node) Deliver(op *Op) {
-	h := n.lookupHub(op.Hub)
+	n.mu.RLock()
+	h := n.hubs[strings.ToLower(op.Hub)]
+	if h != nil {
+		h.refs.Add(1) // held: its series are not deleted under the delivery
+	}
+	n.mu.RUnlock()
 	if h == nil {
 		return
 	}
 	h.deliver(op)
+	h.release()
 }
 
 // Shutdown closes every conn with 1001 and reason, capped in parallelism,
@@ -222,6 +311,8 @@ func (n *Node) NewConnID() string {
 }
 
 type metrics struct {
+	hubs          prometheus.Gauge
+	hubEvents     *prometheus.CounterVec
 	conns         *prometheus.GaugeVec
 	sent          *prometheus.CounterVec
 	sentBytes     *prometheus.CounterVec
@@ -231,6 +322,14 @@ type metrics struct {
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
+		hubs: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "switchboard", Name: "hubs",
+			Help: "Hubs held by the nodes (both namespaces).",
+		}),
+		hubEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "hub", Name: "events_total",
+			Help: "Hubs made (created), reclaimed once idle (reclaimed) and refused at limits.max_hubs (limit).",
+		}, []string{"event"}),
 		conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Namespace: "switchboard", Name: "connections",
 			Help: "Open client sessions, by hub and dialect.",
@@ -258,7 +357,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.conns, err = metricreg.Register(reg, "core", m.conns); err != nil {
 		return nil, err
 	}
-	for _, c := range []**prometheus.CounterVec{&m.sent, &m.sentBytes, &m.slowConsumers, &m.sends} {
+	if m.hubs, err = metricreg.Register(reg, "core", m.hubs); err != nil {
+		return nil, err
+	}
+	for _, c := range []**prometheus.CounterVec{&m.hubEvents, &m.sent, &m.sentBytes, &m.slowConsumers, &m.sends} {
 		if *c, err = metricreg.Register(reg, "core", *c); err != nil {
 			return nil, err
 		}

@@ -20,12 +20,9 @@ type setShard struct {
 	_    [40]byte // keep shards on separate cache lines
 }
 
-func (s *setShards) init() {
-	s.seed = maphash.MakeSeed()
-	for i := range s.shards {
-		s.shards[i].sets = make(map[string]*connSet)
-	}
-}
+// init seeds the shards; their maps are made on first add, so an empty
+// hub (a ViewHub stand-in, a hub of one conn) costs little.
+func (s *setShards) init() { s.seed = maphash.MakeSeed() }
 
 func (s *setShards) shard(name string) *setShard {
 	return &s.shards[maphash.String(s.seed, name)%numShards]
@@ -38,6 +35,9 @@ func (s *setShards) add(name string, c *Conn) bool {
 	defer sh.mu.Unlock()
 	set := sh.sets[name]
 	if set == nil {
+		if sh.sets == nil {
+			sh.sets = make(map[string]*connSet)
+		}
 		set = &connSet{}
 		sh.sets[name] = set
 	}
@@ -104,12 +104,8 @@ type connShard struct {
 	_     [16]byte
 }
 
-func (s *connShards) init() {
-	s.seed = maphash.MakeSeed()
-	for i := range s.shards {
-		s.shards[i].byID = make(map[string]*Conn)
-	}
-}
+// init seeds the shards; their maps are made on first add.
+func (s *connShards) init() { s.seed = maphash.MakeSeed() }
 
 func (s *connShards) shard(id string) *connShard {
 	return &s.shards[maphash.String(s.seed, id)%numShards]
@@ -118,6 +114,9 @@ func (s *connShards) shard(id string) *connShard {
 func (s *connShards) add(c *Conn) {
 	sh := s.shard(c.id)
 	sh.mu.Lock()
+	if sh.byID == nil {
+		sh.byID = make(map[string]*Conn)
+	}
 	sh.byID[c.id] = c
 	sh.conns.add(c)
 	sh.mu.Unlock()

@@ -108,7 +108,9 @@ func (sh *tagShard) put(user, group string, expires time.Time, now time.Time) {
 // untimed tags are kept). Adding again replaces the expiry. With persist
 // unset (SignalR's ttl=0) only the current conns join and an earlier tag is
 // dropped. It fails with ErrInvalidGroup, or ErrGroupLimit when a current
-// conn is in too many groups (the tag is kept).
+// conn is in too many groups (the tag is kept). A tag is hub state: on a
+// ViewHub stand-in it is kept by the hub of its name, made then (which can
+// fail with ErrHubLimit); without persist nothing is made.
 func (h *Hub) TagUserGroup(user, group string, ttl time.Duration, persist bool) error {
 	if !ValidGroupName(group) {
 		return fmt.Errorf("%w: %q", ErrInvalidGroup, group)
@@ -116,6 +118,15 @@ func (h *Hub) TagUserGroup(user, group string, ttl time.Duration, persist bool) 
 	if ttl < 0 {
 		return fmt.Errorf("core: tag user %q with group %q: negative ttl %v", user, group, ttl)
 	}
+	if persist {
+		var err error
+		if h, err = h.held(); err != nil {
+			return err
+		}
+	} else if !h.hold() {
+		return nil // a hub the node does not hold has no conns and no tag to drop
+	}
+	defer h.release() // arms the reclaim timer, which keeps a tagged hub
 	sh := h.tags.shard(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -146,6 +157,10 @@ func (h *Hub) TagUserGroup(user, group string, ttl time.Duration, persist bool) 
 // conns out of group; with group "" it removes every tag of the user and
 // takes its conns out of every group.
 func (h *Hub) UntagUserGroup(user, group string) {
+	if !h.hold() {
+		return // not the node's hub: it has neither tags nor conns
+	}
+	defer h.release() // a hub left without tags can be reclaimed
 	sh := h.tags.shard(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

@@ -91,6 +91,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			up.Disconnected(upstream.Conn{Hub: c.Hub().Name(), ID: c.ID(), UserID: c.UserID(), Subprotocol: c.Protocol(), State: c.State()}, reason)
 		}
 	}
+	// Both namespaces' nodes share the metrics registry, so they share the
+	// bound of its hub labels too.
+	series := core.NewHubSeries(cfg.Limits.MaxHubMetricSeries)
 	node, err := core.NewNode(core.Config{
 		NodeID:         cfg.Server.NodeID,
 		Limits:         nodeLimits(cfg),
@@ -99,6 +102,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		Registerer:     reg,
 		OnConnEnd:      onEnd,
 		History:        coreHist,
+		MaxHubs:        cfg.Limits.MaxHubs,
+		HubIdleTimeout: cfg.Limits.HubIdleTimeout,
+		HubSeries:      series,
 	})
 	if err != nil {
 		closeHistory(hist)
@@ -165,7 +171,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			srHist = hist.Namespace(signalRNamespace)
 		}
 		srIdem := idem.Namespace(signalRNamespace)
-		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, srHist, srIdem, rates, lis); err != nil {
+		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srHist, srIdem, rates, lis); err != nil {
 			wsrv.Close()
 			if hist != nil {
 				hist.Close()

@@ -45,7 +45,7 @@ const signalRNamespace = "signalr"
 // newSignalR assembles the SignalR endpoint. hist is the SignalR namespace's history (nil when no
 // hub keeps history), idem its view of the idempotency index.
 func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer,
-	hist *history.Namespaced, idem *history.Idempotency, rates *ratelimit.Limiter, lis *listeners) (*signalRService, error) {
+	series *core.HubSeries, hist *history.Namespaced, idem *history.Idempotency, rates *ratelimit.Limiter, lis *listeners) (*signalRService, error) {
 	s := &signalRService{cfg: cfg, log: log, lis: lis}
 	var coreHist core.History // nil interfaces without history
 	var restHist durable.History
@@ -80,6 +80,9 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		Logger:         log.With("component", "core"),
 		Registerer:     reg,
 		OnConnEnd:      func(c *core.Conn, reason string) { s.ep.ConnEnded(c, reason) },
+		MaxHubs:        cfg.Limits.MaxHubs,
+		HubIdleTimeout: cfg.Limits.HubIdleTimeout,
+		HubSeries:      series,
 	})
 	if err != nil {
 		return nil, err

@@ -76,6 +76,8 @@ var coreAnswers = [...]rule{
 	{core.ErrNodeClosed, http.StatusServiceUnavailable, codeUnavailable, "", "The service is shutting down."},
 	// The message names the cause: see durable.UnavailableMessage.
 	{core.ErrHistoryUnavailable, http.StatusServiceUnavailable, durable.CodeHistoryUnavailable, "", "History storage is unavailable."},
+	{core.ErrHubLimit, http.StatusServiceUnavailable, codeUnavailable, "", "The server holds too many hubs (limits.max_hubs); try again later."},
+	{core.ErrHubReclaimed, http.StatusServiceUnavailable, codeUnavailable, "", "The hub was reclaimed while idle; try again."},
 	{context.Canceled, http.StatusServiceUnavailable, codeUnavailable, "", "The request was canceled."},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, codeUnavailable, "", "The request timed out."},
 }

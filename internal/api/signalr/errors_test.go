@@ -23,6 +23,7 @@ func TestEveryCoreErrorHasAnAnswer(t *testing.T) {
 		"ErrSlowConsumer": core.ErrSlowConsumer, "ErrReplayOverflow": core.ErrReplayOverflow,
 		"ErrNotRecoverable": core.ErrNotRecoverable, "ErrNodeClosed": core.ErrNodeClosed,
 		"ErrHistoryUnavailable": core.ErrHistoryUnavailable,
+		"ErrHubLimit":           core.ErrHubLimit, "ErrHubReclaimed": core.ErrHubReclaimed,
 	}
 	decl := regexp.MustCompile(`(?m)^\s*(Err[A-Z]\w*)\s*=\s*(?:errors\.New|fmt\.Errorf)\(`)
 	files, err := filepath.Glob(filepath.Join("..", "..", "core", "*.go"))

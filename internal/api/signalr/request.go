@@ -69,7 +69,7 @@ func (h *handler) bindHub(c *call) error {
 			return badRequest("application", "The application and hub names together (%s) are longer than 128 characters.", name)
 		}
 	}
-	hub, err := h.node.Hub(name)
+	hub, err := h.node.ViewHub(name) // made only by what keeps state (tags, durable sends)
 	if err != nil {
 		return answer(err, name)
 	}

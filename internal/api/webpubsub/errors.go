@@ -64,6 +64,8 @@ var coreErrors = [...]rule{
 	{core.ErrNodeClosed, http.StatusServiceUnavailable, codeUnavailable, "", "The service is shutting down."},
 	// The message names the cause: see durable.UnavailableMessage.
 	{core.ErrHistoryUnavailable, http.StatusServiceUnavailable, durable.CodeHistoryUnavailable, "group", "History storage is unavailable."},
+	{core.ErrHubLimit, http.StatusServiceUnavailable, codeUnavailable, "hub", "The server holds too many hubs (limits.max_hubs); try again later."},
+	{core.ErrHubReclaimed, http.StatusServiceUnavailable, codeUnavailable, "hub", "The hub was reclaimed while idle; try again."},
 	// Not core's, but they come back through core calls: the request's
 	// context ended (client gone or server shutting down).
 	{context.Canceled, http.StatusServiceUnavailable, codeUnavailable, "", "The request was canceled."},

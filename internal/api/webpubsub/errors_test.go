@@ -30,6 +30,8 @@ var coreSentinels = map[string]error{
 	"ErrNotRecoverable":     core.ErrNotRecoverable,
 	"ErrNodeClosed":         core.ErrNodeClosed,
 	"ErrHistoryUnavailable": core.ErrHistoryUnavailable,
+	"ErrHubLimit":           core.ErrHubLimit,
+	"ErrHubReclaimed":       core.ErrHubReclaimed,
 }
 
 func TestEveryCoreErrorIsMapped(t *testing.T) {

@@ -59,12 +59,12 @@ func (c *call) messageTTL() (time.Duration, error) {
 }
 
 // bind validates the path variables of pattern, in order, and resolves the
-// hub (created on first use).
+// hub without making it (core.Node.ViewHub).
 func (h *handler) bind(c *call, pattern []string) error {
 	for _, seg := range pattern {
 		switch seg {
 		case "{hub}":
-			hub, err := h.node.Hub(c.params.Hub)
+			hub, err := h.node.ViewHub(c.params.Hub) // made only by what keeps state (durable sends)
 			if err != nil {
 				return fromCore(err, c.params.Hub)
 			}

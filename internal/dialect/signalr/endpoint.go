@@ -187,7 +187,7 @@ func (e *Endpoint) ConnEnded(c *core.Conn, reason string) {
 		}
 		e.up.Disconnected(s.upConn(), msg)
 	}
-	e.log.Debug("signalr client disconnected", "hub", s.hub.Name(), "conn_id", s.id, "reason", reason, "clean", clean)
+	e.log.Debug("signalr client disconnected", "hub", s.hub, "conn_id", s.id, "reason", reason, "clean", clean)
 }
 
 // sweep discards negotiated sessions that never opened a transport.
@@ -364,8 +364,9 @@ func (e *Endpoint) authenticate(r *http.Request, hub string) (*auth.SignalRClaim
 	return e.keys.VerifySignalRClientToken(tok, hub, time.Now())
 }
 
-// hubOf returns the hub named by the request's single hub parameter.
-func (e *Endpoint) hubOf(w http.ResponseWriter, r *http.Request, kind string) (*core.Hub, bool) {
+// hubOf returns the key of the hub named by the request's single hub
+// parameter. It makes no hub: that waits for an authenticated handshake.
+func (e *Endpoint) hubOf(w http.ResponseWriter, r *http.Request, kind string) (string, bool) {
 	name, n := queryValue(r, "hub")
 	if n != 1 {
 		msg := "the hub query parameter is required"
@@ -373,12 +374,12 @@ func (e *Endpoint) hubOf(w http.ResponseWriter, r *http.Request, kind string) (*
 			msg = "only one hub query parameter is allowed"
 		}
 		e.fail(w, kind, http.StatusBadRequest, "bad_hub", msg)
-		return nil, false
+		return "", false
 	}
-	hub, err := e.node.Hub(name)
+	hub, err := core.HubKey(name)
 	if err != nil {
 		e.fail(w, kind, http.StatusBadRequest, "bad_hub", "invalid hub name: it must match ^[A-Za-z][A-Za-z0-9_`,.[\\]]{0,127}$")
-		return nil, false
+		return "", false
 	}
 	return hub, true
 }
@@ -417,7 +418,7 @@ func (e *Endpoint) negotiate(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	claims, err := e.authenticate(r, hub.Name())
+	claims, err := e.authenticate(r, hub)
 	if err != nil {
 		e.failAuth(w, kind, err)
 		return
@@ -458,7 +459,7 @@ func (e *Endpoint) negotiate(w http.ResponseWriter, r *http.Request) {
 
 // newSession makes a session for a client that passed negotiate (or that
 // skipped it on WebSockets).
-func (e *Endpoint) newSession(hub *core.Hub, claims *auth.SignalRClaims, r *http.Request) *session {
+func (e *Endpoint) newSession(hub string, claims *auth.SignalRClaims, r *http.Request) *session {
 	return &session{
 		ep: e, hub: hub, claims: claims, id: e.node.NewConnID(), token: randomToken(),
 		query: clientQuery(r), created: time.Now(), budget: e.cfg.RateLimits.Budget(),

@@ -34,7 +34,7 @@ func (k transportKind) String() string {
 // WebSocket reconnects.
 type session struct {
 	ep       *Endpoint
-	hub      *core.Hub
+	hub      string // the hub's key (core.HubKey); the hub is acquired by the handshake
 	claims   *auth.SignalRClaims
 	id       string // public connection id (core conn id)
 	token    string // secret connection token, the id= of every request
@@ -74,7 +74,7 @@ func (s *session) unusedSince(now time.Time, timeout time.Duration) bool {
 }
 
 func (s *session) upConn() upstream.SignalRConn {
-	return upstream.SignalRConn{Hub: s.hub.Name(), ID: s.id, UserID: s.claims.UserID, Claims: s.claims.Claims, Query: s.query}
+	return upstream.SignalRConn{Hub: s.hub, ID: s.id, UserID: s.claims.UserID, Claims: s.claims.Claims, Query: s.query}
 }
 
 // open makes l the session's transport and starts the handshake clock when
@@ -247,10 +247,18 @@ func (s *session) handshake(l core.Link, req hubproto.HandshakeRequest) (*core.C
 	stateful := s.stateful && req.Version >= 2 && tr == webSockets
 	codec := newCodec(proto, stateful)
 	welcome := core.Frame{Data: hubproto.AppendHandshakeResponse(nil, ""), Binary: proto.Binary()}
-	conn, err := s.hub.Connect(core.ConnInfo{
+	// The hub is made (or found) only now, for an authenticated client
+	// with a transport, and held until the conn holds it.
+	hub, release, err := s.ep.node.AcquireHub(s.hub)
+	if err != nil {
+		s.failHandshake(l, "hub_limit", "The server holds too many hubs (limits.max_hubs); try again later.")
+		return nil, nil
+	}
+	conn, err := hub.Connect(core.ConnInfo{
 		ID: s.id, UserID: s.claims.UserID, Protocol: proto.Name(), Dialect: "signalr." + proto.Name(),
 		Codec: codec, Welcome: func(*core.Conn) core.Frame { return welcome },
 	}, l)
+	release()
 	if err != nil {
 		msg := "Internal server error."
 		if errors.Is(err, core.ErrNodeClosed) {
@@ -275,7 +283,7 @@ func (s *session) handshake(l core.Link, req hubproto.HandshakeRequest) (*core.C
 	if s.ep.up != nil {
 		s.ep.up.Connected(s.upConn())
 	}
-	s.ep.log.Debug("signalr client connected", "hub", s.hub.Name(), "conn_id", s.id, "user_id", s.claims.UserID,
+	s.ep.log.Debug("signalr client connected", "hub", s.hub, "conn_id", s.id, "user_id", s.claims.UserID,
 		"protocol", proto.Name(), "transport", tr.String(), "stateful", stateful)
 	return conn, proto
 }
@@ -391,7 +399,7 @@ func (s *session) currentLink() core.Link {
 // result, answers with a completion (spec §8.4).
 func (s *session) invoke(conn *core.Conn, proto hubproto.Protocol, m *hubproto.Message) {
 	up := s.ep.up
-	if up == nil || !up.HasUpstream(s.hub.Name(), "messages", m.Target) {
+	if up == nil || !up.HasUpstream(s.hub, "messages", m.Target) {
 		s.ep.metrics.invocations.WithLabelValues("no_upstream").Inc()
 		s.complete(conn, proto, m.InvocationID, fmt.Sprintf("Invocation failed, no upstream handles '%s'.", m.Target))
 		return
@@ -406,7 +414,7 @@ func (s *session) invoke(conn *core.Conn, proto hubproto.Protocol, m *hubproto.M
 		s.ep.metrics.invocations.WithLabelValues("failed").Inc()
 		s.complete(conn, proto, m.InvocationID, "Invocation failed, response too large.")
 	case err != nil:
-		s.ep.log.Warn("signalr upstream invocation failed", "hub", s.hub.Name(), "conn_id", s.id, "target", m.Target, "err", err)
+		s.ep.log.Warn("signalr upstream invocation failed", "hub", s.hub, "conn_id", s.id, "target", m.Target, "err", err)
 		s.ep.metrics.invocations.WithLabelValues("failed").Inc()
 		s.complete(conn, proto, m.InvocationID, "Invocation failed, status code 500")
 	case status >= 200 && status < 300 && len(body) == 0:

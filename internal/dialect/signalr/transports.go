@@ -42,7 +42,7 @@ func (e *Endpoint) serveConnection(w http.ResponseWriter, r *http.Request) {
 		e.fail(w, kind, http.StatusNotFound, "unknown_id", "No Connection with that ID")
 		return
 	}
-	if h, n := queryValue(r, "hub"); n > 0 && !strings.EqualFold(h, s.hub.Name()) {
+	if h, n := queryValue(r, "hub"); n > 0 && !strings.EqualFold(h, s.hub) {
 		e.fail(w, kind, http.StatusNotFound, "unknown_id", "No Connection with that ID")
 		return
 	}
@@ -54,7 +54,7 @@ func (e *Endpoint) serveConnection(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	defer slot.Release() // a no-op once the transport holds it
-	claims, err := e.authenticate(r, s.hub.Name())
+	claims, err := e.authenticate(r, s.hub)
 	if err == nil && claims.UserID != s.claims.UserID {
 		err = errors.New("the token names another user than the connection's")
 	}
@@ -135,7 +135,7 @@ func (e *Endpoint) skipNegotiation(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	claims, err := e.authenticate(r, hub.Name())
+	claims, err := e.authenticate(r, hub)
 	if err != nil {
 		e.failAuth(w, kind, err)
 		return
@@ -180,7 +180,7 @@ func (e *Endpoint) serveWebSocket(w http.ResponseWriter, r *http.Request, s *ses
 	conn := s.conn
 	s.mu.Unlock()
 	if conn != nil { // a stateful client back after a drop
-		if _, err := s.hub.Resume(conn.ID(), conn.Protocol(), sock); err != nil {
+		if _, err := conn.Hub().Resume(conn.ID(), conn.Protocol(), sock); err != nil {
 			e.metrics.rejected.WithLabelValues("not_recoverable").Inc()
 			sock.Close(1000, "the connection cannot be resumed")
 			sock.Serve(wsDiscard{})

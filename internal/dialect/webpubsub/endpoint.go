@@ -112,6 +112,7 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 			return nil, fmt.Errorf("webpubsub: register metrics: %w", err)
 		}
 	}
+	cfg.Node.TrackHubSeries(m.messagesIn, m.bytesIn) // deleted with their hub
 	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, history: cfg.History, limits: cfg.RateLimits, log: cfg.Logger, metrics: m}, nil
 }
 
@@ -195,7 +196,9 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		e.reject(w, http.StatusNotFound, "bad_path", "expected /client/hubs/{hub} or /client/?hub={hub}")
 		return
 	}
-	hub, err := e.node.Hub(hubName)
+	// Only the name is checked here: the hub is looked up, or made, once
+	// the client is authenticated, so that a refused request leaves nothing.
+	hubKey, err := core.HubKey(hubName)
 	if err != nil {
 		e.reject(w, http.StatusBadRequest, "bad_hub", "invalid hub name: it must match ^[A-Za-z][A-Za-z0-9_`,.[\\]]{0,127}$")
 		return
@@ -211,7 +214,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	if id := q.Get("awps_connection_id"); id != "" {
-		e.resume(w, r, hub, proto, id, q.Get("awps_reconnection_token"), slot)
+		e.resume(w, r, hubKey, proto, id, q.Get("awps_reconnection_token"), slot)
 		return
 	}
 	var claims *auth.ClientClaims
@@ -221,12 +224,12 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case token != "":
-		claims, err = e.keys.VerifyClientToken(token, auth.ClientPath(hub.Name()), time.Now())
+		claims, err = e.keys.VerifyClientToken(token, auth.ClientPath(hubKey), time.Now())
 		if err != nil {
 			e.reject(w, http.StatusUnauthorized, tokenReason(err), "unauthorized: "+err.Error())
 			return
 		}
-	case e.anon(hub.Name()):
+	case e.anon(hubKey):
 		claims = &auth.ClientClaims{}
 	default:
 		e.reject(w, http.StatusUnauthorized, "missing_token", "unauthorized: an access token is required (access_token query parameter or Authorization: Bearer)")
@@ -246,9 +249,17 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		ID: e.node.NewConnID(), UserID: claims.UserID, Roles: claims.Roles, Groups: claims.Groups,
 		Protocol: proto,
 	}
-	if e.up != nil && !e.connectEvent(w, r, hub, claims, offers, &info) {
+	if e.up != nil && !e.connectEvent(w, r, hubKey, claims, offers, &info) {
 		return
 	}
+	// Authenticated and accepted: make the hub (held until the conn holds
+	// it itself).
+	hub, release, err := e.node.AcquireHub(hubKey)
+	if err != nil {
+		e.reject(w, http.StatusServiceUnavailable, "hub_limit", "the server holds too many hubs (limits.max_hubs); try again later")
+		return
+	}
+	defer release()
 	proto = info.Protocol
 	sock, err := e.ws.Upgrade(w, r, proto)
 	if err != nil {
@@ -286,17 +297,26 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // resume reattaches a reliable session, or closes with 1008 when it cannot.
-func (e *Endpoint) resume(w http.ResponseWriter, r *http.Request, hub *core.Hub, proto, id, token string, slot *ratelimit.Slot) {
+// It only looks the hub up: a session to resume holds its hub.
+func (e *Endpoint) resume(w http.ResponseWriter, r *http.Request, hubKey, proto, id, token string, slot *ratelimit.Slot) {
 	sock, err := e.ws.Upgrade(w, r, proto)
 	if err != nil {
 		e.metrics.rejected.WithLabelValues("handshake").Inc()
 		return
 	}
 	var conn *core.Conn
-	if e.keys.CheckReconnectionToken(id, token) {
-		conn, err = hub.Resume(id, proto, sock)
-	} else {
+	var hub *core.Hub
+	switch {
+	case !e.keys.CheckReconnectionToken(id, token):
 		err = errors.New("invalid reconnection token")
+	default:
+		if hub, err = e.node.LookupHub(hubKey); err == nil {
+			if hub == nil {
+				err = core.ErrNotRecoverable
+			} else {
+				conn, err = hub.Resume(id, proto, sock)
+			}
+		}
 	}
 	if err != nil {
 		e.metrics.rejected.WithLabelValues("not_recoverable").Inc()
@@ -323,9 +343,9 @@ func (e *Endpoint) admitClientIP(w http.ResponseWriter, r *http.Request) (*ratel
 // may connect, before the upgrade; it applies the answer to info. It answers
 // the request itself (and returns false) when the handler rejects the client
 // or cannot be reached.
-func (e *Endpoint) connectEvent(w http.ResponseWriter, r *http.Request, hub *core.Hub, claims *auth.ClientClaims, offers []string, info *core.ConnInfo) bool {
+func (e *Endpoint) connectEvent(w http.ResponseWriter, r *http.Request, hub string, claims *auth.ClientClaims, offers []string, info *core.ConnInfo) bool {
 	resp, err := e.up.Connect(r.Context(), upstream.ConnectRequest{
-		Conn:         upstream.Conn{Hub: hub.Name(), ID: info.ID, UserID: info.UserID, Subprotocol: info.Protocol},
+		Conn:         upstream.Conn{Hub: hub, ID: info.ID, UserID: info.UserID, Subprotocol: info.Protocol},
 		Claims:       connectClaims(claims),
 		Query:        r.URL.Query(),
 		Headers:      r.Header,
@@ -342,7 +362,7 @@ func (e *Endpoint) connectEvent(w http.ResponseWriter, r *http.Request, hub *cor
 		e.reject(w, http.StatusGatewayTimeout, "upstream_timeout", "the connect event handler did not answer in time")
 		return false
 	case err != nil:
-		e.log.Warn("connect event failed", "hub", hub.Name(), "conn_id", info.ID, "err", err)
+		e.log.Warn("connect event failed", "hub", hub, "conn_id", info.ID, "err", err)
 		e.reject(w, http.StatusBadGateway, "upstream_unavailable", "the connect event handler failed: "+err.Error())
 		return false
 	}

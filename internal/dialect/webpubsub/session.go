@@ -66,8 +66,8 @@ type session struct {
 
 func newSession(e *Endpoint, conn *core.Conn, hub *core.Hub, sock *websocket.Socket, dialect string, slot *ratelimit.Slot) *session {
 	return &session{ep: e, conn: conn, hub: hub, sock: sock, raw: dialect == "raw", dialect: dialect,
-		in:      e.metrics.messagesIn.WithLabelValues(hub.Name(), dialect),
-		inBytes: e.metrics.bytesIn.WithLabelValues(hub.Name(), dialect),
+		in:      e.metrics.messagesIn.WithLabelValues(hub.MetricLabel(), dialect),
+		inBytes: e.metrics.bytesIn.WithLabelValues(hub.MetricLabel(), dialect),
 		slot:    slot, budget: e.limits.Budget(),
 	}
 }
