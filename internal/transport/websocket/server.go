@@ -257,7 +257,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "websocket", Name: "closes_total",
 			Help: "Closed sockets by cause."}, []string{"cause"}),
 		badFrames: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "websocket", Name: "protocol_errors_total",
-			Help: "Sockets closed for breaking RFC 6455 or a limit, by close code."}, []string{"code"}),
+			Help: "Sockets closed for breaking RFC 6455 or a limit, by close code and reason."}, []string{"code", "reason"}),
 	}
 	// Every field is registered on reg, or replaced by the identical
 	// collector a second server (the SignalR listener's) registered before.

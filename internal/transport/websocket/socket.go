@@ -2,6 +2,7 @@ package websocket
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -251,18 +252,21 @@ func (s *Socket) read(h Handler, park bool) (reason string, parked bool) {
 	for {
 		hd, err := ws.ReadHeaderBuffer(s.br, s.hdr[:])
 		if err != nil {
+			if errors.Is(err, ws.ErrHeaderLengthMSB) {
+				return s.protocolError(1002, "bad_length", "frame length has its most significant bit set"), false
+			}
 			return readErrReason(err), false
 		}
 		s.lastRead.Store(time.Now().UnixNano())
 		switch {
 		case hd.Rsv != 0:
-			return s.protocolError(1002, "reserved bits set"), false
+			return s.protocolError(1002, "reserved_bits", "reserved bits set"), false
 		case !hd.Masked:
-			return s.protocolError(1002, "client frames must be masked"), false
+			return s.protocolError(1002, "unmasked", "client frames must be masked"), false
 		case hd.OpCode.IsReserved():
-			return s.protocolError(1002, "reserved opcode"), false
+			return s.protocolError(1002, "reserved_opcode", "reserved opcode"), false
 		case hd.OpCode.IsControl() && (hd.Length > 125 || !hd.Fin):
-			return s.protocolError(1002, "invalid control frame"), false
+			return s.protocolError(1002, "bad_control_frame", "invalid control frame"), false
 		}
 		if hd.OpCode.IsControl() {
 			payload := make([]byte, hd.Length)
@@ -274,9 +278,12 @@ func (s *Socket) read(h Handler, park bool) (reason string, parked bool) {
 			case ws.OpPing:
 				s.queuePong(payload)
 			case ws.OpClose:
+				if kind, why := badClosePayload(payload); kind != "" {
+					return s.protocolError(1002, kind, why), false
+				}
 				code, text := ws.ParseCloseFrameData(payload)
 				echo := int(code)
-				if code == 0 || code.IsNotUsed() || code.IsProtocolReserved() {
+				if code == 0 {
 					echo = 1000
 				}
 				s.Close(echo, "")
@@ -290,11 +297,11 @@ func (s *Socket) read(h Handler, park bool) (reason string, parked bool) {
 		}
 		switch {
 		case hd.OpCode == ws.OpContinuation && !inMessage:
-			return s.protocolError(1002, "continuation without a message"), false
+			return s.protocolError(1002, "orphan_continuation", "continuation without a message"), false
 		case hd.OpCode != ws.OpContinuation && inMessage:
-			return s.protocolError(1002, "new message inside a fragmented one"), false
+			return s.protocolError(1002, "interleaved_message", "new message inside a fragmented one"), false
 		case int64(len(msg))+hd.Length > max:
-			return s.protocolError(1009, "message exceeds "+strconv.FormatInt(max, 10)+" bytes"), false
+			return s.protocolError(1009, "too_big", "message exceeds "+strconv.FormatInt(max, 10)+" bytes"), false
 		}
 		if !inMessage {
 			msgOp, msg = hd.OpCode, nil
@@ -312,22 +319,57 @@ func (s *Socket) read(h Handler, park bool) (reason string, parked bool) {
 		inMessage = false
 		binary := msgOp == ws.OpBinary
 		if !binary && !utf8.Valid(msg) {
-			return s.protocolError(1007, "text message is not valid UTF-8"), false
+			return s.protocolError(1007, "bad_utf8", "text message is not valid UTF-8"), false
 		}
 		s.srv.metrics.framesIn.Inc()
 		s.srv.metrics.bytesIn.Add(float64(len(msg)))
 		if err := h.HandleMessage(msg, binary); err != nil {
 			var ce *CloseError
 			if errors.As(err, &ce) {
-				return s.protocolError(ce.Code, ce.Reason), false
+				return s.protocolError(ce.Code, "handler", ce.Reason), false
 			}
-			return s.protocolError(1011, err.Error()), false
+			return s.protocolError(1011, "handler", err.Error()), false
 		}
 		msg = nil
 		if park && s.br.Buffered() == 0 {
 			return "", true
 		}
 	}
+}
+
+// badClosePayload checks a client's close frame payload against RFC 6455
+// §5.5.1 and §7.4: empty, or a status code a peer may send followed by a UTF-8
+// reason. It returns the metric reason and a description, or "" if it is valid.
+func badClosePayload(p []byte) (kind, why string) {
+	if len(p) == 0 {
+		return "", ""
+	}
+	if len(p) == 1 {
+		return "bad_close_payload", "close frame payload of one byte"
+	}
+	code := int(binary.BigEndian.Uint16(p))
+	if !validCloseCode(code) {
+		return "bad_close_code", "invalid close code " + strconv.Itoa(code)
+	}
+	if !utf8.Valid(p[2:]) {
+		return "bad_close_reason", "close reason is not valid UTF-8"
+	}
+	return "", ""
+}
+
+// validCloseCode reports whether a peer may send code in a close frame: the
+// codes RFC 6455 §7.4.1 defines for sending and those IANA has registered
+// since (1012-1014), or the ranges for libraries (3000-3999) and applications
+// (4000-4999). 1004 is reserved, 1005, 1006 and 1015 must never be sent, and
+// the rest of 1000-2999 is unassigned.
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
 }
 
 // ClosedByClient reports whether the socket ended with a close frame from the
@@ -345,8 +387,10 @@ func closeReason(code ws.StatusCode, text string) string {
 	return r
 }
 
-func (s *Socket) protocolError(code int, reason string) string {
-	s.srv.metrics.badFrames.WithLabelValues(strconv.Itoa(code)).Inc()
+// protocolError closes the socket with code and reason, counted under kind
+// (one of a few fixed words, never client text).
+func (s *Socket) protocolError(code int, kind, reason string) string {
+	s.srv.metrics.badFrames.WithLabelValues(strconv.Itoa(code), kind).Inc()
 	s.Close(code, reason)
 	return reason
 }

@@ -329,7 +329,9 @@ func TestClientClose(t *testing.T) {
 		{ws.NewCloseFrameBody(1000, "done"), 1000},
 		{ws.NewCloseFrameBody(4001, "app"), 4001},
 		{nil, 1000},
-		{ws.NewCloseFrameBody(1005, ""), 1000}, // reserved code: not echoed
+		{ws.NewCloseFrameBody(1012, ""), 1012}, // registered with IANA after RFC 6455
+		{ws.NewCloseFrameBody(3000, ""), 3000},
+		{ws.NewCloseFrameBody(4999, ""), 4999},
 	}
 	for _, tt := range tests {
 		e := newEnv(t, Options{})
@@ -343,6 +345,69 @@ func TestClientClose(t *testing.T) {
 		if r := p.handler.waitClosed(t, 5*time.Second); !strings.Contains(r, "client closed") {
 			t.Errorf("HandleClose reason %q", r)
 		}
+	}
+}
+
+// TestBadCloseFrame checks that a close frame RFC 6455 forbids (§5.5.1, §7.4)
+// is answered with 1002, not echoed, and counted with its reason.
+func TestBadCloseFrame(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		payload []byte
+		kind    string
+	}{
+		{"one-byte payload", []byte{0x03}, "bad_close_payload"},
+		{"code 0", ws.NewCloseFrameBody(0, ""), "bad_close_code"},
+		{"code 999", ws.NewCloseFrameBody(999, "x"), "bad_close_code"},
+		{"code 1004", ws.NewCloseFrameBody(1004, ""), "bad_close_code"},
+		{"code 1005", ws.NewCloseFrameBody(1005, ""), "bad_close_code"},
+		{"code 1006", ws.NewCloseFrameBody(1006, ""), "bad_close_code"},
+		{"code 1015", ws.NewCloseFrameBody(1015, ""), "bad_close_code"},
+		{"code 1016", ws.NewCloseFrameBody(1016, ""), "bad_close_code"},
+		{"code 2999", ws.NewCloseFrameBody(2999, ""), "bad_close_code"},
+		{"code 5000", ws.NewCloseFrameBody(5000, ""), "bad_close_code"},
+		{"code 65535", ws.NewCloseFrameBody(65535, ""), "bad_close_code"},
+		{"reason not UTF-8", append(ws.NewCloseFrameBody(1000, ""), 0xce, 0xba, 0xe1, 0xbd), "bad_close_reason"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, Options{})
+			c, p := e.dial(t, 0)
+			c.write(t, ws.NewCloseFrame(tt.payload))
+			code, reason, _ := c.expectClose(t)
+			if code != 1002 {
+				t.Errorf("close %x answered with %d %q, want 1002", tt.payload, code, reason)
+			}
+			c.expectEOF(t)
+			p.handler.waitClosed(t, 5*time.Second)
+			if p.sock.ClosedByClient() {
+				t.Error("a bad close frame counts as a client goodbye")
+			}
+			if got := metrictest.Value(t, e.reg, "switchboard_websocket_protocol_errors_total", "code", "1002", "reason", tt.kind); got != 1 {
+				t.Errorf("protocol_errors_total{code=1002,reason=%s} = %v, want 1", tt.kind, got)
+			}
+		})
+	}
+}
+
+// TestLengthTopBitSet checks that a 64-bit frame length with its most
+// significant bit set (RFC 6455 §5.2) gets a close frame with 1002 before the
+// connection ends, not a silently dropped socket.
+func TestLengthTopBitSet(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	c, p := e.dial(t, 0)
+	c.writeRaw(t, []byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4})
+	code, reason, _ := c.expectClose(t)
+	if code != 1002 {
+		t.Errorf("close %d %q, want 1002", code, reason)
+	}
+	c.expectEOF(t)
+	p.handler.waitClosed(t, 5*time.Second)
+	if got := metrictest.Value(t, e.reg, "switchboard_websocket_protocol_errors_total", "code", "1002", "reason", "bad_length"); got != 1 {
+		t.Errorf("protocol_errors_total{code=1002,reason=bad_length} = %v, want 1", got)
 	}
 }
 
