@@ -54,6 +54,10 @@ type Socket struct {
 	h    Handler
 	hdr  [ws.MaxHeaderSize]byte
 
+	// Reader state (see inKernel).
+	inq      int
+	inqProbe func(fd uintptr)
+
 	scheduled    atomic.Bool
 	corked       atomic.Bool  // holding the 101 response back for the first frames (see cork)
 	lastRead     atomic.Int64 // unix nanoseconds
@@ -243,12 +247,17 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, rea
 
 // read runs until the socket fails or closes and returns why; with park set
 // it also returns, parked, once a whole message or control frame has been
-// handled and no input is buffered.
+// handled and no input is buffered. A message only holds memory for the bytes
+// that have arrived (see appendPayload), so the goroutine of a socket waiting
+// in the middle of a message holds its stack, the small reader and what the
+// client actually sent.
 func (s *Socket) read(h Handler, park bool) (reason string, parked bool) {
 	max := int64(s.srv.opts.MaxMessageBytes)
 	var msg []byte
 	var msgOp ws.OpCode
 	inMessage := false
+	var wait waiting
+	defer wait.done(s.srv.metrics)
 	for {
 		hd, err := ws.ReadHeaderBuffer(s.br, s.hdr[:])
 		if err != nil {
@@ -306,17 +315,16 @@ func (s *Socket) read(h Handler, park bool) (reason string, parked bool) {
 		if !inMessage {
 			msgOp, msg = hd.OpCode, nil
 		}
-		start := len(msg)
-		msg = append(msg, make([]byte, hd.Length)...)
-		if _, err := io.ReadFull(s.br, msg[start:]); err != nil {
+		if msg, err = s.appendPayload(msg, int(hd.Length), hd.Mask, &wait); err != nil {
 			return readErrReason(err), false
 		}
-		ws.Cipher(msg[start:], hd.Mask, 0)
 		if !hd.Fin {
 			inMessage = true
+			wait.track(s.srv.metrics, cap(msg)) // held while the next fragment comes
 			continue
 		}
 		inMessage = false
+		wait.done(s.srv.metrics)
 		binary := msgOp == ws.OpBinary
 		if !binary && !utf8.Valid(msg) {
 			return s.protocolError(1007, "bad_utf8", "text message is not valid UTF-8"), false
@@ -335,6 +343,80 @@ func (s *Socket) read(h Handler, park bool) (reason string, parked bool) {
 			return "", true
 		}
 	}
+}
+
+// minGrow is the least a message buffer grows by once bytes have arrived.
+const minGrow = readerSize
+
+// appendPayload reads the n-byte payload of a data frame onto msg and unmasks
+// it. The buffer grows as bytes arrive, not as the header declares: nothing
+// is allocated before the first byte of the message comes, and then the
+// buffer grows, up to the end of the frame, by the largest of what the
+// message has received so far, what has arrived and waits to be read (in the
+// reader and in the kernel's receive buffer) and minGrow. A partly read
+// message so holds at most twice the bytes the host has received for it, plus
+// minGrow, and a client that declares a large frame and sends little costs
+// little. A message that has arrived whole takes one allocation of its size.
+func (s *Socket) appendPayload(msg []byte, n int, mask [4]byte, wait *waiting) ([]byte, error) {
+	start, end := len(msg), len(msg)+n
+	for len(msg) < end {
+		buffered := s.br.Buffered()
+		if wait.on || buffered < end-len(msg) {
+			wait.track(s.srv.metrics, cap(msg)) // the rest may not be here yet
+		}
+		if len(msg) == cap(msg) {
+			if len(msg) == 0 && buffered == 0 {
+				if _, err := s.br.Peek(1); err != nil { // wait for the first byte
+					return msg, err
+				}
+				buffered = s.br.Buffered()
+			}
+			arrived := buffered
+			if arrived < end-len(msg) {
+				arrived += s.inKernel()
+			}
+			grown := make([]byte, len(msg), len(msg)+min(max(len(msg), arrived, minGrow), end-len(msg)))
+			copy(grown, msg)
+			msg = grown
+			if wait.on {
+				wait.track(s.srv.metrics, cap(msg))
+			}
+		}
+		k, err := s.br.Read(msg[len(msg):min(cap(msg), end)])
+		msg = msg[:len(msg)+k]
+		if err != nil && len(msg) < end {
+			return msg, err
+		}
+	}
+	ws.Cipher(msg[start:], mask, 0)
+	return msg, nil
+}
+
+// waiting accounts, in the partial-message gauges, for the message a socket
+// holds while it waits for the rest of it.
+type waiting struct {
+	on    bool
+	bytes int // buffer capacity counted in the gauge
+}
+
+func (w *waiting) track(m *metrics, capacity int) {
+	if !w.on {
+		w.on = true
+		m.partialMessages.Inc()
+	}
+	if capacity != w.bytes {
+		m.partialBytes.Add(float64(capacity - w.bytes))
+		w.bytes = capacity
+	}
+}
+
+func (w *waiting) done(m *metrics) {
+	if !w.on {
+		return
+	}
+	m.partialMessages.Dec()
+	m.partialBytes.Sub(float64(w.bytes))
+	*w = waiting{}
 }
 
 // badClosePayload checks a client's close frame payload against RFC 6455
