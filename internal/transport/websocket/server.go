@@ -168,12 +168,12 @@ func (s *Server) upgradeFront(up ws.HTTPUpgrader, fr *frontResponse, r *http.Req
 	up.Timeout = 0 // nothing is written to the connection here
 	conn, rw, _, err := up.Upgrade(r, fr)
 	if err != nil {
+		s.metrics.handshakeErrors.Inc() // before the client can see the response
 		if conn != nil {
 			conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
 			conn.Write(fr.held.Bytes()) // the upgrader's error response
 			conn.Close()
 		}
-		s.metrics.handshakeErrors.Inc()
 		return nil, fmt.Errorf("%w: %v", ErrNotWebSocket, err)
 	}
 	return newSocket(s, conn, rw.Reader, fr.held.Bytes()), nil
