@@ -162,33 +162,34 @@ func TestProtocolErrors(t *testing.T) {
 		name   string
 		frames [][]byte
 		code   ws.StatusCode
+		kind   string // the reason label of protocol_errors_total
 	}{
-		{"oversized message", [][]byte{rawFrame(true, ws.OpText, []byte(long), true)}, 1009},
-		{"oversized binary", [][]byte{rawFrame(true, ws.OpBinary, []byte(long), true)}, 1009},
+		{"oversized message", [][]byte{rawFrame(true, ws.OpText, []byte(long), true)}, 1009, "too_big"},
+		{"oversized binary", [][]byte{rawFrame(true, ws.OpBinary, []byte(long), true)}, 1009, "too_big"},
 		{"oversized across fragments", [][]byte{
 			rawFrame(false, ws.OpText, []byte(long[:700]), true),
 			rawFrame(true, ws.OpContinuation, []byte(long[:700]), true),
-		}, 1009},
-		{"unmasked frame", [][]byte{rawFrame(true, ws.OpText, []byte("hi"), false)}, 1002},
-		{"unmasked ping", [][]byte{rawFrame(true, ws.OpPing, nil, false)}, 1002},
-		{"invalid UTF-8", [][]byte{rawFrame(true, ws.OpText, []byte("ok \xff\xfe"), true)}, 1007},
+		}, 1009, "too_big"},
+		{"unmasked frame", [][]byte{rawFrame(true, ws.OpText, []byte("hi"), false)}, 1002, "unmasked"},
+		{"unmasked ping", [][]byte{rawFrame(true, ws.OpPing, nil, false)}, 1002, "unmasked"},
+		{"invalid UTF-8", [][]byte{rawFrame(true, ws.OpText, []byte("ok \xff\xfe"), true)}, 1007, "bad_utf8"},
 		{"invalid UTF-8 across fragments", [][]byte{
 			rawFrame(false, ws.OpText, []byte("ok \xe2\x82"), true),
 			rawFrame(true, ws.OpContinuation, []byte("x"), true),
-		}, 1007},
+		}, 1007, "bad_utf8"},
 		{"reserved bits", [][]byte{func() []byte {
 			b := rawFrame(true, ws.OpText, []byte("hi"), true)
 			b[0] |= 0x40
 			return b
-		}()}, 1002},
-		{"reserved opcode", [][]byte{rawFrame(true, ws.OpCode(0x3), []byte("hi"), true)}, 1002},
-		{"fragmented ping", [][]byte{rawFrame(false, ws.OpPing, []byte("hi"), true)}, 1002},
-		{"long ping", [][]byte{rawFrame(true, ws.OpPing, bytes.Repeat([]byte("p"), 126), true)}, 1002},
-		{"continuation without start", [][]byte{rawFrame(true, ws.OpContinuation, []byte("hi"), true)}, 1002},
+		}()}, 1002, "reserved_bits"},
+		{"reserved opcode", [][]byte{rawFrame(true, ws.OpCode(0x3), []byte("hi"), true)}, 1002, "reserved_opcode"},
+		{"fragmented ping", [][]byte{rawFrame(false, ws.OpPing, []byte("hi"), true)}, 1002, "bad_control_frame"},
+		{"long ping", [][]byte{rawFrame(true, ws.OpPing, bytes.Repeat([]byte("p"), 126), true)}, 1002, "bad_control_frame"},
+		{"continuation without start", [][]byte{rawFrame(true, ws.OpContinuation, []byte("hi"), true)}, 1002, "orphan_continuation"},
 		{"new message inside fragmented one", [][]byte{
 			rawFrame(false, ws.OpText, []byte("a"), true),
 			rawFrame(true, ws.OpText, []byte("b"), true),
-		}, 1002},
+		}, 1002, "interleaved_message"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,8 +208,8 @@ func TestProtocolErrors(t *testing.T) {
 			}
 			c.expectEOF(t)
 			p.handler.waitClosed(t, 5*time.Second)
-			if got := metrictest.Value(t, e.reg, "switchboard_websocket_protocol_errors_total", "code", fmt.Sprint(int(tt.code))); got != 1 {
-				t.Errorf("protocol_errors_total{code=%d} = %v, want 1", tt.code, got)
+			if got := metrictest.Value(t, e.reg, "switchboard_websocket_protocol_errors_total", "code", fmt.Sprint(int(tt.code)), "reason", tt.kind); got != 1 {
+				t.Errorf("protocol_errors_total{code=%d,reason=%s} = %v, want 1", tt.code, tt.kind, got)
 			}
 			select {
 			case m := <-p.handler.msgs:
