@@ -23,7 +23,13 @@ func fuzzSeeds() [][]byte {
 			rawFrame(true, ws.OpContinuation, []byte("llo"), true)),
 		cat(rawFrame(true, ws.OpPing, []byte("ping"), true), rawFrame(true, ws.OpPong, nil, true)),
 		rawFrame(true, ws.OpClose, ws.NewCloseFrameBody(1000, "bye"), true),
-		rawFrame(true, ws.OpClose, []byte{3}, true), // one-byte close payload
+		rawFrame(true, ws.OpClose, []byte{3}, true),                                                // one-byte close payload
+		rawFrame(true, ws.OpClose, ws.NewCloseFrameBody(999, ""), true),                            // code below 1000
+		rawFrame(true, ws.OpClose, ws.NewCloseFrameBody(1005, ""), true),                           // code that must never be sent
+		rawFrame(true, ws.OpClose, ws.NewCloseFrameBody(2999, "x"), true),                          // unassigned code
+		rawFrame(true, ws.OpClose, ws.NewCloseFrameBody(5000, ""), true),                           // beyond the ranges
+		rawFrame(true, ws.OpClose, append(ws.NewCloseFrameBody(1000, ""), 0xff, 0xfe), true),       // reason not UTF-8
+		cat(rawFrame(false, ws.OpText, []byte("he"), true), rawFrame(true, ws.OpClose, nil, true)), // close inside a message
 		rawFrame(true, ws.OpText, []byte("unmasked"), false),
 		rawFrame(true, ws.OpText, []byte{0xff, 0xfe}, true),
 		rawFrame(true, ws.OpContinuation, []byte("orphan"), true),

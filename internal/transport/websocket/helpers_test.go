@@ -122,6 +122,7 @@ type peer struct {
 	sock    *Socket
 	src     *testSource
 	handler *testHandler
+	custom  Handler // if prepare sets it, the socket serves it instead of handler
 }
 
 // env is a Server behind an httptest server.
@@ -135,7 +136,7 @@ type env struct {
 	prepare func(*peer)
 }
 
-func newEnv(t *testing.T, opts Options) *env {
+func newEnv(t testing.TB, opts Options) *env {
 	t.Helper()
 	e := &env{reg: prometheus.NewRegistry(), accepted: make(chan *peer, 16)}
 	opts.Registerer = e.reg
@@ -157,7 +158,11 @@ func newEnv(t *testing.T, opts Options) *env {
 			e.prepare(p)
 		}
 		sock.Bind(p.src)
-		sock.Serve(p.handler)
+		if p.custom != nil {
+			sock.Serve(p.custom)
+		} else {
+			sock.Serve(p.handler)
+		}
 		e.accepted <- p
 	}))
 	e.url = "ws" + strings.TrimPrefix(e.http.URL, "http")
@@ -176,7 +181,7 @@ type client struct {
 }
 
 // dial connects a client; readBuf > 0 shrinks its socket receive buffer.
-func (e *env) dial(t *testing.T, readBuf int) (*client, *peer) {
+func (e *env) dial(t testing.TB, readBuf int) (*client, *peer) {
 	t.Helper()
 	d := ws.Dialer{Timeout: 5 * time.Second}
 	if readBuf > 0 {

@@ -168,12 +168,12 @@ func (s *Server) upgradeFront(up ws.HTTPUpgrader, fr *frontResponse, r *http.Req
 	up.Timeout = 0 // nothing is written to the connection here
 	conn, rw, _, err := up.Upgrade(r, fr)
 	if err != nil {
+		s.metrics.handshakeErrors.Inc() // before the client can see the response
 		if conn != nil {
 			conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
 			conn.Write(fr.held.Bytes()) // the upgrader's error response
 			conn.Close()
 		}
-		s.metrics.handshakeErrors.Inc()
 		return nil, fmt.Errorf("%w: %v", ErrNotWebSocket, err)
 	}
 	return newSocket(s, conn, rw.Reader, fr.held.Bytes()), nil
@@ -238,6 +238,8 @@ type metrics struct {
 	stalls              prometheus.Counter
 	sockets             prometheus.Gauge
 	badFrames           *prometheus.CounterVec
+	partialMessages     prometheus.Gauge
+	partialBytes        prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -257,7 +259,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		closes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "websocket", Name: "closes_total",
 			Help: "Closed sockets by cause."}, []string{"cause"}),
 		badFrames: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "websocket", Name: "protocol_errors_total",
-			Help: "Sockets closed for breaking RFC 6455 or a limit, by close code."}, []string{"code"}),
+			Help: "Sockets closed for breaking RFC 6455 or a limit, by close code and reason."}, []string{"code", "reason"}),
+		partialMessages: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "websocket", Name: "partial_messages",
+			Help: "Client messages being read that had not arrived whole: their sockets wait for the rest."}),
+		partialBytes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "websocket", Name: "partial_message_bytes",
+			Help: "Buffer bytes held by the messages of switchboard_websocket_partial_messages: at most twice the bytes received, plus 512, each."}),
 	}
 	// Every field is registered on reg, or replaced by the identical
 	// collector a second server (the SignalR listener's) registered before.
@@ -267,8 +273,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
-	if m.sockets, err = metricreg.Register(reg, "websocket", m.sockets); err != nil {
-		return nil, err
+	for _, g := range []*prometheus.Gauge{&m.sockets, &m.partialMessages, &m.partialBytes} {
+		if *g, err = metricreg.Register(reg, "websocket", *g); err != nil {
+			return nil, err
+		}
 	}
 	if m.closes, err = metricreg.Register(reg, "websocket", m.closes); err != nil {
 		return nil, err

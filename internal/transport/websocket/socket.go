@@ -2,6 +2,7 @@ package websocket
 
 import (
 	"bufio"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
@@ -46,6 +47,10 @@ type Socket struct {
 	br   *bufio.Reader   // nil while parked
 	h    Handler
 	hdr  [ws.MaxHeaderSize]byte
+
+	// Reader state (see inKernel).
+	inq      int
+	inqProbe func(fd uintptr)
 
 	scheduled    atomic.Bool
 	corked       atomic.Bool  // holding the 101 response back for the first frames (see cork)
@@ -236,27 +241,35 @@ var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, rea
 
 // read runs until the socket fails or closes and returns why; with park set
 // it also returns, parked, once a whole message or control frame has been
-// handled and no input is buffered.
+// handled and no input is buffered. A message only holds memory for the bytes
+// that have arrived (see appendPayload), so the goroutine of a socket waiting
+// in the middle of a message holds its stack, the small reader and what the
+// client actually sent.
 func (s *Socket) read(h Handler, park bool) (reason string, parked bool) {
 	max := int64(s.srv.opts.MaxMessageBytes)
 	var msg []byte
 	var msgOp ws.OpCode
 	inMessage := false
+	var wait waiting
+	defer wait.done(s.srv.metrics)
 	for {
 		hd, err := ws.ReadHeaderBuffer(s.br, s.hdr[:])
 		if err != nil {
+			if errors.Is(err, ws.ErrHeaderLengthMSB) {
+				return s.protocolError(1002, "bad_length", "frame length has its most significant bit set"), false
+			}
 			return readErrReason(err), false
 		}
 		s.lastRead.Store(time.Now().UnixNano())
 		switch {
 		case hd.Rsv != 0:
-			return s.protocolError(1002, "reserved bits set"), false
+			return s.protocolError(1002, "reserved_bits", "reserved bits set"), false
 		case !hd.Masked:
-			return s.protocolError(1002, "client frames must be masked"), false
+			return s.protocolError(1002, "unmasked", "client frames must be masked"), false
 		case hd.OpCode.IsReserved():
-			return s.protocolError(1002, "reserved opcode"), false
+			return s.protocolError(1002, "reserved_opcode", "reserved opcode"), false
 		case hd.OpCode.IsControl() && (hd.Length > 125 || !hd.Fin):
-			return s.protocolError(1002, "invalid control frame"), false
+			return s.protocolError(1002, "bad_control_frame", "invalid control frame"), false
 		}
 		if hd.OpCode.IsControl() {
 			payload := make([]byte, hd.Length)
@@ -268,9 +281,12 @@ func (s *Socket) read(h Handler, park bool) (reason string, parked bool) {
 			case ws.OpPing:
 				s.queuePong(payload)
 			case ws.OpClose:
+				if kind, why := badClosePayload(payload); kind != "" {
+					return s.protocolError(1002, kind, why), false
+				}
 				code, text := ws.ParseCloseFrameData(payload)
 				echo := int(code)
-				if code == 0 || code.IsNotUsed() || code.IsProtocolReserved() {
+				if code == 0 {
 					echo = 1000
 				}
 				s.Close(echo, "")
@@ -284,44 +300,152 @@ func (s *Socket) read(h Handler, park bool) (reason string, parked bool) {
 		}
 		switch {
 		case hd.OpCode == ws.OpContinuation && !inMessage:
-			return s.protocolError(1002, "continuation without a message"), false
+			return s.protocolError(1002, "orphan_continuation", "continuation without a message"), false
 		case hd.OpCode != ws.OpContinuation && inMessage:
-			return s.protocolError(1002, "new message inside a fragmented one"), false
+			return s.protocolError(1002, "interleaved_message", "new message inside a fragmented one"), false
 		case int64(len(msg))+hd.Length > max:
-			return s.protocolError(1009, "message exceeds "+strconv.FormatInt(max, 10)+" bytes"), false
+			return s.protocolError(1009, "too_big", "message exceeds "+strconv.FormatInt(max, 10)+" bytes"), false
 		}
 		if !inMessage {
 			msgOp, msg = hd.OpCode, nil
 		}
-		start := len(msg)
-		msg = append(msg, make([]byte, hd.Length)...)
-		if _, err := io.ReadFull(s.br, msg[start:]); err != nil {
+		if msg, err = s.appendPayload(msg, int(hd.Length), hd.Mask, &wait); err != nil {
 			return readErrReason(err), false
 		}
-		ws.Cipher(msg[start:], hd.Mask, 0)
 		if !hd.Fin {
 			inMessage = true
+			wait.track(s.srv.metrics, cap(msg)) // held while the next fragment comes
 			continue
 		}
 		inMessage = false
+		wait.done(s.srv.metrics)
 		binary := msgOp == ws.OpBinary
 		if !binary && !utf8.Valid(msg) {
-			return s.protocolError(1007, "text message is not valid UTF-8"), false
+			return s.protocolError(1007, "bad_utf8", "text message is not valid UTF-8"), false
 		}
 		s.srv.metrics.framesIn.Inc()
 		s.srv.metrics.bytesIn.Add(float64(len(msg)))
 		if err := h.HandleMessage(msg, binary); err != nil {
 			var ce *CloseError
 			if errors.As(err, &ce) {
-				return s.protocolError(ce.Code, ce.Reason), false
+				return s.protocolError(ce.Code, "handler", ce.Reason), false
 			}
-			return s.protocolError(1011, err.Error()), false
+			return s.protocolError(1011, "handler", err.Error()), false
 		}
 		msg = nil
 		if park && s.br.Buffered() == 0 {
 			return "", true
 		}
 	}
+}
+
+// minGrow is the least a message buffer grows by once bytes have arrived.
+const minGrow = readerSize
+
+// appendPayload reads the n-byte payload of a data frame onto msg and unmasks
+// it. The buffer grows as bytes arrive, not as the header declares: nothing
+// is allocated before the first byte of the message comes, and then the
+// buffer grows, up to the end of the frame, by the largest of what the
+// message has received so far, what has arrived and waits to be read (in the
+// reader and in the kernel's receive buffer) and minGrow. A partly read
+// message so holds at most twice the bytes the host has received for it, plus
+// minGrow, and a client that declares a large frame and sends little costs
+// little. A message that has arrived whole takes one allocation of its size.
+func (s *Socket) appendPayload(msg []byte, n int, mask [4]byte, wait *waiting) ([]byte, error) {
+	start, end := len(msg), len(msg)+n
+	for len(msg) < end {
+		buffered := s.br.Buffered()
+		if wait.on || buffered < end-len(msg) {
+			wait.track(s.srv.metrics, cap(msg)) // the rest may not be here yet
+		}
+		if len(msg) == cap(msg) {
+			if len(msg) == 0 && buffered == 0 {
+				if _, err := s.br.Peek(1); err != nil { // wait for the first byte
+					return msg, err
+				}
+				buffered = s.br.Buffered()
+			}
+			arrived := buffered
+			if arrived < end-len(msg) {
+				arrived += s.inKernel()
+			}
+			grown := make([]byte, len(msg), len(msg)+min(max(len(msg), arrived, minGrow), end-len(msg)))
+			copy(grown, msg)
+			msg = grown
+			if wait.on {
+				wait.track(s.srv.metrics, cap(msg))
+			}
+		}
+		k, err := s.br.Read(msg[len(msg):min(cap(msg), end)])
+		msg = msg[:len(msg)+k]
+		if err != nil && len(msg) < end {
+			return msg, err
+		}
+	}
+	ws.Cipher(msg[start:], mask, 0)
+	return msg, nil
+}
+
+// waiting accounts, in the partial-message gauges, for the message a socket
+// holds while it waits for the rest of it.
+type waiting struct {
+	on    bool
+	bytes int // buffer capacity counted in the gauge
+}
+
+func (w *waiting) track(m *metrics, capacity int) {
+	if !w.on {
+		w.on = true
+		m.partialMessages.Inc()
+	}
+	if capacity != w.bytes {
+		m.partialBytes.Add(float64(capacity - w.bytes))
+		w.bytes = capacity
+	}
+}
+
+func (w *waiting) done(m *metrics) {
+	if !w.on {
+		return
+	}
+	m.partialMessages.Dec()
+	m.partialBytes.Sub(float64(w.bytes))
+	*w = waiting{}
+}
+
+// badClosePayload checks a client's close frame payload against RFC 6455
+// §5.5.1 and §7.4: empty, or a status code a peer may send followed by a UTF-8
+// reason. It returns the metric reason and a description, or "" if it is valid.
+func badClosePayload(p []byte) (kind, why string) {
+	if len(p) == 0 {
+		return "", ""
+	}
+	if len(p) == 1 {
+		return "bad_close_payload", "close frame payload of one byte"
+	}
+	code := int(binary.BigEndian.Uint16(p))
+	if !validCloseCode(code) {
+		return "bad_close_code", "invalid close code " + strconv.Itoa(code)
+	}
+	if !utf8.Valid(p[2:]) {
+		return "bad_close_reason", "close reason is not valid UTF-8"
+	}
+	return "", ""
+}
+
+// validCloseCode reports whether a peer may send code in a close frame: the
+// codes RFC 6455 §7.4.1 defines for sending and those IANA has registered
+// since (1012-1014), or the ranges for libraries (3000-3999) and applications
+// (4000-4999). 1004 is reserved, 1005, 1006 and 1015 must never be sent, and
+// the rest of 1000-2999 is unassigned.
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
 }
 
 // ClosedByClient reports whether the socket ended with a close frame from the
@@ -339,8 +463,10 @@ func closeReason(code ws.StatusCode, text string) string {
 	return r
 }
 
-func (s *Socket) protocolError(code int, reason string) string {
-	s.srv.metrics.badFrames.WithLabelValues(strconv.Itoa(code)).Inc()
+// protocolError closes the socket with code and reason, counted under kind
+// (one of a few fixed words, never client text).
+func (s *Socket) protocolError(code int, kind, reason string) string {
+	s.srv.metrics.badFrames.WithLabelValues(strconv.Itoa(code), kind).Inc()
 	s.Close(code, reason)
 	return reason
 }

@@ -162,33 +162,34 @@ func TestProtocolErrors(t *testing.T) {
 		name   string
 		frames [][]byte
 		code   ws.StatusCode
+		kind   string // the reason label of protocol_errors_total
 	}{
-		{"oversized message", [][]byte{rawFrame(true, ws.OpText, []byte(long), true)}, 1009},
-		{"oversized binary", [][]byte{rawFrame(true, ws.OpBinary, []byte(long), true)}, 1009},
+		{"oversized message", [][]byte{rawFrame(true, ws.OpText, []byte(long), true)}, 1009, "too_big"},
+		{"oversized binary", [][]byte{rawFrame(true, ws.OpBinary, []byte(long), true)}, 1009, "too_big"},
 		{"oversized across fragments", [][]byte{
 			rawFrame(false, ws.OpText, []byte(long[:700]), true),
 			rawFrame(true, ws.OpContinuation, []byte(long[:700]), true),
-		}, 1009},
-		{"unmasked frame", [][]byte{rawFrame(true, ws.OpText, []byte("hi"), false)}, 1002},
-		{"unmasked ping", [][]byte{rawFrame(true, ws.OpPing, nil, false)}, 1002},
-		{"invalid UTF-8", [][]byte{rawFrame(true, ws.OpText, []byte("ok \xff\xfe"), true)}, 1007},
+		}, 1009, "too_big"},
+		{"unmasked frame", [][]byte{rawFrame(true, ws.OpText, []byte("hi"), false)}, 1002, "unmasked"},
+		{"unmasked ping", [][]byte{rawFrame(true, ws.OpPing, nil, false)}, 1002, "unmasked"},
+		{"invalid UTF-8", [][]byte{rawFrame(true, ws.OpText, []byte("ok \xff\xfe"), true)}, 1007, "bad_utf8"},
 		{"invalid UTF-8 across fragments", [][]byte{
 			rawFrame(false, ws.OpText, []byte("ok \xe2\x82"), true),
 			rawFrame(true, ws.OpContinuation, []byte("x"), true),
-		}, 1007},
+		}, 1007, "bad_utf8"},
 		{"reserved bits", [][]byte{func() []byte {
 			b := rawFrame(true, ws.OpText, []byte("hi"), true)
 			b[0] |= 0x40
 			return b
-		}()}, 1002},
-		{"reserved opcode", [][]byte{rawFrame(true, ws.OpCode(0x3), []byte("hi"), true)}, 1002},
-		{"fragmented ping", [][]byte{rawFrame(false, ws.OpPing, []byte("hi"), true)}, 1002},
-		{"long ping", [][]byte{rawFrame(true, ws.OpPing, bytes.Repeat([]byte("p"), 126), true)}, 1002},
-		{"continuation without start", [][]byte{rawFrame(true, ws.OpContinuation, []byte("hi"), true)}, 1002},
+		}()}, 1002, "reserved_bits"},
+		{"reserved opcode", [][]byte{rawFrame(true, ws.OpCode(0x3), []byte("hi"), true)}, 1002, "reserved_opcode"},
+		{"fragmented ping", [][]byte{rawFrame(false, ws.OpPing, []byte("hi"), true)}, 1002, "bad_control_frame"},
+		{"long ping", [][]byte{rawFrame(true, ws.OpPing, bytes.Repeat([]byte("p"), 126), true)}, 1002, "bad_control_frame"},
+		{"continuation without start", [][]byte{rawFrame(true, ws.OpContinuation, []byte("hi"), true)}, 1002, "orphan_continuation"},
 		{"new message inside fragmented one", [][]byte{
 			rawFrame(false, ws.OpText, []byte("a"), true),
 			rawFrame(true, ws.OpText, []byte("b"), true),
-		}, 1002},
+		}, 1002, "interleaved_message"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,8 +208,8 @@ func TestProtocolErrors(t *testing.T) {
 			}
 			c.expectEOF(t)
 			p.handler.waitClosed(t, 5*time.Second)
-			if got := metrictest.Value(t, e.reg, "switchboard_websocket_protocol_errors_total", "code", fmt.Sprint(int(tt.code))); got != 1 {
-				t.Errorf("protocol_errors_total{code=%d} = %v, want 1", tt.code, got)
+			if got := metrictest.Value(t, e.reg, "switchboard_websocket_protocol_errors_total", "code", fmt.Sprint(int(tt.code)), "reason", tt.kind); got != 1 {
+				t.Errorf("protocol_errors_total{code=%d,reason=%s} = %v, want 1", tt.code, tt.kind, got)
 			}
 			select {
 			case m := <-p.handler.msgs:
@@ -329,7 +330,9 @@ func TestClientClose(t *testing.T) {
 		{ws.NewCloseFrameBody(1000, "done"), 1000},
 		{ws.NewCloseFrameBody(4001, "app"), 4001},
 		{nil, 1000},
-		{ws.NewCloseFrameBody(1005, ""), 1000}, // reserved code: not echoed
+		{ws.NewCloseFrameBody(1012, ""), 1012}, // registered with IANA after RFC 6455
+		{ws.NewCloseFrameBody(3000, ""), 3000},
+		{ws.NewCloseFrameBody(4999, ""), 4999},
 	}
 	for _, tt := range tests {
 		e := newEnv(t, Options{})
@@ -343,6 +346,69 @@ func TestClientClose(t *testing.T) {
 		if r := p.handler.waitClosed(t, 5*time.Second); !strings.Contains(r, "client closed") {
 			t.Errorf("HandleClose reason %q", r)
 		}
+	}
+}
+
+// TestBadCloseFrame checks that a close frame RFC 6455 forbids (§5.5.1, §7.4)
+// is answered with 1002, not echoed, and counted with its reason.
+func TestBadCloseFrame(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		payload []byte
+		kind    string
+	}{
+		{"one-byte payload", []byte{0x03}, "bad_close_payload"},
+		{"code 0", ws.NewCloseFrameBody(0, ""), "bad_close_code"},
+		{"code 999", ws.NewCloseFrameBody(999, "x"), "bad_close_code"},
+		{"code 1004", ws.NewCloseFrameBody(1004, ""), "bad_close_code"},
+		{"code 1005", ws.NewCloseFrameBody(1005, ""), "bad_close_code"},
+		{"code 1006", ws.NewCloseFrameBody(1006, ""), "bad_close_code"},
+		{"code 1015", ws.NewCloseFrameBody(1015, ""), "bad_close_code"},
+		{"code 1016", ws.NewCloseFrameBody(1016, ""), "bad_close_code"},
+		{"code 2999", ws.NewCloseFrameBody(2999, ""), "bad_close_code"},
+		{"code 5000", ws.NewCloseFrameBody(5000, ""), "bad_close_code"},
+		{"code 65535", ws.NewCloseFrameBody(65535, ""), "bad_close_code"},
+		{"reason not UTF-8", append(ws.NewCloseFrameBody(1000, ""), 0xce, 0xba, 0xe1, 0xbd), "bad_close_reason"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, Options{})
+			c, p := e.dial(t, 0)
+			c.write(t, ws.NewCloseFrame(tt.payload))
+			code, reason, _ := c.expectClose(t)
+			if code != 1002 {
+				t.Errorf("close %x answered with %d %q, want 1002", tt.payload, code, reason)
+			}
+			c.expectEOF(t)
+			p.handler.waitClosed(t, 5*time.Second)
+			if p.sock.ClosedByClient() {
+				t.Error("a bad close frame counts as a client goodbye")
+			}
+			if got := metrictest.Value(t, e.reg, "switchboard_websocket_protocol_errors_total", "code", "1002", "reason", tt.kind); got != 1 {
+				t.Errorf("protocol_errors_total{code=1002,reason=%s} = %v, want 1", tt.kind, got)
+			}
+		})
+	}
+}
+
+// TestLengthTopBitSet checks that a 64-bit frame length with its most
+// significant bit set (RFC 6455 §5.2) gets a close frame with 1002 before the
+// connection ends, not a silently dropped socket.
+func TestLengthTopBitSet(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	c, p := e.dial(t, 0)
+	c.writeRaw(t, []byte{0x82, 0xff, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4})
+	code, reason, _ := c.expectClose(t)
+	if code != 1002 {
+		t.Errorf("close %d %q, want 1002", code, reason)
+	}
+	c.expectEOF(t)
+	p.handler.waitClosed(t, 5*time.Second)
+	if got := metrictest.Value(t, e.reg, "switchboard_websocket_protocol_errors_total", "code", "1002", "reason", "bad_length"); got != 1 {
+		t.Errorf("protocol_errors_total{code=1002,reason=bad_length} = %v, want 1", got)
 	}
 }
 
