@@ -304,12 +304,12 @@ func (e *Endpoint) connectEvent(w http.ResponseWriter, r *http.Request, hub *cor
 	case errors.As(err, &rej):
 		e.reject(w, rej.Status, "connect_rejected", rej.Reason)
 		return false
-	case errors.Is(err, context.DeadlineExceeded):
-		e.reject(w, http.StatusGatewayTimeout, "upstream_timeout", "the connect event handler did not answer in time")
-		return false
 	case err != nil:
+		// The error names the handler's URL and the network error: they are
+		// for the operator's log, not for the client.
 		e.log.Warn("connect event failed", "hub", hub.Name(), "conn_id", info.ID, "err", err)
-		e.reject(w, http.StatusBadGateway, "upstream_unavailable", "the connect event handler failed: "+err.Error())
+		f := handlerFailure(err)
+		e.reject(w, f.status, f.metric, "the connect event handler "+f.what)
 		return false
 	}
 	if resp.UserID != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -160,8 +161,10 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		}
 		resp, err := s.ep.up.UserEvent(context.Background(), upConn(s.conn), r.Event, contentTypes[typ], payload)
 		if err != nil {
+			// The error names the handler's URL and the network error: they
+			// are for the operator's log, not for the client.
 			s.ep.log.Warn("user event failed", "hub", s.hub.Name(), "conn_id", s.conn.ID(), "event", r.Event, "err", err)
-			return s.reject(r, "upstream_failed", ackInternal, fmt.Sprintf("the event handler failed: %v", err))
+			return s.reject(r, "upstream_failed", ackInternal, "the event handler "+handlerFailure(err).what)
 		}
 		s.applyEventResponse(resp)
 	}
@@ -300,6 +303,33 @@ func (s *session) rejectHistory(r *request, err error, page history.Messages) er
 		s.conn.Send(core.Frame{Data: append(b, '}')})
 	}
 	return nil
+}
+
+// failure is what a client is told of an event handler that failed.
+type failure struct {
+	status int    // of a refused handshake
+	metric string // reason label of the refusal
+	what   string // completes "the … event handler …"
+}
+
+// handlerFailure says what went wrong with an event handler in words fit for
+// the client: whether it was unreachable, slow, answered badly or refused (with
+// its status). It never includes err's text, which names the handler's URL and
+// the network error.
+func handlerFailure(err error) failure {
+	var rej *upstream.RejectError
+	switch {
+	case errors.As(err, &rej):
+		return failure{rej.Status, "upstream_rejected", fmt.Sprintf("answered %d", rej.Status)}
+	case errors.Is(err, context.DeadlineExceeded):
+		return failure{http.StatusGatewayTimeout, "upstream_timeout", "did not answer in time"}
+	case errors.Is(err, upstream.ErrClosed):
+		return failure{http.StatusServiceUnavailable, "upstream_closed", "is unavailable: the server is shutting down"}
+	case errors.Is(err, upstream.ErrBadResponse):
+		return failure{http.StatusBadGateway, "upstream_bad_response", "returned an invalid response"}
+	default:
+		return failure{http.StatusBadGateway, "upstream_unavailable", "is unavailable"}
+	}
 }
 
 func deref(p *uint64) uint64 {
