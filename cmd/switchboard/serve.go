@@ -103,6 +103,7 @@ func newServeCmd() *cobra.Command {
 				return err
 			}
 			if err := srv.Listen(); err != nil {
+				srv.Close()
 				return err
 			}
 			log.Info("switchboard listening", "addr", srv.Addr().String(), "endpoint", srv.Endpoint(), "version", version())

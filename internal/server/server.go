@@ -37,10 +37,32 @@ type Server struct {
 	http *http.Server
 	ln   net.Listener
 	sr   *signalRService // nil when signalr.addr is empty
+	// undo releases what New started, for a server that is not served (Close).
+	undo cleanup
 }
 
-// New builds a server from cfg; Serve starts it.
-func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+// cleanup is a stack of closers of what a constructor started: when a later
+// step fails, run releases everything in the reverse order.
+type cleanup []func()
+
+func (c *cleanup) push(f func()) { *c = append(*c, f) }
+
+func (c *cleanup) run() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+	*c = nil
+}
+
+// New builds a server from cfg; Serve starts it, Close releases it when it
+// will not be served. When New fails it has released what it started.
+func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
+	var undo cleanup
+	defer func() {
+		if err != nil {
+			undo.run()
+		}
+	}()
 	keys := cfg.Auth.AccessKeys
 	if len(keys) == 0 {
 		k, err := auth.LoadOrCreateKey(cfg.Server.DataDir)
@@ -58,10 +80,14 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if up != nil {
+		undo.push(func() { closeUpstream(up, log) })
+	}
 	hist, idem, err := newHistory(cfg, log, reg)
 	if err != nil {
 		return nil, err
 	}
+	undo.push(func() { closeHistory(hist) })
 	var coreHist core.History // stays a nil interface without history
 	if hist != nil {
 		coreHist = hist
@@ -83,7 +109,6 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		History:        coreHist,
 	})
 	if err != nil {
-		closeHistory(hist)
 		return nil, err
 	}
 
@@ -91,6 +116,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	undo.push(wsrv.Close)
 	epCfg := wps.EndpointConfig{
 		Node: node, Keys: ring, WebSocket: wsrv,
 		AllowAnonymous: func(hub string) bool { return cfg.Hub(hub).AnonymousConnect },
@@ -105,8 +131,6 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	ep, err := wps.NewEndpoint(epCfg)
 	if err != nil {
-		wsrv.Close()
-		closeHistory(hist)
 		return nil, err
 	}
 	restCfg := apiwps.Config{
@@ -119,8 +143,6 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	rest, err := apiwps.NewHandler(restCfg)
 	if err != nil {
-		wsrv.Close()
-		closeHistory(hist)
 		return nil, err
 	}
 	mux := http.NewServeMux()
@@ -145,12 +167,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		}
 		srIdem := idem.Namespace(signalRNamespace)
 		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, srHist, srIdem); err != nil {
-			wsrv.Close()
-			if hist != nil {
-				hist.Close()
-			}
 			return nil, err
 		}
+		undo.push(s.sr.closeNow)
 	}
 	s.http = &http.Server{
 		Handler:           mux,
@@ -160,7 +179,24 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
+	s.undo, undo = undo, nil
 	return s, nil
+}
+
+// Close releases a server that was built but will not be served (Listen
+// failed, say): the event-handler workers, the history log, the WebSocket
+// writers and the SignalR endpoint. Serve does this itself; calling Close
+// after Serve, or twice, does nothing.
+func (s *Server) Close() {
+	if s.ln != nil {
+		s.ln.Close()
+		s.ln = nil
+	}
+	if s.sr != nil && s.sr.ln != nil {
+		s.sr.ln.Close()
+		s.sr.ln = nil
+	}
+	s.undo.run()
 }
 
 // newHistory opens the history log when a hub keeps history, and returns
@@ -202,6 +238,16 @@ func newHistory(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 func closeHistory(h *history.Service) {
 	if h != nil {
 		h.Close()
+	}
+}
+
+// closeUpstream stops the event-handler workers of a server that will not
+// serve: nothing is queued yet, so it does not wait.
+func closeUpstream(up *upstream.Client, log *slog.Logger) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := up.Close(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Warn("closing the event handler client", "component", "upstream", "err", err)
 	}
 }
 
@@ -353,13 +399,16 @@ func (s *Server) ConnectionString() string {
 
 // Serve serves until ctx is done, then shuts down gracefully: it stops
 // accepting, closes every session with 1001 after its queue drains, and
-// waits at most server.shutdown_timeout.
+// waits at most server.shutdown_timeout. It must not run concurrently with
+// Close.
 func (s *Server) Serve(ctx context.Context) error {
 	if s.ln == nil {
 		if err := s.Listen(); err != nil {
+			s.Close()
 			return err
 		}
 	}
+	s.undo = nil // from here on, Serve releases everything itself
 	// Upgrades of the Web PubSub client endpoint are served by the front door, outside
 	// net/http's per-connection machinery; every other connection goes to s.http.
 	front := s.ws.NewFrontDoor(s.ln, "/client/hubs/", s.http.Handler, s.http.ReadHeaderTimeout)
