@@ -32,6 +32,7 @@ type Server struct {
 	keys *auth.KeyRing
 	node *core.Node
 	ws   *websocket.Server
+	ep   *wps.Endpoint
 	up   *upstream.Client // nil when no hub has event handlers
 	hist *history.Service // nil when no hub keeps history
 	http *http.Server
@@ -133,6 +134,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	undo.push(ep.Close)
 	restCfg := apiwps.Config{
 		Node: node, Keys: ring, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
 		Idempotency: idem,
@@ -159,7 +161,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 			return ok && ring.VerifyServerToken(tok, r.URL.Path, time.Now()) == nil
 		},
 	})
-	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist}
+	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, ep: ep, up: up, hist: hist}
 	if cfg.SignalR.Addr != "" {
 		var srHist *history.Namespaced // nil without history
 		if hist != nil {
@@ -425,6 +427,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	select {
 	case err := <-errc:
 		s.http.Close()
+		s.ep.Close()
 		s.ws.Close()
 		if s.sr != nil {
 			s.sr.http.Close()
@@ -448,6 +451,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err := s.node.Shutdown(sctx, "server shutting down"); err != nil {
 		errs = append(errs, fmt.Errorf("closing sessions: %w", err))
 	}
+	s.ep.Close() // cancels the user events still waiting for a handler
 	if err := s.ws.Wait(sctx); err != nil {
 		errs = append(errs, fmt.Errorf("waiting for sockets: %w", err))
 	}

@@ -58,6 +58,9 @@ type Endpoint struct {
 	history History
 	log     *slog.Logger
 	metrics *endpointMetrics
+
+	ctx    context.Context // ends with Close: the sessions' user events
+	cancel context.CancelFunc
 }
 
 type endpointMetrics struct {
@@ -93,8 +96,14 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 			return nil, fmt.Errorf("webpubsub: register metrics: %w", err)
 		}
 	}
-	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, history: cfg.History, log: cfg.Logger, metrics: m}, nil
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, history: cfg.History, log: cfg.Logger, metrics: m,
+		ctx: ctx, cancel: cancel}, nil
 }
+
+// Close cancels the user events in flight (their clients get an error ack);
+// the server calls it when it shuts down, after the sessions were told.
+func (e *Endpoint) Close() { e.cancel() }
 
 // hubFromRequest returns the hub a client request names.
 func hubFromRequest(r *http.Request) (string, bool) {

@@ -1,6 +1,7 @@
 package webpubsub
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,6 +27,11 @@ const (
 )
 
 // session is the read side of one conn's socket.
+//
+// A user event waits for its handler off the read goroutine, so that the
+// socket keeps being read: a client that goes away meanwhile ends the
+// session, which cancels the handler's request. Requests stay one at a
+// time and in order: the next message waits for the event's answer.
 type session struct {
 	ep      *Endpoint
 	conn    *core.Conn
@@ -35,13 +41,42 @@ type session struct {
 	dialect string
 	in      prometheus.Counter // messages in, for this hub and dialect
 	inBytes prometheus.Counter
+
+	// ctx ends when the socket is gone (HandleClose) or the endpoint closes;
+	// it bounds the session's user events.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// event is closed once the user event in flight is answered; nil when
+	// none is. Only the read side (HandleMessage, HandleClose) uses it.
+	event chan struct{}
 }
 
 func newSession(e *Endpoint, conn *core.Conn, hub *core.Hub, sock *websocket.Socket, dialect string) *session {
+	ctx, cancel := context.WithCancel(e.ctx)
 	return &session{ep: e, conn: conn, hub: hub, sock: sock, raw: dialect == "raw", dialect: dialect,
 		in:      e.metrics.messagesIn.WithLabelValues(hub.Name(), dialect),
 		inBytes: e.metrics.bytesIn.WithLabelValues(hub.Name(), dialect),
+		ctx:     ctx, cancel: cancel,
 	}
+}
+
+// waitEvent returns once the user event in flight, if any, is answered.
+func (s *session) waitEvent() {
+	if s.event != nil {
+		<-s.event
+		s.event = nil
+	}
+}
+
+// startEvent runs call, a user event and its answer, on its own goroutine;
+// the next message waits for it.
+func (s *session) startEvent(call func()) {
+	done := make(chan struct{})
+	s.event = done
+	go func() {
+		defer close(done)
+		call()
+	}()
 }
 
 // HandleClose implements websocket.Handler.
@@ -49,6 +84,8 @@ func newSession(e *Endpoint, conn *core.Conn, hub *core.Hub, sock *websocket.Soc
 // connection dropped may come back within the recovery window (reliable
 // protocols).
 func (s *session) HandleClose(reason string) {
+	s.cancel() // a user event in flight has no one to answer
+	s.waitEvent()
 	if s.sock.ClosedByClient() {
 		s.conn.End(s.sock, reason)
 		return
@@ -58,6 +95,7 @@ func (s *session) HandleClose(reason string) {
 
 // HandleMessage implements websocket.Handler.
 func (s *session) HandleMessage(data []byte, binary bool) error {
+	s.waitEvent()
 	s.in.Inc()
 	s.inBytes.Add(float64(len(data)))
 	if s.raw {
@@ -159,19 +197,30 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		if s.ep.up == nil || !s.ep.up.HasUserHandler(s.hub.Name(), r.Event) {
 			return s.reject(r, "no_handler", ackInternal, fmt.Sprintf("no event handler is configured for event %q in hub %q", r.Event, s.hub.Name()))
 		}
-		resp, err := s.ep.up.UserEvent(context.Background(), upConn(s.conn), r.Event, contentTypes[typ], payload)
-		if err != nil {
-			// The error names the handler's URL and the network error: they
-			// are for the operator's log, not for the client.
-			s.ep.log.Warn("user event failed", "hub", s.hub.Name(), "conn_id", s.conn.ID(), "event", r.Event, "err", err)
-			return s.reject(r, "upstream_failed", ackInternal, "the event handler "+handlerFailure(err).what)
-		}
-		s.applyEventResponse(resp)
+		s.startEvent(func() { s.userEvent(r, typ, payload) })
+		return nil
 	}
 	if r.AckID != nil {
 		s.conn.Send(encodeAck(*r.AckID, "", ""))
 	}
 	return nil
+}
+
+// userEvent sends a JSON client's event to its handler and answers with
+// the handler's response, if any, then the ack.
+func (s *session) userEvent(r *request, typ core.DataType, payload []byte) {
+	resp, err := s.ep.up.UserEvent(s.ctx, upConn(s.conn), r.Event, contentTypes[typ], payload)
+	if err != nil {
+		// The error names the handler's URL and the network error: they
+		// are for the operator's log, not for the client.
+		s.ep.log.Warn("user event failed", "hub", s.hub.Name(), "conn_id", s.conn.ID(), "event", r.Event, "err", err)
+		s.reject(r, "upstream_failed", ackInternal, "the event handler "+handlerFailure(err).what)
+		return
+	}
+	s.applyEventResponse(resp)
+	if r.AckID != nil {
+		s.conn.Send(encodeAck(*r.AckID, "", ""))
+	}
 }
 
 // contentTypes maps data types to the Content-Type of user events.
@@ -191,13 +240,17 @@ func (s *session) rawEvent(data []byte, binary bool) error {
 	if binary {
 		ct = "application/octet-stream"
 	}
-	resp, err := s.ep.up.UserEvent(context.Background(), upConn(s.conn), "message", ct, data)
-	if err != nil {
-		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "upstream_failed").Inc()
-		s.ep.log.Warn("user event failed", "hub", s.hub.Name(), "conn_id", s.conn.ID(), "event", "message", "err", err)
-		return &websocket.CloseError{Code: 1011, Reason: "the event handler failed"}
-	}
-	s.applyEventResponse(resp)
+	data = bytes.Clone(data) // the socket reuses its buffer
+	s.startEvent(func() {
+		resp, err := s.ep.up.UserEvent(s.ctx, upConn(s.conn), "message", ct, data)
+		if err != nil {
+			s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "upstream_failed").Inc()
+			s.ep.log.Warn("user event failed", "hub", s.hub.Name(), "conn_id", s.conn.ID(), "event", "message", "err", err)
+			s.sock.Close(1011, "the event handler failed")
+			return
+		}
+		s.applyEventResponse(resp)
+	})
 	return nil
 }
 
@@ -321,6 +374,8 @@ func handlerFailure(err error) failure {
 	switch {
 	case errors.As(err, &rej):
 		return failure{rej.Status, "upstream_rejected", fmt.Sprintf("answered %d", rej.Status)}
+	case errors.Is(err, context.Canceled):
+		return failure{http.StatusServiceUnavailable, "upstream_cancelled", "was cancelled: the connection or the server is closing"}
 	case errors.Is(err, context.DeadlineExceeded):
 		return failure{http.StatusGatewayTimeout, "upstream_timeout", "did not answer in time"}
 	case errors.Is(err, upstream.ErrClosed):
