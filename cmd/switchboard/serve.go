@@ -95,9 +95,7 @@ func newServeCmd() *cobra.Command {
 				return nil
 			}
 			log := newLogger(cfg)
-			for _, k := range config.UnknownEnv(os.Environ()) {
-				log.Warn("ignoring unknown environment variable", "name", k)
-			}
+			warnUnknownEnv(log, os.Environ())
 			srv, err := server.New(cfg, log)
 			if err != nil {
 				return err
