@@ -57,7 +57,7 @@ func deadAddr(t *testing.T) string {
 // TestHandlerFailureHidesInternals: when an event handler cannot be reached,
 // the connect 502 body and the user event's InternalServerError ack tell the
 // client that the handler is unavailable, and neither names the handler's URL
-// nor the dial error; the log has both.
+// nor the dial error; the log has both, the URL as its own attribute.
 func TestHandlerFailureHidesInternals(t *testing.T) {
 	dead := deadAddr(t)
 	handlerURL := "http://" + dead + "/secret-handler-path/{event}"
@@ -153,7 +153,8 @@ func TestHandlerFailureHidesInternals(t *testing.T) {
 	leaks("user event ack", string(ack))
 
 	// The operator's log has what the client was not told.
-	for _, want := range []string{"connect event failed", "user event failed", dead, "secret-handler-path"} {
+	for _, want := range []string{"connect event failed", "user event failed", "url=http://" + dead + "/secret-handler-path/connect",
+		"url=http://" + dead + "/secret-handler-path/echo", "connection refused"} {
 		if !strings.Contains(logs.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, logs.String())
 		}

@@ -316,7 +316,7 @@ func (e *Endpoint) connectEvent(w http.ResponseWriter, r *http.Request, hub *cor
 	case err != nil:
 		// The error names the handler's URL and the network error: they are
 		// for the operator's log, not for the client.
-		e.log.Warn("connect event failed", "hub", hub.Name(), "conn_id", info.ID, "err", err)
+		e.log.Warn("connect event failed", "hub", hub.Name(), "conn_id", info.ID, "url", upstream.HandlerURL(err), "err", err)
 		f := handlerFailure(err)
 		e.reject(w, f.status, f.metric, "the connect event handler "+f.what)
 		return false

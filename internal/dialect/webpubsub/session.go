@@ -213,7 +213,7 @@ func (s *session) userEvent(r *request, typ core.DataType, payload []byte) {
 	if err != nil {
 		// The error names the handler's URL and the network error: they
 		// are for the operator's log, not for the client.
-		s.ep.log.Warn("user event failed", "hub", s.hub.Name(), "conn_id", s.conn.ID(), "event", r.Event, "err", err)
+		s.ep.log.Warn("user event failed", "hub", s.hub.Name(), "conn_id", s.conn.ID(), "event", r.Event, "url", upstream.HandlerURL(err), "err", err)
 		s.reject(r, "upstream_failed", ackInternal, "the event handler "+handlerFailure(err).what)
 		return
 	}
@@ -245,7 +245,7 @@ func (s *session) rawEvent(data []byte, binary bool) error {
 		resp, err := s.ep.up.UserEvent(s.ctx, upConn(s.conn), "message", ct, data)
 		if err != nil {
 			s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "upstream_failed").Inc()
-			s.ep.log.Warn("user event failed", "hub", s.hub.Name(), "conn_id", s.conn.ID(), "event", "message", "err", err)
+			s.ep.log.Warn("user event failed", "hub", s.hub.Name(), "conn_id", s.conn.ID(), "event", "message", "url", upstream.HandlerURL(err), "err", err)
 			s.sock.Close(1011, "the event handler failed")
 			return
 		}
