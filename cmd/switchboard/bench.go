@@ -43,10 +43,10 @@ See bench/README.md.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Scenario = args[0]
 			if o.ConnString == "" {
-				o.ConnString = os.Getenv("SWITCHBOARD_CONNECTION_STRING")
+				o.ConnString = os.Getenv(envConnectionString)
 			}
 			if o.SignalRConnString == "" {
-				o.SignalRConnString = os.Getenv("SWITCHBOARD_SIGNALR_CONNECTION_STRING")
+				o.SignalRConnString = os.Getenv(envSignalRConnectionString)
 			}
 			signalR := strings.HasPrefix(o.Scenario, "signalr-")
 			switch {

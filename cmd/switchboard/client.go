@@ -28,7 +28,7 @@ func (t *target) resolve() (string, *auth.KeyRing, error) { return t.resolveFor(
 func (t *target) resolveFor(signalR bool) (string, *auth.KeyRing, error) {
 	cs := t.connString
 	if cs == "" {
-		cs = os.Getenv("SWITCHBOARD_CONNECTION_STRING")
+		cs = os.Getenv(envConnectionString)
 	}
 	if cs != "" {
 		endpoint, key, err := auth.ParseConnectionString(cs)

@@ -95,14 +95,13 @@ func newServeCmd() *cobra.Command {
 				return nil
 			}
 			log := newLogger(cfg)
-			for _, k := range config.UnknownEnv(os.Environ()) {
-				log.Warn("ignoring unknown environment variable", "name", k)
-			}
+			warnUnknownEnv(log, os.Environ())
 			srv, err := server.New(cfg, log)
 			if err != nil {
 				return err
 			}
 			if err := srv.Listen(); err != nil {
+				srv.Close()
 				return err
 			}
 			log.Info("switchboard listening", "addr", srv.Addr().String(), "endpoint", srv.Endpoint(), "version", version())

@@ -260,20 +260,21 @@ func Load(path string, environ []string, settings []string) (Config, error) {
 	return c, c.Validate()
 }
 
-// clientEnv are SWITCHBOARD_* variables read by the CLI's client commands,
-// not settings of the server.
-var clientEnv = map[string]bool{"SWITCHBOARD_CONNECTION_STRING": true}
-
 // UnknownEnv returns the SWITCHBOARD_* variables of environ that name no
-// setting; the server warns about them (a typo would otherwise go unseen).
-func UnknownEnv(environ []string) []string {
+// setting and are not among alsoKnown (the variables the CLI itself reads,
+// such as its commands' connection strings); the server warns about them (a
+// typo would otherwise go unseen).
+func UnknownEnv(environ []string, alsoKnown ...string) []string {
 	known := map[string]bool{}
 	var c Config
 	walk(reflect.ValueOf(&c).Elem(), "", func(f field) { known[f.env] = true })
+	for _, k := range alsoKnown {
+		known[k] = true
+	}
 	var out []string
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "SWITCHBOARD_") && !known[k] && !clientEnv[k] {
+		if strings.HasPrefix(k, "SWITCHBOARD_") && !known[k] {
 			out = append(out, k)
 		}
 	}

@@ -302,11 +302,16 @@ func (c *Conn) Ended() bool {
 	return c.ended
 }
 
-// ackSet remembers the request ids a session has used, to answer repeats
-// with Duplicate. It keeps the newest ackWindow ids.
+// ackSet remembers the last ackWindow distinct request ids a session used,
+// to answer repeats with Duplicate. It remembers ids in the order they were
+// first used, whatever their values: a client that jumps to a huge id (2^64-1)
+// does not make the lower ids it uses next look like repeats, and only an id
+// seen among the last ackWindow distinct ones is a duplicate. Memory grows
+// with the ids used, up to ackWindow of them (a ring and a map, about 100 KiB).
 type ackSet struct {
-	ids map[uint64]struct{}
-	max uint64
+	ids  map[uint64]struct{}
+	ring []uint64 // ids in first-use order; the oldest at next once full
+	next int      // where the next id goes once len(ring) == ackWindow
 }
 
 const ackWindow = 4096
@@ -318,20 +323,14 @@ func (a *ackSet) seen(id uint64) bool {
 	if a.ids == nil {
 		a.ids = make(map[uint64]struct{})
 	}
-	if id+ackWindow < a.max {
-		return true // too old to tell: treat as a repeat
+	if len(a.ring) < ackWindow {
+		a.ring = append(a.ring, id)
+	} else {
+		delete(a.ids, a.ring[a.next])
+		a.ring[a.next] = id
+		a.next = (a.next + 1) % ackWindow
 	}
 	a.ids[id] = struct{}{}
-	if id > a.max {
-		a.max = id
-	}
-	if len(a.ids) > 2*ackWindow {
-		for k := range a.ids {
-			if k+ackWindow < a.max {
-				delete(a.ids, k)
-			}
-		}
-	}
 	return false
 }
 

@@ -6,9 +6,13 @@ import (
 	"testing"
 )
 
-// TestDependencies keeps core free of HTTP, JSON and the packages above it
-// (DESIGN.md: "core imports none of transport, dialect, api, upstream or
-// admin"; core "knows no HTTP, no JSON, no sockets").
+// TestDependencies keeps core free of HTTP, JSON and the packages above it.
+// The rule: core routes messages among hubs, groups, users and conns and
+// knows no HTTP, no JSON and no sockets, so it imports none of transport,
+// dialect, api, upstream, admin or server; they depend on core, through the
+// interfaces core declares (Codec, Link, Broker, History), never the other
+// way round. That keeps the routing testable without a network and lets a
+// new transport, dialect or broker come without touching core.
 //
 // net/http and encoding/json are checked in the imports of core and of
 // every package of this module it depends on; they are reachable through

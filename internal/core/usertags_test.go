@@ -226,7 +226,14 @@ func TestUserTagRace(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for range rounds {
-				conns <- connect(t, h, core.ConnInfo{UserID: "u1"})
+				// Not connect: it calls t.Fatal, which only the test's goroutine may.
+				l := &recLink{}
+				c, err := h.Connect(core.ConnInfo{UserID: "u1", Codec: newCodec(1, "")}, l)
+				if err != nil {
+					t.Errorf("Connect: %v", err)
+					return
+				}
+				conns <- client{c, l}
 			}
 		}()
 	}

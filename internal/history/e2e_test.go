@@ -76,7 +76,11 @@ func TestGaplessRecoveryUnderConcurrentPublishers(t *testing.T) {
 			first := true
 			drops := 0
 			for last < total {
-				c := dial(t, srv.Endpoint())
+				c, err := tryDial(t, srv.Endpoint())
+				if err != nil {
+					t.Errorf("subscriber %d: %v", s, err)
+					return
+				}
 				var from *uint64
 				if !first {
 					v := last
@@ -85,14 +89,21 @@ func TestGaplessRecoveryUnderConcurrentPublishers(t *testing.T) {
 					zero := uint64(0) // from the beginning of the stream
 					from = &zero
 				}
-				c.write(t, joinReq(group, 1, from, epoch))
+				if err := c.tryWrite(joinReq(group, 1, from, epoch)); err != nil {
+					t.Errorf("subscriber %d: %v", s, err)
+					return
+				}
 				dropAfter := -1
 				if s%3 == 0 && drops < 3 {
 					dropAfter = 20 + rng.IntN(60) // this one drops and comes back
 				}
 				n := 0
 				for last < total && n != dropAfter {
-					f := c.next(t)
+					f, err := c.tryNext()
+					if err != nil {
+						t.Errorf("subscriber %d: %v", s, err)
+						return
+					}
 					switch f.Type {
 					case "ack":
 						if !f.Success || f.Offset == nil {

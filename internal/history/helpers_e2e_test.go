@@ -3,6 +3,7 @@ package history_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -184,13 +185,29 @@ func dial(t testing.TB, endpoint string) *wsClient {
 // dialRoles connects a client with the given roles.
 func dialRoles(t testing.TB, endpoint string, roles ...string) *wsClient {
 	t.Helper()
+	c, err := tryDialRoles(t, endpoint, roles...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// tryDial, tryWrite and tryNext are dial, write and next for goroutines
+// other than the test's, which must not call t.Fatal: they return the
+// failure. tryDial uses t only to close the client when the test ends.
+func tryDial(t testing.TB, endpoint string) (*wsClient, error) {
+	return tryDialRoles(t, endpoint, "webpubsub.joinLeaveGroup")
+}
+
+// tryDialRoles is tryDial with the given roles.
+func tryDialRoles(t testing.TB, endpoint string, roles ...string) (*wsClient, error) {
 	keys, _ := auth.NewKeyRing(testKey)
 	tok, _ := keys.MintClientToken(auth.ClientAudience(endpoint, "chat"), auth.MintOptions{Roles: roles})
 	u := "ws" + strings.TrimPrefix(endpoint, "http") + "/client/hubs/chat?access_token=" + tok
 	d := ws.Dialer{Protocols: []string{"json.webpubsub.azure.v1"}, Timeout: 10 * time.Second}
 	conn, br, _, err := d.Dial(context.Background(), u)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	c := &wsClient{conn: conn, frames: make(chan frame, 1<<16), done: make(chan struct{})}
 	var r io.Reader = conn
@@ -217,33 +234,48 @@ func dialRoles(t testing.TB, endpoint string, roles ...string) *wsClient {
 		}
 	}()
 	t.Cleanup(c.drop)
-	if f := c.next(t); f.Event != "connected" {
-		t.Fatalf("first frame %+v", f)
+	f, err := c.tryNext()
+	if err != nil {
+		return nil, err
 	}
-	return c
+	if f.Event != "connected" {
+		return nil, fmt.Errorf("first frame %+v", f)
+	}
+	return c, nil
 }
 
 func (c *wsClient) write(t testing.TB, v any) {
 	t.Helper()
-	b, _ := json.Marshal(v)
-	if err := wsutil.WriteClientText(c.conn, b); err != nil {
+	if err := c.tryWrite(v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func (c *wsClient) tryWrite(v any) error {
+	b, _ := json.Marshal(v)
+	return wsutil.WriteClientText(c.conn, b)
 }
 
 // next returns the next frame, failing after a generous deadline.
 func (c *wsClient) next(t testing.TB) frame {
 	t.Helper()
+	f, err := c.tryNext()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func (c *wsClient) tryNext() (frame, error) {
 	select {
 	case f, ok := <-c.frames:
 		if !ok {
-			t.Fatal("connection closed")
+			return frame{}, errors.New("connection closed")
 		}
-		return f
+		return f, nil
 	case <-time.After(30 * time.Second):
-		t.Fatal("no frame within 30s")
+		return frame{}, errors.New("no frame within 30s")
 	}
-	return frame{}
 }
 
 // drop closes the TCP connection without a close frame.

@@ -34,15 +34,22 @@ func openLog(t *testing.T, dir string, mod func(*Options)) *SegmentLog {
 
 func appendWait(t *testing.T, l *SegmentLog, hub, group, data string) Record {
 	t.Helper()
-	r := Record{Hub: hub, Group: group, Data: []byte(data)}
-	ack, err := l.Append(context.Background(), &r)
+	r, err := tryAppendWait(l, hub, group, data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := ack.Wait(); err != nil {
-		t.Fatal(err)
-	}
 	return r
+}
+
+// tryAppendWait is appendWait for goroutines other than the test's, which
+// must not call t.Fatal.
+func tryAppendWait(l *SegmentLog, hub, group, data string) (Record, error) {
+	r := Record{Hub: hub, Group: group, Data: []byte(data)}
+	ack, err := l.Append(context.Background(), &r)
+	if err != nil {
+		return r, err
+	}
+	return r, ack.Wait()
 }
 
 func readAll(t *testing.T, l *SegmentLog, hub, group string, after uint64) []string {
@@ -238,7 +245,10 @@ func TestGroupCommitConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range each {
-				appendWait(t, l, "chat", fmt.Sprint("room:", w%3), fmt.Sprint(w, "-", i))
+				if _, err := tryAppendWait(l, "chat", fmt.Sprint("room:", w%3), fmt.Sprint(w, "-", i)); err != nil {
+					t.Errorf("writer %d, record %d: %v", w, i, err)
+					return
+				}
 			}
 		}()
 	}

@@ -43,7 +43,10 @@
 //
 // Every error is a [*SyntaxError]. Its Error method reproduces the text of
 // the Azure service ("Invalid syntax for '…': Syntax error at position N in
-// '…'.") and its Detail field explains the problem. Positions follow the
+// '…'.") and its Detail field explains the problem; a filter longer than
+// [MaxEchoBytes] is quoted only in part (its start and the bytes around the
+// problem, each at most MaxEchoBytes) and the Detail follows the position,
+// so that the error of a huge filter stays small. Positions follow the
 // .NET OData parser that the service uses: they are 0-based offsets in
 // UTF-16 code units (equal to byte offsets for ASCII input); text left over
 // after a complete expression is reported at the end of the first unexpected

@@ -2,6 +2,7 @@ package odata
 
 import (
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -14,13 +15,50 @@ type SyntaxError struct {
 	Pos int
 	// Detail explains the problem in plain words; it is not part of Error.
 	Detail string
+
+	off int // the byte offset of Pos in Input
 }
 
+// MaxEchoBytes bounds how much of the filter an error message quotes: a
+// longer filter is quoted as its first MaxEchoBytes bytes and, where the
+// problem is, the MaxEchoBytes around it, each cut short with "…", so that a
+// huge filter cannot make a huge error answer.
+const MaxEchoBytes = 64
+
 // Error returns the message the Azure service gives for an invalid filter,
-// without the " (Parameter 'filter')" suffix the REST layer adds.
+// without the " (Parameter 'filter')" suffix the REST layer adds. A filter
+// longer than MaxEchoBytes is quoted in part (see MaxEchoBytes), and Detail
+// is added after the position.
 func (e *SyntaxError) Error() string {
 	pos := strconv.Itoa(e.Pos)
-	return "Invalid syntax for '" + e.Input + "': Syntax error at position " + pos + " in '" + e.Input + "'."
+	if len(e.Input) <= MaxEchoBytes {
+		return "Invalid syntax for '" + e.Input + "': Syntax error at position " + pos + " in '" + e.Input + "'."
+	}
+	// A long filter: quote its start and the part where the problem is, and
+	// say what the problem is, since the quotes may not show it.
+	head := excerpt(e.Input, 0, MaxEchoBytes)
+	start := max(0, min(e.off-MaxEchoBytes/2, len(e.Input)-MaxEchoBytes))
+	at := excerpt(e.Input, start, start+MaxEchoBytes)
+	return "Invalid syntax for '" + head + "': Syntax error at position " + pos + " (" + e.Detail + ") in '" + at + "'."
+}
+
+// excerpt returns s[from:to], its ends moved to rune boundaries, with "…"
+// where it cuts s short and invalid UTF-8 replaced.
+func excerpt(s string, from, to int) string {
+	for from > 0 && from < len(s) && !utf8.RuneStart(s[from]) {
+		from++
+	}
+	for to < len(s) && to > from && !utf8.RuneStart(s[to]) {
+		to--
+	}
+	out := strings.ToValidUTF8(s[from:to], "\uFFFD")
+	if from > 0 {
+		out = "…" + out
+	}
+	if to < len(s) {
+		out += "…"
+	}
+	return out
 }
 
 // parseError is the internal form of a SyntaxError: off is a byte offset.

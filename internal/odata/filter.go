@@ -32,7 +32,7 @@ type Filter struct {
 func Parse(s string) (*Filter, error) {
 	root, perr := parse(s)
 	if perr != nil {
-		return nil, &SyntaxError{Input: s, Pos: utf16Offset(s, perr.off), Detail: perr.detail}
+		return nil, &SyntaxError{Input: s, Pos: utf16Offset(s, perr.off), Detail: perr.detail, off: perr.off}
 	}
 	return &Filter{src: s, root: root}, nil
 }

@@ -33,16 +33,39 @@ type Server struct {
 	keys *auth.KeyRing
 	node *core.Node
 	ws   *websocket.Server
+	ep   *wps.Endpoint
 	up   *upstream.Client // nil when no hub has event handlers
 	hist *history.Service // nil when no hub keeps history
 	http *http.Server
 	ln   net.Listener
 	sr   *signalRService // nil when signalr.addr is empty
 	lis  *listeners
+	// undo releases what New started, for a server that is not served (Close).
+	undo cleanup
 }
 
-// New builds a server from cfg; Serve starts it.
-func New(cfg config.Config, log *slog.Logger) (*Server, error) {
+// cleanup is a stack of closers of what a constructor started: when a later
+// step fails, run releases everything in the reverse order.
+type cleanup []func()
+
+func (c *cleanup) push(f func()) { *c = append(*c, f) }
+
+func (c *cleanup) run() {
+	for i := len(*c) - 1; i >= 0; i-- {
+		(*c)[i]()
+	}
+	*c = nil
+}
+
+// New builds a server from cfg; Serve starts it, Close releases it when it
+// will not be served. When New fails it has released what it started.
+func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
+	var undo cleanup
+	defer func() {
+		if err != nil {
+			undo.run()
+		}
+	}()
 	keys := cfg.Auth.AccessKeys
 	if len(keys) == 0 {
 		k, err := auth.LoadOrCreateKey(cfg.Server.DataDir)
@@ -73,6 +96,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if up != nil {
+		undo.push(func() { closeUpstream(up, log) })
+	}
 	rates, err := newRateLimits(cfg, log, reg)
 	if err != nil {
 		return nil, err
@@ -81,6 +107,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	undo.push(func() { closeHistory(hist) })
 	var coreHist core.History // stays a nil interface without history
 	if hist != nil {
 		coreHist = hist
@@ -107,7 +134,6 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		HubSeries:      series,
 	})
 	if err != nil {
-		closeHistory(hist)
 		return nil, err
 	}
 
@@ -116,6 +142,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	wsMain = wsrv
+	undo.push(wsrv.Close)
 	epCfg := wps.EndpointConfig{
 		Node: node, Keys: ring, WebSocket: wsrv,
 		AllowAnonymous: func(hub string) bool { return cfg.Hub(hub).AnonymousConnect },
@@ -131,10 +158,9 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	ep, err := wps.NewEndpoint(epCfg)
 	if err != nil {
-		wsrv.Close()
-		closeHistory(hist)
 		return nil, err
 	}
+	undo.push(ep.Close)
 	restCfg := apiwps.Config{
 		Node: node, Keys: ring, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes), PublicEndpoint: cfg.Server.PublicEndpoint,
 		Idempotency: idem,
@@ -145,8 +171,6 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 	}
 	rest, err := apiwps.NewHandler(restCfg)
 	if err != nil {
-		wsrv.Close()
-		closeHistory(hist)
 		return nil, err
 	}
 	mux := http.NewServeMux()
@@ -164,7 +188,7 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 			return ok && ring.VerifyServerToken(tok, r.URL.Path, time.Now()) == nil
 		},
 	})
-	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, lis: lis}
+	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, lis: lis, ep: ep}
 	if cfg.SignalR.Addr != "" {
 		var srHist *history.Namespaced // nil without history
 		if hist != nil {
@@ -172,15 +196,13 @@ func New(cfg config.Config, log *slog.Logger) (*Server, error) {
 		}
 		srIdem := idem.Namespace(signalRNamespace)
 		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srHist, srIdem, rates, lis); err != nil {
-			wsrv.Close()
-			if hist != nil {
-				hist.Close()
-			}
 			return nil, err
 		}
+		undo.push(s.sr.closeNow)
 		wsSignalR = s.sr.ws
 	}
 	s.http = httpServer(lis.gate.Handler(mux, webPubSubKind), cfg.Server.ReadTimeout, log)
+	s.undo, undo = undo, nil
 	return s, nil
 }
 
@@ -204,6 +226,22 @@ func newRateLimits(cfg config.Config, log *slog.Logger, reg prometheus.Registere
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	return l, nil
+}
+
+// Close releases a server that was built but will not be served (Listen
+// failed, say): the event-handler workers, the history log, the WebSocket
+// writers and the SignalR endpoint. Serve does this itself; calling Close
+// after Serve, or twice, does nothing.
+func (s *Server) Close() {
+	if s.ln != nil {
+		s.ln.Close()
+		s.ln = nil
+	}
+	if s.sr != nil && s.sr.ln != nil {
+		s.sr.ln.Close()
+		s.sr.ln = nil
+	}
+	s.undo.run()
 }
 
 // newHistory opens the history log when a hub keeps history, and returns
@@ -283,6 +321,16 @@ func readiness(hist *history.Service) http.Handler {
 func closeHistory(h *history.Service) {
 	if h != nil {
 		h.Close()
+	}
+}
+
+// closeUpstream stops the event-handler workers of a server that will not
+// serve: nothing is queued yet, so it does not wait.
+func closeUpstream(up *upstream.Client, log *slog.Logger) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := up.Close(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		log.Warn("closing the event handler client", "component", "upstream", "err", err)
 	}
 }
 
@@ -427,13 +475,16 @@ func (s *Server) ConnectionString() string {
 
 // Serve serves until ctx is done, then shuts down gracefully: it stops
 // accepting, closes every session with 1001 after its queue drains, and
-// waits at most server.shutdown_timeout.
+// waits at most server.shutdown_timeout. It must not run concurrently with
+// Close.
 func (s *Server) Serve(ctx context.Context) error {
 	if s.ln == nil {
 		if err := s.Listen(); err != nil {
+			s.Close()
 			return err
 		}
 	}
+	s.undo = nil // from here on, Serve releases everything itself
 	// Upgrades of the Web PubSub client endpoint are served by the front door, outside
 	// net/http's per-connection machinery; every other connection goes to s.http.
 	front := s.ws.NewFrontDoor(s.ln, "/client/hubs/", s.http.Handler, s.http.ReadHeaderTimeout)
@@ -450,6 +501,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	select {
 	case err := <-errc:
 		s.http.Close()
+		s.ep.Close()
 		s.ws.Close()
 		if s.sr != nil {
 			s.sr.http.Close()
@@ -473,6 +525,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err := s.node.Shutdown(sctx, "server shutting down"); err != nil {
 		errs = append(errs, fmt.Errorf("closing sessions: %w", err))
 	}
+	s.ep.Close() // cancels the user events still waiting for a handler
 	if err := s.ws.Wait(sctx); err != nil {
 		errs = append(errs, fmt.Errorf("waiting for sockets: %w", err))
 	}

@@ -45,8 +45,13 @@ const signalRNamespace = "signalr"
 // newSignalR assembles the SignalR endpoint. hist is the SignalR namespace's history (nil when no
 // hub keeps history), idem its view of the idempotency index.
 func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer,
-	series *core.HubSeries, hist *history.Namespaced, idem *history.Idempotency, rates *ratelimit.Limiter, lis *listeners) (*signalRService, error) {
+	series *core.HubSeries, hist *history.Namespaced, idem *history.Idempotency, rates *ratelimit.Limiter, lis *listeners) (_ *signalRService, err error) {
 	s := &signalRService{cfg: cfg, log: log, lis: lis}
+	defer func() {
+		if err != nil {
+			s.closeNow() // what was started before the failure
+		}
+	}()
 	var coreHist core.History // nil interfaces without history
 	var restHist durable.History
 	if hist != nil {
@@ -109,7 +114,6 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		epCfg.Upstream = s.up
 	}
 	if s.ep, err = sr.NewEndpoint(epCfg); err != nil {
-		s.ws.Close()
 		return nil, err
 	}
 	rest, err := apisr.NewHandler(apisr.Config{
@@ -118,8 +122,6 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		Logger: log.With("component", "api"), Registerer: reg,
 	})
 	if err != nil {
-		s.ep.Close()
-		s.ws.Close()
 		return nil, err
 	}
 	mux := http.NewServeMux()
@@ -179,10 +181,15 @@ func (s *signalRService) shutdown(ctx context.Context) []error {
 	return errs
 }
 
-// closeNow releases what newSignalR started when the server does not serve.
+// closeNow releases what newSignalR started (all of it, or what it had
+// started when it failed) when the server does not serve.
 func (s *signalRService) closeNow() {
-	s.ws.Close()
-	s.ep.Close()
+	if s.ws != nil {
+		s.ws.Close()
+	}
+	if s.ep != nil {
+		s.ep.Close()
+	}
 	if s.up != nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()

@@ -308,21 +308,21 @@ func (c *Client) send(ctx context.Context, h *Handler, ev *event) (*reply, error
 	}
 	where := redact(u)
 	if err := c.checkHost(ctx, h, ev.conn.Hub, u); err != nil {
-		return nil, fmt.Errorf("upstream: %s %s: %w", ev.kind, where, err)
+		return nil, &HandlerError{Event: ev.kind, URL: where, Err: err}
 	}
 	ctx, cancel := context.WithTimeout(ctx, h.timeout())
 	defer cancel()
 	req, err := c.newRequest(ctx, h, target, ev)
 	if err != nil {
-		return nil, fmt.Errorf("upstream: %s %s: %w", ev.kind, where, err)
+		return nil, &HandlerError{Event: ev.kind, URL: where, Err: err}
 	}
 	r, err := c.exchange(ev.kind, req, c.maxBody)
 	if err != nil {
-		return nil, fmt.Errorf("upstream: %s %s: %w: %w", ev.kind, where, ErrUnavailable, err)
+		return nil, &HandlerError{Event: ev.kind, URL: where, Err: fmt.Errorf("%w: %w", ErrUnavailable, err)}
 	}
 	if int64(len(r.body)) > c.maxBody {
 		if r.ok() {
-			return nil, fmt.Errorf("upstream: %s %s: %w: body exceeds %d bytes", ev.kind, where, ErrBadResponse, c.maxBody)
+			return nil, &HandlerError{Event: ev.kind, URL: where, Err: fmt.Errorf("%w: body exceeds %d bytes", ErrBadResponse, c.maxBody)}
 		}
 		r.body = r.body[:c.maxBody]
 	}

@@ -252,7 +252,7 @@ func (d *dispatcher) deliver(ch *chain, j *job) {
 func (d *dispatcher) drop(j *job, why string, err error) {
 	d.metrics.dropped.WithLabelValues(j.kind, why).Inc()
 	d.log.Warn("event not delivered to webhook", "event", j.event, "hub", j.hub,
-		"conn_id", j.connID, "attempts", j.attempts, "reason", why, "err", err)
+		"conn_id", j.connID, "attempts", j.attempts, "reason", why, "url", HandlerURL(err), "err", err)
 }
 
 // retryableStatus reports whether an asynchronous event answered with status is retried.

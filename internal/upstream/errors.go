@@ -31,6 +31,31 @@ var (
 	ErrClosed = errors.New("upstream: client closed")
 )
 
+// HandlerError is a call to an event handler that failed before it had an answer: the
+// event, the handler's URL (without its query) and why. Its text is for the operator's
+// log: it names the URL and the network error, which clients must not be shown.
+type HandlerError struct {
+	Event string // the kind of event: "connect", "user", "signalr invocation", …
+	URL   string // the handler's URL without its query
+	Err   error  // wraps ErrUnavailable, ErrBadResponse, ErrRefused or the cause
+}
+
+func (e *HandlerError) Error() string {
+	return "upstream: " + e.Event + " " + e.URL + ": " + e.Err.Error()
+}
+
+func (e *HandlerError) Unwrap() error { return e.Err }
+
+// HandlerURL returns the handler URL named by err (a *HandlerError in its chain),
+// "" when it names none: for a structured log line.
+func HandlerURL(err error) string {
+	var he *HandlerError
+	if errors.As(err, &he) {
+		return he.URL
+	}
+	return ""
+}
+
 // RejectError is the handler's 4xx or 5xx answer to a blocking event. For connect the
 // caller answers the WebSocket handshake with Status and Reason; for a user event it
 // sends an error ack (or drops a raw connection).

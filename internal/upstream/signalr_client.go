@@ -286,17 +286,17 @@ func (c *SignalRClient) post(ctx context.Context, u *SignalRUpstream, id *asrsId
 	}
 	where := redact(parsed)
 	if parsed.Scheme != "http" && parsed.Scheme != "https" || parsed.Host == "" {
-		return nil, fmt.Errorf("upstream: signalr %s %s: %w: not an absolute http(s) URL", kind, where, errUnsendable)
+		return nil, &HandlerError{Event: "signalr " + kind, URL: where, Err: fmt.Errorf("%w: not an absolute http(s) URL", errUnsendable)}
 	}
 	ctx, cancel := context.WithTimeout(ctx, u.timeout())
 	defer cancel()
 	req, err := newASRSRequest(ctx, u, target, id, category, event, contentType, body)
 	if err != nil {
-		return nil, fmt.Errorf("upstream: signalr %s %s: %w", kind, where, err)
+		return nil, &HandlerError{Event: "signalr " + kind, URL: where, Err: err}
 	}
 	r, err := c.exchange(kind, req, limit)
 	if err != nil {
-		return nil, fmt.Errorf("upstream: signalr %s %s: %w: %w", kind, where, ErrUnavailable, err)
+		return nil, &HandlerError{Event: "signalr " + kind, URL: where, Err: fmt.Errorf("%w: %w", ErrUnavailable, err)}
 	}
 	return r, nil
 }

@@ -414,7 +414,7 @@ func (s *session) invoke(conn *core.Conn, proto hubproto.Protocol, m *hubproto.M
 		s.ep.metrics.invocations.WithLabelValues("failed").Inc()
 		s.complete(conn, proto, m.InvocationID, "Invocation failed, response too large.")
 	case err != nil:
-		s.ep.log.Warn("signalr upstream invocation failed", "hub", s.hub, "conn_id", s.id, "target", m.Target, "err", err)
+		s.ep.log.Warn("signalr upstream invocation failed", "hub", s.hub, "conn_id", s.id, "target", m.Target, "url", upstream.HandlerURL(err), "err", err)
 		s.ep.metrics.invocations.WithLabelValues("failed").Inc()
 		s.complete(conn, proto, m.InvocationID, "Invocation failed, status code 500")
 	case status >= 200 && status < 300 && len(body) == 0:

@@ -74,6 +74,9 @@ type Endpoint struct {
 	limits  RateLimits
 	log     *slog.Logger
 	metrics *endpointMetrics
+
+	ctx    context.Context // ends with Close: the sessions' user events
+	cancel context.CancelFunc
 }
 
 type endpointMetrics struct {
@@ -112,9 +115,15 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 			return nil, fmt.Errorf("webpubsub: register metrics: %w", err)
 		}
 	}
+	ctx, cancel := context.WithCancel(context.Background())
 	cfg.Node.TrackHubSeries(m.messagesIn, m.bytesIn) // deleted with their hub
-	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, history: cfg.History, limits: cfg.RateLimits, log: cfg.Logger, metrics: m}, nil
+	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, history: cfg.History, limits: cfg.RateLimits, log: cfg.Logger, metrics: m,
+		ctx: ctx, cancel: cancel}, nil
 }
+
+// Close cancels the user events in flight (their clients get an error ack);
+// the server calls it when it shuts down, after the sessions were told.
+func (e *Endpoint) Close() { e.cancel() }
 
 // hubFromRequest returns the hub a client request names.
 func hubFromRequest(r *http.Request) (string, bool) {
@@ -358,12 +367,12 @@ func (e *Endpoint) connectEvent(w http.ResponseWriter, r *http.Request, hub stri
 	case errors.As(err, &rej):
 		e.reject(w, rej.Status, "connect_rejected", rej.Reason)
 		return false
-	case errors.Is(err, context.DeadlineExceeded):
-		e.reject(w, http.StatusGatewayTimeout, "upstream_timeout", "the connect event handler did not answer in time")
-		return false
 	case err != nil:
-		e.log.Warn("connect event failed", "hub", hub, "conn_id", info.ID, "err", err)
-		e.reject(w, http.StatusBadGateway, "upstream_unavailable", "the connect event handler failed: "+err.Error())
+		// The error names the handler's URL and the network error: they are
+		// for the operator's log, not for the client.
+		e.log.Warn("connect event failed", "hub", hub, "conn_id", info.ID, "url", upstream.HandlerURL(err), "err", err)
+		f := handlerFailure(err)
+		e.reject(w, f.status, f.metric, "the connect event handler "+f.what)
 		return false
 	}
 	if resp.UserID != nil {

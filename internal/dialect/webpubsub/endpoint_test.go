@@ -380,3 +380,31 @@ func waitFor(t *testing.T, cond func() bool) {
 }
 
 var _ = http.StatusOK
+
+// TestHugeAckIDDoesNotDropLaterSends: after ackId 2^64-1, the sends with
+// ackIds 1..10 are acknowledged and delivered (they used to be answered
+// Duplicate and silently not sent); a real repeat is still a Duplicate.
+func TestHugeAckIDDoesNotDropLaterSends(t *testing.T) {
+	s := startServer(t, serverOptions{})
+	tok := s.token(t, "acks", auth.MintOptions{Roles: []string{"webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"}})
+	a := mustDial(t, s.wsURL("acks", tok), ProtocolJSON)
+	a.read() // connected
+	a.send(`{"type":"joinGroup","group":"g","ackId":18446744073709551615}`)
+	if got := a.read(); got != `{"type":"ack","ackId":18446744073709551615,"success":true}` {
+		t.Fatalf("join ack = %s", got)
+	}
+	for id := 1; id <= 10; id++ {
+		a.send(fmt.Sprintf(`{"type":"sendToGroup","group":"g","ackId":%d,"dataType":"text","data":"m%d"}`, id, id))
+		if got, want := a.read(), fmt.Sprintf(`{"type":"message","from":"group","group":"g","dataType":"text","data":"m%d"}`, id); got != want {
+			t.Fatalf("ackId %d: delivered %s, want %s", id, got, want)
+		}
+		if got, want := a.read(), fmt.Sprintf(`{"type":"ack","ackId":%d,"success":true}`, id); got != want {
+			t.Fatalf("ackId %d: ack %s, want %s", id, got, want)
+		}
+	}
+	a.send(`{"type":"sendToGroup","group":"g","ackId":7,"dataType":"text","data":"again"}`)
+	ack := a.readJSON()
+	if ack["success"] != false || ack["error"].(map[string]any)["name"] != "Duplicate" {
+		t.Fatalf("repeated ackId 7: %v", ack)
+	}
+}

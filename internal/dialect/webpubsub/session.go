@@ -1,10 +1,12 @@
 package webpubsub
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"sync/atomic"
 
@@ -49,6 +51,11 @@ func (s *session) rejectUnavailable(r *request, err error) error {
 }
 
 // session is the read side of one conn's socket.
+//
+// A user event waits for its handler off the read goroutine, so that the
+// socket keeps being read: a client that goes away meanwhile ends the
+// session, which cancels the handler's request. Requests stay one at a
+// time and in order: the next message waits for the event's answer.
 type session struct {
 	ep      *Endpoint
 	conn    *core.Conn
@@ -62,14 +69,43 @@ type session struct {
 	slot       *ratelimit.Slot   // the socket's place in its client IP's count
 	budget     *ratelimit.Budget // inbound message rate; nil: unlimited
 	rateClosed atomic.Bool       // closed for the message rate: the session ends, no recovery
+
+	// ctx ends when the socket is gone (HandleClose) or the endpoint closes;
+	// it bounds the session's user events.
+	ctx    context.Context
+	cancel context.CancelFunc
+	// event is closed once the user event in flight is answered; nil when
+	// none is. Only the read side (HandleMessage, HandleClose) uses it.
+	event chan struct{}
 }
 
 func newSession(e *Endpoint, conn *core.Conn, hub *core.Hub, sock *websocket.Socket, dialect string, slot *ratelimit.Slot) *session {
+	ctx, cancel := context.WithCancel(e.ctx)
 	return &session{ep: e, conn: conn, hub: hub, sock: sock, raw: dialect == "raw", dialect: dialect,
 		in:      e.metrics.messagesIn.WithLabelValues(hub.MetricLabel(), dialect),
 		inBytes: e.metrics.bytesIn.WithLabelValues(hub.MetricLabel(), dialect),
 		slot:    slot, budget: e.limits.Budget(),
+		ctx: ctx, cancel: cancel,
 	}
+}
+
+// waitEvent returns once the user event in flight, if any, is answered.
+func (s *session) waitEvent() {
+	if s.event != nil {
+		<-s.event
+		s.event = nil
+	}
+}
+
+// startEvent runs call, a user event and its answer, on its own goroutine;
+// the next message waits for it.
+func (s *session) startEvent(call func()) {
+	done := make(chan struct{})
+	s.event = done
+	go func() {
+		defer close(done)
+		call()
+	}()
 }
 
 // HandleClose implements websocket.Handler.
@@ -78,6 +114,8 @@ func newSession(e *Endpoint, conn *core.Conn, hub *core.Hub, sock *websocket.Soc
 // protocols).
 func (s *session) HandleClose(reason string) {
 	s.slot.Release()
+	s.cancel() // a user event in flight has no one to answer
+	s.waitEvent()
 	if s.sock.ClosedByClient() || s.rateClosed.Load() {
 		s.conn.End(s.sock, reason)
 		return
@@ -87,6 +125,7 @@ func (s *session) HandleClose(reason string) {
 
 // HandleMessage implements websocket.Handler.
 func (s *session) HandleMessage(data []byte, binary bool) error {
+	s.waitEvent()
 	s.in.Inc()
 	s.inBytes.Add(float64(len(data)))
 	verdict := s.budget.Take()
@@ -207,12 +246,8 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		if s.ep.up == nil || !s.ep.up.HasUserHandler(s.hub.Name(), r.Event) {
 			return s.reject(r, "no_handler", ackInternal, fmt.Sprintf("no event handler is configured for event %q in hub %q", r.Event, s.hub.Name()))
 		}
-		resp, err := s.ep.up.UserEvent(context.Background(), upConn(s.conn), r.Event, contentTypes[typ], payload)
-		if err != nil {
-			s.ep.log.Warn("user event failed", "hub", s.hub.Name(), "conn_id", s.conn.ID(), "event", r.Event, "err", err)
-			return s.reject(r, "upstream_failed", ackInternal, fmt.Sprintf("the event handler failed: %v", err))
-		}
-		s.applyEventResponse(resp)
+		s.startEvent(func() { s.userEvent(r, typ, payload) })
+		return nil
 	}
 	if r.AckID != nil {
 		s.conn.Send(encodeAck(*r.AckID, "", ""))
@@ -226,6 +261,23 @@ func (s *session) closeForRate() error {
 	s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "message_rate_close").Inc()
 	s.rateClosed.Store(true)
 	return &websocket.CloseError{Code: closeRateCode, Reason: closeRateReason}
+}
+
+// userEvent sends a JSON client's event to its handler and answers with
+// the handler's response, if any, then the ack.
+func (s *session) userEvent(r *request, typ core.DataType, payload []byte) {
+	resp, err := s.ep.up.UserEvent(s.ctx, upConn(s.conn), r.Event, contentTypes[typ], payload)
+	if err != nil {
+		// The error names the handler's URL and the network error: they
+		// are for the operator's log, not for the client.
+		s.ep.log.Warn("user event failed", "hub", s.hub.Name(), "conn_id", s.conn.ID(), "event", r.Event, "url", upstream.HandlerURL(err), "err", err)
+		s.reject(r, "upstream_failed", ackInternal, "the event handler "+handlerFailure(err).what)
+		return
+	}
+	s.applyEventResponse(resp)
+	if r.AckID != nil {
+		s.conn.Send(encodeAck(*r.AckID, "", ""))
+	}
 }
 
 // contentTypes maps data types to the Content-Type of user events.
@@ -245,13 +297,17 @@ func (s *session) rawEvent(data []byte, binary bool) error {
 	if binary {
 		ct = "application/octet-stream"
 	}
-	resp, err := s.ep.up.UserEvent(context.Background(), upConn(s.conn), "message", ct, data)
-	if err != nil {
-		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "upstream_failed").Inc()
-		s.ep.log.Warn("user event failed", "hub", s.hub.Name(), "conn_id", s.conn.ID(), "event", "message", "err", err)
-		return &websocket.CloseError{Code: 1011, Reason: "the event handler failed"}
-	}
-	s.applyEventResponse(resp)
+	data = bytes.Clone(data) // the socket reuses its buffer
+	s.startEvent(func() {
+		resp, err := s.ep.up.UserEvent(s.ctx, upConn(s.conn), "message", ct, data)
+		if err != nil {
+			s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "upstream_failed").Inc()
+			s.ep.log.Warn("user event failed", "hub", s.hub.Name(), "conn_id", s.conn.ID(), "event", "message", "url", upstream.HandlerURL(err), "err", err)
+			s.sock.Close(1011, "the event handler failed")
+			return
+		}
+		s.applyEventResponse(resp)
+	})
 	return nil
 }
 
@@ -360,6 +416,35 @@ func (s *session) rejectHistory(r *request, err error, page history.Messages) er
 		s.conn.Send(core.Frame{Data: append(b, '}')})
 	}
 	return nil
+}
+
+// failure is what a client is told of an event handler that failed.
+type failure struct {
+	status int    // of a refused handshake
+	metric string // reason label of the refusal
+	what   string // completes "the … event handler …"
+}
+
+// handlerFailure says what went wrong with an event handler in words fit for
+// the client: whether it was unreachable, slow, answered badly or refused (with
+// its status). It never includes err's text, which names the handler's URL and
+// the network error.
+func handlerFailure(err error) failure {
+	var rej *upstream.RejectError
+	switch {
+	case errors.As(err, &rej):
+		return failure{rej.Status, "upstream_rejected", fmt.Sprintf("answered %d", rej.Status)}
+	case errors.Is(err, context.Canceled):
+		return failure{http.StatusServiceUnavailable, "upstream_cancelled", "was cancelled: the connection or the server is closing"}
+	case errors.Is(err, context.DeadlineExceeded):
+		return failure{http.StatusGatewayTimeout, "upstream_timeout", "did not answer in time"}
+	case errors.Is(err, upstream.ErrClosed):
+		return failure{http.StatusServiceUnavailable, "upstream_closed", "is unavailable: the server is shutting down"}
+	case errors.Is(err, upstream.ErrBadResponse):
+		return failure{http.StatusBadGateway, "upstream_bad_response", "returned an invalid response"}
+	default:
+		return failure{http.StatusBadGateway, "upstream_unavailable", "is unavailable"}
+	}
 }
 
 func deref(p *uint64) uint64 {

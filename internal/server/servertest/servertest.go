@@ -43,6 +43,7 @@ func Start(t testing.TB, o Options) *Server {
 		t.Fatal(err)
 	}
 	if err := srv.Listen(); err != nil {
+		srv.Close()
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
