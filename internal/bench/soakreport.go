@@ -85,6 +85,11 @@ func (rep *SoakReport) WriteText(out io.Writer) {
 		row(fmt.Sprintf("%.0fs", smp.Elapsed), smp.ServerHealth)
 	}
 	row("end", rep.End)
+	if n := len(rep.Samples); n >= 2 {
+		first, last := rep.Samples[0], rep.Samples[n-1]
+		fmt.Fprintf(out, "under load, first → last sample: RSS %.1f → %.1f MB, goroutines %d → %d, open files %d → %d\n",
+			mb(first.RSS), mb(last.RSS), first.Goroutines, last.Goroutines, first.OpenFDs, last.OpenFDs)
+	}
 	c, m, h := rep.Conns, rep.Messages, rep.Handler
 	fmt.Fprintf(out, "\nconnections  %d attempted, %d opened (%s); left: %d with a close frame, %d reset; reliable sessions recovered %d, not recovered %d; %d accounted\n",
 		c.Attempts, c.Opened, byReason(c.ByKind), c.Graceful, c.Abrupt, c.Recovered, c.RecoveryFailed, c.Accounted)
