@@ -79,3 +79,21 @@ func TestSoakShort(t *testing.T) {
 		t.Error("no periodic sample")
 	}
 }
+
+// TestSoakHandlerCycle checks the handler's cycle: healthy for the first half, then
+// failing, slow and down a sixth each, and again.
+func TestSoakHandlerCycle(t *testing.T) {
+	h := &soakHandler{cycle: 60 * time.Second}
+	for _, c := range []struct {
+		at   time.Duration
+		want handlerMode
+	}{
+		{0, modeHealthy}, {29 * time.Second, modeHealthy}, {30 * time.Second, modeFailing}, {39 * time.Second, modeFailing},
+		{40 * time.Second, modeSlow}, {49 * time.Second, modeSlow}, {50 * time.Second, modeDown}, {59 * time.Second, modeDown},
+		{60 * time.Second, modeHealthy}, {125 * time.Second, modeHealthy}, {155 * time.Second, modeFailing}, {170 * time.Second, modeDown},
+	} {
+		if got := h.modeAt(c.at); got != c.want {
+			t.Errorf("mode at %s = %s, want %s", c.at, got, c.want)
+		}
+	}
+}

@@ -107,12 +107,12 @@ func (h *soakHandler) run(ctx context.Context, start time.Time) {
 			m = modeHealthy
 		}
 		prev := handlerMode(h.mode.Swap(int32(m)))
-		switch {
-		case m == modeDown && prev != modeDown:
+		if m == modeDown && prev != modeDown {
 			h.downs.Add(1)
 			h.stop()
-		case m != modeDown && prev == modeDown:
-			h.relisten()
+		}
+		if m != modeDown && !h.listening() {
+			h.relisten() // after a down period, or again if the last try could not bind
 		}
 		if stopping {
 			return
@@ -122,6 +122,12 @@ func (h *soakHandler) run(ctx context.Context, start time.Time) {
 		case <-tick.C:
 		}
 	}
+}
+
+func (h *soakHandler) listening() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.srv != nil
 }
 
 // relisten listens on the handler's address again after a down period, retrying while
