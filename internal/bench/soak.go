@@ -156,8 +156,9 @@ type SoakMessageFigures struct {
 	Lost            int64            `json:"lost"`             // of those, never received
 	LostBy          map[string]int64 `json:"lostBy,omitempty"` // by client kind and stream
 	Duplicated      int64            `json:"duplicated"`
-	UserEvents      int64            `json:"userEvents"`      // event requests acknowledged
-	UserEventErrors map[string]int64 `json:"userEventErrors"` // event requests answered with an error ack
+	DuplicatedBy    map[string]int64 `json:"duplicatedBy,omitempty"` // by client kind: a recovered reliable session replays what it had not acknowledged
+	UserEvents      int64            `json:"userEvents"`             // event requests acknowledged
+	UserEventErrors map[string]int64 `json:"userEventErrors"`        // event requests answered with an error ack
 }
 
 // SoakReport is the result of a soak.
@@ -212,6 +213,28 @@ type soakStream struct {
 	ended    atomic.Int64 // unix nanos; 0 while it sends
 	url      string       // REST streams
 	signalR  bool
+
+	// uncertain are the sequence numbers of REST sends that failed without an answer (the
+	// server may or may not have taken them): the next send has the next number, so no
+	// message is sent twice, and no receiver is owed these.
+	mu        sync.Mutex
+	uncertain map[uint64]bool
+}
+
+func (st *soakStream) skip(seq uint64) {
+	st.mu.Lock()
+	if st.uncertain == nil {
+		st.uncertain = map[uint64]bool{}
+	}
+	st.uncertain[seq] = true
+	st.mu.Unlock()
+	st.accepted.Add(1)
+}
+
+func (st *soakStream) isUncertain(seq uint64) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.uncertain[seq]
 }
 
 // groupStreams are the talking clients' streams of one group, for its receivers.
@@ -245,6 +268,7 @@ type soak struct {
 	sendErrors    map[string]int64
 	eventErrors   map[string]int64
 	lostBy        map[string]int64 // by client kind and stream class
+	dupBy         map[string]int64 // by client kind
 }
 
 // streamClass names the kind of stream id is, for the report's losses.
@@ -306,7 +330,7 @@ func RunSoak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	}
 	r.endpoint = strings.TrimRight(endpoint, "/")
 	s := &soak{o: o, r: r, byKind: map[string]int64{}, connectErrors: map[string]int64{}, serverClosed: map[string]int64{},
-		sendErrors: map[string]int64{}, eventErrors: map[string]int64{}, lostBy: map[string]int64{}}
+		sendErrors: map[string]int64{}, eventErrors: map[string]int64{}, lostBy: map[string]int64{}, dupBy: map[string]int64{}}
 	s.wps = NewWorker()
 	if err := s.wps.init(Request{ConnString: o.ConnString, Hub: o.Hub, SourceIPs: o.SourceIPs}); err != nil {
 		return nil, err
@@ -534,6 +558,7 @@ func (s *soak) publish(ctx context.Context, p int) {
 			return
 		case err != nil:
 			s.count(s.sendErrors, "rest: "+reason(err))
+			st.skip(seq)
 		case resp.StatusCode != 202:
 			s.count(s.sendErrors, "rest: http "+resp.Status)
 		default:

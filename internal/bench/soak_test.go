@@ -59,6 +59,11 @@ func TestSoakShort(t *testing.T) {
 	if m.Lost != 0 {
 		t.Errorf("%d of %d owed deliveries lost", m.Lost, m.Expected)
 	}
+	for k, n := range m.DuplicatedBy {
+		if k != kindReliable.String() {
+			t.Errorf("%d duplicates to %s clients", n, k)
+		}
+	}
 	if len(c.ServerClosed) > 0 {
 		t.Errorf("server ended connections: %v", c.ServerClosed)
 	}

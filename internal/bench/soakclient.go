@@ -505,19 +505,19 @@ func (sc *soakConn) serverEnded() {
 func (sc *soakConn) account() bool {
 	s := sc.s
 	type owed struct {
-		id     uint32
+		st     *soakStream
 		lo, hi uint64
 	}
 	var want []owed
 	for id, st := range sc.streams {
-		want = append(want, owed{id, sc.lo[id], st.accepted.Load()})
+		want = append(want, owed{st, sc.lo[id], st.accepted.Load()})
 	}
 	if sc.kind != kindSignalR {
 		gs := &s.talk[sc.group]
 		gs.mu.Lock()
 		for id, st := range gs.streams {
 			if _, ok := sc.streams[id]; !ok && st.serial > sc.joinSerial {
-				want = append(want, owed{id, 0, st.accepted.Load()})
+				want = append(want, owed{st, 0, st.accepted.Load()})
 			}
 		}
 		gs.mu.Unlock()
@@ -526,7 +526,7 @@ func (sc *soakConn) account() bool {
 		sc.mu.Lock()
 		defer sc.mu.Unlock()
 		for _, w := range want {
-			n += sc.missingOf(w.id, w.lo, w.hi)
+			n += sc.missingOf(w.st, w.lo, w.hi)
 		}
 		return n
 	}
@@ -560,13 +560,18 @@ func (sc *soakConn) account() bool {
 	if last > 0 {
 		sc.mu.Lock()
 		for _, w := range want {
-			if n := sc.missingOf(w.id, w.lo, w.hi); n > 0 {
+			if n := sc.missingOf(w.st, w.lo, w.hi); n > 0 {
 				s.mu.Lock()
-				s.lostBy[sc.kind.String()+" from "+s.streamClass(w.id)] += n
+				s.lostBy[sc.kind.String()+" from "+s.streamClass(w.st.id)] += n
 				s.mu.Unlock()
 			}
 		}
 		sc.mu.Unlock()
+	}
+	if dup > 0 {
+		s.mu.Lock()
+		s.dupBy[sc.kind.String()] += dup
+		s.mu.Unlock()
 	}
 	s.expected.Add(exp)
 	s.lost.Add(last)
@@ -575,11 +580,12 @@ func (sc *soakConn) account() bool {
 	return true
 }
 
-// missingOf counts the messages lo..hi-1 of stream id not received (sc.mu held).
-func (sc *soakConn) missingOf(id uint32, lo, hi uint64) (n int64) {
-	t := sc.tracks[id]
+// missingOf counts the messages lo..hi-1 of st not received, but for the uncertain ones
+// (sc.mu held).
+func (sc *soakConn) missingOf(st *soakStream, lo, hi uint64) (n int64) {
+	t := sc.tracks[st.id]
 	for q := lo; q < hi; q++ {
-		if t == nil || int(q/64) >= len(t.seen) || t.seen[q/64]&(1<<(q%64)) == 0 {
+		if (t == nil || int(q/64) >= len(t.seen) || t.seen[q/64]&(1<<(q%64)) == 0) && !st.isUncertain(q) {
 			n++
 		}
 	}

@@ -15,7 +15,7 @@ func (s *soak) fill(rep *SoakReport) {
 	}
 	rep.Messages = SoakMessageFigures{
 		RESTSent: s.restSent.Load(), ClientSent: s.clientSent.Load(), SendErrors: s.snapshot(s.sendErrors),
-		Delivered: s.delivered.Load(), Expected: s.expected.Load(), Lost: s.lost.Load(), LostBy: s.snapshot(s.lostBy), Duplicated: s.dup.Load(),
+		Delivered: s.delivered.Load(), Expected: s.expected.Load(), Lost: s.lost.Load(), LostBy: s.snapshot(s.lostBy), Duplicated: s.dup.Load(), DuplicatedBy: s.snapshot(s.dupBy),
 		UserEvents: s.userEvents.Load(), UserEventErrors: s.snapshot(s.eventErrors),
 	}
 	rep.Handler = s.h.figures()
@@ -32,7 +32,8 @@ const (
 
 // judge sets the verdict: flat when RSS, goroutines and open files are back near where
 // they started; failed when not flat, when a client that stayed connected lost a message,
-// when the server ended a connection the soak did not end, or when the soak did nothing.
+// when a client other than a recovered reliable one got a message twice, when the server
+// ended a connection the soak did not end, or when the soak did nothing.
 func (s *soak) judge(rep *SoakReport) {
 	a, b := rep.Start, rep.End
 	var notFlat []string
@@ -56,6 +57,8 @@ func (s *soak) judge(rep *SoakReport) {
 	}
 	add(!rep.Flat, "not flat: %s", strings.Join(notFlat, ", "))
 	add(rep.Messages.Lost > 0, "%d of %d deliveries owed to connections that stayed were lost", rep.Messages.Lost, rep.Messages.Expected)
+	unreliableDup := sum(rep.Messages.DuplicatedBy) - rep.Messages.DuplicatedBy[kindReliable.String()]
+	add(unreliableDup > 0, "%d deliveries duplicated to clients without a recovered session: %s", unreliableDup, byReason(rep.Messages.DuplicatedBy))
 	add(sum(rep.Conns.ServerClosed) > 0, "the server ended %d connections: %s", sum(rep.Conns.ServerClosed), byReason(rep.Conns.ServerClosed))
 	add(rep.Conns.Opened == 0, "no connection opened")
 	add(rep.Messages.Delivered == 0, "no message delivered")
@@ -101,6 +104,9 @@ func (rep *SoakReport) WriteText(out io.Writer) {
 	}
 	fmt.Fprintf(out, "messages     %d REST sends accepted, %d client sendToGroup acknowledged, %d delivered; owed to clients that stayed %d, lost %d, duplicated %d\n",
 		m.RESTSent, m.ClientSent, m.Delivered, m.Expected, m.Lost, m.Duplicated)
+	if len(m.DuplicatedBy) > 0 {
+		fmt.Fprintf(out, "duplicated   %s (a recovered reliable session is sent again what it had not acknowledged)\n", byReason(m.DuplicatedBy))
+	}
 	if len(m.LostBy) > 0 {
 		fmt.Fprintf(out, "lost         %s\n", byReason(m.LostBy))
 	}
