@@ -102,3 +102,29 @@ func TestSoakHandlerCycle(t *testing.T) {
 		}
 	}
 }
+
+// TestSoakWithoutHandlerConfigFails checks that a soak against a server whose hub does not
+// send its events to the soak's handler fails instead of passing without handler failures.
+func TestSoakWithoutHandlerConfigFails(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := servertest.Start(t, servertest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	rep, err := RunSoak(ctx, SoakOptions{
+		ConnString: srv.ConnectionString(), Duration: time.Second, Conns: 5, MinLife: 100 * time.Millisecond, MaxLife: 300 * time.Millisecond,
+		Rate: 20, HandlerListener: ln, HandlerCycle: 600 * time.Millisecond, HandlerSlow: 100 * time.Millisecond,
+		Settle: 100 * time.Millisecond, SourceIPs: -1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Failed || !strings.Contains(strings.Join(rep.Failures, "; "), "got no events") {
+		t.Errorf("failed %v, failures %v", rep.Failed, rep.Failures)
+	}
+	if rep.Conns.Opened == 0 {
+		t.Errorf("no connection opened: %+v", rep.Conns)
+	}
+}

@@ -33,7 +33,8 @@ const (
 // judge sets the verdict: flat when RSS, goroutines and open files are back near where
 // they started; failed when not flat, when a client that stayed connected lost a message,
 // when a client other than a recovered reliable one got a message twice, when the server
-// ended a connection the soak did not end, or when the soak did nothing.
+// ended a connection the soak did not end, or when the soak did nothing (no connection,
+// no delivery, no event to its handler).
 func (s *soak) judge(rep *SoakReport) {
 	a, b := rep.Start, rep.End
 	var notFlat []string
@@ -60,6 +61,8 @@ func (s *soak) judge(rep *SoakReport) {
 	unreliableDup := sum(rep.Messages.DuplicatedBy) - rep.Messages.DuplicatedBy[kindReliable.String()]
 	add(unreliableDup > 0, "%d deliveries duplicated to clients without a recovered session: %s", unreliableDup, byReason(rep.Messages.DuplicatedBy))
 	add(sum(rep.Conns.ServerClosed) > 0, "the server ended %d connections: %s", sum(rep.Conns.ServerClosed), byReason(rep.Conns.ServerClosed))
+	events := sum(rep.Handler.Requests) - rep.Handler.Requests["validate 200"]
+	add(events == 0, "the soak's event handler got no events: start the server with the configuration of `switchboard bench soak --print-config` (same --hub and --handler-addr)")
 	add(rep.Conns.Opened == 0, "no connection opened")
 	add(rep.Messages.Delivered == 0, "no message delivered")
 	rep.Failed = len(rep.Failures) > 0
