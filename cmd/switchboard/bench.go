@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/switchboardhq/switchboard/internal/auth"
@@ -108,7 +109,7 @@ See bench/README.md.`,
 	f.DurationVar(&o.Drain, "drain", 0, "how long to wait for missing messages without progress (default 5s)")
 	f.IntVar(&o.ServerPID, "server-pid", 0, "server process id for RSS/CPU (default: found by the listen port, else /metrics)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
-	cmd.AddCommand(newBenchWorkerCmd(), newBenchBaselineCmd())
+	cmd.AddCommand(newBenchWorkerCmd(), newBenchBaselineCmd(), newBenchSoakCmd())
 	return cmd
 }
 
@@ -136,6 +137,93 @@ connection string for the tool on its first line. See bench/README.md.`,
 		},
 	}
 	cmd.Flags().StringVar(&addr, "addr", addr, "listen address")
+	return cmd
+}
+
+// errSoakFailed makes the process exit non-zero after a failed soak's report is printed.
+var errSoakFailed = errors.New("bench soak: FAILED (not flat, messages lost, or connections ended by the server)")
+
+func newBenchSoakCmd() *cobra.Command {
+	o := bench.SoakOptions{SourceIPs: -1}
+	var asJSON, printConfig bool
+	cmd := &cobra.Command{
+		Use:   "soak",
+		Short: "Churn connections, keep messages flowing and fail the event handlers for a duration; report whether the server's RSS, goroutines and open files stay flat",
+		Long: `Run a soak against a running server: Web PubSub clients (raw, json, json.reliable) and
+SignalR clients connect, join groups, stay a random short while and leave (some with a close
+frame, some with a TCP reset, some reliable ones dropping and recovering their session); REST
+publishers send to all, groups and users, and talking clients sendToGroup and send user
+events; deliveries to the clients that stayed are accounted. The soak serves the hub's event
+handlers itself (--handler-addr) and cycles them through healthy, failing (500), slow (past
+the handler timeout) and down periods. The server's RSS, goroutines and open files are
+sampled at the start, every --sample-every and after --settle at the end; the verdict line
+compares the start and the end. The server's configuration must point the hub's event
+handlers at the soak: --print-config writes it. See bench/README.md.`,
+		Example: `  switchboard bench soak --print-config > soak.yaml
+  switchboard serve --config soak.yaml > cs.txt &
+  switchboard bench soak --connection-string "$(sed -n 1p cs.txt)" --signalr-connection-string "$(sed -n 2p cs.txt)" --duration 30m`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if printConfig {
+				fmt.Fprint(cmd.OutOrStdout(), bench.SoakServerConfig(o.HandlerAddr, o.Hub, bench.SoakHandlerTimeout))
+				return nil
+			}
+			if o.ConnString == "" {
+				o.ConnString = os.Getenv("SWITCHBOARD_CONNECTION_STRING")
+			}
+			if o.SignalRConnString == "" {
+				o.SignalRConnString = os.Getenv("SWITCHBOARD_SIGNALR_CONNECTION_STRING")
+			}
+			if o.ConnString == "" {
+				return fmt.Errorf("--connection-string (or $SWITCHBOARD_CONNECTION_STRING) is required")
+			}
+			o.Progress = cmd.ErrOrStderr()
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			rep, err := bench.RunSoak(ctx, o)
+			if rep != nil {
+				if asJSON {
+					enc := json.NewEncoder(cmd.OutOrStdout())
+					enc.SetIndent("", "  ")
+					enc.Encode(rep)
+				} else {
+					rep.WriteText(cmd.OutOrStdout())
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if rep.Failed {
+				return errSoakFailed
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.ConnString, "connection-string", "", "server connection string (default $SWITCHBOARD_CONNECTION_STRING)")
+	f.StringVar(&o.SignalRConnString, "signalr-connection-string", "", "the SignalR endpoint's connection string, the server's second stdout line (default $SWITCHBOARD_SIGNALR_CONNECTION_STRING; without it no SignalR clients)")
+	f.StringVar(&o.Hub, "hub", "soak", "hub (Web PubSub and SignalR) the soak uses; its event handlers must point at --handler-addr")
+	f.DurationVar(&o.Duration, "duration", time.Minute, "how long the churn runs (the settle period comes after)")
+	f.IntVar(&o.Conns, "conns", 300, "clients kept connected at once (dialing ones included)")
+	f.Float64Var(&o.ConnectRate, "connect-rate", 50, "new connections per second at most")
+	f.DurationVar(&o.MinLife, "min-life", 2*time.Second, "shortest time a client stays")
+	f.DurationVar(&o.MaxLife, "max-life", 20*time.Second, "longest time a client stays")
+	f.Float64Var(&o.Rate, "rate", 50, "REST sends per second (to all, groups, users, SignalR groups), all publishers together")
+	f.IntVar(&o.Publishers, "publishers", 2, "REST publishers, one request in flight each")
+	f.Float64Var(&o.ClientRate, "client-rate", 0.5, "requests per second of each talking JSON client (sendToGroup and user events in turn)")
+	f.IntVar(&o.Groups, "groups", 10, "groups the clients spread over")
+	f.IntVar(&o.Users, "users", 20, "user ids the Web PubSub clients spread over")
+	f.IntVar(&o.Size, "size", 64, "payload bytes (text)")
+	f.StringVar(&o.HandlerAddr, "handler-addr", bench.DefaultSoakHandlerAddr, "listen address of the soak's event handler")
+	f.DurationVar(&o.HandlerCycle, "handler-cycle", time.Minute, "the handler's cycle: healthy its first half, then failing (500), slow and down a sixth each")
+	f.DurationVar(&o.HandlerSlow, "handler-slow", bench.SoakHandlerTimeout+time.Second, "how long a slow answer takes (above the handler timeout of --print-config's configuration)")
+	f.DurationVar(&o.SampleEvery, "sample-every", 30*time.Second, "how often the server is sampled (a line on stderr)")
+	f.DurationVar(&o.Settle, "settle", time.Minute, "wait after the churn with the handler healthy before the end sample (above reliable.recovery_window and the event retries)")
+	f.DurationVar(&o.Drain, "drain", 0, "how long a leaving client waits for missing messages without progress (default 5s)")
+	f.IntVar(&o.ServerPID, "server-pid", 0, "server process id for RSS and open files (default: found by the listen port, else /metrics)")
+	f.IntVar(&o.SourceIPs, "source-ips", -1, "spread connections over local addresses 127.0.0.1..127.0.0.N (default 8 for a loopback server, else none)")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.BoolVar(&printConfig, "print-config", false, "print the server configuration (YAML) that points --hub's event handlers and SignalR upstream at --handler-addr, and exit")
 	return cmd
 }
 

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -189,4 +190,102 @@ func pidByListenPort(port int) int {
 		}
 	}
 	return 0
+}
+
+// ServerHealth is what a soak watches for leaks: the server's resident memory,
+// goroutines and open files at one moment. A field the probe could not read is 0.
+type ServerHealth struct {
+	At         time.Time `json:"at"`
+	RSS        int64     `json:"rssBytes"`
+	Goroutines int64     `json:"goroutines"`
+	OpenFDs    int64     `json:"openFds"`
+}
+
+// health samples the server's RSS, goroutines and open files: RSS and open files from
+// /proc/<pid> when the pid is known, goroutines (which /proc does not show) and whatever
+// /proc could not give from the server's /metrics (go_goroutines,
+// process_resident_memory_bytes, process_open_fds). It fails only when nothing was read.
+func (p *serverProbe) health(ctx context.Context) (ServerHealth, error) {
+	h := ServerHealth{At: time.Now()}
+	var errs []error
+	if p.pid > 0 {
+		if s, err := procSample(p.pid); err == nil {
+			h.RSS = s.RSS
+		} else {
+			errs = append(errs, err)
+		}
+		if fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", p.pid)); err == nil {
+			h.OpenFDs = int64(len(fds))
+		} else {
+			errs = append(errs, err)
+		}
+	}
+	if p.metricsURL != "" {
+		m, err := p.readMetrics(ctx, "go_goroutines", "process_resident_memory_bytes", "process_open_fds")
+		if err != nil {
+			errs = append(errs, err)
+		}
+		h.Goroutines = int64(m["go_goroutines"])
+		if h.RSS == 0 {
+			h.RSS = int64(m["process_resident_memory_bytes"])
+		}
+		if h.OpenFDs == 0 {
+			h.OpenFDs = int64(m["process_open_fds"])
+		}
+	}
+	if h.RSS == 0 && h.Goroutines == 0 && h.OpenFDs == 0 {
+		if len(errs) == 0 {
+			errs = append(errs, fmt.Errorf("no way to observe the server"))
+		}
+		return h, fmt.Errorf("sampling the server: %w", errors.Join(errs...))
+	}
+	return h, nil
+}
+
+// readMetrics reads the named unlabelled metrics from the server's /metrics.
+func (p *serverProbe) readMetrics(ctx context.Context, names ...string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.metricsURL, nil)
+	if err != nil {
+		return nil, err
+	}
+	if p.token != "" {
+		req.Header.Set("Authorization", "Bearer "+p.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("/metrics: %s", resp.Status)
+	}
+	want := map[string]bool{}
+	for _, n := range names {
+		want[n] = true
+	}
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(sc.Text(), " ")
+		if ok && want[name] {
+			if v, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {
+				out[name] = v
+			}
+		}
+	}
+	return out, sc.Err()
+}
+
+// newHealthProbe is newServerProbe for a soak: it also keeps the /metrics address when the
+// pid is known, for the goroutine count.
+func newHealthProbe(ctx context.Context, endpoint string, pid int, token func(string) string) *serverProbe {
+	p := newServerProbe(ctx, endpoint, pid, token)
+	if p.metricsURL == "" {
+		p.metricsURL = strings.TrimRight(endpoint, "/") + "/metrics"
+		p.token = token(p.metricsURL)
+	}
+	return p
 }
