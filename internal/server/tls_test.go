@@ -8,6 +8,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -161,5 +163,53 @@ func TestTLS(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+	}
+}
+
+// TestTLSRESTLinksSayHTTPS: a REST call over TLS on the main listener builds its links and
+// token audiences with https. The front door hands REST connections to net/http wrapped
+// (a *tls.Conn no longer), so net/http left the request's TLS unset and every link said
+// http:// to a port that speaks only TLS: a generated client token's audience, a group
+// listing's and a catch-up read's nextLink.
+func TestTLSRESTLinksSayHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	cert := writeCert(t, certFile, keyFile, 1)
+	srv := servertest.Start(t, servertest.Options{Settings: []string{"tls.cert_file=" + certFile, "tls.key_file=" + keyFile}})
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, Timeout: 10 * time.Second}
+
+	url := srv.Endpoint() + "/api/hubs/chat/:generateToken?api-version=2024-01-01"
+	stok, _ := srv.Keys().MintServerToken(url, time.Minute)
+	req, _ := http.NewRequest(http.MethodPost, url, nil)
+	req.Header.Set("Authorization", "Bearer "+stok)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("generateToken over https: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("generateToken: %d %s", resp.StatusCode, body)
+	}
+	var tr struct{ Token string }
+	if err := json.Unmarshal(body, &tr); err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(tr.Token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("token %q", tr.Token)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct{ Aud string }
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(claims.Aud, "https://") {
+		t.Fatalf("client token audience %q from a request over TLS: want https://", claims.Aud)
 	}
 }

@@ -384,3 +384,20 @@ func putFrontReader(br *bufio.Reader) {
 	br.Reset(nil)
 	frontReaderPool.Put(br)
 }
+
+// TLSState returns the TLS state of the connection that ctx's request came on, for an
+// http.Server with ConnContext behind a FrontDoor: net/http sets Request.TLS only for a
+// *tls.Conn, and the FrontDoor hands it its connections wrapped. nil when the connection
+// is not TLS (or not known).
+func TLSState(ctx context.Context) *tls.ConnectionState {
+	c, _ := ctx.Value(connKey{}).(net.Conn)
+	if p, ok := c.(*peekedConn); ok {
+		c = p.Conn
+	}
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	cs := tc.ConnectionState()
+	return &cs
+}
