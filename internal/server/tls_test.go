@@ -213,3 +213,44 @@ func TestTLSRESTLinksSayHTTPS(t *testing.T) {
 		t.Fatalf("client token audience %q from a request over TLS: want https://", claims.Aud)
 	}
 }
+
+// TestTLSPortsHoldNoStalledClient: on both TLS listeners, a client that connects and
+// stalls before or in the middle of its ClientHello is dropped within the header timeout
+// (server.read_timeout, at most 10 s), and a plain-HTTP request is answered 400 naming
+// the mistake, not met with a silent close.
+func TestTLSPortsHoldNoStalledClient(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeCert(t, certFile, keyFile, 1)
+	srv := servertest.Start(t, servertest.Options{Settings: []string{"tls.cert_file=" + certFile, "tls.key_file=" + keyFile, "server.read_timeout=1s"}})
+	// The first bytes of a TLS 1.2 ClientHello record: a handshake record of 512 bytes of
+	// which only 5 come.
+	partialHello := []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03}
+	for _, ep := range []string{srv.Endpoint(), srv.SignalREndpoint()} {
+		addr := strings.TrimPrefix(ep, "https://")
+		for _, first := range [][]byte{nil, partialHello} {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Write(first)
+			c.SetReadDeadline(time.Now().Add(20 * time.Second)) // "never", for the test
+			_, err = io.ReadAll(c)
+			c.Close()
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("%s: a client stalled after %d bytes of its ClientHello is still held after 20 s", ep, len(first))
+			}
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET /client/hubs/chat HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		got, _ := io.ReadAll(c)
+		c.Close()
+		if !strings.HasPrefix(string(got), "HTTP/1.0 400") || !strings.Contains(string(got), "HTTPS") {
+			t.Fatalf("%s: plain HTTP to the TLS port answered %q, want a 400 that names HTTPS", ep, got)
+		}
+	}
+}

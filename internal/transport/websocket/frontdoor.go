@@ -180,6 +180,12 @@ func (f *FrontDoor) route(c net.Conn) {
 	c.SetReadDeadline(time.Now().Add(f.headerTimeout))
 	ours, err := f.isOurs(br)
 	if err != nil {
+		var re tls.RecordHeaderError
+		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
+			// As net/http answers plain HTTP on a TLS port, in the clear.
+			re.Conn.SetWriteDeadline(time.Now().Add(f.headerTimeout))
+			io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+		}
 		c.Close() // the request line did not come in time, or the client went away
 		putFrontReader(br)
 		return
@@ -400,4 +406,14 @@ func TLSState(ctx context.Context) *tls.ConnectionState {
 	}
 	cs := tc.ConnectionState()
 	return &cs
+}
+
+// looksLikeHTTP reports whether the first bytes of what came instead of a TLS record are
+// an HTTP method.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH", "CONNE":
+		return true
+	}
+	return false
 }
