@@ -390,13 +390,22 @@ func (l *Limiter) trusted(ip netip.Addr) bool {
 // read from the right (the hop nearest to us), the first address that is
 // not a trusted proxy. A client can put anything on the left of the list;
 // only what trusted proxies appended is believed. An entry that is not an
-// address ends the walk at the last one that was.
+// address ends the walk at the last one that was. The entries are those of
+// X-Forwarded-For and the like (an address), or of Forwarded (RFC 7239: the
+// address of their for= parameter). The walk allocates nothing, whatever
+// the length of the header.
 func (l *Limiter) forwarded(values []string, peer netip.Addr) netip.Addr {
+	rfc7239 := http.CanonicalHeaderKey(l.cfg.TrustedHeader) == "Forwarded"
 	client := peer
 	for i := len(values) - 1; i >= 0; i-- {
-		parts := strings.Split(values[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			ip, ok := parseHop(strings.TrimSpace(parts[j]))
+		rest := values[i]
+		for {
+			j := strings.LastIndexByte(rest, ',')
+			hop := rest[j+1:]
+			if rfc7239 {
+				hop = forParam(hop)
+			}
+			ip, ok := parseHop(strings.TrimSpace(hop))
 			if !ok {
 				return client
 			}
@@ -404,21 +413,51 @@ func (l *Limiter) forwarded(values []string, peer netip.Addr) netip.Addr {
 			if !l.trusted(ip) {
 				return client
 			}
+			if j < 0 {
+				break
+			}
+			rest = rest[:j]
 		}
 	}
 	return client
 }
 
+// forParam returns the value of the for= parameter of one element of a
+// Forwarded header ("for=192.0.2.60;proto=http", `for="[2001:db8::1]:80"`),
+// unquoted; "" when it has none.
+func forParam(elem string) string {
+	for elem != "" {
+		var pair string
+		pair, elem, _ = strings.Cut(elem, ";")
+		name, value, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if ok && strings.EqualFold(strings.TrimSpace(name), "for") {
+			value = strings.TrimSpace(value)
+			if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
+				value = value[1 : len(value)-1]
+			}
+			return value
+		}
+	}
+	return ""
+}
+
 // parseHop reads one address of a forwarding header: a bare IPv4 or IPv6
-// address, or one with a port ("1.2.3.4:5", "[::1]:5").
+// address, or one with a port ("1.2.3.4:5", "[::1]:5") or in brackets
+// ("[::1]"). A zone ("fe80::1%eth0") is not an address of the Internet:
+// refused.
 func parseHop(s string) (netip.Addr, bool) {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap(), true
+	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
+		s = s[1 : len(s)-1]
 	}
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap(), true
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		ap, perr := netip.ParseAddrPort(s)
+		if perr != nil {
+			return netip.Addr{}, false
+		}
+		a = ap.Addr()
 	}
-	return netip.Addr{}, false
+	return a.Unmap(), true
 }
 
 // Verdict is what a Budget says of one message.
