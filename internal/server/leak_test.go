@@ -61,6 +61,14 @@ func TestFailedPathsGiveTheirCountsBack(t *testing.T) {
 		}
 		return n.ConnectionToken
 	}
+	gauge := func(name string) string {
+		_, body := do(http.MethodGet, wps+"/metrics", "", nil)
+		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("no %s in /metrics", name)
+		}
+		return m[1]
+	}
 	for range 10 {
 		do(http.MethodGet, wps+"/client/hubs/chat", "", upgrade)                      // no token: 401
 		do(http.MethodGet, wps+"/client/hubs/chat?access_token=bad", "", upgrade)     // bad token: 401
@@ -78,6 +86,12 @@ func TestFailedPathsGiveTheirCountsBack(t *testing.T) {
 		do(http.MethodGet, sr+"/client/?hub=chat&id="+negotiate(), "bad", upgrade)                                          // bad token
 		do(http.MethodGet, sr+"/client/?hub=chat&id="+negotiate(), srTok, badUpgrade)                                       // the upgrade fails
 		do(http.MethodGet, sr+"/client/?hub=chat&id="+negotiate(), "bad", map[string]string{"Accept": "text/event-stream"}) // SSE, bad token
+		// A failed upgrade and a refused resume answer on the hijacked connection, which
+		// the client may read before their handler has returned and given its place back:
+		// wait for that before the long poll, which needs the place.
+		eventually.True(t, "the places of the hijacked answers back", 30*time.Second, func() bool {
+			return gauge("switchboard_ratelimit_tracked_ips") == "0"
+		})
 		id := negotiate()
 		u := sr + "/client/?hub=chat&id=" + id
 		if status, body := do(http.MethodGet, u, srTok, nil); status != http.StatusOK { // the first poll opens it
@@ -86,14 +100,10 @@ func TestFailedPathsGiveTheirCountsBack(t *testing.T) {
 		if status, body := do(http.MethodDelete, u, srTok, nil); status != http.StatusAccepted {
 			t.Fatalf("DELETE: %d %s", status, body)
 		}
-	}
-	gauge := func(name string) string {
-		_, body := do(http.MethodGet, wps+"/metrics", "", nil)
-		m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindStringSubmatch(body)
-		if m == nil {
-			t.Fatalf("no %s in /metrics", name)
-		}
-		return m[1]
+		// The long-polling conn ends (and gives its place back) just after the DELETE's answer.
+		eventually.True(t, "the long-polling conn's place back", 30*time.Second, func() bool {
+			return gauge("switchboard_ratelimit_tracked_ips") == "0"
+		})
 	}
 	eventually.True(t, "the counts back to zero", 30*time.Second, func() bool {
 		return gauge("switchboard_admission_connections") == "0" && gauge("switchboard_ratelimit_tracked_ips") == "0"
