@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -243,7 +244,7 @@ func (e *Endpoint) forgetLocked(s *session) {
 
 // ServeHTTP implements http.Handler for /client/negotiate and /client/.
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	allowCORS(w, r)
+	AllowCORS(w, r)
 	path := strings.TrimSuffix(r.URL.Path, "/")
 	negotiate := path == "/client/negotiate"
 	if !negotiate && path != "/client" {
@@ -288,9 +289,11 @@ func (e *Endpoint) admitClientIP(w http.ResponseWriter, r *http.Request, kind st
 	return slot, ok
 }
 
-// allowCORS lets browser pages of any origin call the endpoint with
-// credentials (the JS client sends them by default), as the service does.
-func allowCORS(w http.ResponseWriter, r *http.Request) {
+// AllowCORS lets browser pages of any origin call the endpoint with
+// credentials (the JS client sends them by default), as the service does. The
+// server calls it too, ahead of what may answer before the endpoint (the
+// admission gate's 503): calling it twice adds nothing.
+func AllowCORS(w http.ResponseWriter, r *http.Request) {
 	o := r.Header.Get("Origin")
 	if o == "" {
 		return
@@ -298,7 +301,9 @@ func allowCORS(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", o)
 	h.Set("Access-Control-Allow-Credentials", "true")
-	h.Add("Vary", "Origin")
+	if !slices.Contains(h.Values("Vary"), "Origin") {
+		h.Add("Vary", "Origin")
+	}
 }
 
 func preflight(w http.ResponseWriter, r *http.Request) {
