@@ -80,6 +80,7 @@ type Limiter struct {
 	log     *slog.Logger
 	metrics *metrics
 	refill  time.Duration // how long an empty handshake bucket takes to fill
+	rfc7239 bool          // the trusted header is Forwarded: its entries are for= parameters
 
 	mu  sync.Mutex
 	ips map[netip.Addr]*entry
@@ -140,7 +141,8 @@ func New(cfg Config) (*Limiter, error) {
 	if m.tracked, err = metricreg.Register(cfg.Registerer, "ratelimit", m.tracked); err != nil {
 		return nil, err
 	}
-	l := &Limiter{cfg: cfg, log: cfg.Logger, metrics: m, ips: make(map[netip.Addr]*entry)}
+	l := &Limiter{cfg: cfg, log: cfg.Logger, metrics: m, ips: make(map[netip.Addr]*entry),
+		rfc7239: http.CanonicalHeaderKey(cfg.TrustedHeader) == "Forwarded"}
 	if cfg.HandshakeRate > 0 {
 		l.refill = time.Duration(float64(cfg.HandshakeBurst) / cfg.HandshakeRate * float64(time.Second))
 	}
@@ -395,14 +397,13 @@ func (l *Limiter) trusted(ip netip.Addr) bool {
 // address of their for= parameter). The walk allocates nothing, whatever
 // the length of the header.
 func (l *Limiter) forwarded(values []string, peer netip.Addr) netip.Addr {
-	rfc7239 := http.CanonicalHeaderKey(l.cfg.TrustedHeader) == "Forwarded"
 	client := peer
 	for i := len(values) - 1; i >= 0; i-- {
 		rest := values[i]
 		for {
 			j := strings.LastIndexByte(rest, ',')
 			hop := rest[j+1:]
-			if rfc7239 {
+			if l.rfc7239 {
 				hop = forParam(hop)
 			}
 			ip, ok := parseHop(strings.TrimSpace(hop))
