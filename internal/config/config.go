@@ -63,7 +63,7 @@ type Limits struct {
 // (handshake rate, concurrent connections) and per connection (inbound
 // message rate). They are limits.* keys; 0 turns a limit off.
 type ClientRates struct {
-	IPHandshakeRate    float64  `yaml:"ip_handshake_rate" doc:"connection attempts (WebSocket upgrades, SignalR negotiates and transports) per second one client IP may make, refilled continuously; beyond the burst 429 with Retry-After; 0: unlimited"`
+	IPHandshakeRate    float64  `yaml:"ip_handshake_rate" doc:"connection attempts (WebSocket upgrades, SignalR negotiates, transports opened without one) per second one client IP may make, refilled continuously; beyond the burst 429 with Retry-After; 0: unlimited"`
 	IPHandshakeBurst   int      `yaml:"ip_handshake_burst" doc:"connection attempts one client IP may make at once; 0: ip_handshake_rate rounded up"`
 	IPMaxConnections   int      `yaml:"ip_max_connections" doc:"concurrent client connections (WebSockets, SSE streams, long-polling connections) per client IP; beyond it 429 with Retry-After; 0: unlimited"`
 	IPMaxTracked       int      `yaml:"ip_max_tracked" doc:"client IPs (IPv6: /64 prefixes) the per-IP limits track at once; a new one evicts the least recently seen idle one, and is refused with 503 when every tracked IP holds a connection; about 210 bytes each" default:"100000"`

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
@@ -88,4 +89,22 @@ func FuzzClientIP(f *testing.F) {
 			t.Fatalf("ClientIP = %s, not the peer %s, from an empty header", got, peer)
 		}
 	})
+}
+
+// TestAdmitConnCountsWithoutToken: AdmitConn (a negotiated SignalR transport) holds a
+// connection place but spends no handshake token.
+func TestAdmitConnCountsWithoutToken(t *testing.T) {
+	l, _ := newLimiter(t, Config{HandshakeRate: 0.001, HandshakeBurst: 1, MaxConns: 1})
+	w := httptest.NewRecorder()
+	s, ok := l.AdmitConn(w, request("10.0.0.1:1"))
+	if !ok || s == nil {
+		t.Fatalf("AdmitConn refused: %d %s", w.Code, w.Body)
+	}
+	if _, ok := l.AdmitConn(httptest.NewRecorder(), request("10.0.0.1:2")); ok {
+		t.Fatal("a second connection admitted over limits.ip_max_connections 1")
+	}
+	s.Release()
+	if !l.AdmitRate(httptest.NewRecorder(), request("10.0.0.1:3")) {
+		t.Fatal("the handshake token was spent by AdmitConn")
+	}
 }

@@ -212,7 +212,21 @@ func (l *Limiter) Admit(w http.ResponseWriter, r *http.Request) (*Slot, bool) {
 	if l == nil || (l.cfg.HandshakeRate == 0 && l.cfg.MaxConns == 0) {
 		return nil, true
 	}
-	e, f := l.admit(l.ClientIP(r), time.Now(), l.cfg.MaxConns > 0)
+	return l.admitSlot(w, r, true)
+}
+
+// AdmitConn checks a request that opens a connection against its client IP's
+// connection count only, not the handshake rate: for the transport of a
+// SignalR connection whose negotiate spent the attempt's token.
+func (l *Limiter) AdmitConn(w http.ResponseWriter, r *http.Request) (*Slot, bool) {
+	if l == nil || l.cfg.MaxConns == 0 {
+		return nil, true
+	}
+	return l.admitSlot(w, r, false)
+}
+
+func (l *Limiter) admitSlot(w http.ResponseWriter, r *http.Request, rated bool) (*Slot, bool) {
+	e, f := l.admit(l.ClientIP(r), time.Now(), rated, l.cfg.MaxConns > 0)
 	if f != nil {
 		l.refuse(w, r, f)
 		return nil, false
@@ -231,7 +245,7 @@ func (l *Limiter) AdmitRate(w http.ResponseWriter, r *http.Request) bool {
 	if l == nil || l.cfg.HandshakeRate == 0 {
 		return true
 	}
-	if _, f := l.admit(l.ClientIP(r), time.Now(), false); f != nil {
+	if _, f := l.admit(l.ClientIP(r), time.Now(), true, false); f != nil {
 		l.refuse(w, r, f)
 		return false
 	}
@@ -244,9 +258,9 @@ func (l *Limiter) refuse(w http.ResponseWriter, r *http.Request, f *Refusal) {
 	f.Write(w)
 }
 
-// admit takes a handshake token for ip and, with count, one of its
-// connection places; it returns the entry that holds the place.
-func (l *Limiter) admit(ip netip.Addr, now time.Time, count bool) (*entry, *Refusal) {
+// admit takes, with rated, a handshake token for ip and, with count, one of
+// its connection places; it returns the entry that holds the place.
+func (l *Limiter) admit(ip netip.Addr, now time.Time, rated, count bool) (*entry, *Refusal) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.expire(now)
@@ -277,7 +291,7 @@ func (l *Limiter) admit(ip netip.Addr, now time.Time, count bool) (*entry, *Refu
 		return nil, &Refusal{Limit: LimitIPConnections, Status: http.StatusTooManyRequests, RetryAfter: connRetryAfter,
 			Message: fmt.Sprintf("too many concurrent connections from this address (limits.ip_max_connections is %d)", l.cfg.MaxConns)}
 	}
-	if e.bucket != nil {
+	if rated && e.bucket != nil {
 		res := e.bucket.ReserveN(now, 1)
 		if d := res.DelayFrom(now); d > 0 {
 			res.CancelAt(now)

@@ -41,6 +41,10 @@ type RateLimits interface {
 	// answered 429 (Retry-After) and returns false. The slot is released
 	// when the transport ends.
 	Admit(w http.ResponseWriter, r *http.Request) (*ratelimit.Slot, bool)
+	// AdmitConn checks a request that opens a transport against its client
+	// IP's connection count only: the first transport of a negotiated
+	// session, whose negotiate spent the attempt's handshake token.
+	AdmitConn(w http.ResponseWriter, r *http.Request) (*ratelimit.Slot, bool)
 	// AdmitRate checks a negotiate against the handshake rate only.
 	AdmitRate(w http.ResponseWriter, r *http.Request) bool
 	// Budget returns an authenticated session's inbound message budget.
@@ -279,9 +283,15 @@ func (e *Endpoint) admitClientRate(w http.ResponseWriter, r *http.Request) bool 
 
 // admitClientIP applies the per-client-IP limits (handshake rate,
 // concurrent connections) to a request that opens a transport, before its
-// token is checked.
-func (e *Endpoint) admitClientIP(w http.ResponseWriter, r *http.Request, kind string) (*ratelimit.Slot, bool) {
-	slot, ok := e.cfg.RateLimits.Admit(w, r)
+// token is checked. With negotiated (the first transport of a negotiated
+// session: its negotiate spent the attempt's token) only the connection
+// count applies.
+func (e *Endpoint) admitClientIP(w http.ResponseWriter, r *http.Request, kind string, negotiated bool) (*ratelimit.Slot, bool) {
+	admit := e.cfg.RateLimits.Admit
+	if negotiated {
+		admit = e.cfg.RateLimits.AdmitConn
+	}
+	slot, ok := admit(w, r)
 	if !ok {
 		e.metrics.rejected.WithLabelValues("rate_limited").Inc()
 		e.metrics.requests.WithLabelValues(kind, "429").Inc()
@@ -442,6 +452,7 @@ func (e *Endpoint) negotiate(w http.ResponseWriter, r *http.Request) {
 	}
 	s := e.newSession(hub, claims, r)
 	s.stateful = wantStateful && e.cfg.StatefulReconnect
+	s.rateSpent.Store(true) // admitClientRate took the attempt's token
 	resp := negotiateResponse{NegotiateVersion: version, ConnectionID: s.id, UseStatefulReconnect: s.stateful}
 	if version >= 1 {
 		resp.ConnectionToken = s.token
