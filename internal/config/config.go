@@ -69,11 +69,11 @@ type Limits struct {
 // (handshake rate, concurrent connections) and per connection (inbound
 // message rate). They are limits.* keys; 0 turns a limit off.
 type ClientRates struct {
-	IPHandshakeRate    float64  `yaml:"ip_handshake_rate" doc:"connection attempts (WebSocket upgrades, SignalR negotiates and transports) per second one client IP may make, refilled continuously; beyond the burst 429 with Retry-After; 0: unlimited"`
+	IPHandshakeRate    float64  `yaml:"ip_handshake_rate" doc:"connection attempts (WebSocket upgrades, SignalR negotiates, transports opened without one) per second one client IP may make, refilled continuously; beyond the burst 429 with Retry-After; 0: unlimited"`
 	IPHandshakeBurst   int      `yaml:"ip_handshake_burst" doc:"connection attempts one client IP may make at once; 0: ip_handshake_rate rounded up"`
 	IPMaxConnections   int      `yaml:"ip_max_connections" doc:"concurrent client connections (WebSockets, SSE streams, long-polling connections) per client IP; beyond it 429 with Retry-After; 0: unlimited"`
 	IPMaxTracked       int      `yaml:"ip_max_tracked" doc:"client IPs (IPv6: /64 prefixes) the per-IP limits track at once; a new one evicts the least recently seen idle one, and is refused with 503 when every tracked IP holds a connection; about 210 bytes each" default:"100000"`
-	TrustedProxyHeader string   `yaml:"trusted_proxy_header" doc:"header naming the client address for the per-IP limits (X-Forwarded-For, X-Real-IP), read only from trusted_proxies; empty: the TCP peer is the client"`
+	TrustedProxyHeader string   `yaml:"trusted_proxy_header" doc:"header naming the client address for the per-IP limits (X-Forwarded-For, X-Real-IP, or Forwarded: its for= addresses), read only from trusted_proxies; empty: the TCP peer is the client"`
 	TrustedProxies     []string `yaml:"trusted_proxies" doc:"CIDRs or addresses of the proxies whose trusted_proxy_header is believed (comma-separated in the environment); required with the header"`
 	ConnMessageRate    float64  `yaml:"conn_message_rate" doc:"client messages per second one connection may send; over it a request gets an error ack (TooManyRequests) or Completion, or is dropped, and a connection that persists is closed (1008); 0: unlimited"`
 	ConnMessageBurst   int      `yaml:"conn_message_burst" doc:"client messages one connection may send at once; 0: conn_message_rate rounded up"`

@@ -7,9 +7,11 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"math/big"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 )
@@ -72,5 +74,54 @@ func TestCertificateReload(t *testing.T) {
 	}
 	if _, err := LoadCertificate(filepath.Join(dir, "none.pem"), kf, nil); err == nil {
 		t.Fatal("a missing certificate file loaded")
+	}
+}
+
+// TestCertificateReloadConcurrent: hellos on many connections while the files change
+// (run with -race): every hello gets a whole certificate, and the last pair is served.
+func TestCertificateReloadConcurrent(t *testing.T) {
+	dir := t.TempDir()
+	cf, kf := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	writePair(t, cf, kf, 1)
+	c, err := LoadCertificate(cf, kf, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.interval = 0
+	stop := make(chan struct{})
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					errs <- nil
+					return
+				default:
+				}
+				got, err := c.GetCertificate(nil)
+				if err == nil && (got == nil || len(got.Certificate) == 0 || got.PrivateKey == nil) {
+					err = errors.New("an incomplete certificate")
+				}
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	for i := int64(2); i < 12; i++ {
+		writePair(t, cf, kf, i)
+	}
+	close(stop)
+	wg.Wait()
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := serial(t, c); got != 11 {
+		t.Fatalf("serial %d after the last change, want 11", got)
 	}
 }

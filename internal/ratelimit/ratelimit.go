@@ -80,6 +80,7 @@ type Limiter struct {
 	log     *slog.Logger
 	metrics *metrics
 	refill  time.Duration // how long an empty handshake bucket takes to fill
+	rfc7239 bool          // the trusted header is Forwarded: its entries are for= parameters
 
 	mu  sync.Mutex
 	ips map[netip.Addr]*entry
@@ -140,7 +141,8 @@ func New(cfg Config) (*Limiter, error) {
 	if m.tracked, err = metricreg.Register(cfg.Registerer, "ratelimit", m.tracked); err != nil {
 		return nil, err
 	}
-	l := &Limiter{cfg: cfg, log: cfg.Logger, metrics: m, ips: make(map[netip.Addr]*entry)}
+	l := &Limiter{cfg: cfg, log: cfg.Logger, metrics: m, ips: make(map[netip.Addr]*entry),
+		rfc7239: http.CanonicalHeaderKey(cfg.TrustedHeader) == "Forwarded"}
 	if cfg.HandshakeRate > 0 {
 		l.refill = time.Duration(float64(cfg.HandshakeBurst) / cfg.HandshakeRate * float64(time.Second))
 	}
@@ -210,7 +212,21 @@ func (l *Limiter) Admit(w http.ResponseWriter, r *http.Request) (*Slot, bool) {
 	if l == nil || (l.cfg.HandshakeRate == 0 && l.cfg.MaxConns == 0) {
 		return nil, true
 	}
-	e, f := l.admit(l.ClientIP(r), time.Now(), l.cfg.MaxConns > 0)
+	return l.admitSlot(w, r, true)
+}
+
+// AdmitConn checks a request that opens a connection against its client IP's
+// connection count only, not the handshake rate: for the transport of a
+// SignalR connection whose negotiate spent the attempt's token.
+func (l *Limiter) AdmitConn(w http.ResponseWriter, r *http.Request) (*Slot, bool) {
+	if l == nil || l.cfg.MaxConns == 0 {
+		return nil, true
+	}
+	return l.admitSlot(w, r, false)
+}
+
+func (l *Limiter) admitSlot(w http.ResponseWriter, r *http.Request, rated bool) (*Slot, bool) {
+	e, f := l.admit(l.ClientIP(r), time.Now(), rated, l.cfg.MaxConns > 0)
 	if f != nil {
 		l.refuse(w, r, f)
 		return nil, false
@@ -229,7 +245,7 @@ func (l *Limiter) AdmitRate(w http.ResponseWriter, r *http.Request) bool {
 	if l == nil || l.cfg.HandshakeRate == 0 {
 		return true
 	}
-	if _, f := l.admit(l.ClientIP(r), time.Now(), false); f != nil {
+	if _, f := l.admit(l.ClientIP(r), time.Now(), true, false); f != nil {
 		l.refuse(w, r, f)
 		return false
 	}
@@ -242,9 +258,9 @@ func (l *Limiter) refuse(w http.ResponseWriter, r *http.Request, f *Refusal) {
 	f.Write(w)
 }
 
-// admit takes a handshake token for ip and, with count, one of its
-// connection places; it returns the entry that holds the place.
-func (l *Limiter) admit(ip netip.Addr, now time.Time, count bool) (*entry, *Refusal) {
+// admit takes, with rated, a handshake token for ip and, with count, one of
+// its connection places; it returns the entry that holds the place.
+func (l *Limiter) admit(ip netip.Addr, now time.Time, rated, count bool) (*entry, *Refusal) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.expire(now)
@@ -275,7 +291,7 @@ func (l *Limiter) admit(ip netip.Addr, now time.Time, count bool) (*entry, *Refu
 		return nil, &Refusal{Limit: LimitIPConnections, Status: http.StatusTooManyRequests, RetryAfter: connRetryAfter,
 			Message: fmt.Sprintf("too many concurrent connections from this address (limits.ip_max_connections is %d)", l.cfg.MaxConns)}
 	}
-	if e.bucket != nil {
+	if rated && e.bucket != nil {
 		res := e.bucket.ReserveN(now, 1)
 		if d := res.DelayFrom(now); d > 0 {
 			res.CancelAt(now)
@@ -390,13 +406,21 @@ func (l *Limiter) trusted(ip netip.Addr) bool {
 // read from the right (the hop nearest to us), the first address that is
 // not a trusted proxy. A client can put anything on the left of the list;
 // only what trusted proxies appended is believed. An entry that is not an
-// address ends the walk at the last one that was.
+// address ends the walk at the last one that was. The entries are those of
+// X-Forwarded-For and the like (an address), or of Forwarded (RFC 7239: the
+// address of their for= parameter). The walk allocates nothing, whatever
+// the length of the header.
 func (l *Limiter) forwarded(values []string, peer netip.Addr) netip.Addr {
 	client := peer
 	for i := len(values) - 1; i >= 0; i-- {
-		parts := strings.Split(values[i], ",")
-		for j := len(parts) - 1; j >= 0; j-- {
-			ip, ok := parseHop(strings.TrimSpace(parts[j]))
+		rest := values[i]
+		for {
+			j := strings.LastIndexByte(rest, ',')
+			hop := rest[j+1:]
+			if l.rfc7239 {
+				hop = forParam(hop)
+			}
+			ip, ok := parseHop(strings.TrimSpace(hop))
 			if !ok {
 				return client
 			}
@@ -404,21 +428,51 @@ func (l *Limiter) forwarded(values []string, peer netip.Addr) netip.Addr {
 			if !l.trusted(ip) {
 				return client
 			}
+			if j < 0 {
+				break
+			}
+			rest = rest[:j]
 		}
 	}
 	return client
 }
 
+// forParam returns the value of the for= parameter of one element of a
+// Forwarded header ("for=192.0.2.60;proto=http", `for="[2001:db8::1]:80"`),
+// unquoted; "" when it has none.
+func forParam(elem string) string {
+	for elem != "" {
+		var pair string
+		pair, elem, _ = strings.Cut(elem, ";")
+		name, value, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if ok && strings.EqualFold(strings.TrimSpace(name), "for") {
+			value = strings.TrimSpace(value)
+			if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
+				value = value[1 : len(value)-1]
+			}
+			return value
+		}
+	}
+	return ""
+}
+
 // parseHop reads one address of a forwarding header: a bare IPv4 or IPv6
-// address, or one with a port ("1.2.3.4:5", "[::1]:5").
+// address, or one with a port ("1.2.3.4:5", "[::1]:5") or in brackets
+// ("[::1]"). A zone ("fe80::1%eth0") is not an address of the Internet:
+// refused.
 func parseHop(s string) (netip.Addr, bool) {
-	if a, err := netip.ParseAddr(s); err == nil {
-		return a.Unmap(), true
+	if len(s) > 2 && s[0] == '[' && s[len(s)-1] == ']' {
+		s = s[1 : len(s)-1]
 	}
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return ap.Addr().Unmap(), true
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		ap, perr := netip.ParseAddrPort(s)
+		if perr != nil {
+			return netip.Addr{}, false
+		}
+		a = ap.Addr()
 	}
-	return netip.Addr{}, false
+	return a.Unmap(), true
 }
 
 // Verdict is what a Budget says of one message.

@@ -83,7 +83,7 @@ func (l *listeners) scheme() string {
 // streams and long polls keep their own lifetimes.
 func httpServer(handler http.Handler, readTimeout time.Duration, log *slog.Logger) *http.Server {
 	return &http.Server{
-		Handler:           answerWithoutBody(handler),
+		Handler:           withTLSState(answerWithoutBody(handler)),
 		MaxHeaderBytes:    websocket.HTTPMaxHeaderBytes,
 		ReadHeaderTimeout: min(10*time.Second, readTimeout),
 		ReadTimeout:       readTimeout,
@@ -115,6 +115,21 @@ func signalRKind(r *http.Request) admission.Kind {
 		return admission.Opens
 	}
 	return admission.Holds
+}
+
+// withTLSState gives a request that came over TLS its Request.TLS when net/http did not
+// set it: the front door hands connections to net/http wrapped, and net/http sets it only
+// for a *tls.Conn. Without it, REST calls over TLS built http:// links and token audiences.
+func withTLSState(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			if cs := websocket.TLSState(r.Context()); cs != nil {
+				r = r.WithContext(r.Context()) // a copy: the server's request stays as it was
+				r.TLS = cs
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // answerWithoutBody lets a handler answer a request whose body it did not read (a 401

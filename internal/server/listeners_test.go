@@ -245,3 +245,32 @@ func TestSSEOutlivesReadTimeout(t *testing.T) {
 		t.Fatal("the message never came")
 	}
 }
+
+// TestMaxConnectionsRefusalReadableByBrowsers: a browser's negotiate refused at
+// limits.max_connections carries the CORS headers every other answer of the SignalR
+// client endpoint carries (a 429 of the rate limits included). Without them the
+// browser's SignalR client saw a network error, not the 503 and its Retry-After.
+func TestMaxConnectionsRefusalReadableByBrowsers(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{Settings: []string{"limits.max_connections=1"}})
+	wps := srv.Endpoint()
+	tok, _ := srv.Keys().MintClientToken(auth.ClientAudience(wps, "chat"), auth.MintOptions{UserID: "u1", TTL: time.Minute})
+	first, _, _, err := ws.Dial(context.Background(), strings.Replace(wps, "http", "ws", 1)+"/client/hubs/chat?access_token="+tok)
+	if err != nil {
+		t.Fatalf("first connection: %v", err)
+	}
+	defer first.Close()
+	req, _ := http.NewRequest(http.MethodPost, srv.SignalREndpoint()+"/client/negotiate?hub=chat&negotiateVersion=1", nil)
+	req.Header.Set("Origin", "https://app.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("negotiate at the limit: %d, want 503", resp.StatusCode)
+	}
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "https://app.example" || resp.Header.Get("Access-Control-Allow-Credentials") != "true" {
+		t.Fatalf("negotiate refused at the limit: Access-Control-Allow-Origin %q, Allow-Credentials %q; want the origin and true",
+			got, resp.Header.Get("Access-Control-Allow-Credentials"))
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -128,7 +129,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 	mux.Handle("/client/", s.ep)
 	mux.Handle("/client", s.ep)
 	mux.Handle("/api/", rest)
-	s.http = httpServer(lis.gate.Handler(mux, signalRKind), cfg.Server.ReadTimeout, log)
+	s.http = httpServer(clientCORS(lis.gate.Handler(mux, signalRKind)), cfg.Server.ReadTimeout, log)
 	return s, nil
 }
 
@@ -197,4 +198,16 @@ func (s *signalRService) closeNow() {
 			s.log.Warn("closing the signalr upstream", "component", "upstream", "err", err)
 		}
 	}
+}
+
+// clientCORS gives every answer of the client endpoint its CORS headers, the admission
+// gate's 503 included (it answers before the endpoint): without them a browser's SignalR
+// client sees a network error, not the refusal and its Retry-After.
+func clientCORS(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/client" || strings.HasPrefix(r.URL.Path, "/client/") {
+			sr.AllowCORS(w, r)
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -8,6 +8,8 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"io"
 	"math/big"
@@ -160,6 +162,95 @@ func TestTLS(t *testing.T) {
 				t.Fatalf("%s still serves certificate %v after the files changed", ep, serial)
 			}
 			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// TestTLSRESTLinksSayHTTPS: a REST call over TLS on the main listener builds its links and
+// token audiences with https. The front door hands REST connections to net/http wrapped
+// (a *tls.Conn no longer), so net/http left the request's TLS unset and every link said
+// http:// to a port that speaks only TLS: a generated client token's audience, a group
+// listing's and a catch-up read's nextLink.
+func TestTLSRESTLinksSayHTTPS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	cert := writeCert(t, certFile, keyFile, 1)
+	srv := servertest.Start(t, servertest.Options{Settings: []string{"tls.cert_file=" + certFile, "tls.key_file=" + keyFile}})
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}}, Timeout: 10 * time.Second}
+
+	url := srv.Endpoint() + "/api/hubs/chat/:generateToken?api-version=2024-01-01"
+	stok, _ := srv.Keys().MintServerToken(url, time.Minute)
+	req, _ := http.NewRequest(http.MethodPost, url, nil)
+	req.Header.Set("Authorization", "Bearer "+stok)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("generateToken over https: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("generateToken: %d %s", resp.StatusCode, body)
+	}
+	var tr struct{ Token string }
+	if err := json.Unmarshal(body, &tr); err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(tr.Token, ".")
+	if len(parts) != 3 {
+		t.Fatalf("token %q", tr.Token)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims struct{ Aud string }
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(claims.Aud, "https://") {
+		t.Fatalf("client token audience %q from a request over TLS: want https://", claims.Aud)
+	}
+}
+
+// TestTLSPortsHoldNoStalledClient: on both TLS listeners, a client that connects and
+// stalls before or in the middle of its ClientHello is dropped within the header timeout
+// (server.read_timeout, at most 10 s), and a plain-HTTP request is answered 400 naming
+// the mistake, not met with a silent close.
+func TestTLSPortsHoldNoStalledClient(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeCert(t, certFile, keyFile, 1)
+	srv := servertest.Start(t, servertest.Options{Settings: []string{"tls.cert_file=" + certFile, "tls.key_file=" + keyFile, "server.read_timeout=1s"}})
+	// The first bytes of a TLS 1.2 ClientHello record: a handshake record of 512 bytes of
+	// which only 5 come.
+	partialHello := []byte{0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03}
+	for _, ep := range []string{srv.Endpoint(), srv.SignalREndpoint()} {
+		addr := strings.TrimPrefix(ep, "https://")
+		for _, first := range [][]byte{nil, partialHello} {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.Write(first)
+			c.SetReadDeadline(time.Now().Add(20 * time.Second)) // "never", for the test
+			_, err = io.ReadAll(c)
+			c.Close()
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatalf("%s: a client stalled after %d bytes of its ClientHello is still held after 20 s", ep, len(first))
+			}
+		}
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(c, "GET /client/hubs/chat HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		got, _ := io.ReadAll(c)
+		c.Close()
+		if !strings.HasPrefix(string(got), "HTTP/1.0 400") || !strings.Contains(string(got), "HTTPS") {
+			t.Fatalf("%s: plain HTTP to the TLS port answered %q, want a 400 that names HTTPS", ep, got)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package rest
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -31,7 +32,7 @@ func BaseURL(r *http.Request, public string) string {
 	if p := strings.ToLower(fwdProto); p == "http" || p == "https" {
 		scheme = p
 	}
-	if fwdHost != "" {
+	if fwdHost != "" && validHost(fwdHost) {
 		host = fwdHost
 	}
 	if host == "" {
@@ -76,4 +77,20 @@ func plain(v string) string {
 		return ""
 	}
 	return v
+}
+
+// validHost reports whether a forwarded host is a host[:port] and nothing else: a name or
+// address of letters, digits, '.', '-', '_' (an IPv6 address in brackets) and a numeric
+// port, as URLs hold it unescaped. Anything else ('%', a space, a second ':') would make a
+// link that does not parse, or points elsewhere.
+func validHost(v string) bool {
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+			c == '.' || c == '-' || c == '_' || c == ':' || c == '[' || c == ']') {
+			return false
+		}
+	}
+	u, err := url.Parse("http://" + v)
+	return err == nil && u.Host == v
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,6 +41,10 @@ type RateLimits interface {
 	// answered 429 (Retry-After) and returns false. The slot is released
 	// when the transport ends.
 	Admit(w http.ResponseWriter, r *http.Request) (*ratelimit.Slot, bool)
+	// AdmitConn checks a request that opens a transport against its client
+	// IP's connection count only: the first transport of a negotiated
+	// session, whose negotiate spent the attempt's handshake token.
+	AdmitConn(w http.ResponseWriter, r *http.Request) (*ratelimit.Slot, bool)
 	// AdmitRate checks a negotiate against the handshake rate only.
 	AdmitRate(w http.ResponseWriter, r *http.Request) bool
 	// Budget returns an authenticated session's inbound message budget.
@@ -243,7 +248,7 @@ func (e *Endpoint) forgetLocked(s *session) {
 
 // ServeHTTP implements http.Handler for /client/negotiate and /client/.
 func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	allowCORS(w, r)
+	AllowCORS(w, r)
 	path := strings.TrimSuffix(r.URL.Path, "/")
 	negotiate := path == "/client/negotiate"
 	if !negotiate && path != "/client" {
@@ -278,9 +283,15 @@ func (e *Endpoint) admitClientRate(w http.ResponseWriter, r *http.Request) bool 
 
 // admitClientIP applies the per-client-IP limits (handshake rate,
 // concurrent connections) to a request that opens a transport, before its
-// token is checked.
-func (e *Endpoint) admitClientIP(w http.ResponseWriter, r *http.Request, kind string) (*ratelimit.Slot, bool) {
-	slot, ok := e.cfg.RateLimits.Admit(w, r)
+// token is checked. With negotiated (the first transport of a negotiated
+// session: its negotiate spent the attempt's token) only the connection
+// count applies.
+func (e *Endpoint) admitClientIP(w http.ResponseWriter, r *http.Request, kind string, negotiated bool) (*ratelimit.Slot, bool) {
+	admit := e.cfg.RateLimits.Admit
+	if negotiated {
+		admit = e.cfg.RateLimits.AdmitConn
+	}
+	slot, ok := admit(w, r)
 	if !ok {
 		e.metrics.rejected.WithLabelValues("rate_limited").Inc()
 		e.metrics.requests.WithLabelValues(kind, "429").Inc()
@@ -288,9 +299,11 @@ func (e *Endpoint) admitClientIP(w http.ResponseWriter, r *http.Request, kind st
 	return slot, ok
 }
 
-// allowCORS lets browser pages of any origin call the endpoint with
-// credentials (the JS client sends them by default), as the service does.
-func allowCORS(w http.ResponseWriter, r *http.Request) {
+// AllowCORS lets browser pages of any origin call the endpoint with
+// credentials (the JS client sends them by default), as the service does. The
+// server calls it too, ahead of what may answer before the endpoint (the
+// admission gate's 503): calling it twice adds nothing.
+func AllowCORS(w http.ResponseWriter, r *http.Request) {
 	o := r.Header.Get("Origin")
 	if o == "" {
 		return
@@ -298,7 +311,9 @@ func allowCORS(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Access-Control-Allow-Origin", o)
 	h.Set("Access-Control-Allow-Credentials", "true")
-	h.Add("Vary", "Origin")
+	if !slices.Contains(h.Values("Vary"), "Origin") {
+		h.Add("Vary", "Origin")
+	}
 }
 
 func preflight(w http.ResponseWriter, r *http.Request) {
@@ -438,6 +453,7 @@ func (e *Endpoint) negotiate(w http.ResponseWriter, r *http.Request) {
 	}
 	s := e.newSession(hub, claims, r)
 	s.stateful = wantStateful && e.cfg.StatefulReconnect
+	s.rateSpent.Store(true) // admitClientRate took the attempt's token
 	resp := negotiateResponse{NegotiateVersion: version, ConnectionID: s.id, UseStatefulReconnect: s.stateful}
 	if version >= 1 {
 		resp.ConnectionToken = s.token

@@ -148,3 +148,24 @@ func TestInvocationRateCompletionThenClose(t *testing.T) {
 		t.Fatalf("message_rate rejections = %v, want %d (refusals and the close)", got, ratelimit.MinRefusals+1)
 	}
 }
+
+// A negotiate and the transport it leads to are one connection attempt: the negotiate
+// spends the handshake token, its session's first transport only counts as a connection.
+// Before, each took a token: with limits.ip_handshake_burst 1 (the default for a rate of
+// 1/s or less) no SignalR client that negotiates could ever connect (its transport got
+// 429 right after the negotiate), and every client spent twice the rate.
+func TestNegotiateAndTransportAreOneAttempt(t *testing.T) {
+	lim, _ := newRateLimiter(t, ratelimit.Config{HandshakeRate: 0.001, HandshakeBurst: 1, MaxConns: 1})
+	s := startServer(t, serverOptions{rate: lim})
+	tok := s.token(t, "chat", "u")
+	n := s.negotiate(t, "chat", tok, "")
+	if _, err := dialWS(t, s.clientURL("chat", n.ConnectionToken, tok), nil); err != nil {
+		t.Fatalf("the WebSocket of a negotiated connection, within a burst of 1: %v, want it open", err)
+	}
+	if _, c := lim.Tracked(); c != 1 {
+		t.Fatalf("%d connections counted with one WebSocket open, want 1", c)
+	}
+	// The token was spent: another negotiate is over the rate.
+	resp, body := do(t, http.MethodPost, s.url+"/client/negotiate?hub=chat&negotiateVersion=1", tok, nil, nil)
+	want429(t, "a second negotiate", resp, body, "limits.ip_handshake_rate")
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
@@ -63,6 +64,9 @@ type session struct {
 	acked    uint64    // the last Ack sent
 
 	budget *ratelimit.Budget // inbound message rate, spent under in; nil: unlimited
+	// rateSpent: the negotiate that made the session spent the handshake
+	// token of the attempt; its first transport does not spend another.
+	rateSpent atomic.Bool
 }
 
 // unusedSince reports whether a negotiated session never opened a

@@ -48,8 +48,12 @@ func (e *Endpoint) serveConnection(w http.ResponseWriter, r *http.Request) {
 	}
 	var slot *ratelimit.Slot // a GET that opens a transport counts against its client IP's limits
 	if r.Method == http.MethodGet && !(kind == "poll" && s.polling()) {
+		negotiated := s.rateSpent.Swap(false) // the negotiate paid for its first transport
 		var ok bool
-		if slot, ok = e.admitClientIP(w, r, kind); !ok {
+		if slot, ok = e.admitClientIP(w, r, kind, negotiated); !ok {
+			if negotiated {
+				s.rateSpent.Store(true) // not used: the client's next try may
+			}
 			return
 		}
 	}
@@ -126,7 +130,7 @@ func (e *Endpoint) claimTransport(w http.ResponseWriter, s *session, kind transp
 // client's skipNegotiation option): the session is made on the spot.
 func (e *Endpoint) skipNegotiation(w http.ResponseWriter, r *http.Request) {
 	const kind = "websockets"
-	slot, ok := e.admitClientIP(w, r, kind)
+	slot, ok := e.admitClientIP(w, r, kind, false)
 	if !ok {
 		return
 	}

@@ -192,3 +192,22 @@ func TestRawMessageRateDropsThen1008(t *testing.T) {
 		t.Fatalf("dropped raw messages counted %v, want %d", got, ratelimit.MinRefusals)
 	}
 }
+
+// A reliable client's sequenceAcks are the protocol's own bookkeeping (as SignalR's Ack
+// and Sequence, which its budget leaves out): they do not spend limits.conn_message_rate.
+// Before, they did: a client that acknowledged what it received used up its budget, had
+// its own requests refused, and was closed with 1008 for acknowledging.
+func TestSequenceAcksSpendNoMessageBudget(t *testing.T) {
+	lim, _ := newRateLimiter(t, ratelimit.Config{MessageRate: 0.001, MessageBurst: 2})
+	s := startServer(t, serverOptions{rate: lim, recovery: time.Minute})
+	tok := s.token(t, "chat", auth.MintOptions{UserID: "u", Roles: []string{"webpubsub.joinLeaveGroup"}})
+	c := mustDial(t, s.wsURL("chat", tok), ProtocolJSONReliable)
+	c.readJSON() // connected
+	for range 2 * ratelimit.MinRefusals {
+		c.send(`{"type":"sequenceAck","sequenceId":0}`)
+	}
+	c.send(`{"type":"joinGroup","group":"g","ackId":1}`)
+	if got := c.read(); got != `{"type":"ack","ackId":1,"success":true}` {
+		t.Fatalf("a request within the budget after sequenceAcks: %s, want a successful ack", got)
+	}
+}

@@ -128,12 +128,11 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 	s.waitEvent()
 	s.in.Inc()
 	s.inBytes.Add(float64(len(data)))
-	verdict := s.budget.Take()
-	if verdict == ratelimit.Close {
-		return s.closeForRate()
-	}
 	if s.raw {
-		if verdict == ratelimit.Refuse { // raw clients have no acks: dropped
+		switch s.budget.Take() {
+		case ratelimit.Close:
+			return s.closeForRate()
+		case ratelimit.Refuse: // raw clients have no acks: dropped
 			s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "message_rate").Inc()
 			return nil
 		}
@@ -147,6 +146,13 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 	if err != nil {
 		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "malformed").Inc()
 		return &websocket.CloseError{Code: 1007, Reason: err.Error()}
+	}
+	verdict := ratelimit.Allow
+	if r.Type != "sequenceAck" { // the protocol's own bookkeeping (as SignalR's Ack): not limited
+		verdict = s.budget.Take()
+	}
+	if verdict == ratelimit.Close {
+		return s.closeForRate()
 	}
 	if verdict == ratelimit.Refuse {
 		if r.Type == "invoke" {

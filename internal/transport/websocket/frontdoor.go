@@ -180,6 +180,12 @@ func (f *FrontDoor) route(c net.Conn) {
 	c.SetReadDeadline(time.Now().Add(f.headerTimeout))
 	ours, err := f.isOurs(br)
 	if err != nil {
+		var re tls.RecordHeaderError
+		if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
+			// As net/http answers plain HTTP on a TLS port, in the clear.
+			re.Conn.SetWriteDeadline(time.Now().Add(f.headerTimeout))
+			io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+		}
 		c.Close() // the request line did not come in time, or the client went away
 		putFrontReader(br)
 		return
@@ -383,4 +389,31 @@ var frontReaderPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil
 func putFrontReader(br *bufio.Reader) {
 	br.Reset(nil)
 	frontReaderPool.Put(br)
+}
+
+// TLSState returns the TLS state of the connection that ctx's request came on, for an
+// http.Server with ConnContext behind a FrontDoor: net/http sets Request.TLS only for a
+// *tls.Conn, and the FrontDoor hands it its connections wrapped. nil when the connection
+// is not TLS (or not known).
+func TLSState(ctx context.Context) *tls.ConnectionState {
+	c, _ := ctx.Value(connKey{}).(net.Conn)
+	if p, ok := c.(*peekedConn); ok {
+		c = p.Conn
+	}
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	cs := tc.ConnectionState()
+	return &cs
+}
+
+// looksLikeHTTP reports whether the first bytes of what came instead of a TLS record are
+// an HTTP method.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH", "CONNE":
+		return true
+	}
+	return false
 }
