@@ -35,6 +35,7 @@ func Cut(s string, from, to int) string {
 	for to < len(s) && to > from && !utf8.RuneStart(s[to]) {
 		to--
 	}
+	to = max(to, from) // from may have passed to in a run of continuation bytes
 	n := width
 	out := strings.ToValidUTF8(s[from:to], "\uFFFD")
 	cutEnd := to < len(s)

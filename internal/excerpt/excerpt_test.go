@@ -44,6 +44,12 @@ func TestCut(t *testing.T) {
 			t.Errorf("Cut(%q, %d, %d) = %q, want %q", s, tt.from, tt.to, got, tt.want)
 		}
 	}
+	// A run of continuation bytes longer than the cut moves from past to;
+	// this used to slice s[from:to] with from > to and panic.
+	bad := strings.Repeat("0", 31) + strings.Repeat("\x8d", 6)
+	if got := Cut(bad, 31, 36); got != "…" {
+		t.Errorf("Cut(%q, 31, 36) = %q, want %q", bad, got, "…")
+	}
 }
 
 func TestQuoteAndError(t *testing.T) {
