@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/cristalhq/jwt/v4"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 const (
@@ -213,7 +215,7 @@ func (k *KeyRing) parse(token string, now time.Time, requireExp bool) (claims, t
 	alg := t.Header().Algorithm
 	verifiers := k.verifiers[alg]
 	if verifiers == nil {
-		return nil, times, fmt.Errorf("%w: alg %q is not HS256, HS384 or HS512", ErrTokenAlgorithm, string(alg))
+		return nil, times, fmt.Errorf("%w: alg %s is not HS256, HS384 or HS512", ErrTokenAlgorithm, excerpt.Quote(string(alg)))
 	}
 	verified := false
 	for _, v := range verifiers {

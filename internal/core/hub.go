@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // Hub is a namespace of conns, groups and users.
@@ -84,7 +86,7 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 	}
 	for _, g := range info.Groups {
 		if !ValidGroupName(g) {
-			return nil, fmt.Errorf("%w: %q", ErrInvalidGroup, g)
+			return nil, fmt.Errorf("%w: %s", ErrInvalidGroup, excerpt.Quote(g))
 		}
 	}
 	if len(info.Groups) > h.node.cfg.Limits.MaxGroupsPerConn {
@@ -230,7 +232,7 @@ func (h *Hub) leave(c *Conn, group string) {
 // JoinGroup adds conn id to group.
 func (h *Hub) JoinGroup(c *Conn, group string) error {
 	if !ValidGroupName(group) {
-		return fmt.Errorf("%w: %q", ErrInvalidGroup, group)
+		return fmt.Errorf("%w: %s", ErrInvalidGroup, excerpt.Quote(group))
 	}
 	if c.hub != h { // a conn of another hub (or a stand-in) would corrupt the index
 		return fmt.Errorf("%w: %q", ErrConnNotFound, c.id)
@@ -241,7 +243,7 @@ func (h *Hub) JoinGroup(c *Conn, group string) error {
 // LeaveGroup removes c from group.
 func (h *Hub) LeaveGroup(c *Conn, group string) error {
 	if !ValidGroupName(group) {
-		return fmt.Errorf("%w: %q", ErrInvalidGroup, group)
+		return fmt.Errorf("%w: %s", ErrInvalidGroup, excerpt.Quote(group))
 	}
 	h.leave(c, group)
 	return nil
@@ -258,7 +260,7 @@ func (h *Hub) LeaveAllGroups(c *Conn) {
 // ErrUserNotFound when the user has none.
 func (h *Hub) AddUserToGroup(user, group string) error {
 	if !ValidGroupName(group) {
-		return fmt.Errorf("%w: %q", ErrInvalidGroup, group)
+		return fmt.Errorf("%w: %s", ErrInvalidGroup, excerpt.Quote(group))
 	}
 	conns := h.users.snapshot(user)
 	if len(conns) == 0 {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/metricreg"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // Limits bound what one conn may hold. Zero fields take the defaults below.
@@ -159,7 +161,7 @@ func ValidHubName(name string) bool { return hubName.MatchString(name) }
 // case-insensitive, and a hub's Name is its key.
 func HubKey(name string) (string, error) {
 	if !ValidHubName(name) {
-		return "", fmt.Errorf("%w: %q", ErrInvalidHub, name)
+		return "", fmt.Errorf("%w: %s", ErrInvalidHub, excerpt.Quote(name))
 	}
 	return strings.ToLower(name), nil
 }

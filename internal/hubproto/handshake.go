@@ -7,6 +7,8 @@ import (
 	"strconv"
 
 	"github.com/switchboardhq/switchboard/internal/jsonstring"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // HandshakeRequest is the client's first record: {"protocol":"json","version":1}␞.
@@ -55,11 +57,11 @@ func ParseHandshake(buf []byte) (req HandshakeRequest, rest []byte, err error) {
 		return req, rest, malformed("handshake: missing required property 'version'")
 	}
 	if jsonType(version) != "number" || !isIntegerToken(version) {
-		return req, rest, malformed("handshake: expected 'version' to be an integer, got %s", version)
+		return req, rest, malformed("handshake: expected 'version' to be an integer, got %s", excerpt.Of(string(version)))
 	}
 	v, err := strconv.ParseInt(string(version), 10, 32)
 	if err != nil || v < math.MinInt32 || v > math.MaxInt32 {
-		return req, rest, malformed("handshake: 'version' %s is out of range", version)
+		return req, rest, malformed("handshake: 'version' %s is out of range", excerpt.Of(string(version)))
 	}
 	return HandshakeRequest{Protocol: p, Version: int(v)}, rest, nil
 }

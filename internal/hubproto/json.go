@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"github.com/switchboardhq/switchboard/internal/jsonstring"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // jsonProtocol is the "json" hub protocol: one JSON object per message, each followed by 0x1E.
@@ -80,7 +82,7 @@ func (jsonProtocol) Decode(msg []byte) (Message, error) {
 		return m, malformed("missing required property 'type'")
 	}
 	if jsonType(f.typ) != "number" || !isIntegerToken(f.typ) {
-		return m, malformed("expected 'type' to be an integer, got %s", f.typ)
+		return m, malformed("expected 'type' to be an integer, got %s", excerpt.Of(string(f.typ)))
 	}
 	v, err := strconv.ParseInt(string(f.typ), 10, 64)
 	if err != nil {
@@ -166,7 +168,7 @@ func (jsonProtocol) Decode(msg []byte) (Message, error) {
 		}
 		seq, ok := parseUintToken(f.sequenceID)
 		if !ok {
-			return m, malformed("expected 'sequenceId' to be a non-negative integer, got %s", f.sequenceID)
+			return m, malformed("expected 'sequenceId' to be a non-negative integer, got %s", excerpt.Of(string(f.sequenceID)))
 		}
 		m.SequenceID = seq
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/tinylib/msgp/msgp"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // msgpackProtocol is the "messagepack" hub protocol: each message is a MessagePack array prefixed
@@ -266,7 +268,7 @@ func readHeaders(b []byte) (map[string]string, []byte, error) {
 			return nil, b, malformed("header name: %v", err)
 		}
 		if v, b, err = msgp.ReadStringZC(b); err != nil {
-			return nil, b, malformed("header %q: %v", k, err)
+			return nil, b, malformed("header %s: %v", excerpt.Quote(string(k)), err)
 		}
 		h[string(k)] = string(v)
 	}

@@ -10,6 +10,8 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/jsonstring"
 	"github.com/tinylib/msgp/msgp"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // Payload is the parsed body of a REST send (spec §7.4).
@@ -75,7 +77,7 @@ func payloadKind(contentType string) (payloadType, error) {
 	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	if err != nil {
-		return 0, fmt.Errorf("%w Content-Type %q cannot be parsed.", ErrUnsupportedMediaType, contentType)
+		return 0, fmt.Errorf("%w Content-Type %s cannot be parsed.", ErrUnsupportedMediaType, excerpt.Quote(contentType))
 	}
 	switch {
 	case mt == "application/json", mt == "text/json", strings.HasSuffix(mt, "+json"):
@@ -83,7 +85,7 @@ func payloadKind(contentType string) (payloadType, error) {
 	case mt == "application/octet-stream", mt == "application/x-msgpack":
 		return payloadVariants, nil
 	}
-	return 0, fmt.Errorf("%w Use application/json or application/octet-stream, not %q.", ErrUnsupportedMediaType, mt)
+	return 0, fmt.Errorf("%w Use application/json or application/octet-stream, not %s.", ErrUnsupportedMediaType, excerpt.Quote(mt))
 }
 
 func parseJSONPayload(body []byte) (Payload, error) {
@@ -231,10 +233,10 @@ func parseVariants(body []byte) (map[string][]byte, []string, error) {
 		}
 		blob, b, err = msgp.ReadBytesZC(b)
 		if err != nil {
-			return nil, nil, fmt.Errorf("The %q payload in request body must be MessagePack binary: %v", name, err)
+			return nil, nil, fmt.Errorf("The %s payload in request body must be MessagePack binary: %v", excerpt.Quote(name), err)
 		}
 		if _, dup := m[name]; dup {
-			return nil, nil, fmt.Errorf("The %q payload appears more than once in request body.", name)
+			return nil, nil, fmt.Errorf("The %s payload appears more than once in request body.", excerpt.Quote(name))
 		}
 		m[name] = blob
 		order = append(order, name)

@@ -2,8 +2,9 @@ package odata
 
 import (
 	"strconv"
-	"strings"
 	"unicode/utf8"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // SyntaxError reports a filter that cannot be parsed or does not type-check.
@@ -36,29 +37,10 @@ func (e *SyntaxError) Error() string {
 	}
 	// A long filter: quote its start and the part where the problem is, and
 	// say what the problem is, since the quotes may not show it.
-	head := excerpt(e.Input, 0, MaxEchoBytes)
+	head := excerpt.Cut(e.Input, 0, MaxEchoBytes)
 	start := max(0, min(e.off-MaxEchoBytes/2, len(e.Input)-MaxEchoBytes))
-	at := excerpt(e.Input, start, start+MaxEchoBytes)
+	at := excerpt.Cut(e.Input, start, start+MaxEchoBytes)
 	return "Invalid syntax for '" + head + "': Syntax error at position " + pos + " (" + e.Detail + ") in '" + at + "'."
-}
-
-// excerpt returns s[from:to], its ends moved to rune boundaries, with "…"
-// where it cuts s short and invalid UTF-8 replaced.
-func excerpt(s string, from, to int) string {
-	for from > 0 && from < len(s) && !utf8.RuneStart(s[from]) {
-		from++
-	}
-	for to < len(s) && to > from && !utf8.RuneStart(s[to]) {
-		to--
-	}
-	out := strings.ToValidUTF8(s[from:to], "\uFFFD")
-	if from > 0 {
-		out = "…" + out
-	}
-	if to < len(s) {
-		out += "…"
-	}
-	return out
 }
 
 // parseError is the internal form of a SyntaxError: off is a byte offset.

@@ -6,6 +6,8 @@ import (
 	"net/http"
 
 	"github.com/switchboardhq/switchboard/internal/history"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // Codes of the x-ms-error-code header (and of the error bodies) of this package's answers.
@@ -66,6 +68,7 @@ func badRequest(target string, cause error, format string, args ...any) *Failure
 // the read returned. Other errors come back as they are.
 func readFailure(err error, group string, after uint64, pos history.Messages) error {
 	sp := &Position{Epoch: pos.Epoch, Offset: pos.Offset, Oldest: pos.Oldest}
+	group = excerpt.Of(group) // up to 1024 characters: the messages quote its start
 	switch {
 	case errors.Is(err, history.ErrNotKept):
 		return &Failure{Status: http.StatusNotFound, Code: CodeHistoryNotKept, Target: "group", cause: err,

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/history"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // Page sizes of the catch-up read.
@@ -36,14 +38,14 @@ func ParseRead(get func(name string) (string, bool)) (Read, error) {
 		s = strings.TrimSpace(s)
 		n, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
-			return Read{}, badRequest("after", ErrInvalidQuery, "Invalid after %q: it must be an offset (a non-negative integer).", s)
+			return Read{}, badRequest("after", ErrInvalidQuery, "Invalid after %s: it must be an offset (a non-negative integer).", excerpt.Quote(s))
 		}
 		rd.After = n
 	}
 	if s, ok := get("limit"); ok {
 		n, err := strconv.Atoi(strings.TrimSpace(s))
 		if err != nil || n < 1 || n > MaxLimit {
-			return Read{}, badRequest("limit", ErrInvalidQuery, "Invalid limit %q: it must be an integer between 1 and %d.", s, MaxLimit)
+			return Read{}, badRequest("limit", ErrInvalidQuery, "Invalid limit %s: it must be an integer between 1 and %d.", excerpt.Quote(s), MaxLimit)
 		}
 		rd.Limit = n
 	}

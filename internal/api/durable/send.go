@@ -9,6 +9,8 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/history"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // Headers of sends.
@@ -64,7 +66,7 @@ func (s Sender) Send(ctx context.Context, key string, hub *core.Hub, t core.Targ
 	switch {
 	case errors.Is(err, history.ErrKeyReused):
 		return Sent{}, &Failure{Status: http.StatusUnprocessableEntity, Code: CodeKeyReused, Target: HeaderKey, cause: err,
-			Message: fmt.Sprintf("Idempotency-Key %q was used for a different request.", key)}
+			Message: fmt.Sprintf("Idempotency-Key %s was used for a different request.", excerpt.Quote(key))}
 	case err != nil:
 		return Sent{}, err
 	case replayed:

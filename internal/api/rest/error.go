@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/api/durable"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // Codes of the x-ms-error-code header that both APIs give for the same failures of the request
@@ -90,7 +91,7 @@ func Resolve[R ~struct {
 		case r.Err == core.ErrHistoryUnavailable: // names the cause (no space, I/O)
 			msg = durable.UnavailableMessage(err)
 		case strings.Contains(msg, "%s"):
-			msg = fmt.Sprintf(msg, subject)
+			msg = fmt.Sprintf(msg, excerpt.Of(subject))
 		}
 		return &Error{Status: r.Status, Code: r.Code, Message: msg, Target: r.Target, Cause: err}
 	}

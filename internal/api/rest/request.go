@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // Query is a request's query string; parameter names are matched ignoring case, as the services
@@ -22,7 +24,7 @@ type Query struct {
 func ParseQuery(raw string) (Query, error) {
 	v, err := url.ParseQuery(raw)
 	if err != nil {
-		return Query{}, BadRequest("query", "Invalid query string: %v.", err)
+		return Query{}, BadRequest("query", "Invalid query string: %s.", excerpt.Error(err))
 	}
 	q := make(url.Values, len(v))
 	for _, k := range slices.Sorted(maps.Keys(v)) { // sorted: names that differ in case merge in one order
@@ -56,9 +58,9 @@ func (q Query) Int(name string, lo, hi int64) (n int64, present bool, err error)
 	n, err = strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 	if err != nil || n < lo || n > hi {
 		if hi == maxInt64 {
-			return 0, true, BadRequest(name, "Invalid %s %q: it must be an integer of at least %d.", name, s, lo)
+			return 0, true, BadRequest(name, "Invalid %s %s: it must be an integer of at least %d.", name, excerpt.Quote(s), lo)
 		}
-		return 0, true, BadRequest(name, "Invalid %s %q: it must be an integer between %d and %d.", name, s, lo, hi)
+		return 0, true, BadRequest(name, "Invalid %s %s: it must be an integer between %d and %d.", name, excerpt.Quote(s), lo, hi)
 	}
 	return n, true, nil
 }
@@ -93,7 +95,7 @@ func ReadBody(w http.ResponseWriter, r *http.Request, max int64) ([]byte, error)
 	case errors.As(err, &mbe):
 		return nil, tooLarge(max)
 	case err != nil:
-		return nil, BadRequest("body", "Could not read the request body: %v.", err)
+		return nil, BadRequest("body", "Could not read the request body: %s.", excerpt.Error(err))
 	}
 	return b, nil
 }

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // Params are the path variables of a matched route, percent-decoded. A route's pattern names
@@ -134,7 +136,7 @@ func SplitPath(escaped string) (segs []string, ok bool, err error) {
 			continue
 		}
 		if segs[i], err = url.PathUnescape(s); err != nil {
-			return nil, true, BadRequest("path", "Invalid percent-encoding in path segment %q.", s)
+			return nil, true, BadRequest("path", "Invalid percent-encoding in path segment %s.", excerpt.Quote(s))
 		}
 	}
 	return segs, true, nil
@@ -142,7 +144,7 @@ func SplitPath(escaped string) (segs []string, ok bool, err error) {
 
 // NoRoute is the 404 of a path no route has.
 func NoRoute(method, path string) *Error {
-	return Fail(http.StatusNotFound, CodeNotFound, "path", "No operation matches %s %s.", method, path)
+	return Fail(http.StatusNotFound, CodeNotFound, "path", "No operation matches %s %s.", excerpt.Of(method), excerpt.Of(path))
 }
 
 // MethodNotAllowed is the 405 of a path whose routes take other methods; it sets the Allow
@@ -151,5 +153,5 @@ func MethodNotAllowed(w http.ResponseWriter, method string, allowed []string) *E
 	list := strings.Join(allowed, ", ")
 	w.Header().Set("Allow", list)
 	return Fail(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "method",
-		"Method %s is not allowed here; allowed: %s.", method, list)
+		"Method %s is not allowed here; allowed: %s.", excerpt.Of(method), list)
 }

@@ -11,6 +11,8 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // The 2024-12-01 calls to one connection (spec §7.7): :invoke, which sends the client an
@@ -44,7 +46,7 @@ func (c *call) localConn() (*core.Conn, hubproto.Protocol, error) {
 	}
 	proto, ok := hubproto.Lookup(conn.Protocol())
 	if !ok {
-		return nil, nil, badRequest("connectionId", "Connection '%s' does not speak a SignalR hub protocol.", c.p.Conn)
+		return nil, nil, badRequest("connectionId", "Connection '%s' does not speak a SignalR hub protocol.", excerpt.Of(c.p.Conn))
 	}
 	return conn, proto, nil
 }
@@ -56,7 +58,7 @@ func (c *call) jsonBody(max int64, what string) ([]byte, error) {
 		mt = strings.TrimSpace(mt)
 		if mt != "application/json" && mt != "text/json" && !strings.HasSuffix(mt, "+json") {
 			return nil, fail(http.StatusUnsupportedMediaType, codeUnsupportedMedia, "Content-Type",
-				"%s takes application/json, not %q.", what, mt)
+				"%s takes application/json, not %s.", what, excerpt.Quote(mt))
 		}
 	}
 	return c.body(max)
@@ -76,7 +78,7 @@ func (h *handler) invoke(c *call) error {
 	}
 	p, err := hubproto.ParsePayload("application/json", body)
 	if err != nil {
-		return badRequest("body", "%s", err.Error())
+		return badRequest("body", "%s", excerpt.Error(err))
 	}
 	conn, proto, err := c.localConn()
 	if err != nil {
@@ -104,22 +106,22 @@ func (h *handler) invoke(c *call) error {
 			return answer(c.r.Context().Err(), "") // the caller is gone; nobody reads this
 		}
 		return fail(http.StatusInternalServerError, codeInvocationTimeout, "",
-			"Connection '%s' did not answer the invocation within %s.", c.p.Conn, h.invokeTimeout)
+			"Connection '%s' did not answer the invocation within %s.", excerpt.Of(c.p.Conn), h.invokeTimeout)
 	}
 	switch {
 	case !open:
 		return fail(http.StatusInternalServerError, codeInvocationGone, "",
-			"Connection '%s' closed before it answered the invocation.", c.p.Conn)
+			"Connection '%s' closed before it answered the invocation.", excerpt.Of(c.p.Conn))
 	case res.Error != "":
 		return fail(http.StatusInternalServerError, codeInvocationFailed, "",
-			"The client failed the invocation: %s", res.Error)
+			"The client failed the invocation: %s", excerpt.Cut(res.Error, 0, excerpt.MaxError))
 	}
 	out := append(make([]byte, 0, 48+len(res.Result)), '{')
 	if res.HasResult {
 		out = append(out, `"result":`...)
 		if out, err = proto.ResultJSON(out, res.Result); err != nil {
 			return fail(http.StatusInternalServerError, codeInvocationFailed, "",
-				"The client's result cannot be read: %v", err)
+				"The client's result cannot be read: %s", excerpt.Error(err))
 		}
 		out = append(out, ',')
 	}
@@ -206,7 +208,7 @@ func (c *call) boolean(name string) (bool, error) {
 	case strings.EqualFold(v, "true"):
 		return true, nil
 	}
-	return false, badRequest(name, "Invalid %s %q: it must be true or false.", name, v)
+	return false, badRequest(name, "Invalid %s %s: it must be true or false.", name, excerpt.Quote(v))
 }
 
 func trimJSONSpace(b []byte) []byte { return bytes.TrimSpace(b) }

@@ -9,6 +9,8 @@ import (
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
 	"github.com/switchboardhq/switchboard/internal/odata"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // :execute (spec §7.7, swagger HubProxyV20230701_Execute) applies a list of commands to the
@@ -104,7 +106,7 @@ func parseCommands(body []byte) ([]command, error) {
 	if err := json.Unmarshal(body, &raws); err != nil {
 		var ute *json.UnmarshalTypeError
 		if errors.As(err, &ute) {
-			return nil, badRequest("body", "Invalid command: %s must be a %s, not a JSON %s.", ute.Field, ute.Type, ute.Value)
+			return nil, badRequest("body", "Invalid command: %s must be a %s, not a JSON %s.", excerpt.Of(ute.Field), ute.Type, excerpt.Of(ute.Value))
 		}
 		return nil, badRequest("body", "The request body is not valid JSON.")
 	}
@@ -129,7 +131,7 @@ func parseCommands(body []byte) ([]command, error) {
 			}
 			p, err := hubproto.ParsePayload("application/json", raw.Message)
 			if err != nil {
-				return nil, at("invalid message: %s", err.Error())
+				return nil, at("invalid message: %s", excerpt.Error(err))
 			}
 			cmd.message = &core.Message{Type: core.JSON, Data: p.Invocation}
 		case cmdJoinGroup, cmdLeaveGroup:
@@ -142,7 +144,7 @@ func parseCommands(body []byte) ([]command, error) {
 				cmd.reason = *raw.Reason
 			}
 		default:
-			return nil, at("unknown type %q; use SendMessage, JoinGroup, LeaveGroup or CloseConnection.", *raw.Type)
+			return nil, at("unknown type %s; use SendMessage, JoinGroup, LeaveGroup or CloseConnection.", excerpt.Quote(*raw.Type))
 		}
 	}
 	return cmds, nil

@@ -13,6 +13,8 @@ import (
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // The operations of spec §7.3 and §7.7. Each returns nil for success (the route writes its
@@ -31,10 +33,10 @@ func (h *handler) send(c *call, kind core.TargetKind, name string) error {
 	}
 	p, err := hubproto.ParsePayload(c.r.Header.Get("Content-Type"), body)
 	if errors.Is(err, hubproto.ErrUnsupportedMediaType) {
-		return fail(http.StatusUnsupportedMediaType, codeUnsupportedMedia, "Content-Type", "%s", err.Error())
+		return fail(http.StatusUnsupportedMediaType, codeUnsupportedMedia, "Content-Type", "%s", err.Error()) // hubproto quotes the type in part
 	}
 	if err != nil {
-		return badRequest("body", "%s", err.Error())
+		return badRequest("body", "%s", excerpt.Error(err))
 	}
 	m := &core.Message{Type: core.JSON, Data: p.Invocation}
 	if p.Variants != nil {
@@ -74,28 +76,28 @@ func (h *handler) closeConnection(c *call) error { return h.closeConns(c, core.T
 
 func (h *handler) connectionExists(c *call) error {
 	if _, err := c.hub.Conn(c.p.Conn); err != nil {
-		return notFound(warnConnNotExisted, "Connection '%s' does not exist.", c.p.Conn)
+		return notFound(warnConnNotExisted, "Connection '%s' does not exist.", excerpt.Of(c.p.Conn))
 	}
 	return nil
 }
 
 func (h *handler) userExists(c *call) error {
 	if !c.hub.UserExists(c.p.User) {
-		return notFound(warnUserNotExisted, "User '%s' does not exist.", c.p.User)
+		return notFound(warnUserNotExisted, "User '%s' does not exist.", excerpt.Of(c.p.User))
 	}
 	return nil
 }
 
 func (h *handler) groupExists(c *call) error {
 	if !c.hub.GroupExists(c.p.Group) {
-		return notFound(warnGroupNotExisted, "Group '%s' does not exist.", c.p.Group)
+		return notFound(warnGroupNotExisted, "Group '%s' does not exist.", excerpt.Of(c.p.Group))
 	}
 	return nil
 }
 
 func (h *handler) userInGroup(c *call) error {
 	if !c.hub.UserInGroup(c.p.User, c.p.Group) {
-		return notFound(infoUserNotInGroup, "User '%s' is not in group '%s'.", c.p.User, c.p.Group)
+		return notFound(infoUserNotInGroup, "User '%s' is not in group '%s'.", excerpt.Of(c.p.User), excerpt.Of(c.p.Group))
 	}
 	return nil
 }
@@ -188,7 +190,7 @@ func (h *handler) listGroup(c *call) error {
 	if tok := c.query.Get("continuationToken"); tok != "" {
 		b, err := base64.RawURLEncoding.DecodeString(tok)
 		if err != nil || len(b) == 0 {
-			return badRequest("continuationToken", "Invalid continuationToken %q.", tok)
+			return badRequest("continuationToken", "Invalid continuationToken %s.", excerpt.Quote(tok))
 		}
 		after = string(b)
 	}

@@ -12,6 +12,8 @@ import (
 	"github.com/switchboardhq/switchboard/internal/api/rest"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // This file is the one place where errors become HTTP answers: the table from
@@ -91,16 +93,16 @@ func errInvalidGroup(target string) *apiError {
 // which differs from the other operations' in its code.
 func errPermissionConnNotFound(connID string) *apiError {
 	return &apiError{Status: http.StatusNotFound, Code: codeConnNotExistedInfo, Target: "Connection",
-		Message: fmt.Sprintf(msgConnNotFound, connID)}
+		Message: fmt.Sprintf(msgConnNotFound, excerpt.Of(connID))}
 }
 
 func errInvalidPermission(p string) *apiError {
-	return badRequest("permission", "Invalid permission `%s`. Valid permissions are 'joinLeaveGroup' and 'sendToGroup'.", p)
+	return badRequest("permission", "Invalid permission `%s`. Valid permissions are 'joinLeaveGroup' and 'sendToGroup'.", excerpt.Of(p))
 }
 
 func errMediaType(ct string) *apiError {
 	return &apiError{Status: http.StatusUnsupportedMediaType, Code: codeUnsupportedMedia, Target: "Content-Type",
-		Message: fmt.Sprintf("Content-Type %q is not supported; use text/plain, application/json or application/octet-stream.", ct)}
+		Message: fmt.Sprintf("Content-Type %s is not supported; use text/plain, application/json or application/octet-stream.", excerpt.Quote(ct))}
 }
 
 // filterError is an invalid OData filter; it is answered with a

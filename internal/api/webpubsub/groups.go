@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/switchboardhq/switchboard/internal/core"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // This file holds the group membership operations: one conn, one user,
@@ -88,7 +90,7 @@ func (c *call) readGroupsRequest(max int64) ([]string, core.Target, error) {
 	}
 	var req groupsRequest
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, t, badRequest("body", `The body must be a JSON object {"groups":[…],"filter":"…"}: %v.`, err)
+		return nil, t, badRequest("body", `The body must be a JSON object {"groups":[…],"filter":"…"}: %s.`, excerpt.Error(err))
 	}
 	if len(req.Groups) == 0 {
 		return nil, t, badRequest("groups", "The groups list must not be empty.")

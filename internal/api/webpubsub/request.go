@@ -13,6 +13,8 @@ import (
 	"github.com/switchboardhq/switchboard/internal/api/rest"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/odata"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // call is one request being served.
@@ -138,7 +140,7 @@ func (c *call) message(max int64) (*core.Message, error) {
 		var buf bytes.Buffer
 		buf.Grow(len(body))
 		if err := json.Compact(&buf, body); err != nil {
-			return nil, badRequest("body", "The message is not valid JSON: %v.", err)
+			return nil, badRequest("body", "The message is not valid JSON: %s.", excerpt.Error(err))
 		}
 		body = buf.Bytes()
 	case typ == core.Text && !utf8.Valid(body):

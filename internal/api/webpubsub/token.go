@@ -9,6 +9,8 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // maxTokenMinutes keeps minutesToExpire within what a time.Duration holds.
@@ -46,7 +48,7 @@ func (h *handler) generateToken(c *call) error {
 	}
 	prefix, ok := clientPathPrefix(c.query.Get("clientType"))
 	if !ok {
-		return badRequest("clientType", "Invalid clientType %q. Valid values are 'Default', 'MQTT' and 'SocketIO'.", c.query.Get("clientType"))
+		return badRequest("clientType", "Invalid clientType %s. Valid values are 'Default', 'MQTT' and 'SocketIO'.", excerpt.Quote(c.query.Get("clientType")))
 	}
 	groups := c.query.All("group")
 	for _, g := range groups {

@@ -14,6 +14,8 @@ import (
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/longpoll"
 	"github.com/switchboardhq/switchboard/internal/upstream"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // transportKind is the transport a session settled on with its first request.
@@ -185,7 +187,7 @@ func (s *session) input(l core.Link, data []byte) error {
 			return nil
 		}
 		if err != nil {
-			s.failHandshake(l, "bad_handshake", "Handshake request is invalid: "+err.Error())
+			s.failHandshake(l, "bad_handshake", "Handshake request is invalid: "+excerpt.Error(err))
 			return nil
 		}
 		if conn, proto = s.handshake(l, req); conn == nil {
@@ -200,12 +202,12 @@ func (s *session) input(l core.Link, data []byte) error {
 			break
 		}
 		if err != nil {
-			return s.protocolError("malformed", err.Error())
+			return s.protocolError("malformed", excerpt.Error(err))
 		}
 		buf = rest
 		m, err := proto.Decode(msg)
 		if err != nil {
-			return s.protocolError("malformed", err.Error())
+			return s.protocolError("malformed", excerpt.Error(err))
 		}
 		if err := s.handle(conn, proto, &m); err != nil {
 			return err
@@ -234,7 +236,7 @@ func (s *session) protocolError(reason, msg string) error {
 func (s *session) handshake(l core.Link, req hubproto.HandshakeRequest) (*core.Conn, hubproto.Protocol) {
 	proto, ok := hubproto.Lookup(req.Protocol)
 	if !ok {
-		s.failHandshake(l, "bad_protocol", fmt.Sprintf("Requested protocol '%s' is not available.", req.Protocol))
+		s.failHandshake(l, "bad_protocol", fmt.Sprintf("Requested protocol '%s' is not available.", excerpt.Of(req.Protocol)))
 		return nil, nil
 	}
 	if req.Version < 1 || req.Version > 2 {
@@ -405,7 +407,7 @@ func (s *session) invoke(conn *core.Conn, proto hubproto.Protocol, m *hubproto.M
 	up := s.ep.up
 	if up == nil || !up.HasUpstream(s.hub, "messages", m.Target) {
 		s.ep.metrics.invocations.WithLabelValues("no_upstream").Inc()
-		s.complete(conn, proto, m.InvocationID, fmt.Sprintf("Invocation failed, no upstream handles '%s'.", m.Target))
+		s.complete(conn, proto, m.InvocationID, fmt.Sprintf("Invocation failed, no upstream handles '%s'.", excerpt.Of(m.Target)))
 		return
 	}
 	status, body, err := up.Invoke(s.ep.ctx, s.upConn(), m.Target, m.Raw, proto.Binary())

@@ -18,6 +18,8 @@ import (
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // EndpointConfig configures the client endpoint.
@@ -218,7 +220,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	proto, offers, ok := pickProtocol(r)
 	if !ok {
-		e.reject(w, http.StatusBadRequest, "bad_subprotocol", fmt.Sprintf("subprotocol %q is not supported", proto))
+		e.reject(w, http.StatusBadRequest, "bad_subprotocol", fmt.Sprintf("subprotocol %s is not supported", excerpt.Quote(proto)))
 		return
 	}
 	q := r.URL.Query()
@@ -246,7 +248,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	for _, g := range claims.Groups {
 		if !core.ValidGroupName(g) {
-			e.reject(w, http.StatusBadRequest, "bad_group", fmt.Sprintf("invalid group name %q in webpubsub.group claim", g))
+			e.reject(w, http.StatusBadRequest, "bad_group", fmt.Sprintf("invalid group name %s in webpubsub.group claim", excerpt.Quote(g)))
 			return
 		}
 	}
@@ -293,7 +295,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if errors.Is(err, core.ErrNodeClosed) {
 			code = 1001
 		}
-		sock.Close(code, err.Error())
+		sock.Close(code, excerpt.Error(err))
 		sock.Serve(discard{})
 		return
 	}
@@ -383,7 +385,7 @@ func (e *Endpoint) connectEvent(w http.ResponseWriter, r *http.Request, hub stri
 	}
 	for _, g := range resp.Groups {
 		if !core.ValidGroupName(g) {
-			e.reject(w, http.StatusBadGateway, "upstream_bad_group", fmt.Sprintf("the connect event handler returned an invalid group name %q", g))
+			e.reject(w, http.StatusBadGateway, "upstream_bad_group", fmt.Sprintf("the connect event handler returned an invalid group name %s", excerpt.Quote(g)))
 			return false
 		}
 		if !slices.Contains(info.Groups, g) {
@@ -392,7 +394,7 @@ func (e *Endpoint) connectEvent(w http.ResponseWriter, r *http.Request, hub stri
 	}
 	if resp.Subprotocol != "" {
 		if !supportedProtocol(resp.Subprotocol) {
-			e.reject(w, http.StatusBadGateway, "upstream_bad_subprotocol", fmt.Sprintf("the connect event handler chose subprotocol %q, which is not supported", resp.Subprotocol))
+			e.reject(w, http.StatusBadGateway, "upstream_bad_subprotocol", fmt.Sprintf("the connect event handler chose subprotocol %s, which is not supported", excerpt.Quote(resp.Subprotocol)))
 			return false
 		}
 		info.Protocol = resp.Subprotocol

@@ -9,6 +9,8 @@ import (
 	"regexp"
 
 	"github.com/switchboardhq/switchboard/internal/core"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // request is one client frame of the JSON subprotocols.
@@ -38,7 +40,7 @@ var errMalformed = errors.New("webpubsub: malformed request")
 func decodeRequest(frame []byte) (*request, error) {
 	var r request
 	if err := json.Unmarshal(frame, &r); err != nil {
-		return nil, fmt.Errorf("%w: %v", errMalformed, err)
+		return nil, fmt.Errorf("%w: %s", errMalformed, excerpt.Error(err))
 	}
 	if r.Type == "" {
 		return nil, fmt.Errorf("%w: missing \"type\"", errMalformed)
@@ -56,7 +58,7 @@ func (r *request) payload() (core.DataType, []byte, error) {
 		}
 		var buf bytes.Buffer
 		if err := json.Compact(&buf, d); err != nil {
-			return 0, nil, fmt.Errorf("data is not valid JSON: %v", err)
+			return 0, nil, fmt.Errorf("data is not valid JSON: %s", excerpt.Error(err))
 		}
 		return core.JSON, buf.Bytes(), nil
 	case "text":
@@ -68,7 +70,7 @@ func (r *request) payload() (core.DataType, []byte, error) {
 	case "binary", "protobuf":
 		var s string
 		if err := json.Unmarshal(r.Data, &s); err != nil {
-			return 0, nil, fmt.Errorf("data must be a base64 string for dataType %s", r.DataType)
+			return 0, nil, fmt.Errorf("data must be a base64 string for dataType %s", excerpt.Quote(r.DataType))
 		}
 		b, err := base64.StdEncoding.DecodeString(s)
 		if err != nil {
@@ -84,7 +86,7 @@ func (r *request) payload() (core.DataType, []byte, error) {
 		}
 		return core.Binary, b, nil
 	default:
-		return 0, nil, fmt.Errorf("unknown dataType %q", r.DataType)
+		return 0, nil, fmt.Errorf("unknown dataType %s", excerpt.Quote(r.DataType))
 	}
 }
 

@@ -18,6 +18,8 @@ import (
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
+
+	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
 // Ack error names of the JSON subprotocols.
@@ -145,7 +147,7 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 	r, err := decodeRequest(data)
 	if err != nil {
 		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "malformed").Inc()
-		return &websocket.CloseError{Code: 1007, Reason: err.Error()}
+		return &websocket.CloseError{Code: 1007, Reason: excerpt.Error(err)}
 	}
 	verdict := ratelimit.Allow
 	if r.Type != "sequenceAck" { // the protocol's own bookkeeping (as SignalR's Ack): not limited
@@ -182,9 +184,9 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 	default:
 		if r.AckID == nil {
 			s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "unknown_type").Inc()
-			return &websocket.CloseError{Code: 1007, Reason: fmt.Sprintf("unknown message type %q", r.Type)}
+			return &websocket.CloseError{Code: 1007, Reason: fmt.Sprintf("unknown message type %s", excerpt.Quote(r.Type))}
 		}
-		return s.reject(r, "unknown_type", ackBadRequest, fmt.Sprintf("unknown message type %q", r.Type))
+		return s.reject(r, "unknown_type", ackBadRequest, fmt.Sprintf("unknown message type %s", excerpt.Quote(r.Type)))
 	}
 	if r.AckID != nil && s.conn.SeenAck(*r.AckID) {
 		s.conn.Send(encodeAck(*r.AckID, ackDuplicate, fmt.Sprintf("ackId %d was already used on this connection", *r.AckID)))
@@ -196,7 +198,7 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 			return s.reject(r, "bad_group", ackBadRequest, "invalid group name: it must be 1 to 1024 characters and not only whitespace")
 		}
 		if !s.conn.Can(core.PermJoinLeave, r.Group) {
-			return s.reject(r, "forbidden", ackForbidden, fmt.Sprintf("the connection has no permission to join or leave group %q", r.Group))
+			return s.reject(r, "forbidden", ackForbidden, fmt.Sprintf("the connection has no permission to join or leave group %s", excerpt.Quote(r.Group)))
 		}
 		var err error
 		var res core.JoinResult
@@ -213,7 +215,7 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 			return s.reject(r, "group_limit", ackBadRequest, fmt.Sprintf("the connection is already in %d groups", s.ep.node.Limits().MaxGroupsPerConn))
 		}
 		if err != nil {
-			return s.reject(r, "internal", ackInternal, err.Error())
+			return s.reject(r, "internal", ackInternal, excerpt.Error(err))
 		}
 		if r.Type == "joinGroup" && (res.History || r.Offset != nil) {
 			if r.AckID != nil {
@@ -228,29 +230,29 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 			return s.reject(r, "bad_group", ackBadRequest, "invalid group name: it must be 1 to 1024 characters and not only whitespace")
 		}
 		if !s.conn.Can(core.PermSend, r.Group) {
-			return s.reject(r, "forbidden", ackForbidden, fmt.Sprintf("the connection has no permission to send to group %q", r.Group))
+			return s.reject(r, "forbidden", ackForbidden, fmt.Sprintf("the connection has no permission to send to group %s", excerpt.Quote(r.Group)))
 		}
 		typ, payload, err := r.payload()
 		if err != nil {
-			return s.reject(r, "bad_data", ackBadRequest, err.Error())
+			return s.reject(r, "bad_data", ackBadRequest, excerpt.Error(err))
 		}
 		m := &core.Message{Type: typ, Data: payload, From: core.FromGroup, Group: r.Group, FromUserID: s.conn.UserID()}
 		if err := s.hub.Publish(context.Background(), s.conn, r.Group, m, r.NoEcho); err != nil {
 			if errors.Is(err, core.ErrHistoryUnavailable) {
 				return s.rejectUnavailable(r, err)
 			}
-			return s.reject(r, "internal", ackInternal, err.Error())
+			return s.reject(r, "internal", ackInternal, excerpt.Error(err))
 		}
 	case "event":
 		if !validEvent(r.Event) {
-			return s.reject(r, "bad_event", ackBadRequest, fmt.Sprintf("invalid event name %q", r.Event))
+			return s.reject(r, "bad_event", ackBadRequest, fmt.Sprintf("invalid event name %s", excerpt.Quote(r.Event)))
 		}
 		typ, payload, err := r.payload()
 		if err != nil {
-			return s.reject(r, "bad_data", ackBadRequest, err.Error())
+			return s.reject(r, "bad_data", ackBadRequest, excerpt.Error(err))
 		}
 		if s.ep.up == nil || !s.ep.up.HasUserHandler(s.hub.Name(), r.Event) {
-			return s.reject(r, "no_handler", ackInternal, fmt.Sprintf("no event handler is configured for event %q in hub %q", r.Event, s.hub.Name()))
+			return s.reject(r, "no_handler", ackInternal, fmt.Sprintf("no event handler is configured for event %s in hub %q", excerpt.Quote(r.Event), s.hub.Name()))
 		}
 		s.startEvent(func() { s.userEvent(r, typ, payload) })
 		return nil
@@ -363,7 +365,7 @@ func (s *session) fetchHistory(r *request) error {
 		return s.reject(r, "bad_group", ackBadRequest, "invalid group name: it must be 1 to 1024 characters and not only whitespace")
 	}
 	if !s.conn.InGroup(r.Group) && !s.conn.Can(core.PermJoinLeave, r.Group) {
-		return s.reject(r, "forbidden", ackForbidden, fmt.Sprintf("the connection may not read the history of group %q", r.Group))
+		return s.reject(r, "forbidden", ackForbidden, fmt.Sprintf("the connection may not read the history of group %s", excerpt.Quote(r.Group)))
 	}
 	if r.Limit < 0 || r.Limit > maxFetch {
 		return s.reject(r, "bad_limit", ackBadRequest, fmt.Sprintf("limit must be between 1 and %d", maxFetch))
@@ -401,11 +403,11 @@ func (s *session) rejectHistory(r *request, err error, page history.Messages) er
 	var name, metric, msg string
 	switch {
 	case errors.Is(err, history.ErrNotKept):
-		name, metric, msg = "NotKept", "history_not_kept", fmt.Sprintf("group %q keeps no history", r.Group)
+		name, metric, msg = "NotKept", "history_not_kept", fmt.Sprintf("group %s keeps no history", excerpt.Quote(r.Group))
 	case errors.Is(err, history.ErrOffsetGone):
 		name, metric, msg = "OffsetGone", "history_gone", fmt.Sprintf("offset %d is older than the retained history, which starts at %d", deref(r.Offset), page.Oldest)
 	case errors.Is(err, history.ErrEpochChanged):
-		name, metric, msg = "EpochChanged", "history_epoch", fmt.Sprintf("the group's stream was reset: epoch %q is now %q", r.Epoch, page.Epoch)
+		name, metric, msg = "EpochChanged", "history_epoch", fmt.Sprintf("the group's stream was reset: epoch %s is now %q", excerpt.Quote(r.Epoch), page.Epoch)
 	case errors.Is(err, history.ErrOffsetAhead):
 		name, metric, msg = "OffsetAhead", "history_ahead", fmt.Sprintf("offset %d is beyond the stream's last offset %d", deref(r.Offset), page.Offset)
 	default:
