@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws/wsutil"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
@@ -131,15 +132,21 @@ func TestMessageRateErrorAckThen1008(t *testing.T) {
 	if ack["type"] != "ack" || ack["ackId"] != 3.0 || ack["success"] != false || errObj["name"] != "TooManyRequests" || errObj["message"] == "" {
 		t.Fatalf("over the rate: %v, want an ack with success false and error TooManyRequests", ack)
 	}
-	for range ratelimit.MinRefusals - 1 { // refusals 3 to 11: the 11th in a row closes
-		c.send(`{"type":"joinGroup","group":"g"}`)
+	// Refusals 3 to 11: the 11th in a row closes. More are sent because a
+	// loaded machine may read two of them more than ratelimit.Persist apart,
+	// which starts a new run; the exact policy is the ratelimit package's
+	// (synctest) tests. Writes after the close may fail: that ends the loop.
+	for range 3 * ratelimit.MinRefusals {
+		if wsutil.WriteClientText(c.conn, []byte(`{"type":"joinGroup","group":"g"}`)) != nil {
+			break
+		}
 	}
 	ce := c.expectClose()
 	if ce.code != 1008 || ce.reason != "message rate limit exceeded" {
 		t.Fatalf("closed %d %q, want 1008 \"message rate limit exceeded\"", ce.code, ce.reason)
 	}
-	if got := metrictest.Value(t, limReg, "switchboard_ratelimit_refusals_total", "limit", ratelimit.LimitMessageRate); got != ratelimit.MinRefusals+1 {
-		t.Fatalf("message_rate refusals = %v, want %d", got, ratelimit.MinRefusals+1)
+	if got := metrictest.Value(t, limReg, "switchboard_ratelimit_refusals_total", "limit", ratelimit.LimitMessageRate); got < ratelimit.MinRefusals+1 {
+		t.Fatalf("message_rate refusals = %v, want at least %d", got, ratelimit.MinRefusals+1)
 	}
 	if got := metrictest.Value(t, limReg, "switchboard_ratelimit_closes_total"); got != 1 {
 		t.Fatalf("closes = %v, want 1", got)
