@@ -149,18 +149,6 @@ func handlers(hs ...Handler) func(string) []Handler {
 	return func(string) []Handler { return hs }
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func counter(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
 
 // deadAddr returns a loopback address nothing listens on.

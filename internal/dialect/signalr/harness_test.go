@@ -333,19 +333,6 @@ func (f *fakeUpstream) disconnects() []disconnectCall {
 	return append([]disconnectCall(nil), f.disconnected...)
 }
 
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // ---- WebSocket client ----
 
 type wsClient struct {

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 )
@@ -236,7 +237,7 @@ func TestServerMessagesByteExact(t *testing.T) {
 	raw := mustDial(t, s.wsURL("exact", s.token(t, "exact", auth.MintOptions{})), "")
 	js := mustDial(t, s.wsURL("exact", s.token(t, "exact", auth.MintOptions{})), ProtocolJSON)
 	js.read() // connected
-	waitFor(t, func() bool { return hub.ConnCount() == 2 })
+	eventually.True(t, "2 conns in the hub", 5*time.Second, func() bool { return hub.ConnCount() == 2 })
 	send := func(typ core.DataType, data string) {
 		if err := hub.Send(context.Background(), core.Target{Kind: core.ToAll}, &core.Message{Type: typ, Data: []byte(data)}); err != nil {
 			t.Fatal(err)
@@ -365,17 +366,6 @@ func TestBadInputCloses(t *testing.T) {
 	bystander.send(`{"type":"ping"}`)
 	if got := bystander.read(); got != `{"type":"pong"}` {
 		t.Fatalf("bystander harmed: %s", got)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

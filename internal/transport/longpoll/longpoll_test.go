@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
@@ -46,7 +47,7 @@ func TestHeldPollGetsData(t *testing.T) {
 	e := newEnv(t, Options{})
 	e.mustPoll(t, http.StatusOK)
 	ch := e.pollAsync(context.Background())
-	waitFor(t, "a held poll", e.isHeld)
+	eventually.True(t, "a held poll", 10*time.Second, e.isHeld)
 	deliver(e.conn, "hello\x1e")
 	if a := wait(t, ch); a.status != http.StatusOK || a.body != "hello\x1e" {
 		t.Errorf("held poll: %d %q", a.status, a.body)
@@ -89,14 +90,14 @@ func TestNewerPollSupersedes(t *testing.T) {
 	e := newEnv(t, Options{})
 	e.mustPoll(t, http.StatusOK)
 	older := e.pollAsync(context.Background())
-	waitFor(t, "the older poll held", e.isHeld)
+	eventually.True(t, "the older poll held", 10*time.Second, e.isHeld)
 	newer := e.pollAsync(context.Background())
 	a := wait(t, older)
 	if a.status != http.StatusNoContent {
 		t.Fatalf("older poll: %d %q, want 204", a.status, a.body)
 	}
 	checkNoCache(t, a)
-	waitFor(t, "the newer poll held", e.isHeld)
+	eventually.True(t, "the newer poll held", 10*time.Second, e.isHeld)
 	deliver(e.conn, "x\x1e")
 	if a := wait(t, newer); a.status != http.StatusOK || a.body != "x\x1e" {
 		t.Errorf("newer poll: %d %q", a.status, a.body)
@@ -145,7 +146,7 @@ func TestCloseAnswersHeldPoll(t *testing.T) {
 	e := newEnv(t, Options{})
 	e.mustPoll(t, http.StatusOK)
 	ch := e.pollAsync(context.Background())
-	waitFor(t, "a held poll", e.isHeld)
+	eventually.True(t, "a held poll", 10*time.Second, e.isHeld)
 	e.lp.Close(1008, "")
 	if a := wait(t, ch); a.status != http.StatusNoContent {
 		t.Errorf("held poll after Close: %d %q, want 204", a.status, a.body)
@@ -160,7 +161,7 @@ func TestStop(t *testing.T) {
 	e := newEnv(t, Options{})
 	e.mustPoll(t, http.StatusOK)
 	ch := e.pollAsync(context.Background())
-	waitFor(t, "a held poll", e.isHeld)
+	eventually.True(t, "a held poll", 10*time.Second, e.isHeld)
 	deliver(e.conn) // nothing
 	if code := e.del(t); code != http.StatusAccepted {
 		t.Errorf("DELETE: %d", code)
@@ -171,7 +172,7 @@ func TestStop(t *testing.T) {
 	if got := e.waitGone(t); len(got) != 1 || got[0] != ReasonStopped {
 		t.Errorf("OnGone %q, want once %q", got, ReasonStopped)
 	}
-	waitFor(t, "the core conn to end with its stopped transport", e.conn.Ended)
+	eventually.True(t, "the core conn to end with its stopped transport", 10*time.Second, e.conn.Ended)
 	e.mustPoll(t, http.StatusNoContent)
 	if got := e.goneReasons(); len(got) != 1 {
 		t.Errorf("OnGone called %d times", len(got))
@@ -186,7 +187,7 @@ func TestGapEndsConn(t *testing.T) {
 		if got := e.waitGone(t); len(got) != 1 || got[0] != ReasonGap {
 			t.Errorf("OnGone %q", got)
 		}
-		waitFor(t, "the core conn to end", e.conn.Ended)
+		eventually.True(t, "the core conn to end", 10*time.Second, e.conn.Ended)
 	})
 	t.Run("stopped polling", func(t *testing.T) {
 		t.Parallel()
@@ -222,10 +223,10 @@ func TestAbortedPollKeepsItems(t *testing.T) {
 	e.mustPoll(t, http.StatusOK)
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := e.pollAsync(ctx)
-	waitFor(t, "a held poll", e.isHeld)
+	eventually.True(t, "a held poll", 10*time.Second, e.isHeld)
 	cancel()
 	<-ch
-	waitFor(t, "the server to see the abort", func() bool {
+	eventually.True(t, "the server to see the abort", 10*time.Second, func() bool {
 		return metrictest.Value(t, e.reg, "switchboard_longpoll_polls_total", "result", "aborted") == 1
 	})
 	deliver(e.conn, "kept\x1e")

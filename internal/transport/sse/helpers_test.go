@@ -209,14 +209,3 @@ func deliver(c *core.Conn, bodies ...string) {
 		c.Deliver(&core.Message{Data: []byte(b)})
 	}
 }
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
@@ -152,7 +153,7 @@ func TestSeveralItemsOneEvent(t *testing.T) {
 	if got, want := c.readEvent(t), ":\r\ndata: a\x1eb\x1ec\x1e\r\n\r\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	waitFor(t, "events_total 1", func() bool { return metrictest.Value(t, e.reg, "switchboard_sse_events_total") == 1 })
+	eventually.True(t, "events_total 1", 10*time.Second, func() bool { return metrictest.Value(t, e.reg, "switchboard_sse_events_total") == 1 })
 }
 
 func TestHeadsBeforeBodies(t *testing.T) {
@@ -218,7 +219,7 @@ func TestCloseWritesQueuedThenEnds(t *testing.T) {
 	if v := metrictest.Value(t, e.reg, "switchboard_sse_bytes_total"); v != float64(len(rest)) {
 		t.Errorf("bytes_total = %v, want %d", v, len(rest))
 	}
-	waitFor(t, "streams gauge back to 0", func() bool { return metrictest.Value(t, e.reg, "switchboard_sse_streams") == 0 })
+	eventually.True(t, "streams gauge back to 0", 10*time.Second, func() bool { return metrictest.Value(t, e.reg, "switchboard_sse_streams") == 0 })
 }
 
 func TestCloseWhileServing(t *testing.T) {
