@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/eventually"
@@ -214,9 +213,7 @@ func TestClientGoodbyeEndsReliableSession(t *testing.T) {
 	var hello dataFrame
 	json.Unmarshal([]byte(c.read()), &hello)
 	hub, _ := s.node.Hub("bye")
-	if err := wsutil.WriteClientMessage(c.conn, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye")); err != nil {
-		t.Fatal(err)
-	}
+	c.ws.WriteClose(ws.StatusNormalClosure, "bye")
 	eventually.True(t, "the session to end", 5*time.Second, func() bool { return hub.ConnCount() == 0 })
 	r := mustDial(t, s.wsURL("bye", "x")+"&awps_connection_id="+url.QueryEscape(hello.ConnectionID)+
 		"&awps_reconnection_token="+url.QueryEscape(hello.ReconnectionToken), ProtocolJSONReliable)
