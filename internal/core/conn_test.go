@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
@@ -357,19 +358,20 @@ func TestRecoveryWindowExpires(t *testing.T) {
 
 func TestResumeStopsRecoveryTimer(t *testing.T) {
 	t.Parallel()
-	h, codec := reliableNode(t, core.Limits{}, 30*time.Millisecond, nil)
-	c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel"})
-	c.Detach(c.link, "gone")
-	if _, err := h.Resume(c.ID(), "rel", &recLink{}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(150 * time.Millisecond) // five windows
-	for time.Now().Before(deadline) {
+	synctest.Test(t, func(t *testing.T) {
+		const window = 30 * time.Millisecond
+		h, codec := reliableNode(t, core.Limits{}, window, nil)
+		c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel"})
+		c.Detach(c.link, "gone")
+		if _, err := h.Resume(c.ID(), "rel", &recLink{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * window) // the bubble's clock: every timer due by then has fired
+		synctest.Wait()
 		if c.Ended() {
 			t.Fatal("resumed session ended by the old recovery timer")
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	})
 }
 
 func TestNegativeRecoveryWindowEndsOnDetach(t *testing.T) {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/eventually"
@@ -112,9 +113,11 @@ func TestNewerPollSupersedes(t *testing.T) {
 
 func TestCloseDeliversRestThenEnds(t *testing.T) {
 	t.Parallel()
-	// MaxGap is long enough for the test's next poll even on a loaded
-	// machine, short enough for the stray-timer check below.
-	e := newEnv(t, Options{MaxGap: time.Second})
+	synctest.Test(t, testCloseDeliversRestThenEnds)
+}
+
+func testCloseDeliversRestThenEnds(t *testing.T) {
+	e := newBubbleEnv(t, Options{MaxGap: time.Second})
 	e.mustPoll(t, http.StatusOK)
 	deliver(e.conn, "last\x1e")
 	e.conn.Close("shutting down") // queues the notice, then closes the link
@@ -132,7 +135,8 @@ func TestCloseDeliversRestThenEnds(t *testing.T) {
 	e.mustPoll(t, http.StatusNoContent) // an ended conn answers every poll 204
 	e.lp.Stop()
 	e.lp.Close(1000, "again")
-	time.Sleep(2200 * time.Millisecond) // give a stray gap timer (1s) the chance to fire, twice
+	time.Sleep(2200 * time.Millisecond) // the bubble's clock: a stray gap timer (1s) would have fired, twice
+	synctest.Wait()
 	if got := e.goneReasons(); len(got) != 1 {
 		t.Errorf("OnGone called %d times: %q", len(got), got)
 	}
@@ -183,36 +187,57 @@ func TestGapEndsConn(t *testing.T) {
 	t.Parallel()
 	t.Run("never polled", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, Options{MaxGap: 20 * time.Millisecond})
-		if got := e.waitGone(t); len(got) != 1 || got[0] != ReasonGap {
-			t.Errorf("OnGone %q", got)
-		}
-		eventually.True(t, "the core conn to end", 10*time.Second, e.conn.Ended)
+		synctest.Test(t, func(t *testing.T) {
+			e := newBubbleEnv(t, Options{MaxGap: time.Second})
+			time.Sleep(time.Second - time.Nanosecond)
+			synctest.Wait()
+			if got := e.goneReasons(); len(got) != 0 {
+				t.Fatalf("OnGone %q before MaxGap", got)
+			}
+			time.Sleep(time.Nanosecond)
+			synctest.Wait()
+			if got := e.goneReasons(); len(got) != 1 || got[0] != ReasonGap {
+				t.Errorf("OnGone %q at MaxGap", got)
+			}
+			if !e.conn.Ended() {
+				t.Error("the core conn outlives its gap")
+			}
+		})
 	})
 	t.Run("stopped polling", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, Options{MaxGap: time.Second}) // the first poll must come within it
-		e.mustPoll(t, http.StatusOK)
-		if got := e.waitGone(t); len(got) != 1 || got[0] != ReasonGap {
-			t.Errorf("OnGone %q", got)
-		}
-		e.mustPoll(t, http.StatusNoContent)
+		synctest.Test(t, func(t *testing.T) {
+			e := newBubbleEnv(t, Options{MaxGap: time.Second})
+			time.Sleep(time.Second / 2)
+			e.mustPoll(t, http.StatusOK) // the gap counts from the end of the last poll
+			time.Sleep(time.Second - time.Nanosecond)
+			synctest.Wait()
+			if got := e.goneReasons(); len(got) != 0 {
+				t.Fatalf("OnGone %q before MaxGap since the last poll", got)
+			}
+			time.Sleep(time.Nanosecond)
+			synctest.Wait()
+			if got := e.goneReasons(); len(got) != 1 || got[0] != ReasonGap {
+				t.Errorf("OnGone %q", got)
+			}
+			e.mustPoll(t, http.StatusNoContent)
+		})
 	})
 }
 
 // TestHeldPollIsNotAGap: a poll held far longer than MaxGap keeps the conn.
 func TestHeldPollIsNotAGap(t *testing.T) {
 	t.Parallel()
-	// MaxGap must exceed the client's turnaround between two polls (a few
-	// ms on loopback), and PollTimeout MaxGap by far.
-	e := newEnv(t, Options{MaxGap: time.Second, PollTimeout: 3 * time.Second})
-	e.mustPoll(t, http.StatusOK)
-	if a := e.mustPoll(t, http.StatusOK); a.body != "" {
-		t.Fatalf("held poll: %q", a.body)
-	}
-	if got := e.goneReasons(); len(got) != 0 {
-		t.Fatalf("OnGone %q while a poll was held", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		e := newBubbleEnv(t, Options{MaxGap: time.Second, PollTimeout: 3 * time.Second})
+		e.mustPoll(t, http.StatusOK)
+		if a := e.mustPoll(t, http.StatusOK); a.body != "" { // held for 3s, MaxGap three times
+			t.Fatalf("held poll: %q", a.body)
+		}
+		if got := e.goneReasons(); len(got) != 0 {
+			t.Fatalf("OnGone %q while a poll was held", got)
+		}
+	})
 }
 
 // TestAbortedPollKeepsItems: a client that gives up on a held poll loses
