@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
@@ -170,13 +171,18 @@ func TestHeadsBeforeBodies(t *testing.T) {
 
 func TestKeepAlive(t *testing.T) {
 	t.Parallel()
+	synctest.Test(t, testKeepAlive)
+}
+
+func testKeepAlive(t *testing.T) {
 	ping := `{"type":6}` + "\x1e"
-	e := newEnv(t, Options{KeepAlive: 5 * time.Millisecond, KeepAliveFrame: []byte(ping)}, false)
+	e := newBubbleEnv(t, Options{KeepAlive: 5 * time.Millisecond, KeepAliveFrame: []byte(ping)}, false)
 	c, p := e.open(t)
 	c.br.ReadString('\n') // preamble
 	// No keep-alive before the first message (a handshake answer must come
 	// first), however long the stream waits.
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(time.Hour) // the bubble's clock
+	synctest.Wait()
 	deliver(p.conn, "handshake\x1e")
 	if got, want := c.readEvent(t), "data: handshake\x1e\r\n\r\n"; got != want {
 		t.Fatalf("first event %q, want %q", got, want)
