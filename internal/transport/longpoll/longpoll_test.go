@@ -70,11 +70,20 @@ func TestSeveralItemsOneResponse(t *testing.T) {
 
 func TestPollTimeoutAnswersEmpty(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Options{PollTimeout: 20 * time.Millisecond})
+	synctest.Test(t, testPollTimeoutAnswersEmpty)
+}
+
+func testPollTimeoutAnswersEmpty(t *testing.T) {
+	const timeout = 20 * time.Second // on the bubble's clock
+	e := newBubbleEnv(t, Options{PollTimeout: timeout})
 	e.mustPoll(t, http.StatusOK)
+	start := time.Now()
 	a := e.mustPoll(t, http.StatusOK)
 	if a.body != "" {
 		t.Errorf("timed-out poll body %q", a.body)
+	}
+	if held := time.Since(start); held != timeout {
+		t.Errorf("poll held %v, want PollTimeout %v", held, timeout)
 	}
 	checkNoCache(t, a)
 	deliver(e.conn, "later\x1e") // the conn lives on
