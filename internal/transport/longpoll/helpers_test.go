@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -184,6 +185,22 @@ func wait(t *testing.T, ch <-chan answer) answer {
 	case <-time.After(10 * time.Second):
 		t.Fatal("poll not answered within 10s")
 		return answer{}
+	}
+}
+
+// expectGapIn checks, on a bubble's clock, that the conn is still there 1 ns
+// before gap from now and gone, for the gap, at it.
+func (e *env) expectGapIn(t *testing.T, gap time.Duration) {
+	t.Helper()
+	time.Sleep(gap - time.Nanosecond)
+	synctest.Wait()
+	if got := e.goneReasons(); len(got) != 0 {
+		t.Fatalf("OnGone %q before MaxGap", got)
+	}
+	time.Sleep(time.Nanosecond)
+	synctest.Wait()
+	if got := e.goneReasons(); len(got) != 1 || got[0] != ReasonGap {
+		t.Fatalf("OnGone %q at MaxGap, want once %q", got, ReasonGap)
 	}
 }
 

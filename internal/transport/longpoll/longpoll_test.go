@@ -198,16 +198,7 @@ func TestGapEndsConn(t *testing.T) {
 		t.Parallel()
 		synctest.Test(t, func(t *testing.T) {
 			e := newBubbleEnv(t, Options{MaxGap: time.Second})
-			time.Sleep(time.Second - time.Nanosecond)
-			synctest.Wait()
-			if got := e.goneReasons(); len(got) != 0 {
-				t.Fatalf("OnGone %q before MaxGap", got)
-			}
-			time.Sleep(time.Nanosecond)
-			synctest.Wait()
-			if got := e.goneReasons(); len(got) != 1 || got[0] != ReasonGap {
-				t.Errorf("OnGone %q at MaxGap", got)
-			}
+			e.expectGapIn(t, time.Second)
 			if !e.conn.Ended() {
 				t.Error("the core conn outlives its gap")
 			}
@@ -219,16 +210,7 @@ func TestGapEndsConn(t *testing.T) {
 			e := newBubbleEnv(t, Options{MaxGap: time.Second})
 			time.Sleep(time.Second / 2)
 			e.mustPoll(t, http.StatusOK) // the gap counts from the end of the last poll
-			time.Sleep(time.Second - time.Nanosecond)
-			synctest.Wait()
-			if got := e.goneReasons(); len(got) != 0 {
-				t.Fatalf("OnGone %q before MaxGap since the last poll", got)
-			}
-			time.Sleep(time.Nanosecond)
-			synctest.Wait()
-			if got := e.goneReasons(); len(got) != 1 || got[0] != ReasonGap {
-				t.Errorf("OnGone %q", got)
-			}
+			e.expectGapIn(t, time.Second)
 			e.mustPoll(t, http.StatusNoContent)
 		})
 	})
