@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 )
 
 // runCLIEnv makes the test binary run the CLI with its arguments instead of the tests,
@@ -87,21 +89,17 @@ func TestOutOfDescriptorsKeepsServing(t *testing.T) {
 	}
 	for _, ep := range endpoints {
 		// The server sees the closes and accepts again; a dead listener never answers.
-		deadline := time.Now().Add(15 * time.Second)
-		for {
+		eventually.Nil(t, 15*time.Second, func() error {
 			resp, err := client.Get(ep + "/api/health")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-				err = errorsStatus(resp.StatusCode)
+			if err != nil {
+				return fmt.Errorf("GET %s/api/health after the connections closed: %w", ep, err)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("GET %s/api/health after the connections closed: %v", ep, err)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET %s/api/health after the connections closed: %d", ep, resp.StatusCode)
 			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	resp, err := client.Get(endpoints[0] + "/metrics")
 	if err != nil {
@@ -113,10 +111,6 @@ func TestOutOfDescriptorsKeepsServing(t *testing.T) {
 		t.Errorf("no accept errors counted for the main listener:\n%s", grepLines(string(body), "accept_errors"))
 	}
 }
-
-type errorsStatus int
-
-func (s errorsStatus) Error() string { return http.StatusText(int(s)) }
 
 func grepLines(s, sub string) string {
 	var out []string

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
@@ -333,17 +334,28 @@ func TestReplayOverflowWhileAttached(t *testing.T) {
 
 func TestRecoveryWindowExpires(t *testing.T) {
 	t.Parallel()
+	synctest.Test(t, testRecoveryWindowExpires)
+}
+
+func testRecoveryWindowExpires(t *testing.T) {
 	var ends endLog
-	h, codec := reliableNode(t, core.Limits{}, 30*time.Millisecond, &ends)
+	const window = 30 * time.Second // on the bubble's clock
+	h, codec := reliableNode(t, core.Limits{}, window, &ends)
 	c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel", UserID: "u", Groups: []string{"g"}})
 	c.Detach(c.link, "socket gone")
+	time.Sleep(window - time.Nanosecond)
+	synctest.Wait()
 	if c.Ended() {
 		t.Fatal("ended before the window passed")
 	}
 	if _, err := h.Conn(c.ID()); err != nil {
 		t.Errorf("recoverable conn not found: %v", err)
 	}
-	eventually.True(t, "recovery window to expire", 5*time.Second, c.Ended)
+	time.Sleep(time.Nanosecond)
+	synctest.Wait()
+	if !c.Ended() {
+		t.Fatal("not ended when the window passed")
+	}
 	if _, err := h.Resume(c.ID(), "rel", &recLink{}); !errors.Is(err, core.ErrNotRecoverable) {
 		t.Errorf("Resume after the window = %v, want ErrNotRecoverable", err)
 	}
@@ -357,19 +369,20 @@ func TestRecoveryWindowExpires(t *testing.T) {
 
 func TestResumeStopsRecoveryTimer(t *testing.T) {
 	t.Parallel()
-	h, codec := reliableNode(t, core.Limits{}, 30*time.Millisecond, nil)
-	c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel"})
-	c.Detach(c.link, "gone")
-	if _, err := h.Resume(c.ID(), "rel", &recLink{}); err != nil {
-		t.Fatal(err)
-	}
-	deadline := time.Now().Add(150 * time.Millisecond) // five windows
-	for time.Now().Before(deadline) {
+	synctest.Test(t, func(t *testing.T) {
+		const window = 30 * time.Millisecond
+		h, codec := reliableNode(t, core.Limits{}, window, nil)
+		c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel"})
+		c.Detach(c.link, "gone")
+		if _, err := h.Resume(c.ID(), "rel", &recLink{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(5 * window) // the bubble's clock: every timer due by then has fired
+		synctest.Wait()
 		if c.Ended() {
 			t.Fatal("resumed session ended by the old recovery timer")
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	})
 }
 
 func TestNegativeRecoveryWindowEndsOnDetach(t *testing.T) {

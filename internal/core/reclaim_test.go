@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
@@ -336,11 +337,10 @@ func TestReclaimRacesConnect(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for n.HubCount() != 0 && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
-	if n.HubCount() != 0 {
-		t.Fatalf("idle hub never reclaimed: %v", n.Hubs())
-	}
+	eventually.Nil(t, 10*time.Second, func() error {
+		if n.HubCount() != 0 {
+			return fmt.Errorf("idle hub never reclaimed: %v", n.Hubs())
+		}
+		return nil
+	})
 }

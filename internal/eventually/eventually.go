@@ -4,6 +4,7 @@
 package eventually
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -12,10 +13,27 @@ import (
 // goroutine) when it still does not after timeout; what names the awaited event in the failure.
 func True(t testing.TB, what string, timeout time.Duration, cond func() bool) {
 	t.Helper()
+	Nil(t, timeout, func() error {
+		if cond() {
+			return nil
+		}
+		return fmt.Errorf("waiting for %s", what)
+	})
+}
+
+// Nil polls check until it returns nil, and fails the test with check's last error when it
+// still has not after timeout: for waits whose failure should say what was left (goroutines,
+// open files, the last answer). check runs on the caller's goroutine and may fail the test.
+func Nil(t testing.TB, timeout time.Duration, check func() error) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
-	for !cond() {
+	for {
+		err := check()
+		if err == nil {
+			return
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+			t.Fatalf("timed out after %v: %v", timeout, err)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}

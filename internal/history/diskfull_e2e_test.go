@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/eventually"
 )
 
 // answer is a REST send's answer as the disk tests read it.
@@ -155,10 +157,10 @@ func TestDiskFullRefusesDurableSendsAndRecovers(t *testing.T) {
 		}
 		wg.Wait()
 	}()
-	eventually(t, "publishers accepted", func() bool { n, _ := led.counts(); return n >= 30 })
+	eventually.True(t, "publishers accepted", 30*time.Second, func() bool { n, _ := led.counts(); return n >= 30 })
 
 	free := fill(t, dir)
-	eventually(t, "durable sends refused on a full disk", func() bool { _, n := led.counts(); return n >= 5 })
+	eventually.True(t, "durable sends refused on a full disk", 30*time.Second, func() bool { _, n := led.counts(); return n >= 5 })
 
 	// The refusal names the cause.
 	var a answer
@@ -215,13 +217,13 @@ func TestDiskFullRefusesDurableSendsAndRecovers(t *testing.T) {
 	// Space returns: accepted again, no restart.
 	free()
 	accepted, _ := led.counts()
-	eventually(t, "durable sends accepted after space returned", func() bool {
+	eventually.True(t, "durable sends accepted after space returned", 30*time.Second, func() bool {
 		text := fmt.Sprintf("main-after-%d", time.Now().UnixNano())
 		a, err := rest.post(group, text)
 		led.note(text, a, err)
 		return err == nil && a.status == http.StatusAccepted
 	})
-	eventually(t, "publishers accepted again", func() bool { n, _ := led.counts(); return n >= accepted+30 })
+	eventually.True(t, "publishers accepted again", 30*time.Second, func() bool { n, _ := led.counts(); return n >= accepted+30 })
 	cl.write(t, map[string]any{"type": "sendToGroup", "group": group, "dataType": "text", "data": "ws-after", "ackId": 1000})
 	if f := cl.next(t); !f.Success {
 		t.Errorf("client sendToGroup after space returned: %+v %+v", f, f.Error)
@@ -322,7 +324,7 @@ func TestStartWithDiskFull(t *testing.T) {
 
 	free()
 	var after sendResult
-	eventually(t, "durable send accepted after space returned", func() bool {
+	eventually.True(t, "durable send accepted after space returned", 30*time.Second, func() bool {
 		r, err := rest.send("room:start", "after", "")
 		after = r
 		return err == nil && r.status == http.StatusAccepted

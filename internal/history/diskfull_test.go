@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/history"
 )
 
@@ -67,19 +68,6 @@ func fill(t *testing.T, dir string) (free func()) {
 		if err := os.Remove(path); err != nil {
 			t.Fatal(err)
 		}
-	}
-}
-
-// eventually polls cond until it holds, failing after a generous deadline
-// (a timeout for "it never happened", not a time assertion).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 30s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -145,7 +133,7 @@ func TestSegmentLogNoSpace(t *testing.T) {
 		t.Error("Unavailable() = nil while the disk is full")
 	}
 	free()
-	eventually(t, "appends accepted again after space returned", func() bool { return l.Unavailable() == nil })
+	eventually.True(t, "appends accepted again after space returned", 30*time.Second, func() bool { return l.Unavailable() == nil })
 	r, err := send("after")
 	if err != nil {
 		t.Fatalf("append after space returned: %v", err)

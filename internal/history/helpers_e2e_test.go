@@ -1,12 +1,10 @@
 package history_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,10 +14,10 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/server/servertest"
+	"github.com/switchboardhq/switchboard/internal/wstest"
 )
 
 const testKey = "history-test-key"
@@ -172,7 +170,7 @@ type frame struct {
 
 // wsClient is a json.webpubsub.azure.v1 client.
 type wsClient struct {
-	conn   net.Conn
+	ws     *wstest.Client
 	frames chan frame
 	done   chan struct{}
 }
@@ -204,25 +202,17 @@ func tryDialRoles(t testing.TB, endpoint string, roles ...string) (*wsClient, er
 	keys, _ := auth.NewKeyRing(testKey)
 	tok, _ := keys.MintClientToken(auth.ClientAudience(endpoint, "chat"), auth.MintOptions{Roles: roles})
 	u := "ws" + strings.TrimPrefix(endpoint, "http") + "/client/hubs/chat?access_token=" + tok
-	d := ws.Dialer{Protocols: []string{"json.webpubsub.azure.v1"}, Timeout: 10 * time.Second}
-	conn, br, _, err := d.Dial(context.Background(), u)
+	wc, err := wstest.DialErr(t, u, "json.webpubsub.azure.v1")
 	if err != nil {
 		return nil, err
 	}
-	c := &wsClient{conn: conn, frames: make(chan frame, 1<<16), done: make(chan struct{})}
-	var r io.Reader = conn
-	if br != nil {
-		r = io.MultiReader(br, conn)
-	}
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{r, conn}
+	wc.ReadTimeout = 0 // the reader below ends with the connection; tryNext bounds the wait
+	c := &wsClient{ws: wc, frames: make(chan frame, 1<<16), done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
 		defer close(c.frames)
 		for {
-			p, _, err := wsutil.ReadServerData(rw)
+			p, _, err := c.ws.ReadErr()
 			if err != nil {
 				return
 			}
@@ -253,7 +243,7 @@ func (c *wsClient) write(t testing.TB, v any) {
 
 func (c *wsClient) tryWrite(v any) error {
 	b, _ := json.Marshal(v)
-	return wsutil.WriteClientText(c.conn, b)
+	return c.ws.WriteFrame(ws.OpText, b)
 }
 
 // next returns the next frame, failing after a generous deadline.
@@ -280,7 +270,7 @@ func (c *wsClient) tryNext() (frame, error) {
 
 // drop closes the TCP connection without a close frame.
 func (c *wsClient) drop() {
-	c.conn.Close()
+	c.ws.Close()
 	<-c.done
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
 	"github.com/switchboardhq/switchboard/internal/server/servertest"
 )
@@ -79,13 +80,12 @@ func TestHistoryContinuesAfterHubReclaim(t *testing.T) {
 	send := wps + "/api/hubs/chat/groups/room:1/:send?api-version=2024-12-01"
 	reclaimed := func() {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
-		for len(srv.Node().Hubs()) != 0 && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		if hubs := srv.Node().Hubs(); len(hubs) != 0 {
-			t.Fatalf("hub never reclaimed: %v", hubs)
-		}
+		eventually.Nil(t, 10*time.Second, func() error {
+			if hubs := srv.Node().Hubs(); len(hubs) != 0 {
+				return fmt.Errorf("hub never reclaimed: %v", hubs)
+			}
+			return nil
+		})
 	}
 	if status, off, _ := sendOnce(t, srv, send, `{"n":1}`, ""); status != http.StatusAccepted || off != "1" {
 		t.Fatalf("first send: %d offset %q", status, off)
@@ -142,7 +142,6 @@ func TestReclaimedHubLeavesNoMetricSeries(t *testing.T) {
 	if resp := restCall(t, srv, http.MethodPost, strings.TrimRight(srv.Endpoint(), "/")+"/api/hubs/metered/:send?api-version=2024-12-01", `{"x":1}`); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("send: %d", resp.StatusCode)
 	}
-	deadline := time.Now().Add(10 * time.Second)
 	joined := func() bool { // the joinGroup was counted
 		for _, l := range metricsWith(t, srv, label) {
 			if strings.HasPrefix(l, "switchboard_message_bytes_in_total{") {
@@ -151,21 +150,18 @@ func TestReclaimedHubLeavesNoMetricSeries(t *testing.T) {
 		}
 		return false
 	}
-	for !joined() && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	eventually.True(t, "the joinGroup to be counted", 10*time.Second, joined)
 	if got := metricsWith(t, srv, label); len(got) < 5 {
 		t.Fatalf("series of a hub in use: %q, want connections, messages in and out, sends…", got)
 	}
 	conn.Close()
 	sr.ws.Close()
-	deadline = time.Now().Add(10 * time.Second)
-	for len(metricsWith(t, srv, label)) != 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if got := metricsWith(t, srv, label); len(got) != 0 {
-		t.Fatalf("series left by reclaimed hubs: %q", got)
-	}
+	eventually.Nil(t, 10*time.Second, func() error {
+		if got := metricsWith(t, srv, label); len(got) != 0 {
+			return fmt.Errorf("series left by reclaimed hubs: %q", got)
+		}
+		return nil
+	})
 	if hubs := srv.Node().Hubs(); len(hubs) != 0 {
 		t.Fatalf("hub not reclaimed: %v", hubs)
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/server/servertest"
 )
 
@@ -158,18 +160,14 @@ func TestMaxConnections(t *testing.T) {
 		}
 	}
 	first.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	eventually.Nil(t, 10*time.Second, func() error {
 		c, _, _, err := ws.Dial(context.Background(), url)
-		if err == nil {
-			c.Close()
-			break
+		if err != nil {
+			return fmt.Errorf("after the first connection closed: %w", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after the first connection closed: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		c.Close()
+		return nil
+	})
 }
 
 func grep(s, sub string) string {

@@ -11,6 +11,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -25,6 +26,7 @@ import (
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/server/servertest"
 )
 
@@ -147,22 +149,18 @@ func TestTLS(t *testing.T) {
 	// A new certificate in the files is served within seconds, on both listeners.
 	second := writeCert(t, certFile, keyFile, 2)
 	for _, ep := range []string{wps, sr} {
-		deadline := time.Now().Add(15 * time.Second)
-		for {
+		eventually.Nil(t, 15*time.Second, func() error {
 			c, err := tls.Dial("tcp", strings.TrimPrefix(ep, "https://"), &tls.Config{InsecureSkipVerify: true})
 			if err != nil {
 				t.Fatal(err)
 			}
 			serial := c.ConnectionState().PeerCertificates[0].SerialNumber
 			c.Close()
-			if serial.Cmp(second.SerialNumber) == 0 {
-				break
+			if serial.Cmp(second.SerialNumber) != 0 {
+				return fmt.Errorf("%s still serves certificate %v after the files changed", ep, serial)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s still serves certificate %v after the files changed", ep, serial)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 }
 

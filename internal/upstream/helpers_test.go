@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 )
 
 const (
@@ -149,18 +151,6 @@ func handlers(hs ...Handler) func(string) []Handler {
 	return func(string) []Handler { return hs }
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func counter(c prometheus.Collector) float64 { return testutil.ToFloat64(c) }
 
 // deadAddr returns a loopback address nothing listens on.
@@ -206,13 +196,10 @@ func checkClosedClean(t *testing.T, m *metrics, want float64) {
 	if got := counter(m.queued); got != 0 {
 		t.Errorf("queued_events = %v after Close", got)
 	}
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(2 * time.Millisecond) {
-		left := clientGoroutines()
-		if len(left) == 0 {
-			return
+	eventually.Nil(t, 10*time.Second, func() error {
+		if left := clientGoroutines(); len(left) > 0 {
+			return fmt.Errorf("goroutines left after Close:\n%s", strings.Join(left, "\n\n"))
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("goroutines left after Close:\n%s", strings.Join(left, "\n\n"))
-		}
-	}
+		return nil
+	})
 }

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/eventually"
 )
 
 func TestConnectedDisconnectedRequests(t *testing.T) {
@@ -22,7 +24,7 @@ func TestConnectedDisconnectedRequests(t *testing.T) {
 	c.Disconnected(conn, "client closed: 1000")
 	anon := Conn{Hub: "chat", ID: "anon"}
 	c.Disconnected(anon, "")
-	waitFor(t, "3 events", func() bool { return len(b.gotPosts()) == 3 })
+	eventually.True(t, "3 events", 10*time.Second, func() bool { return len(b.gotPosts()) == 3 })
 	posts := b.gotPosts()
 	tests := []struct {
 		conn            Conn
@@ -89,7 +91,7 @@ func TestAsyncRetry(t *testing.T) {
 	c, _ := newClient(t, Config{Handlers: handlers(b.handler("/"))})
 	c.Connected(testConn)
 	c.Disconnected(testConn, "bye")
-	waitFor(t, "4 requests", func() bool { return len(b.gotPosts()) == 4 })
+	eventually.True(t, "4 requests", 10*time.Second, func() bool { return len(b.gotPosts()) == 4 })
 
 	posts := b.gotPosts()
 	var names []string
@@ -169,7 +171,7 @@ func TestAsyncRetriesExhausted(t *testing.T) {
 	c, _ := newClient(t, Config{Handlers: handlers(b.handler("/"))}) // 3 retries
 	c.Connected(testConn)
 	c.Disconnected(testConn, "bye")
-	waitFor(t, "5 requests", func() bool { return len(b.gotPosts()) == 5 })
+	eventually.True(t, "5 requests", 10*time.Second, func() bool { return len(b.gotPosts()) == 5 })
 	var names []string
 	for _, p := range b.gotPosts() {
 		names = append(names, p.header.Get("ce-eventName"))
@@ -177,7 +179,7 @@ func TestAsyncRetriesExhausted(t *testing.T) {
 	if got := strings.Join(names, ","); got != "connected,connected,connected,connected,disconnected" {
 		t.Fatalf("events %s, want 4 attempts of connected, then disconnected", got)
 	}
-	waitFor(t, "drop counted", func() bool {
+	eventually.True(t, "drop counted", 10*time.Second, func() bool {
 		return counter(c.metrics.dropped.WithLabelValues("connected", dropRetries)) == 1
 	})
 	if got := counter(c.metrics.retries.WithLabelValues("connected")); got != 3 {
@@ -204,8 +206,8 @@ func TestAsyncNetworkErrorRetried(t *testing.T) {
 	c.Connected(testConn)
 	up.Store(true)
 	c.Connected(Conn{Hub: "chat", ID: "conn-2"})
-	waitFor(t, "conn-2 delivered", func() bool { return len(b.gotPosts()) == 1 })
-	waitFor(t, "conn-1 dropped after retries", func() bool {
+	eventually.True(t, "conn-2 delivered", 10*time.Second, func() bool { return len(b.gotPosts()) == 1 })
+	eventually.True(t, "conn-1 dropped after retries", 10*time.Second, func() bool {
 		return counter(c.metrics.dropped.WithLabelValues("connected", dropRetries)) == 1
 	})
 	if got := counter(c.metrics.retries.WithLabelValues("connected")); got != 3 {
@@ -237,7 +239,7 @@ func TestAsyncOrderPerConnection(t *testing.T) {
 		c.Connected(conn)
 		c.Disconnected(conn, "bye")
 	}
-	waitFor(t, "every event", func() bool { return len(b.gotPosts()) == 3*conns })
+	eventually.True(t, "every event", 10*time.Second, func() bool { return len(b.gotPosts()) == 3*conns })
 	seq := map[string][]string{}
 	for _, p := range b.gotPosts() {
 		id := p.header.Get("ce-connectionId")
@@ -266,21 +268,21 @@ func TestAsyncSlowConnDoesNotBlockOthers(t *testing.T) {
 	slow := Conn{Hub: "chat", ID: "slow"}
 	c.Connected(slow)
 	c.Disconnected(slow, "bye")
-	waitFor(t, "the slow conn's connected in flight", func() bool { return len(b.gotPosts()) == 1 })
+	eventually.True(t, "the slow conn's connected in flight", 10*time.Second, func() bool { return len(b.gotPosts()) == 1 })
 	const others = 30
 	for i := range others {
 		conn := Conn{Hub: "chat", ID: fmt.Sprint("fast", i)}
 		c.Connected(conn)
 		c.Disconnected(conn, "bye")
 	}
-	waitFor(t, "the other conns' events", func() bool { return len(b.gotPosts()) == 1+2*others })
+	eventually.True(t, "the other conns' events", 10*time.Second, func() bool { return len(b.gotPosts()) == 1+2*others })
 	for _, p := range b.gotPosts() {
 		if p.header.Get("ce-connectionId") == "slow" && p.header.Get("ce-eventName") == "disconnected" {
 			t.Fatal("the slow conn's disconnected overtook its connected")
 		}
 	}
 	close(release)
-	waitFor(t, "the slow conn's disconnected", func() bool { return len(b.gotPosts()) == 2+2*others })
+	eventually.True(t, "the slow conn's disconnected", 10*time.Second, func() bool { return len(b.gotPosts()) == 2+2*others })
 	if last := b.gotPosts()[1+2*others]; last.header.Get("ce-connectionId") != "slow" || last.header.Get("ce-eventName") != "disconnected" {
 		t.Fatalf("last event %s of %s", last.header.Get("ce-eventName"), last.header.Get("ce-connectionId"))
 	}
@@ -307,11 +309,11 @@ func TestAsyncQueueOverflow(t *testing.T) {
 		t.Errorf("queued_events = %v, want 3", got)
 	}
 	close(release)
-	waitFor(t, "the queued events", func() bool { return len(b.gotPosts()) == 3 })
-	waitFor(t, "an empty queue", func() bool { return counter(c.metrics.queued) == 0 })
+	eventually.True(t, "the queued events", 10*time.Second, func() bool { return len(b.gotPosts()) == 3 })
+	eventually.True(t, "an empty queue", 10*time.Second, func() bool { return counter(c.metrics.queued) == 0 })
 	// With room again, events are taken.
 	c.Disconnected(Conn{Hub: "chat", ID: "c0"}, "")
-	waitFor(t, "one more", func() bool { return len(b.gotPosts()) == 4 })
+	eventually.True(t, "one more", 10*time.Second, func() bool { return len(b.gotPosts()) == 4 })
 	var got []string
 	for _, p := range b.gotPosts()[:3] {
 		got = append(got, p.header.Get("ce-connectionId"))
@@ -384,7 +386,7 @@ func TestCloseStopsEverything(t *testing.T) {
 		connectErr <- err
 	}()
 	<-validationStarted
-	waitFor(t, "the stuck delivery and the retry", func() bool {
+	eventually.True(t, "the stuck delivery and the retry", 10*time.Second, func() bool {
 		return len(stuck.gotPosts()) == 1 && counter(c.metrics.retries.WithLabelValues("connected")) == 1
 	})
 

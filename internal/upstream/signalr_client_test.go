@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 )
 
 // emulatorKey is the SignalR emulator's public default key, the key of the spec's
@@ -90,7 +91,7 @@ func TestSignalRConnectionEventRequests(t *testing.T) {
 	c.Disconnected(full, `socket closed: "1006" <abnormal> & gone`)
 	c.Connected(anon)
 	c.Disconnected(anon, "")
-	waitFor(t, "4 events", func() bool { return len(b.gotPosts()) == 4 })
+	eventually.True(t, "4 events", 10*time.Second, func() bool { return len(b.gotPosts()) == 4 })
 
 	byConn := map[string][]recorded{}
 	for _, p := range b.gotPosts() {
@@ -232,7 +233,7 @@ func TestSignalRPatternMatching(t *testing.T) {
 		if tt.want == "" {
 			continue
 		}
-		waitFor(t, name+" delivered", func() bool { return len(b.gotPosts()) == before+1 })
+		eventually.True(t, name+" delivered", 10*time.Second, func() bool { return len(b.gotPosts()) == before+1 })
 		if got := b.gotPosts()[before].path; got != tt.want {
 			t.Errorf("%s went to %s, want %s", name, got, tt.want)
 		}
@@ -304,7 +305,7 @@ func TestSignalROrderUnderRetries(t *testing.T) {
 		c.Connected(conn)
 		c.Disconnected(conn, "bye")
 	}
-	waitFor(t, "every attempt", func() bool { return len(b.gotPosts()) == 4*conns })
+	eventually.True(t, "every attempt", 10*time.Second, func() bool { return len(b.gotPosts()) == 4*conns })
 	seq := map[string][]string{}
 	for _, p := range b.gotPosts() {
 		id := p.header.Get("X-ASRS-Connection-Id")
@@ -319,7 +320,7 @@ func TestSignalROrderUnderRetries(t *testing.T) {
 		}
 	}
 	m := c.metrics
-	waitFor(t, "the last attempt counted", func() bool {
+	eventually.True(t, "the last attempt counted", 10*time.Second, func() bool {
 		return counter(m.requests.WithLabelValues(kindDisconnected, "200")) == conns
 	})
 	for _, tt := range []struct {
@@ -584,7 +585,7 @@ func TestSignalRCloseStopsEverything(t *testing.T) {
 	c.Connected(SignalRConn{Hub: "stuck", ID: "a"})
 	c.Disconnected(SignalRConn{Hub: "stuck", ID: "a"}, "")
 	c.Connected(SignalRConn{Hub: "failing", ID: "b"})
-	waitFor(t, "the stuck delivery and the retry", func() bool {
+	eventually.True(t, "the stuck delivery and the retry", 10*time.Second, func() bool {
 		return len(stuck.gotPosts()) == 1 && counter(c.metrics.retries.WithLabelValues(kindConnected)) == 1
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -615,13 +616,13 @@ func TestSignalRQueueOverflow(t *testing.T) {
 			calls.Add(1)
 		}
 	}()
-	waitFor(t, "ten calls to return", func() bool { return calls.Load() == 10 })
+	eventually.True(t, "ten calls to return", 10*time.Second, func() bool { return calls.Load() == 10 })
 	<-done
 	if got := counter(c.metrics.dropped.WithLabelValues(kindConnected, dropQueueFull)); got != 8 {
 		t.Errorf("dropped{connected,queue_full} = %v, want 8", got)
 	}
 	close(release)
-	waitFor(t, "the queued events", func() bool { return len(b.gotPosts()) == 2 })
+	eventually.True(t, "the queued events", 10*time.Second, func() bool { return len(b.gotPosts()) == 2 })
 }
 
 func TestSignalRUnsendable(t *testing.T) {

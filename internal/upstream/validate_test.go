@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/eventually"
 )
 
 func TestValidationOncePerHost(t *testing.T) {
@@ -150,7 +152,7 @@ func TestValidationRefused(t *testing.T) {
 	}
 	c.Connected(testConn)
 	c.Disconnected(testConn, "bye")
-	waitFor(t, "async events dropped", func() bool {
+	eventually.True(t, "async events dropped", 10*time.Second, func() bool {
 		return counter(c.metrics.dropped.WithLabelValues("connected", dropRefused)) == 1 &&
 			counter(c.metrics.dropped.WithLabelValues("disconnected", dropRefused)) == 1
 	})
@@ -174,7 +176,7 @@ func TestValidationRefusalExpires(t *testing.T) {
 		t.Fatalf("Connect() = %v, want ErrRefused", err)
 	}
 	b.setValidation("*", 0)
-	waitFor(t, "revalidation", func() bool {
+	eventually.True(t, "revalidation", 10*time.Second, func() bool {
 		_, err := c.Connect(context.Background(), ConnectRequest{Conn: testConn})
 		return err == nil
 	})

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
@@ -149,7 +150,7 @@ func TestNegotiatedSessionExpires(t *testing.T) {
 	c.readText("{}" + rs)
 
 	n := s.negotiate(t, "chat", tok, "")
-	waitFor(t, "the unused session to be discarded", func() bool {
+	eventually.True(t, "the unused session to be discarded", 10*time.Second, func() bool {
 		return metrictest.Present(t, s.reg, "switchboard_signalr_sessions") == 1 // the connected one stays
 	})
 	if _, err := dialWS(t, s.clientURL("chat", n.ConnectionToken, tok), nil); err == nil || !strings.Contains(err.Error(), "404") {
@@ -178,5 +179,5 @@ func TestFailedUpgradeDoesNotLeakSession(t *testing.T) {
 			t.Fatalf("broken upgrade (id %q): %d %s, want a 4xx", id, resp.StatusCode, body)
 		}
 	}
-	waitFor(t, "no sessions left", func() bool { return metrictest.Present(t, s.reg, "switchboard_signalr_sessions") == 0 })
+	eventually.True(t, "no sessions left", 10*time.Second, func() bool { return metrictest.Present(t, s.reg, "switchboard_signalr_sessions") == 0 })
 }

@@ -2,7 +2,9 @@ package signalr_test
 
 import (
 	"testing"
+	"time"
 
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
@@ -33,7 +35,7 @@ func TestClientCompletionResolvesAwaitedResult(t *testing.T) {
 		t.Fatalf("unsolicited completions counted %v, want 1", got)
 	}
 	// The answer reaches the waiter before the session counts it.
-	waitFor(t, "the client result to be counted", func() bool {
+	eventually.True(t, "the client result to be counted", 10*time.Second, func() bool {
 		return metrictest.Value(t, s.reg, "switchboard_signalr_invocations_total", "result", "client_result") == 1
 	})
 	if conn.Ended() {

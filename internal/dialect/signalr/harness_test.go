@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,6 +28,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
+	"github.com/switchboardhq/switchboard/internal/wstest"
 )
 
 const (
@@ -333,25 +335,12 @@ func (f *fakeUpstream) disconnects() []disconnectCall {
 	return append([]disconnectCall(nil), f.disconnected...)
 }
 
-// waitFor polls cond until it holds, failing the test after a generous
-// deadline.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // ---- WebSocket client ----
 
 type wsClient struct {
 	t    testing.TB
+	ws   *wstest.Client
 	conn net.Conn
-	br   *bufio.Reader
 	// pings: hub-protocol Pings (the keep-alive, which the writers' sweep
 	// may send at any time) are returned, not skipped.
 	pings bool
@@ -361,19 +350,11 @@ type wsClient struct {
 // a refused upgrade as an error.
 func dialWS(t testing.TB, httpURL string, hdr http.Header) (*wsClient, error) {
 	t.Helper()
-	d := ws.Dialer{Timeout: 5 * time.Second}
-	if hdr != nil {
-		d.Header = ws.HandshakeHeaderHTTP(hdr)
-	}
-	conn, br, _, err := d.Dial(context.Background(), wsURL(httpURL))
+	c, err := wstest.DialHeader(t, wsURL(httpURL), hdr)
 	if err != nil {
 		return nil, err
 	}
-	if br == nil {
-		br = bufio.NewReader(conn)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return &wsClient{t: t, conn: conn, br: br}, nil
+	return &wsClient{t: t, ws: c, conn: c.Conn}, nil
 }
 
 func mustDialWS(t testing.TB, httpURL string) *wsClient {
@@ -385,28 +366,12 @@ func mustDialWS(t testing.TB, httpURL string) *wsClient {
 	return c
 }
 
-func (c *wsClient) sendText(s string) {
-	c.t.Helper()
-	if err := wsutil.WriteClientText(c.conn, []byte(s)); err != nil {
-		c.t.Fatal(err)
-	}
-}
+func (c *wsClient) sendText(s string) { c.t.Helper(); c.ws.WriteText([]byte(s)) }
 
-func (c *wsClient) sendBinary(b []byte) {
-	c.t.Helper()
-	if err := wsutil.WriteClientBinary(c.conn, b); err != nil {
-		c.t.Fatal(err)
-	}
-}
+func (c *wsClient) sendBinary(b []byte) { c.t.Helper(); c.ws.WriteBinary(b) }
 
 // sendClose sends a close frame (a client that says goodbye).
-func (c *wsClient) sendClose(code int) {
-	c.t.Helper()
-	body := ws.NewCloseFrameBody(ws.StatusCode(code), "")
-	if err := wsutil.WriteClientMessage(c.conn, ws.OpClose, body); err != nil {
-		c.t.Fatal(err)
-	}
-}
+func (c *wsClient) sendClose(code int) { c.t.Helper(); c.ws.WriteClose(ws.StatusCode(code), "") }
 
 type closeErr struct {
 	code   int
@@ -420,28 +385,19 @@ type frame struct {
 	binary bool
 }
 
-// next reads the next data frame, skipping WebSocket pings and pongs and
-// (unless c.pings) hub-protocol Pings; a close frame comes back as a
-// *closeErr.
+// next reads the next data frame, skipping (unless c.pings) hub-protocol
+// Pings; a close frame comes back as a *closeErr.
 func (c *wsClient) next() (frame, error) {
-	c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	for {
-		h, err := ws.ReadHeader(c.br)
+		p, op, err := c.ws.ReadErr()
+		var ce wsutil.ClosedError
+		if errors.As(err, &ce) {
+			return frame{}, &closeErr{int(ce.Code), ce.Reason}
+		}
 		if err != nil {
 			return frame{}, err
 		}
-		p := make([]byte, h.Length)
-		if _, err := io.ReadFull(c.br, p); err != nil {
-			return frame{}, err
-		}
-		switch h.OpCode {
-		case ws.OpPing, ws.OpPong:
-			continue
-		case ws.OpClose:
-			code, reason := ws.ParseCloseFrameData(p)
-			return frame{}, &closeErr{int(code), reason}
-		}
-		f := frame{data: string(p), binary: h.OpCode == ws.OpBinary}
+		f := frame{data: string(p), binary: op == ws.OpBinary}
 		if !c.pings && (f.data == `{"type":6}`+rs || f.data == "\x02\x91\x06") {
 			continue
 		}

@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -149,7 +151,7 @@ func TestConnectionEvents(t *testing.T) {
 		c := mustDialWS(t, s.clientURL("chat", n.ConnectionToken, tok))
 		c.sendText(`{"protocol":"json","version":1}` + rs)
 		c.readText("{}" + rs)
-		waitFor(t, tc.name+": connected event", func() bool {
+		eventually.True(t, tc.name+": connected event", 10*time.Second, func() bool {
 			cs := s.up.connects()
 			return len(cs) > 0 && cs[len(cs)-1].ID == n.ConnectionID
 		})
@@ -158,7 +160,7 @@ func TestConnectionEvents(t *testing.T) {
 			t.Errorf("%s: client query %q, want ?foo=bar&hub=chat", tc.name, q)
 		}
 		tc.end(c, n.ConnectionID)
-		waitFor(t, tc.name+": disconnected event", func() bool { return len(s.up.disconnects()) == before+1 })
+		eventually.True(t, tc.name+": disconnected event", 10*time.Second, func() bool { return len(s.up.disconnects()) == before+1 })
 		d := s.up.disconnects()[before]
 		if d.conn.ID != n.ConnectionID || d.conn.UserID != "dave" || d.conn.Hub != "chat" {
 			t.Errorf("%s: disconnected %+v", tc.name, d)
@@ -181,7 +183,7 @@ func TestConnectionEvents(t *testing.T) {
 	if got := len(s.up.connects()); got != 4 {
 		t.Errorf("%d connected events, want 4", got)
 	}
-	waitFor(t, "sessions gauge 0", func() bool { return metrictest.Present(t, s.reg, "switchboard_signalr_sessions") == 0 })
+	eventually.True(t, "sessions gauge 0", 10*time.Second, func() bool { return metrictest.Present(t, s.reg, "switchboard_signalr_sessions") == 0 })
 	if got := len(s.up.disconnects()); got != 4 {
 		t.Errorf("%d disconnected events, want 4 (one per connection)", got)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
@@ -33,7 +34,7 @@ func TestLongPolling(t *testing.T) {
 	if r := awaitPoll(t, poll(t, u, tok)); r.status != 200 || r.body != "{}"+rs {
 		t.Fatalf("poll after the handshake: %d %q, want {}␞", r.status, r.body)
 	}
-	waitFor(t, "connected event", func() bool { return len(s.up.connects()) == 1 })
+	eventually.True(t, "connected event", 10*time.Second, func() bool { return len(s.up.connects()) == 1 })
 
 	// A held poll gets what is sent meanwhile.
 	held := poll(t, u, tok)
@@ -49,7 +50,7 @@ func TestLongPolling(t *testing.T) {
 
 	// DELETE stops: 202, and the held poll gets 204.
 	held = poll(t, u, tok)
-	waitFor(t, "the poll to be held", func() bool {
+	eventually.True(t, "the poll to be held", 10*time.Second, func() bool {
 		return metrictest.Value(t, s.reg, "switchboard_signalr_client_requests_total", "kind", "poll") >= 5
 	})
 	resp, body = do(t, http.MethodDelete, u, tok, nil, nil)
@@ -59,7 +60,7 @@ func TestLongPolling(t *testing.T) {
 	if r := awaitPoll(t, held); r.status != http.StatusNoContent {
 		t.Fatalf("held poll after DELETE: %d %q, want 204", r.status, r.body)
 	}
-	waitFor(t, "disconnected event", func() bool { return len(s.up.disconnects()) == 1 })
+	eventually.True(t, "disconnected event", 10*time.Second, func() bool { return len(s.up.disconnects()) == 1 })
 	if d := s.up.disconnects()[0]; d.err != "" || d.conn.ID != n.ConnectionID || d.conn.UserID != "frank" {
 		t.Fatalf("disconnected %+v, want a clean end of %s", d, n.ConnectionID)
 	}
@@ -106,7 +107,7 @@ func TestLongPollingClientVanishes(t *testing.T) {
 		t.Fatalf("handshake POST: %d %s", resp.StatusCode, body)
 	}
 	// No more polls: the gap ends the connection with an error.
-	waitFor(t, "disconnected event", func() bool { return len(s.up.disconnects()) == 1 })
+	eventually.True(t, "disconnected event", 10*time.Second, func() bool { return len(s.up.disconnects()) == 1 })
 	if d := s.up.disconnects()[0]; d.err == "" {
 		t.Fatalf("disconnected %+v: want an error", d)
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
@@ -117,7 +118,7 @@ func TestNegotiateVersion0ConnectsWithConnectionID(t *testing.T) {
 	c := mustDialWS(t, s.clientURL("chat", n.ConnectionID, tok))
 	c.sendText(`{"protocol":"json","version":1}` + rs)
 	c.readText("{}" + rs)
-	waitFor(t, "connected event", func() bool { return len(s.up.connects()) == 1 })
+	eventually.True(t, "connected event", 10*time.Second, func() bool { return len(s.up.connects()) == 1 })
 	if got := s.up.connects()[0]; got.ID != n.ConnectionID || got.UserID != "alice" || got.Hub != "chat" {
 		t.Fatalf("connected %+v, want id %s user alice", got, n.ConnectionID)
 	}

@@ -4,9 +4,11 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
 )
@@ -57,7 +59,7 @@ func TestIPConnectionLimitAllTransports(t *testing.T) {
 	}
 
 	ws.sendClose(1000)
-	waitFor(t, "the WebSocket's place back", func() bool { _, c := lim.Tracked(); return c == 0 })
+	eventually.True(t, "the WebSocket's place back", 10*time.Second, func() bool { _, c := lim.Tracked(); return c == 0 })
 
 	sse := openSSE(t, s.clientURL("chat", s.negotiate(t, "chat", tok, "").ConnectionToken, ""), tok)
 	if sse.status != http.StatusOK {
@@ -67,7 +69,7 @@ func TestIPConnectionLimitAllTransports(t *testing.T) {
 		t.Fatalf("%d connections counted with one SSE stream open", c)
 	}
 	sse.cancel()
-	waitFor(t, "the SSE stream's place back", func() bool { _, c := lim.Tracked(); return c == 0 })
+	eventually.True(t, "the SSE stream's place back", 10*time.Second, func() bool { _, c := lim.Tracked(); return c == 0 })
 
 	u := s.clientURL("chat", s.negotiate(t, "chat", tok, "").ConnectionToken, "")
 	if r := awaitPoll(t, poll(t, u, tok)); r.status != http.StatusOK {
@@ -83,7 +85,7 @@ func TestIPConnectionLimitAllTransports(t *testing.T) {
 	if resp, body := do(t, http.MethodDelete, u, tok, nil, nil); resp.StatusCode != http.StatusAccepted {
 		t.Fatalf("DELETE: %d %s", resp.StatusCode, body)
 	}
-	waitFor(t, "the long-polling connection's place back", func() bool { ips, c := lim.Tracked(); return c == 0 && ips == 0 })
+	eventually.True(t, "the long-polling connection's place back", 10*time.Second, func() bool { ips, c := lim.Tracked(); return c == 0 && ips == 0 })
 }
 
 // A burst of negotiates beyond limits.ip_handshake_burst is refused with 429

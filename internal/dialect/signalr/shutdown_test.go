@@ -4,8 +4,10 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
@@ -22,7 +24,7 @@ func TestGracefulShutdown(t *testing.T) {
 	st := openSSE(t, s.clientURL("chat", n.ConnectionToken, ""), tok)
 	do(t, http.MethodPost, s.clientURL("chat", n.ConnectionToken, ""), tok, []byte(`{"protocol":"json","version":1}`+rs), nil)
 	st.expect(t, "{}"+rs)
-	waitFor(t, "three connections", func() bool { return len(s.up.connects()) == 3 })
+	eventually.True(t, "three connections", 10*time.Second, func() bool { return len(s.up.connects()) == 3 })
 
 	if err := s.node.Shutdown(context.Background(), "server shutting down"); err != nil {
 		t.Fatal(err)
@@ -43,7 +45,7 @@ func TestGracefulShutdown(t *testing.T) {
 	if e, ok := st.next(t); ok {
 		t.Errorf("SSE event %q after the Close; want the stream to end", e)
 	}
-	waitFor(t, "disconnected events", func() bool { return len(s.up.disconnects()) == 3 })
+	eventually.True(t, "disconnected events", 10*time.Second, func() bool { return len(s.up.disconnects()) == 3 })
 
 	// A closed node takes no new connections: the handshake fails.
 	c := mustDialWS(t, s.clientURL("chat", "", tok))
@@ -65,7 +67,7 @@ func TestCloseConns(t *testing.T) {
 	if ce := c.expectClose(); ce.code != 1000 {
 		t.Errorf("close %v, want 1000", ce)
 	}
-	waitFor(t, "disconnected event", func() bool { return len(s.up.disconnects()) == 1 })
+	eventually.True(t, "disconnected event", 10*time.Second, func() bool { return len(s.up.disconnects()) == 1 })
 	if d := s.up.disconnects()[0]; d.conn.ID != n.ConnectionID {
 		t.Fatalf("disconnected %+v", d)
 	}
@@ -102,7 +104,7 @@ func TestServerCloseOnLongPolling(t *testing.T) {
 		if r := awaitPoll(t, poll(t, u, tok)); r.status != http.StatusNoContent {
 			t.Fatalf("shutdown %v: poll after the Close %d, want 204", shutdown, r.status)
 		}
-		waitFor(t, "disconnected event", func() bool { return len(s.up.disconnects()) == 1 })
-		waitFor(t, "the session to be forgotten", func() bool { return metrictest.Present(t, s.reg, "switchboard_signalr_sessions") == 0 })
+		eventually.True(t, "disconnected event", 10*time.Second, func() bool { return len(s.up.disconnects()) == 1 })
+		eventually.True(t, "the session to be forgotten", 10*time.Second, func() bool { return metrictest.Present(t, s.reg, "switchboard_signalr_sessions") == 0 })
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/eventually"
 )
 
 func TestServerSentEvents(t *testing.T) {
@@ -34,7 +36,7 @@ func TestServerSentEvents(t *testing.T) {
 	}
 	post(`{"protocol":"json","version":1}` + rs)
 	st.expect(t, "{}"+rs)
-	waitFor(t, "connected event", func() bool { return len(s.up.connects()) == 1 })
+	eventually.True(t, "connected event", 10*time.Second, func() bool { return len(s.up.connects()) == 1 })
 
 	// Two invocations batched in one POST.
 	post(`{"type":1,"invocationId":"1","target":"a","arguments":[]}` + rs + `{"type":1,"invocationId":"2","target":"b","arguments":[]}` + rs)
@@ -57,7 +59,7 @@ func TestServerSentEvents(t *testing.T) {
 	if e, ok := st.next(t); ok {
 		t.Fatalf("event %q after the client's Close; want the stream to end", e)
 	}
-	waitFor(t, "disconnected event", func() bool { return len(s.up.disconnects()) == 1 })
+	eventually.True(t, "disconnected event", 10*time.Second, func() bool { return len(s.up.disconnects()) == 1 })
 	if d := s.up.disconnects()[0]; d.err != "" || d.conn.ID != n.ConnectionID {
 		t.Fatalf("disconnected %+v, want a clean end of %s", d, n.ConnectionID)
 	}
@@ -74,7 +76,7 @@ func TestServerSentEventsClientGoesAway(t *testing.T) {
 	// The JS client closes the EventSource without waiting for its Close
 	// message to be posted: a client that leaves is a normal end, every time.
 	st.cancel()
-	waitFor(t, "disconnected event", func() bool { return len(s.up.disconnects()) == 1 })
+	eventually.True(t, "disconnected event", 10*time.Second, func() bool { return len(s.up.disconnects()) == 1 })
 	if d := s.up.disconnects()[0]; d.err != "" || d.conn.ID != n.ConnectionID {
 		t.Fatalf("disconnected %+v: want a clean end of %s", d, n.ConnectionID)
 	}

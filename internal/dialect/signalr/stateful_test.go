@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
@@ -94,7 +95,7 @@ func TestStatefulReconnect(t *testing.T) {
 	}
 
 	c3.sendClose(1000)
-	waitFor(t, "disconnected event", func() bool { return len(s.up.disconnects()) == 1 })
+	eventually.True(t, "disconnected event", 10*time.Second, func() bool { return len(s.up.disconnects()) == 1 })
 	if d := s.up.disconnects()[0]; d.err != "" || d.conn.ID != n.ConnectionID {
 		t.Fatalf("disconnected %+v", d)
 	}
@@ -130,7 +131,7 @@ func TestStatefulSequenceBeyondReceived(t *testing.T) {
 		t.Fatalf("answer %q, want a Close with an error and no reconnect", f.data)
 	}
 	c.expectClose()
-	waitFor(t, "disconnected event", func() bool { return len(s.up.disconnects()) == 1 })
+	eventually.True(t, "disconnected event", 10*time.Second, func() bool { return len(s.up.disconnects()) == 1 })
 	if got := metrictest.Value(t, s.reg, "switchboard_signalr_rejected_total", "reason", "bad_sequence"); got != 1 {
 		t.Errorf("rejected{bad_sequence} = %v", got)
 	}
@@ -177,7 +178,7 @@ func TestStatefulNeedsVersion2AndWebSockets(t *testing.T) {
 	c.readText(`{"type":3,"invocationId":"1"}` + rs)
 	c.readText(`{"type":3,"invocationId":"2"}` + rs) // no Ack in between
 	c.conn.Close()
-	waitFor(t, "disconnected event", func() bool { return len(s.up.disconnects()) == 1 })
+	eventually.True(t, "disconnected event", 10*time.Second, func() bool { return len(s.up.disconnects()) == 1 })
 	if _, err := dialWS(t, u, nil); err == nil || !strings.Contains(err.Error(), "404") {
 		t.Fatalf("reconnect of a version 1 connection: %v, want 404", err)
 	}
@@ -201,7 +202,7 @@ func TestStatefulRecoveryWindowExpires(t *testing.T) {
 	s := startServer(t, serverOptions{stateful: true, recovery: 50 * time.Millisecond})
 	c, u, n := connectStateful(t, s, "")
 	c.conn.Close()
-	waitFor(t, "disconnected event", func() bool { return len(s.up.disconnects()) == 1 })
+	eventually.True(t, "disconnected event", 10*time.Second, func() bool { return len(s.up.disconnects()) == 1 })
 	if d := s.up.disconnects()[0]; d.err == "" || d.conn.ID != n.ConnectionID {
 		t.Fatalf("disconnected %+v, want an error for %s", d, n.ConnectionID)
 	}

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
@@ -14,7 +15,7 @@ func TestWebSocketJSONHandshake(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, serverOptions{})
 	c, n := s.connectJSON(t, "chat", "alice", 1, "")
-	waitFor(t, "connected event", func() bool { return len(s.up.connects()) == 1 })
+	eventually.True(t, "connected event", 10*time.Second, func() bool { return len(s.up.connects()) == 1 })
 	got := s.up.connects()[0]
 	if got.ID != n.ConnectionID || got.Hub != "chat" || got.UserID != "alice" {
 		t.Fatalf("connected %+v, want conn %s of alice in chat", got, n.ConnectionID)
@@ -143,7 +144,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	if got := metrictest.Value(t, s.reg, "switchboard_signalr_rejected_total", "reason", "handshake_timeout"); got != 1 {
 		t.Errorf("rejected{handshake_timeout} = %v", got)
 	}
-	waitFor(t, "the session to be forgotten", func() bool { return metrictest.Present(t, s.reg, "switchboard_signalr_sessions") == 0 })
+	eventually.True(t, "the session to be forgotten", 10*time.Second, func() bool { return metrictest.Present(t, s.reg, "switchboard_signalr_sessions") == 0 })
 	if len(s.up.connects()) != 0 || len(s.up.disconnects()) != 0 {
 		t.Fatalf("upstream events for a connection without a handshake: %v %v", s.up.connects(), s.up.disconnects())
 	}
@@ -192,7 +193,7 @@ func TestSkipNegotiation(t *testing.T) {
 	c := mustDialWS(t, s.clientURL("chat", "", tok))
 	c.sendText(`{"protocol":"json","version":1}` + rs)
 	c.readText("{}" + rs)
-	waitFor(t, "connected event", func() bool { return len(s.up.connects()) == 1 })
+	eventually.True(t, "connected event", 10*time.Second, func() bool { return len(s.up.connects()) == 1 })
 	got := s.up.connects()[0]
 	if got.UserID != "carol" || !strings.HasPrefix(got.ID, s.node.ID()+"_") {
 		t.Fatalf("connected %+v", got)

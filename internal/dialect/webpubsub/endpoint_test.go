@@ -1,11 +1,10 @@
 package webpubsub
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,8 +19,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
+	"github.com/switchboardhq/switchboard/internal/wstest"
 )
 
 // testServer is a node with the client endpoint on a loopback listener.
@@ -82,30 +83,25 @@ func (s *testServer) wsURL(hub, token string) string {
 // client is a test WebSocket client.
 type client struct {
 	t    *testing.T
+	ws   *wstest.Client
 	conn net.Conn
-	br   *bufio.Reader
 }
 
 func dial(t *testing.T, u, protocol string) (*client, error) {
 	t.Helper()
-	d := ws.Dialer{Timeout: 5 * time.Second}
+	var protocols []string
 	if protocol != "" {
-		d.Protocols = []string{protocol}
+		protocols = []string{protocol}
 	}
-	conn, br, hs, err := d.Dial(context.Background(), u)
+	c, err := wstest.DialErr(t, u, protocols...)
 	if err != nil {
 		return nil, err
 	}
-	if hs.Protocol != protocol {
-		conn.Close()
-		return nil, fmt.Errorf("subprotocol echoed %q, want %q", hs.Protocol, protocol)
+	if c.Protocol != protocol {
+		c.Close()
+		return nil, fmt.Errorf("subprotocol echoed %q, want %q", c.Protocol, protocol)
 	}
-	if br == nil {
-		br = bufio.NewReader(conn)
-	}
-	c := &client{t: t, conn: conn, br: br}
-	t.Cleanup(func() { conn.Close() })
-	return c, nil
+	return &client{t: t, ws: c, conn: c.Conn}, nil
 }
 
 func mustDial(t *testing.T, u, protocol string) *client {
@@ -117,34 +113,16 @@ func mustDial(t *testing.T, u, protocol string) *client {
 	return c
 }
 
-func (c *client) send(v string) {
-	c.t.Helper()
-	if err := wsutil.WriteClientText(c.conn, []byte(v)); err != nil {
-		c.t.Fatal(err)
-	}
-}
+func (c *client) send(v string) { c.t.Helper(); c.ws.WriteText([]byte(v)) }
 
 // next reads the next data frame; a close frame is returned as an error.
 func (c *client) next() ([]byte, ws.OpCode, error) {
-	c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	for {
-		h, err := ws.ReadHeader(c.br)
-		if err != nil {
-			return nil, 0, err
-		}
-		p := make([]byte, h.Length)
-		if _, err := io.ReadFull(c.br, p); err != nil {
-			return nil, 0, err
-		}
-		switch h.OpCode {
-		case ws.OpPing, ws.OpPong:
-			continue
-		case ws.OpClose:
-			code, reason := ws.ParseCloseFrameData(p)
-			return nil, h.OpCode, &closeErr{int(code), reason}
-		}
-		return p, h.OpCode, nil
+	p, op, err := c.ws.ReadErr()
+	var ce wsutil.ClosedError
+	if errors.As(err, &ce) {
+		return nil, ws.OpClose, &closeErr{int(ce.Code), ce.Reason}
 	}
+	return p, op, err
 }
 
 type closeErr struct {
@@ -236,7 +214,7 @@ func TestServerMessagesByteExact(t *testing.T) {
 	raw := mustDial(t, s.wsURL("exact", s.token(t, "exact", auth.MintOptions{})), "")
 	js := mustDial(t, s.wsURL("exact", s.token(t, "exact", auth.MintOptions{})), ProtocolJSON)
 	js.read() // connected
-	waitFor(t, func() bool { return hub.ConnCount() == 2 })
+	eventually.True(t, "2 conns in the hub", 5*time.Second, func() bool { return hub.ConnCount() == 2 })
 	send := func(typ core.DataType, data string) {
 		if err := hub.Send(context.Background(), core.Target{Kind: core.ToAll}, &core.Message{Type: typ, Data: []byte(data)}); err != nil {
 			t.Fatal(err)
@@ -348,14 +326,10 @@ func TestBadInputCloses(t *testing.T) {
 			if c.proto != "" {
 				cl.read()
 			}
-			var err error
 			if c.binary {
-				err = wsutil.WriteClientBinary(cl.conn, c.frame)
+				cl.ws.WriteBinary(c.frame)
 			} else {
-				err = wsutil.WriteClientText(cl.conn, c.frame)
-			}
-			if err != nil {
-				t.Fatal(err)
+				cl.ws.WriteText(c.frame)
 			}
 			if ce := cl.expectClose(); ce.code != c.code || ce.reason == "" {
 				t.Fatalf("closed with %d %q, want %d and a reason", ce.code, ce.reason, c.code)
@@ -365,17 +339,6 @@ func TestBadInputCloses(t *testing.T) {
 	bystander.send(`{"type":"ping"}`)
 	if got := bystander.read(); got != `{"type":"pong"}` {
 		t.Fatalf("bystander harmed: %s", got)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/upstream"
@@ -67,7 +68,7 @@ func TestIPConnectionLimit(t *testing.T) {
 		}
 	}
 	a.conn.Close()
-	waitFor(t, func() bool { _, n := lim.Tracked(); return n == 1 })
+	eventually.True(t, "the conn to be tracked", 5*time.Second, func() bool { _, n := lim.Tracked(); return n == 1 })
 	c := mustDial(t, s.wsURL("chat", tok), ProtocolJSON)
 	c.readJSON()
 	for range 20 { // open/close cycles, some refused, some closed by the client, some refused before the upgrade
@@ -79,7 +80,7 @@ func TestIPConnectionLimit(t *testing.T) {
 	}
 	b.conn.Close()
 	c.conn.Close()
-	waitFor(t, func() bool { ips, n := lim.Tracked(); return n == 0 && ips == 0 })
+	eventually.True(t, "the place back", 5*time.Second, func() bool { ips, n := lim.Tracked(); return n == 0 && ips == 0 })
 	if got := metrictest.Value(t, s.reg, "switchboard_handshake_rejections_total", "reason", "rate_limited"); got < 3 {
 		t.Fatalf("rate_limited rejections = %v, want at least 3", got)
 	}

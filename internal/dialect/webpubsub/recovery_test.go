@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
@@ -99,8 +99,8 @@ func testRecovery(t *testing.T, halfOpen bool) {
 		t.Fatal(err)
 	}
 	if !halfOpen {
-		c.conn.Close()                                          // drop TCP with no close frame
-		waitFor(t, func() bool { return hub.ConnCount() == 1 }) // detached but recoverable
+		c.conn.Close() // drop TCP with no close frame
+		eventually.True(t, "the dropped conn to be detached", 5*time.Second, func() bool { return hub.ConnCount() == 1 })
 	}
 	u := s.wsURL("rel", tok) + "&awps_connection_id=" + url.QueryEscape(hello.ConnectionID) +
 		"&awps_reconnection_token=" + url.QueryEscape(hello.ReconnectionToken)
@@ -166,7 +166,7 @@ func TestSlowConsumerIsClosed(t *testing.T) {
 	fast := mustDial(t, s.wsURL("slow", tok), ProtocolJSON)
 	fast.read()
 	hub, _ := s.node.Hub("slow")
-	waitFor(t, func() bool { return hub.ConnCount() == 2 })
+	eventually.True(t, "2 conns in the hub", 5*time.Second, func() bool { return hub.ConnCount() == 2 })
 
 	payload := strings.Repeat("x", 32<<10)
 	var received atomic.Int64
@@ -196,7 +196,7 @@ func TestSlowConsumerIsClosed(t *testing.T) {
 			}
 		}
 	}
-	waitFor(t, func() bool { return hub.ConnCount() == 1 })
+	eventually.True(t, "the slow consumer to be closed", 5*time.Second, func() bool { return hub.ConnCount() == 1 })
 	if v := metrictest.Present(t, s.reg, "switchboard_conn_slow_consumer_closes_total"); v != 1 {
 		t.Fatalf("slow consumer closes = %v", v)
 	}
@@ -213,10 +213,8 @@ func TestClientGoodbyeEndsReliableSession(t *testing.T) {
 	var hello dataFrame
 	json.Unmarshal([]byte(c.read()), &hello)
 	hub, _ := s.node.Hub("bye")
-	if err := wsutil.WriteClientMessage(c.conn, ws.OpClose, ws.NewCloseFrameBody(ws.StatusNormalClosure, "bye")); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, func() bool { return hub.ConnCount() == 0 })
+	c.ws.WriteClose(ws.StatusNormalClosure, "bye")
+	eventually.True(t, "the session to end", 5*time.Second, func() bool { return hub.ConnCount() == 0 })
 	r := mustDial(t, s.wsURL("bye", "x")+"&awps_connection_id="+url.QueryEscape(hello.ConnectionID)+
 		"&awps_reconnection_token="+url.QueryEscape(hello.ReconnectionToken), ProtocolJSONReliable)
 	if ce := r.expectClose(); ce.code != 1008 {

@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,38 @@ type env struct {
 
 func newEnv(t *testing.T, opts Options) *env {
 	t.Helper()
+	e := newConnEnv(t, opts)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet:
+			e.lp.Poll(w, r)
+		case http.MethodDelete:
+			e.lp.Stop()
+			w.WriteHeader(http.StatusAccepted)
+		}
+	}))
+	t.Cleanup(func() {
+		ts.CloseClientConnections()
+		ts.Close()
+		e.lp.Stop()
+	})
+	e.url = ts.URL
+	return e
+}
+
+// newBubbleEnv is newEnv without a listener, for tests of the conn's timers
+// inside a synctest bubble (which cannot wait on real sockets): polls call
+// Poll with a recorder.
+func newBubbleEnv(t *testing.T, opts Options) *env {
+	t.Helper()
+	e := newConnEnv(t, opts)
+	t.Cleanup(e.lp.Stop)
+	return e
+}
+
+// newConnEnv is the conn of an env, bound to a real core conn.
+func newConnEnv(t *testing.T, opts Options) *env {
+	t.Helper()
 	e := &env{reg: prometheus.NewRegistry(), gone: make(chan struct{})}
 	node, err := core.NewNode(core.Config{Registerer: prometheus.NewRegistry()})
 	if err != nil {
@@ -70,21 +103,6 @@ func newEnv(t *testing.T, opts Options) *env {
 	}
 	e.lp.Bind(e.conn)
 	e.mu.Unlock()
-	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.Method {
-		case http.MethodGet:
-			e.lp.Poll(w, r)
-		case http.MethodDelete:
-			e.lp.Stop()
-			w.WriteHeader(http.StatusAccepted)
-		}
-	}))
-	t.Cleanup(func() {
-		ts.CloseClientConnections()
-		ts.Close()
-		e.lp.Stop()
-	})
-	e.url = ts.URL
 	return e
 }
 
@@ -115,6 +133,15 @@ type answer struct {
 }
 
 func (e *env) poll(ctx context.Context) answer {
+	if e.url == "" { // a bubble env: no socket, and no timeout (its clock would pass it at once)
+		rec := httptest.NewRecorder()
+		e.lp.Poll(rec, httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil))
+		if err := ctx.Err(); err != nil {
+			return answer{err: err}
+		}
+		resp := rec.Result()
+		return answer{status: resp.StatusCode, body: rec.Body.String(), header: resp.Header, length: resp.ContentLength}
+	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url, nil)
@@ -161,6 +188,22 @@ func wait(t *testing.T, ch <-chan answer) answer {
 	}
 }
 
+// expectGapIn checks, on a bubble's clock, that the conn is still there 1 ns
+// before gap from now and gone, for the gap, at it.
+func (e *env) expectGapIn(t *testing.T, gap time.Duration) {
+	t.Helper()
+	time.Sleep(gap - time.Nanosecond)
+	synctest.Wait()
+	if got := e.goneReasons(); len(got) != 0 {
+		t.Fatalf("OnGone %q before MaxGap", got)
+	}
+	time.Sleep(time.Nanosecond)
+	synctest.Wait()
+	if got := e.goneReasons(); len(got) != 1 || got[0] != ReasonGap {
+		t.Fatalf("OnGone %q at MaxGap, want once %q", got, ReasonGap)
+	}
+}
+
 // isHeld reports whether a poll is waiting for data.
 func (e *env) isHeld() bool {
 	e.lp.mu.Lock()
@@ -182,16 +225,5 @@ func (e *env) del(t *testing.T) int {
 func deliver(c *core.Conn, bodies ...string) {
 	for _, b := range bodies {
 		c.Deliver(&core.Message{Data: []byte(b)})
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }

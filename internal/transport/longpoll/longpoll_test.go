@@ -7,8 +7,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
@@ -46,7 +48,7 @@ func TestHeldPollGetsData(t *testing.T) {
 	e := newEnv(t, Options{})
 	e.mustPoll(t, http.StatusOK)
 	ch := e.pollAsync(context.Background())
-	waitFor(t, "a held poll", e.isHeld)
+	eventually.True(t, "a held poll", 10*time.Second, e.isHeld)
 	deliver(e.conn, "hello\x1e")
 	if a := wait(t, ch); a.status != http.StatusOK || a.body != "hello\x1e" {
 		t.Errorf("held poll: %d %q", a.status, a.body)
@@ -68,11 +70,20 @@ func TestSeveralItemsOneResponse(t *testing.T) {
 
 func TestPollTimeoutAnswersEmpty(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, Options{PollTimeout: 20 * time.Millisecond})
+	synctest.Test(t, testPollTimeoutAnswersEmpty)
+}
+
+func testPollTimeoutAnswersEmpty(t *testing.T) {
+	const timeout = 20 * time.Second // on the bubble's clock
+	e := newBubbleEnv(t, Options{PollTimeout: timeout})
 	e.mustPoll(t, http.StatusOK)
+	start := time.Now()
 	a := e.mustPoll(t, http.StatusOK)
 	if a.body != "" {
 		t.Errorf("timed-out poll body %q", a.body)
+	}
+	if held := time.Since(start); held != timeout {
+		t.Errorf("poll held %v, want PollTimeout %v", held, timeout)
 	}
 	checkNoCache(t, a)
 	deliver(e.conn, "later\x1e") // the conn lives on
@@ -89,14 +100,14 @@ func TestNewerPollSupersedes(t *testing.T) {
 	e := newEnv(t, Options{})
 	e.mustPoll(t, http.StatusOK)
 	older := e.pollAsync(context.Background())
-	waitFor(t, "the older poll held", e.isHeld)
+	eventually.True(t, "the older poll held", 10*time.Second, e.isHeld)
 	newer := e.pollAsync(context.Background())
 	a := wait(t, older)
 	if a.status != http.StatusNoContent {
 		t.Fatalf("older poll: %d %q, want 204", a.status, a.body)
 	}
 	checkNoCache(t, a)
-	waitFor(t, "the newer poll held", e.isHeld)
+	eventually.True(t, "the newer poll held", 10*time.Second, e.isHeld)
 	deliver(e.conn, "x\x1e")
 	if a := wait(t, newer); a.status != http.StatusOK || a.body != "x\x1e" {
 		t.Errorf("newer poll: %d %q", a.status, a.body)
@@ -111,9 +122,11 @@ func TestNewerPollSupersedes(t *testing.T) {
 
 func TestCloseDeliversRestThenEnds(t *testing.T) {
 	t.Parallel()
-	// MaxGap is long enough for the test's next poll even on a loaded
-	// machine, short enough for the stray-timer check below.
-	e := newEnv(t, Options{MaxGap: time.Second})
+	synctest.Test(t, testCloseDeliversRestThenEnds)
+}
+
+func testCloseDeliversRestThenEnds(t *testing.T) {
+	e := newBubbleEnv(t, Options{MaxGap: time.Second})
 	e.mustPoll(t, http.StatusOK)
 	deliver(e.conn, "last\x1e")
 	e.conn.Close("shutting down") // queues the notice, then closes the link
@@ -131,7 +144,8 @@ func TestCloseDeliversRestThenEnds(t *testing.T) {
 	e.mustPoll(t, http.StatusNoContent) // an ended conn answers every poll 204
 	e.lp.Stop()
 	e.lp.Close(1000, "again")
-	time.Sleep(2200 * time.Millisecond) // give a stray gap timer (1s) the chance to fire, twice
+	time.Sleep(2200 * time.Millisecond) // the bubble's clock: a stray gap timer (1s) would have fired, twice
+	synctest.Wait()
 	if got := e.goneReasons(); len(got) != 1 {
 		t.Errorf("OnGone called %d times: %q", len(got), got)
 	}
@@ -145,7 +159,7 @@ func TestCloseAnswersHeldPoll(t *testing.T) {
 	e := newEnv(t, Options{})
 	e.mustPoll(t, http.StatusOK)
 	ch := e.pollAsync(context.Background())
-	waitFor(t, "a held poll", e.isHeld)
+	eventually.True(t, "a held poll", 10*time.Second, e.isHeld)
 	e.lp.Close(1008, "")
 	if a := wait(t, ch); a.status != http.StatusNoContent {
 		t.Errorf("held poll after Close: %d %q, want 204", a.status, a.body)
@@ -160,7 +174,7 @@ func TestStop(t *testing.T) {
 	e := newEnv(t, Options{})
 	e.mustPoll(t, http.StatusOK)
 	ch := e.pollAsync(context.Background())
-	waitFor(t, "a held poll", e.isHeld)
+	eventually.True(t, "a held poll", 10*time.Second, e.isHeld)
 	deliver(e.conn) // nothing
 	if code := e.del(t); code != http.StatusAccepted {
 		t.Errorf("DELETE: %d", code)
@@ -171,7 +185,7 @@ func TestStop(t *testing.T) {
 	if got := e.waitGone(t); len(got) != 1 || got[0] != ReasonStopped {
 		t.Errorf("OnGone %q, want once %q", got, ReasonStopped)
 	}
-	waitFor(t, "the core conn to end with its stopped transport", e.conn.Ended)
+	eventually.True(t, "the core conn to end with its stopped transport", 10*time.Second, e.conn.Ended)
 	e.mustPoll(t, http.StatusNoContent)
 	if got := e.goneReasons(); len(got) != 1 {
 		t.Errorf("OnGone called %d times", len(got))
@@ -182,36 +196,39 @@ func TestGapEndsConn(t *testing.T) {
 	t.Parallel()
 	t.Run("never polled", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, Options{MaxGap: 20 * time.Millisecond})
-		if got := e.waitGone(t); len(got) != 1 || got[0] != ReasonGap {
-			t.Errorf("OnGone %q", got)
-		}
-		waitFor(t, "the core conn to end", e.conn.Ended)
+		synctest.Test(t, func(t *testing.T) {
+			e := newBubbleEnv(t, Options{MaxGap: time.Second})
+			e.expectGapIn(t, time.Second)
+			if !e.conn.Ended() {
+				t.Error("the core conn outlives its gap")
+			}
+		})
 	})
 	t.Run("stopped polling", func(t *testing.T) {
 		t.Parallel()
-		e := newEnv(t, Options{MaxGap: time.Second}) // the first poll must come within it
-		e.mustPoll(t, http.StatusOK)
-		if got := e.waitGone(t); len(got) != 1 || got[0] != ReasonGap {
-			t.Errorf("OnGone %q", got)
-		}
-		e.mustPoll(t, http.StatusNoContent)
+		synctest.Test(t, func(t *testing.T) {
+			e := newBubbleEnv(t, Options{MaxGap: time.Second})
+			time.Sleep(time.Second / 2)
+			e.mustPoll(t, http.StatusOK) // the gap counts from the end of the last poll
+			e.expectGapIn(t, time.Second)
+			e.mustPoll(t, http.StatusNoContent)
+		})
 	})
 }
 
 // TestHeldPollIsNotAGap: a poll held far longer than MaxGap keeps the conn.
 func TestHeldPollIsNotAGap(t *testing.T) {
 	t.Parallel()
-	// MaxGap must exceed the client's turnaround between two polls (a few
-	// ms on loopback), and PollTimeout MaxGap by far.
-	e := newEnv(t, Options{MaxGap: time.Second, PollTimeout: 3 * time.Second})
-	e.mustPoll(t, http.StatusOK)
-	if a := e.mustPoll(t, http.StatusOK); a.body != "" {
-		t.Fatalf("held poll: %q", a.body)
-	}
-	if got := e.goneReasons(); len(got) != 0 {
-		t.Fatalf("OnGone %q while a poll was held", got)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		e := newBubbleEnv(t, Options{MaxGap: time.Second, PollTimeout: 3 * time.Second})
+		e.mustPoll(t, http.StatusOK)
+		if a := e.mustPoll(t, http.StatusOK); a.body != "" { // held for 3s, MaxGap three times
+			t.Fatalf("held poll: %q", a.body)
+		}
+		if got := e.goneReasons(); len(got) != 0 {
+			t.Fatalf("OnGone %q while a poll was held", got)
+		}
+	})
 }
 
 // TestAbortedPollKeepsItems: a client that gives up on a held poll loses
@@ -222,10 +239,10 @@ func TestAbortedPollKeepsItems(t *testing.T) {
 	e.mustPoll(t, http.StatusOK)
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := e.pollAsync(ctx)
-	waitFor(t, "a held poll", e.isHeld)
+	eventually.True(t, "a held poll", 10*time.Second, e.isHeld)
 	cancel()
 	<-ch
-	waitFor(t, "the server to see the abort", func() bool {
+	eventually.True(t, "the server to see the abort", 10*time.Second, func() bool {
 		return metrictest.Value(t, e.reg, "switchboard_longpoll_polls_total", "result", "aborted") == 1
 	})
 	deliver(e.conn, "kept\x1e")

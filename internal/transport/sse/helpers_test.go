@@ -2,6 +2,7 @@ package sse
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -87,6 +88,21 @@ type env struct {
 
 func newEnv(t *testing.T, opts Options, fake bool) *env {
 	t.Helper()
+	e := newBubbleEnv(t, opts, fake)
+	ts := httptest.NewServer(http.HandlerFunc(e.serveHTTP))
+	t.Cleanup(func() {
+		ts.CloseClientConnections()
+		ts.Close()
+	})
+	e.url = ts.URL
+	return e
+}
+
+// newBubbleEnv is newEnv without a listener, for tests of a stream's timers
+// inside a synctest bubble (which cannot wait on real sockets): open serves
+// the stream into a pipe.
+func newBubbleEnv(t *testing.T, opts Options, fake bool) *env {
+	t.Helper()
 	e := &env{t: t, reg: prometheus.NewRegistry(), peers: make(chan *peer, 4), fake: fake, serveCtx: context.Background()}
 	opts.Registerer = e.reg
 	e.opts = opts
@@ -97,14 +113,52 @@ func newEnv(t *testing.T, opts Options, fake bool) *env {
 	if e.hub, err = node.Hub("chat"); err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(http.HandlerFunc(e.serveHTTP))
-	t.Cleanup(func() {
-		ts.CloseClientConnections()
-		ts.Close()
-	})
-	e.url = ts.URL
 	return e
 }
+
+// pipe is a flushing ResponseWriter whose writes the test reads, in order;
+// a write waits only when 1024 are unread, and fails once the reader is
+// closed.
+type pipe struct {
+	header http.Header
+	writes chan []byte
+	closed chan struct{}
+	rest   []byte // of the write being read
+}
+
+func newPipe() *pipe {
+	return &pipe{header: http.Header{}, writes: make(chan []byte, 1024), closed: make(chan struct{})}
+}
+
+func (p *pipe) Header() http.Header { return p.header }
+func (p *pipe) WriteHeader(int)     {}
+func (p *pipe) Flush()              {}
+
+func (p *pipe) Write(b []byte) (int, error) {
+	select {
+	case p.writes <- bytes.Clone(b):
+		return len(b), nil
+	case <-p.closed:
+		return 0, io.ErrClosedPipe
+	}
+}
+
+// Read reads what was written; io.EOF after closeWrite.
+func (p *pipe) Read(b []byte) (int, error) {
+	if len(p.rest) == 0 {
+		w, ok := <-p.writes
+		if !ok {
+			return 0, io.EOF
+		}
+		p.rest = w
+	}
+	n := copy(b, p.rest)
+	p.rest = p.rest[n:]
+	return n, nil
+}
+
+func (p *pipe) closeWrite()  { close(p.writes) }
+func (p *pipe) Close() error { close(p.closed); return nil }
 
 func (e *env) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	st, err := Start(w, r, e.opts)
@@ -146,15 +200,29 @@ type client struct {
 // open GETs a stream and returns the client and the server's peer.
 func (e *env) open(t *testing.T) (*client, *peer) {
 	t.Helper()
+	var resp *http.Response
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel)
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url, nil)
-	req.Header.Set("Accept", "text/event-stream")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET: %v", err)
+	if e.url == "" { // a bubble env, whose clock may pass the 20 s in a moment
+		cancel()
+		ctx, cancel = context.WithCancel(context.Background())
+		p := newPipe()
+		go func() {
+			e.serveHTTP(p, httptest.NewRequestWithContext(ctx, http.MethodGet, "/", nil))
+			p.closeWrite()
+		}()
+		resp = &http.Response{StatusCode: http.StatusOK, Header: p.header, Body: p}
+		t.Cleanup(func() { p.Close() })
 	}
-	t.Cleanup(func() { resp.Body.Close() })
+	t.Cleanup(cancel)
+	if resp == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.url, nil)
+		req.Header.Set("Accept", "text/event-stream")
+		var err error
+		if resp, err = http.DefaultClient.Do(req); err != nil {
+			t.Fatalf("GET: %v", err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+	}
 	c := &client{resp: resp, br: bufio.NewReader(resp.Body), cancel: cancel}
 	select {
 	case p := <-e.peers:
@@ -207,16 +275,5 @@ func (p *peer) waitEnded(t *testing.T) string {
 func deliver(c *core.Conn, bodies ...string) {
 	for _, b := range bodies {
 		c.Deliver(&core.Message{Data: []byte(b)})
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
 	}
 }

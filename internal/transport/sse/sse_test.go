@@ -8,9 +8,11 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
@@ -152,7 +154,7 @@ func TestSeveralItemsOneEvent(t *testing.T) {
 	if got, want := c.readEvent(t), ":\r\ndata: a\x1eb\x1ec\x1e\r\n\r\n"; got != want {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	waitFor(t, "events_total 1", func() bool { return metrictest.Value(t, e.reg, "switchboard_sse_events_total") == 1 })
+	eventually.True(t, "events_total 1", 10*time.Second, func() bool { return metrictest.Value(t, e.reg, "switchboard_sse_events_total") == 1 })
 }
 
 func TestHeadsBeforeBodies(t *testing.T) {
@@ -169,13 +171,18 @@ func TestHeadsBeforeBodies(t *testing.T) {
 
 func TestKeepAlive(t *testing.T) {
 	t.Parallel()
+	synctest.Test(t, testKeepAlive)
+}
+
+func testKeepAlive(t *testing.T) {
 	ping := `{"type":6}` + "\x1e"
-	e := newEnv(t, Options{KeepAlive: 5 * time.Millisecond, KeepAliveFrame: []byte(ping)}, false)
+	e := newBubbleEnv(t, Options{KeepAlive: 5 * time.Millisecond, KeepAliveFrame: []byte(ping)}, false)
 	c, p := e.open(t)
 	c.br.ReadString('\n') // preamble
 	// No keep-alive before the first message (a handshake answer must come
 	// first), however long the stream waits.
-	time.Sleep(50 * time.Millisecond)
+	time.Sleep(time.Hour) // the bubble's clock
+	synctest.Wait()
 	deliver(p.conn, "handshake\x1e")
 	if got, want := c.readEvent(t), "data: handshake\x1e\r\n\r\n"; got != want {
 		t.Fatalf("first event %q, want %q", got, want)
@@ -218,7 +225,7 @@ func TestCloseWritesQueuedThenEnds(t *testing.T) {
 	if v := metrictest.Value(t, e.reg, "switchboard_sse_bytes_total"); v != float64(len(rest)) {
 		t.Errorf("bytes_total = %v, want %d", v, len(rest))
 	}
-	waitFor(t, "streams gauge back to 0", func() bool { return metrictest.Value(t, e.reg, "switchboard_sse_streams") == 0 })
+	eventually.True(t, "streams gauge back to 0", 10*time.Second, func() bool { return metrictest.Value(t, e.reg, "switchboard_sse_streams") == 0 })
 }
 
 func TestCloseWhileServing(t *testing.T) {

@@ -14,6 +14,8 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboardhq/switchboard/internal/eventually"
 )
 
 // corkState reads TCP_CORK of c.
@@ -84,7 +86,7 @@ func TestUpgradeSendsWelcomeWithTheResponse(t *testing.T) {
 		t.Fatalf("first frame %q, %v", p, err)
 	}
 	sock := <-socks
-	waitFor(t, "the socket to be uncorked", 5*time.Second, func() bool { return !sock.corked.Load() && corkState(t, sock.conn) == 0 })
+	eventually.True(t, "the socket to be uncorked", 5*time.Second, func() bool { return !sock.corked.Load() && corkState(t, sock.conn) == 0 })
 }
 
 // TestUpgradeUncorksAnUnboundSocket: a socket served before anything is

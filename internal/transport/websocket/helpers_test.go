@@ -291,17 +291,6 @@ func (c *client) writeRaw(t *testing.T, b []byte) {
 	}
 }
 
-func waitFor(t testing.TB, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // frame builds a client frame by hand: fin, opcode, payload, masked or not,
 // with an optional forced 7-bit length code.
 func rawFrame(fin bool, op ws.OpCode, payload []byte, masked bool) []byte {

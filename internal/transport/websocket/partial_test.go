@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
@@ -67,7 +68,7 @@ func TestHeaderAloneAllocatesNothing(t *testing.T) {
 		lastRead[i] = p.sock.lastRead.Load()
 		c.writeRaw(t, frameHeader(true, ws.OpContinuation, 1<<20-len(first)))
 	}
-	waitFor(t, "the server to read every header", 10*time.Second, func() bool {
+	eventually.True(t, "the server to read every header", 10*time.Second, func() bool {
 		for i := 1; i < n; i += 2 {
 			if peers[i].sock.lastRead.Load() == lastRead[i] {
 				return false

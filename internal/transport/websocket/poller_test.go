@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"github.com/switchboardhq/switchboard/internal/eventually"
 )
 
 // TestIdleSocketsHoldNoGoroutine parks idle sockets in the poller: opening
@@ -26,7 +28,7 @@ func TestIdleSocketsHoldNoGoroutine(t *testing.T) {
 	for i := range clients {
 		clients[i], peers[i] = e.dial(t, 0)
 	}
-	waitFor(t, "sockets to park", 5*time.Second, func() bool {
+	eventually.True(t, "sockets to park", 5*time.Second, func() bool {
 		for _, p := range peers {
 			p.sock.mu.Lock()
 			parked := p.sock.parked
@@ -55,7 +57,7 @@ func TestIdleSocketsHoldNoGoroutine(t *testing.T) {
 		t.Fatalf("burst read %q, %q", a.data, b.data)
 	}
 	// A parked socket killed by the server is finished by the kill.
-	waitFor(t, "socket 1 to park again", 5*time.Second, func() bool {
+	eventually.True(t, "socket 1 to park again", 5*time.Second, func() bool {
 		peers[1].sock.mu.Lock()
 		defer peers[1].sock.mu.Unlock()
 		return peers[1].sock.parked

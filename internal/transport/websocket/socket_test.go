@@ -12,6 +12,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
@@ -81,7 +82,7 @@ func TestCoalescedWrites(t *testing.T) {
 	}
 	// The writer counts a write after the syscall returns, which may be
 	// after the client has read everything.
-	waitFor(t, "the write to be counted", 5*time.Second, func() bool {
+	eventually.True(t, "the write to be counted", 5*time.Second, func() bool {
 		return metrictest.Value(t, e.reg, "switchboard_websocket_frames_out_total") >= n
 	})
 	writes := metrictest.Value(t, e.reg, "switchboard_websocket_writes_total")
@@ -216,7 +217,7 @@ func TestProtocolErrors(t *testing.T) {
 				t.Errorf("handler got a message %.20q", m.data)
 			default:
 			}
-			waitFor(t, "the socket to be counted closed", 5*time.Second, func() bool { return e.srv.Sockets() == 0 })
+			eventually.True(t, "the socket to be counted closed", 5*time.Second, func() bool { return e.srv.Sockets() == 0 })
 		})
 	}
 }
@@ -418,7 +419,7 @@ func TestClientDisconnect(t *testing.T) {
 	c, p := e.dial(t, 0)
 	c.conn.Close()
 	p.handler.waitClosed(t, 5*time.Second)
-	waitFor(t, "Sockets() to drop", 5*time.Second, func() bool { return e.srv.Sockets() == 0 })
+	eventually.True(t, "Sockets() to drop", 5*time.Second, func() bool { return e.srv.Sockets() == 0 })
 	// Writes after the end are dropped quietly.
 	p.src.push(text("late"))
 	p.sock.Wake()

@@ -15,6 +15,7 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
@@ -47,7 +48,7 @@ func TestStalledReaderDoesNotBlockOthers(t *testing.T) {
 	// Stalled means in the slow lane; what was queued after the stall stays
 	// in the source (the core queue bound applies to it), so the queue need
 	// not be empty.
-	waitFor(t, "the stalled socket to stall", 30*time.Second, stalled.sock.slow.Load)
+	eventually.True(t, "the stalled socket to stall", 30*time.Second, stalled.sock.slow.Load)
 
 	healthy, hp := e.dial(t, 0)
 	var worst time.Duration
@@ -152,7 +153,7 @@ func TestPartialWriteKeepsTheRest(t *testing.T) {
 		p.src.push(text(body(i)))
 	}
 	p.sock.Wake()
-	waitFor(t, "the socket to stall", 30*time.Second, p.sock.slow.Load)
+	eventually.True(t, "the socket to stall", 30*time.Second, p.sock.slow.Load)
 	time.Sleep(100 * time.Millisecond) // several passes find the socket stalled
 	for i := n; i < n+10; i++ {
 		p.src.push(text(body(i)))
@@ -290,7 +291,7 @@ func TestStalledSocketHitsCoreQueueBound(t *testing.T) {
 		return endReason
 	}
 	if c.Ended() {
-		waitFor(t, "the end hook", 5*time.Second, func() bool { return ended() != "" })
+		eventually.True(t, "the end hook", 5*time.Second, func() bool { return ended() != "" })
 	}
 	reason := ended()
 	if !c.Ended() || !strings.Contains(reason, "slow consumer") {
