@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/eventually"
 )
 
 // postKey sends text to group by REST with an Idempotency-Key; it returns the answer and
@@ -55,7 +57,7 @@ func TestRefusedIdempotentSendRunsAgain(t *testing.T) {
 		t.Fatalf("refusal: %+v, want %s", a, unavailableCode)
 	}
 	free()
-	eventually(t, "ready again", func() bool { s, _ := get(t, ep, "/api/health/ready"); return s == http.StatusOK })
+	eventually.True(t, "ready again", 30*time.Second, func() bool { s, _ := get(t, ep, "/api/health/ready"); return s == http.StatusOK })
 	a, replayed := rest.postKey(t, group, key, "retried")
 	if a.status != http.StatusAccepted || replayed == "true" {
 		t.Fatalf("the refused send retried with its key once space returned: %+v replayed %q; want a new 202", a, replayed)
