@@ -268,6 +268,11 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 func (s *session) closeForRate() error {
 	s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "message_rate_close").Inc()
 	s.rateClosed.Store(true)
+	// The session ends now, not when the socket is gone (HandleClose): a
+	// client that reconnects with its reconnection token between the close
+	// frame and the end of the socket would otherwise take the session over
+	// and keep going.
+	s.conn.End(s.sock, closeRateReason)
 	return &websocket.CloseError{Code: closeRateCode, Reason: closeRateReason}
 }
 
