@@ -61,6 +61,17 @@ func (p Policies) Lookup(hub, group string) (Retention, bool) {
 	return Retention{}, false
 }
 
+// MetricLabel is the hub label of hub's history metrics: the hub's name when
+// the policies name it, else "_default" (with hub's namespace), so that the
+// series are bounded by the configuration, not by the hubs clients use.
+func (p Policies) MetricLabel(hub string) string {
+	name := policyHub(hub)
+	if _, ok := p[strings.ToLower(name)]; ok {
+		return hub
+	}
+	return hub[:len(hub)-len(name)] + "_default"
+}
+
 // matchGlob matches s against pattern, where '*' is any run of bytes. It
 // runs in O(len(pattern)·len(s)) at worst (backtracking to the last star
 // only).

@@ -239,7 +239,7 @@ func (s *Service) Top(hub, group string) (uint64, string) {
 // Replay implements core.History.
 func (s *Service) Replay(hub, group string, from core.StreamPosition, upTo uint64) ([]*core.Message, bool) {
 	fail := func(reason string) ([]*core.Message, bool) {
-		s.metrics.unrecoverable.WithLabelValues(hub, reason).Inc()
+		s.metrics.unrecoverable.WithLabelValues(s.policies.MetricLabel(hub), reason).Inc()
 		return nil, false
 	}
 	l := s.log.Load()
@@ -271,7 +271,7 @@ func (s *Service) Replay(hub, group string, from core.StreamPosition, upTo uint6
 	for i := range page.Records {
 		msgs[i] = toMessage(group, epoch, &page.Records[i])
 	}
-	s.metrics.replayed.WithLabelValues(hub).Add(float64(len(msgs)))
+	s.metrics.replayed.WithLabelValues(s.policies.MetricLabel(hub)).Add(float64(len(msgs)))
 	return msgs, true
 }
 
@@ -306,17 +306,17 @@ func (s *Service) CatchUp(hub, group string, after uint64, epoch string, limit i
 		res.Oldest = res.Offset + 1
 	}
 	if epoch != "" && epoch != res.Epoch {
-		s.metrics.unrecoverable.WithLabelValues(hub, "epoch").Inc()
+		s.metrics.unrecoverable.WithLabelValues(s.policies.MetricLabel(hub), "epoch").Inc()
 		return Messages{Epoch: res.Epoch, Offset: res.Offset, Oldest: res.Oldest}, ErrEpochChanged
 	}
 	if err != nil {
 		if errors.Is(err, ErrOffsetGone) {
-			s.metrics.unrecoverable.WithLabelValues(hub, "gone").Inc()
+			s.metrics.unrecoverable.WithLabelValues(s.policies.MetricLabel(hub), "gone").Inc()
 		}
 		res.Records = nil
 		return res, err
 	}
-	s.metrics.replayed.WithLabelValues(hub).Add(float64(len(res.Records)))
+	s.metrics.replayed.WithLabelValues(s.policies.MetricLabel(hub)).Add(float64(len(res.Records)))
 	return res, nil
 }
 
@@ -326,7 +326,9 @@ func (m *Messages) Message(group string, i int) *core.Message {
 }
 
 // IdempotentReplay counts a send answered from the idempotency index.
-func (s *Service) IdempotentReplay(hub string) { s.metrics.idemReplays.WithLabelValues(hub).Inc() }
+func (s *Service) IdempotentReplay(hub string) {
+	s.metrics.idemReplays.WithLabelValues(s.policies.MetricLabel(hub)).Inc()
+}
 
 // Summary is what the admin endpoint shows.
 type Summary struct {
@@ -363,6 +365,7 @@ func (s *Service) Summary() Summary {
 }
 
 type metrics struct {
+	label         func(hub string) string // Policies.MetricLabel
 	appends       *prometheus.CounterVec
 	appendBytes   *prometheus.CounterVec
 	fsyncs        prometheus.Counter
@@ -374,7 +377,7 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
-	m := &metrics{}
+	m := &metrics{label: s.policies.MetricLabel}
 	var errs []error
 	reg1 := func(c *prometheus.CounterVec) *prometheus.CounterVec {
 		c, err := metricreg.Register(reg, "history", c)
@@ -419,8 +422,9 @@ func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 
 // Appended implements Observer.
 func (m *metrics) Appended(hub string, bytes int) {
-	m.appends.WithLabelValues(hub).Inc()
-	m.appendBytes.WithLabelValues(hub).Add(float64(bytes))
+	label := m.label(hub)
+	m.appends.WithLabelValues(label).Inc()
+	m.appendBytes.WithLabelValues(label).Add(float64(bytes))
 }
 
 // Synced implements Observer.
@@ -431,7 +435,7 @@ func (m *metrics) WriteFailed(cause string) { m.failures.WithLabelValues(cause).
 
 // Trimmed implements Observer.
 func (m *metrics) Trimmed(hub string, records, _ int) {
-	m.trimmed.WithLabelValues(hub).Add(float64(records))
+	m.trimmed.WithLabelValues(m.label(hub)).Add(float64(records))
 }
 
 // sizeCollector reports the log's size per hub at scrape time.
@@ -447,7 +451,11 @@ func (c *sizeCollector) Collect(ch chan<- prometheus.Metric) {
 	if l == nil {
 		return
 	}
+	byLabel := map[string]int64{}
 	for hub, n := range l.HubBytes() {
-		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), hub)
+		byLabel[c.s.policies.MetricLabel(hub)] += int64(n)
+	}
+	for label, n := range byLabel {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), label)
 	}
 }
