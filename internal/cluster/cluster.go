@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,15 +34,16 @@ type Config struct {
 	User, Password, Token, CredsFile string
 	CAFile, CertFile, KeyFile        string
 
-	// Connections reports the node's open client connections, for the
-	// heartbeats; nil: 0.
-	Connections func() int
 	// HeartbeatInterval is the period of heartbeats; a node is gone after
 	// missing three. Default 2s.
 	HeartbeatInterval time.Duration
 	// ConnectTimeout bounds the first connection and the presence check.
 	// Default 5s.
 	ConnectTimeout time.Duration
+	// MaxOpBytes is the largest operation the node may publish (its
+	// largest message plus the envelope); a NATS max_payload below it is
+	// warned about at start, as such sends would be refused.
+	MaxOpBytes int
 	// ReconnectWait is the pause between two reconnect attempts. Default 1s.
 	ReconnectWait time.Duration
 	Logger        *slog.Logger
@@ -74,6 +76,7 @@ type Cluster struct {
 	m        *metrics
 	instance string // random per start: tells a restarted node from a duplicate
 	started  time.Time
+	conns    atomic.Pointer[func() int] // SetConnections
 
 	mu    sync.Mutex
 	nodes map[string]*peer // by node id, from heartbeats
@@ -123,9 +126,6 @@ func Connect(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	if cfg.Registerer == nil {
 		cfg.Registerer = prometheus.NewRegistry()
-	}
-	if cfg.Connections == nil {
-		cfg.Connections = func() int { return 0 }
 	}
 	var b [8]byte
 	rand.Read(b[:])
@@ -205,6 +205,10 @@ func Connect(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err := c.nc.FlushTimeout(cfg.ConnectTimeout); err != nil {
 		return nil, fmt.Errorf("cluster: NATS: %w", err)
 	}
+	if mp := c.nc.MaxPayload(); int64(cfg.MaxOpBytes) > mp {
+		c.log.Warn("the NATS max_payload is below the largest send this node accepts: larger sends will be refused with 503; raise max_payload on the NATS servers",
+			"max_payload", mp, "needed", cfg.MaxOpBytes)
+	}
 	c.log.Info("joined the cluster", "node_id", cfg.NodeID, "nats", c.nc.ConnectedUrlRedacted(), "max_payload", c.nc.MaxPayload())
 	go c.heartbeats()
 	return c, nil
@@ -230,8 +234,17 @@ func (c *Cluster) checkPresence(ctx context.Context) error {
 		ErrDuplicateNode, c.cfg.NodeID, hb.Started.Format(time.RFC3339), hb.Instance, msg.Subject)
 }
 
+// SetConnections sets what reports the node's open client connections in
+// the heartbeats (0 until it is set): a server sets it once what it counts
+// exists.
+func (c *Cluster) SetConnections(f func() int) { c.conns.Store(&f) }
+
 func (c *Cluster) self() heartbeat {
-	return heartbeat{NodeID: c.cfg.NodeID, Instance: c.instance, Connections: c.cfg.Connections(), Started: c.started}
+	n := 0
+	if f := c.conns.Load(); f != nil {
+		n = (*f)()
+	}
+	return heartbeat{NodeID: c.cfg.NodeID, Instance: c.instance, Connections: n, Started: c.started}
 }
 
 func (c *Cluster) answerPresence(m *nats.Msg) {

@@ -30,7 +30,7 @@ type brokers struct {
 // newCluster joins the cluster when cluster.nats_url is set, and returns the
 // brokers of both namespaces; on a single node it returns nothing and starts
 // nothing.
-func newCluster(cfg config.Config, log *slog.Logger, reg prometheus.Registerer, lis *listeners) (*cluster.Cluster, brokers, error) {
+func newCluster(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*cluster.Cluster, brokers, error) {
 	cc := cfg.Cluster
 	if !cc.Enabled() {
 		return nil, brokers{}, nil
@@ -51,9 +51,8 @@ func newCluster(cfg config.Config, log *slog.Logger, reg prometheus.Registerer, 
 		URLs: cc.NATSURL, NodeID: id,
 		User: cc.NATSUser, Password: cc.NATSPassword, Token: cc.NATSToken, CredsFile: cc.NATSCredsFile,
 		CAFile: cc.NATSCAFile, CertFile: cc.NATSCertFile, KeyFile: cc.NATSKeyFile,
-		Connections: lis.gate.Open,
-		Logger:      log.With("component", "cluster"),
-		Registerer:  reg,
+		Logger:     log.With("component", "cluster"),
+		Registerer: reg,
 	})
 	if err != nil {
 		return nil, brokers{}, err

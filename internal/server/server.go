@@ -39,7 +39,7 @@ type Server struct {
 	hist *history.Service // nil when no hub keeps history
 	http *http.Server
 	ln   net.Listener
-	sr   *signalRService // nil when signalr.addr is empty
+	sr   *signalRService  // nil when signalr.addr is empty
 	clus *cluster.Cluster // nil when cluster.nats_url is empty
 	lis  *listeners
 	// undo releases what New started, for a server that is not served (Close).
@@ -120,7 +120,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 			up.Disconnected(upstream.Conn{Hub: c.Hub().Name(), ID: c.ID(), UserID: c.UserID(), Subprotocol: c.Protocol(), State: c.State()}, reason)
 		}
 	}
-	clus, brokers, err := newCluster(cfg, log, reg, lis)
+	clus, brokers, err := newCluster(cfg, log, reg)
 	if err != nil {
 		return nil, err
 	}
@@ -214,6 +214,9 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		wsSignalR = s.sr.ws
 	}
 	s.http = httpServer(lis.gate.Handler(mux, webPubSubKind), cfg.Server.ReadTimeout, log)
+	if clus != nil {
+		clus.SetConnections(lis.gate.Open) // its count reads wsMain and wsSignalR, set by now
+	}
 	s.undo, undo = undo, nil
 	return s, nil
 }
