@@ -89,6 +89,7 @@ func TestBrokerDeliversEveryOpInOrderEverywhere(t *testing.T) {
 func TestDuplicateNodeIDRefused(t *testing.T) {
 	ns := natstest.Start(t, 0)
 	join(t, ns.URL(), "same")
+	join(t, ns.URL(), "heartbeat") // an id that is also a subject token of ours
 	_, err := Connect(context.Background(), Config{URLs: []string{ns.URL()}, NodeID: "same"})
 	if !errors.Is(err, ErrDuplicateNode) {
 		t.Fatalf("second node with id same: %v, want ErrDuplicateNode", err)

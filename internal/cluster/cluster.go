@@ -65,7 +65,7 @@ var ErrDuplicateNode = errors.New("cluster: a live node already has this node id
 
 const (
 	subjectHeartbeat = "sb.nodes.heartbeat"
-	subjectPresence  = "sb.nodes." // + node id
+	subjectPresence  = "sb.nodes.id." // + node id
 )
 
 // Cluster is one node's connection to the cluster.
@@ -144,6 +144,11 @@ func Connect(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		// message that may never leave this process.
 		nats.ReconnectBufSize(-1),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			select {
+			case <-c.stop:
+				return // Close: leaving, not lost
+			default:
+			}
 			c.m.disconnects.Inc()
 			c.log.Warn("disconnected from NATS; sends answer 503 until it is back", "err", err)
 		}),

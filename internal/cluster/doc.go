@@ -5,7 +5,7 @@
 //
 // One NATS connection per node carries everything:
 //
-//	sb.nodes.<id>          presence: a node answers requests on its own id, so a second node
+//	sb.nodes.id.<id>       presence: a node answers requests on its own id, so a second node
 //	                       with that id finds it at start and refuses to start
 //	sb.nodes.heartbeat     every node's heartbeat (id, instance, connections, start time)
 //	sb.<ns>.ops.<hub>      the operations (sends, closes) of namespace ns ("wps", "signalr"),
