@@ -140,3 +140,52 @@ func TestHeartbeatsListLiveNodes(t *testing.T) {
 		return len(s.Nodes) == 1 && s.Nodes[0].NodeID == "a"
 	})
 }
+
+// blocker is a core.Deliverer that holds the delivery goroutine until open
+// is closed.
+type blocker struct {
+	recorder
+	open chan struct{}
+}
+
+func (b *blocker) Deliver(op *core.Op) {
+	<-b.open
+	b.recorder.Deliver(op)
+}
+
+// TestPublishWaitsForItsOwnBacklog: while the node's own deliveries are held
+// up, a publisher gets at most maxInFlight operations ahead of them, then
+// waits (here until its context ends); once deliveries move, every
+// operation published arrives, in order.
+func TestPublishWaitsForItsOwnBacklog(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	a := join(t, ns.URL(), "a")
+	pa, err := a.Broker("wps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &blocker{open: make(chan struct{})}
+	pa.Attach(d)
+	published := 0
+	for ; published < 10*maxInFlight; published++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err = pa.Publish(ctx, send(published))
+		cancel()
+		if err != nil {
+			break
+		}
+	}
+	if !errors.Is(err, context.DeadlineExceeded) || published > maxInFlight+1 {
+		t.Fatalf("published %d operations ahead of a held-up delivery (last error %v); want at most %d, then a wait", published, err, maxInFlight+1)
+	}
+	close(d.open)
+	if err := pa.Publish(context.Background(), send(published)); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, "every operation published is delivered", 10*time.Second, func() bool { return len(d.snapshot()) == published+1 })
+	for i, op := range d.snapshot() {
+		if got := string(op.Message.Data); got != strconv.Itoa(i) {
+			t.Fatalf("op %d is %q", i, got)
+		}
+	}
+}

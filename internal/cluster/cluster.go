@@ -78,8 +78,9 @@ type Cluster struct {
 	started  time.Time
 	conns    atomic.Pointer[func() int] // SetConnections
 
-	mu    sync.Mutex
-	nodes map[string]*peer // by node id, from heartbeats
+	mu      sync.Mutex
+	nodes   map[string]*peer // by node id, from heartbeats
+	brokers []*Broker
 
 	stop     chan struct{}
 	done     chan struct{} // closed when the heartbeat goroutine returned
@@ -150,6 +151,7 @@ func Connect(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			default:
 			}
 			c.m.disconnects.Inc()
+			c.resetFlow()
 			c.log.Warn("disconnected from NATS; sends answer 503 until it is back", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
@@ -161,6 +163,7 @@ func Connect(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			kind := "async"
 			if errors.Is(err, nats.ErrSlowConsumer) {
 				kind = "slow_consumer" // NATS dropped operations this node did not take fast enough
+				c.resetFlow()
 			}
 			c.m.errors.WithLabelValues(kind).Inc()
 			subject := ""
@@ -317,6 +320,15 @@ func (c *Cluster) expire(now time.Time) {
 	}
 }
 
+// resetFlow gives back the in-flight tokens of every broker (see Publish).
+func (c *Cluster) resetFlow() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range c.brokers {
+		b.reset()
+	}
+}
+
 // NodeID returns this node's id.
 func (c *Cluster) NodeID() string { return c.cfg.NodeID }
 
@@ -436,7 +448,7 @@ func newMetrics(reg prometheus.Registerer, c *Cluster) (*metrics, error) {
 		receivedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "bytes_received_total",
 			Help: "Bytes of the operations received from NATS, by namespace."}, []string{"namespace"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "errors_total",
-			Help: "Cluster errors by kind: publish (an operation refused with 503), decode (a bad envelope), slow_consumer (NATS dropped operations this node was too slow to take), node_id_conflict, heartbeat, heartbeat_publish, async."}, []string{"kind"}),
+			Help: "Cluster errors by kind: publish (an operation refused with 503), decode (a bad envelope), slow_consumer (NATS dropped operations this node was too slow to take), flow_wait (a publish waited 1s for its own earlier operations and went on), node_id_conflict, heartbeat, heartbeat_publish, async."}, []string{"kind"}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "reconnects_total",
 			Help: "Reconnections to NATS."}),
 		disconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "disconnects_total",
