@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
@@ -29,10 +30,13 @@ type Config struct {
 	// History, if set, gives what GET /admin/history shows: the retention
 	// policies and the size of the history log.
 	History func() any
+	// Cluster, if set, gives what GET /admin/cluster shows: the nodes
+	// seen, the NATS connection and JetStream state.
+	Cluster func(ctx context.Context) any
 }
 
 // Register adds the admin routes to mux: /metrics (open, as Prometheus
-// scrapes it), /admin/config, /admin/history and, when enabled, /debug/pprof/.
+// scrapes it), /admin/config, /admin/history, /admin/cluster and, when enabled, /debug/pprof/.
 func Register(mux *http.ServeMux, cfg Config) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
 	guard := func(h http.Handler) http.Handler {
@@ -57,6 +61,15 @@ func Register(mux *http.ServeMux, cfg Config) {
 			enc := json.NewEncoder(w)
 			enc.SetIndent("", "  ")
 			enc.Encode(cfg.History())
+		})))
+	}
+	if cfg.Cluster != nil {
+		mux.Handle("GET /admin/cluster", guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			enc.Encode(cfg.Cluster(r.Context()))
 		})))
 	}
 	if cfg.Pprof {

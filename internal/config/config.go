@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -30,6 +32,7 @@ type Config struct {
 	SignalR   SignalR              `yaml:"signalr"`
 	History   History              `yaml:"history"`
 	TLS       TLS                  `yaml:"tls"`
+	Cluster   Cluster              `yaml:"cluster"`
 	Hubs      map[string]HubConfig `yaml:"hubs" env:"-" doc:"per-hub settings by hub name; the key _default applies to hubs without their own entry"`
 }
 
@@ -101,6 +104,77 @@ func (r ClientRates) TrustedProxyPrefixes() ([]netip.Prefix, error) {
 type TLS struct {
 	CertFile string `yaml:"cert_file" doc:"PEM certificate (chain) for both listeners; reloaded within seconds when the file changes; empty: plain HTTP"`
 	KeyFile  string `yaml:"key_file" doc:"PEM private key of tls.cert_file"`
+}
+
+// Cluster joins several nodes into one service over NATS (preview: see the
+// README's Cluster section). Empty nats_url: one node, no NATS.
+type Cluster struct {
+	NATSURL       []string `yaml:"nats_url" doc:"NATS servers of the cluster (nats://host:4222, tls://host:4222; comma-separated in the environment); empty: a single node, no NATS"`
+	NATSUser      string   `yaml:"nats_user" doc:"NATS user name (with nats_password)"`
+	NATSPassword  string   `yaml:"nats_password" doc:"NATS password of nats_user; redacted in /admin/config"`
+	NATSToken     string   `yaml:"nats_token" doc:"NATS authentication token (instead of a user); redacted in /admin/config"`
+	NATSCredsFile string   `yaml:"nats_creds_file" doc:"NATS credentials file (user JWT and NKey seed; instead of a user or token)"`
+	NATSCAFile    string   `yaml:"nats_ca_file" doc:"PEM CA certificates that verify the NATS servers; empty: the system roots"`
+	NATSCertFile  string   `yaml:"nats_cert_file" doc:"PEM client certificate for NATS (TLS client authentication; with nats_key_file)"`
+	NATSKeyFile   string   `yaml:"nats_key_file" doc:"PEM private key of nats_cert_file"`
+}
+
+// Enabled reports whether the node is part of a cluster.
+func (c Cluster) Enabled() bool { return len(c.NATSURL) > 0 }
+
+func (c Cluster) validate(nodeID string, bad func(key, format string, args ...any)) {
+	if !c.Enabled() {
+		for k, v := range map[string]string{"cluster.nats_user": c.NATSUser, "cluster.nats_password": c.NATSPassword,
+			"cluster.nats_token": c.NATSToken, "cluster.nats_creds_file": c.NATSCredsFile, "cluster.nats_ca_file": c.NATSCAFile,
+			"cluster.nats_cert_file": c.NATSCertFile, "cluster.nats_key_file": c.NATSKeyFile} {
+			if v != "" {
+				bad(k, "is set but cluster.nats_url is empty")
+			}
+		}
+		return
+	}
+	for _, s := range c.NATSURL {
+		u, err := url.Parse(s)
+		if err != nil || u.Host == "" || !slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme) {
+			bad("cluster.nats_url", "%q is not a nats://, tls://, ws:// or wss:// URL with a host", redactURL(s))
+		}
+	}
+	if nodeID != "" && !clusterNodeID.MatchString(nodeID) {
+		bad("server.node_id", "%q: in a cluster a node id is 1 to 64 letters, digits or '-'", nodeID)
+	}
+	auths := 0
+	for _, v := range []string{c.NATSUser, c.NATSToken, c.NATSCredsFile} {
+		if v != "" {
+			auths++
+		}
+	}
+	if auths > 1 {
+		bad("cluster", "nats_user, nats_token and nats_creds_file are alternatives: set one")
+	}
+	if c.NATSPassword != "" && c.NATSUser == "" {
+		bad("cluster.nats_password", "needs cluster.nats_user")
+	}
+	if (c.NATSCertFile == "") != (c.NATSKeyFile == "") {
+		bad("cluster", "nats_cert_file and nats_key_file go together")
+	}
+}
+
+// clusterNodeID is a node id that can be a NATS subject token.
+var clusterNodeID = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+
+// redactURL hides the user information of a URL (a user and password, or
+// a token).
+func redactURL(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		scheme, rest = "", s
+	} else {
+		scheme += "://"
+	}
+	if at := strings.LastIndex(rest, "@"); at >= 0 {
+		return scheme + "<redacted>" + rest[at:]
+	}
+	return s
 }
 
 // WebSocket tunes the WebSocket transport.
@@ -367,6 +441,7 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxConnections < -1 {
 		bad("limits.max_connections", "must be -1 (no limit), 0 (from the open-file limit) or positive, got %d", c.Limits.MaxConnections)
 	}
+	c.Cluster.validate(c.Server.NodeID, bad)
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls", "cert_file and key_file go together")
 	}
@@ -573,6 +648,16 @@ func (c Config) Redacted() Config {
 		keys[i] = "<redacted>"
 	}
 	c.Auth.AccessKeys = keys
+	urls := make([]string, len(c.Cluster.NATSURL))
+	for i, u := range c.Cluster.NATSURL {
+		urls[i] = redactURL(u)
+	}
+	c.Cluster.NATSURL = urls
+	for _, s := range []*string{&c.Cluster.NATSPassword, &c.Cluster.NATSToken} {
+		if *s != "" {
+			*s = "<redacted>"
+		}
+	}
 	return c
 }
 

@@ -22,4 +22,8 @@ var (
 	ErrHistoryUnavailable = errors.New("history storage unavailable")
 	ErrHubLimit           = errors.New("core: too many hubs on this node")
 	ErrHubReclaimed       = errors.New("core: hub was reclaimed while idle")
+	// ErrBrokerUnavailable refuses an operation the Broker could not hand
+	// to the other nodes (a clustered broker whose message bus is
+	// unreachable); it wraps the cause. Nothing was delivered anywhere.
+	ErrBrokerUnavailable = errors.New("core: message broker unavailable")
 )

@@ -17,6 +17,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/admin"
 	apiwps "github.com/switchboardhq/switchboard/internal/api/webpubsub"
 	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
 	wps "github.com/switchboardhq/switchboard/internal/dialect/webpubsub"
@@ -38,7 +39,8 @@ type Server struct {
 	hist *history.Service // nil when no hub keeps history
 	http *http.Server
 	ln   net.Listener
-	sr   *signalRService // nil when signalr.addr is empty
+	sr   *signalRService  // nil when signalr.addr is empty
+	clus *cluster.Cluster // nil when cluster.nats_url is empty
 	lis  *listeners
 	// undo releases what New started, for a server that is not served (Close).
 	undo cleanup
@@ -118,11 +120,20 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 			up.Disconnected(upstream.Conn{Hub: c.Hub().Name(), ID: c.ID(), UserID: c.UserID(), Subprotocol: c.Protocol(), State: c.State()}, reason)
 		}
 	}
+	clus, brokers, err := newCluster(cfg, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	if clus != nil {
+		undo.push(func() { closeCluster(clus, log) })
+		cfg.Server.NodeID = clus.NodeID() // a generated one: both namespaces carry it
+	}
 	// Both namespaces' nodes share the metrics registry, so they share the
 	// bound of its hub labels too.
 	series := core.NewHubSeries(cfg.Limits.MaxHubMetricSeries)
 	node, err := core.NewNode(core.Config{
 		NodeID:         cfg.Server.NodeID,
+		Broker:         brokers.wps,
 		Limits:         nodeLimits(cfg),
 		RecoveryWindow: cfg.Reliable.RecoveryWindow,
 		Logger:         log.With("component", "core"),
@@ -183,25 +194,29 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		Settings: cfg.Redacted(),
 		Pprof:    cfg.Admin.Pprof,
 		History:  historySummary(hist),
+		Cluster:  clusterSummary(clus),
 		Authorized: func(r *http.Request) bool {
 			tok, ok := auth.BearerToken(r.Header.Get("Authorization"))
 			return ok && ring.VerifyServerToken(tok, r.URL.Path, time.Now()) == nil
 		},
 	})
-	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, lis: lis, ep: ep}
+	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, lis: lis, ep: ep, clus: clus}
 	if cfg.SignalR.Addr != "" {
 		var srHist *history.Namespaced // nil without history
 		if hist != nil {
 			srHist = hist.Namespace(signalRNamespace)
 		}
 		srIdem := idem.Namespace(signalRNamespace)
-		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srHist, srIdem, rates, lis); err != nil {
+		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srHist, srIdem, rates, lis, brokers.signalr); err != nil {
 			return nil, err
 		}
 		undo.push(s.sr.closeNow)
 		wsSignalR = s.sr.ws
 	}
 	s.http = httpServer(lis.gate.Handler(mux, webPubSubKind), cfg.Server.ReadTimeout, log)
+	if clus != nil {
+		clus.SetConnections(lis.gate.Open) // its count reads wsMain and wsSignalR, set by now
+	}
 	s.undo, undo = undo, nil
 	return s, nil
 }
@@ -507,6 +522,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.sr.http.Close()
 			s.sr.closeNow()
 		}
+		if s.clus != nil {
+			closeCluster(s.clus, s.log)
+		}
 		return fmt.Errorf("server: %w", err)
 	case <-ctx.Done():
 	}
@@ -537,6 +555,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	if s.sr != nil {
 		errs = append(errs, s.sr.shutdown(sctx)...)
+	}
+	if s.clus != nil { // after the sessions and the REST calls: nothing publishes any more
+		if err := s.clus.Close(sctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if s.hist != nil { // after the sessions and the REST calls: nothing appends any more
 		if err := s.hist.Close(); err != nil {

@@ -46,7 +46,8 @@ const signalRNamespace = "signalr"
 // newSignalR assembles the SignalR endpoint. hist is the SignalR namespace's history (nil when no
 // hub keeps history), idem its view of the idempotency index.
 func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer,
-	series *core.HubSeries, hist *history.Namespaced, idem *history.Idempotency, rates *ratelimit.Limiter, lis *listeners) (_ *signalRService, err error) {
+	series *core.HubSeries, hist *history.Namespaced, idem *history.Idempotency, rates *ratelimit.Limiter, lis *listeners,
+	broker core.Broker) (_ *signalRService, err error) {
 	s := &signalRService{cfg: cfg, log: log, lis: lis}
 	defer func() {
 		if err != nil {
@@ -80,6 +81,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 	}
 	node, err := core.NewNode(core.Config{
 		NodeID:         cfg.Server.NodeID,
+		Broker:         broker, // nil: core's own
 		Limits:         nodeLimits(cfg),
 		RecoveryWindow: cfg.SignalR.ReconnectWindow,
 		History:        coreHist,

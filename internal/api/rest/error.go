@@ -19,6 +19,12 @@ const (
 	CodeMethodNotAllowed = "Error.MethodNotAllowed"
 	CodeTooLarge         = "Error.PayloadTooLarge"
 	CodeInternal         = "Error.InternalServerError"
+	// CodeClusterUnavailable answers an operation refused with
+	// core.ErrBrokerUnavailable (503): the node cannot reach the cluster's
+	// NATS, and nothing was sent.
+	CodeClusterUnavailable = "Error.Cluster.Unavailable"
+	// MsgClusterUnavailable is its message.
+	MsgClusterUnavailable = "The node cannot reach the cluster's message bus (NATS); nothing was sent. Try again."
 )
 
 // Error is an answer other than success: Status, the x-ms-error-code value Code, and the

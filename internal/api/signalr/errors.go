@@ -78,6 +78,7 @@ var coreAnswers = [...]rule{
 	{core.ErrHistoryUnavailable, http.StatusServiceUnavailable, durable.CodeHistoryUnavailable, "", "History storage is unavailable."},
 	{core.ErrHubLimit, http.StatusServiceUnavailable, codeUnavailable, "", "The server holds too many hubs (limits.max_hubs); try again later."},
 	{core.ErrHubReclaimed, http.StatusServiceUnavailable, codeUnavailable, "", "The hub was reclaimed while idle; try again."},
+	{core.ErrBrokerUnavailable, http.StatusServiceUnavailable, rest.CodeClusterUnavailable, "", rest.MsgClusterUnavailable},
 	{context.Canceled, http.StatusServiceUnavailable, codeUnavailable, "", "The request was canceled."},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, codeUnavailable, "", "The request timed out."},
 }

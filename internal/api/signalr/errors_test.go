@@ -24,6 +24,7 @@ func TestEveryCoreErrorHasAnAnswer(t *testing.T) {
 		"ErrNotRecoverable": core.ErrNotRecoverable, "ErrNodeClosed": core.ErrNodeClosed,
 		"ErrHistoryUnavailable": core.ErrHistoryUnavailable,
 		"ErrHubLimit":           core.ErrHubLimit, "ErrHubReclaimed": core.ErrHubReclaimed,
+		"ErrBrokerUnavailable": core.ErrBrokerUnavailable,
 	}
 	decl := regexp.MustCompile(`(?m)^\s*(Err[A-Z]\w*)\s*=\s*(?:errors\.New|fmt\.Errorf)\(`)
 	files, err := filepath.Glob(filepath.Join("..", "..", "core", "*.go"))

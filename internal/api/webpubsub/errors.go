@@ -68,6 +68,7 @@ var coreErrors = [...]rule{
 	{core.ErrHistoryUnavailable, http.StatusServiceUnavailable, durable.CodeHistoryUnavailable, "group", "History storage is unavailable."},
 	{core.ErrHubLimit, http.StatusServiceUnavailable, codeUnavailable, "hub", "The server holds too many hubs (limits.max_hubs); try again later."},
 	{core.ErrHubReclaimed, http.StatusServiceUnavailable, codeUnavailable, "hub", "The hub was reclaimed while idle; try again."},
+	{core.ErrBrokerUnavailable, http.StatusServiceUnavailable, rest.CodeClusterUnavailable, "", rest.MsgClusterUnavailable},
 	// Not core's, but they come back through core calls: the request's
 	// context ended (client gone or server shutting down).
 	{context.Canceled, http.StatusServiceUnavailable, codeUnavailable, "", "The request was canceled."},

@@ -32,6 +32,7 @@ var coreSentinels = map[string]error{
 	"ErrHistoryUnavailable": core.ErrHistoryUnavailable,
 	"ErrHubLimit":           core.ErrHubLimit,
 	"ErrHubReclaimed":       core.ErrHubReclaimed,
+	"ErrBrokerUnavailable":  core.ErrBrokerUnavailable,
 }
 
 func TestEveryCoreErrorIsMapped(t *testing.T) {

@@ -1,0 +1,202 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboardhq/switchboard/internal/core"
+)
+
+// Broker is the core.Broker of one namespace of hubs (the Web PubSub hubs,
+// the SignalR hubs): it publishes every operation on the hub's subject and
+// delivers every operation of the namespace it receives, its own included,
+// to the attached core node.
+type Broker struct {
+	c       *Cluster
+	ns      string
+	prefix  string // sb.<ns>.ops.
+	sub     *nats.Subscription
+	d       atomic.Pointer[deliverer]
+	sent    prometheus.Counter
+	sentB   prometheus.Counter
+	recv    prometheus.Counter
+	recvB   prometheus.Counter
+	pubErrs prometheus.Counter
+	decErrs prometheus.Counter
+	stalls  prometheus.Counter
+
+	// inFlight holds a token per operation this node published that its
+	// own subscription has not received yet (flow control, see Publish).
+	inFlight chan struct{}
+}
+
+// Flow control. Core's in-process broker delivers on the caller's
+// goroutine, so a publisher at full speed is held back by its fan-out; over
+// NATS a publish returns once NATS has it. Without a bound a fast publisher
+// outruns the node's own subscription, the backlog waits in nats.go's
+// pending buffer (latency grows to seconds) and past its limit NATS drops
+// operations. So a Publish waits while maxInFlight of this node's operations
+// are on their way back to it.
+const (
+	maxInFlight = 64
+	// maxFlowWait bounds that wait: a token lost with an operation NATS
+	// dropped (the connection went down, a slow consumer) is given back
+	// by reset, and a publish never waits longer than this for one
+	// that was not.
+	maxFlowWait = time.Second
+)
+
+type deliverer struct{ core.Deliverer }
+
+var _ core.Broker = (*Broker)(nil)
+
+var validNamespace = nodeIDPattern
+
+// Broker subscribes to the operations of namespace ns (a subject token:
+// letters, digits, '-') and returns their broker. It is closed with the
+// cluster.
+func (c *Cluster) Broker(ns string) (*Broker, error) {
+	if !validNamespace.MatchString(ns) {
+		return nil, fmt.Errorf("cluster: namespace %q: want letters, digits or '-'", ns)
+	}
+	b := &Broker{c: c, ns: ns, prefix: "sb." + ns + ".ops.",
+		sent: c.m.sent.WithLabelValues(ns), sentB: c.m.sentBytes.WithLabelValues(ns),
+		recv: c.m.received.WithLabelValues(ns), recvB: c.m.receivedBytes.WithLabelValues(ns),
+		pubErrs: c.m.errors.WithLabelValues("publish"), decErrs: c.m.errors.WithLabelValues("decode"),
+		stalls: c.m.errors.WithLabelValues("flow_wait"), inFlight: make(chan struct{}, maxInFlight)}
+	sub, err := c.nc.Subscribe(b.prefix+">", b.receive)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: subscribing to %s>: %w", b.prefix, err)
+	}
+	if err := c.nc.FlushTimeout(c.cfg.ConnectTimeout); err != nil {
+		sub.Unsubscribe()
+		return nil, fmt.Errorf("cluster: NATS: %w", err)
+	}
+	b.sub = sub
+	c.mu.Lock()
+	c.brokers = append(c.brokers, b)
+	c.mu.Unlock()
+	return b, nil
+}
+
+// Attach sets the node that receives operations; core.NewNode calls it.
+// Operations received before are dropped: the node had no conns then.
+func (b *Broker) Attach(d core.Deliverer) { b.d.Store(&deliverer{d}) }
+
+var bufPool = sync.Pool{New: func() any { return new([]byte) }}
+
+// Publish hands op to NATS. It fails with core.ErrBrokerUnavailable, and
+// nothing is delivered anywhere, when the NATS connection is down; an
+// operation NATS took reaches every node that is connected meanwhile, this
+// one included, asynchronously. It waits while maxInFlight operations of
+// this node have not come back to it yet (flow control), or until ctx is
+// done, which it then returns.
+func (b *Broker) Publish(ctx context.Context, op *core.Op) error {
+	if err := b.acquire(ctx); err != nil {
+		return err
+	}
+	bp := bufPool.Get().(*[]byte)
+	buf := encodeOp((*bp)[:0], b.c.cfg.NodeID, op)
+	err := b.publish(b.subject(op.Hub), buf)
+	if cap(buf) <= 1<<20 { // keep small buffers only
+		*bp = buf
+		bufPool.Put(bp)
+	}
+	if err != nil {
+		b.release()
+		b.pubErrs.Inc()
+		return err
+	}
+	b.sent.Inc()
+	b.sentB.Add(float64(len(buf)))
+	return nil
+}
+
+// acquire takes an in-flight token, waiting while there is none, at most
+// maxFlowWait (then it goes on without one: counted as flow_wait) or until
+// ctx is done.
+func (b *Broker) acquire(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case b.inFlight <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(maxFlowWait)
+	defer t.Stop()
+	select {
+	case b.inFlight <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		b.stalls.Inc()
+		return nil
+	}
+}
+
+// release gives back a token, if one is out.
+func (b *Broker) release() {
+	select {
+	case <-b.inFlight:
+	default:
+	}
+}
+
+// reset gives back every token: the operations they stand for were lost
+// with the connection, or dropped by NATS.
+func (b *Broker) reset() {
+	for {
+		select {
+		case <-b.inFlight:
+		default:
+			return
+		}
+	}
+}
+
+func (b *Broker) publish(subject string, data []byte) error {
+	nc := b.c.nc
+	if !nc.IsConnected() {
+		return fmt.Errorf("%w: NATS connection %s", core.ErrBrokerUnavailable, strings.ToLower(nc.Status().String()))
+	}
+	if err := nc.Publish(subject, data); err != nil { // nats.go copies data
+		return fmt.Errorf("%w: %w", core.ErrBrokerUnavailable, err)
+	}
+	return nil
+}
+
+// subject is the subject of hub's operations. Hub names are subject-safe
+// but for '.', which hub names never contain as '~'.
+func (b *Broker) subject(hub string) string {
+	return b.prefix + strings.ReplaceAll(hub, ".", "~")
+}
+
+// receive decodes and delivers one operation; NATS calls it for one
+// subscription on one goroutine, so operations are delivered in the order
+// they arrived.
+func (b *Broker) receive(m *nats.Msg) {
+	b.recv.Inc()
+	b.recvB.Add(float64(len(m.Data)))
+	op, origin, err := decodeOp(m.Data)
+	if origin == b.c.cfg.NodeID {
+		b.release()
+	}
+	if err != nil {
+		b.decErrs.Inc()
+		b.c.log.Error("dropped an operation from NATS", "subject", m.Subject, "bytes", len(m.Data), "err", err)
+		return
+	}
+	if d := b.d.Load(); d != nil {
+		d.Deliver(op)
+	}
+}

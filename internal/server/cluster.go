@@ -1,0 +1,96 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboardhq/switchboard/internal/cluster"
+	"github.com/switchboardhq/switchboard/internal/config"
+	"github.com/switchboardhq/switchboard/internal/core"
+)
+
+// NATS subject namespaces of the two core nodes' operations: the Web PubSub
+// and the SignalR hubs of one name never mix.
+const (
+	clusterNamespaceWPS     = "wps"
+	clusterNamespaceSignalR = "signalr"
+)
+
+// brokers are the core brokers of both namespaces: nil interfaces (core's
+// in-process broker) on a single node.
+type brokers struct {
+	wps, signalr core.Broker
+}
+
+// newCluster joins the cluster when cluster.nats_url is set, and returns the
+// brokers of both namespaces; on a single node it returns nothing and starts
+// nothing.
+func newCluster(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*cluster.Cluster, brokers, error) {
+	cc := cfg.Cluster
+	if !cc.Enabled() {
+		return nil, brokers{}, nil
+	}
+	id := cfg.Server.NodeID
+	if id == "" {
+		var b [3]byte
+		rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	for name, h := range cfg.Hubs {
+		if len(h.History) > 0 {
+			log.Warn("durable history is not clustered yet: each node keeps the history of the sends it accepts in its own log, and catch-up and replay read that log only",
+				"component", "cluster", "hub", name)
+		}
+	}
+	clus, err := cluster.Connect(context.Background(), cluster.Config{
+		URLs: cc.NATSURL, NodeID: id,
+		User: cc.NATSUser, Password: cc.NATSPassword, Token: cc.NATSToken, CredsFile: cc.NATSCredsFile,
+		CAFile: cc.NATSCAFile, CertFile: cc.NATSCertFile, KeyFile: cc.NATSKeyFile,
+		// The largest REST body or client message, and room for the
+		// envelope's ids, excluded list and filter.
+		MaxOpBytes: max(cfg.Limits.MaxBodyBytes, cfg.Limits.MaxMessageBytes) + 64<<10,
+		Logger:     log.With("component", "cluster"),
+		Registerer: reg,
+	})
+	if err != nil {
+		return nil, brokers{}, err
+	}
+	var b brokers
+	for ns, dst := range map[string]*core.Broker{clusterNamespaceWPS: &b.wps, clusterNamespaceSignalR: &b.signalr} {
+		br, err := clus.Broker(ns)
+		if err != nil {
+			closeCluster(clus, log)
+			return nil, brokers{}, err
+		}
+		*dst = br
+	}
+	return clus, b, nil
+}
+
+// closeCluster leaves the cluster for a server that will not serve (or
+// stopped serving on an error): it drains the NATS connection, waiting at
+// most a few seconds.
+func closeCluster(c *cluster.Cluster, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.Close(ctx); err != nil {
+		log.Warn("leaving the cluster", "component", "cluster", "err", err)
+	}
+}
+
+// clusterSummary is what GET /admin/cluster shows.
+func clusterSummary(c *cluster.Cluster) func(context.Context) any {
+	return func(ctx context.Context) any {
+		if c == nil {
+			return map[string]any{"enabled": false}
+		}
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		return c.State(ctx)
+	}
+}
