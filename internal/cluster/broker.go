@@ -32,6 +32,10 @@ type Broker struct {
 	decErrs prometheus.Counter
 	stalls  prometheus.Counter
 
+	// Requests (request.go): reqSub serves this node's conns.
+	reqSub                    *nats.Subscription
+	reqSent, reqRecv, reqErrs prometheus.Counter
+
 	// inFlight holds a token per operation this node published that its
 	// own subscription has not received yet (flow control, see Publish).
 	inFlight chan struct{}
@@ -70,16 +74,24 @@ func (c *Cluster) Broker(ns string) (*Broker, error) {
 		sent: c.m.sent.WithLabelValues(ns), sentB: c.m.sentBytes.WithLabelValues(ns),
 		recv: c.m.received.WithLabelValues(ns), recvB: c.m.receivedBytes.WithLabelValues(ns),
 		pubErrs: c.m.errors.WithLabelValues("publish"), decErrs: c.m.errors.WithLabelValues("decode"),
-		stalls: c.m.errors.WithLabelValues("flow_wait"), inFlight: make(chan struct{}, maxInFlight)}
+		stalls: c.m.errors.WithLabelValues("flow_wait"), inFlight: make(chan struct{}, maxInFlight),
+		reqSent: c.m.requestsSent.WithLabelValues(ns), reqRecv: c.m.requestsReceived.WithLabelValues(ns),
+		reqErrs: c.m.errors.WithLabelValues("request")}
 	sub, err := c.nc.Subscribe(b.prefix+">", b.receive)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: subscribing to %s>: %w", b.prefix, err)
 	}
+	reqSub, err := c.nc.Subscribe(b.requestSubject(c.cfg.NodeID), b.serve)
+	if err != nil {
+		sub.Unsubscribe()
+		return nil, fmt.Errorf("cluster: subscribing to %s: %w", b.requestSubject(c.cfg.NodeID), err)
+	}
 	if err := c.nc.FlushTimeout(c.cfg.ConnectTimeout); err != nil {
 		sub.Unsubscribe()
+		reqSub.Unsubscribe()
 		return nil, fmt.Errorf("cluster: NATS: %w", err)
 	}
-	b.sub = sub
+	b.sub, b.reqSub = sub, reqSub
 	c.mu.Lock()
 	c.brokers = append(c.brokers, b)
 	c.mu.Unlock()

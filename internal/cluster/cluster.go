@@ -44,6 +44,10 @@ type Config struct {
 	// largest message plus the envelope); a NATS max_payload below it is
 	// warned about at start, as such sends would be refused.
 	MaxOpBytes int
+	// RequestTimeout bounds a request to another node (an operation on
+	// a conn it holds, or a user- or group-wide one on every node); past
+	// it the operation fails with core.ErrBrokerUnavailable. Default 2s.
+	RequestTimeout time.Duration
 	// ReconnectWait is the pause between two reconnect attempts. Default 1s.
 	ReconnectWait time.Duration
 	Logger        *slog.Logger
@@ -118,6 +122,9 @@ func Connect(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	}
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = 5 * time.Second
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 2 * time.Second
 	}
 	if cfg.ReconnectWait <= 0 {
 		cfg.ReconnectWait = time.Second
@@ -285,6 +292,15 @@ func (c *Cluster) receiveHeartbeat(m *nats.Msg) {
 		p = &peer{}
 		c.nodes[hb.NodeID] = p
 		c.log.Info("node joined", "node_id", hb.NodeID)
+		if hb.NodeID != c.cfg.NodeID {
+			// Tell the newcomer at once rather than at the next
+			// period: a user- or group-wide request it makes asks the
+			// nodes it knows of.
+			b, _ := json.Marshal(c.self())
+			if err := c.nc.Publish(subjectHeartbeat, b); err != nil {
+				c.m.errors.WithLabelValues("heartbeat_publish").Inc()
+			}
+		}
 	}
 	p.heartbeat, p.lastSeen = hb, time.Now()
 }
@@ -433,6 +449,7 @@ func (c *Cluster) Close(ctx context.Context) error {
 
 type metrics struct {
 	sent, sentBytes, received, receivedBytes *prometheus.CounterVec
+	requestsSent, requestsReceived           *prometheus.CounterVec
 	errors                                   *prometheus.CounterVec
 	reconnects, disconnects                  prometheus.Counter
 }
@@ -447,14 +464,18 @@ func newMetrics(reg prometheus.Registerer, c *Cluster) (*metrics, error) {
 			Help: "Operations received from NATS (this node's own included), by namespace."}, []string{"namespace"}),
 		receivedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "bytes_received_total",
 			Help: "Bytes of the operations received from NATS, by namespace."}, []string{"namespace"}),
+		requestsSent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "requests_sent_total",
+			Help: "Requests to other nodes (operations on conns they hold, user- and group-wide operations), by namespace."}, []string{"namespace"}),
+		requestsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "requests_received_total",
+			Help: "Requests from other nodes this node answered, by namespace."}, []string{"namespace"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "errors_total",
-			Help: "Cluster errors by kind: publish (an operation refused with 503), decode (a bad envelope), slow_consumer (NATS dropped operations this node was too slow to take), flow_wait (a publish waited 1s for its own earlier operations and went on), node_id_conflict, heartbeat, heartbeat_publish, async."}, []string{"kind"}),
+			Help: "Cluster errors by kind: publish (an operation refused with 503), decode (a bad envelope), slow_consumer (NATS dropped operations this node was too slow to take), flow_wait (a publish waited 1s for its own earlier operations and went on), request (a request to another node failed: timeout, NATS down, bad reply), node_id_conflict, heartbeat, heartbeat_publish, async."}, []string{"kind"}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "reconnects_total",
 			Help: "Reconnections to NATS."}),
 		disconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "disconnects_total",
 			Help: "Losses of the NATS connection."}),
 	}
-	for _, v := range []**prometheus.CounterVec{&m.sent, &m.sentBytes, &m.received, &m.receivedBytes, &m.errors} {
+	for _, v := range []**prometheus.CounterVec{&m.sent, &m.sentBytes, &m.received, &m.receivedBytes, &m.requestsSent, &m.requestsReceived, &m.errors} {
 		var err error
 		if *v, err = metricreg.Register(reg, "cluster", *v); err != nil {
 			return nil, err

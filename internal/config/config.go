@@ -109,14 +109,15 @@ type TLS struct {
 // Cluster joins several nodes into one service over NATS (preview: see the
 // README's Cluster section). Empty nats_url: one node, no NATS.
 type Cluster struct {
-	NATSURL       []string `yaml:"nats_url" doc:"NATS servers of the cluster (nats://host:4222, tls://host:4222; comma-separated in the environment); empty: a single node, no NATS"`
-	NATSUser      string   `yaml:"nats_user" doc:"NATS user name (with nats_password)"`
-	NATSPassword  string   `yaml:"nats_password" doc:"NATS password of nats_user; redacted in /admin/config"`
-	NATSToken     string   `yaml:"nats_token" doc:"NATS authentication token (instead of a user); redacted in /admin/config"`
-	NATSCredsFile string   `yaml:"nats_creds_file" doc:"NATS credentials file (user JWT and NKey seed; instead of a user or token)"`
-	NATSCAFile    string   `yaml:"nats_ca_file" doc:"PEM CA certificates that verify the NATS servers; empty: the system roots"`
-	NATSCertFile  string   `yaml:"nats_cert_file" doc:"PEM client certificate for NATS (TLS client authentication; with nats_key_file)"`
-	NATSKeyFile   string   `yaml:"nats_key_file" doc:"PEM private key of nats_cert_file"`
+	NATSURL        []string      `yaml:"nats_url" doc:"NATS servers of the cluster (nats://host:4222, tls://host:4222; comma-separated in the environment); empty: a single node, no NATS"`
+	NATSUser       string        `yaml:"nats_user" doc:"NATS user name (with nats_password)"`
+	NATSPassword   string        `yaml:"nats_password" doc:"NATS password of nats_user; redacted in /admin/config"`
+	NATSToken      string        `yaml:"nats_token" doc:"NATS authentication token (instead of a user); redacted in /admin/config"`
+	NATSCredsFile  string        `yaml:"nats_creds_file" doc:"NATS credentials file (user JWT and NKey seed; instead of a user or token)"`
+	NATSCAFile     string        `yaml:"nats_ca_file" doc:"PEM CA certificates that verify the NATS servers; empty: the system roots"`
+	NATSCertFile   string        `yaml:"nats_cert_file" doc:"PEM client certificate for NATS (TLS client authentication; with nats_key_file)"`
+	NATSKeyFile    string        `yaml:"nats_key_file" doc:"PEM private key of nats_cert_file"`
+	RequestTimeout time.Duration `yaml:"request_timeout" doc:"how long a REST operation on another node's connections (group membership, permissions, existence, user- and group-wide operations) waits for the nodes' answers; past it the call answers 503 Error.Cluster.Unavailable" default:"2s"`
 }
 
 // Enabled reports whether the node is part of a cluster.
@@ -132,6 +133,9 @@ func (c Cluster) validate(nodeID string, bad func(key, format string, args ...an
 			}
 		}
 		return
+	}
+	if c.RequestTimeout <= 0 {
+		bad("cluster.request_timeout", "must be positive")
 	}
 	for _, s := range c.NATSURL {
 		u, err := url.Parse(s)

@@ -47,9 +47,15 @@ type wpsClient struct {
 
 func dialWPS(t *testing.T, srv *servertest.Server, user string, groups ...string) *wpsClient {
 	t.Helper()
+	return dialWPSRoles(t, srv, user, []string{"webpubsub.sendToGroup", "webpubsub.joinLeaveGroup"}, groups...)
+}
+
+// dialWPSRoles dials a client with the given roles.
+func dialWPSRoles(t *testing.T, srv *servertest.Server, user string, roles []string, groups ...string) *wpsClient {
+	t.Helper()
 	ep := strings.TrimRight(srv.Endpoint(), "/")
 	tok, err := srv.Keys().MintClientToken(auth.ClientAudience(ep, "chat"), auth.MintOptions{UserID: user, Groups: groups,
-		Roles: []string{"webpubsub.sendToGroup", "webpubsub.joinLeaveGroup"}})
+		Roles: roles})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package webpubsub
 
 import (
 	"encoding/base64"
+	"errors"
 	"encoding/json"
 	"math"
 	"net/http"
@@ -18,37 +19,45 @@ import (
 // the filter-selected bulk operations and the group listing.
 
 func (h *handler) addConnectionToGroup(c *call) error {
-	conn, err := c.hub.Conn(c.params.Conn)
-	if err != nil {
-		return fromCore(err, c.params.Conn)
+	r, err := c.hub.Do(c.r.Context(), core.Request{Kind: core.ReqJoin, Conn: c.params.Conn, Group: c.params.Group})
+	if err == nil {
+		err = r.Err
 	}
-	if err := c.hub.JoinGroup(conn, c.params.Group); err != nil {
+	if err != nil {
 		return fromCore(err, c.params.Conn)
 	}
 	c.w.WriteHeader(http.StatusOK)
 	return nil
 }
 
+// removeConnectionFromGroup answers 204 whether or not the conn exists, as
+// the service does.
 func (h *handler) removeConnectionFromGroup(c *call) error {
-	if conn, err := c.hub.Conn(c.params.Conn); err == nil {
-		if err := c.hub.LeaveGroup(conn, c.params.Group); err != nil {
-			return fromCore(err, c.params.Group)
-		}
+	r, err := c.hub.Do(c.r.Context(), core.Request{Kind: core.ReqLeave, Conn: c.params.Conn, Group: c.params.Group})
+	if err == nil && r.Err != nil && !errors.Is(r.Err, core.ErrConnNotFound) {
+		err = r.Err
+	}
+	if err != nil {
+		return fromCore(err, c.params.Group)
 	}
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 func (h *handler) removeConnectionFromAllGroups(c *call) error {
-	if conn, err := c.hub.Conn(c.params.Conn); err == nil {
-		c.hub.LeaveAllGroups(conn)
+	if _, err := c.hub.Do(c.r.Context(), core.Request{Kind: core.ReqLeaveAll, Conn: c.params.Conn}); err != nil {
+		return fromCore(err, c.params.Conn)
 	}
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 func (h *handler) addUserToGroup(c *call) error {
-	if err := c.hub.AddUserToGroup(c.params.User, c.params.Group); err != nil {
+	r, err := c.hub.Do(c.r.Context(), core.Request{Kind: core.ReqAddUser, User: c.params.User, Group: c.params.Group})
+	if err == nil {
+		err = r.Err
+	}
+	if err != nil {
 		return fromCore(err, c.params.User)
 	}
 	c.w.WriteHeader(http.StatusOK)
@@ -56,13 +65,17 @@ func (h *handler) addUserToGroup(c *call) error {
 }
 
 func (h *handler) removeUserFromGroup(c *call) error {
-	c.hub.RemoveUserFromGroup(c.params.User, c.params.Group)
+	if _, err := c.hub.Do(c.r.Context(), core.Request{Kind: core.ReqRemoveUser, User: c.params.User, Group: c.params.Group}); err != nil {
+		return fromCore(err, c.params.User)
+	}
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 func (h *handler) removeUserFromAllGroups(c *call) error {
-	c.hub.RemoveUserFromGroup(c.params.User, "")
+	if _, err := c.hub.Do(c.r.Context(), core.Request{Kind: core.ReqRemoveUser, User: c.params.User}); err != nil {
+		return fromCore(err, c.params.User)
+	}
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
@@ -108,38 +121,23 @@ func (c *call) readGroupsRequest(max int64) ([]string, core.Target, error) {
 }
 
 func (h *handler) addToGroups(c *call) error {
-	hub := c.hub
-	groups, t, err := c.readGroupsRequest(h.maxBody)
-	if err != nil {
-		return err
-	}
-	limited := 0
-	hub.EachConn(t, func(conn *core.Conn) {
-		for _, g := range groups {
-			if err := hub.JoinGroup(conn, g); err != nil {
-				limited++
-				break
-			}
-		}
-	})
-	if limited > 0 {
-		h.log.Debug("addToGroups skipped conns at their group limit", "hub", hub.Name(), "conns", limited)
-	}
-	c.w.WriteHeader(http.StatusOK)
-	return nil
+	return h.bulkGroups(c, core.ReqAddToGroups)
 }
 
 func (h *handler) removeFromGroups(c *call) error {
-	hub := c.hub
+	return h.bulkGroups(c, core.ReqRemoveFromGroups)
+}
+
+// bulkGroups runs :addToGroups or :removeFromGroups on every node (a conn
+// at its group limit is skipped, as on the service).
+func (h *handler) bulkGroups(c *call, kind core.ReqKind) error {
 	groups, t, err := c.readGroupsRequest(h.maxBody)
 	if err != nil {
 		return err
 	}
-	hub.EachConn(t, func(conn *core.Conn) {
-		for _, g := range groups {
-			hub.LeaveGroup(conn, g)
-		}
-	})
+	if _, err := c.hub.Do(c.r.Context(), core.Request{Kind: kind, Groups: groups, Filter: t.Filter}); err != nil {
+		return fromCore(err, "")
+	}
 	c.w.WriteHeader(http.StatusOK)
 	return nil
 }

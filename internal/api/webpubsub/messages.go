@@ -105,14 +105,23 @@ func exists(c *call, ok bool, warning string) error {
 }
 
 func (h *handler) connectionExists(c *call) error {
-	_, err := c.hub.Conn(c.params.Conn)
-	return exists(c, err == nil, warnConnNotExisted)
+	return h.check(c, core.Request{Kind: core.ReqConnExists, Conn: c.params.Conn}, warnConnNotExisted)
 }
 
 func (h *handler) groupExists(c *call) error {
-	return exists(c, c.hub.GroupExists(c.params.Group), warnGroupNotExisted)
+	return h.check(c, core.Request{Kind: core.ReqGroupExists, Group: c.params.Group}, warnGroupNotExisted)
 }
 
 func (h *handler) userExists(c *call) error {
-	return exists(c, c.hub.UserExists(c.params.User), warnUserNotExisted)
+	return h.check(c, core.Request{Kind: core.ReqUserExists, User: c.params.User}, warnUserNotExisted)
+}
+
+// check answers an existence check run where the state is (every node for
+// a user or group): 200, 404 with warning, or the cluster's 503.
+func (h *handler) check(c *call, req core.Request, warning string) error {
+	r, err := c.hub.Do(c.r.Context(), req)
+	if err != nil {
+		return fromCore(err, "")
+	}
+	return exists(c, r.OK, warning)
 }

@@ -31,11 +31,13 @@ func (h *handler) grantPermission(c *call) error {
 	if err != nil {
 		return err
 	}
-	conn, err := c.hub.Conn(c.params.Conn)
+	r, err := c.hub.Do(c.r.Context(), core.Request{Kind: core.ReqGrant, Conn: c.params.Conn, Perm: perm, Group: target})
 	if err != nil {
+		return fromCore(err, c.params.Conn)
+	}
+	if r.Err != nil {
 		return errPermissionConnNotFound(c.params.Conn)
 	}
-	conn.Grant(perm, target)
 	c.w.WriteHeader(http.StatusOK)
 	return nil
 }
@@ -45,8 +47,8 @@ func (h *handler) revokePermission(c *call) error {
 	if err != nil {
 		return err
 	}
-	if conn, err := c.hub.Conn(c.params.Conn); err == nil {
-		conn.Revoke(perm, target)
+	if _, err := c.hub.Do(c.r.Context(), core.Request{Kind: core.ReqRevoke, Conn: c.params.Conn, Perm: perm, Group: target}); err != nil {
+		return fromCore(err, c.params.Conn)
 	}
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -57,10 +59,13 @@ func (h *handler) checkPermission(c *call) error {
 	if err != nil {
 		return err
 	}
-	conn, err := c.hub.Conn(c.params.Conn)
+	r, err := c.hub.Do(c.r.Context(), core.Request{Kind: core.ReqCheck, Conn: c.params.Conn, Perm: perm, Group: target})
 	if err != nil {
+		return fromCore(err, c.params.Conn)
+	}
+	if r.Err != nil {
 		writeWarning(c.w, warnConnNotExisted)
 		return nil
 	}
-	return exists(c, conn.Can(perm, target), warnPermNotExisted)
+	return exists(c, r.OK, warnPermNotExisted)
 }

@@ -1,0 +1,285 @@
+package cluster
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/odata"
+)
+
+// Requests: what reads or changes the state of conns held by another node
+// (core.Request) goes to that node by NATS request/reply on
+// sb.<ns>.node.<node id>.req, which each node serves for its own conns on a
+// subscription of its own (see core/remote.go for what a request does).
+//
+// Request envelope:
+//
+//	version  byte (requestV1)
+//	kind     byte (core.ReqKind)
+//	perm     byte (core.Permission)
+//	hub, conn, user, group, filter   string each
+//	groups   uvarint count, then that many strings
+//
+// Reply envelope:
+//
+//	version  byte (requestV1)
+//	flags    byte (replyOK)
+//	error    byte (one of replyErrors' codes; 0: none)
+//	message  string (the error's text, when error is not 0)
+const requestV1 = 1
+
+const replyOK = 1 << 0
+
+// maxRequestGroups bounds the groups a decoded request may carry.
+const maxRequestGroups = 1 << 16
+
+// replyErrors are the core errors a reply carries as themselves, so that
+// the asking node's REST layer maps them as it maps a local one; any other
+// error crosses as errRemote with its text. Code i+1 is replyErrors[i];
+// codes are part of the envelope: append only.
+var replyErrors = [...]error{core.ErrConnNotFound, core.ErrUserNotFound, core.ErrGroupLimit, core.ErrInvalidGroup, core.ErrInvalidHub, core.ErrForbidden}
+
+const codeRemote = 255
+
+// errRemote is an error a node answered that is none of replyErrors.
+var errRemote = errors.New("cluster: the node holding the connection failed")
+
+// errRequest is the cause of every request or reply decoding failure.
+var errRequest = errors.New("cluster: bad request envelope")
+
+func encodeRequest(dst []byte, r *core.Request) []byte {
+	dst = append(dst, requestV1, byte(r.Kind), byte(r.Perm))
+	filter := ""
+	if r.Filter != nil {
+		filter = r.Filter.String()
+	}
+	for _, s := range [...]string{r.Hub, r.Conn, r.User, r.Group, filter} {
+		dst = appendString(dst, s)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(r.Groups)))
+	for _, g := range r.Groups {
+		dst = appendString(dst, g)
+	}
+	return dst
+}
+
+func decodeRequest(b []byte) (*core.Request, error) {
+	d := decoder{b: b}
+	if v := d.byte(); d.err == nil && v != requestV1 {
+		return nil, fmt.Errorf("%w: version %d", errRequest, v)
+	}
+	r := &core.Request{Kind: core.ReqKind(d.byte()), Perm: core.Permission(d.byte())}
+	r.Hub, r.Conn, r.User, r.Group = d.string(), d.string(), d.string(), d.string()
+	filter := d.string()
+	n := d.uvarint()
+	if d.err == nil && (n > maxRequestGroups || n > uint64(len(d.b))) {
+		return nil, fmt.Errorf("%w: %d groups", errRequest, n)
+	}
+	if n > 0 {
+		r.Groups = make([]string, 0, n)
+	}
+	for range n {
+		r.Groups = append(r.Groups, d.string())
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("%w: %w", errRequest, d.err)
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the end", errRequest, len(d.b))
+	}
+	if !r.Kind.Valid() {
+		return nil, fmt.Errorf("%w: kind %d", errRequest, r.Kind)
+	}
+	if _, ok := core.ParsePermission(permName(r.Perm)); !ok {
+		return nil, fmt.Errorf("%w: permission %d", errRequest, r.Perm)
+	}
+	if filter != "" {
+		f, err := odata.Parse(filter)
+		if err != nil {
+			return nil, fmt.Errorf("%w: filter: %w", errRequest, err)
+		}
+		r.Filter = f
+	}
+	return r, nil
+}
+
+// permName is the REST name of p, "" if it has none.
+func permName(p core.Permission) string {
+	switch p {
+	case core.PermJoinLeave:
+		return "joinLeaveGroup"
+	case core.PermSend:
+		return "sendToGroup"
+	}
+	return ""
+}
+
+func encodeReply(dst []byte, r core.Reply) []byte {
+	flags := byte(0)
+	if r.OK {
+		flags |= replyOK
+	}
+	code, msg := byte(0), ""
+	if r.Err != nil {
+		code, msg = codeRemote, r.Err.Error()
+		for i, e := range replyErrors {
+			if errors.Is(r.Err, e) {
+				code = byte(i + 1)
+				break
+			}
+		}
+	}
+	dst = append(dst, requestV1, flags, code)
+	return appendString(dst, msg)
+}
+
+func decodeReply(b []byte) (core.Reply, error) {
+	d := decoder{b: b}
+	v, flags, code := d.byte(), d.byte(), d.byte()
+	msg := d.string()
+	switch {
+	case d.err != nil:
+		return core.Reply{}, fmt.Errorf("%w: %w", errRequest, d.err)
+	case v != requestV1:
+		return core.Reply{}, fmt.Errorf("%w: reply version %d", errRequest, v)
+	case flags&^replyOK != 0:
+		return core.Reply{}, fmt.Errorf("%w: reply flags %#x", errRequest, flags)
+	case len(d.b) != 0:
+		return core.Reply{}, fmt.Errorf("%w: %d bytes after the reply", errRequest, len(d.b))
+	}
+	r := core.Reply{OK: flags&replyOK != 0}
+	switch {
+	case code == 0:
+	case int(code) <= len(replyErrors):
+		r.Err = fmt.Errorf("%w (%s)", replyErrors[code-1], msg)
+	case code == codeRemote:
+		r.Err = fmt.Errorf("%w: %s", errRemote, msg)
+	default:
+		return core.Reply{}, fmt.Errorf("%w: reply error code %d", errRequest, code)
+	}
+	return r, nil
+}
+
+var _ core.Router = (*Broker)(nil)
+
+// requestSubject is the subject node serves requests of this namespace on.
+func (b *Broker) requestSubject(node string) string {
+	return "sb." + b.ns + ".node." + node + ".req"
+}
+
+// Ask runs req on node by request/reply: found is false when nobody serves
+// that node's subject (no live node has the id). NATS down, a timeout
+// (Config.RequestTimeout) or a bad reply fail with
+// core.ErrBrokerUnavailable.
+func (b *Broker) Ask(ctx context.Context, node string, req *core.Request) (core.Reply, bool, error) {
+	if !ValidNodeID(node) {
+		return core.Reply{}, false, nil // no node can have that id
+	}
+	nc := b.c.nc
+	if !nc.IsConnected() {
+		return core.Reply{}, false, fmt.Errorf("%w: NATS connection %s", core.ErrBrokerUnavailable, strings.ToLower(nc.Status().String()))
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.c.cfg.RequestTimeout)
+	defer cancel()
+	data := encodeRequest(nil, req)
+	b.reqSent.Inc()
+	m, err := nc.RequestWithContext(ctx, b.requestSubject(node), data)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return core.Reply{}, false, nil
+	case err != nil:
+		b.reqErrs.Inc()
+		return core.Reply{}, false, fmt.Errorf("%w: node %q did not answer within %s: %w", core.ErrBrokerUnavailable, node, b.c.cfg.RequestTimeout, err)
+	}
+	r, err := decodeReply(m.Data)
+	if err != nil {
+		b.reqErrs.Inc()
+		return core.Reply{}, false, fmt.Errorf("%w: node %q: %w", core.ErrBrokerUnavailable, node, err)
+	}
+	return r, true, nil
+}
+
+// AskOthers asks every other live node (from heartbeats) at once and waits
+// for all of them: one that did not answer fails the whole request. A node
+// that left (nobody serves its subject) is skipped.
+func (b *Broker) AskOthers(ctx context.Context, req *core.Request) ([]core.Reply, error) {
+	nodes := b.c.liveNodes()
+	replies := make([]core.Reply, 0, len(nodes))
+	var (
+		mu       sync.Mutex
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	for _, id := range nodes {
+		if id == b.c.cfg.NodeID {
+			continue
+		}
+		wg.Go(func() {
+			r, found, err := b.Ask(ctx, id, req)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil:
+				if firstErr == nil {
+					firstErr = err
+				}
+			case found:
+				replies = append(replies, r)
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if !b.c.nc.IsConnected() { // no other node: still refuse what may have missed one
+		return nil, fmt.Errorf("%w: NATS connection %s", core.ErrBrokerUnavailable, strings.ToLower(b.c.nc.Status().String()))
+	}
+	return replies, nil
+}
+
+// serve answers one request for this node's conns; NATS calls it on the
+// request subscription's goroutine.
+func (b *Broker) serve(m *nats.Msg) {
+	b.reqRecv.Inc()
+	req, err := decodeRequest(m.Data)
+	var r core.Reply
+	switch {
+	case err != nil:
+		b.decErrs.Inc()
+		b.c.log.Error("refused a request from NATS", "subject", m.Subject, "bytes", len(m.Data), "err", err)
+		r.Err = err
+	default:
+		d := b.d.Load()
+		a, ok := core.Answerer(nil), false
+		if d != nil {
+			a, ok = d.Deliverer.(core.Answerer)
+		}
+		if !ok {
+			r.Err = errors.New("cluster: this node does not answer requests")
+			break
+		}
+		r = a.Answer(req)
+	}
+	if err := m.Respond(encodeReply(nil, r)); err != nil {
+		b.reqErrs.Inc()
+	}
+}
+
+// liveNodes returns the ids of the nodes whose heartbeats are recent.
+func (c *Cluster) liveNodes() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	ids := make([]string, 0, len(c.nodes))
+	for id := range c.nodes {
+		ids = append(ids, id)
+	}
+	return ids
+}

@@ -1,0 +1,106 @@
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/odata"
+)
+
+func sampleRequests(t testing.TB) []*core.Request {
+	f, err := odata.Parse("userId eq 'ann' or 'red' in groups")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []*core.Request{
+		{Kind: core.ReqConnExists, Hub: "chat", Conn: "n1_abc"},
+		{Kind: core.ReqGrant, Hub: "chat", Conn: "n1_abc", Perm: core.PermSend, Group: "room 1"},
+		{Kind: core.ReqAddUser, Hub: "a.b", User: "ann", Group: "g"},
+		{Kind: core.ReqAddToGroups, Hub: "chat", Groups: []string{"g1", "g2"}, Filter: f},
+		{Kind: core.ReqRemoveFromGroups, Hub: "chat", Groups: []string{"g1"}},
+	}
+}
+
+func TestRequestRoundTrip(t *testing.T) {
+	for _, r := range sampleRequests(t) {
+		b := encodeRequest(nil, r)
+		got, err := decodeRequest(b)
+		if err != nil {
+			t.Fatalf("%+v: %v", r, err)
+		}
+		if !bytes.Equal(encodeRequest(nil, got), b) || got.Kind != r.Kind || got.Conn != r.Conn || len(got.Groups) != len(r.Groups) {
+			t.Errorf("round trip of %+v gave %+v", r, got)
+		}
+	}
+}
+
+func TestRequestRefuses(t *testing.T) {
+	good := encodeRequest(nil, sampleRequests(t)[1])
+	for name, b := range map[string][]byte{
+		"empty":       nil,
+		"version":     append([]byte{9}, good[1:]...),
+		"kind":        append([]byte{requestV1, 0}, good[2:]...),
+		"permission":  append([]byte{requestV1, good[1], 7}, good[3:]...),
+		"truncated":   good[:len(good)-2],
+		"trailing":    append(append([]byte(nil), good...), 0),
+		"many groups": append(append([]byte(nil), good[:len(good)-1]...), 0xff, 0xff, 0x03),
+	} {
+		if _, err := decodeRequest(b); !errors.Is(err, errRequest) {
+			t.Errorf("%s: %v, want errRequest", name, err)
+		}
+	}
+}
+
+func TestReplyCarriesCoreErrors(t *testing.T) {
+	for _, r := range []core.Reply{{OK: true}, {}, {Err: fmt.Errorf("%w: x", core.ErrConnNotFound)}, {Err: core.ErrGroupLimit}, {Err: errors.New("disk on fire")}} {
+		got, err := decodeReply(encodeReply(nil, r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.OK != r.OK || (got.Err == nil) != (r.Err == nil) {
+			t.Errorf("%+v came back as %+v", r, got)
+		}
+		for _, e := range replyErrors {
+			if errors.Is(r.Err, e) != errors.Is(got.Err, e) {
+				t.Errorf("%v came back as %v", r.Err, got.Err)
+			}
+		}
+	}
+	if _, err := decodeReply([]byte{requestV1, 0, 77, 0}); !errors.Is(err, errRequest) {
+		t.Errorf("unknown error code: %v", err)
+	}
+}
+
+// FuzzDecodeRequest: any input decodes or is refused (never a panic), and a
+// decoded request encodes to a request that decodes to the same encoding.
+func FuzzDecodeRequest(f *testing.F) {
+	for _, r := range sampleRequests(f) {
+		f.Add(encodeRequest(nil, r))
+	}
+	f.Add(encodeReply(nil, core.Reply{OK: true, Err: core.ErrUserNotFound}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if r, err := decodeReply(b); err == nil {
+			if !bytes.Equal(encodeReply(nil, r), encodeReply(nil, r)) {
+				t.Fatal("unstable reply")
+			}
+		}
+		r, err := decodeRequest(b)
+		if err != nil {
+			if !errors.Is(err, errRequest) && !errors.Is(err, errEnvelope) {
+				t.Fatalf("error %v is not a request error", err)
+			}
+			return
+		}
+		enc := encodeRequest(nil, r)
+		r2, err := decodeRequest(enc)
+		if err != nil {
+			t.Fatalf("re-decoding %+v: %v", r, err)
+		}
+		if !bytes.Equal(encodeRequest(nil, r2), enc) {
+			t.Fatalf("%+v re-encodes differently", r)
+		}
+	})
+}

@@ -1,0 +1,222 @@
+package core
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/switchboardhq/switchboard/internal/odata"
+)
+
+// This file holds the operations that read or change a connection's state
+// (group membership, permissions, existence) where the connection may be
+// held by another node of a cluster. Hub.Do runs a Request on the node
+// that holds the conn (a conn id starts with its node's id), or on every
+// node for a user- or group-wide request. The seam is Router, an optional
+// interface of the Broker found by type assertion: with the in-process
+// broker (a single node) every request runs here. The node that receives a
+// request from the Router runs it with Node.Answer. Core knows nothing of
+// how requests travel.
+
+// ReqKind is what a Request does.
+type ReqKind uint8
+
+// Request kinds. The first ones address one conn (Request.Conn), the others
+// every node's conns.
+const (
+	ReqConnExists   ReqKind = iota + 1 // OK: the conn exists
+	ReqJoin                            // add Conn to Group
+	ReqLeave                           // remove Conn from Group
+	ReqLeaveAll                        // remove Conn from every group
+	ReqGrant                           // grant Perm over Group ("" every group) to Conn
+	ReqRevoke                          // revoke Perm over Group from Conn
+	ReqCheck                           // OK: Conn has Perm over Group
+	ReqUserExists                      // OK: User has a conn
+	ReqGroupExists                     // OK: Group has a member
+	ReqAddUser                         // add User's conns to Group
+	ReqRemoveUser                      // remove User's conns from Group ("" every group)
+	ReqAddToGroups                     // add the conns Filter selects to Groups
+	ReqRemoveFromGroups                // remove the conns Filter selects from Groups
+	numReqKinds
+)
+
+// Valid reports whether k is a known request kind.
+func (k ReqKind) Valid() bool { return k >= ReqConnExists && k < numReqKinds }
+
+// PerConn reports whether k addresses one conn (run by its node) rather
+// than every node.
+func (k ReqKind) PerConn() bool { return k >= ReqConnExists && k <= ReqCheck }
+
+// Request is an operation on conns' state, run where the conns are.
+type Request struct {
+	Kind   ReqKind
+	Hub    string
+	Conn   string // per-conn kinds
+	User   string
+	Group  string
+	Perm   Permission
+	Groups []string      // ReqAddToGroups, ReqRemoveFromGroups
+	Filter *odata.Filter // ReqAddToGroups, ReqRemoveFromGroups; nil: every conn
+}
+
+// Reply is a node's answer to a Request: OK for the checks, and the error
+// the operation met (ErrConnNotFound, ErrUserNotFound, ErrGroupLimit, …).
+type Reply struct {
+	OK  bool
+	Err error
+}
+
+// Router carries Requests to other nodes. A clustered Broker implements it;
+// the in-process one does not.
+type Router interface {
+	// Ask runs req on node and returns its reply; found is false when no
+	// live node has that id. It fails (wrapping ErrBrokerUnavailable) when
+	// the node could not be asked or did not answer in time.
+	Ask(ctx context.Context, node string, req *Request) (r Reply, found bool, err error)
+	// AskOthers runs req on every other live node and returns their
+	// replies; it fails (wrapping ErrBrokerUnavailable) unless every one
+	// answered (a node that left meanwhile does not count).
+	AskOthers(ctx context.Context, req *Request) ([]Reply, error)
+}
+
+// Answerer runs the Requests a Router receives for this node; *Node is one.
+type Answerer interface {
+	Answer(req *Request) Reply
+}
+
+var _ Answerer = (*Node)(nil)
+
+// ConnNode returns the id of the node that holds the conn called id: the
+// part before its first '_' ("" if none).
+func ConnNode(id string) string {
+	node, _, ok := strings.Cut(id, "_")
+	if !ok {
+		return ""
+	}
+	return node
+}
+
+// Do runs req (its Hub is set to h's name) where it must run: a per-conn
+// request on the conn's node, another one on every node, whose replies it
+// merges (see merge). Without a Router it runs here only. An error is the
+// Router's: the request may not have run everywhere.
+func (h *Hub) Do(ctx context.Context, req Request) (Reply, error) {
+	req.Hub = h.name
+	if !req.Kind.Valid() {
+		return Reply{}, fmt.Errorf("core: unknown request kind %d", req.Kind)
+	}
+	rt, _ := h.node.cfg.Broker.(Router)
+	if req.Kind.PerConn() {
+		owner := ConnNode(req.Conn)
+		if rt == nil || owner == h.node.cfg.NodeID || owner == "" {
+			return h.answer(&req), nil
+		}
+		r, found, err := rt.Ask(ctx, owner, &req)
+		if err != nil {
+			return Reply{}, err
+		}
+		if !found {
+			return Reply{Err: fmt.Errorf("%w: %q (no live node %q)", ErrConnNotFound, req.Conn, owner)}, nil
+		}
+		return r, nil
+	}
+	local := h.answer(&req)
+	if rt == nil {
+		return local, nil
+	}
+	others, err := rt.AskOthers(ctx, &req)
+	if err != nil {
+		return Reply{}, err
+	}
+	return merge(req.Kind, append(others, local)), nil
+}
+
+// merge makes one reply of every node's: OK if any node's is; for
+// ReqAddUser, ErrUserNotFound only if every node has no conn of the user;
+// otherwise the first other error.
+func merge(k ReqKind, rs []Reply) Reply {
+	var out Reply
+	userFound := false
+	for _, r := range rs {
+		out.OK = out.OK || r.OK
+		if r.Err == nil || !errors.Is(r.Err, ErrUserNotFound) {
+			userFound = true
+		}
+		if r.Err != nil && !errors.Is(r.Err, ErrUserNotFound) && out.Err == nil {
+			out.Err = r.Err
+		}
+	}
+	if k == ReqAddUser && !userFound && len(rs) > 0 {
+		out.Err = rs[len(rs)-1].Err
+	}
+	return out
+}
+
+// Answer runs req on this node's conns; a hub the node does not hold
+// answers as an empty one. Routers call it on the node a request was sent
+// to.
+func (n *Node) Answer(req *Request) Reply {
+	h, err := n.ViewHub(req.Hub)
+	if err != nil {
+		return Reply{Err: err}
+	}
+	return h.answer(req)
+}
+
+// answer runs req on h's conns.
+func (h *Hub) answer(req *Request) Reply {
+	if req.Kind.PerConn() {
+		c, err := h.Conn(req.Conn)
+		if err != nil {
+			return Reply{Err: err}
+		}
+		switch req.Kind {
+		case ReqConnExists:
+			return Reply{OK: true}
+		case ReqJoin:
+			return Reply{Err: h.JoinGroup(c, req.Group)}
+		case ReqLeave:
+			return Reply{Err: h.LeaveGroup(c, req.Group)}
+		case ReqLeaveAll:
+			h.LeaveAllGroups(c)
+		case ReqGrant:
+			c.Grant(req.Perm, req.Group)
+		case ReqRevoke:
+			c.Revoke(req.Perm, req.Group)
+		case ReqCheck:
+			return Reply{OK: c.Can(req.Perm, req.Group)}
+		}
+		return Reply{}
+	}
+	switch req.Kind {
+	case ReqUserExists:
+		return Reply{OK: h.UserExists(req.User)}
+	case ReqGroupExists:
+		return Reply{OK: h.GroupExists(req.Group)}
+	case ReqAddUser:
+		return Reply{Err: h.AddUserToGroup(req.User, req.Group)}
+	case ReqRemoveUser:
+		h.RemoveUserFromGroup(req.User, req.Group)
+	case ReqAddToGroups:
+		limited := 0
+		h.EachConn(Target{Filter: req.Filter}, func(c *Conn) {
+			for _, g := range req.Groups {
+				if err := h.JoinGroup(c, g); err != nil {
+					limited++
+					break
+				}
+			}
+		})
+		if limited > 0 {
+			h.node.log.Debug("addToGroups skipped conns at their group limit", "hub", h.name, "conns", limited)
+		}
+	case ReqRemoveFromGroups:
+		h.EachConn(Target{Filter: req.Filter}, func(c *Conn) {
+			for _, g := range req.Groups {
+				h.LeaveGroup(c, g)
+			}
+		})
+	}
+	return Reply{}
+}
