@@ -25,19 +25,19 @@ type ReqKind uint8
 // Request kinds. The first ones address one conn (Request.Conn), the others
 // every node's conns.
 const (
-	ReqConnExists   ReqKind = iota + 1 // OK: the conn exists
-	ReqJoin                            // add Conn to Group
-	ReqLeave                           // remove Conn from Group
-	ReqLeaveAll                        // remove Conn from every group
-	ReqGrant                           // grant Perm over Group ("" every group) to Conn
-	ReqRevoke                          // revoke Perm over Group from Conn
-	ReqCheck                           // OK: Conn has Perm over Group
-	ReqUserExists                      // OK: User has a conn
-	ReqGroupExists                     // OK: Group has a member
-	ReqAddUser                         // add User's conns to Group
-	ReqRemoveUser                      // remove User's conns from Group ("" every group)
-	ReqAddToGroups                     // add the conns Filter selects to Groups
-	ReqRemoveFromGroups                // remove the conns Filter selects from Groups
+	ReqConnExists       ReqKind = iota + 1 // OK: the conn exists
+	ReqJoin                                // add Conn to Group
+	ReqLeave                               // remove Conn from Group
+	ReqLeaveAll                            // remove Conn from every group
+	ReqGrant                               // grant Perm over Group ("" every group) to Conn
+	ReqRevoke                              // revoke Perm over Group from Conn
+	ReqCheck                               // OK: Conn has Perm over Group
+	ReqUserExists                          // OK: User has a conn
+	ReqGroupExists                         // OK: Group has a member
+	ReqAddUser                             // add User's conns to Group
+	ReqRemoveUser                          // remove User's conns from Group ("" every group)
+	ReqAddToGroups                         // add the conns Filter selects to Groups
+	ReqRemoveFromGroups                    // remove the conns Filter selects from Groups
 	numReqKinds
 )
 

@@ -2,8 +2,8 @@ package webpubsub
 
 import (
 	"encoding/base64"
-	"errors"
 	"encoding/json"
+	"errors"
 	"math"
 	"net/http"
 	"net/url"
