@@ -5,8 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -24,8 +26,10 @@ import (
 //	version  byte (requestV1)
 //	kind     byte (core.ReqKind)
 //	perm     byte (core.Permission)
+//	flags    byte (reqPersist)
 //	hub, conn, user, group, filter   string each
 //	groups   uvarint count, then that many strings
+//	ttl      uvarint, nanoseconds
 //
 // Reply envelope:
 //
@@ -37,6 +41,8 @@ const requestV1 = 1
 
 const replyOK = 1 << 0
 
+const reqPersist = 1 << 0
+
 // maxRequestGroups bounds the groups a decoded request may carry.
 const maxRequestGroups = 1 << 16
 
@@ -44,7 +50,7 @@ const maxRequestGroups = 1 << 16
 // the asking node's REST layer maps them as it maps a local one; any other
 // error crosses as errRemote with its text. Code i+1 is replyErrors[i];
 // codes are part of the envelope: append only.
-var replyErrors = [...]error{core.ErrConnNotFound, core.ErrUserNotFound, core.ErrGroupLimit, core.ErrInvalidGroup, core.ErrInvalidHub, core.ErrForbidden}
+var replyErrors = [...]error{core.ErrConnNotFound, core.ErrUserNotFound, core.ErrGroupLimit, core.ErrInvalidGroup, core.ErrInvalidHub, core.ErrForbidden, core.ErrHubLimit}
 
 const codeRemote = 255
 
@@ -55,7 +61,11 @@ var errRemote = errors.New("cluster: the node holding the connection failed")
 var errRequest = errors.New("cluster: bad request envelope")
 
 func encodeRequest(dst []byte, r *core.Request) []byte {
-	dst = append(dst, requestV1, byte(r.Kind), byte(r.Perm))
+	flags := byte(0)
+	if r.Persist {
+		flags |= reqPersist
+	}
+	dst = append(dst, requestV1, byte(r.Kind), byte(r.Perm), flags)
 	filter := ""
 	if r.Filter != nil {
 		filter = r.Filter.String()
@@ -67,7 +77,7 @@ func encodeRequest(dst []byte, r *core.Request) []byte {
 	for _, g := range r.Groups {
 		dst = appendString(dst, g)
 	}
-	return dst
+	return binary.AppendUvarint(dst, uint64(max(r.TTL, 0)))
 }
 
 func decodeRequest(b []byte) (*core.Request, error) {
@@ -76,6 +86,8 @@ func decodeRequest(b []byte) (*core.Request, error) {
 		return nil, fmt.Errorf("%w: version %d", errRequest, v)
 	}
 	r := &core.Request{Kind: core.ReqKind(d.byte()), Perm: core.Permission(d.byte())}
+	flags := d.byte()
+	r.Persist = flags&reqPersist != 0
 	r.Hub, r.Conn, r.User, r.Group = d.string(), d.string(), d.string(), d.string()
 	filter := d.string()
 	n := d.uvarint()
@@ -88,6 +100,7 @@ func decodeRequest(b []byte) (*core.Request, error) {
 	for range n {
 		r.Groups = append(r.Groups, d.string())
 	}
+	ttl := d.uvarint()
 	if d.err != nil {
 		return nil, fmt.Errorf("%w: %w", errRequest, d.err)
 	}
@@ -97,6 +110,13 @@ func decodeRequest(b []byte) (*core.Request, error) {
 	if !r.Kind.Valid() {
 		return nil, fmt.Errorf("%w: kind %d", errRequest, r.Kind)
 	}
+	if flags&^reqPersist != 0 {
+		return nil, fmt.Errorf("%w: flags %#x", errRequest, flags)
+	}
+	if ttl > math.MaxInt64 {
+		return nil, fmt.Errorf("%w: ttl %d", errRequest, ttl)
+	}
+	r.TTL = time.Duration(ttl)
 	if _, ok := core.ParsePermission(permName(r.Perm)); !ok {
 		return nil, fmt.Errorf("%w: permission %d", errRequest, r.Perm)
 	}

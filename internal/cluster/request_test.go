@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/odata"
@@ -21,6 +22,7 @@ func sampleRequests(t testing.TB) []*core.Request {
 		{Kind: core.ReqAddUser, Hub: "a.b", User: "ann", Group: "g"},
 		{Kind: core.ReqAddToGroups, Hub: "chat", Groups: []string{"g1", "g2"}, Filter: f},
 		{Kind: core.ReqRemoveFromGroups, Hub: "chat", Groups: []string{"g1"}},
+		{Kind: core.ReqTagUser, Hub: "chat", User: "ann", Group: "g", TTL: 90 * time.Second, Persist: true},
 	}
 }
 
@@ -31,7 +33,8 @@ func TestRequestRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%+v: %v", r, err)
 		}
-		if !bytes.Equal(encodeRequest(nil, got), b) || got.Kind != r.Kind || got.Conn != r.Conn || len(got.Groups) != len(r.Groups) {
+		if !bytes.Equal(encodeRequest(nil, got), b) || got.Kind != r.Kind || got.Conn != r.Conn || len(got.Groups) != len(r.Groups) ||
+			got.TTL != r.TTL || got.Persist != r.Persist {
 			t.Errorf("round trip of %+v gave %+v", r, got)
 		}
 	}
@@ -44,9 +47,10 @@ func TestRequestRefuses(t *testing.T) {
 		"version":     append([]byte{9}, good[1:]...),
 		"kind":        append([]byte{requestV1, 0}, good[2:]...),
 		"permission":  append([]byte{requestV1, good[1], 7}, good[3:]...),
+		"flags":       append([]byte{requestV1, good[1], good[2], 0x80}, good[4:]...),
 		"truncated":   good[:len(good)-2],
 		"trailing":    append(append([]byte(nil), good...), 0),
-		"many groups": append(append([]byte(nil), good[:len(good)-1]...), 0xff, 0xff, 0x03),
+		"many groups": append(append([]byte(nil), good[:len(good)-2]...), 0xff, 0xff, 0x03),
 	} {
 		if _, err := decodeRequest(b); !errors.Is(err, errRequest) {
 			t.Errorf("%s: %v, want errRequest", name, err)

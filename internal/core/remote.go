@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/switchboardhq/switchboard/internal/odata"
 )
@@ -38,6 +39,9 @@ const (
 	ReqRemoveUser                          // remove User's conns from Group ("" every group)
 	ReqAddToGroups                         // add the conns Filter selects to Groups
 	ReqRemoveFromGroups                    // remove the conns Filter selects from Groups
+	ReqTagUser                             // TagUserGroup(User, Group, TTL, Persist)
+	ReqUntagUser                           // UntagUserGroup(User, Group)
+	ReqUserInGroup                         // OK: UserInGroup(User, Group)
 	numReqKinds
 )
 
@@ -58,6 +62,11 @@ type Request struct {
 	Perm   Permission
 	Groups []string      // ReqAddToGroups, ReqRemoveFromGroups
 	Filter *odata.Filter // ReqAddToGroups, ReqRemoveFromGroups; nil: every conn
+	// ReqTagUser: the tag's ttl (0: no expiry) and whether it is kept
+	// for the user's future conns. Each node counts the ttl from when it
+	// received the request.
+	TTL     time.Duration
+	Persist bool
 }
 
 // Reply is a node's answer to a Request: OK for the checks, and the error
@@ -211,6 +220,12 @@ func (h *Hub) answer(req *Request) Reply {
 		if limited > 0 {
 			h.node.log.Debug("addToGroups skipped conns at their group limit", "hub", h.name, "conns", limited)
 		}
+	case ReqTagUser:
+		return Reply{Err: h.TagUserGroup(req.User, req.Group, req.TTL, req.Persist)}
+	case ReqUntagUser:
+		h.UntagUserGroup(req.User, req.Group)
+	case ReqUserInGroup:
+		return Reply{OK: h.UserInGroup(req.User, req.Group)}
 	case ReqRemoveFromGroups:
 		h.EachConn(Target{Filter: req.Filter}, func(c *Conn) {
 			for _, g := range req.Groups {

@@ -74,29 +74,55 @@ func (h *handler) closeGroup(c *call) error { return h.closeConns(c, core.ToGrou
 // the connection may live on another node.
 func (h *handler) closeConnection(c *call) error { return h.closeConns(c, core.ToConn, c.p.Conn) }
 
+// do runs req where the conns are (core.Hub.Do): on the conn's node, or on
+// every node for a user or group; it fails when a node could not be asked.
+func (c *call) do(req core.Request) (core.Reply, error) {
+	r, err := c.hub.Do(c.r.Context(), req)
+	if err != nil {
+		return r, answer(err, "")
+	}
+	return r, nil
+}
+
 func (h *handler) connectionExists(c *call) error {
-	if _, err := c.hub.Conn(c.p.Conn); err != nil {
+	r, err := c.do(core.Request{Kind: core.ReqConnExists, Conn: c.p.Conn})
+	if err != nil {
+		return err
+	}
+	if !r.OK {
 		return notFound(warnConnNotExisted, "Connection '%s' does not exist.", excerpt.Of(c.p.Conn))
 	}
 	return nil
 }
 
 func (h *handler) userExists(c *call) error {
-	if !c.hub.UserExists(c.p.User) {
+	r, err := c.do(core.Request{Kind: core.ReqUserExists, User: c.p.User})
+	if err != nil {
+		return err
+	}
+	if !r.OK {
 		return notFound(warnUserNotExisted, "User '%s' does not exist.", excerpt.Of(c.p.User))
 	}
 	return nil
 }
 
 func (h *handler) groupExists(c *call) error {
-	if !c.hub.GroupExists(c.p.Group) {
+	r, err := c.do(core.Request{Kind: core.ReqGroupExists, Group: c.p.Group})
+	if err != nil {
+		return err
+	}
+	if !r.OK {
 		return notFound(warnGroupNotExisted, "Group '%s' does not exist.", excerpt.Of(c.p.Group))
 	}
 	return nil
 }
 
 func (h *handler) userInGroup(c *call) error {
-	if !c.hub.UserInGroup(c.p.User, c.p.Group) {
+	r, err := c.do(core.Request{Kind: core.ReqUserInGroup, User: c.p.User, Group: c.p.Group})
+	if err != nil {
+		return err
+	}
+	if !r.OK {
 		return notFound(infoUserNotInGroup, "User '%s' is not in group '%s'.", excerpt.Of(c.p.User), excerpt.Of(c.p.Group))
 	}
 	return nil
@@ -105,12 +131,12 @@ func (h *handler) userInGroup(c *call) error {
 // addConnectionToGroup answers 404 Error.Connection.NotExisted for an unknown connection,
 // the one failure the SDK tolerates.
 func (h *handler) addConnectionToGroup(c *call) error {
-	conn, err := c.hub.Conn(c.p.Conn)
+	r, err := c.do(core.Request{Kind: core.ReqJoin, Conn: c.p.Conn, Group: c.p.Group})
 	if err != nil {
-		return answer(err, c.p.Conn)
+		return err
 	}
-	if err := c.hub.JoinGroup(conn, c.p.Group); err != nil {
-		return answer(err, c.p.Conn)
+	if r.Err != nil {
+		return answer(r.Err, c.p.Conn)
 	}
 	return nil
 }
@@ -118,17 +144,19 @@ func (h *handler) addConnectionToGroup(c *call) error {
 // removeConnectionFromGroup succeeds when there was nothing to remove (spec §12.5: the SDK
 // throws on any non-2xx).
 func (h *handler) removeConnectionFromGroup(c *call) error {
-	if conn, err := c.hub.Conn(c.p.Conn); err == nil {
-		return c.hub.LeaveGroup(conn, c.p.Group)
+	r, err := c.do(core.Request{Kind: core.ReqLeave, Conn: c.p.Conn, Group: c.p.Group})
+	if err != nil {
+		return err
+	}
+	if r.Err != nil && !errors.Is(r.Err, core.ErrConnNotFound) {
+		return r.Err
 	}
 	return nil
 }
 
 func (h *handler) removeConnectionFromAllGroups(c *call) error {
-	if conn, err := c.hub.Conn(c.p.Conn); err == nil {
-		c.hub.LeaveAllGroups(conn)
-	}
-	return nil
+	_, err := c.do(core.Request{Kind: core.ReqLeaveAll, Conn: c.p.Conn})
+	return err
 }
 
 // maxTagSeconds bounds ttl so that it fits a time.Duration.
@@ -142,20 +170,26 @@ func (h *handler) addUserToGroup(c *call) error {
 		return err
 	}
 	ttl := time.Duration(secs) * time.Second
-	if err := c.hub.TagUserGroup(c.p.User, c.p.Group, ttl, !present || secs > 0); err != nil {
-		return answer(err, c.p.User)
+	// Every node records the tag (so that the user's future conns join
+	// on whichever node they land) and adds the user's conns it holds.
+	r, err := c.do(core.Request{Kind: core.ReqTagUser, User: c.p.User, Group: c.p.Group, TTL: ttl, Persist: !present || secs > 0})
+	if err != nil {
+		return err
+	}
+	if r.Err != nil {
+		return answer(r.Err, c.p.User)
 	}
 	return nil
 }
 
 func (h *handler) removeUserFromGroup(c *call) error {
-	c.hub.UntagUserGroup(c.p.User, c.p.Group)
-	return nil
+	_, err := c.do(core.Request{Kind: core.ReqUntagUser, User: c.p.User, Group: c.p.Group})
+	return err
 }
 
 func (h *handler) removeUserFromAllGroups(c *call) error {
-	c.hub.UntagUserGroup(c.p.User, "")
-	return nil
+	_, err := c.do(core.Request{Kind: core.ReqUntagUser, User: c.p.User})
+	return err
 }
 
 // maxPageSize is the largest maxpagesize of a group listing (spec §7.7).
