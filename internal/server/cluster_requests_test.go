@@ -3,6 +3,7 @@ package server_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -266,7 +267,17 @@ func TestClusterSignalRGroupsAcrossNodes(t *testing.T) {
 	ca := dialHub(t, n[0], "chat", hubproto.JSON)
 	call(n[1], http.MethodHead, "/users/u1/groups/tg", http.StatusNotFound)
 	call(n[0], http.MethodPost, "/groups/tg/:send", http.StatusAccepted)
+	// :execute JoinGroup with a filter through c reaches u1's conns on a
+	// and b.
+	u := n[2].SignalREndpoint() + "/api/hubs/chat/:execute?api-version=2022-06-01&filter=" + url.QueryEscape("userId eq 'u1'")
+	if resp, b := restDo(t, n[2], http.MethodPost, u, `[{"type":"JoinGroup","group":"eg"}]`); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf(":execute: %d %s", resp.StatusCode, b)
+	}
+	call(n[0], http.MethodPost, "/groups/eg/:send", http.StatusAccepted)
 	call(n[0], http.MethodPost, "/:send", http.StatusAccepted)
+	for name, c := range map[string]*hubClient{"u1 on a": ca, "u1 on b": cb, "u1 on c": cc} {
+		expect(name, c, "/groups/eg/:send")
+	}
 	expect("u1 on b", cb, "/:send")
 	expect("u1's new conn on c", cc, "/:send")
 	expect("u1's conn on a after the removal", ca, "/:send")

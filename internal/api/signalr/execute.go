@@ -71,18 +71,16 @@ func (h *handler) execute(c *call) error {
 			if err := c.hub.Send(c.r.Context(), t, cmd.message); err != nil {
 				return answer(err, "")
 			}
-		case cmdJoinGroup:
-			limited := 0
-			c.hub.EachConn(t, func(conn *core.Conn) {
-				if c.hub.JoinGroup(conn, cmd.group) != nil {
-					limited++
-				}
-			})
-			if limited > 0 {
-				h.log.Debug(":execute JoinGroup skipped conns at their group limit", "hub", c.hub.Name(), "conns", limited)
+		case cmdJoinGroup, cmdLeaveGroup:
+			// On every node's conns the filter selects; a conn at its
+			// group limit is skipped.
+			kind := core.ReqAddToGroups
+			if cmd.kind == cmdLeaveGroup {
+				kind = core.ReqRemoveFromGroups
 			}
-		case cmdLeaveGroup:
-			c.hub.EachConn(t, func(conn *core.Conn) { c.hub.LeaveGroup(conn, cmd.group) })
+			if _, err := c.do(core.Request{Kind: kind, Groups: []string{cmd.group}, Filter: filter}); err != nil {
+				return err
+			}
 		case cmdCloseConnection:
 			if err := c.hub.CloseConns(c.r.Context(), t, cmd.reason); err != nil {
 				return answer(err, "")
