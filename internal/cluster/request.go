@@ -30,6 +30,8 @@ import (
 //	hub, conn, user, group, filter   string each
 //	groups   uvarint count, then that many strings
 //	ttl      uvarint, nanoseconds
+//	after    string (a listing's cursor)
+//	limit    uvarint (a listing's page size, at most maxListLimit)
 //
 // Reply envelope:
 //
@@ -37,9 +39,18 @@ import (
 //	flags    byte (replyOK)
 //	error    byte (one of replyErrors' codes; 0: none)
 //	message  string (the error's text, when error is not 0)
+//	members  uvarint count, then conn id and user id strings each
+//	         (a listing's page; flag replyMore: more follow)
 const requestV1 = 1
 
-const replyOK = 1 << 0
+const (
+	replyOK   = 1 << 0
+	replyMore = 1 << 1
+)
+
+// maxListLimit bounds the page a listing request may ask a node for (the
+// REST APIs ask at most 200).
+const maxListLimit = 1000
 
 const reqPersist = 1 << 0
 
@@ -77,7 +88,9 @@ func encodeRequest(dst []byte, r *core.Request) []byte {
 	for _, g := range r.Groups {
 		dst = appendString(dst, g)
 	}
-	return binary.AppendUvarint(dst, uint64(max(r.TTL, 0)))
+	dst = binary.AppendUvarint(dst, uint64(max(r.TTL, 0)))
+	dst = appendString(dst, r.After)
+	return binary.AppendUvarint(dst, uint64(max(r.Limit, 0)))
 }
 
 func decodeRequest(b []byte) (*core.Request, error) {
@@ -101,6 +114,8 @@ func decodeRequest(b []byte) (*core.Request, error) {
 		r.Groups = append(r.Groups, d.string())
 	}
 	ttl := d.uvarint()
+	r.After = d.string()
+	limit := d.uvarint()
 	if d.err != nil {
 		return nil, fmt.Errorf("%w: %w", errRequest, d.err)
 	}
@@ -117,6 +132,10 @@ func decodeRequest(b []byte) (*core.Request, error) {
 		return nil, fmt.Errorf("%w: ttl %d", errRequest, ttl)
 	}
 	r.TTL = time.Duration(ttl)
+	if limit > maxListLimit {
+		return nil, fmt.Errorf("%w: limit %d", errRequest, limit)
+	}
+	r.Limit = int(limit)
 	if _, ok := core.ParsePermission(permName(r.Perm)); !ok {
 		return nil, fmt.Errorf("%w: permission %d", errRequest, r.Perm)
 	}
@@ -146,6 +165,9 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 	if r.OK {
 		flags |= replyOK
 	}
+	if r.More {
+		flags |= replyMore
+	}
 	code, msg := byte(0), ""
 	if r.Err != nil {
 		code, msg = codeRemote, r.Err.Error()
@@ -157,24 +179,42 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 		}
 	}
 	dst = append(dst, requestV1, flags, code)
-	return appendString(dst, msg)
+	dst = appendString(dst, msg)
+	dst = binary.AppendUvarint(dst, uint64(len(r.Members)))
+	for _, m := range r.Members {
+		dst = appendString(dst, m.ConnID)
+		dst = appendString(dst, m.UserID)
+	}
+	return dst
 }
 
 func decodeReply(b []byte) (core.Reply, error) {
 	d := decoder{b: b}
 	v, flags, code := d.byte(), d.byte(), d.byte()
 	msg := d.string()
+	var members []core.GroupMember
+	if n := d.uvarint(); d.err == nil {
+		if n > maxListLimit || n > uint64(len(d.b)) {
+			return core.Reply{}, fmt.Errorf("%w: %d members", errRequest, n)
+		}
+		if n > 0 {
+			members = make([]core.GroupMember, 0, n)
+		}
+		for range n {
+			members = append(members, core.GroupMember{ConnID: d.string(), UserID: d.string()})
+		}
+	}
 	switch {
 	case d.err != nil:
 		return core.Reply{}, fmt.Errorf("%w: %w", errRequest, d.err)
 	case v != requestV1:
 		return core.Reply{}, fmt.Errorf("%w: reply version %d", errRequest, v)
-	case flags&^replyOK != 0:
+	case flags&^(replyOK|replyMore) != 0:
 		return core.Reply{}, fmt.Errorf("%w: reply flags %#x", errRequest, flags)
 	case len(d.b) != 0:
 		return core.Reply{}, fmt.Errorf("%w: %d bytes after the reply", errRequest, len(d.b))
 	}
-	r := core.Reply{OK: flags&replyOK != 0}
+	r := core.Reply{OK: flags&replyOK != 0, More: flags&replyMore != 0, Members: members}
 	switch {
 	case code == 0:
 	case int(code) <= len(replyErrors):

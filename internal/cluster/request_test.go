@@ -22,6 +22,7 @@ func sampleRequests(t testing.TB) []*core.Request {
 		{Kind: core.ReqAddUser, Hub: "a.b", User: "ann", Group: "g"},
 		{Kind: core.ReqAddToGroups, Hub: "chat", Groups: []string{"g1", "g2"}, Filter: f},
 		{Kind: core.ReqRemoveFromGroups, Hub: "chat", Groups: []string{"g1"}},
+		{Kind: core.ReqListGroup, Hub: "chat", Group: "g", After: "n1_abc", Limit: 200},
 		{Kind: core.ReqTagUser, Hub: "chat", User: "ann", Group: "g", TTL: 90 * time.Second, Persist: true},
 	}
 }
@@ -34,7 +35,7 @@ func TestRequestRoundTrip(t *testing.T) {
 			t.Fatalf("%+v: %v", r, err)
 		}
 		if !bytes.Equal(encodeRequest(nil, got), b) || got.Kind != r.Kind || got.Conn != r.Conn || len(got.Groups) != len(r.Groups) ||
-			got.TTL != r.TTL || got.Persist != r.Persist {
+			got.TTL != r.TTL || got.Persist != r.Persist || got.After != r.After || got.Limit != r.Limit {
 			t.Errorf("round trip of %+v gave %+v", r, got)
 		}
 	}
@@ -50,7 +51,8 @@ func TestRequestRefuses(t *testing.T) {
 		"flags":       append([]byte{requestV1, good[1], good[2], 0x80}, good[4:]...),
 		"truncated":   good[:len(good)-2],
 		"trailing":    append(append([]byte(nil), good...), 0),
-		"many groups": append(append([]byte(nil), good[:len(good)-2]...), 0xff, 0xff, 0x03),
+		"many groups": {requestV1, byte(core.ReqAddToGroups), 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0x03},
+		"limit":       append(append([]byte(nil), good[:len(good)-1]...), 0xe9, 0x07),
 	} {
 		if _, err := decodeRequest(b); !errors.Is(err, errRequest) {
 			t.Errorf("%s: %v, want errRequest", name, err)
@@ -59,12 +61,13 @@ func TestRequestRefuses(t *testing.T) {
 }
 
 func TestReplyCarriesCoreErrors(t *testing.T) {
-	for _, r := range []core.Reply{{OK: true}, {}, {Err: fmt.Errorf("%w: x", core.ErrConnNotFound)}, {Err: core.ErrGroupLimit}, {Err: errors.New("disk on fire")}} {
+	for _, r := range []core.Reply{{OK: true}, {}, {Err: fmt.Errorf("%w: x", core.ErrConnNotFound)}, {Err: core.ErrGroupLimit}, {Err: errors.New("disk on fire")},
+		{More: true, Members: []core.GroupMember{{ConnID: "a_1", UserID: "ann"}, {ConnID: "b_2"}}}} {
 		got, err := decodeReply(encodeReply(nil, r))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.OK != r.OK || (got.Err == nil) != (r.Err == nil) {
+		if got.OK != r.OK || (got.Err == nil) != (r.Err == nil) || got.More != r.More || fmt.Sprint(got.Members) != fmt.Sprint(r.Members) {
 			t.Errorf("%+v came back as %+v", r, got)
 		}
 		for _, e := range replyErrors {
@@ -73,7 +76,7 @@ func TestReplyCarriesCoreErrors(t *testing.T) {
 			}
 		}
 	}
-	if _, err := decodeReply([]byte{requestV1, 0, 77, 0}); !errors.Is(err, errRequest) {
+	if _, err := decodeReply([]byte{requestV1, 0, 77, 0, 0}); !errors.Is(err, errRequest) {
 		t.Errorf("unknown error code: %v", err)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,6 +43,7 @@ const (
 	ReqTagUser                             // TagUserGroup(User, Group, TTL, Persist)
 	ReqUntagUser                           // UntagUserGroup(User, Group)
 	ReqUserInGroup                         // OK: UserInGroup(User, Group)
+	ReqListGroup                           // Members: ListGroup(Group, After, Limit)
 	numReqKinds
 )
 
@@ -67,6 +69,10 @@ type Request struct {
 	// received the request.
 	TTL     time.Duration
 	Persist bool
+	// ReqListGroup: the page's cursor (the last conn id of the previous
+	// page; "" first) and size.
+	After string
+	Limit int
 }
 
 // Reply is a node's answer to a Request: OK for the checks, and the error
@@ -74,6 +80,10 @@ type Request struct {
 type Reply struct {
 	OK  bool
 	Err error
+	// ReqListGroup: up to Limit members after the cursor in conn-id
+	// order, and whether more follow.
+	Members []GroupMember
+	More    bool
 }
 
 // Router carries Requests to other nodes. A clustered Broker implements it;
@@ -137,6 +147,9 @@ func (h *Hub) Do(ctx context.Context, req Request) (Reply, error) {
 	others, err := rt.AskOthers(ctx, &req)
 	if err != nil {
 		return Reply{}, err
+	}
+	if req.Kind == ReqListGroup {
+		return mergePages(append(others, local), max(req.Limit, 1)), nil
 	}
 	return merge(req.Kind, append(others, local)), nil
 }
@@ -226,6 +239,9 @@ func (h *Hub) answer(req *Request) Reply {
 		h.UntagUserGroup(req.User, req.Group)
 	case ReqUserInGroup:
 		return Reply{OK: h.UserInGroup(req.User, req.Group)}
+	case ReqListGroup:
+		page, more := h.ListGroup(req.Group, req.After, max(req.Limit, 1))
+		return Reply{Members: page, More: more}
 	case ReqRemoveFromGroups:
 		h.EachConn(Target{Filter: req.Filter}, func(c *Conn) {
 			for _, g := range req.Groups {
@@ -234,4 +250,26 @@ func (h *Hub) answer(req *Request) Reply {
 		})
 	}
 	return Reply{}
+}
+
+// mergePages merges the nodes' pages of a group listing: each is in conn-id
+// order after one cursor, so the cluster's page is the first limit of their
+// union in conn-id order (a conn id names its node, so there are no
+// duplicates but a node's answering twice, dropped), and more follow if any
+// node had more or the union is longer.
+func mergePages(rs []Reply, limit int) Reply {
+	var out Reply
+	for _, r := range rs {
+		out.Members = append(out.Members, r.Members...)
+		out.More = out.More || r.More
+		if r.Err != nil && out.Err == nil {
+			out.Err = r.Err
+		}
+	}
+	slices.SortFunc(out.Members, func(a, b GroupMember) int { return strings.Compare(a.ConnID, b.ConnID) })
+	out.Members = slices.CompactFunc(out.Members, func(a, b GroupMember) bool { return a.ConnID == b.ConnID })
+	if len(out.Members) > limit {
+		out.Members, out.More = out.Members[:limit], true
+	}
+	return out
 }

@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -281,4 +283,49 @@ func TestClusterSignalRGroupsAcrossNodes(t *testing.T) {
 	expect("u1 on b", cb, "/:send")
 	expect("u1's new conn on c", cc, "/:send")
 	expect("u1's conn on a after the removal", ca, "/:send")
+}
+
+// TestClusterListGroupPagesOverEveryNode: listing a group through c pages
+// over its members on a, b and c in conn-id order, each once, following
+// nextLink; top bounds the whole listing.
+func TestClusterListGroupPagesOverEveryNode(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	n := startCluster(t, ns.URL(), "a", "b", "c")
+	waitForView(t, n)
+	var want []string
+	for i, srv := range []*servertest.Server{n[0], n[0], n[0], n[1], n[1], n[1], n[2], n[2]} {
+		want = append(want, dialWPS(t, srv, fmt.Sprintf("u%d", i), "lg").id)
+	}
+	dialWPS(t, n[1], "outsider", "other")
+	slices.Sort(want)
+	list := func(u string) (ids []string, pages []int) {
+		for u != "" {
+			resp, b := restDo(t, n[2], http.MethodGet, u, "")
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET %s: %d %s", u, resp.StatusCode, b)
+			}
+			var page struct {
+				Value []struct {
+					ConnectionID string `json:"connectionId"`
+				}
+				NextLink string `json:"nextLink"`
+			}
+			json.Unmarshal(b, &page)
+			for _, v := range page.Value {
+				ids = append(ids, v.ConnectionID)
+			}
+			pages = append(pages, len(page.Value))
+			u = page.NextLink
+		}
+		return ids, pages
+	}
+	base := strings.TrimRight(n[2].Endpoint(), "/") + "/api/hubs/chat/groups/lg/connections?api-version=2024-12-01"
+	ids, pages := list(base + "&maxpagesize=3")
+	if !slices.Equal(ids, want) || !slices.Equal(pages, []int{3, 3, 2}) {
+		t.Errorf("listing got %v in pages %v, want %v in 3, 3, 2", ids, pages, want)
+	}
+	ids, _ = list(base + "&maxpagesize=2&top=5")
+	if !slices.Equal(ids, want[:5]) {
+		t.Errorf("top 5 got %v, want %v", ids, want[:5])
+	}
 }

@@ -232,7 +232,12 @@ func (h *handler) listGroup(c *call) error {
 	if top > 0 && top < size {
 		limit = int(top)
 	}
-	got, more := c.hub.ListGroup(c.p.Group, after, limit)
+	// The page of the whole cluster (see the Web PubSub listing).
+	r, err := c.do(core.Request{Kind: core.ReqListGroup, Group: c.p.Group, After: after, Limit: limit})
+	if err != nil {
+		return err
+	}
+	got, more := r.Members, r.More
 	page := memberPage{Value: make([]member, len(got))}
 	for i, m := range got {
 		page.Value[i].ConnectionID = m.ConnID

@@ -182,7 +182,13 @@ func (h *handler) listConnectionsInGroup(c *call) error {
 		}
 		after = string(b)
 	}
-	members, more := c.hub.ListGroup(c.params.Group, after, limit)
+	// The page of the whole cluster: every node's first limit members
+	// after the cursor, merged in conn-id order.
+	r, err := c.hub.Do(c.r.Context(), core.Request{Kind: core.ReqListGroup, Group: c.params.Group, After: after, Limit: limit})
+	if err != nil {
+		return fromCore(err, c.params.Group)
+	}
+	members, more := r.Members, r.More
 	page := groupPage{Value: make([]groupMember, 0, len(members))}
 	for _, m := range members {
 		gm := groupMember{ConnectionID: m.ConnID}
