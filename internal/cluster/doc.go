@@ -10,6 +10,8 @@
 //	sb.nodes.heartbeat     every node's heartbeat (id, instance, connections, start time)
 //	sb.<ns>.ops.<hub>      the operations (sends, closes) of namespace ns ("wps", "signalr"),
 //	                       one subject per hub ('.' in a hub name becomes '~')
+//	sb.<ns>.node.<id>.req  requests (core.Request) for the conns node id holds, or for its
+//	                       share of a user- or group-wide operation (request.go)
 //
 // Every node subscribes to all of sb.<ns>.ops.> and delivers every operation
 // it receives, its own included, to its core node: an operation a node
