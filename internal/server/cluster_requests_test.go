@@ -72,6 +72,8 @@ func TestClusterConnOpsOnOtherNodes(t *testing.T) {
 			"/connections/" + ann.id:     http.StatusOK,
 			"/connections/b_nosuchconn":  http.StatusNotFound,
 			"/connections/zz_nosuchconn": http.StatusNotFound,
+			"/connections/*_wildcard":    http.StatusNotFound, // never a NATS wildcard subject
+			"/connections/b.c_dotted":    http.StatusNotFound,
 		} {
 			if got := status(t, srv, http.MethodHead, path, ""); got != want {
 				t.Errorf("HEAD %s: %d, want %d", path, got, want)
