@@ -24,7 +24,7 @@ const (
 	// NATS, and nothing was sent.
 	CodeClusterUnavailable = "Error.Cluster.Unavailable"
 	// MsgClusterUnavailable is its message.
-	MsgClusterUnavailable = "The node cannot reach the cluster's message bus (NATS); nothing was sent. Try again."
+	MsgClusterUnavailable = "The node cannot reach the cluster's message bus (NATS), or another node did not answer in time; a send was not delivered anywhere. Try again (a group or permission change may have been applied on some nodes: repeating it is safe)."
 )
 
 // Error is an answer other than success: Status, the x-ms-error-code value Code, and the
