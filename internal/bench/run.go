@@ -234,14 +234,9 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 		return nil, fmt.Errorf("a hub protocol (%q) applies to the signalr-* scenarios only", o.Protocol)
 	}
 	if o.ConnString != "" || !isSignalR(o.Scenario) {
-		endpoint, key, err := auth.ParseConnectionString(o.ConnString)
-		if err != nil {
+		if err := r.useConnString(o.ConnString); err != nil {
 			return nil, err
 		}
-		if r.ring, err = auth.NewKeyRing(key); err != nil {
-			return nil, err
-		}
-		r.endpoint = strings.TrimRight(endpoint, "/")
 	}
 	r.probe = newServerProbe(ctx, r.endpoint, o.ServerPID, func(u string) string { return r.serverToken(u) })
 
@@ -875,3 +870,17 @@ func (r *runner) connectScenario(ctx context.Context, res *RunResult) error {
 
 // DefaultWarmup is the warm-up of message scenarios.
 const DefaultWarmup = time.Second
+
+// useConnString takes the server's endpoint and key from a Web PubSub
+// connection string.
+func (r *runner) useConnString(cs string) error {
+	endpoint, key, err := auth.ParseConnectionString(cs)
+	if err != nil {
+		return err
+	}
+	if r.ring, err = auth.NewKeyRing(key); err != nil {
+		return err
+	}
+	r.endpoint = strings.TrimRight(endpoint, "/")
+	return nil
+}

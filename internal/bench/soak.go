@@ -321,14 +321,10 @@ func (s *soak) elapsed(t0 time.Time) string { return time.Since(t0).Truncate(tim
 func RunSoak(ctx context.Context, o SoakOptions) (*SoakReport, error) {
 	o = o.withDefaults()
 	r := &runner{o: Options{Hub: o.Hub}, tokens: map[string]string{}}
-	endpoint, key, err := auth.ParseConnectionString(o.ConnString)
+	err := r.useConnString(o.ConnString)
 	if err != nil {
 		return nil, err
 	}
-	if r.ring, err = auth.NewKeyRing(key); err != nil {
-		return nil, err
-	}
-	r.endpoint = strings.TrimRight(endpoint, "/")
 	s := &soak{o: o, r: r, byKind: map[string]int64{}, connectErrors: map[string]int64{}, serverClosed: map[string]int64{},
 		sendErrors: map[string]int64{}, eventErrors: map[string]int64{}, lostBy: map[string]int64{}, dupBy: map[string]int64{}}
 	s.wps = NewWorker()

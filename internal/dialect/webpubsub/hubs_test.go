@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"testing"
+
+	"github.com/switchboardhq/switchboard/internal/heaptest"
 )
 
 // TestRefusedRequestsLeaveNoHub sends 10,000 requests naming new hubs that
@@ -38,23 +39,19 @@ func TestRefusedRequestsLeaveNoHub(t *testing.T) {
 		}, http.StatusUnauthorized},
 	}
 	const requests = 10000
-	var before, after runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&before)
-	for i := range requests {
-		k := kinds[i%len(kinds)]
-		rec := httptest.NewRecorder()
-		s.ep.ServeHTTP(rec, k.req(i))
-		if rec.Code != k.status {
-			t.Fatalf("%s: status %d %q, want %d", k.name, rec.Code, rec.Body, k.status)
+	grew := heaptest.Growth(func() {
+		for i := range requests {
+			k := kinds[i%len(kinds)]
+			rec := httptest.NewRecorder()
+			s.ep.ServeHTTP(rec, k.req(i))
+			if rec.Code != k.status {
+				t.Fatalf("%s: status %d %q, want %d", k.name, rec.Code, rec.Body, k.status)
+			}
 		}
-	}
-	runtime.GC()
-	runtime.ReadMemStats(&after)
+	})
 	if hubs := s.node.Hubs(); len(hubs) != 0 {
 		t.Errorf("%d refused requests left %d hubs", requests, len(hubs))
 	}
-	grew := int64(after.HeapAlloc) - int64(before.HeapAlloc)
 	t.Logf("heap after %d refused requests: %+d bytes, %d hubs", requests, grew, len(s.node.Hubs()))
 	if grew > 5<<20 {
 		t.Errorf("%d refused requests kept %d bytes of heap, want < 5 MiB", requests, grew)
