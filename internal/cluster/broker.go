@@ -39,6 +39,15 @@ type Broker struct {
 	// inFlight holds a token per operation this node published that its
 	// own subscription has not received yet (flow control, see Publish).
 	inFlight chan struct{}
+
+	// Ordering (see order.go): markMu makes NATS get this node's markers
+	// in seq order; seq is the last one published; delivered is, by
+	// origin node (at most maxNodes), the last marker received.
+	markMu    sync.Mutex
+	seq       uint64
+	ordMu     sync.Mutex
+	delivered map[string]*originSeq
+	ordWaits  prometheus.Counter
 }
 
 // Flow control. Core's in-process broker delivers on the caller's
@@ -76,7 +85,10 @@ func (c *Cluster) Broker(ns string) (*Broker, error) {
 		pubErrs: c.m.errors.WithLabelValues("publish"), decErrs: c.m.errors.WithLabelValues("decode"),
 		stalls: c.m.errors.WithLabelValues("flow_wait"), inFlight: make(chan struct{}, maxInFlight),
 		reqSent: c.m.requestsSent.WithLabelValues(ns), reqRecv: c.m.requestsReceived.WithLabelValues(ns),
-		reqErrs: c.m.errors.WithLabelValues("request")}
+		reqErrs: c.m.errors.WithLabelValues("request"), ordWaits: c.m.errors.WithLabelValues("order_wait"),
+		delivered: map[string]*originSeq{},
+		// A restarted node goes on above its previous markers' seqs.
+		seq: uint64(time.Now().UnixNano())}
 	sub, err := c.nc.Subscribe(b.prefix+">", b.receive)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: subscribing to %s>: %w", b.prefix, err)
@@ -199,6 +211,10 @@ func (b *Broker) subject(hub string) string {
 func (b *Broker) receive(m *nats.Msg) {
 	b.recv.Inc()
 	b.recvB.Add(float64(len(m.Data)))
+	if isMarker(m.Data) {
+		b.receiveMarker(m)
+		return
+	}
 	op, origin, err := decodeOp(m.Data)
 	if origin == b.c.cfg.NodeID {
 		b.release()

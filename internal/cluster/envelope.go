@@ -26,6 +26,14 @@ import (
 //	  offset    uvarint
 //	  data      bytes
 //
+// A marker (see order.go) is an envelope of its own on the same subjects:
+//
+//	version   byte (envelopeV1)
+//	op kind, target   byte each, 0
+//	flags     byte (flagMarker, alone)
+//	origin    string
+//	seq       uvarint
+//
 // A string or bytes field is a uvarint length and that many bytes. The filter
 // travels as its source text and is parsed again by the receiver, so that
 // every node matches with its own odata code. A receiver refuses a version it
@@ -33,7 +41,10 @@ import (
 // and keeps decoding the old one for a release.
 const envelopeV1 = 1
 
-const flagMessage = 1 << 0
+const (
+	flagMessage = 1 << 0
+	flagMarker  = 1 << 1
+)
 
 // errEnvelope is the cause of every decoding failure.
 var errEnvelope = errors.New("cluster: bad op envelope")
@@ -71,6 +82,33 @@ func encodeOp(dst []byte, origin string, op *core.Op) []byte {
 		dst = append(dst, m.Data...)
 	}
 	return dst
+}
+
+// encodeMarker appends the envelope of origin's marker seq to dst.
+func encodeMarker(dst []byte, origin string, seq uint64) []byte {
+	dst = append(dst, envelopeV1, 0, 0, flagMarker)
+	dst = appendString(dst, origin)
+	return binary.AppendUvarint(dst, seq)
+}
+
+// isMarker reports whether b is a marker's envelope (decodeMarker decodes
+// it; decodeOp refuses it).
+func isMarker(b []byte) bool { return len(b) >= 4 && b[0] == envelopeV1 && b[3] == flagMarker }
+
+// decodeMarker decodes a marker's envelope.
+func decodeMarker(b []byte) (origin string, seq uint64, err error) {
+	d := decoder{b: b}
+	version, kind, target, flags := d.byte(), d.byte(), d.byte(), d.byte()
+	origin, seq = d.string(), d.uvarint()
+	switch {
+	case d.err != nil:
+		return "", 0, d.err
+	case version != envelopeV1 || kind != 0 || target != 0 || flags != flagMarker:
+		return "", 0, fmt.Errorf("%w: not a marker", errEnvelope)
+	case len(d.b) != 0:
+		return "", 0, fmt.Errorf("%w: %d bytes after the marker", errEnvelope, len(d.b))
+	}
+	return origin, seq, nil
 }
 
 func appendString(dst []byte, s string) []byte {

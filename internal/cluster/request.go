@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -234,23 +235,41 @@ func (b *Broker) requestSubject(node string) string {
 	return "sb." + b.ns + ".node." + node + ".req"
 }
 
+// Headers of a request (see order.go): the asking node and the seq of the
+// marker it published just before.
+const (
+	headerOrigin = "Sb-Origin"
+	headerMarker = "Sb-Marker"
+)
+
 // Ask runs req on node by request/reply: found is false when nobody serves
 // that node's subject (no live node has the id). NATS down, a timeout
 // (Config.RequestTimeout) or a bad reply fail with
-// core.ErrBrokerUnavailable.
+// core.ErrBrokerUnavailable. The node runs it after the ops this node
+// published before the call (see order.go).
 func (b *Broker) Ask(ctx context.Context, node string, req *core.Request) (core.Reply, bool, error) {
 	if !ValidNodeID(node) {
 		return core.Reply{}, false, nil // no node can have that id
 	}
+	return b.ask(ctx, node, req, b.mark())
+}
+
+// ask is Ask after the marker seq was published.
+func (b *Broker) ask(ctx context.Context, node string, req *core.Request, seq uint64) (core.Reply, bool, error) {
 	nc := b.c.nc
 	if !nc.IsConnected() {
 		return core.Reply{}, false, fmt.Errorf("%w: NATS connection %s", core.ErrBrokerUnavailable, strings.ToLower(nc.Status().String()))
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.c.cfg.RequestTimeout)
 	defer cancel()
-	data := encodeRequest(nil, req)
+	msg := nats.NewMsg(b.requestSubject(node))
+	msg.Data = encodeRequest(nil, req)
+	if seq != 0 {
+		msg.Header.Set(headerOrigin, b.c.cfg.NodeID)
+		msg.Header.Set(headerMarker, strconv.FormatUint(seq, 10))
+	}
 	b.reqSent.Inc()
-	m, err := nc.RequestWithContext(ctx, b.requestSubject(node), data)
+	m, err := nc.RequestMsgWithContext(ctx, msg)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		return core.Reply{}, false, nil
@@ -271,6 +290,7 @@ func (b *Broker) Ask(ctx context.Context, node string, req *core.Request) (core.
 // that left (nobody serves its subject) is skipped.
 func (b *Broker) AskOthers(ctx context.Context, req *core.Request) ([]core.Reply, error) {
 	nodes := b.c.liveNodes()
+	seq := b.mark() // one for every node
 	replies := make([]core.Reply, 0, len(nodes))
 	var (
 		mu       sync.Mutex
@@ -282,7 +302,10 @@ func (b *Broker) AskOthers(ctx context.Context, req *core.Request) ([]core.Reply
 			continue
 		}
 		wg.Go(func() {
-			r, found, err := b.Ask(ctx, id, req)
+			if !ValidNodeID(id) {
+				return
+			}
+			r, found, err := b.ask(ctx, id, req, seq)
 			mu.Lock()
 			defer mu.Unlock()
 			switch {
@@ -305,10 +328,16 @@ func (b *Broker) AskOthers(ctx context.Context, req *core.Request) ([]core.Reply
 	return replies, nil
 }
 
-// serve answers one request for this node's conns; NATS calls it on the
-// request subscription's goroutine.
+// serve answers one request for this node's conns, after the ops its node
+// published before it (see order.go); NATS calls it on the request
+// subscription's goroutine.
 func (b *Broker) serve(m *nats.Msg) {
 	b.reqRecv.Inc()
+	if origin := m.Header.Get(headerOrigin); origin != "" {
+		if seq, err := strconv.ParseUint(m.Header.Get(headerMarker), 10, 64); err == nil {
+			b.awaitMarker(context.Background(), origin, seq)
+		}
+	}
 	req, err := decodeRequest(m.Data)
 	var r core.Reply
 	switch {

@@ -97,6 +97,12 @@ type Router interface {
 	// replies; it fails (wrapping ErrBrokerUnavailable) unless every one
 	// answered (a node that left meanwhile does not count).
 	AskOthers(ctx context.Context, req *Request) ([]Reply, error)
+	// Settle waits (bounded) until the ops this node published before
+	// the call were delivered here: Do calls it before it runs a request
+	// on this node's conns, so that a request never overtakes a send the
+	// node accepted before it. Ask and AskOthers do the same on the node
+	// they ask.
+	Settle(ctx context.Context)
 }
 
 // Answerer runs the Requests a Router receives for this node; *Node is one.
@@ -129,6 +135,9 @@ func (h *Hub) Do(ctx context.Context, req Request) (Reply, error) {
 	if req.Kind.PerConn() {
 		owner := ConnNode(req.Conn)
 		if rt == nil || owner == h.node.cfg.NodeID || owner == "" {
+			if rt != nil {
+				rt.Settle(ctx)
+			}
 			return h.answer(&req), nil
 		}
 		r, found, err := rt.Ask(ctx, owner, &req)
@@ -139,6 +148,9 @@ func (h *Hub) Do(ctx context.Context, req Request) (Reply, error) {
 			return Reply{Err: fmt.Errorf("%w: %q (no live node %q)", ErrConnNotFound, req.Conn, owner)}, nil
 		}
 		return r, nil
+	}
+	if rt != nil {
+		rt.Settle(ctx)
 	}
 	local := h.answer(&req)
 	if rt == nil {

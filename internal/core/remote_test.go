@@ -37,6 +37,8 @@ func (f *fakeRouter) AskOthers(context.Context, *core.Request) ([]core.Reply, er
 	return f.others, f.err
 }
 
+func (f *fakeRouter) Settle(context.Context) {}
+
 func TestHubDoRoutes(t *testing.T) {
 	fr := &fakeRouter{}
 	n, err := core.NewNode(core.Config{NodeID: "me", Broker: fr})

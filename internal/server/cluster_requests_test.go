@@ -50,8 +50,6 @@ func TestClusterConnOpsOnOtherNodes(t *testing.T) {
 	// Added to g through a, ann on b gets a group send accepted by c.
 	mustREST(t, n[0], http.MethodPut, "/groups/g/connections/"+ann.id, "", http.StatusOK)
 	mustREST(t, n[2], http.MethodPost, "/groups/g/:send", `"to-g"`, http.StatusAccepted)
-	// (A membership change does not wait for sends accepted before it: see
-	// ARCHITECTURE.md, Cluster. So the test waits for the delivery.)
 	if d := ann.data(); d != "to-g" {
 		t.Fatalf("ann got %q, want to-g", d)
 	}
