@@ -469,7 +469,7 @@ func newMetrics(reg prometheus.Registerer, c *Cluster) (*metrics, error) {
 		requestsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "requests_received_total",
 			Help: "Requests from other nodes this node answered, by namespace."}, []string{"namespace"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "errors_total",
-			Help: "Cluster errors by kind: publish (an operation refused with 503), decode (a bad envelope), slow_consumer (NATS dropped operations this node was too slow to take), flow_wait (a publish waited 1s for its own earlier operations and went on), request (a request to another node failed: timeout, NATS down, bad reply), node_id_conflict, heartbeat, heartbeat_publish, async."}, []string{"kind"}),
+			Help: "Cluster errors by kind: publish (an operation refused with 503), decode (a bad envelope), slow_consumer (NATS dropped operations this node was too slow to take), flow_wait (a publish waited 1s for its own earlier operations and went on), request (a request to another node failed: timeout, NATS down, bad reply), order_wait (a request waited half the request timeout for its node's earlier operations and ran without them), node_id_conflict, heartbeat, heartbeat_publish, async."}, []string{"kind"}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "reconnects_total",
 			Help: "Reconnections to NATS."}),
 		disconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "disconnects_total",

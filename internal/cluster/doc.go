@@ -10,6 +10,7 @@
 //	sb.nodes.heartbeat     every node's heartbeat (id, instance, connections, start time)
 //	sb.<ns>.ops.<hub>      the operations (sends, closes) of namespace ns ("wps", "signalr"),
 //	                       one subject per hub ('.' in a hub name becomes '~')
+//	sb.<ns>.ops.~marker    markers: what orders a node's requests after its ops (order.go)
 //	sb.<ns>.node.<id>.req  requests (core.Request) for the conns node id holds, or for its
 //	                       share of a user- or group-wide operation (request.go)
 //
@@ -17,6 +18,7 @@
 // it receives, its own included, to its core node: an operation a node
 // accepted reaches every node, itself too, in the order that node published
 // it (NATS keeps the order of one publisher's messages to one subscriber).
+// A request waits for its node's ops published before it (order.go).
 // The next slice narrows the subscription to the hubs, then the groups, a
 // node holds (interest management), so that a publish crosses NATS only to
 // the nodes with recipients.
