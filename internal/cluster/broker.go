@@ -209,12 +209,12 @@ func (b *Broker) subject(hub string) string {
 // subscription on one goroutine, so operations are delivered in the order
 // they arrived.
 func (b *Broker) receive(m *nats.Msg) {
-	b.recv.Inc()
-	b.recvB.Add(float64(len(m.Data)))
-	if isMarker(m.Data) {
+	if isMarker(m.Data) { // not an operation (see order.go)
 		b.receiveMarker(m)
 		return
 	}
+	b.recv.Inc()
+	b.recvB.Add(float64(len(m.Data)))
 	op, origin, err := decodeOp(m.Data)
 	if origin == b.c.cfg.NodeID {
 		b.release()

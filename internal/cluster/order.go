@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -63,13 +64,28 @@ func (b *Broker) receiveMarker(m *nats.Msg) {
 	}
 }
 
-// originLocked returns origin's record, made if need be; nil past maxNodes.
+// originLocked returns origin's record, made if need be. Past maxNodes
+// records it first forgets the nodes no longer live (in the heartbeat view)
+// that nobody waits for, as nodes come and go with new ids; nil if that
+// frees none.
 func (b *Broker) originLocked(origin string) *originSeq {
 	o := b.delivered[origin]
-	if o == nil && len(b.delivered) < maxNodes {
-		o = &originSeq{}
-		b.delivered[origin] = o
+	if o != nil {
+		return o
 	}
+	if len(b.delivered) >= maxNodes {
+		live := b.c.liveNodes()
+		for id, r := range b.delivered {
+			if r.wake == nil && !slices.Contains(live, id) {
+				delete(b.delivered, id)
+			}
+		}
+		if len(b.delivered) >= maxNodes {
+			return nil
+		}
+	}
+	o = &originSeq{}
+	b.delivered[origin] = o
 	return o
 }
 

@@ -3,11 +3,15 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/natstest"
 )
 
@@ -85,5 +89,32 @@ func TestAwaitMarker(t *testing.T) {
 	b2.awaitMarker(ctx, "n3", 7) // no such node: never comes
 	if n := testutil.ToFloat64(b2.ordWaits); n != 1 {
 		t.Fatalf("order_wait counted %v for a marker that never came, want 1", n)
+	}
+}
+
+// TestMarkerRecordsForgetGoneNodes: with maxNodes records of nodes that are
+// gone (nodes restarted with new ids), a live node's marker is still
+// recorded, so its requests still wait for its ops.
+func TestMarkerRecordsForgetGoneNodes(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	c2 := join(t, ns.URL(), "n2")
+	b1, _ := attach(t, join(t, ns.URL(), "n1"), "wps")
+	b2, _ := attach(t, c2, "wps")
+	eventually.True(t, "n2 sees n1", 10*time.Second, func() bool { return slices.Contains(c2.liveNodes(), "n1") })
+	b2.ordMu.Lock()
+	for i := range maxNodes {
+		b2.delivered[fmt.Sprintf("gone-%d", i)] = &originSeq{seq: 1}
+	}
+	b2.ordMu.Unlock()
+	seq := b1.mark()
+	b2.awaitMarker(context.Background(), "n1", seq)
+	b2.ordMu.Lock()
+	o, n := b2.delivered["n1"], len(b2.delivered)
+	b2.ordMu.Unlock()
+	if o == nil || o.seq != seq || n > 2 {
+		t.Fatalf("n1's record %+v, %d records, want seq %d and the gone nodes forgotten", o, n, seq)
+	}
+	if got := testutil.ToFloat64(b2.ordWaits); got != 0 {
+		t.Fatalf("order_wait counted %v", got)
 	}
 }
