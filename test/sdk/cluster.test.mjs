@@ -34,9 +34,18 @@ const PLAN = [
 const nodeOf = (connectionId) => connectionId.slice(0, connectionId.indexOf("_"));
 const byName = (n) => clients.find((x) => x.name === n);
 
-/** A client through the proxy: the token comes from n1 (the backend), the socket goes to the proxy. */
+/**
+ * A client through the proxy: the token comes from n1 (the backend), the socket goes to the proxy.
+ * Keep-alive pings and the keep-alive timeout monitor are off: the SDK's loops for them sleep 20 s
+ * and 40 s without watching stop(), which kept this file's process alive ~40 s after its last test.
+ */
 function connectViaProxy(user, clientOpts = {}) {
-  return startSdkClient(svc, { userId: user, roles: ["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"] }, clientOpts, { urlTransform: (u) => withPort(u, c.cluster.proxy.port) });
+  return startSdkClient(
+    svc,
+    { userId: user, roles: ["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"] },
+    { keepAliveIntervalInMs: 0, keepAliveTimeoutInMs: 0, ...clientOpts },
+    { urlTransform: (u) => withPort(u, c.cluster.proxy.port) },
+  );
 }
 
 before(async () => {
@@ -45,8 +54,17 @@ before(async () => {
   for (const p of PLAN) clients.push({ ...p, sdk: await connectViaProxy(p.user) });
 });
 
+/**
+ * Stop a WebPubSubClient and wait for its `stopped` event while its node and the proxy are still
+ * up, so that its close handshake completes (ws otherwise keeps a 30 s close timer).
+ */
+async function stopClient(x) {
+  x.stop();
+  await x.events.waitSeen((e) => e.event === "stopped", { timeout: 5000, what: "stopped" }).catch(() => {});
+}
+
 after(async () => {
-  for (const x of clients) x.sdk.stop();
+  for (const x of clients) await stopClient(x.sdk);
   await c.cluster?.stop();
 });
 
@@ -178,7 +196,7 @@ it("closeConnection on n1 closes a client held by another node, and only it", as
       assert.equal(x.sdk.events.filter((e) => e.event === "disconnected").length, 0, `client ${x.name} stayed connected`);
     }
   } finally {
-    for (const x of extra) x.stop();
+    for (const x of extra) await stopClient(x);
   }
 });
 
