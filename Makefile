@@ -2,16 +2,21 @@
 GO      ?= go
 BIN     ?= bin/switchboard
 NPM     ?= npm
+# nats-server for the SDK suite's cluster scenario, built from the module version go.mod pins.
+NATS_BIN ?= bin/nats-server
 # staticcheck, fetched through the Go module proxy at a pinned version (checked against Go 1.26).
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run build test test-go test-sdk test-browser fuzz bench vet
+.PHONY: run build nats-server test test-go test-sdk test-browser fuzz bench vet
 
 run: ## start the server on :8080 with ./data
 	$(GO) run ./cmd/switchboard serve
 
 build:
 	$(GO) build -o $(BIN) ./cmd/switchboard
+
+nats-server: ## the NATS server the SDK suite's cluster scenario runs (module version pinned by go.mod)
+	$(GO) build -o $(NATS_BIN) github.com/nats-io/nats-server/v2
 
 test: vet test-go test-sdk test-browser ## everything CI runs
 
@@ -23,9 +28,9 @@ vet:
 test-go: ## Go unit, integration and fuzz-seed tests, with the race detector
 	$(GO) test -race -count=1 ./...
 
-test-sdk: build ## the official npm SDKs against the built server
+test-sdk: build nats-server ## the official npm SDKs against the built server (and a 3-node cluster on NATS)
 	cd test/sdk && $(NPM) ci --no-audit --no-fund --loglevel=error
-	cd test/sdk && SWITCHBOARD_BIN=$(CURDIR)/$(BIN) $(NPM) test
+	cd test/sdk && SWITCHBOARD_BIN=$(CURDIR)/$(BIN) NATS_SERVER_BIN=$(CURDIR)/$(NATS_BIN) $(NPM) test
 
 test-browser: build ## @microsoft/signalr in headless Chromium (Debian's package) against the built server
 	command -v chromium >/dev/null || { apt-get update && apt-get install -y --no-install-recommends chromium; }

@@ -1359,3 +1359,168 @@ export function assertUpstreamHeaders(assert, rec, { connectionId, hub, category
   assert.equal(rec.category, category, `{category} in the url template: ${label}`);
   assert.equal(rec.event, event, `{event} in the url template: ${label}`);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Cluster: one NATS server, several Switchboard nodes on it, a round-robin TCP proxy in front
+
+let builtNats; // per-process cache
+
+/**
+ * Returns the path of a nats-server binary: $NATS_SERVER_BIN (`make test-sdk` builds bin/nats-server
+ * from the module go.mod pins), else built once into a temp dir with `go build` from the same module.
+ */
+export async function natsServerBin() {
+  if (process.env.NATS_SERVER_BIN) {
+    if (!existsSync(process.env.NATS_SERVER_BIN)) {
+      throw new Error(`NATS_SERVER_BIN=${process.env.NATS_SERVER_BIN} does not exist`);
+    }
+    return process.env.NATS_SERVER_BIN;
+  }
+  if (builtNats) return builtNats;
+  const dir = mkdtempSync(path.join(os.tmpdir(), "switchboard-sdk-nats-"));
+  const out = path.join(dir, "nats-server");
+  try {
+    await execFileP("go", ["build", "-o", out, "github.com/nats-io/nats-server/v2"], {
+      cwd: REPO_ROOT,
+      maxBuffer: 64 * 1024 * 1024,
+      env: process.env,
+    });
+  } catch (e) {
+    throw new Error(`go build github.com/nats-io/nats-server/v2 failed in ${REPO_ROOT}:\n${e.stderr || e.message}`);
+  }
+  builtNats = out;
+  process.on("exit", () => {
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      /* ignore */
+    }
+  });
+  return out;
+}
+
+/**
+ * Start `nats-server -a 127.0.0.1 -p <free port>` (core NATS, JetStream off) and wait until it
+ * accepts TCP connections. Returns {url, port, stop(), diag()}.
+ */
+export async function startNats() {
+  const bin = await natsServerBin();
+  const port = await freePort();
+  const child = spawn(bin, ["-a", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "pipe", "pipe"] });
+  let log = "";
+  for (const s of [child.stdout, child.stderr]) {
+    s.setEncoding("utf8");
+    s.on("data", (d) => {
+      log += d;
+      if (log.length > MAX_LOG) log = log.slice(-MAX_LOG);
+    });
+  }
+  let exited = null;
+  const exitPromise = new Promise((resolve) => {
+    child.on("exit", (code, signal) => {
+      exited = { code, signal };
+      resolve(exited);
+    });
+  });
+  child.on("error", (e) => {
+    log += `\n[harness] spawn error: ${e.message}\n`;
+  });
+  const diag = () => `\n--- nats-server -p ${port} (tail) ---\n${log.slice(-3000)}`;
+  const stop = async () => {
+    if (exited) return exited;
+    child.kill("SIGTERM");
+    const timer = setTimeout(() => {
+      if (!exited) child.kill("SIGKILL");
+    }, 5000);
+    const r = await exitPromise;
+    clearTimeout(timer);
+    return r;
+  };
+  try {
+    await waitFor(
+      () => {
+        if (exited) throw Object.assign(new Error(`nats-server exited early: ${JSON.stringify(exited)}`), { fatal: true });
+        return new Promise((resolve) => {
+          const s = net.connect(port, "127.0.0.1");
+          s.once("connect", () => {
+            s.destroy();
+            resolve(true);
+          });
+          s.once("error", () => resolve(false));
+        });
+      },
+      { timeout: 15000, interval: 50, what: `nats-server accepting on 127.0.0.1:${port}` },
+    );
+  } catch (e) {
+    await stop();
+    throw new Error(`${e.message}${diag()}`);
+  }
+  return { url: `nats://127.0.0.1:${port}`, port, stop, diag };
+}
+
+/**
+ * A round-robin TCP proxy: the i-th accepted connection is piped (both ways) to
+ * targetPorts[i % n]. Returns {port, accepted: () => count, close()}.
+ */
+export async function startRoundRobinProxy(targetPorts) {
+  const sockets = new Set();
+  let accepted = 0;
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPorts[accepted++ % targetPorts.length], "127.0.0.1");
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on("close", () => sockets.delete(s));
+      s.on("error", () => {
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", resolve);
+  });
+  return {
+    port: server.address().port,
+    accepted: () => accepted,
+    close() {
+      for (const s of sockets) s.destroy();
+      return new Promise((r) => server.close(() => r()));
+    },
+  };
+}
+
+/**
+ * Start a NATS server and `nodes` Switchboard nodes on it (node ids n1, n2, …), sharing two access
+ * keys, each with its own ports and data dir, plus a round-robin proxy in front of their main
+ * ports. `clustered: false` starts the same nodes without cluster.nats_url (to see the suite fail).
+ * Extra startServer options (e.g. signalr, config) apply to every node.
+ * Returns {nats, nodes: [startServer results], proxy, keys, diag(), stop()}.
+ */
+export async function startCluster({ nodes: count = 3, clustered = true, ...opts } = {}) {
+  const keys = [randomAccessKey(), randomAccessKey()];
+  const c = { nodes: [], keys };
+  c.diag = () => (c.nats ? c.nats.diag() : "") + c.nodes.map((n) => (n.exited() ? `\n[node EXITED: ${JSON.stringify(n.exited())}]` : "") + n.diag()).join("");
+  c.stop = async () => {
+    await c.proxy?.close();
+    await Promise.all(c.nodes.map((n) => n.stop()));
+    await c.nats?.stop();
+  };
+  try {
+    c.nats = await startNats();
+    for (let i = 1; i <= count; i++) {
+      const extraArgs = ["--set", `server.node_id=n${i}`];
+      if (clustered) extraArgs.push("--set", `cluster.nats_url=${c.nats.url}`);
+      c.nodes.push(await startServer({ ...opts, keys, extraArgs: [...extraArgs, ...(opts.extraArgs ?? [])] }));
+    }
+    c.proxy = await startRoundRobinProxy(c.nodes.map((n) => n.port));
+  } catch (e) {
+    await c.stop();
+    throw e;
+  }
+  return c;
+}
