@@ -209,29 +209,27 @@ export function decodeJwt(token) {
 // ---------------------------------------------------------------------------------------------
 // Server build & lifecycle
 
-let builtBinary; // per-process cache
+const built = new Map(); // Go package -> binary path, per process
 
-/** Returns the path of the switchboard binary, building it once if $SWITCHBOARD_BIN is unset. */
-export async function buildServer() {
-  if (process.env.SWITCHBOARD_BIN) {
-    if (!existsSync(process.env.SWITCHBOARD_BIN)) {
-      throw new Error(`SWITCHBOARD_BIN=${process.env.SWITCHBOARD_BIN} does not exist`);
-    }
-    return process.env.SWITCHBOARD_BIN;
+/**
+ * Returns the binary named by $envVar, or builds Go package pkg once per process into a temp dir
+ * (removed at exit) and returns its path.
+ */
+async function goBinary(envVar, pkg, name) {
+  const given = process.env[envVar];
+  if (given) {
+    if (!existsSync(given)) throw new Error(`${envVar}=${given} does not exist`);
+    return given;
   }
-  if (builtBinary) return builtBinary;
-  const dir = mkdtempSync(path.join(os.tmpdir(), "switchboard-sdk-bin-"));
-  const out = path.join(dir, "switchboard");
+  if (built.has(pkg)) return built.get(pkg);
+  const dir = mkdtempSync(path.join(os.tmpdir(), `switchboard-sdk-${name}-`));
+  const out = path.join(dir, name);
   try {
-    await execFileP("go", ["build", "-o", out, "./cmd/switchboard"], {
-      cwd: REPO_ROOT,
-      maxBuffer: 64 * 1024 * 1024,
-      env: process.env,
-    });
+    await execFileP("go", ["build", "-o", out, pkg], { cwd: REPO_ROOT, maxBuffer: 64 * 1024 * 1024, env: process.env });
   } catch (e) {
-    throw new Error(`go build ./cmd/switchboard failed in ${REPO_ROOT}:\n${e.stderr || e.message}`);
+    throw new Error(`go build ${pkg} failed in ${REPO_ROOT}:\n${e.stderr || e.message}`);
   }
-  builtBinary = out;
+  built.set(pkg, out);
   process.on("exit", () => {
     try {
       rmSync(dir, { recursive: true, force: true });
@@ -240,6 +238,11 @@ export async function buildServer() {
     }
   });
   return out;
+}
+
+/** Returns the path of the switchboard binary, building it once if $SWITCHBOARD_BIN is unset. */
+export function buildServer() {
+  return goBinary("SWITCHBOARD_BIN", "./cmd/switchboard", "switchboard");
 }
 
 /** Pick a free loopback TCP port (listen on :0, read the port, close). */
@@ -1363,40 +1366,12 @@ export function assertUpstreamHeaders(assert, rec, { connectionId, hub, category
 // ---------------------------------------------------------------------------------------------
 // Cluster: one NATS server, several Switchboard nodes on it, a round-robin TCP proxy in front
 
-let builtNats; // per-process cache
-
 /**
  * Returns the path of a nats-server binary: $NATS_SERVER_BIN (`make test-sdk` builds bin/nats-server
  * from the module go.mod pins), else built once into a temp dir with `go build` from the same module.
  */
-export async function natsServerBin() {
-  if (process.env.NATS_SERVER_BIN) {
-    if (!existsSync(process.env.NATS_SERVER_BIN)) {
-      throw new Error(`NATS_SERVER_BIN=${process.env.NATS_SERVER_BIN} does not exist`);
-    }
-    return process.env.NATS_SERVER_BIN;
-  }
-  if (builtNats) return builtNats;
-  const dir = mkdtempSync(path.join(os.tmpdir(), "switchboard-sdk-nats-"));
-  const out = path.join(dir, "nats-server");
-  try {
-    await execFileP("go", ["build", "-o", out, "github.com/nats-io/nats-server/v2"], {
-      cwd: REPO_ROOT,
-      maxBuffer: 64 * 1024 * 1024,
-      env: process.env,
-    });
-  } catch (e) {
-    throw new Error(`go build github.com/nats-io/nats-server/v2 failed in ${REPO_ROOT}:\n${e.stderr || e.message}`);
-  }
-  builtNats = out;
-  process.on("exit", () => {
-    try {
-      rmSync(dir, { recursive: true, force: true });
-    } catch {
-      /* ignore */
-    }
-  });
-  return out;
+export function natsServerBin() {
+  return goBinary("NATS_SERVER_BIN", "github.com/nats-io/nats-server/v2", "nats-server");
 }
 
 /**
