@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -68,9 +67,8 @@ type session struct {
 	in      prometheus.Counter // messages in, for this hub and dialect
 	inBytes prometheus.Counter
 
-	slot       *ratelimit.Slot   // the socket's place in its client IP's count
-	budget     *ratelimit.Budget // inbound message rate; nil: unlimited
-	rateClosed atomic.Bool       // closed for the message rate: the session ends, no recovery
+	slot   *ratelimit.Slot   // the socket's place in its client IP's count
+	budget *ratelimit.Budget // inbound message rate; nil: unlimited
 
 	// ctx ends when the socket is gone (HandleClose) or the endpoint closes;
 	// it bounds the session's user events.
@@ -118,7 +116,7 @@ func (s *session) HandleClose(reason string) {
 	s.slot.Release()
 	s.cancel() // a user event in flight has no one to answer
 	s.waitEvent()
-	if s.sock.ClosedByClient() || s.rateClosed.Load() {
+	if s.sock.ClosedByClient() {
 		s.conn.End(s.sock, reason)
 		return
 	}
@@ -267,7 +265,6 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 // 1008; the session ends (a reliable one is not kept for recovery).
 func (s *session) closeForRate() error {
 	s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "message_rate_close").Inc()
-	s.rateClosed.Store(true)
 	// The session ends now, not when the socket is gone (HandleClose): a
 	// client that reconnects with its reconnection token between the close
 	// frame and the end of the socket would otherwise take the session over
