@@ -62,30 +62,19 @@ func TestRefusalDoesNotWaitForBody(t *testing.T) {
 func TestWithheldBodyIsDropped(t *testing.T) {
 	srv := servertest.Start(t, servertest.Options{Settings: []string{"server.read_timeout=300ms"}})
 	sr := srv.SignalREndpoint()
-	tok, err := srv.Keys().MintSignalRClientToken(auth.SignalRClientAudience(sr, "chat"), "u1", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, sr+"/client/negotiate?hub=chat&negotiateVersion=1", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var neg struct{ ConnectionToken string }
-	json.NewDecoder(resp.Body).Decode(&neg)
-	resp.Body.Close()
+	tok, connToken := negotiateChat(t, srv)
 	// The first poll opens the long-polling transport and is answered at once.
-	poll, _ := http.NewRequest(http.MethodGet, sr+"/client/?hub=chat&id="+neg.ConnectionToken, nil)
+	poll, _ := http.NewRequest(http.MethodGet, sr+"/client/?hub=chat&id="+connToken, nil)
 	poll.Header.Set("Authorization", "Bearer "+tok)
-	if resp, err = http.DefaultClient.Do(poll); err != nil {
+	resp, err := http.DefaultClient.Do(poll)
+	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("first poll: %d", resp.StatusCode)
 	}
-	got := rawRequest(t, sr, "POST /client/?hub=chat&id="+neg.ConnectionToken+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tok+
+	got := rawRequest(t, sr, "POST /client/?hub=chat&id="+connToken+" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+tok+
 		"\r\nContent-Length: 10\r\n\r\n")
 	if got != "" && !strings.HasPrefix(got, "HTTP/1.1 400") {
 		t.Fatalf("a withheld body: %q, want a close or 400", got)
@@ -187,20 +176,8 @@ func grep(s, sub string) string {
 func TestSSEOutlivesReadTimeout(t *testing.T) {
 	srv := servertest.Start(t, servertest.Options{Settings: []string{"server.read_timeout=200ms"}})
 	sr := srv.SignalREndpoint()
-	tok, err := srv.Keys().MintSignalRClientToken(auth.SignalRClientAudience(sr, "chat"), "u1", time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequest(http.MethodPost, sr+"/client/negotiate?hub=chat&negotiateVersion=1", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var neg struct{ ConnectionToken string }
-	json.NewDecoder(resp.Body).Decode(&neg)
-	resp.Body.Close()
-	conn := sr + "/client/?hub=chat&id=" + neg.ConnectionToken
+	tok, connToken := negotiateChat(t, srv)
+	conn := sr + "/client/?hub=chat&id=" + connToken
 	get, _ := http.NewRequest(http.MethodGet, conn, nil)
 	get.Header.Set("Authorization", "Bearer "+tok)
 	get.Header.Set("Accept", "text/event-stream")
@@ -211,7 +188,8 @@ func TestSSEOutlivesReadTimeout(t *testing.T) {
 	defer stream.Body.Close()
 	post, _ := http.NewRequest(http.MethodPost, conn, strings.NewReader(`{"protocol":"json","version":1}`+"\x1e"))
 	post.Header.Set("Authorization", "Bearer "+tok)
-	if resp, err = http.DefaultClient.Do(post); err != nil {
+	resp, err := http.DefaultClient.Do(post)
+	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
@@ -271,4 +249,27 @@ func TestMaxConnectionsRefusalReadableByBrowsers(t *testing.T) {
 		t.Fatalf("negotiate refused at the limit: Access-Control-Allow-Origin %q, Allow-Credentials %q; want the origin and true",
 			got, resp.Header.Get("Access-Control-Allow-Credentials"))
 	}
+}
+
+// negotiateChat negotiates a SignalR connection of user u1 to hub chat; it returns the
+// client token and the connection token.
+func negotiateChat(t *testing.T, srv *servertest.Server) (tok, connToken string) {
+	t.Helper()
+	sr := srv.SignalREndpoint()
+	tok, err := srv.Keys().MintSignalRClientToken(auth.SignalRClientAudience(sr, "chat"), "u1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest(http.MethodPost, sr+"/client/negotiate?hub=chat&negotiateVersion=1", nil)
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var neg struct{ ConnectionToken string }
+	if err := json.NewDecoder(resp.Body).Decode(&neg); err != nil || neg.ConnectionToken == "" {
+		t.Fatalf("negotiate: %d, %v", resp.StatusCode, err)
+	}
+	return tok, neg.ConnectionToken
 }
