@@ -50,6 +50,11 @@ type Config struct {
 	RequestTimeout time.Duration
 	// ReconnectWait is the pause between two reconnect attempts. Default 1s.
 	ReconnectWait time.Duration
+	// ConfigDigest has a digest of each part of the node's configuration
+	// that all nodes must share, by part name; a peer whose digests
+	// differ is reported (see configcheck.go). Digests must not reveal
+	// secrets: they travel in heartbeats.
+	ConfigDigest map[string]string
 	Logger        *slog.Logger
 	Registerer    prometheus.Registerer
 }
@@ -96,7 +101,8 @@ type Cluster struct {
 // peer is a node seen in heartbeats.
 type peer struct {
 	heartbeat
-	lastSeen time.Time
+	lastSeen      time.Time
+	configDiffers []string // parts of its configuration that differ from this node's
 }
 
 // heartbeat is what a node publishes on subjectHeartbeat, and what it
@@ -106,6 +112,8 @@ type heartbeat struct {
 	Instance    string    `json:"instance"`
 	Connections int       `json:"connections"`
 	Started     time.Time `json:"started"`
+	// Config is the node's Config.ConfigDigest.
+	Config map[string]string `json:"config,omitempty"`
 }
 
 // Connect connects to NATS, checks that no live node has cfg.NodeID, and
@@ -259,7 +267,7 @@ func (c *Cluster) self() heartbeat {
 	if f := c.conns.Load(); f != nil {
 		n = (*f)()
 	}
-	return heartbeat{NodeID: c.cfg.NodeID, Instance: c.instance, Connections: n, Started: c.started}
+	return heartbeat{NodeID: c.cfg.NodeID, Instance: c.instance, Connections: n, Started: c.started, Config: c.cfg.ConfigDigest}
 }
 
 func (c *Cluster) answerPresence(m *nats.Msg) {
@@ -302,6 +310,7 @@ func (c *Cluster) receiveHeartbeat(m *nats.Msg) {
 			}
 		}
 	}
+	c.checkConfig(p, hb)
 	p.heartbeat, p.lastSeen = hb, time.Now()
 }
 
@@ -357,6 +366,10 @@ type NodeState struct {
 	Connections int       `json:"connections"`
 	Started     time.Time `json:"started"`
 	LastSeen    time.Time `json:"last_seen"`
+	// ConfigDiffers names the parts of the node's configuration that
+	// differ from this node's (access_keys, hubs, …); empty when they
+	// match.
+	ConfigDiffers []string `json:"config_differs,omitempty"`
 }
 
 // State is what GET /admin/cluster shows.
@@ -399,7 +412,7 @@ func (c *Cluster) State(ctx context.Context) State {
 	c.mu.Lock()
 	for _, p := range c.nodes {
 		if now.Sub(p.lastSeen) <= 3*c.cfg.HeartbeatInterval {
-			s.Nodes = append(s.Nodes, NodeState{NodeID: p.NodeID, Connections: p.Connections, Started: p.Started, LastSeen: p.lastSeen.UTC()})
+			s.Nodes = append(s.Nodes, NodeState{NodeID: p.NodeID, Connections: p.Connections, Started: p.Started, LastSeen: p.lastSeen.UTC(), ConfigDiffers: p.configDiffers})
 		}
 	}
 	c.mu.Unlock()
@@ -469,7 +482,7 @@ func newMetrics(reg prometheus.Registerer, c *Cluster) (*metrics, error) {
 		requestsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "requests_received_total",
 			Help: "Requests from other nodes this node answered, by namespace."}, []string{"namespace"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "errors_total",
-			Help: "Cluster errors by kind: publish (an operation refused with 503), decode (a bad envelope), slow_consumer (NATS dropped operations this node was too slow to take), flow_wait (a publish waited 1s for its own earlier operations and went on), request (a request to another node failed: timeout, NATS down, bad reply), order_wait (a request waited half the request timeout for its node's earlier operations and ran without them), node_id_conflict, heartbeat, heartbeat_publish, async."}, []string{"kind"}),
+			Help: "Cluster errors by kind: publish (an operation refused with 503), decode (a bad envelope), slow_consumer (NATS dropped operations this node was too slow to take), flow_wait (a publish waited 1s for its own earlier operations and went on), request (a request to another node failed: timeout, NATS down, bad reply), order_wait (a request waited half the request timeout for its node's earlier operations and ran without them), node_id_conflict, config_mismatch (a node with a different configuration, see config_mismatched_nodes), heartbeat, heartbeat_publish, async."}, []string{"kind"}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "reconnects_total",
 			Help: "Reconnections to NATS."}),
 		disconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "disconnects_total",
@@ -501,6 +514,10 @@ func newMetrics(reg prometheus.Registerer, c *Cluster) (*metrics, error) {
 			c.mu.Lock()
 			defer c.mu.Unlock()
 			return float64(len(c.nodes))
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "config_mismatched_nodes",
+			Help: "Live nodes whose configuration (access keys, hubs, history, SignalR settings) differs from this node's; should be 0."}, func() float64 {
+			return float64(c.mismatchedNodes())
 		}),
 	}
 	for _, g := range gauges {

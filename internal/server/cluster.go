@@ -52,6 +52,7 @@ func newCluster(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 		User: cc.NATSUser, Password: cc.NATSPassword, Token: cc.NATSToken, CredsFile: cc.NATSCredsFile,
 		CAFile: cc.NATSCAFile, CertFile: cc.NATSCertFile, KeyFile: cc.NATSKeyFile,
 		RequestTimeout: cc.RequestTimeout,
+		ConfigDigest:   configDigest(cfg),
 		// The largest REST body or client message, and room for the
 		// envelope's ids, excluded list and filter.
 		MaxOpBytes: max(cfg.Limits.MaxBodyBytes, cfg.Limits.MaxMessageBytes) + 64<<10,
