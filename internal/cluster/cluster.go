@@ -55,8 +55,8 @@ type Config struct {
 	// differ is reported (see configcheck.go). Digests must not reveal
 	// secrets: they travel in heartbeats.
 	ConfigDigest map[string]string
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer
+	Logger       *slog.Logger
+	Registerer   prometheus.Registerer
 }
 
 // maxNodes bounds the nodes a node keeps track of from heartbeats.

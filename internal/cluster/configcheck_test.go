@@ -42,7 +42,7 @@ func TestDifferingParts(t *testing.T) {
 	}{
 		{map[string]string{"access_keys": "1", "hubs": "2", "limits": "3"}, nil},
 		{map[string]string{"access_keys": "x", "hubs": "2", "limits": "y"}, []string{"access_keys", "limits"}},
-		{map[string]string{"access_keys": "1", "hubs": "2"}, []string{"limits"}},                           // a part they lack
+		{map[string]string{"access_keys": "1", "hubs": "2"}, []string{"limits"}},                         // a part they lack
 		{map[string]string{"access_keys": "1", "hubs": "2", "limits": "3", "new": "4"}, []string{"new"}}, // one we lack
 		{nil, []string{"access_keys", "hubs", "limits"}},
 	} {
