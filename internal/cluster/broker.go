@@ -35,6 +35,9 @@ type Broker struct {
 	// Requests (request.go): reqSub serves this node's conns.
 	reqSub                    *nats.Subscription
 	reqSent, reqRecv, reqErrs prometheus.Counter
+	// awaiting holds a token per invocation this node runs for another
+	// node's REST call, waiting for its client (at most maxAwaiting).
+	awaiting chan struct{}
 
 	// inFlight holds a token per operation this node published that its
 	// own subscription has not received yet (flow control, see Publish).
@@ -86,7 +89,7 @@ func (c *Cluster) Broker(ns string) (*Broker, error) {
 		stalls: c.m.errors.WithLabelValues("flow_wait"), inFlight: make(chan struct{}, maxInFlight),
 		reqSent: c.m.requestsSent.WithLabelValues(ns), reqRecv: c.m.requestsReceived.WithLabelValues(ns),
 		reqErrs: c.m.errors.WithLabelValues("request"), ordWaits: c.m.errors.WithLabelValues("order_wait"),
-		delivered: map[string]*originSeq{},
+		delivered: map[string]*originSeq{}, awaiting: make(chan struct{}, maxAwaiting),
 		// A restarted node goes on above its previous markers' seqs.
 		seq: uint64(time.Now().UnixNano())}
 	sub, err := c.nc.Subscribe(b.prefix+">", b.receive)

@@ -33,6 +33,9 @@ import (
 //	ttl      uvarint, nanoseconds
 //	after    string (a listing's cursor)
 //	limit    uvarint (a listing's page size, at most maxListLimit)
+//	id       string (an invocation's id)
+//	wait     uvarint, nanoseconds (an invocation's wait for the client's answer)
+//	data     bytes (frames to deliver; an invocation)
 //
 // Reply envelope:
 //
@@ -42,11 +45,15 @@ import (
 //	message  string (the error's text, when error is not 0)
 //	members  uvarint count, then conn id and user id strings each
 //	         (a listing's page; flag replyMore: more follow)
+//	protocol string (the conn's protocol, for a conn existence check)
+//	result   bytes, then the client's error string (an invocation's
+//	         answer; flag replyHasResult: the client returned a value)
 const requestV1 = 1
 
 const (
-	replyOK   = 1 << 0
-	replyMore = 1 << 1
+	replyOK        = 1 << 0
+	replyMore      = 1 << 1
+	replyHasResult = 1 << 2
 )
 
 // maxListLimit bounds the page a listing request may ask a node for (the
@@ -55,6 +62,12 @@ const maxListLimit = 1000
 
 const reqPersist = 1 << 0
 
+// maxAwaiting bounds the invocations (SignalR :invoke) a node runs at once
+// for other nodes' REST calls, each waiting for its client's answer; beyond
+// it the request fails at once (an error the asking node reports as the
+// other node's failure) rather than holding more goroutines.
+const maxAwaiting = 4096
+
 // maxRequestGroups bounds the groups a decoded request may carry.
 const maxRequestGroups = 1 << 16
 
@@ -62,7 +75,8 @@ const maxRequestGroups = 1 << 16
 // the asking node's REST layer maps them as it maps a local one; any other
 // error crosses as errRemote with its text. Code i+1 is replyErrors[i];
 // codes are part of the envelope: append only.
-var replyErrors = [...]error{core.ErrConnNotFound, core.ErrUserNotFound, core.ErrGroupLimit, core.ErrInvalidGroup, core.ErrInvalidHub, core.ErrForbidden, core.ErrHubLimit}
+var replyErrors = [...]error{core.ErrConnNotFound, core.ErrUserNotFound, core.ErrGroupLimit, core.ErrInvalidGroup, core.ErrInvalidHub, core.ErrForbidden, core.ErrHubLimit,
+	core.ErrInvocationTimeout, core.ErrInvocationClosed, core.ErrInvocationID}
 
 const codeRemote = 255
 
@@ -91,7 +105,10 @@ func encodeRequest(dst []byte, r *core.Request) []byte {
 	}
 	dst = binary.AppendUvarint(dst, uint64(max(r.TTL, 0)))
 	dst = appendString(dst, r.After)
-	return binary.AppendUvarint(dst, uint64(max(r.Limit, 0)))
+	dst = binary.AppendUvarint(dst, uint64(max(r.Limit, 0)))
+	dst = appendString(dst, r.ID)
+	dst = binary.AppendUvarint(dst, uint64(max(r.Wait, 0)))
+	return appendString(dst, string(r.Data))
 }
 
 func decodeRequest(b []byte) (*core.Request, error) {
@@ -117,9 +134,18 @@ func decodeRequest(b []byte) (*core.Request, error) {
 	ttl := d.uvarint()
 	r.After = d.string()
 	limit := d.uvarint()
+	r.ID = d.string()
+	wait := d.uvarint()
+	if data := d.bytes(); len(data) > 0 {
+		r.Data = append([]byte(nil), data...)
+	}
 	if d.err != nil {
 		return nil, fmt.Errorf("%w: %w", errRequest, d.err)
 	}
+	if wait > uint64(core.MaxInvocationWait) {
+		return nil, fmt.Errorf("%w: wait %d", errRequest, wait)
+	}
+	r.Wait = time.Duration(wait)
 	if len(d.b) != 0 {
 		return nil, fmt.Errorf("%w: %d bytes after the end", errRequest, len(d.b))
 	}
@@ -169,6 +195,9 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 	if r.More {
 		flags |= replyMore
 	}
+	if r.Result.HasResult {
+		flags |= replyHasResult
+	}
 	code, msg := byte(0), ""
 	if r.Err != nil {
 		code, msg = codeRemote, r.Err.Error()
@@ -186,7 +215,9 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 		dst = appendString(dst, m.ConnID)
 		dst = appendString(dst, m.UserID)
 	}
-	return dst
+	dst = appendString(dst, r.Protocol)
+	dst = appendString(dst, string(r.Result.Result))
+	return appendString(dst, r.Result.Error)
 }
 
 func decodeReply(b []byte) (core.Reply, error) {
@@ -205,17 +236,24 @@ func decodeReply(b []byte) (core.Reply, error) {
 			members = append(members, core.GroupMember{ConnID: d.string(), UserID: d.string()})
 		}
 	}
+	protocol := d.string()
+	result := d.bytes()
+	clientErr := d.string()
 	switch {
 	case d.err != nil:
 		return core.Reply{}, fmt.Errorf("%w: %w", errRequest, d.err)
 	case v != requestV1:
 		return core.Reply{}, fmt.Errorf("%w: reply version %d", errRequest, v)
-	case flags&^(replyOK|replyMore) != 0:
+	case flags&^(replyOK|replyMore|replyHasResult) != 0:
 		return core.Reply{}, fmt.Errorf("%w: reply flags %#x", errRequest, flags)
 	case len(d.b) != 0:
 		return core.Reply{}, fmt.Errorf("%w: %d bytes after the reply", errRequest, len(d.b))
 	}
-	r := core.Reply{OK: flags&replyOK != 0, More: flags&replyMore != 0, Members: members}
+	r := core.Reply{OK: flags&replyOK != 0, More: flags&replyMore != 0, Members: members, Protocol: protocol,
+		Result: core.ClientResult{HasResult: flags&replyHasResult != 0, Error: clientErr}}
+	if len(result) > 0 {
+		r.Result.Result = append([]byte(nil), result...)
+	}
 	switch {
 	case code == 0:
 	case int(code) <= len(replyErrors):
@@ -260,7 +298,7 @@ func (b *Broker) ask(ctx context.Context, node string, req *core.Request, seq ui
 	if !nc.IsConnected() {
 		return core.Reply{}, false, fmt.Errorf("%w: NATS connection %s", core.ErrBrokerUnavailable, strings.ToLower(nc.Status().String()))
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.c.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, b.c.cfg.RequestTimeout+req.Wait) // an invocation waits for its client too
 	defer cancel()
 	msg := nats.NewMsg(b.requestSubject(node))
 	msg.Data = encodeRequest(nil, req)
@@ -357,6 +395,23 @@ func (b *Broker) serve(m *nats.Msg) {
 		}
 		r = a.Answer(req)
 	}
+	if r.Await != nil { // an invocation: wait for the client off the subscription's goroutine
+		select {
+		case b.awaiting <- struct{}{}:
+			go func() {
+				defer func() { <-b.awaiting }()
+				b.respond(m, r.Await(context.Background())) // bounded by the request's wait
+			}()
+			return
+		default:
+			r = core.Reply{Err: fmt.Errorf("cluster: %d invocations wait on this node already", cap(b.awaiting))}
+		}
+	}
+	b.respond(m, r)
+}
+
+// respond sends a request's reply.
+func (b *Broker) respond(m *nats.Msg, r core.Reply) {
 	if err := m.Respond(encodeReply(nil, r)); err != nil {
 		b.reqErrs.Inc()
 	}

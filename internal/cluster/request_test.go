@@ -24,6 +24,8 @@ func sampleRequests(t testing.TB) []*core.Request {
 		{Kind: core.ReqRemoveFromGroups, Hub: "chat", Groups: []string{"g1"}},
 		{Kind: core.ReqListGroup, Hub: "chat", Group: "g", After: "n1_abc", Limit: 200},
 		{Kind: core.ReqTagUser, Hub: "chat", User: "ann", Group: "g", TTL: 90 * time.Second, Persist: true},
+		{Kind: core.ReqDeliver, Hub: "chat", Conn: "n1_abc", Data: []byte("{\"type\":2}\x1e")},
+		{Kind: core.ReqInvoke, Hub: "chat", Conn: "n1_abc", ID: "n2.7", Wait: 30 * time.Second, Data: []byte{0x93, 1, 2, 3}},
 	}
 }
 
@@ -35,7 +37,8 @@ func TestRequestRoundTrip(t *testing.T) {
 			t.Fatalf("%+v: %v", r, err)
 		}
 		if !bytes.Equal(encodeRequest(nil, got), b) || got.Kind != r.Kind || got.Conn != r.Conn || len(got.Groups) != len(r.Groups) ||
-			got.TTL != r.TTL || got.Persist != r.Persist || got.After != r.After || got.Limit != r.Limit {
+			got.TTL != r.TTL || got.Persist != r.Persist || got.After != r.After || got.Limit != r.Limit ||
+			got.ID != r.ID || got.Wait != r.Wait || !bytes.Equal(got.Data, r.Data) {
 			t.Errorf("round trip of %+v gave %+v", r, got)
 		}
 	}
@@ -52,7 +55,8 @@ func TestRequestRefuses(t *testing.T) {
 		"truncated":   good[:len(good)-2],
 		"trailing":    append(append([]byte(nil), good...), 0),
 		"many groups": {requestV1, byte(core.ReqAddToGroups), 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0x03},
-		"limit":       append(append([]byte(nil), good[:len(good)-1]...), 0xe9, 0x07),
+		"limit":       append(append([]byte(nil), good[:len(good)-4]...), 0xe9, 0x07, 0, 0, 0),
+		"wait":        append(append([]byte(nil), good[:len(good)-2]...), 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x01, 0),
 	} {
 		if _, err := decodeRequest(b); !errors.Is(err, errRequest) {
 			t.Errorf("%s: %v, want errRequest", name, err)
@@ -62,12 +66,16 @@ func TestRequestRefuses(t *testing.T) {
 
 func TestReplyCarriesCoreErrors(t *testing.T) {
 	for _, r := range []core.Reply{{OK: true}, {}, {Err: fmt.Errorf("%w: x", core.ErrConnNotFound)}, {Err: core.ErrGroupLimit}, {Err: errors.New("disk on fire")},
-		{More: true, Members: []core.GroupMember{{ConnID: "a_1", UserID: "ann"}, {ConnID: "b_2"}}}} {
+		{More: true, Members: []core.GroupMember{{ConnID: "a_1", UserID: "ann"}, {ConnID: "b_2"}}},
+		{OK: true, Protocol: "messagepack"}, {Result: core.ClientResult{HasResult: true, Result: []byte(`{"v":4}`)}},
+		{Result: core.ClientResult{Error: "no handler"}}, {Err: fmt.Errorf("%w (30s)", core.ErrInvocationTimeout)}} {
 		got, err := decodeReply(encodeReply(nil, r))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.OK != r.OK || (got.Err == nil) != (r.Err == nil) || got.More != r.More || fmt.Sprint(got.Members) != fmt.Sprint(r.Members) {
+		if got.OK != r.OK || (got.Err == nil) != (r.Err == nil) || got.More != r.More || fmt.Sprint(got.Members) != fmt.Sprint(r.Members) ||
+			got.Protocol != r.Protocol || got.Result.HasResult != r.Result.HasResult || !bytes.Equal(got.Result.Result, r.Result.Result) ||
+			got.Result.Error != r.Result.Error {
 			t.Errorf("%+v came back as %+v", r, got)
 		}
 		for _, e := range replyErrors {
@@ -76,7 +84,7 @@ func TestReplyCarriesCoreErrors(t *testing.T) {
 			}
 		}
 	}
-	if _, err := decodeReply([]byte{requestV1, 0, 77, 0, 0}); !errors.Is(err, errRequest) {
+	if _, err := decodeReply([]byte{requestV1, 0, 77, 0, 0, 0, 0, 0}); !errors.Is(err, errRequest) {
 		t.Errorf("unknown error code: %v", err)
 	}
 }

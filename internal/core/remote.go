@@ -44,6 +44,8 @@ const (
 	ReqUntagUser                           // UntagUserGroup(User, Group)
 	ReqUserInGroup                         // OK: UserInGroup(User, Group)
 	ReqListGroup                           // Members: ListGroup(Group, After, Limit)
+	ReqDeliver                             // queue Data (whole frames in the conn's protocol) to Conn
+	ReqInvoke                              // queue Data, an invocation with id ID, to Conn; Result: the client's answer within Wait
 	numReqKinds
 )
 
@@ -52,7 +54,9 @@ func (k ReqKind) Valid() bool { return k >= ReqConnExists && k < numReqKinds }
 
 // PerConn reports whether k addresses one conn (run by its node) rather
 // than every node.
-func (k ReqKind) PerConn() bool { return k >= ReqConnExists && k <= ReqCheck }
+func (k ReqKind) PerConn() bool {
+	return k >= ReqConnExists && k <= ReqCheck || k == ReqDeliver || k == ReqInvoke
+}
 
 // Request is an operation on conns' state, run where the conns are.
 type Request struct {
@@ -73,6 +77,11 @@ type Request struct {
 	// page; "" first) and size.
 	After string
 	Limit int
+	// ReqDeliver, ReqInvoke: the frames, the invocation's id and how long
+	// to wait for the client's answer.
+	Data []byte
+	ID   string
+	Wait time.Duration
 }
 
 // Reply is a node's answer to a Request: OK for the checks, and the error
@@ -84,6 +93,15 @@ type Reply struct {
 	// order, and whether more follow.
 	Members []GroupMember
 	More    bool
+	// ReqConnExists: the conn's protocol (Conn.Protocol).
+	Protocol string
+	// ReqInvoke: the client's answer.
+	Result ClientResult
+	// Await, when set, waits for the rest of the reply (ReqInvoke: the
+	// client's answer) and returns it, or ctx's error; the node that runs
+	// the request calls it off the path of other requests. It does not
+	// travel.
+	Await func(ctx context.Context) Reply
 }
 
 // Router carries Requests to other nodes. A clustered Broker implements it;
@@ -138,7 +156,11 @@ func (h *Hub) Do(ctx context.Context, req Request) (Reply, error) {
 			if rt != nil {
 				rt.Settle(ctx)
 			}
-			return h.answer(&req), nil
+			r := h.answer(&req)
+			if r.Await != nil {
+				r = r.Await(ctx)
+			}
+			return r, nil
 		}
 		r, found, err := rt.Ask(ctx, owner, &req)
 		if err != nil {
@@ -207,7 +229,11 @@ func (h *Hub) answer(req *Request) Reply {
 		}
 		switch req.Kind {
 		case ReqConnExists:
-			return Reply{OK: true}
+			return Reply{OK: true, Protocol: c.Protocol()}
+		case ReqDeliver:
+			c.Deliver(&Message{Type: Framed, Data: req.Data})
+		case ReqInvoke:
+			return startInvoke(c, req)
 		case ReqJoin:
 			return Reply{Err: h.JoinGroup(c, req.Group)}
 		case ReqLeave:

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"fmt"
 	"strconv"
 	"sync"
 )
@@ -36,12 +37,33 @@ func (c *Conn) AwaitResult() (id string, answer <-chan ClientResult, cancel func
 	}
 	r.next++
 	id = "s" + strconv.FormatUint(r.next, 10)
+	ch := r.registerLocked(id)
+	return id, ch, func() { c.forgetResult(id) }, nil
+}
+
+// awaitResultID is AwaitResult for an invocation id the caller chose
+// (Node.InvocationID): ErrInvocationID if it waits already.
+func (c *Conn) awaitResultID(id string) (answer <-chan ClientResult, cancel func(), err error) {
+	r := &c.results
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ended {
+		return nil, nil, fmt.Errorf("%w: %q", ErrConnNotFound, c.ID())
+	}
+	if _, ok := r.pending[id]; ok {
+		return nil, nil, fmt.Errorf("%w: %q", ErrInvocationID, id)
+	}
+	return r.registerLocked(id), func() { c.forgetResult(id) }, nil
+}
+
+// registerLocked adds a waiting invocation; r.mu is held.
+func (r *results) registerLocked(id string) chan ClientResult {
 	ch := make(chan ClientResult, 1)
 	if r.pending == nil {
 		r.pending = make(map[string]chan ClientResult)
 	}
 	r.pending[id] = ch
-	return id, ch, func() { c.forgetResult(id) }, nil
+	return ch
 }
 
 // ResolveResult hands the client's answer to the invocation id. It reports false when nobody

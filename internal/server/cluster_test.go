@@ -357,3 +357,50 @@ func TestClusterSignalRSends(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterSignalRClientCalls: :invoke and the stream routes through node a reach a
+// client on node b and come back with its answer; a client that goes away before it answers
+// fails the invocation with its own code, and an unknown connection of b is a 404.
+func TestClusterSignalRClientCalls(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	n := startCluster(t, ns.URL(), "a", "b")
+	for _, proto := range []hubproto.Protocol{hubproto.JSON, hubproto.MessagePack} {
+		t.Run(proto.Name(), func(t *testing.T) { clientCallsRoundTrip(t, n[0], n[1], proto) })
+	}
+
+	invoke := func(id string) (chan *http.Response, func() []byte) {
+		url := n[0].SignalREndpoint() + "/api/hubs/chat/connections/" + id + "/:invoke?api-version=2024-12-01"
+		done := make(chan *http.Response, 1)
+		var body []byte
+		go func() {
+			resp, b := restDo(t, n[0], http.MethodPost, url, `{"target":"ask","arguments":[]}`)
+			body = b
+			done <- resp
+		}()
+		return done, func() []byte { return body }
+	}
+	leaving := dialHub(t, n[1], "chat", hubproto.JSON)
+	done, body := invoke(leaving.id)
+	if inv := leaving.next(); inv.Kind != hubproto.Invocation || !strings.HasPrefix(inv.InvocationID, "a.") {
+		t.Fatalf("invocation %+v: want one with node a's id", inv)
+	}
+	leaving.ws.Close()
+	select {
+	case resp := <-done:
+		if resp.StatusCode != http.StatusInternalServerError || resp.Header.Get("x-ms-error-code") != "Error.Invocation.ConnectionClosed" {
+			t.Errorf("client gone: %d %s %s, want 500 Error.Invocation.ConnectionClosed", resp.StatusCode, resp.Header.Get("x-ms-error-code"), body())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no answer once the client left")
+	}
+
+	done, body = invoke("b_nobody")
+	resp := <-done
+	if resp.StatusCode != http.StatusNotFound || resp.Header.Get("x-ms-error-code") != "Error.Connection.NotExisted" {
+		t.Errorf("unknown conn of b: %d %s %s", resp.StatusCode, resp.Header.Get("x-ms-error-code"), body())
+	}
+	stream := n[0].SignalREndpoint() + "/api/hubs/chat/connections/b_nobody/streams/s/:send?api-version=2024-12-01"
+	if resp := restCall(t, n[0], http.MethodPost, stream, `1`); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("stream to an unknown conn of b: %d", resp.StatusCode)
+	}
+}

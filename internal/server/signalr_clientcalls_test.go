@@ -93,73 +93,77 @@ func (c *hubClient) next() hubproto.Message {
 // converted to JSON), and the stream routes reach it as StreamItems and a Completion.
 func TestSignalRClientResultsAndStreams(t *testing.T) {
 	srv := servertest.Start(t, servertest.Options{})
-	sr := srv.SignalREndpoint()
 	for _, proto := range []hubproto.Protocol{hubproto.JSON, hubproto.MessagePack} {
-		t.Run(proto.Name(), func(t *testing.T) {
-			c := dialHub(t, srv, "chat", proto)
-			type answer struct {
-				status int
-				body   []byte
-			}
-			done := make(chan answer, 1)
-			url := sr + "/api/hubs/chat/connections/" + c.id + "/:invoke?api-version=2024-12-01"
-			tok, err := srv.Keys().MintServerToken(url, time.Minute)
-			if err != nil {
-				t.Fatal(err)
-			}
-			go func() {
-				req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"target":"ask","arguments":[2]}`))
-				req.Header.Set("Authorization", "Bearer "+tok)
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					done <- answer{-1, []byte(err.Error())}
-					return
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				done <- answer{resp.StatusCode, b}
-			}()
-			inv := c.next()
-			if inv.Kind != hubproto.Invocation || inv.InvocationID == "" || inv.Target != "ask" || inv.Arguments != 1 {
-				t.Fatalf("invocation %+v", inv)
-			}
-			if proto.Binary() {
-				body := msgp.AppendArrayHeader(nil, 5)
-				body = msgp.AppendInt64(body, 3)
-				body = msgp.AppendMapHeader(body, 0)
-				body = msgp.AppendString(body, inv.InvocationID)
-				body = msgp.AppendInt64(body, 3)
-				body = msgp.AppendMapHeader(body, 1)
-				body = msgp.AppendString(body, "v")
-				body = msgp.AppendInt64(body, 4)
-				c.write(append([]byte{byte(len(body))}, body...))
-			} else {
-				c.write([]byte(`{"type":3,"invocationId":"` + inv.InvocationID + `","result":{"v":4}}` + "\x1e"))
-			}
-			var got answer
-			select {
-			case got = <-done:
-			case <-time.After(20 * time.Second):
-				t.Fatal("no answer to :invoke")
-			}
-			if want := `{"result":{"v":4},"protocol":"` + proto.Name() + `"}`; got.status != 200 || string(got.body) != want {
-				t.Fatalf(":invoke answered %d %s, want 200 %s", got.status, got.body, want)
-			}
+		t.Run(proto.Name(), func(t *testing.T) { clientCallsRoundTrip(t, srv, srv, proto) })
+	}
+}
 
-			base := sr + "/api/hubs/chat/connections/" + c.id + "/streams/st1/"
-			if resp := restCall(t, srv, http.MethodPost, base+":send?api-version=2024-12-01", `{"i":1}`); resp.StatusCode != http.StatusAccepted {
-				t.Fatalf("stream send: %d", resp.StatusCode)
-			}
-			if resp := restCall(t, srv, http.MethodPost, base+":complete?reason=done", ""); resp.StatusCode != http.StatusAccepted {
-				t.Fatalf("stream complete: %d", resp.StatusCode)
-			}
-			if m := c.next(); m.Kind != hubproto.StreamItem || m.InvocationID != "st1" {
-				t.Fatalf("stream item %+v", m)
-			}
-			if m := c.next(); m.Kind != hubproto.Completion || m.InvocationID != "st1" || m.Error != "done" {
-				t.Fatalf("stream completion %+v", m)
-			}
-		})
+// clientCallsRoundTrip calls :invoke and the stream routes through rest's SignalR REST API
+// for a client connected to client (the same server, or another node of a cluster).
+func clientCallsRoundTrip(t *testing.T, rest, client *servertest.Server, proto hubproto.Protocol) {
+	sr := rest.SignalREndpoint()
+	c := dialHub(t, client, "chat", proto)
+	type answer struct {
+		status int
+		body   []byte
+	}
+	done := make(chan answer, 1)
+	url := sr + "/api/hubs/chat/connections/" + c.id + "/:invoke?api-version=2024-12-01"
+	tok, err := rest.Keys().MintServerToken(url, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(`{"target":"ask","arguments":[2]}`))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- answer{-1, []byte(err.Error())}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- answer{resp.StatusCode, b}
+	}()
+	inv := c.next()
+	if inv.Kind != hubproto.Invocation || inv.InvocationID == "" || inv.Target != "ask" || inv.Arguments != 1 {
+		t.Fatalf("invocation %+v", inv)
+	}
+	if proto.Binary() {
+		body := msgp.AppendArrayHeader(nil, 5)
+		body = msgp.AppendInt64(body, 3)
+		body = msgp.AppendMapHeader(body, 0)
+		body = msgp.AppendString(body, inv.InvocationID)
+		body = msgp.AppendInt64(body, 3)
+		body = msgp.AppendMapHeader(body, 1)
+		body = msgp.AppendString(body, "v")
+		body = msgp.AppendInt64(body, 4)
+		c.write(append([]byte{byte(len(body))}, body...))
+	} else {
+		c.write([]byte(`{"type":3,"invocationId":"` + inv.InvocationID + `","result":{"v":4}}` + "\x1e"))
+	}
+	var got answer
+	select {
+	case got = <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no answer to :invoke")
+	}
+	if want := `{"result":{"v":4},"protocol":"` + proto.Name() + `"}`; got.status != 200 || string(got.body) != want {
+		t.Fatalf(":invoke answered %d %s, want 200 %s", got.status, got.body, want)
+	}
+
+	base := sr + "/api/hubs/chat/connections/" + c.id + "/streams/st1/"
+	if resp := restCall(t, rest, http.MethodPost, base+":send?api-version=2024-12-01", `{"i":1}`); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("stream send: %d", resp.StatusCode)
+	}
+	if resp := restCall(t, rest, http.MethodPost, base+":complete?reason=done", ""); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("stream complete: %d", resp.StatusCode)
+	}
+	if m := c.next(); m.Kind != hubproto.StreamItem || m.InvocationID != "st1" {
+		t.Fatalf("stream item %+v", m)
+	}
+	if m := c.next(); m.Kind != hubproto.Completion || m.InvocationID != "st1" || m.Error != "done" {
+		t.Fatalf("stream completion %+v", m)
 	}
 }

@@ -2,7 +2,7 @@ package signalr
 
 import (
 	"bytes"
-	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -38,17 +38,25 @@ const (
 // maxStreamID is the longest stream id the swagger allows.
 const maxStreamID = 100
 
-// localConn returns the conn of the path on this node, with its hub protocol.
-func (c *call) localConn() (*core.Conn, hubproto.Protocol, error) {
-	conn, err := c.hub.Conn(c.p.Conn)
+// connProtocol returns the hub protocol of the path's conn, wherever it is held.
+func (c *call) connProtocol() (hubproto.Protocol, error) {
+	name, err := c.hub.ConnProtocol(c.r.Context(), c.p.Conn)
 	if err != nil {
-		return nil, nil, answer(err, c.p.Conn)
+		return nil, answer(err, c.p.Conn)
 	}
-	proto, ok := hubproto.Lookup(conn.Protocol())
+	proto, ok := hubproto.Lookup(name)
 	if !ok {
-		return nil, nil, badRequest("connectionId", "Connection '%s' does not speak a SignalR hub protocol.", excerpt.Of(c.p.Conn))
+		return nil, badRequest("connectionId", "Connection '%s' does not speak a SignalR hub protocol.", excerpt.Of(c.p.Conn))
 	}
-	return conn, proto, nil
+	return proto, nil
+}
+
+// deliver queues frames to the path's conn, wherever it is held.
+func (c *call) deliver(frames []byte) error {
+	if err := c.hub.DeliverFramed(c.r.Context(), c.p.Conn, frames); err != nil {
+		return answer(err, c.p.Conn)
+	}
+	return nil
 }
 
 // jsonBody reads a body that must be JSON: Content-Type absent or JSON.
@@ -80,38 +88,29 @@ func (h *handler) invoke(c *call) error {
 	if err != nil {
 		return badRequest("body", "%s", excerpt.Error(err))
 	}
-	conn, proto, err := c.localConn()
+	proto, err := c.connProtocol()
 	if err != nil {
 		return err
 	}
-	id, answerCh, cancel, err := conn.AwaitResult()
-	if err != nil {
-		return answer(err, c.p.Conn)
-	}
-	defer cancel()
+	id := c.hub.InvocationID()
 	frame, err := proto.AppendInvocation(nil, hubproto.WithInvocationID(p.Invocation, id))
 	if err != nil { // ParsePayload made it: cannot fail for a valid payload
 		return fmt.Errorf("signalr: encode invocation: %w", err)
 	}
-	ctx, stop := context.WithTimeout(c.r.Context(), h.invokeTimeout)
-	defer stop()
-	conn.Deliver(&core.Message{Type: core.Framed, Data: frame})
-
-	var res core.ClientResult
-	var open bool
-	select {
-	case res, open = <-answerCh:
-	case <-ctx.Done():
-		if c.r.Context().Err() != nil {
-			return answer(c.r.Context().Err(), "") // the caller is gone; nobody reads this
-		}
-		return fail(http.StatusInternalServerError, codeInvocationTimeout, "",
-			"Connection '%s' did not answer the invocation within %s.", excerpt.Of(c.p.Conn), h.invokeTimeout)
+	// The wait is the request's own deadline if sooner, and InvokeTimeout at most.
+	wait := h.invokeTimeout
+	if dl, ok := c.r.Context().Deadline(); ok {
+		wait = min(wait, time.Until(dl))
 	}
+	res, err := c.hub.Invoke(c.r.Context(), c.p.Conn, id, frame, wait)
 	switch {
-	case !open:
-		return fail(http.StatusInternalServerError, codeInvocationGone, "",
-			"Connection '%s' closed before it answered the invocation.", excerpt.Of(c.p.Conn))
+	case c.r.Context().Err() != nil:
+		return answer(c.r.Context().Err(), "") // the caller is gone; nobody reads this
+	case errors.Is(err, core.ErrInvocationTimeout):
+		return fail(http.StatusInternalServerError, codeInvocationTimeout, "",
+			"Connection '%s' did not answer the invocation within %s.", excerpt.Of(c.p.Conn), wait.Round(time.Millisecond))
+	case err != nil:
+		return answer(err, c.p.Conn)
 	case res.Error != "":
 		return fail(http.StatusInternalServerError, codeInvocationFailed, "",
 			"The client failed the invocation: %s", excerpt.Cut(res.Error, 0, excerpt.MaxError))
@@ -163,7 +162,7 @@ func (h *handler) streamSend(c *call) error {
 	if len(item) == 0 && !completed {
 		return badRequest("body", "The stream item in the request body is required.")
 	}
-	conn, proto, err := c.localConn()
+	proto, err := c.connProtocol()
 	if err != nil {
 		return err
 	}
@@ -176,8 +175,7 @@ func (h *handler) streamSend(c *call) error {
 	if completed {
 		frames = proto.AppendCompletion(frames, id, "")
 	}
-	conn.Deliver(&core.Message{Type: core.Framed, Data: frames})
-	return nil
+	return c.deliver(frames)
 }
 
 // streamComplete ends the stream with a Completion: with the reason (swagger) or error (the
@@ -191,12 +189,11 @@ func (h *handler) streamComplete(c *call) error {
 	if reason == "" {
 		reason = c.query.Get("error")
 	}
-	conn, proto, err := c.localConn()
+	proto, err := c.connProtocol()
 	if err != nil {
 		return err
 	}
-	conn.Deliver(&core.Message{Type: core.Framed, Data: proto.AppendCompletion(nil, id, reason)})
-	return nil
+	return c.deliver(proto.AppendCompletion(nil, id, reason))
 }
 
 // boolean parses an optional true/false parameter (any case); absent is false.

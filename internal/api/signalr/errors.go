@@ -79,6 +79,10 @@ var coreAnswers = [...]rule{
 	{core.ErrHubLimit, http.StatusServiceUnavailable, codeUnavailable, "", "The server holds too many hubs (limits.max_hubs); try again later."},
 	{core.ErrHubReclaimed, http.StatusServiceUnavailable, codeUnavailable, "", "The hub was reclaimed while idle; try again."},
 	{core.ErrBrokerUnavailable, http.StatusServiceUnavailable, rest.CodeClusterUnavailable, "", rest.MsgClusterUnavailable},
+	// :invoke's failures are 500s (see clientcalls.go); the handler words its own messages.
+	{core.ErrInvocationTimeout, http.StatusInternalServerError, codeInvocationTimeout, "", "Connection '%s' did not answer the invocation in time."},
+	{core.ErrInvocationClosed, http.StatusInternalServerError, codeInvocationGone, "", "Connection '%s' closed before it answered the invocation."},
+	{core.ErrInvocationID, http.StatusInternalServerError, codeInvocationFailed, "", "The invocation id is in use on connection '%s'."},
 	{context.Canceled, http.StatusServiceUnavailable, codeUnavailable, "", "The request was canceled."},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, codeUnavailable, "", "The request timed out."},
 }
