@@ -390,6 +390,10 @@ export async function startServer({
     }, 5000);
     const r = await exitPromise;
     clearTimeout(timer);
+    removeDirs();
+    return r;
+  };
+  const removeDirs = () => {
     for (const dir of [dataDir, configDir]) {
       if (!dir) continue;
       try {
@@ -398,7 +402,6 @@ export async function startServer({
         /* ignore */
       }
     }
-    return r;
   };
 
   try {
@@ -466,6 +469,13 @@ export async function startServer({
     diag,
     exited: () => exited,
     stop,
+    /** SIGKILL the server (no drain), wait for it to exit and remove its directories. */
+    kill: async () => {
+      if (!exited) child.kill("SIGKILL");
+      const r = await exitPromise;
+      removeDirs();
+      return r;
+    },
   };
 }
 
