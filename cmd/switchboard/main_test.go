@@ -3,8 +3,11 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -133,5 +136,55 @@ func TestSignalRTokenNegotiates(t *testing.T) {
 	}
 	if neg.NegotiateVersion != 1 || neg.ConnectionID == "" || neg.ConnectionToken == "" {
 		t.Fatalf("negotiate answered %+v", neg)
+	}
+}
+
+// TestTokenCheck: `token --check` prints what a minted token says and accepts it with the
+// keys that signed it, and names the reason it refuses one for another hub or another key.
+func TestTokenCheck(t *testing.T) {
+	const cs = "Endpoint=http://localhost:8080;AccessKey=primary-access-key-for-the-check-test;Version=1.0;"
+	tok, err := run(t, "token", "--connection-string", cs, "--hub", "chat", "--user", "ann", "--token-only")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok = strings.TrimSpace(tok)
+	out, err := run(t, "token", "--connection-string", cs, "--check", tok)
+	if err != nil || !strings.Contains(out, `"sub": "ann"`) || !strings.Contains(out, `kind: Web PubSub client token for hub "chat"`) ||
+		!strings.Contains(out, "accepted:") {
+		t.Errorf("check of a good token: %v\n%s", err, out)
+	}
+	for name, args := range map[string][]string{
+		"another hub": {"--connection-string", cs, "--hub", "news"},
+		"another key": {"--connection-string", strings.Replace(cs, "primary", "another", 1)},
+	} {
+		out, err := run(t, append([]string{"token", "--check", tok}, args...)...)
+		want := map[string]string{"another hub": "token audience mismatch", "another key": "token signature invalid"}[name]
+		if !errors.Is(err, errTokenRefused) || !strings.Contains(out, "refused: ") || !strings.Contains(out, want) {
+			t.Errorf("%s: %v\n%s", name, err, out)
+		}
+	}
+}
+
+// TestConfigSampleChecks: the file `switchboard config` prints passes --check-config as it
+// is, and a wrong value put into it is reported by key.
+func TestConfigSampleChecks(t *testing.T) {
+	out, err := run(t, "config")
+	if err != nil || !strings.Contains(out, "shutdown_timeout: 10s") {
+		t.Fatalf("config: %v\n%s", err, out)
+	}
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	if err := os.WriteFile(good, []byte(out), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, "serve", "--check-config", "--config", good); err != nil {
+		t.Errorf("the sample does not pass --check-config: %v", err)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	if err := os.WriteFile(bad, []byte(strings.Replace(out, "max_hubs: 10000", "max_hubs: -3", 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, "serve", "--check-config", "--config", bad); err == nil || !strings.Contains(err.Error(), "limits.max_hubs") {
+		t.Errorf("a bad value in the sample: %v", err)
 	}
 }
