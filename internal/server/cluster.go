@@ -95,3 +95,8 @@ func clusterSummary(c *cluster.Cluster) func(context.Context) any {
 		return c.State(ctx)
 	}
 }
+
+// relayConfig bounds the relays of reliable clients between nodes.
+func relayConfig(cfg config.Config) cluster.RelayConfig {
+	return cluster.RelayConfig{Max: cfg.Cluster.MaxRelays, MaxQueueBytes: cfg.Limits.MaxQueueBytes}
+}

@@ -1,0 +1,876 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/metricreg"
+	"github.com/switchboardhq/switchboard/internal/relay"
+	"github.com/switchboardhq/switchboard/internal/transport/websocket"
+)
+
+// Relays carry the clients whose socket reached this node while their
+// session lives on another one (the owner), and the sessions of this node
+// whose client's socket is on another node.
+//
+// The node with the socket (the client end) asks the owner, by NATS
+// request/reply on sb.<ns>.node.<owner>.relay, to attach the client
+// (relay.Request); the owner checks it as it checks a client on its own
+// socket and answers OK, or the close code and reason its own client would
+// get. Then whole client messages go to sb.relay.<id>.o, and the owner's
+// messages (its conn drained as a socket's writer drains it) to
+// sb.relay.<id>.c, each frame numbered per direction: a gap (NATS core
+// lost one) closes the relay, and the client recovers again. A close frame
+// ends the relay from either side with the code and reason the client gets.
+type Relays struct {
+	c      *Cluster
+	ns     string
+	accept relay.Acceptor
+	cfg    RelayConfig
+	log    *slog.Logger
+	m      *relayMetrics
+	sub    *nats.Subscription
+
+	mu      sync.Mutex
+	clients map[string]*clientEnd // by relay id
+	owners  map[string]*ownerEnd
+}
+
+// RelayConfig bounds a node's relays.
+type RelayConfig struct {
+	// Max bounds the relays of each side (client ends, owner ends) on
+	// this node; past it a relay is refused. Default 10000.
+	Max int
+	// MaxQueueBytes bounds the owner's messages a client end holds for a
+	// socket that does not take them: past it the client is closed as a
+	// slow consumer, as the owner closes its own (limits.max_queue_bytes).
+	MaxQueueBytes int
+}
+
+// Relay frames, on the per-relay subjects:
+//
+//	version  byte (relayV1)
+//	type     byte (frameText, frameBinary, frameClose)
+//	seq      uvarint, 1, 2, … per direction
+//	text, binary: the message's bytes, to the end
+//	close: flags byte (closeByClient), code uvarint, reason string
+//
+// An attach request: version, then kind, hub, protocol, conn id, token,
+// relay id, client node as strings. Its reply: version, ok byte (1:
+// attached), code uvarint, reason string.
+const relayV1 = 1
+
+const (
+	frameText   = 1
+	frameBinary = 2
+	frameClose  = 3
+
+	closeByClient = 1 << 0
+)
+
+// Close codes and reasons of a relay's own failures.
+const (
+	reasonOwnerGone   = "the node holding this session is gone; reconnect"
+	reasonLost        = "the relay to the node holding this session lost a message; reconnect"
+	reasonUnavailable = "the node holding this session could not be reached; reconnect"
+	reasonLimit       = "too many relayed connections on this node; try again later"
+	reasonSlow        = "slow consumer: outbound queue exceeded its limit"
+)
+
+var errRelayEnvelope = errors.New("cluster: bad relay envelope")
+
+// relayFrame is one decoded frame.
+type relayFrame struct {
+	typ      byte
+	seq      uint64
+	data     []byte
+	byClient bool
+	code     int
+	reason   string
+}
+
+func appendRelayFrame(dst []byte, f *relayFrame) []byte {
+	dst = append(dst, relayV1, f.typ)
+	dst = appendUvarint(dst, f.seq)
+	if f.typ == frameClose {
+		flags := byte(0)
+		if f.byClient {
+			flags |= closeByClient
+		}
+		dst = append(dst, flags)
+		dst = appendUvarint(dst, uint64(f.code))
+		return appendString(dst, f.reason)
+	}
+	return append(dst, f.data...)
+}
+
+func decodeRelayFrame(b []byte) (relayFrame, error) {
+	d := decoder{b: b}
+	var f relayFrame
+	if v := d.byte(); d.err == nil && v != relayV1 {
+		return f, fmt.Errorf("%w: version %d", errRelayEnvelope, v)
+	}
+	f.typ = d.byte()
+	f.seq = d.uvarint()
+	switch {
+	case d.err != nil:
+	case f.typ == frameText || f.typ == frameBinary:
+		f.data = d.b
+		d.b = nil
+	case f.typ == frameClose:
+		flags := d.byte()
+		if flags&^closeByClient != 0 {
+			return f, fmt.Errorf("%w: close flags %#x", errRelayEnvelope, flags)
+		}
+		f.byClient = flags&closeByClient != 0
+		code := d.uvarint()
+		if code > 4999 {
+			return f, fmt.Errorf("%w: close code %d", errRelayEnvelope, code)
+		}
+		f.code = int(code)
+		f.reason = d.string()
+	default:
+		return f, fmt.Errorf("%w: frame type %d", errRelayEnvelope, f.typ)
+	}
+	if d.err == nil && len(d.b) > 0 {
+		return f, fmt.Errorf("%w: %d bytes past the end", errRelayEnvelope, len(d.b))
+	}
+	if d.err != nil {
+		return f, d.err
+	}
+	if f.seq == 0 {
+		return f, fmt.Errorf("%w: seq 0", errRelayEnvelope)
+	}
+	return f, nil
+}
+
+// attach is an attach request.
+type attachReq struct {
+	req    relay.Request
+	id     string // the relay's id, a subject token
+	client string // the node of the client end
+}
+
+func appendAttach(dst []byte, a *attachReq) []byte {
+	dst = append(dst, relayV1)
+	for _, s := range []string{a.req.Kind, a.req.Hub, a.req.Protocol, a.req.ConnID, a.req.Token, a.id, a.client} {
+		dst = appendString(dst, s)
+	}
+	return dst
+}
+
+func decodeAttach(b []byte) (attachReq, error) {
+	d := decoder{b: b}
+	var a attachReq
+	if v := d.byte(); d.err == nil && v != relayV1 {
+		return a, fmt.Errorf("%w: version %d", errRelayEnvelope, v)
+	}
+	for _, s := range []*string{&a.req.Kind, &a.req.Hub, &a.req.Protocol, &a.req.ConnID, &a.req.Token, &a.id, &a.client} {
+		*s = d.string()
+	}
+	if d.err != nil {
+		return a, d.err
+	}
+	if len(d.b) > 0 {
+		return a, fmt.Errorf("%w: %d bytes past the end", errRelayEnvelope, len(d.b))
+	}
+	if !validRelayID(a.id) || !ValidNodeID(a.client) {
+		return a, fmt.Errorf("%w: relay id %q of node %q", errRelayEnvelope, a.id, a.client)
+	}
+	return a, nil
+}
+
+func appendAttachReply(dst []byte, r *relay.Refusal) []byte {
+	if r == nil {
+		return append(dst, relayV1, 1, 0, 0)
+	}
+	dst = append(dst, relayV1, 0)
+	dst = appendUvarint(dst, uint64(r.Code))
+	return appendString(dst, r.Reason)
+}
+
+// decodeAttachReply returns nil for an attached relay, else the refusal.
+func decodeAttachReply(b []byte) (*relay.Refusal, error) {
+	d := decoder{b: b}
+	if v := d.byte(); d.err == nil && v != relayV1 {
+		return nil, fmt.Errorf("%w: version %d", errRelayEnvelope, v)
+	}
+	ok := d.byte()
+	code := d.uvarint()
+	reason := d.string()
+	switch {
+	case d.err != nil:
+		return nil, d.err
+	case len(d.b) > 0:
+		return nil, fmt.Errorf("%w: %d bytes past the end", errRelayEnvelope, len(d.b))
+	case ok > 1 || code > 4999:
+		return nil, fmt.Errorf("%w: reply %d, code %d", errRelayEnvelope, ok, code)
+	case ok == 1:
+		return nil, nil
+	}
+	return &relay.Refusal{Code: int(code), Reason: reason}, nil
+}
+
+func appendUvarint(dst []byte, v uint64) []byte {
+	for v >= 0x80 {
+		dst = append(dst, byte(v)|0x80)
+		v >>= 7
+	}
+	return append(dst, byte(v))
+}
+
+// validRelayID reports whether id is a relay id: 32 hex digits.
+func validRelayID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if !strings.ContainsRune("0123456789abcdef", rune(id[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+func newRelayID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func (r *Relays) attachSubject(node string) string { return "sb." + r.ns + ".node." + node + ".relay" }
+
+func toOwner(id string) string  { return "sb.relay." + id + ".o" }
+func toClient(id string) string { return "sb.relay." + id + ".c" }
+
+type relayMetrics struct {
+	open     *prometheus.GaugeVec   // side
+	frames   *prometheus.CounterVec // direction
+	bytes    *prometheus.CounterVec // direction
+	refusals *prometheus.CounterVec // reason
+}
+
+func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
+	m := &relayMetrics{
+		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "relays",
+			Help: "Relays open, by side: client (the socket is here, the session on another node) or owner (the session is here, the socket on another node)."}, []string{"side"}),
+		frames: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "relay_frames_total",
+			Help: "Relay frames (client messages, session messages, closes), by direction: to_owner or to_client."}, []string{"direction"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "relay_bytes_total",
+			Help: "Bytes of relay frames, by direction: to_owner or to_client."}, []string{"direction"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "relay_refusals_total",
+			Help: "Relays refused or broken, by reason: refused (by the owner, as it refuses its own clients), owner_gone, unavailable (NATS down, no answer in time), limit (cluster.max_relays), lost (a frame lost on the way), peer_gone (the other node left the heartbeats), slow_consumer, bad_frame."}, []string{"reason"}),
+	}
+	var err error
+	if m.open, err = metricreg.Register(reg, "cluster", m.open); err != nil {
+		return nil, err
+	}
+	for _, v := range []**prometheus.CounterVec{&m.frames, &m.bytes, &m.refusals} {
+		if *v, err = metricreg.Register(reg, "cluster", *v); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Relays starts serving relays of namespace ns: accept attaches the
+// clients other nodes hand to this one. Its sweeper runs until the cluster
+// closes.
+func (c *Cluster) Relays(ns string, accept relay.Acceptor, cfg RelayConfig) (*Relays, error) {
+	if !validNamespace.MatchString(ns) {
+		return nil, fmt.Errorf("cluster: namespace %q: want letters, digits or '-'", ns)
+	}
+	if cfg.Max <= 0 {
+		cfg.Max = 10000
+	}
+	if cfg.MaxQueueBytes <= 0 {
+		cfg.MaxQueueBytes = 4 << 20
+	}
+	m, err := newRelayMetrics(c.cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	r := &Relays{c: c, ns: ns, accept: accept, cfg: cfg, log: c.log.With("relay_ns", ns), m: m,
+		clients: map[string]*clientEnd{}, owners: map[string]*ownerEnd{}}
+	if r.sub, err = c.nc.Subscribe(r.attachSubject(c.cfg.NodeID), r.serveAttach); err != nil {
+		return nil, fmt.Errorf("cluster: subscribing to relay attaches: %w", err)
+	}
+	if err := c.nc.FlushTimeout(c.cfg.ConnectTimeout); err != nil {
+		return nil, fmt.Errorf("cluster: subscribing to relay attaches: %w", err)
+	}
+	c.mu.Lock()
+	c.relays = append(c.relays, r)
+	c.mu.Unlock()
+	c.bg.Go(r.sweep)
+	return r, nil
+}
+
+var _ relay.Dialer = (*Relays)(nil)
+
+// Remote implements relay.Dialer: the node named by the conn id's prefix,
+// when it is a node id other than this one.
+func (r *Relays) Remote(connID string) (string, bool) {
+	node := core.ConnNode(connID)
+	if node == "" || node == r.c.cfg.NodeID || !ValidNodeID(node) {
+		return "", false
+	}
+	return node, true
+}
+
+// Dial implements relay.Dialer.
+func (r *Relays) Dial(ctx context.Context, node string, req relay.Request, sock relay.Socket) (relay.Handler, error) {
+	nc := r.c.nc
+	if !nc.IsConnected() {
+		r.m.refusals.WithLabelValues("unavailable").Inc()
+		return nil, fmt.Errorf("cluster: relay to %q: NATS connection %s", node, strings.ToLower(nc.Status().String()))
+	}
+	ce := &clientEnd{r: r, id: newRelayID(), owner: node, sock: sock, started: time.Now()}
+	r.mu.Lock()
+	if len(r.clients) >= r.cfg.Max {
+		r.mu.Unlock()
+		r.m.refusals.WithLabelValues("limit").Inc()
+		return nil, &relay.Refusal{Code: relay.CloseUnavailable, Reason: reasonLimit}
+	}
+	r.clients[ce.id] = ce
+	r.mu.Unlock()
+	// Subscribed before asking: the owner starts writing once it attached.
+	sub, err := nc.Subscribe(toClient(ce.id), ce.receive)
+	if err == nil {
+		err = r.limitPending(sub)
+	}
+	if err != nil {
+		r.forgetClient(ce)
+		r.m.refusals.WithLabelValues("unavailable").Inc()
+		return nil, fmt.Errorf("cluster: relay to %q: %w", node, err)
+	}
+	ce.sub = sub
+	ctx, cancel := context.WithTimeout(ctx, r.c.cfg.RequestTimeout)
+	defer cancel()
+	msg, err := nc.RequestWithContext(ctx, r.attachSubject(node), appendAttach(nil, &attachReq{req: req, id: ce.id, client: r.c.cfg.NodeID}))
+	var refusal *relay.Refusal
+	if err == nil {
+		refusal, err = decodeAttachReply(msg.Data)
+	}
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		r.m.refusals.WithLabelValues("owner_gone").Inc()
+		err = relay.ErrOwnerGone
+	case err != nil:
+		r.m.refusals.WithLabelValues("unavailable").Inc()
+		err = fmt.Errorf("cluster: relay to %q: %w", node, err)
+	case refusal != nil:
+		r.m.refusals.WithLabelValues("refused").Inc()
+		err = refusal
+	}
+	if err != nil {
+		sub.Unsubscribe()
+		r.forgetClient(ce)
+		if !errors.Is(err, relay.ErrOwnerGone) && refusal == nil {
+			// The owner may have attached and not been able to say so:
+			// end its side.
+			ce.publish(&relayFrame{typ: frameClose, code: relay.CloseUnavailable, reason: reasonUnavailable})
+		}
+		return nil, err
+	}
+	r.m.open.WithLabelValues("client").Inc()
+	sock.Bind(ce)
+	return ce, nil
+}
+
+// limitPending bounds what NATS holds for a relay's subscription: twice
+// the relay's own queue bound, so that a client end's slow consumer is seen
+// by that bound first. Past it NATS drops frames, and the async error
+// handler ends the relay (dropped).
+func (r *Relays) limitPending(sub *nats.Subscription) error {
+	return sub.SetPendingLimits(-1, 2*r.cfg.MaxQueueBytes)
+}
+
+// dropped ends the relay whose subscription NATS dropped frames of (a slow
+// consumer): the client recovers again.
+func (r *Relays) dropped(subject string) {
+	rest, ok := strings.CutPrefix(subject, "sb.relay.")
+	if !ok || len(rest) < 3 {
+		return
+	}
+	id, side := rest[:len(rest)-2], rest[len(rest)-2:]
+	r.mu.Lock()
+	ce, oe := r.clients[id], r.owners[id]
+	r.mu.Unlock()
+	r.m.refusals.WithLabelValues("lost").Inc()
+	switch {
+	case side == ".c" && ce != nil:
+		ce.fail(relay.CloseUnavailable, reasonLost)
+	case side == ".o" && oe != nil:
+		oe.Close(relay.CloseUnavailable, reasonLost)
+	}
+}
+
+func (r *Relays) forgetClient(ce *clientEnd) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.clients[ce.id] != ce {
+		return false
+	}
+	delete(r.clients, ce.id)
+	return true
+}
+
+func (r *Relays) forgetOwner(oe *ownerEnd) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.owners[oe.id] != oe {
+		return false
+	}
+	delete(r.owners, oe.id)
+	return true
+}
+
+// serveAttach answers an attach request for a session of this node.
+func (r *Relays) serveAttach(m *nats.Msg) {
+	a, err := decodeAttach(m.Data)
+	if err != nil {
+		r.m.refusals.WithLabelValues("bad_frame").Inc()
+		r.log.Error("refused a relay attach from NATS", "bytes", len(m.Data), "err", err)
+		m.Respond(appendAttachReply(nil, &relay.Refusal{Code: 1011, Reason: "bad relay request"}))
+		return
+	}
+	oe := &ownerEnd{r: r, id: a.id, client: a.client, started: time.Now(), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	r.mu.Lock()
+	if len(r.owners) >= r.cfg.Max {
+		r.mu.Unlock()
+		r.m.refusals.WithLabelValues("limit").Inc()
+		m.Respond(appendAttachReply(nil, &relay.Refusal{Code: relay.CloseUnavailable, Reason: reasonLimit}))
+		return
+	}
+	r.owners[oe.id] = oe
+	r.mu.Unlock()
+	sub, err := r.c.nc.Subscribe(toOwner(oe.id), oe.receive)
+	if err == nil {
+		err = r.limitPending(sub)
+	}
+	if err != nil {
+		r.forgetOwner(oe)
+		r.m.refusals.WithLabelValues("unavailable").Inc()
+		m.Respond(appendAttachReply(nil, &relay.Refusal{Code: relay.CloseUnavailable, Reason: reasonUnavailable}))
+		return
+	}
+	oe.sub = sub
+	h, err := r.accept(a.req, oe)
+	if err != nil {
+		sub.Unsubscribe()
+		r.forgetOwner(oe)
+		ref := &relay.Refusal{Code: 1011, Reason: "internal error"}
+		errors.As(err, &ref)
+		r.m.refusals.WithLabelValues("refused").Inc()
+		m.Respond(appendAttachReply(nil, ref))
+		return
+	}
+	oe.hmu.Lock()
+	oe.h = h
+	oe.hmu.Unlock()
+	r.m.open.WithLabelValues("owner").Inc()
+	r.c.bg.Go(oe.write)
+	if err := m.Respond(appendAttachReply(nil, nil)); err != nil {
+		oe.Close(relay.CloseUnavailable, reasonUnavailable)
+	}
+}
+
+// sweep ends, every heartbeat interval, the relays whose other node left
+// the heartbeats (after a grace of three intervals from their start, so
+// that a node just joined is not mistaken for a gone one) or while NATS is
+// down, until the cluster closes.
+func (r *Relays) sweep() {
+	t := time.NewTicker(r.c.cfg.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-r.c.stop:
+			return
+		case <-t.C:
+		}
+		r.sweepOnce(time.Now())
+	}
+}
+
+func (r *Relays) sweepOnce(now time.Time) {
+	live := map[string]bool{}
+	for _, id := range r.c.liveNodes() {
+		live[id] = true
+	}
+	up := r.c.nc.IsConnected()
+	grace := 3 * r.c.cfg.HeartbeatInterval
+	var clients []*clientEnd
+	var owners []*ownerEnd
+	r.mu.Lock()
+	for _, ce := range r.clients {
+		if !up || (!live[ce.owner] && now.Sub(ce.started) > grace) {
+			clients = append(clients, ce)
+		}
+	}
+	for _, oe := range r.owners {
+		if !up || (!live[oe.client] && now.Sub(oe.started) > grace) {
+			owners = append(owners, oe)
+		}
+	}
+	r.mu.Unlock()
+	for _, ce := range clients {
+		r.m.refusals.WithLabelValues("peer_gone").Inc()
+		ce.fail(relay.CloseUnavailable, reasonOwnerGone)
+	}
+	for _, oe := range owners {
+		r.m.refusals.WithLabelValues("peer_gone").Inc()
+		oe.clientGone("the node with the client's socket is gone")
+	}
+}
+
+// Shutdown closes the client ends' sockets with code and reason (their
+// clients reconnect elsewhere); the owners are told the clients dropped.
+func (r *Relays) Shutdown(code int, reason string) {
+	r.mu.Lock()
+	clients := make([]*clientEnd, 0, len(r.clients))
+	for _, ce := range r.clients {
+		clients = append(clients, ce)
+	}
+	r.mu.Unlock()
+	for _, ce := range clients {
+		ce.fail(code, reason)
+	}
+}
+
+// clientEnd is the relay on the node with the client's socket: a
+// core.Source for the socket's writer (the owner's messages) and the
+// socket's handler (the client's messages, to the owner).
+type clientEnd struct {
+	r       *Relays
+	id      string
+	owner   string
+	sock    relay.Socket
+	sub     *nats.Subscription
+	started time.Time
+
+	outSeq uint64 // the socket's read goroutine only
+
+	mu     sync.Mutex
+	inSeq  uint64
+	items  []core.Item
+	bytes  int
+	closed bool
+}
+
+var _ core.Source = (*clientEnd)(nil)
+
+// Drain implements core.Source.
+func (ce *clientEnd) Drain(_ core.Link, dst []core.Item) []core.Item {
+	ce.mu.Lock()
+	defer ce.mu.Unlock()
+	dst = append(dst, ce.items...)
+	clear(ce.items)
+	ce.items, ce.bytes = ce.items[:0], 0
+	return dst
+}
+
+// AppendHead implements core.Source: the owner's frames carry their heads.
+func (ce *clientEnd) AppendHead(dst []byte, _ uint64) []byte { return dst }
+
+// receive takes a frame of the owner, on the subscription's goroutine.
+func (ce *clientEnd) receive(m *nats.Msg) {
+	ce.r.m.frames.WithLabelValues("to_client").Inc()
+	ce.r.m.bytes.WithLabelValues("to_client").Add(float64(len(m.Data)))
+	f, err := decodeRelayFrame(m.Data)
+	if err != nil {
+		ce.r.m.refusals.WithLabelValues("bad_frame").Inc()
+		ce.r.log.Error("bad relay frame", "relay", ce.id, "err", err)
+		ce.fail(1011, "bad relay frame")
+		return
+	}
+	ce.mu.Lock()
+	if ce.closed {
+		ce.mu.Unlock()
+		return
+	}
+	if f.seq != ce.inSeq+1 {
+		ce.mu.Unlock()
+		ce.r.m.refusals.WithLabelValues("lost").Inc()
+		ce.fail(relay.CloseUnavailable, reasonLost)
+		return
+	}
+	ce.inSeq = f.seq
+	if f.typ == frameClose {
+		ce.closed = true
+		ce.mu.Unlock()
+		ce.end()
+		ce.sock.Close(f.code, f.reason)
+		return
+	}
+	ce.items = append(ce.items, core.Item{Body: f.data, Binary: f.typ == frameBinary})
+	ce.bytes += len(f.data)
+	over := ce.bytes > ce.r.cfg.MaxQueueBytes
+	ce.mu.Unlock()
+	if over {
+		ce.r.m.refusals.WithLabelValues("slow_consumer").Inc()
+		ce.fail(core.CloseSlowConsumer, reasonSlow)
+		return
+	}
+	ce.sock.Wake()
+}
+
+// fail ends the relay from this side: the owner is told the client
+// dropped (its session may be recovered), the socket closes with code.
+func (ce *clientEnd) fail(code int, reason string) {
+	ce.mu.Lock()
+	if ce.closed {
+		ce.mu.Unlock()
+		return
+	}
+	ce.closed = true
+	clear(ce.items)
+	ce.items, ce.bytes = nil, 0
+	ce.mu.Unlock()
+	ce.end()
+	ce.publish(&relayFrame{typ: frameClose, code: code, reason: reason})
+	ce.sock.Close(code, reason)
+}
+
+// end unsubscribes and forgets the relay, once.
+func (ce *clientEnd) end() {
+	if ce.r.forgetClient(ce) {
+		ce.r.m.open.WithLabelValues("client").Dec()
+		if ce.sub != nil {
+			ce.sub.Unsubscribe()
+		}
+	}
+}
+
+// publish sends f to the owner; the socket's read goroutine and fail call
+// it (fail only once the read side is done with outSeq or never used it).
+func (ce *clientEnd) publish(f *relayFrame) error {
+	ce.mu.Lock()
+	ce.outSeq++
+	f.seq = ce.outSeq
+	b := appendRelayFrame(nil, f)
+	err := ce.r.c.nc.Publish(toOwner(ce.id), b)
+	ce.mu.Unlock()
+	ce.r.m.frames.WithLabelValues("to_owner").Inc()
+	ce.r.m.bytes.WithLabelValues("to_owner").Add(float64(len(b)))
+	return err
+}
+
+// HandleMessage implements relay.Handler: a client message, to the owner.
+func (ce *clientEnd) HandleMessage(data []byte, binary bool) error {
+	typ := byte(frameText)
+	if binary {
+		typ = frameBinary
+	}
+	if err := ce.publish(&relayFrame{typ: typ, data: data}); err != nil {
+		ce.r.m.refusals.WithLabelValues("unavailable").Inc()
+		ce.fail(relay.CloseUnavailable, reasonUnavailable)
+		return &websocket.CloseError{Code: relay.CloseUnavailable, Reason: reasonUnavailable}
+	}
+	return nil
+}
+
+// HandleClose implements relay.Handler: the socket is gone; the owner is
+// told whether the client said goodbye (its session ends) or dropped (it
+// may be recovered).
+func (ce *clientEnd) HandleClose(reason string) {
+	ce.mu.Lock()
+	if ce.closed {
+		ce.mu.Unlock()
+		return
+	}
+	ce.closed = true
+	clear(ce.items)
+	ce.items, ce.bytes = nil, 0
+	ce.mu.Unlock()
+	ce.end()
+	ce.publish(&relayFrame{typ: frameClose, byClient: ce.sock.ClosedByClient(), code: 1000, reason: reason})
+}
+
+// ownerEnd is the relay on the node that holds the session: the session's
+// socket (a core.Link its conn is drained through, to the client end) and
+// the feed of the client's messages to the session's handler.
+type ownerEnd struct {
+	r       *Relays
+	id      string
+	client  string
+	sub     *nats.Subscription
+	h       relay.Handler
+	started time.Time
+
+	src      atomic.Pointer[sourceRef]
+	wake     chan struct{}
+	done     chan struct{} // closed when the writer is done
+	byClient atomic.Bool
+
+	inSeq uint64 // the subscription's goroutine only
+
+	mu          sync.Mutex
+	closing     bool // the writer sends a close frame after the queue
+	code        int
+	reason      string
+	gone        bool // the client end is gone: nothing more is sent
+	handlerDone bool
+	hmu         sync.Mutex // one handler call at a time
+}
+
+type sourceRef struct{ core.Source }
+
+var _ relay.Socket = (*ownerEnd)(nil)
+
+// Bind implements relay.Socket.
+func (oe *ownerEnd) Bind(src core.Source) {
+	oe.src.Store(&sourceRef{src})
+	oe.Wake()
+}
+
+// Wake implements core.Link.
+func (oe *ownerEnd) Wake() {
+	select {
+	case oe.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Close implements core.Link: what is queued is sent, then the close.
+func (oe *ownerEnd) Close(code int, reason string) {
+	oe.mu.Lock()
+	if !oe.closing {
+		oe.closing, oe.code, oe.reason = true, code, reason
+	}
+	oe.mu.Unlock()
+	oe.Wake()
+}
+
+// ClosedByClient implements relay.Socket.
+func (oe *ownerEnd) ClosedByClient() bool { return oe.byClient.Load() }
+
+// write drains the session's conn to the client end whenever it is woken,
+// until the relay closes; then the handler learns the socket is gone.
+func (oe *ownerEnd) write() {
+	defer close(oe.done)
+	var items []core.Item
+	var head, buf []byte
+	var seq uint64
+	send := func(f *relayFrame) {
+		seq++
+		f.seq = seq
+		buf = appendRelayFrame(buf[:0], f)
+		if err := oe.r.c.nc.Publish(toClient(oe.id), buf); err != nil {
+			oe.Close(relay.CloseUnavailable, reasonUnavailable)
+		}
+		oe.r.m.frames.WithLabelValues("to_client").Inc()
+		oe.r.m.bytes.WithLabelValues("to_client").Add(float64(len(buf)))
+	}
+	for {
+		select {
+		case <-oe.wake:
+		case <-oe.r.c.stop:
+			oe.Close(core.CloseGoingAway, "server shutting down")
+		}
+		oe.mu.Lock()
+		closing, code, reason, gone := oe.closing, oe.code, oe.reason, oe.gone
+		oe.mu.Unlock()
+		if gone {
+			break
+		}
+		if ref := oe.src.Load(); ref != nil {
+			items = ref.Drain(oe, items[:0])
+			for i := range items {
+				it := &items[i]
+				head = ref.AppendHead(head[:0], it.Seq)
+				typ := byte(frameText)
+				if it.Binary {
+					typ = frameBinary
+				}
+				send(&relayFrame{typ: typ, data: append(head, it.Body...)})
+				it.Body = nil
+			}
+		}
+		if closing {
+			send(&relayFrame{typ: frameClose, code: code, reason: reason})
+			break
+		}
+	}
+	if oe.r.forgetOwner(oe) {
+		oe.r.m.open.WithLabelValues("owner").Dec()
+		oe.sub.Unsubscribe()
+	}
+	oe.mu.Lock()
+	reason := oe.reason
+	oe.mu.Unlock()
+	oe.handleClose(reason)
+}
+
+// handleClose tells the handler the socket is gone, once.
+func (oe *ownerEnd) handleClose(reason string) {
+	oe.hmu.Lock()
+	defer oe.hmu.Unlock()
+	if oe.handlerDone {
+		return
+	}
+	oe.handlerDone = true
+	oe.h.HandleClose(reason)
+}
+
+// clientGone ends the relay for a client end that is gone: nothing more
+// is sent, the handler is told.
+func (oe *ownerEnd) clientGone(reason string) {
+	oe.mu.Lock()
+	oe.gone = true
+	if !oe.closing {
+		oe.closing, oe.reason = true, reason
+	}
+	oe.mu.Unlock()
+	oe.Wake()
+}
+
+// receive takes a frame of the client end, on the subscription's
+// goroutine: a client message for the session's handler, or the end of
+// the client's socket.
+func (oe *ownerEnd) receive(m *nats.Msg) {
+	oe.r.m.frames.WithLabelValues("to_owner").Inc()
+	oe.r.m.bytes.WithLabelValues("to_owner").Add(float64(len(m.Data)))
+	f, err := decodeRelayFrame(m.Data)
+	if err != nil {
+		oe.r.m.refusals.WithLabelValues("bad_frame").Inc()
+		oe.r.log.Error("bad relay frame", "relay", oe.id, "err", err)
+		oe.Close(1011, "bad relay frame")
+		return
+	}
+	if f.seq != oe.inSeq+1 {
+		oe.r.m.refusals.WithLabelValues("lost").Inc()
+		oe.inSeq = ^uint64(0) // every later frame is refused too
+		oe.Close(relay.CloseUnavailable, reasonLost)
+		return
+	}
+	oe.inSeq = f.seq
+	if f.typ == frameClose {
+		oe.byClient.Store(f.byClient)
+		oe.clientGone(f.reason)
+		return
+	}
+	oe.hmu.Lock()
+	if oe.handlerDone || oe.h == nil {
+		oe.hmu.Unlock()
+		return
+	}
+	err = oe.h.HandleMessage(f.data, f.typ == frameBinary)
+	oe.hmu.Unlock()
+	if err != nil {
+		ce := &websocket.CloseError{Code: 1011, Reason: "internal error"}
+		errors.As(err, &ce)
+		oe.Close(ce.Code, ce.Reason)
+	}
+}
