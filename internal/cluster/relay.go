@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -62,22 +63,27 @@ type RelayConfig struct {
 // Relay frames, on the per-relay subjects:
 //
 //	version  byte (relayV1)
-//	type     byte (frameText, frameBinary, frameClose)
+//	type     byte (frameText, frameBinary, frameClose, frameKeepAlive)
 //	seq      uvarint, 1, 2, … per direction
 //	text, binary: the message's bytes, to the end
 //	close: flags byte (closeByClient), code uvarint, reason string
+//	keep-alive: flags byte (keepAliveBinary), the frame's bytes to the end
+//	  (the protocol-level ping the client's socket sends in place of
+//	  WebSocket pings, relay.KeepAliver)
 //
 // An attach request: version, then kind, hub, protocol, conn id, token,
-// relay id, client node as strings. Its reply: version, ok byte (1:
+// user id, relay id, client node as strings. Its reply: version, ok byte (1:
 // attached), code uvarint, reason string.
 const relayV1 = 1
 
 const (
-	frameText   = 1
-	frameBinary = 2
-	frameClose  = 3
+	frameText      = 1
+	frameBinary    = 2
+	frameClose     = 3
+	frameKeepAlive = 4
 
-	closeByClient = 1 << 0
+	closeByClient   = 1 << 0
+	keepAliveBinary = 1 << 0
 )
 
 // Close codes and reasons of a relay's own failures.
@@ -96,6 +102,7 @@ type relayFrame struct {
 	typ      byte
 	seq      uint64
 	data     []byte
+	binary   bool // of a keep-alive frame
 	byClient bool
 	code     int
 	reason   string
@@ -112,6 +119,13 @@ func appendRelayFrame(dst []byte, f *relayFrame) []byte {
 		dst = append(dst, flags)
 		dst = appendUvarint(dst, uint64(f.code))
 		return appendString(dst, f.reason)
+	}
+	if f.typ == frameKeepAlive {
+		flags := byte(0)
+		if f.binary {
+			flags |= keepAliveBinary
+		}
+		dst = append(dst, flags)
 	}
 	return append(dst, f.data...)
 }
@@ -141,6 +155,14 @@ func decodeRelayFrame(b []byte) (relayFrame, error) {
 		}
 		f.code = int(code)
 		f.reason = d.string()
+	case f.typ == frameKeepAlive:
+		flags := d.byte()
+		if flags&^keepAliveBinary != 0 {
+			return f, fmt.Errorf("%w: keep-alive flags %#x", errRelayEnvelope, flags)
+		}
+		f.binary = flags&keepAliveBinary != 0
+		f.data = d.b
+		d.b = nil
 	default:
 		return f, fmt.Errorf("%w: frame type %d", errRelayEnvelope, f.typ)
 	}
@@ -165,7 +187,7 @@ type attachReq struct {
 
 func appendAttach(dst []byte, a *attachReq) []byte {
 	dst = append(dst, relayV1)
-	for _, s := range []string{a.req.Kind, a.req.Hub, a.req.Protocol, a.req.ConnID, a.req.Token, a.id, a.client} {
+	for _, s := range []string{a.req.Kind, a.req.Hub, a.req.Protocol, a.req.ConnID, a.req.Token, a.req.UserID, a.id, a.client} {
 		dst = appendString(dst, s)
 	}
 	return dst
@@ -177,7 +199,7 @@ func decodeAttach(b []byte) (attachReq, error) {
 	if v := d.byte(); d.err == nil && v != relayV1 {
 		return a, fmt.Errorf("%w: version %d", errRelayEnvelope, v)
 	}
-	for _, s := range []*string{&a.req.Kind, &a.req.Hub, &a.req.Protocol, &a.req.ConnID, &a.req.Token, &a.id, &a.client} {
+	for _, s := range []*string{&a.req.Kind, &a.req.Hub, &a.req.Protocol, &a.req.ConnID, &a.req.Token, &a.req.UserID, &a.id, &a.client} {
 		*s = d.string()
 	}
 	if d.err != nil {
@@ -330,13 +352,13 @@ func (r *Relays) Remote(connID string) (string, bool) {
 }
 
 // Dial implements relay.Dialer.
-func (r *Relays) Dial(ctx context.Context, node string, req relay.Request, sock relay.Socket) (relay.Handler, error) {
+func (r *Relays) Dial(ctx context.Context, node string, req relay.Request) (relay.Conn, error) {
 	nc := r.c.nc
 	if !nc.IsConnected() {
 		r.m.refusals.WithLabelValues("unavailable").Inc()
 		return nil, fmt.Errorf("cluster: relay to %q: NATS connection %s", node, strings.ToLower(nc.Status().String()))
 	}
-	ce := &clientEnd{r: r, id: newRelayID(), owner: node, sock: sock, started: time.Now()}
+	ce := &clientEnd{r: r, id: newRelayID(), owner: node, started: time.Now()}
 	r.mu.Lock()
 	if len(r.clients) >= r.cfg.Max {
 		r.mu.Unlock()
@@ -385,7 +407,6 @@ func (r *Relays) Dial(ctx context.Context, node string, req relay.Request, sock 
 		return nil, err
 	}
 	r.m.open.WithLabelValues("client").Inc()
-	sock.Bind(ce)
 	return ce, nil
 }
 
@@ -556,17 +577,58 @@ type clientEnd struct {
 	r       *Relays
 	id      string
 	owner   string
-	sock    relay.Socket
 	sub     *nats.Subscription
 	started time.Time
 
-	outSeq uint64 // the socket's read goroutine only
-
 	mu     sync.Mutex
+	sock   relay.Socket // nil until Attach
+	outSeq uint64
 	inSeq  uint64
 	items  []core.Item
 	bytes  int
 	closed bool
+	// Until Attach: the close the socket is to get, and the keep-alive.
+	code      int
+	reason    string
+	keepAlive *relayFrame
+}
+
+var _ relay.Conn = (*clientEnd)(nil)
+
+// Attach implements relay.Conn.
+func (ce *clientEnd) Attach(sock relay.Socket) relay.Handler {
+	ce.mu.Lock()
+	ce.sock = sock
+	closed, code, reason, ka := ce.closed, ce.code, ce.reason, ce.keepAlive
+	ce.mu.Unlock()
+	if ka != nil {
+		if k, ok := sock.(relay.KeepAliver); ok {
+			k.SetKeepAlive(ka.data, ka.binary)
+		}
+	}
+	sock.Bind(ce)
+	if closed {
+		sock.Close(code, reason)
+	}
+	return ce
+}
+
+// Abort implements relay.Conn.
+func (ce *clientEnd) Abort(reason string) {
+	ce.fail(1011, reason)
+}
+
+// closeSocket closes the socket with code, or records it for Attach.
+func (ce *clientEnd) closeSocket(code int, reason string) {
+	ce.mu.Lock()
+	sock := ce.sock
+	if sock == nil {
+		ce.code, ce.reason = code, reason
+	}
+	ce.mu.Unlock()
+	if sock != nil {
+		sock.Close(code, reason)
+	}
 }
 
 var _ core.Source = (*clientEnd)(nil)
@@ -607,11 +669,22 @@ func (ce *clientEnd) receive(m *nats.Msg) {
 		return
 	}
 	ce.inSeq = f.seq
-	if f.typ == frameClose {
+	sock := ce.sock
+	switch f.typ {
+	case frameClose:
 		ce.closed = true
 		ce.mu.Unlock()
 		ce.end()
-		ce.sock.Close(f.code, f.reason)
+		ce.closeSocket(f.code, f.reason)
+		return
+	case frameKeepAlive:
+		if sock == nil {
+			ce.keepAlive = &f
+		}
+		ce.mu.Unlock()
+		if k, ok := sock.(relay.KeepAliver); ok && sock != nil {
+			k.SetKeepAlive(f.data, f.binary)
+		}
 		return
 	}
 	ce.items = append(ce.items, core.Item{Body: f.data, Binary: f.typ == frameBinary})
@@ -623,7 +696,9 @@ func (ce *clientEnd) receive(m *nats.Msg) {
 		ce.fail(core.CloseSlowConsumer, reasonSlow)
 		return
 	}
-	ce.sock.Wake()
+	if sock != nil {
+		sock.Wake()
+	}
 }
 
 // fail ends the relay from this side: the owner is told the client
@@ -640,7 +715,7 @@ func (ce *clientEnd) fail(code int, reason string) {
 	ce.mu.Unlock()
 	ce.end()
 	ce.publish(&relayFrame{typ: frameClose, code: code, reason: reason})
-	ce.sock.Close(code, reason)
+	ce.closeSocket(code, reason)
 }
 
 // end unsubscribes and forgets the relay, once.
@@ -653,8 +728,7 @@ func (ce *clientEnd) end() {
 	}
 }
 
-// publish sends f to the owner; the socket's read goroutine and fail call
-// it (fail only once the read side is done with outSeq or never used it).
+// publish sends f to the owner.
 func (ce *clientEnd) publish(f *relayFrame) error {
 	ce.mu.Lock()
 	ce.outSeq++
@@ -693,9 +767,10 @@ func (ce *clientEnd) HandleClose(reason string) {
 	ce.closed = true
 	clear(ce.items)
 	ce.items, ce.bytes = nil, 0
+	sock := ce.sock
 	ce.mu.Unlock()
 	ce.end()
-	ce.publish(&relayFrame{typ: frameClose, byClient: ce.sock.ClosedByClient(), code: 1000, reason: reason})
+	ce.publish(&relayFrame{typ: frameClose, byClient: sock != nil && sock.ClosedByClient(), code: 1000, reason: reason})
 }
 
 // ownerEnd is the relay on the node that holds the session: the session's
@@ -720,7 +795,8 @@ type ownerEnd struct {
 	closing     bool // the writer sends a close frame after the queue
 	code        int
 	reason      string
-	gone        bool // the client end is gone: nothing more is sent
+	gone        bool        // the client end is gone: nothing more is sent
+	keepAlive   *relayFrame // to send after the queued messages
 	handlerDone bool
 	hmu         sync.Mutex // one handler call at a time
 }
@@ -756,6 +832,15 @@ func (oe *ownerEnd) Close(code int, reason string) {
 // ClosedByClient implements relay.Socket.
 func (oe *ownerEnd) ClosedByClient() bool { return oe.byClient.Load() }
 
+// SetKeepAlive implements relay.KeepAliver: the client's socket gets it,
+// after the messages queued before it.
+func (oe *ownerEnd) SetKeepAlive(frame []byte, binary bool) {
+	oe.mu.Lock()
+	oe.keepAlive = &relayFrame{typ: frameKeepAlive, data: bytes.Clone(frame), binary: binary}
+	oe.mu.Unlock()
+	oe.Wake()
+}
+
 // write drains the session's conn to the client end whenever it is woken,
 // until the relay closes; then the handler learns the socket is gone.
 func (oe *ownerEnd) write() {
@@ -780,7 +865,8 @@ func (oe *ownerEnd) write() {
 			oe.Close(core.CloseGoingAway, "server shutting down")
 		}
 		oe.mu.Lock()
-		closing, code, reason, gone := oe.closing, oe.code, oe.reason, oe.gone
+		closing, code, reason, gone, ka := oe.closing, oe.code, oe.reason, oe.gone, oe.keepAlive
+		oe.keepAlive = nil
 		oe.mu.Unlock()
 		if gone {
 			break
@@ -797,6 +883,9 @@ func (oe *ownerEnd) write() {
 				send(&relayFrame{typ: typ, data: append(head, it.Body...)})
 				it.Body = nil
 			}
+		}
+		if ka != nil {
+			send(ka)
 		}
 		if closing {
 			send(&relayFrame{typ: frameClose, code: code, reason: reason})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -25,6 +26,19 @@ type fakeSocket struct {
 	reason string
 	closed bool
 	byCli  bool
+	ka     string // the keep-alive frame set
+}
+
+func (s *fakeSocket) SetKeepAlive(frame []byte, binary bool) {
+	s.mu.Lock()
+	s.ka = fmt.Sprintf("%s/%v", frame, binary)
+	s.mu.Unlock()
+}
+
+func (s *fakeSocket) keepAlive() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ka
 }
 
 func (s *fakeSocket) Bind(src core.Source) { s.mu.Lock(); s.src = src; s.mu.Unlock(); s.Wake() }
@@ -163,14 +177,18 @@ func relayPair(t *testing.T, cfg RelayConfig) (*Relays, *Relays, *owner) {
 func dial(t *testing.T, rb *Relays, id, token string) (relay.Handler, *fakeSocket, error) {
 	t.Helper()
 	sock := &fakeSocket{}
-	h, err := rb.Dial(context.Background(), "a", relay.Request{Kind: relay.KindWebPubSubResume, Hub: "chat", Protocol: "p", ConnID: id, Token: token}, sock)
-	return h, sock, err
+	rc, err := rb.Dial(context.Background(), "a", relay.Request{Kind: relay.KindWebPubSubResume, Hub: "chat", Protocol: "p", ConnID: id, Token: token})
+	if err != nil {
+		return nil, sock, err
+	}
+	return rc.Attach(sock), sock, nil
 }
 
 // TestRelayCarriesMessagesBothWays: the client's messages reach the owner's
 // handler in order, the owner's queued messages (with their per-conn heads)
-// reach the client's socket in order, and the owner's close closes the
-// socket with its code and reason.
+// reach the client's socket in order, so does the protocol keep-alive the
+// owner sets, and the owner's close closes the socket with its code and
+// reason.
 func TestRelayCarriesMessagesBothWays(t *testing.T) {
 	_, rb, o := relayPair(t, RelayConfig{})
 	if node, ok := rb.Remote("a_x"); !ok || node != "a" {
@@ -202,6 +220,13 @@ func TestRelayCarriesMessagesBothWays(t *testing.T) {
 	for i := range 50 {
 		s.q.push(s.sock, fmt.Sprintf("s%d", i), uint64(i+1))
 	}
+	s.sock.(relay.KeepAliver).SetKeepAlive([]byte(`{"type":6}`), false)
+	eventually.Nil(t, 5*time.Second, func() error {
+		if ka := sock.keepAlive(); ka != `{"type":6}/false` {
+			return fmt.Errorf("keep-alive %q", ka)
+		}
+		return nil
+	})
 	s.sock.Close(4001, "done")
 	var got []string
 	want = want[:0]
@@ -237,8 +262,7 @@ func TestRelayRefusals(t *testing.T) {
 	if !errors.As(err, &ref) || ref.Code != 1008 || ref.Reason != "connection cannot be recovered" {
 		t.Fatalf("forged token: %v", err)
 	}
-	sock := &fakeSocket{}
-	if _, err := rb.Dial(context.Background(), "zz", relay.Request{Token: "ok"}, sock); !errors.Is(err, relay.ErrOwnerGone) {
+	if _, err := rb.Dial(context.Background(), "zz", relay.Request{Token: "ok"}); !errors.Is(err, relay.ErrOwnerGone) {
 		t.Fatalf("node zz: %v", err)
 	}
 	if _, _, err := dial(t, rb, "a_1", "ok"); err != nil {
@@ -356,6 +380,7 @@ func TestRelayOwnerGoneClosesClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	eventually.True(t, "b to see a's heartbeat", 5*time.Second, func() bool { return slices.Contains(rb.c.liveNodes(), "a") })
 	rb.sweepOnce(time.Now().Add(time.Hour)) // a is live: nothing happens
 	if closed, _, _ := sock.closedWith(); closed {
 		t.Fatal("closed while the owner is live")
@@ -376,13 +401,15 @@ func TestRelayEnvelopes(t *testing.T) {
 		{typ: frameBinary, seq: 300, data: []byte{0, 1, 2}},
 		{typ: frameClose, seq: 2, byClient: true, code: 1000, reason: "bye"},
 		{typ: frameClose, seq: 3, code: 1008, reason: ""},
+		{typ: frameKeepAlive, seq: 4, binary: true, data: []byte{0x92, 6}},
+		{typ: frameKeepAlive, seq: 5, data: []byte(`{"type":6}`)},
 	} {
 		got, err := decodeRelayFrame(appendRelayFrame(nil, &f))
 		if err != nil || !reflect.DeepEqual(got, f) {
 			t.Errorf("%+v: got %+v, %v", f, got, err)
 		}
 	}
-	a := attachReq{req: relay.Request{Kind: relay.KindWebPubSubResume, Hub: "chat", Protocol: "p", ConnID: "a_1", Token: "t"}, id: newRelayID(), client: "b"}
+	a := attachReq{req: relay.Request{Kind: relay.KindWebPubSubResume, Hub: "chat", Protocol: "p", ConnID: "a_1", Token: "t", UserID: "u"}, id: newRelayID(), client: "b"}
 	if got, err := decodeAttach(appendAttach(nil, &a)); err != nil || got != a {
 		t.Errorf("attach: got %+v, %v", got, err)
 	}
@@ -434,5 +461,43 @@ func FuzzDecodeRelay(f *testing.F) {
 				t.Fatalf("reply %+v re-decodes as %+v, %v", r, r2, err)
 			}
 		}
+	})
+}
+
+// TestRelayClosedBeforeAttach: an owner that closes before the socket is
+// attached (the upgrade was still under way) closes the socket at once on
+// Attach, and an Abort (the upgrade failed) tells the owner.
+func TestRelayClosedBeforeAttach(t *testing.T) {
+	_, rb, o := relayPair(t, RelayConfig{})
+	rc, err := rb.Dial(context.Background(), "a", relay.Request{ConnID: "a_1", Token: "ok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := o.get("a_1")
+	s.sock.Close(1000, "early")
+	eventually.Nil(t, 5*time.Second, func() error {
+		rb.mu.Lock()
+		defer rb.mu.Unlock()
+		if len(rb.clients) != 0 {
+			return errors.New("the relay is still open")
+		}
+		return nil
+	})
+	sock := &fakeSocket{}
+	rc.Attach(sock)
+	if closed, code, reason := sock.closedWith(); !closed || code != 1000 || reason != "early" {
+		t.Fatalf("socket closed %v %d %q", closed, code, reason)
+	}
+	rc, err = rb.Dial(context.Background(), "a", relay.Request{ConnID: "a_2", Token: "ok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.Abort("upgrade failed")
+	s = o.get("a_2")
+	eventually.Nil(t, 5*time.Second, func() error {
+		if _, _, ends := s.snapshot(); ends != 1 {
+			return errors.New("the owner's handler was not told")
+		}
+		return nil
 	})
 }

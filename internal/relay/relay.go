@@ -22,17 +22,24 @@ const (
 	// KindWebPubSubResume resumes a json.reliable.webpubsub.azure.v1
 	// session (awps_connection_id, awps_reconnection_token).
 	KindWebPubSubResume = "wps.resume"
+	// KindSignalRWebSocket opens the WebSocket of a SignalR connection
+	// negotiated on the owner, or brings a stateful one back: ConnID is
+	// the connection token, UserID the user of the client's access token
+	// (verified by the node with the socket).
+	KindSignalRWebSocket = "signalr.websocket"
 )
 
 // Request is what the node with the socket asks the owner: attach this
 // client to the session ConnID of hub Hub, speaking Protocol, proving it
-// with Token (a reconnection token, a connection token).
+// with Token (a reconnection token) or UserID (verified where the socket
+// is).
 type Request struct {
-	Kind, Hub, Protocol, ConnID, Token string
+	Kind, Hub, Protocol, ConnID, Token, UserID string
 }
 
 // Refusal is the owner's answer to a Request it does not accept: the close
-// code and reason the client gets, exactly as on the owner itself.
+// code and reason the client gets, exactly as on the owner itself (for a
+// request answered before the upgrade, an HTTP status and body).
 type Refusal struct {
 	Code   int
 	Reason string
@@ -68,12 +75,30 @@ type Dialer interface {
 	// Remote reports whether the conn id names a session held by another
 	// node, and which.
 	Remote(connID string) (node string, ok bool)
-	// Dial asks node to attach the client of sock. Accepted, it binds sock
-	// to the relay and returns the handler to Serve sock with. Otherwise
-	// the error is the owner's *Refusal, or a *Refusal of this node (its
-	// relay limit), or ErrOwnerGone (no live node has that id), or another
-	// error: the owner could not be asked (NATS down, no answer in time).
-	Dial(ctx context.Context, node string, req Request, sock Socket) (Handler, error)
+	// Dial asks node to attach the client. Accepted, it returns the relay,
+	// whose owner may already be writing to it (held until Attach).
+	// Otherwise the error is the owner's *Refusal, or a *Refusal of this
+	// node (its relay limit), or ErrOwnerGone (no live node has that id),
+	// or another error: the owner could not be asked (NATS down, no answer
+	// in time).
+	Dial(ctx context.Context, node string, req Request) (Conn, error)
+}
+
+// Conn is an accepted relay on the node with the socket.
+type Conn interface {
+	// Attach binds sock to the relay and returns the handler to Serve
+	// sock with.
+	Attach(sock Socket) Handler
+	// Abort ends a relay that gets no socket (the upgrade failed): the
+	// owner learns that the client dropped.
+	Abort(reason string)
+}
+
+// KeepAliver is a Socket that can send a protocol-level keep-alive frame
+// in place of WebSocket pings (websocket.Socket.SetKeepAlive): a relay
+// passes the owner's choice on to the client's socket.
+type KeepAliver interface {
+	SetKeepAlive(frame []byte, binary bool)
 }
 
 // ErrOwnerGone is Dial's error when no live node has the owner's id: the

@@ -9,10 +9,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/natstest"
 	"github.com/switchboardhq/switchboard/internal/server/servertest"
 	"github.com/switchboardhq/switchboard/internal/wstest"
@@ -205,4 +208,135 @@ func TestClusterReliableRecoveryRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectClose(t, wstest.Dial(t, c.recoverURL(n[1]), reliableProto), 1008, "connection cannot be recovered")
+}
+
+// srClient is a raw SignalR JSON client over one WebSocket at a time.
+type srClient struct {
+	t              *testing.T
+	ws             *wstest.Client
+	id, token, tok string
+	buf            []byte
+}
+
+// negotiateSR negotiates on srv (stateful reconnect asked for).
+func negotiateSR(t *testing.T, srv *servertest.Server, user string) *srClient {
+	t.Helper()
+	sr := srv.SignalREndpoint()
+	tok, err := srv.Keys().MintSignalRClientToken(auth.SignalRClientAudience(sr, "chat"), user, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, b := restDo(t, srv, http.MethodPost, sr+"/client/negotiate?hub=chat&negotiateVersion=1&useStatefulReconnect=true", "",
+		"Authorization", "Bearer "+tok)
+	var neg struct {
+		ConnectionID, ConnectionToken string
+		UseStatefulReconnect          bool
+	}
+	json.Unmarshal(b, &neg)
+	if resp.StatusCode != http.StatusOK || !neg.UseStatefulReconnect {
+		t.Fatalf("negotiate: %d %s", resp.StatusCode, b)
+	}
+	return &srClient{t: t, id: neg.ConnectionID, token: neg.ConnectionToken, tok: tok}
+}
+
+func (c *srClient) url(srv *servertest.Server, token string) string {
+	return strings.Replace(srv.SignalREndpoint(), "http", "ws", 1) + "/client/?hub=chat&id=" + url.QueryEscape(token) + "&access_token=" + c.tok
+}
+
+// open dials the connection's WebSocket on srv.
+func (c *srClient) open(srv *servertest.Server) {
+	c.t.Helper()
+	c.ws, c.buf = wstest.Dial(c.t, c.url(srv, c.token)), nil
+}
+
+// record returns the next record that is not a Ping.
+func (c *srClient) record() string {
+	c.t.Helper()
+	for {
+		if i := strings.IndexByte(string(c.buf), 0x1e); i >= 0 {
+			r := string(c.buf[:i])
+			c.buf = c.buf[i+1:]
+			if r == `{"type":6}` {
+				continue
+			}
+			return r
+		}
+		c.buf = append(c.buf, c.ws.Read()...)
+	}
+}
+
+func (c *srClient) expect(want string) {
+	c.t.Helper()
+	if got := c.record(); got != want {
+		c.t.Fatalf("got %s, want %s", got, want)
+	}
+}
+
+// TestClusterSignalRWebSocketOnAnotherNode: a connection negotiated on node
+// a opens its WebSocket on node b (no sticky sessions): the handshake, REST
+// sends to the connection through c and the client's Acks reach it through
+// b's relay to a; its socket drops and it comes back (stateful reconnect)
+// on c, which relays to a too: the Sequence and the replay of what it had
+// not acknowledged, nothing lost, nothing twice; the client's Close ends the
+// connection on a. Without the relay, b answers 404 No Connection with that
+// ID.
+func TestClusterSignalRWebSocketOnAnotherNode(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	n := startCluster(t, ns.URL(), "a", "b", "c")
+	c := negotiateSR(t, n[0], "sue")
+	if !strings.HasPrefix(c.token, "a_") {
+		t.Fatalf("connection token %q does not name node a", c.token)
+	}
+	c.open(n[1])
+	c.ws.WriteText([]byte(`{"protocol":"json","version":2}` + "\x1e"))
+	c.expect("{}")
+	send := func(via *servertest.Server, i int) {
+		t.Helper()
+		u := via.SignalREndpoint() + "/api/hubs/chat/connections/" + c.id + "/:send?api-version=2022-06-01"
+		if resp, b := restDo(t, via, http.MethodPost, u, fmt.Sprintf(`{"target":"m","arguments":[%d]}`, i)); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("send %d through %s: %d %s", i, via.SignalREndpoint(), resp.StatusCode, b)
+		}
+	}
+	inv := func(i int) string { return fmt.Sprintf(`{"type":1,"target":"m","arguments":[%d]}`, i) }
+	send(n[2], 1)
+	send(n[2], 2)
+	c.expect(inv(1))
+	c.expect(inv(2))
+	c.ws.WriteText([]byte(`{"type":8,"sequenceId":1}` + "\x1e")) // through b to a
+	// The socket drops; sends go on; the client comes back on c.
+	c.ws.Close()
+	send(n[1], 3)
+	c.open(n[2])
+	c.expect(`{"type":9,"sequenceId":2}`)
+	c.expect(inv(2))
+	c.expect(inv(3))
+	c.ws.WriteText([]byte(`{"type":9,"sequenceId":1}` + "\x1e"))
+	send(n[0], 4)
+	c.expect(inv(4))
+	// A refusal comes back as a would give it.
+	other := negotiateSR(t, n[0], "tom")
+	for _, tc := range []struct {
+		name, url string
+		want      ws.StatusError
+	}{
+		{"another user's token", other.url(n[1], c.token), http.StatusUnauthorized},
+		{"an unknown token of a", c.url(n[1], "a_nosuchtoken"), http.StatusNotFound},
+		{"a token of a node that is not there", c.url(n[1], "zz_nosuchtoken"), http.StatusNotFound},
+	} {
+		cl, err := wstest.DialErr(t, tc.url)
+		var se ws.StatusError
+		if !errors.As(err, &se) || se != tc.want {
+			if cl != nil {
+				cl.Close()
+			}
+			t.Errorf("%s on b: %v, want %d", tc.name, err, tc.want)
+		}
+	}
+	// The client says goodbye: the connection ends on a.
+	c.ws.WriteText([]byte(`{"type":7}` + "\x1e"))
+	exists := n[2].SignalREndpoint() + "/api/hubs/chat/connections/" + c.id + "?api-version=2022-06-01"
+	eventually.True(t, "the connection to end on a", 10*time.Second, func() bool {
+		resp, _ := restDo(t, n[2], http.MethodHead, exists, "")
+		return resp.StatusCode == http.StatusNotFound
+	})
 }

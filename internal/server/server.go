@@ -217,7 +217,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 			srHist = hist.Namespace(signalRNamespace)
 		}
 		srIdem := idem.Namespace(signalRNamespace)
-		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srHist, srIdem, rates, lis, brokers.signalr); err != nil {
+		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srHist, srIdem, rates, lis, brokers.signalr, clus); err != nil {
 			return nil, err
 		}
 		undo.push(s.sr.closeNow)

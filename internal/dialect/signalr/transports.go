@@ -38,6 +38,17 @@ func (e *Endpoint) serveConnection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := e.lookup(token)
+	if s == nil && kind == "websockets" && e.relays != nil {
+		if node, ok := e.relays.Remote(token); ok { // negotiated on another node
+			slot, ok := e.admitClientIP(w, r, kind, false)
+			if !ok {
+				return
+			}
+			defer slot.Release() // a no-op once the socket holds it
+			e.relayWebSocket(w, r, node, token, slot)
+			return
+		}
+	}
 	if s == nil {
 		e.fail(w, kind, http.StatusNotFound, "unknown_id", "No Connection with that ID")
 		return
@@ -153,6 +164,15 @@ func (e *Endpoint) skipNegotiation(w http.ResponseWriter, r *http.Request) {
 	e.serveWebSocket(w, r, s, slot)
 }
 
+// wsSocket is a session's WebSocket: a *websocket.Socket, or the owner's
+// end of a relay from the node that has the client's socket (cluster).
+type wsSocket interface {
+	core.Link
+	Bind(src core.Source)
+	ClosedByClient() bool
+	SetKeepAlive(frame []byte, binary bool)
+}
+
 // serveWebSocket serves a session's WebSocket; the socket's handler takes
 // over slot (its place in the client IP's count).
 func (e *Endpoint) serveWebSocket(w http.ResponseWriter, r *http.Request, s *session, slot *ratelimit.Slot) {
@@ -172,8 +192,15 @@ func (e *Endpoint) serveWebSocket(w http.ResponseWriter, r *http.Request, s *ses
 		return
 	}
 	e.metrics.requests.WithLabelValues(kind, "101").Inc()
+	sock.Serve(e.attachWebSocket(s, sock, slot.Move()))
+}
+
+// attachWebSocket makes sock, whose transport s claimed, the session's
+// transport (a stateful session's conn resumes on it) and returns the
+// socket's handler, which holds slot.
+func (e *Endpoint) attachWebSocket(s *session, sock wsSocket, slot *ratelimit.Slot) websocket.Handler {
 	bind := func(l core.Link, src core.Source) {
-		sk := l.(*websocket.Socket)
+		sk := l.(wsSocket)
 		if c, ok := src.(*core.Conn); ok {
 			p := codecProtocol(c)
 			sk.SetKeepAlive(p.AppendPing(nil), p.Binary())
@@ -186,17 +213,16 @@ func (e *Endpoint) serveWebSocket(w http.ResponseWriter, r *http.Request, s *ses
 	if conn != nil { // a stateful client back after a drop
 		if _, err := conn.Hub().Resume(conn.ID(), conn.Protocol(), sock); err != nil {
 			e.metrics.rejected.WithLabelValues("not_recoverable").Inc()
+			slot.Release()
 			sock.Close(1000, "the connection cannot be resumed")
-			sock.Serve(wsDiscard{})
-			return
+			return wsDiscard{}
 		}
 		s.open(sock, bind)
 		bind(sock, conn)
-		sock.Serve(&wsHandler{s: s, sock: sock, slot: slot.Move()})
-		return
+		return &wsHandler{s: s, sock: sock, slot: slot}
 	}
 	s.open(sock, bind)
-	sock.Serve(&wsHandler{s: s, sock: sock, slot: slot.Move()})
+	return &wsHandler{s: s, sock: sock, slot: slot}
 }
 
 func codecProtocol(c *core.Conn) hubproto.Protocol { return c.Codec().(*codec).proto }
@@ -204,7 +230,7 @@ func codecProtocol(c *core.Conn) hubproto.Protocol { return c.Codec().(*codec).p
 // wsHandler reads one socket of a session.
 type wsHandler struct {
 	s    *session
-	sock *websocket.Socket
+	sock wsSocket
 	slot *ratelimit.Slot // the socket's place in its client IP's count
 }
 

@@ -372,7 +372,7 @@ func (e *Endpoint) relayResume(sock *websocket.Socket, node string, req relay.Re
 		sock.Serve(discard{})
 		return
 	}
-	h, err := e.relays.Dial(e.ctx, node, req, sock)
+	rc, err := e.relays.Dial(e.ctx, node, req)
 	if err != nil {
 		var ref *relay.Refusal
 		switch {
@@ -390,7 +390,7 @@ func (e *Endpoint) relayResume(sock *websocket.Socket, node string, req relay.Re
 		sock.Serve(discard{})
 		return
 	}
-	sock.Serve(relayed{Handler: h, slot: slot.Move()})
+	sock.Serve(relayed{Handler: rc.Attach(sock), slot: slot.Move()})
 }
 
 // relayed is the handler of a relayed client's socket: the client IP's
