@@ -304,6 +304,9 @@ func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
 			return nil, err
 		}
 	}
+	for _, side := range []string{"client", "owner"} {
+		m.open.WithLabelValues(side) // 0 until a relay opens
+	}
 	return m, nil
 }
 

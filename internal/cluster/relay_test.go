@@ -11,8 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/core"
+
 	"github.com/switchboardhq/switchboard/internal/eventually"
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 	"github.com/switchboardhq/switchboard/internal/natstest"
 	"github.com/switchboardhq/switchboard/internal/relay"
 )
@@ -190,7 +193,7 @@ func dial(t *testing.T, rb *Relays, id, token string) (relay.Handler, *fakeSocke
 // owner sets, and the owner's close closes the socket with its code and
 // reason.
 func TestRelayCarriesMessagesBothWays(t *testing.T) {
-	_, rb, o := relayPair(t, RelayConfig{})
+	ra, rb, o := relayPair(t, RelayConfig{})
 	if node, ok := rb.Remote("a_x"); !ok || node != "a" {
 		t.Fatalf("Remote(a_x) = %q, %v", node, ok)
 	}
@@ -250,6 +253,21 @@ func TestRelayCarriesMessagesBothWays(t *testing.T) {
 		}
 		return nil
 	})
+	// 50 messages, a keep-alive and a close to the client; 50 messages to the owner.
+	if got := metrictest.Value(t, gatherer(rb), "switchboard_cluster_relay_frames_total", "direction", "to_client"); got != 52 {
+		t.Errorf("frames to the client counted on b: %v, want 52", got)
+	}
+	if got := metrictest.Value(t, gatherer(rb), "switchboard_cluster_relay_frames_total", "direction", "to_owner"); got != 50 {
+		t.Errorf("frames to the owner counted on b: %v, want 50", got)
+	}
+	for _, r := range []*Relays{ra, rb} {
+		eventually.Nil(t, 5*time.Second, func() error {
+			if open := metrictest.Present(t, gatherer(r), "switchboard_cluster_relays", "side", "owner") + metrictest.Present(t, gatherer(r), "switchboard_cluster_relays", "side", "client"); open != 0 {
+				return fmt.Errorf("%v relays still counted open on %s", open, r.c.cfg.NodeID)
+			}
+			return nil
+		})
+	}
 }
 
 // TestRelayRefusals: the owner's refusal comes back as it gave it; a node
@@ -271,7 +289,18 @@ func TestRelayRefusals(t *testing.T) {
 	if _, _, err := dial(t, rb, "a_2", "ok"); !errors.As(err, &ref) || ref.Code != relay.CloseUnavailable || ref.Reason != reasonLimit {
 		t.Fatalf("second relay past max 1: %v", err)
 	}
+	g := gatherer(rb)
+	for reason, want := range map[string]float64{"refused": 1, "owner_gone": 1, "limit": 1} {
+		if got := metrictest.Value(t, g, "switchboard_cluster_relay_refusals_total", "reason", reason); got != want {
+			t.Errorf("refusals{reason=%q} = %v, want %v", reason, got, want)
+		}
+	}
+	if got := metrictest.Value(t, g, "switchboard_cluster_relays", "side", "client"); got != 1 {
+		t.Errorf("relays{side=client} = %v, want 1", got)
+	}
 }
+
+func gatherer(r *Relays) prometheus.Gatherer { return r.c.cfg.Registerer.(prometheus.Gatherer) }
 
 // TestRelayClientDropDetachesOwner: a client socket that dropped tells the
 // owner (not by the client: a session may be recovered); one closed with a
