@@ -370,6 +370,7 @@ func (r *Relays) Dial(ctx context.Context, node string, req relay.Request) (rela
 	}
 	r.clients[ce.id] = ce
 	r.mu.Unlock()
+	r.m.open.WithLabelValues("client").Inc()
 	// Subscribed before asking: the owner starts writing once it attached.
 	sub, err := nc.Subscribe(toClient(ce.id), ce.receive)
 	if err == nil {
@@ -380,7 +381,9 @@ func (r *Relays) Dial(ctx context.Context, node string, req relay.Request) (rela
 		r.m.refusals.WithLabelValues("unavailable").Inc()
 		return nil, fmt.Errorf("cluster: relay to %q: %w", node, err)
 	}
+	ce.mu.Lock()
 	ce.sub = sub
+	ce.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, r.c.cfg.RequestTimeout)
 	defer cancel()
 	msg, err := nc.RequestWithContext(ctx, r.attachSubject(node), appendAttach(nil, &attachReq{req: req, id: ce.id, client: r.c.cfg.NodeID}))
@@ -409,7 +412,6 @@ func (r *Relays) Dial(ctx context.Context, node string, req relay.Request) (rela
 		}
 		return nil, err
 	}
-	r.m.open.WithLabelValues("client").Inc()
 	return ce, nil
 }
 
@@ -432,15 +434,18 @@ func (r *Relays) dropped(subject string) {
 	r.mu.Lock()
 	ce, oe := r.clients[id], r.owners[id]
 	r.mu.Unlock()
-	r.m.refusals.WithLabelValues("lost").Inc()
 	switch {
 	case side == ".c" && ce != nil:
+		r.m.refusals.WithLabelValues("lost").Inc()
 		ce.fail(relay.CloseUnavailable, reasonLost)
 	case side == ".o" && oe != nil:
+		r.m.refusals.WithLabelValues("lost").Inc()
 		oe.Close(relay.CloseUnavailable, reasonLost)
 	}
 }
 
+// forgetClient takes ce out of the relays once (the open gauge with it);
+// it reports whether this call did.
 func (r *Relays) forgetClient(ce *clientEnd) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -448,9 +453,11 @@ func (r *Relays) forgetClient(ce *clientEnd) bool {
 		return false
 	}
 	delete(r.clients, ce.id)
+	r.m.open.WithLabelValues("client").Dec()
 	return true
 }
 
+// forgetOwner is forgetClient for an owner end.
 func (r *Relays) forgetOwner(oe *ownerEnd) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -458,6 +465,7 @@ func (r *Relays) forgetOwner(oe *ownerEnd) bool {
 		return false
 	}
 	delete(r.owners, oe.id)
+	r.m.open.WithLabelValues("owner").Dec()
 	return true
 }
 
@@ -480,6 +488,7 @@ func (r *Relays) serveAttach(m *nats.Msg) {
 	}
 	r.owners[oe.id] = oe
 	r.mu.Unlock()
+	r.m.open.WithLabelValues("owner").Inc()
 	sub, err := r.c.nc.Subscribe(toOwner(oe.id), oe.receive)
 	if err == nil {
 		err = r.limitPending(sub)
@@ -504,7 +513,6 @@ func (r *Relays) serveAttach(m *nats.Msg) {
 	oe.hmu.Lock()
 	oe.h = h
 	oe.hmu.Unlock()
-	r.m.open.WithLabelValues("owner").Inc()
 	r.c.bg.Go(oe.write)
 	if err := m.Respond(appendAttachReply(nil, nil)); err != nil {
 		oe.Close(relay.CloseUnavailable, reasonUnavailable)
@@ -724,9 +732,11 @@ func (ce *clientEnd) fail(code int, reason string) {
 // end unsubscribes and forgets the relay, once.
 func (ce *clientEnd) end() {
 	if ce.r.forgetClient(ce) {
-		ce.r.m.open.WithLabelValues("client").Dec()
-		if ce.sub != nil {
-			ce.sub.Unsubscribe()
+		ce.mu.Lock()
+		sub := ce.sub
+		ce.mu.Unlock()
+		if sub != nil {
+			sub.Unsubscribe()
 		}
 	}
 }
@@ -896,7 +906,6 @@ func (oe *ownerEnd) write() {
 		}
 	}
 	if oe.r.forgetOwner(oe) {
-		oe.r.m.open.WithLabelValues("owner").Dec()
 		oe.sub.Unsubscribe()
 	}
 	oe.mu.Lock()
