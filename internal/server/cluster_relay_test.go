@@ -89,8 +89,32 @@ func (c *reliableClient) recoverOn(srv *servertest.Server) {
 func (c *reliableClient) receive(until func() bool) {
 	c.t.Helper()
 	for !until() {
+		c.frame(c.ws.Read())
+	}
+}
+
+// receiveUntilClosed takes frames as receive does until the server closes
+// the socket, and returns its close frame.
+func (c *reliableClient) receiveUntilClosed() wsutil.ClosedError {
+	c.t.Helper()
+	for {
+		p, _, err := c.ws.ReadErr()
+		var ce wsutil.ClosedError
+		if errors.As(err, &ce) {
+			return ce
+		}
+		if err != nil {
+			c.t.Fatalf("no close frame: %v", err)
+		}
+		c.frame(p)
+	}
+}
+
+// frame takes one frame (see receive).
+func (c *reliableClient) frame(p []byte) {
+	c.t.Helper()
+	{
 		var f reliableFrame
-		p := c.ws.Read()
 		if err := json.Unmarshal(p, &f); err != nil {
 			c.t.Fatalf("bad frame %s", p)
 		}
@@ -99,7 +123,7 @@ func (c *reliableClient) receive(until func() bool) {
 			c.acks[f.AckID] = f.Success
 		case "message":
 			if f.SequenceID <= c.lastSeq {
-				continue // replayed: the client has it
+				return // replayed: the client has it
 			}
 			if f.SequenceID != c.lastSeq+1 {
 				c.t.Fatalf("sequence gap: %d after %d", f.SequenceID, c.lastSeq)
@@ -339,4 +363,43 @@ func TestClusterSignalRWebSocketOnAnotherNode(t *testing.T) {
 		resp, _ := restDo(t, n[2], http.MethodHead, exists, "")
 		return resp.StatusCode == http.StatusNotFound
 	})
+}
+
+// TestClusterRelayingNodeStops: a reliable client of node a relayed through
+// node b while REST sends go through a; b stops (SIGTERM's graceful
+// shutdown): the client's socket closes with 1001, the client recovers
+// through c, and gets every message once, in order; the session on a was
+// kept for the recovery (b told a the client dropped, not left).
+func TestClusterRelayingNodeStops(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	n := startCluster(t, ns.URL(), "a", "b", "c")
+	c := dialReliable(t, n[0], "feed")
+	const total = 400
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait) // before the nodes stop
+	sent := make(chan struct{})
+	wg.Go(func() {
+		defer close(sent)
+		for i := range total {
+			if resp, b := wpsREST(t, n[0], http.MethodPost, "/groups/feed/:send", fmt.Sprintf(`"%d"`, i)); resp.StatusCode != http.StatusAccepted {
+				t.Errorf("send %d: %d %s", i, resp.StatusCode, b)
+				return
+			}
+		}
+	})
+	c.receive(func() bool { return len(c.got) >= total/4 })
+	c.recoverOn(n[1])
+	c.receive(func() bool { return len(c.got) >= total/2 })
+	go n[1].Stop()
+	if ce := c.receiveUntilClosed(); ce.Code != 1001 || ce.Reason != "server shutting down" {
+		t.Fatalf("b stopping closed the relayed client with %d %q, want 1001", ce.Code, ce.Reason)
+	}
+	c.ws = wstest.Dial(t, c.recoverURL(n[2]), reliableProto)
+	c.receive(func() bool { return len(c.got) >= total })
+	<-sent
+	for i, v := range c.got {
+		if v != fmt.Sprint(i) {
+			t.Fatalf("message %d is %q", i, v)
+		}
+	}
 }
