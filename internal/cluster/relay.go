@@ -39,6 +39,7 @@ type Relays struct {
 	c      *Cluster
 	ns     string
 	accept relay.Acceptor
+	answer relay.Answerer // nil: calls are refused
 	cfg    RelayConfig
 	log    *slog.Logger
 	m      *relayMetrics
@@ -72,7 +73,11 @@ type RelayConfig struct {
 //	  WebSocket pings, relay.KeepAliver)
 //
 // An attach request: version, then kind, hub, protocol, conn id, token,
-// user id, relay id, client node as strings. Its reply: version, ok byte (1:
+// user id, relay id, client node as strings. A call (request/reply on
+// sb.<ns>.node.<owner>.call, no relay): version, kind, hub, protocol, conn
+// id, token, user id as strings, then the body as bytes; its reply is an
+// attach reply that is not OK, with the answer's status and body as code
+// and reason. Its reply: version, ok byte (1:
 // attached), code uvarint, reason string.
 const relayV1 = 1
 
@@ -214,6 +219,34 @@ func decodeAttach(b []byte) (attachReq, error) {
 	return a, nil
 }
 
+func appendCall(dst []byte, req *relay.Request, body []byte) []byte {
+	dst = append(dst, relayV1)
+	for _, s := range []string{req.Kind, req.Hub, req.Protocol, req.ConnID, req.Token, req.UserID} {
+		dst = appendString(dst, s)
+	}
+	dst = appendUvarint(dst, uint64(len(body)))
+	return append(dst, body...)
+}
+
+func decodeCall(b []byte) (relay.Request, []byte, error) {
+	d := decoder{b: b}
+	var req relay.Request
+	if v := d.byte(); d.err == nil && v != relayV1 {
+		return req, nil, fmt.Errorf("%w: version %d", errRelayEnvelope, v)
+	}
+	for _, s := range []*string{&req.Kind, &req.Hub, &req.Protocol, &req.ConnID, &req.Token, &req.UserID} {
+		*s = d.string()
+	}
+	body := d.bytes()
+	if d.err != nil {
+		return req, nil, d.err
+	}
+	if len(d.b) > 0 {
+		return req, nil, fmt.Errorf("%w: %d bytes past the end", errRelayEnvelope, len(d.b))
+	}
+	return req, body, nil
+}
+
 func appendAttachReply(dst []byte, r *relay.Refusal) []byte {
 	if r == nil {
 		return append(dst, relayV1, 1, 0, 0)
@@ -273,6 +306,7 @@ func newRelayID() string {
 }
 
 func (r *Relays) attachSubject(node string) string { return "sb." + r.ns + ".node." + node + ".relay" }
+func (r *Relays) callSubject(node string) string   { return "sb." + r.ns + ".node." + node + ".call" }
 
 func toOwner(id string) string  { return "sb.relay." + id + ".o" }
 func toClient(id string) string { return "sb.relay." + id + ".c" }
@@ -311,9 +345,9 @@ func newRelayMetrics(reg prometheus.Registerer) (*relayMetrics, error) {
 }
 
 // Relays starts serving relays of namespace ns: accept attaches the
-// clients other nodes hand to this one. Its sweeper runs until the cluster
-// closes.
-func (c *Cluster) Relays(ns string, accept relay.Acceptor, cfg RelayConfig) (*Relays, error) {
+// clients other nodes hand to this one, answer (if not nil) runs their
+// calls. Its sweeper runs until the cluster closes.
+func (c *Cluster) Relays(ns string, accept relay.Acceptor, answer relay.Answerer, cfg RelayConfig) (*Relays, error) {
 	if !validNamespace.MatchString(ns) {
 		return nil, fmt.Errorf("cluster: namespace %q: want letters, digits or '-'", ns)
 	}
@@ -327,10 +361,15 @@ func (c *Cluster) Relays(ns string, accept relay.Acceptor, cfg RelayConfig) (*Re
 	if err != nil {
 		return nil, err
 	}
-	r := &Relays{c: c, ns: ns, accept: accept, cfg: cfg, log: c.log.With("relay_ns", ns), m: m,
+	r := &Relays{c: c, ns: ns, accept: accept, answer: answer, cfg: cfg, log: c.log.With("relay_ns", ns), m: m,
 		clients: map[string]*clientEnd{}, owners: map[string]*ownerEnd{}}
 	if r.sub, err = c.nc.Subscribe(r.attachSubject(c.cfg.NodeID), r.serveAttach); err != nil {
 		return nil, fmt.Errorf("cluster: subscribing to relay attaches: %w", err)
+	}
+	if answer != nil {
+		if _, err := c.nc.Subscribe(r.callSubject(c.cfg.NodeID), r.serveCall); err != nil {
+			return nil, fmt.Errorf("cluster: subscribing to relay calls: %w", err)
+		}
 	}
 	if err := c.nc.FlushTimeout(c.cfg.ConnectTimeout); err != nil {
 		return nil, fmt.Errorf("cluster: subscribing to relay attaches: %w", err)
@@ -413,6 +452,52 @@ func (r *Relays) Dial(ctx context.Context, node string, req relay.Request) (rela
 		return nil, err
 	}
 	return ce, nil
+}
+
+// Call implements relay.Dialer.
+func (r *Relays) Call(ctx context.Context, node string, req relay.Request, body []byte) (relay.Answer, error) {
+	nc := r.c.nc
+	if !nc.IsConnected() {
+		r.m.refusals.WithLabelValues("unavailable").Inc()
+		return relay.Answer{}, fmt.Errorf("cluster: call to %q: NATS connection %s", node, strings.ToLower(nc.Status().String()))
+	}
+	ctx, cancel := context.WithTimeout(ctx, r.c.cfg.RequestTimeout)
+	defer cancel()
+	b := appendCall(nil, &req, body)
+	r.m.frames.WithLabelValues("to_owner").Inc()
+	r.m.bytes.WithLabelValues("to_owner").Add(float64(len(b)))
+	msg, err := nc.RequestWithContext(ctx, r.callSubject(node), b)
+	var ans *relay.Refusal
+	if err == nil {
+		ans, err = decodeAttachReply(msg.Data)
+		if err == nil && ans == nil {
+			err = fmt.Errorf("%w: a call answered as an attach", errRelayEnvelope)
+		}
+	}
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		r.m.refusals.WithLabelValues("owner_gone").Inc()
+		return relay.Answer{}, relay.ErrOwnerGone
+	case err != nil:
+		r.m.refusals.WithLabelValues("unavailable").Inc()
+		return relay.Answer{}, fmt.Errorf("cluster: call to %q: %w", node, err)
+	}
+	return relay.Answer{Status: ans.Code, Body: ans.Reason}, nil
+}
+
+// serveCall answers a call for a session of this node.
+func (r *Relays) serveCall(m *nats.Msg) {
+	r.m.frames.WithLabelValues("to_owner").Inc()
+	r.m.bytes.WithLabelValues("to_owner").Add(float64(len(m.Data)))
+	req, body, err := decodeCall(m.Data)
+	ans := relay.Answer{Status: 500, Body: "bad relay request"}
+	if err != nil {
+		r.m.refusals.WithLabelValues("bad_frame").Inc()
+		r.log.Error("refused a relay call from NATS", "bytes", len(m.Data), "err", err)
+	} else {
+		ans = r.answer(req, body)
+	}
+	m.Respond(appendAttachReply(nil, &relay.Refusal{Code: ans.Status, Reason: ans.Body}))
 }
 
 // limitPending bounds what NATS holds for a relay's subscription: twice

@@ -151,6 +151,14 @@ func (o *owner) accept(req relay.Request, sock relay.Socket) (relay.Handler, err
 	return s, nil
 }
 
+// answer echoes a call's body for a session it holds.
+func (o *owner) answer(req relay.Request, body []byte) relay.Answer {
+	if o.get(req.ConnID) == nil {
+		return relay.Answer{Status: 404, Body: "No Connection with that ID"}
+	}
+	return relay.Answer{Status: 200, Body: req.Kind + ":" + string(body)}
+}
+
 func (o *owner) get(id string) *session {
 	o.mu.Lock()
 	defer o.mu.Unlock()
@@ -164,13 +172,13 @@ func relayPair(t *testing.T, cfg RelayConfig) (*Relays, *Relays, *owner) {
 	ns := natstest.Start(t, 0)
 	a, b := join(t, ns.URL(), "a"), join(t, ns.URL(), "b")
 	o := &owner{sessions: map[string]*session{}}
-	ra, err := a.Relays("wps", o.accept, cfg)
+	ra, err := a.Relays("wps", o.accept, o.answer, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rb, err := b.Relays("wps", func(relay.Request, relay.Socket) (relay.Handler, error) {
 		return nil, &relay.Refusal{Code: 1008, Reason: "b holds nothing"}
-	}, cfg)
+	}, nil, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -472,6 +480,7 @@ func FuzzDecodeRelay(f *testing.F) {
 	f.Add(appendRelayFrame(nil, &relayFrame{typ: frameClose, seq: 9, byClient: true, code: 1001, reason: "r"}))
 	f.Add(appendAttach(nil, &attachReq{req: relay.Request{Kind: "k", Hub: "h"}, id: newRelayID(), client: "b"}))
 	f.Add(appendAttachReply(nil, &relay.Refusal{Code: 1008, Reason: "no"}))
+	f.Add(appendCall(nil, &relay.Request{Kind: "k", Hub: "h", UserID: "u"}, []byte("{}\x1e")))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if fr, err := decodeRelayFrame(b); err == nil {
 			if fr2, err := decodeRelayFrame(appendRelayFrame(nil, &fr)); err != nil || !reflect.DeepEqual(fr, fr2) {
@@ -483,6 +492,11 @@ func FuzzDecodeRelay(f *testing.F) {
 		if a, err := decodeAttach(b); err == nil {
 			if a2, err := decodeAttach(appendAttach(nil, &a)); err != nil || a2 != a {
 				t.Fatalf("attach %+v re-decodes as %+v, %v", a, a2, err)
+			}
+		}
+		if req, body, err := decodeCall(b); err == nil {
+			if req2, body2, err := decodeCall(appendCall(nil, &req, body)); err != nil || req2 != req || !bytes.Equal(body, body2) {
+				t.Fatalf("call %+v %q re-decodes as %+v %q, %v", req, body, req2, body2, err)
 			}
 		}
 		if r, err := decodeAttachReply(b); err == nil {
@@ -529,4 +543,23 @@ func TestRelayClosedBeforeAttach(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestRelayCall: a call runs on the owner and comes back with its answer;
+// a node that answers no calls is as gone (ErrOwnerGone).
+func TestRelayCall(t *testing.T) {
+	ra, rb, _ := relayPair(t, RelayConfig{})
+	if _, _, err := dial(t, rb, "a_1", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	a, err := rb.Call(context.Background(), "a", relay.Request{Kind: "k", ConnID: "a_1"}, []byte("body"))
+	if err != nil || a != (relay.Answer{Status: 200, Body: "k:body"}) {
+		t.Fatalf("call: %+v, %v", a, err)
+	}
+	if a, err := rb.Call(context.Background(), "a", relay.Request{Kind: "k", ConnID: "a_9"}, nil); err != nil || a.Status != 404 {
+		t.Fatalf("call for a session a does not hold: %+v, %v", a, err)
+	}
+	if _, err := ra.Call(context.Background(), "b", relay.Request{Kind: "k"}, nil); !errors.Is(err, relay.ErrOwnerGone) {
+		t.Fatalf("call to b, which answers no calls: %v", err)
+	}
 }

@@ -27,6 +27,13 @@ const (
 	// the connection token, UserID the user of the client's access token
 	// (verified by the node with the socket).
 	KindSignalRWebSocket = "signalr.websocket"
+	// KindSignalRSSE opens the Server-Sent Events stream of a SignalR
+	// connection negotiated on the owner (ConnID, UserID as for
+	// KindSignalRWebSocket).
+	KindSignalRSSE = "signalr.sse"
+	// KindSignalRSend is a Call: the body of a client's POST (its
+	// messages) for a SignalR connection of the owner.
+	KindSignalRSend = "signalr.send"
 )
 
 // Request is what the node with the socket asks the owner: attach this
@@ -64,6 +71,16 @@ type Socket interface {
 	ClosedByClient() bool
 }
 
+// Answer is the owner's answer to a Call: an HTTP status and body.
+type Answer struct {
+	Status int
+	Body   string
+}
+
+// Answerer runs a Call on the owner (a request of the client that is not a
+// stream: a SignalR POST) and answers it as it would answer the client.
+type Answerer func(req Request, body []byte) Answer
+
 // Acceptor attaches a relayed client to a session of this node (the
 // owner): it checks req as the dialect checks a client on its own socket,
 // binds sock to the session's conn and returns the handler of the client's
@@ -82,6 +99,9 @@ type Dialer interface {
 	// or another error: the owner could not be asked (NATS down, no answer
 	// in time).
 	Dial(ctx context.Context, node string, req Request) (Conn, error)
+	// Call runs a request with body on node and returns its answer; the
+	// errors are Dial's (ErrOwnerGone, or node unreachable).
+	Call(ctx context.Context, node string, req Request, body []byte) (Answer, error)
 }
 
 // Conn is an accepted relay on the node with the socket.

@@ -1,9 +1,11 @@
 package server_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -400,6 +402,115 @@ func TestClusterRelayingNodeStops(t *testing.T) {
 	for i, v := range c.got {
 		if v != fmt.Sprint(i) {
 			t.Fatalf("message %d is %q", i, v)
+		}
+	}
+}
+
+// sseStream reads the records of a SignalR SSE stream.
+type sseStream struct {
+	t    *testing.T
+	body *bufio.Reader
+	buf  []byte
+	stop func()
+}
+
+// openSSE opens the connection's event stream on srv.
+func (c *srClient) openSSE(srv *servertest.Server) *sseStream {
+	c.t.Helper()
+	u := srv.SignalREndpoint() + "/client/?hub=chat&id=" + url.QueryEscape(c.token) + "&access_token=" + c.tok
+	req, _ := http.NewRequest(http.MethodGet, u, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		c.t.Fatalf("SSE GET on %s: %d %s", srv.SignalREndpoint(), resp.StatusCode, b)
+	}
+	s := &sseStream{t: c.t, body: bufio.NewReader(resp.Body), stop: func() { resp.Body.Close() }}
+	c.t.Cleanup(s.stop)
+	return s
+}
+
+// record returns the next record that is not a Ping.
+func (s *sseStream) record() string {
+	s.t.Helper()
+	for {
+		if i := strings.IndexByte(string(s.buf), 0x1e); i >= 0 {
+			r := string(s.buf[:i])
+			s.buf = s.buf[i+1:]
+			if r == `{"type":6}` {
+				continue
+			}
+			return r
+		}
+		line, err := s.body.ReadString('\n')
+		if err != nil {
+			s.t.Fatalf("the event stream ended: %v", err)
+		}
+		if d, ok := strings.CutPrefix(strings.TrimRight(line, "\r\n"), "data: "); ok {
+			s.buf = append(s.buf, d...)
+		}
+	}
+}
+
+// post sends records to the connection through srv.
+func (c *srClient) post(srv *servertest.Server, records string) {
+	c.t.Helper()
+	u := srv.SignalREndpoint() + "/client/?hub=chat&id=" + url.QueryEscape(c.token)
+	resp, b := restDo(c.t, srv, http.MethodPost, u, records, "Authorization", "Bearer "+c.tok)
+	if resp.StatusCode != http.StatusOK {
+		c.t.Fatalf("POST on %s: %d %s", srv.SignalREndpoint(), resp.StatusCode, b)
+	}
+}
+
+// TestClusterSignalRSSEOnAnotherNode: a connection negotiated on node a
+// opens its Server-Sent Events stream on node b and posts its messages
+// through c and b: the handshake, REST sends to it through c, and its
+// Close reach its session on a through the relays. Without them b answers
+// 404 to the stream.
+func TestClusterSignalRSSEOnAnotherNode(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	n := startCluster(t, ns.URL(), "a", "b", "c")
+	c := negotiateSR(t, n[0], "sue")
+	st := c.openSSE(n[1])
+	c.post(n[2], `{"protocol":"json","version":1}`+"\x1e")
+	if got := st.record(); got != "{}" {
+		t.Fatalf("handshake answer %s", got)
+	}
+	u := n[2].SignalREndpoint() + "/api/hubs/chat/connections/" + c.id + "/:send?api-version=2022-06-01"
+	for i := range 20 {
+		if resp, b := restDo(t, n[2], http.MethodPost, u, fmt.Sprintf(`{"target":"m","arguments":[%d]}`, i)); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("send %d: %d %s", i, resp.StatusCode, b)
+		}
+	}
+	for i := range 20 {
+		if got, want := st.record(), fmt.Sprintf(`{"type":1,"target":"m","arguments":[%d]}`, i); got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
+	// Refusals come back as a gives them: a second stream is a conflict.
+	req, _ := http.NewRequest(http.MethodGet, n[2].SignalREndpoint()+"/client/?hub=chat&id="+url.QueryEscape(c.token)+"&access_token="+c.tok, nil)
+	req.Header.Set("Accept", "text/event-stream")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict {
+		t.Errorf("a second stream through c: %d, want 409", resp.StatusCode)
+	}
+	c.post(n[1], `{"type":7}`+"\x1e")
+	exists := n[2].SignalREndpoint() + "/api/hubs/chat/connections/" + c.id + "?api-version=2022-06-01"
+	eventually.True(t, "the connection to end on a", 10*time.Second, func() bool {
+		resp, _ := restDo(t, n[2], http.MethodHead, exists, "")
+		return resp.StatusCode == http.StatusNotFound
+	})
+	for { // the stream ends
+		if _, err := st.body.ReadString('\n'); err != nil {
+			break
 		}
 	}
 }

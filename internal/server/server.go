@@ -177,7 +177,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	undo.push(ep.Close)
 	var relays *cluster.Relays
 	if clus != nil {
-		if relays, err = clus.Relays(clusterNamespaceWPS, ep.AcceptRelay, relayConfig(cfg)); err != nil {
+		if relays, err = clus.Relays(clusterNamespaceWPS, ep.AcceptRelay, nil, relayConfig(cfg)); err != nil {
 			return nil, err
 		}
 		ep.UseRelays(relays)

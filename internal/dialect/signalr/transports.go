@@ -38,14 +38,9 @@ func (e *Endpoint) serveConnection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := e.lookup(token)
-	if s == nil && kind == "websockets" && e.relays != nil {
+	if s == nil && e.relays != nil && kind != "poll" && kind != "delete" {
 		if node, ok := e.relays.Remote(token); ok { // negotiated on another node
-			slot, ok := e.admitClientIP(w, r, kind, false)
-			if !ok {
-				return
-			}
-			defer slot.Release() // a no-op once the socket holds it
-			e.relayWebSocket(w, r, node, token, slot)
+			e.serveRelayed(w, r, kind, node, token)
 			return
 		}
 	}
@@ -276,12 +271,7 @@ func (e *Endpoint) serveSSE(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	holdOpen(w)
-	st, err := sse.Open(w, r, sse.Options{
-		KeepAlive:      e.cfg.KeepAlive,
-		KeepAliveFrame: hubproto.JSON.AppendPing(nil), // SSE carries text only
-		Registerer:     e.cfg.Registerer,
-		Logger:         e.log,
-	})
+	st, err := sse.Open(w, r, e.sseOptions())
 	if err != nil {
 		e.fail(w, kind, http.StatusInternalServerError, "sse_start", err.Error())
 		e.forget(s)
@@ -304,6 +294,15 @@ func (e *Endpoint) serveSSE(w http.ResponseWriter, r *http.Request, s *session) 
 	reason := st.Serve(r.Context())
 	left := reason == sse.ReasonClientGone || reason == sse.ReasonContextDone
 	s.gone(st, "server-sent events stream ended: "+reason, left)
+}
+
+func (e *Endpoint) sseOptions() sse.Options {
+	return sse.Options{
+		KeepAlive:      e.cfg.KeepAlive,
+		KeepAliveFrame: hubproto.JSON.AppendPing(nil), // SSE carries text only
+		Registerer:     e.cfg.Registerer,
+		Logger:         e.log,
+	}
 }
 
 // servePoll serves one poll; the first one's slot (its place in the client
@@ -349,6 +348,20 @@ func holdOpen(w http.ResponseWriter) {
 
 // send takes a POST of client messages for an SSE or long-polling session.
 func (e *Endpoint) send(w http.ResponseWriter, r *http.Request, s *session) {
+	l, ok := e.sendLink(w, s)
+	if !ok {
+		return
+	}
+	body, ok := e.readSend(w, r)
+	if !ok {
+		return
+	}
+	e.input(w, s, l, body)
+}
+
+// sendLink returns the transport a POST's messages come in on, or answers
+// why there is none.
+func (e *Endpoint) sendLink(w http.ResponseWriter, s *session) (core.Link, bool) {
 	const kind = "send"
 	s.mu.Lock()
 	tr, l := s.transport, s.link
@@ -357,21 +370,33 @@ func (e *Endpoint) send(w http.ResponseWriter, r *http.Request, s *session) {
 	case tr == webSockets:
 		w.Header().Set("Allow", "GET")
 		e.fail(w, kind, http.StatusMethodNotAllowed, "send_on_websocket", "POST requests are not allowed for WebSocket connections.")
-		return
+		return nil, false
 	case l == nil:
 		e.fail(w, kind, http.StatusNotFound, "no_transport", "No Connection with that ID: open a transport first")
-		return
+		return nil, false
 	}
+	return l, true
+}
+
+// readSend reads a POST's body, at most signalr's MaxMessageBytes.
+func (e *Endpoint) readSend(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	const kind = "send"
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(e.cfg.MaxMessageBytes)))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			e.fail(w, kind, http.StatusRequestEntityTooLarge, "too_large", "message larger than "+strconv.Itoa(e.cfg.MaxMessageBytes)+" bytes")
-			return
+			return nil, false
 		}
 		e.fail(w, kind, http.StatusBadRequest, "body_read", "Reading the request body failed")
-		return
+		return nil, false
 	}
+	return body, true
+}
+
+// input takes a POST's messages on transport l and answers 200.
+func (e *Endpoint) input(w http.ResponseWriter, s *session, l core.Link, body []byte) {
+	const kind = "send"
 	var pe *protocolError
 	if err := s.input(l, body); errors.As(err, &pe) {
 		s.closeForError(l, pe)
