@@ -88,8 +88,10 @@ type Cluster struct {
 	relays  []*Relays
 
 	stop     chan struct{}
-	done     chan struct{}  // closed when the heartbeat goroutine returned
-	bg       sync.WaitGroup // the relays' goroutines (relay.go), ended by stop
+	done     chan struct{} // closed when the heartbeat goroutine returned
+	bgMu     sync.Mutex
+	bg       sync.WaitGroup // the relays' goroutines (relay.go, spawn), ended by stop
+	bgDone   bool           // Close waits for bg: no more are started
 	closed   chan struct{}  // closed by NATS once the connection is closed
 	closeErr error
 	once     sync.Once
@@ -448,6 +450,9 @@ func (c *Cluster) Close(ctx context.Context) error {
 	c.once.Do(func() {
 		close(c.stop)
 		<-c.done
+		c.bgMu.Lock()
+		c.bgDone = true
+		c.bgMu.Unlock()
 		c.bg.Wait() // relays sent their closes
 		if err := c.nc.Drain(); err != nil {
 			c.nc.Close()

@@ -45,6 +45,8 @@ type Relays struct {
 	m      *relayMetrics
 	sub    *nats.Subscription
 
+	calls chan struct{} // a token per call being answered (at most Max)
+
 	mu      sync.Mutex
 	clients map[string]*clientEnd // by relay id
 	owners  map[string]*ownerEnd
@@ -59,6 +61,9 @@ type RelayConfig struct {
 	// socket that does not take them: past it the client is closed as a
 	// slow consumer, as the owner closes its own (limits.max_queue_bytes).
 	MaxQueueBytes int
+	// CallTimeout bounds a call (the owner runs a client's POST, which may
+	// wait for an upstream). Default: the cluster's request timeout.
+	CallTimeout time.Duration
 }
 
 // Relay frames, on the per-relay subjects:
@@ -357,11 +362,14 @@ func (c *Cluster) Relays(ns string, accept relay.Acceptor, answer relay.Answerer
 	if cfg.MaxQueueBytes <= 0 {
 		cfg.MaxQueueBytes = 4 << 20
 	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = c.cfg.RequestTimeout
+	}
 	m, err := newRelayMetrics(c.cfg.Registerer)
 	if err != nil {
 		return nil, err
 	}
-	r := &Relays{c: c, ns: ns, accept: accept, answer: answer, cfg: cfg, log: c.log.With("relay_ns", ns), m: m,
+	r := &Relays{c: c, ns: ns, accept: accept, answer: answer, cfg: cfg, calls: make(chan struct{}, cfg.Max), log: c.log.With("relay_ns", ns), m: m,
 		clients: map[string]*clientEnd{}, owners: map[string]*ownerEnd{}}
 	if r.sub, err = c.nc.Subscribe(r.attachSubject(c.cfg.NodeID), r.serveAttach); err != nil {
 		return nil, fmt.Errorf("cluster: subscribing to relay attaches: %w", err)
@@ -377,8 +385,20 @@ func (c *Cluster) Relays(ns string, accept relay.Acceptor, answer relay.Answerer
 	c.mu.Lock()
 	c.relays = append(c.relays, r)
 	c.mu.Unlock()
-	c.bg.Go(r.sweep)
+	c.spawn(r.sweep)
 	return r, nil
+}
+
+// spawn runs f on a goroutine Close waits for; once Close waits it starts
+// nothing and reports false.
+func (c *Cluster) spawn(f func()) bool {
+	c.bgMu.Lock()
+	defer c.bgMu.Unlock()
+	if c.bgDone {
+		return false
+	}
+	c.bg.Go(f)
+	return true
 }
 
 var _ relay.Dialer = (*Relays)(nil)
@@ -461,7 +481,7 @@ func (r *Relays) Call(ctx context.Context, node string, req relay.Request, body 
 		r.m.refusals.WithLabelValues("unavailable").Inc()
 		return relay.Answer{}, fmt.Errorf("cluster: call to %q: NATS connection %s", node, strings.ToLower(nc.Status().String()))
 	}
-	ctx, cancel := context.WithTimeout(ctx, r.c.cfg.RequestTimeout)
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
 	defer cancel()
 	b := appendCall(nil, &req, body)
 	r.m.frames.WithLabelValues("to_owner").Inc()
@@ -485,19 +505,34 @@ func (r *Relays) Call(ctx context.Context, node string, req relay.Request, body 
 	return relay.Answer{Status: ans.Code, Body: ans.Reason}, nil
 }
 
-// serveCall answers a call for a session of this node.
+// serveCall answers a call for a session of this node, on a goroutine of
+// its own (a POST may wait for an upstream; the next calls must not wait
+// for it), at most RelayConfig.Max at a time.
 func (r *Relays) serveCall(m *nats.Msg) {
 	r.m.frames.WithLabelValues("to_owner").Inc()
 	r.m.bytes.WithLabelValues("to_owner").Add(float64(len(m.Data)))
 	req, body, err := decodeCall(m.Data)
-	ans := relay.Answer{Status: 500, Body: "bad relay request"}
 	if err != nil {
 		r.m.refusals.WithLabelValues("bad_frame").Inc()
 		r.log.Error("refused a relay call from NATS", "bytes", len(m.Data), "err", err)
-	} else {
-		ans = r.answer(req, body)
+		m.Respond(appendAttachReply(nil, &relay.Refusal{Code: 500, Reason: "bad relay request"}))
+		return
 	}
-	m.Respond(appendAttachReply(nil, &relay.Refusal{Code: ans.Status, Reason: ans.Body}))
+	select {
+	case r.calls <- struct{}{}:
+	default:
+		r.m.refusals.WithLabelValues("limit").Inc()
+		m.Respond(appendAttachReply(nil, &relay.Refusal{Code: 503, Reason: "too many relayed requests on the node holding this connection; try again later"}))
+		return
+	}
+	if !r.c.spawn(func() {
+		defer func() { <-r.calls }()
+		ans := r.answer(req, body)
+		m.Respond(appendAttachReply(nil, &relay.Refusal{Code: ans.Status, Reason: ans.Body}))
+	}) {
+		<-r.calls
+		m.Respond(appendAttachReply(nil, &relay.Refusal{Code: 503, Reason: "the node holding this connection is shutting down"}))
+	}
 }
 
 // limitPending bounds what NATS holds for a relay's subscription: twice
@@ -598,7 +633,13 @@ func (r *Relays) serveAttach(m *nats.Msg) {
 	oe.hmu.Lock()
 	oe.h = h
 	oe.hmu.Unlock()
-	r.c.bg.Go(oe.write)
+	if !r.c.spawn(oe.write) { // the cluster is closing: the relay ends at once
+		sub.Unsubscribe()
+		r.forgetOwner(oe)
+		m.Respond(appendAttachReply(nil, &relay.Refusal{Code: relay.CloseUnavailable, Reason: reasonUnavailable}))
+		oe.handleClose("server shutting down")
+		return
+	}
 	if err := m.Respond(appendAttachReply(nil, nil)); err != nil {
 		oe.Close(relay.CloseUnavailable, reasonUnavailable)
 	}

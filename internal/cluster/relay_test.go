@@ -134,9 +134,12 @@ func (s *session) snapshot() ([]string, string, int) {
 }
 
 // owner is an acceptor of sessions named by conn id; token "ok" is valid.
+// Its calls of kind "slow" wait until release is closed.
 type owner struct {
 	mu       sync.Mutex
 	sessions map[string]*session
+	release  chan struct{}
+	waiting  chan struct{} // gets one per "slow" call that started waiting
 }
 
 func (o *owner) accept(req relay.Request, sock relay.Socket) (relay.Handler, error) {
@@ -153,6 +156,10 @@ func (o *owner) accept(req relay.Request, sock relay.Socket) (relay.Handler, err
 
 // answer echoes a call's body for a session it holds.
 func (o *owner) answer(req relay.Request, body []byte) relay.Answer {
+	if req.Kind == "slow" {
+		o.waiting <- struct{}{}
+		<-o.release
+	}
 	if o.get(req.ConnID) == nil {
 		return relay.Answer{Status: 404, Body: "No Connection with that ID"}
 	}
@@ -171,7 +178,7 @@ func relayPair(t *testing.T, cfg RelayConfig) (*Relays, *Relays, *owner) {
 	t.Helper()
 	ns := natstest.Start(t, 0)
 	a, b := join(t, ns.URL(), "a"), join(t, ns.URL(), "b")
-	o := &owner{sessions: map[string]*session{}}
+	o := &owner{sessions: map[string]*session{}, release: make(chan struct{}), waiting: make(chan struct{}, 1)}
 	ra, err := a.Relays("wps", o.accept, o.answer, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -561,5 +568,38 @@ func TestRelayCall(t *testing.T) {
 	}
 	if _, err := ra.Call(context.Background(), "b", relay.Request{Kind: "k"}, nil); !errors.Is(err, relay.ErrOwnerGone) {
 		t.Fatalf("call to b, which answers no calls: %v", err)
+	}
+}
+
+// TestRelayCallsRunSideBySide: a call that waits (a POST whose invocation
+// waits for an upstream) does not hold the node's other calls. Answered one
+// after the other on the subscription's goroutine, the second call timed
+// out behind the first.
+func TestRelayCallsRunSideBySide(t *testing.T) {
+	_, rb, o := relayPair(t, RelayConfig{})
+	if _, _, err := dial(t, rb, "a_1", "ok"); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	release := func() { once.Do(func() { close(o.release) }) }
+	t.Cleanup(release) // before the nodes close, which wait for the call
+	slow := make(chan error, 1)
+	go func() {
+		_, err := rb.Call(context.Background(), "a", relay.Request{Kind: "slow", ConnID: "a_1"}, nil)
+		slow <- err
+	}()
+	<-o.waiting
+	a, err := rb.Call(context.Background(), "a", relay.Request{Kind: "k", ConnID: "a_1"}, []byte("x"))
+	if err != nil || a.Status != 200 {
+		t.Fatalf("a call beside a waiting one: %+v, %v", a, err)
+	}
+	select {
+	case err := <-slow:
+		t.Fatalf("the waiting call returned before it was released: %v", err)
+	default:
+	}
+	release()
+	if err := <-slow; err != nil {
+		t.Fatal(err)
 	}
 }

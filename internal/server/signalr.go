@@ -124,7 +124,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		return nil, err
 	}
 	if clus != nil {
-		if s.relays, err = clus.Relays(clusterNamespaceSignalR, s.ep.AcceptRelay, s.ep.AnswerRelay, relayConfig(cfg)); err != nil {
+		if s.relays, err = clus.Relays(clusterNamespaceSignalR, s.ep.AcceptRelay, s.ep.AnswerRelay, signalRRelayConfig(cfg)); err != nil {
 			return nil, err
 		}
 		s.ep.UseRelays(s.relays)
