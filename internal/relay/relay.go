@@ -31,9 +31,17 @@ const (
 	// connection negotiated on the owner (ConnID, UserID as for
 	// KindSignalRWebSocket).
 	KindSignalRSSE = "signalr.sse"
+	// KindSignalRPoll is one long poll of a SignalR connection of the
+	// owner: the owner's HTTP answer comes back on the relay (its status
+	// and headers as a text message, its body as binary ones), the relay's
+	// close ends it; the client end's close aborts it.
+	KindSignalRPoll = "signalr.poll"
 	// KindSignalRSend is a Call: the body of a client's POST (its
 	// messages) for a SignalR connection of the owner.
 	KindSignalRSend = "signalr.send"
+	// KindSignalRStop is a Call: the DELETE of a long-polling client that
+	// stops.
+	KindSignalRStop = "signalr.stop"
 )
 
 // Request is what the node with the socket asks the owner: attach this

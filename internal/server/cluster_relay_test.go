@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -512,5 +513,130 @@ func TestClusterSignalRSSEOnAnotherNode(t *testing.T) {
 		if _, err := st.body.ReadString('\n'); err != nil {
 			break
 		}
+	}
+}
+
+// poll makes one long poll of the connection through srv and returns its
+// status and body.
+func (c *srClient) poll(srv *servertest.Server) (int, string) {
+	c.t.Helper()
+	u := srv.SignalREndpoint() + "/client/?hub=chat&id=" + url.QueryEscape(c.token)
+	resp, b := restDo(c.t, srv, http.MethodGet, u, "", "Authorization", "Bearer "+c.tok)
+	return resp.StatusCode, string(b)
+}
+
+// TestClusterSignalRLongPollingAcrossNodes: a long-polling connection
+// negotiated on node a polls, posts and stops through every node: its
+// polls on b and c are relayed to a (the answer as a would give it, REST
+// sends to it included), its POSTs run on a, its DELETE through b ends it
+// on a (a later poll is a 404, as on one node). Without the relays b
+// answers the first poll 404.
+func TestClusterSignalRLongPollingAcrossNodes(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	n := startCluster(t, ns.URL(), "a", "b", "c")
+	c := negotiateSR(t, n[0], "lou")
+	if status, body := c.poll(n[1]); status != http.StatusOK || body != "" {
+		t.Fatalf("first poll through b: %d %q, want 200 at once", status, body)
+	}
+	c.post(n[2], `{"protocol":"json","version":1}`+"\x1e")
+	if status, body := c.poll(n[1]); status != http.StatusOK || body != "{}\x1e" {
+		t.Fatalf("poll through b: %d %q, want the handshake answer", status, body)
+	}
+	u := n[2].SignalREndpoint() + "/api/hubs/chat/connections/" + c.id + "/:send?api-version=2022-06-01"
+	var want strings.Builder
+	for i := range 10 {
+		if resp, b := restDo(t, n[2], http.MethodPost, u, fmt.Sprintf(`{"target":"m","arguments":[%d]}`, i)); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("send %d: %d %s", i, resp.StatusCode, b)
+		}
+		fmt.Fprintf(&want, `{"type":1,"target":"m","arguments":[%d]}`+"\x1e", i)
+	}
+	var got strings.Builder
+	for i := 0; got.Len() < want.Len() && i < 10; i++ {
+		status, body := c.poll(n[i%3]) // through c, a and b
+		if status != http.StatusOK {
+			t.Fatalf("poll %d: %d %q", i, status, body)
+		}
+		got.WriteString(body)
+	}
+	if got.String() != want.String() {
+		t.Fatalf("polls got %q, want %q", got.String(), want.String())
+	}
+	resp, b := restDo(t, n[1], http.MethodDelete, n[1].SignalREndpoint()+"/client/?hub=chat&id="+url.QueryEscape(c.token), "", "Authorization", "Bearer "+c.tok)
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("DELETE through b: %d %s", resp.StatusCode, b)
+	}
+	if status, _ := c.poll(n[2]); status != http.StatusNotFound {
+		t.Fatalf("a poll through c after the DELETE: %d, want 404 (as a answers it)", status)
+	}
+	exists := n[2].SignalREndpoint() + "/api/hubs/chat/connections/" + c.id + "?api-version=2022-06-01"
+	eventually.True(t, "the connection to end on a", 10*time.Second, func() bool {
+		resp, _ := restDo(t, n[2], http.MethodHead, exists, "")
+		return resp.StatusCode == http.StatusNotFound
+	})
+}
+
+// metricLine reports whether srv's /metrics has line.
+func metricLine(t *testing.T, srv *servertest.Server, line string) bool {
+	t.Helper()
+	resp, err := http.Get(strings.TrimRight(srv.Endpoint(), "/") + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return strings.Contains(string(b), "\n"+line+"\n")
+}
+
+// TestClusterSignalRRelayedPollHeldAndAborted: a relayed long poll waits on
+// the connection's node for data (a later REST send answers it), and one
+// whose client goes away is aborted there, so the next send goes to the
+// next poll instead of to a poll nobody reads.
+func TestClusterSignalRRelayedPollHeldAndAborted(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	n := startCluster(t, ns.URL(), "a", "b", "c")
+	c := negotiateSR(t, n[0], "lou")
+	c.poll(n[1])
+	c.post(n[2], `{"protocol":"json","version":1}`+"\x1e")
+	if _, body := c.poll(n[1]); body != "{}\x1e" {
+		t.Fatalf("handshake answer %q", body)
+	}
+	send := func(i int) {
+		u := n[2].SignalREndpoint() + "/api/hubs/chat/connections/" + c.id + "/:send?api-version=2022-06-01"
+		if resp, b := restDo(t, n[2], http.MethodPost, u, fmt.Sprintf(`{"target":"m","arguments":[%d]}`, i)); resp.StatusCode != http.StatusAccepted {
+			t.Fatalf("send %d: %d %s", i, resp.StatusCode, b)
+		}
+	}
+	inv := func(i int) string { return fmt.Sprintf(`{"type":1,"target":"m","arguments":[%d]}`, i) + "\x1e" }
+	held := make(chan string, 1)
+	go func() {
+		_, body := c.poll(n[1])
+		held <- body
+	}()
+	ownerRelay := `switchboard_cluster_relays{side="owner"} 1`
+	eventually.True(t, "the poll to be held on a", 10*time.Second, func() bool { return metricLine(t, n[0], ownerRelay) })
+	send(1)
+	if body := <-held; body != inv(1) {
+		t.Fatalf("the held poll got %q", body)
+	}
+	// A poll whose client goes away.
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, n[1].SignalREndpoint()+"/client/?hub=chat&id="+url.QueryEscape(c.token), nil)
+	req.Header.Set("Authorization", "Bearer "+c.tok)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	eventually.True(t, "the poll to be held on a", 10*time.Second, func() bool { return metricLine(t, n[0], ownerRelay) })
+	cancel()
+	<-done
+	eventually.True(t, "the poll to be aborted on a", 10*time.Second, func() bool {
+		return metricLine(t, n[0], `switchboard_cluster_relays{side="owner"} 0`)
+	})
+	send(2)
+	if _, body := c.poll(n[2]); body != inv(2) {
+		t.Fatalf("the poll after the aborted one got %q, want the send", body)
 	}
 }

@@ -3,8 +3,8 @@
 // through a round-robin TCP proxy (the load balancer) so that they land on different nodes (and a
 // reliable one whose socket the proxy drops recovering through it on another node), and
 // @microsoft/signalr clients through a round-robin proxy of the SignalR ports (negotiate and
-// WebSocket or event stream on different nodes, a stateful reconnect on yet another) getting
-// REST sends made on n1. Every send must
+// WebSocket, event stream or polls on different nodes, a stateful reconnect on yet another)
+// getting REST sends made on n1. Every send must
 // reach exactly the clients it names, exactly once: "exactly once" is checked after a barrier
 // (a unique sendToConnection from n1, which n1 orders after its earlier sends on every node).
 import { before, after, test } from "node:test";
@@ -248,41 +248,46 @@ it("@microsoft/signalr clients through the proxy (negotiate and WebSocket on dif
   }
 });
 
-it("@microsoft/signalr over Server-Sent Events through the proxy: stream and POSTs on other nodes than the negotiate", async () => {
-  const app = await startAppNegotiate();
-  const px = c.cluster.signalrProxy;
-  let h;
-  try {
-    const sigHub = hubName("clusterSse");
-    const r = app.route({ endpoint: `http://127.0.0.1:${px.port}`, key: c.cluster.keys[0], hub: sigHub, userId: "sse-user" });
-    // The client's fetches reuse kept-alive connections, which the proxy pinned to a node: start
-    // clients until one's event stream is on another node than its negotiate.
-    let mark, stream;
-    for (let attempt = 1; attempt <= 4 && !stream; attempt++) {
+for (const transport of ["ServerSentEvents", "LongPolling"]) {
+  it(`@microsoft/signalr over ${transport} through the proxy: stream or polls and POSTs on other nodes than the negotiate`, async () => {
+    const app = await startAppNegotiate();
+    const px = c.cluster.signalrProxy;
+    let h;
+    try {
+      const sigHub = hubName(`cluster${transport}`);
+      const r = app.route({ endpoint: `http://127.0.0.1:${px.port}`, key: c.cluster.keys[0], hub: sigHub, userId: "http-user" });
+      // The client's fetches reuse kept-alive connections, which the proxy pinned to a node:
+      // start clients until one sent its stream, a poll or a POST to another node than its
+      // negotiate.
+      const crossing = (mark) =>
+        px.requests.slice(mark).find((e) => e.line.includes(" /client/?") && queryOf(e.line, "id") && nodeAt(e.port) !== nodeOf(h.conn.connectionId));
+      let mark;
+      for (let attempt = 1; attempt <= 4 && (attempt === 1 || !crossing(mark)); attempt++) {
+        await h?.stop();
+        mark = px.requests.length;
+        h = await startHub(r.url, { transport, methods: ["seq"], label: transport });
+      }
+      const id = h.conn.connectionId;
+      const rest = signalrRest(c.cluster.nodes[0]);
+      for (let i = 1; i <= 30; i++) await rest.toConnection(sigHub, id, "seq", [i]);
+      await h.inbox.waitSeen((m) => m.args[0] === 30, { timeout: 10000, what: "seq 30" });
+      assert.deepEqual(h.inbox.all.map((m) => m.args[0]), Array.from({ length: 30 }, (_, i) => i + 1), "1..30 exactly once, in order");
+      // A POST (an invocation, wherever the client's fetch sends it) and its completion back.
+      await assert.rejects(h.conn.invoke("nothing"), /./, "an invocation gets its completion back");
+      const requests = px.requests.slice(mark).filter((e) => queryOf(e.line, "id"));
+      assert.ok(
+        crossing(mark),
+        `a ${transport} request of ${id} on another node: ${JSON.stringify(requests.map((e) => [nodeAt(e.port), e.line.split(" ")[0]]))}`,
+      );
+    } catch (err) {
+      if (h) err.message += h.diag();
+      throw err;
+    } finally {
       await h?.stop();
-      mark = px.accepted();
-      h = await startHub(r.url, { transport: "ServerSentEvents", methods: ["seq"], label: "sse" });
-      stream = px.connections
-        .slice(mark)
-        .find((e) => e.line.startsWith("GET /client/") && queryOf(e.line, "id") && nodeAt(e.port) !== nodeOf(h.conn.connectionId));
+      await app.close();
     }
-    assert.ok(stream, "an event stream on another node than its negotiate");
-    const id = h.conn.connectionId;
-    const rest = signalrRest(c.cluster.nodes[0]);
-    for (let i = 1; i <= 30; i++) await rest.toConnection(sigHub, id, "seq", [i]);
-    await h.inbox.waitSeen((m) => m.args[0] === 30, { timeout: 10000, what: "seq 30" });
-    assert.deepEqual(h.inbox.all.map((m) => m.args[0]), Array.from({ length: 30 }, (_, i) => i + 1), "1..30 exactly once, in order");
-    // A POST (an invocation, wherever the client's fetch sends it) and its completion back on the
-    // stream.
-    await assert.rejects(h.conn.invoke("nothing"), /./, "an invocation gets its completion back");
-  } catch (err) {
-    if (h) err.message += h.diag();
-    throw err;
-  } finally {
-    await h?.stop();
-    await app.close();
-  }
-});
+  });
+}
 
 it("@microsoft/signalr stateful reconnect through the proxy to another node: nothing lost, nothing twice", async () => {
   const app = await startAppNegotiate();

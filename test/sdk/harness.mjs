@@ -1436,13 +1436,15 @@ export async function startNats() {
 /**
  * A round-robin TCP proxy: the i-th accepted connection is piped (both ways) to
  * targetPorts[i % n]. `connections` lists them in accept order as {port (the target), line (the
- * first line the client sent: its HTTP request line)}; dropFrom(i) destroys (RST both ways) the
- * open ones from the i-th on and says how many it dropped. Returns {port, accepted: () => count,
- * connections, dropFrom(i), close()}.
+ * first line the client sent: its HTTP request line)}, `requests` every HTTP request line seen in
+ * what clients sent (keep-alive connections carry several) as {port, line}; dropFrom(i) destroys
+ * (RST both ways) the open ones from the i-th on and says how many it dropped. Returns {port,
+ * accepted: () => count, connections, requests, dropFrom(i), close()}.
  */
 export async function startRoundRobinProxy(targetPorts) {
   const sockets = new Set();
   const connections = [];
+  const requests = [];
   const pairs = [];
   let accepted = 0;
   const server = net.createServer((client) => {
@@ -1453,6 +1455,11 @@ export async function startRoundRobinProxy(targetPorts) {
     pairs.push({ client, upstream });
     client.once("data", (d) => {
       entry.line = d.toString("latin1").split("\r\n")[0];
+    });
+    client.on("data", (d) => {
+      for (const m of d.toString("latin1").matchAll(/(?:^|\r\n)((?:GET|POST|DELETE|OPTIONS) \S+ HTTP\/1\.[01])\r\n/g)) {
+        requests.push({ port, line: m[1] });
+      }
     });
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -1475,6 +1482,7 @@ export async function startRoundRobinProxy(targetPorts) {
     port: server.address().port,
     accepted: () => accepted,
     connections,
+    requests,
     dropFrom(i) {
       let n = 0;
       for (const { client, upstream } of pairs.slice(i)) {

@@ -129,6 +129,7 @@ type Endpoint struct {
 	mu       sync.Mutex
 	byToken  map[string]*session
 	byConnID map[string]*session
+	closing  bool // Close waits for wg: relayed polls start no more goroutines
 }
 
 // NewEndpoint returns the client endpoint; Close stops it.
@@ -156,6 +157,9 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 // others).
 func (e *Endpoint) Close() {
 	e.cancel()
+	e.mu.Lock()
+	e.closing = true
+	e.mu.Unlock()
 	e.wg.Wait()
 	e.mu.Lock()
 	var links []core.Link

@@ -14,15 +14,14 @@ import (
 )
 
 // A connection negotiated on one node of a cluster may open its WebSocket
-// or Server-Sent Events stream (or come back, stateful) on another, and
-// post its messages to any: the load balancer need not remember it. Its
+// or Server-Sent Events stream (or come back, stateful) on another, poll
+// and post its messages to any: the load balancer need not remember it. Its
 // connection token names the node that holds the session (the owner), as
 // its connection id does; the node that gets the request checks the
 // client's access token, asks the owner (the owner makes the checks it
 // makes for its own requests, and answers with the status and body it
 // would give) and relays the stream to it, or has the owner run the POST.
-// Long polling is not relayed: its requests must reach the node of the
-// negotiate.
+// Long polling: see relaypoll.go.
 
 // UseRelays makes the endpoint relay the WebSockets of connections held by
 // other nodes to them (a cluster); the server calls it before it serves,
@@ -91,8 +90,15 @@ func (e *Endpoint) answer(w http.ResponseWriter, kind string, a relay.Answer) {
 // WebSocket, an SSE stream (each counted against the client IP's limits
 // here, where it is held) or a POST.
 func (e *Endpoint) serveRelayed(w http.ResponseWriter, r *http.Request, kind, node, token string) {
-	if kind == "send" {
+	switch kind {
+	case "send":
 		e.relaySend(w, r, node, token)
+		return
+	case "delete":
+		e.relayStop(w, r, node, token)
+		return
+	case "poll": // a poll holds no client IP slot (the first one on the owner does not either)
+		e.relayPoll(w, r, node, token)
 		return
 	}
 	slot, ok := e.admitClientIP(w, r, kind, false)
@@ -247,6 +253,15 @@ func (e *Endpoint) AcceptRelay(req relay.Request, sock relay.Socket) (relay.Hand
 			return &sseRelayed{s: s, sock: sock}, nil
 		}
 		return nil, rw.refusal()
+	case relay.KindSignalRPoll:
+		const kind = "poll"
+		if s := e.relaySession(rw, kind, req, transportLongPoll); s != nil && e.claimTransport(rw, s, longPolling, kind) {
+			if h := e.acceptPoll(s, sock); h != nil {
+				return h, nil
+			}
+			e.fail(rw, kind, http.StatusServiceUnavailable, "shutting_down", "the node holding this connection is shutting down")
+		}
+		return nil, rw.refusal()
 	}
 	e.fail(rw, "relay", http.StatusBadRequest, "relay_kind", "this node cannot serve that relayed request")
 	return nil, rw.refusal()
@@ -267,12 +282,19 @@ func (h *sseRelayed) HandleClose(reason string) { h.s.gone(h.sock, reason, h.soc
 // reached another node (relay.Answerer), as send does.
 func (e *Endpoint) AnswerRelay(req relay.Request, body []byte) relay.Answer {
 	rw := &refusalWriter{h: http.Header{}}
-	if req.Kind != relay.KindSignalRSend {
-		e.fail(rw, "relay", http.StatusBadRequest, "relay_kind", "this node cannot serve that relayed request")
-	} else if s := e.relaySession(rw, "send", req, 0); s != nil {
-		if l, ok := e.sendLink(rw, s); ok {
-			e.input(rw, s, l, body)
+	switch req.Kind {
+	case relay.KindSignalRSend:
+		if s := e.relaySession(rw, "send", req, 0); s != nil {
+			if l, ok := e.sendLink(rw, s); ok {
+				e.input(rw, s, l, body)
+			}
 		}
+	case relay.KindSignalRStop:
+		if s := e.relaySession(rw, "delete", req, 0); s != nil {
+			e.stop(rw, s)
+		}
+	default:
+		e.fail(rw, "relay", http.StatusBadRequest, "relay_kind", "this node cannot serve that relayed request")
 	}
 	r := rw.refusal()
 	return relay.Answer{Status: r.Code, Body: r.Reason}

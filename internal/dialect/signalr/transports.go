@@ -38,7 +38,7 @@ func (e *Endpoint) serveConnection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := e.lookup(token)
-	if s == nil && e.relays != nil && kind != "poll" && kind != "delete" {
+	if s == nil && e.relays != nil {
 		if node, ok := e.relays.Remote(token); ok { // negotiated on another node
 			e.serveRelayed(w, r, kind, node, token)
 			return
