@@ -117,7 +117,7 @@ type Cluster struct {
 	NATSCAFile     string        `yaml:"nats_ca_file" doc:"PEM CA certificates that verify the NATS servers; empty: the system roots"`
 	NATSCertFile   string        `yaml:"nats_cert_file" doc:"PEM client certificate for NATS (TLS client authentication; with nats_key_file)"`
 	NATSKeyFile    string        `yaml:"nats_key_file" doc:"PEM private key of nats_cert_file"`
-	MaxRelays      int           `yaml:"max_relays" doc:"reliable clients this node relays to the node holding their session (their reconnect landed here), and sessions of this node whose client reconnected to another node, each side counted apart; past it such a reconnect is closed with 1013 and the client tries again" default:"10000"`
+	MaxRelays      int           `yaml:"max_relays" doc:"clients this node relays to the node holding their session (a reliable reconnect, a SignalR transport or poll that landed here), and sessions of this node whose client is on another node, each side counted apart, and relayed SignalR POSTs running at once; past it a relay is refused (1013, or 503 before a SignalR stream) and the client tries again" default:"10000"`
 	RequestTimeout time.Duration `yaml:"request_timeout" doc:"how long a REST operation on another node's connections (group membership, permissions, existence, user- and group-wide operations) waits for the nodes' answers; past it the call answers 503 Error.Cluster.Unavailable" default:"2s"`
 }
 

@@ -640,3 +640,30 @@ func TestClusterSignalRRelayedPollHeldAndAborted(t *testing.T) {
 		t.Fatalf("the poll after the aborted one got %q, want the send", body)
 	}
 }
+
+// TestClusterSignalRRelayLimit: past cluster.max_relays a SignalR WebSocket
+// for another node's connection is refused before the upgrade with 503 and
+// the reason (not an upgrade nor a 5xx without one), and the relay that
+// holds the place keeps working.
+func TestClusterSignalRRelayLimit(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	var n []*servertest.Server
+	for _, id := range []string{"a", "b"} {
+		n = append(n, servertest.Start(t, servertest.Options{Settings: []string{
+			"cluster.nats_url=" + ns.URL(), "server.node_id=" + id, "auth.access_keys=" + clusterKey, "cluster.max_relays=1"}}))
+	}
+	first, second := negotiateSR(t, n[0], "sue"), negotiateSR(t, n[0], "sue")
+	first.open(n[1])
+	first.ws.WriteText([]byte(`{"protocol":"json","version":1}` + "\x1e"))
+	first.expect("{}")
+	_, err := wstest.DialErr(t, second.url(n[1], second.token))
+	var se ws.StatusError
+	if !errors.As(err, &se) || se != http.StatusServiceUnavailable {
+		t.Fatalf("a second relay past cluster.max_relays=1: %v, want 503", err)
+	}
+	u := n[0].SignalREndpoint() + "/api/hubs/chat/connections/" + first.id + "/:send?api-version=2022-06-01"
+	if resp, b := restDo(t, n[0], http.MethodPost, u, `{"target":"m","arguments":[1]}`); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("send: %d %s", resp.StatusCode, b)
+	}
+	first.expect(`{"type":1,"target":"m","arguments":[1]}`)
+}

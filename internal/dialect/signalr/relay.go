@@ -57,6 +57,10 @@ func (e *Endpoint) relayAuth(w http.ResponseWriter, r *http.Request, kind string
 func (e *Endpoint) relayFailed(w http.ResponseWriter, kind, node string, err error) {
 	var ref *relay.Refusal
 	switch {
+	case errors.As(err, &ref) && ref.Code >= 1000:
+		// A close code: a node's own refusal (its relay limit), not an
+		// answer of the owner's endpoint.
+		e.fail(w, kind, http.StatusServiceUnavailable, "relay_refused", ref.Reason)
 	case errors.As(err, &ref):
 		e.answer(w, kind, relay.Answer{Status: ref.Code, Body: ref.Reason})
 	case errors.Is(err, relay.ErrOwnerGone):

@@ -122,8 +122,15 @@ func (p *pollSocket) serve(w http.ResponseWriter, ctx context.Context) string {
 			}
 		}
 		if ended {
-			if !wroteHeader { // the relay ended without an answer
-				w.WriteHeader(http.StatusServiceUnavailable)
+			if !wroteHeader {
+				// The relay ended without an answer (the owner left,
+				// this node is stopping): answered as a poll that timed
+				// out, so that the client polls again, maybe elsewhere.
+				// The owner's poll was aborted before it took anything.
+				h := w.Header()
+				h.Set("Cache-Control", "no-cache, no-store")
+				h.Set("Content-Length", "0")
+				w.WriteHeader(http.StatusOK)
 			}
 			return "answered"
 		}
