@@ -603,3 +603,49 @@ func TestRelayCallsRunSideBySide(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkRelayToClient: messages of 100 bytes from a session on node a to
+// its client's socket on node b through a relay (one NATS server in
+// process): ns/op is per message, end to end.
+func BenchmarkRelayToClient(b *testing.B) {
+	ns := natstest.Start(b, 0)
+	connect := func(id string) *Cluster {
+		c, err := Connect(context.Background(), Config{URLs: []string{ns.URL()}, NodeID: id})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close(context.Background()) })
+		return c
+	}
+	o := &owner{sessions: map[string]*session{}, release: make(chan struct{}), waiting: make(chan struct{}, 1)}
+	_, err := connect("a").Relays("wps", o.accept, nil, RelayConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rb, err := connect("b").Relays("wps", o.accept, nil, RelayConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	rc, err := rb.Dial(context.Background(), "a", relay.Request{ConnID: "a_1", Token: "ok"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sock := &fakeSocket{}
+	rc.Attach(sock)
+	s := o.get("a_1")
+	body := string(bytes.Repeat([]byte("x"), 100))
+	b.ReportAllocs()
+	b.ResetTimer()
+	got := 0
+	for i := 0; i < b.N; i++ {
+		s.q.push(s.sock, body, 0)
+		if i%64 == 63 || i == b.N-1 { // take what arrived, as a socket's writer would
+			for got < i+1-256 {
+				got += len(sock.drain(nil))
+			}
+		}
+	}
+	for got < b.N {
+		got += len(sock.drain(nil))
+	}
+}
