@@ -90,10 +90,14 @@ type Cluster struct {
 	mu      sync.Mutex
 	nodes   map[string]*peer // by node id, from heartbeats
 	brokers []*Broker
+	relays  []*Relays
 
 	stop     chan struct{}
 	done     chan struct{} // closed when the heartbeat goroutine returned
-	closed   chan struct{} // closed by NATS once the connection is closed
+	bgMu     sync.Mutex
+	bg       sync.WaitGroup // the relays' goroutines (relay.go, spawn), ended by stop
+	bgDone   bool           // Close waits for bg: no more are started
+	closed   chan struct{}  // closed by NATS once the connection is closed
 	closeErr error
 	once     sync.Once
 }
@@ -184,6 +188,9 @@ func Connect(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			subject := ""
 			if sub != nil {
 				subject = sub.Subject
+			}
+			if kind == "slow_consumer" {
+				c.relayDropped(subject)
 			}
 			c.log.Error("NATS error", "kind", kind, "subject", subject, "err", err)
 		}),
@@ -345,6 +352,16 @@ func (c *Cluster) expire(now time.Time) {
 	}
 }
 
+// relayDropped ends the relay of subject, if it is one (relay.go).
+func (c *Cluster) relayDropped(subject string) {
+	c.mu.Lock()
+	relays := slices.Clone(c.relays)
+	c.mu.Unlock()
+	for _, r := range relays {
+		r.dropped(subject)
+	}
+}
+
 // resetFlow gives back the in-flight tokens of every broker (see Publish).
 func (c *Cluster) resetFlow() {
 	c.mu.Lock()
@@ -446,6 +463,10 @@ func (c *Cluster) Close(ctx context.Context) error {
 	c.once.Do(func() {
 		close(c.stop)
 		<-c.done
+		c.bgMu.Lock()
+		c.bgDone = true
+		c.bgMu.Unlock()
+		c.bg.Wait() // relays sent their closes
 		if err := c.nc.Drain(); err != nil {
 			c.nc.Close()
 		}

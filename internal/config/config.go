@@ -117,6 +117,7 @@ type Cluster struct {
 	NATSCAFile     string        `yaml:"nats_ca_file" doc:"PEM CA certificates that verify the NATS servers; empty: the system roots"`
 	NATSCertFile   string        `yaml:"nats_cert_file" doc:"PEM client certificate for NATS (TLS client authentication; with nats_key_file)"`
 	NATSKeyFile    string        `yaml:"nats_key_file" doc:"PEM private key of nats_cert_file"`
+	MaxRelays      int           `yaml:"max_relays" doc:"clients this node relays to the node holding their session (a reliable reconnect, a SignalR transport or poll that landed here), and sessions of this node whose client is on another node, each side counted apart, and relayed SignalR POSTs running at once; past it a relay is refused (1013, or 503 before a SignalR stream) and the client tries again" default:"10000"`
 	RequestTimeout time.Duration `yaml:"request_timeout" doc:"how long a REST operation on another node's connections (group membership, permissions, existence, user- and group-wide operations) waits for the nodes' answers; past it the call answers 503 Error.Cluster.Unavailable" default:"2s"`
 }
 
@@ -136,6 +137,9 @@ func (c Cluster) validate(nodeID string, bad func(key, format string, args ...an
 	}
 	if c.RequestTimeout <= 0 {
 		bad("cluster.request_timeout", "must be positive")
+	}
+	if c.MaxRelays <= 0 {
+		bad("cluster.max_relays", "must be positive")
 	}
 	for _, s := range c.NATSURL {
 		u, err := url.Parse(s)

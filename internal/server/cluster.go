@@ -12,6 +12,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/upstream"
 )
 
 // NATS subject namespaces of the two core nodes' operations: the Web PubSub
@@ -95,4 +96,22 @@ func clusterSummary(c *cluster.Cluster) func(context.Context) any {
 		defer cancel()
 		return c.State(ctx)
 	}
+}
+
+// relayConfig bounds the relays of clients between nodes.
+func relayConfig(cfg config.Config) cluster.RelayConfig {
+	return cluster.RelayConfig{Max: cfg.Cluster.MaxRelays, MaxQueueBytes: cfg.Limits.MaxQueueBytes}
+}
+
+// signalRRelayConfig is relayConfig for SignalR, whose relayed POSTs may
+// wait for an upstream invocation: a call waits as long as the slowest
+// upstream may, and the request timeout more.
+func signalRRelayConfig(cfg config.Config) cluster.RelayConfig {
+	rc := relayConfig(cfg)
+	slowest := upstream.DefaultSignalRTimeout
+	for _, u := range cfg.SignalR.Upstreams {
+		slowest = max(slowest, u.Timeout)
+	}
+	rc.CallTimeout = slowest + cfg.Cluster.RequestTimeout
+	return rc
 }

@@ -41,7 +41,10 @@ type Server struct {
 	ln   net.Listener
 	sr   *signalRService  // nil when signalr.addr is empty
 	clus *cluster.Cluster // nil when cluster.nats_url is empty
-	lis  *listeners
+	// relays carry reliable clients between this node and the node of
+	// their session; nil on a single node.
+	relays *cluster.Relays
+	lis    *listeners
 	// undo releases what New started, for a server that is not served (Close).
 	undo cleanup
 }
@@ -172,6 +175,13 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		return nil, err
 	}
 	undo.push(ep.Close)
+	var relays *cluster.Relays
+	if clus != nil {
+		if relays, err = clus.Relays(clusterNamespaceWPS, ep.AcceptRelay, nil, relayConfig(cfg)); err != nil {
+			return nil, err
+		}
+		ep.UseRelays(relays)
+	}
 	restCfg := apiwps.Config{
 		Node: node, Keys: ring, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes), PublicEndpoint: cfg.Server.PublicEndpoint,
 		Idempotency: idem,
@@ -200,14 +210,14 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 			return ok && ring.VerifyServerToken(tok, r.URL.Path, time.Now()) == nil
 		},
 	})
-	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, lis: lis, ep: ep, clus: clus}
+	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, lis: lis, ep: ep, clus: clus, relays: relays}
 	if cfg.SignalR.Addr != "" {
 		var srHist *history.Namespaced // nil without history
 		if hist != nil {
 			srHist = hist.Namespace(signalRNamespace)
 		}
 		srIdem := idem.Namespace(signalRNamespace)
-		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srHist, srIdem, rates, lis, brokers.signalr); err != nil {
+		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srHist, srIdem, rates, lis, brokers.signalr, clus); err != nil {
 			return nil, err
 		}
 		undo.push(s.sr.closeNow)
@@ -542,6 +552,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	if err := s.node.Shutdown(sctx, "server shutting down"); err != nil {
 		errs = append(errs, fmt.Errorf("closing sessions: %w", err))
+	}
+	if s.relays != nil { // their clients recover through another node
+		s.relays.Shutdown(core.CloseGoingAway, "server shutting down")
 	}
 	s.ep.Close() // cancels the user events still waiting for a handler
 	if err := s.ws.Wait(sctx); err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/api/durable"
 	apisr "github.com/switchboardhq/switchboard/internal/api/signalr"
 	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
 	sr "github.com/switchboardhq/switchboard/internal/dialect/signalr"
@@ -37,6 +38,9 @@ type signalRService struct {
 	http *http.Server
 	ln   net.Listener
 	lis  *listeners
+	// relays carry WebSockets between this node and the node of their
+	// connection; nil on a single node.
+	relays *cluster.Relays
 }
 
 // signalRNamespace names the SignalR hubs' streams in the history log and their keys in the
@@ -47,7 +51,7 @@ const signalRNamespace = "signalr"
 // hub keeps history), idem its view of the idempotency index.
 func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer,
 	series *core.HubSeries, hist *history.Namespaced, idem *history.Idempotency, rates *ratelimit.Limiter, lis *listeners,
-	broker core.Broker) (_ *signalRService, err error) {
+	broker core.Broker, clus *cluster.Cluster) (_ *signalRService, err error) {
 	s := &signalRService{cfg: cfg, log: log, lis: lis}
 	defer func() {
 		if err != nil {
@@ -119,6 +123,12 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 	if s.ep, err = sr.NewEndpoint(epCfg); err != nil {
 		return nil, err
 	}
+	if clus != nil {
+		if s.relays, err = clus.Relays(clusterNamespaceSignalR, s.ep.AcceptRelay, s.ep.AnswerRelay, signalRRelayConfig(cfg)); err != nil {
+			return nil, err
+		}
+		s.ep.UseRelays(s.relays)
+	}
 	rest, err := apisr.NewHandler(apisr.Config{
 		Node: node, Keys: ring, PublicEndpoint: cfg.SignalR.PublicEndpoint, MaxBodyBytes: int64(cfg.Limits.MaxBodyBytes),
 		History: restHist, Idempotency: idem,
@@ -167,6 +177,9 @@ func (s *signalRService) shutdown(ctx context.Context) []error {
 	var errs []error
 	if err := s.node.Shutdown(ctx, "server shutting down"); err != nil {
 		errs = append(errs, fmt.Errorf("closing signalr sessions: %w", err))
+	}
+	if s.relays != nil { // their clients reconnect through another node
+		s.relays.Shutdown(core.CloseGoingAway, "server shutting down")
 	}
 	s.ep.Close()
 	if err := s.http.Shutdown(ctx); err != nil {

@@ -1,7 +1,10 @@
 // Cluster scenario: three Switchboard nodes on one NATS server (cluster.nats_url), the backend's
 // WebPubSubServiceClient talking to node n1 only, @azure/web-pubsub-client clients connecting
-// through a round-robin TCP proxy (the load balancer) so that they land on different nodes, and
-// @microsoft/signalr clients on nodes n2 and n3 getting REST sends made on n1. Every send must
+// through a round-robin TCP proxy (the load balancer) so that they land on different nodes (and a
+// reliable one whose socket the proxy drops recovering through it on another node), and
+// @microsoft/signalr clients through a round-robin proxy of the SignalR ports (negotiate and
+// WebSocket, event stream or polls on different nodes, a stateful reconnect on yet another)
+// getting REST sends made on n1. Every send must
 // reach exactly the clients it names, exactly once: "exactly once" is checked after a barrier
 // (a unique sendToConnection from n1, which n1 orders after its earlier sends on every node).
 import { before, after, test } from "node:test";
@@ -15,8 +18,9 @@ import {
   signalrRest,
   startAppNegotiate,
   startHub,
+  waitFor,
 } from "./harness.mjs";
-import { serviceClient, startSdkClient, barrierSdk } from "./helpers.mjs";
+import { serviceClient, startSdkClient, barrierSdk, collectAll } from "./helpers.mjs";
 
 const hub = hubName("cluster");
 const c = {};
@@ -32,6 +36,10 @@ const PLAN = [
 ];
 
 const nodeOf = (connectionId) => connectionId.slice(0, connectionId.indexOf("_"));
+/** The node id of the node a proxy connection went to (its main or SignalR port). */
+const nodeAt = (port) => `n${c.cluster.nodes.findIndex((n) => n.port === port || n.signalrPort === port) + 1}`;
+/** A query parameter of a proxied HTTP request line. */
+const queryOf = (line, name) => new URL(line.split(" ")[1] ?? "/", "http://x").searchParams.get(name);
 const byName = (n) => clients.find((x) => x.name === n);
 
 /**
@@ -200,34 +208,167 @@ it("closeConnection on n1 closes a client held by another node, and only it", as
   }
 });
 
-it("@microsoft/signalr clients on n2 and n3 get a REST send made on n1", async () => {
+it("@microsoft/signalr clients through the proxy (negotiate and WebSocket on different nodes) get a REST send made on n1", async () => {
   const app = await startAppNegotiate();
+  const px = c.cluster.signalrProxy;
   const hubs = [];
   try {
     const sigHub = hubName("clusterSignalr");
-    for (const [i, user] of [
-      [1, "sig-n2"],
-      [2, "sig-n3"],
-    ]) {
-      const node = c.cluster.nodes[i];
-      const r = app.route({ endpoint: node.signalrEndpoint, key: c.cluster.keys[0], hub: sigHub, userId: user });
+    const mark = px.accepted();
+    // Which node each WebSocket reached, against the node that holds its connection (named by the
+    // connection token, as by the connection id). The negotiate's fetch may reuse a kept-alive
+    // connection the proxy pinned to a node: clients are started until one crossed (at most 4).
+    const sockets = () => px.connections.slice(mark).filter((e) => e.line.startsWith("GET /client/") && queryOf(e.line, "id"));
+    const crossed = () => sockets().filter((e) => nodeOf(queryOf(e.line, "id")) !== nodeAt(e.port));
+    for (let i = 1; i <= 4 && (hubs.length < 2 || crossed().length === 0); i++) {
+      const user = `sig-${i}`;
+      const r = app.route({ endpoint: `http://127.0.0.1:${px.port}`, key: c.cluster.keys[0], hub: sigHub, userId: user });
       hubs.push(await startHub(r.url, { label: user }));
     }
-    for (const [i, h] of hubs.entries()) assert.ok(h.conn.connectionId.startsWith(`n${i + 2}_`), `on n${i + 2}: ${h.conn.connectionId}`);
+    assert.equal(sockets().length, hubs.length, `one WebSocket per client: ${JSON.stringify(sockets())}`);
+    assert.ok(crossed().length >= 1, `a WebSocket on another node than its negotiate: ${JSON.stringify(sockets().map((e) => [nodeAt(e.port), e.line]))}`);
     const rest = signalrRest(c.cluster.nodes[0]);
     const tag = `sig-${randomSuffix()}`;
     await rest.broadcast(sigHub, "newMessage", [tag]);
-    await rest.toUser(sigHub, "sig-n3", "newMessage", [`${tag}-user`]);
+    await rest.toUser(sigHub, "sig-2", "newMessage", [`${tag}-user`]);
     // The user send was accepted after the broadcast by the same node: once it is there, the
     // broadcast is there too, exactly once, and the user send reached only its user.
-    await hubs[1].inbox.waitFor((m) => m.args[0] === `${tag}-user`, { timeout: 10000, what: "send to user sig-n3" });
-    await hubs[0].inbox.waitSeen((m) => m.args[0] === tag, { timeout: 10000, what: "broadcast on n2" });
+    await hubs[1].inbox.waitFor((m) => m.args[0] === `${tag}-user`, { timeout: 10000, what: "send to user sig-2" });
+    await hubs[0].inbox.waitSeen((m) => m.args[0] === tag, { timeout: 10000, what: "broadcast to sig-1" });
     for (const h of hubs) assert.equal(h.inbox.filter((m) => m.args[0] === tag).length, 1);
     await rest.toConnection(sigHub, hubs[0].conn.connectionId, "newMessage", [`${tag}-barrier`]);
-    await hubs[0].inbox.waitSeen((m) => m.args[0] === `${tag}-barrier`, { timeout: 10000, what: "barrier on n2" });
-    assert.equal(hubs[0].inbox.filter((m) => m.args[0] === `${tag}-user`).length, 0, "sig-n2 did not get sig-n3's message");
+    await hubs[0].inbox.waitSeen((m) => m.args[0] === `${tag}-barrier`, { timeout: 10000, what: "barrier to sig-1" });
+    assert.equal(hubs[0].inbox.filter((m) => m.args[0] === `${tag}-user`).length, 0, "sig-1 did not get sig-2's message");
+    // Client to server through the relay: a hub method call answers (no upstream: a completion
+    // with an error, from the connection's node).
+    await assert.rejects(hubs[0].conn.invoke("nothing"), /./, "an invocation gets its completion back through the relay");
   } finally {
     for (const h of hubs) await h.stop();
     await app.close();
+  }
+});
+
+for (const transport of ["ServerSentEvents", "LongPolling"]) {
+  it(`@microsoft/signalr over ${transport} through the proxy: stream or polls and POSTs on other nodes than the negotiate`, async () => {
+    const app = await startAppNegotiate();
+    const px = c.cluster.signalrProxy;
+    let h;
+    try {
+      const sigHub = hubName(`cluster${transport}`);
+      const r = app.route({ endpoint: `http://127.0.0.1:${px.port}`, key: c.cluster.keys[0], hub: sigHub, userId: "http-user" });
+      // The client's fetches reuse kept-alive connections, which the proxy pinned to a node:
+      // start clients until one sent its stream, a poll or a POST to another node than its
+      // negotiate.
+      const crossing = (mark) =>
+        px.requests.slice(mark).find((e) => e.line.includes(" /client/?") && queryOf(e.line, "id") && nodeAt(e.port) !== nodeOf(h.conn.connectionId));
+      let mark;
+      for (let attempt = 1; attempt <= 4 && (attempt === 1 || !crossing(mark)); attempt++) {
+        await h?.stop();
+        mark = px.requests.length;
+        h = await startHub(r.url, { transport, methods: ["seq"], label: transport });
+      }
+      const id = h.conn.connectionId;
+      const rest = signalrRest(c.cluster.nodes[0]);
+      for (let i = 1; i <= 30; i++) await rest.toConnection(sigHub, id, "seq", [i]);
+      await h.inbox.waitSeen((m) => m.args[0] === 30, { timeout: 10000, what: "seq 30" });
+      assert.deepEqual(h.inbox.all.map((m) => m.args[0]), Array.from({ length: 30 }, (_, i) => i + 1), "1..30 exactly once, in order");
+      // A POST (an invocation, wherever the client's fetch sends it) and its completion back.
+      await assert.rejects(h.conn.invoke("nothing"), /./, "an invocation gets its completion back");
+      const requests = px.requests.slice(mark).filter((e) => queryOf(e.line, "id"));
+      assert.ok(
+        crossing(mark),
+        `a ${transport} request of ${id} on another node: ${JSON.stringify(requests.map((e) => [nodeAt(e.port), e.line.split(" ")[0]]))}`,
+      );
+    } catch (err) {
+      if (h) err.message += h.diag();
+      throw err;
+    } finally {
+      await h?.stop();
+      await app.close();
+    }
+  });
+}
+
+it("@microsoft/signalr stateful reconnect through the proxy to another node: nothing lost, nothing twice", async () => {
+  const app = await startAppNegotiate();
+  const px = c.cluster.signalrProxy;
+  let h;
+  try {
+    const sigHub = hubName("clusterStateful");
+    const r = app.route({ endpoint: `http://127.0.0.1:${px.port}`, key: c.cluster.keys[0], hub: sigHub, userId: "sue" });
+    const mark = px.accepted();
+    h = await startHub(r.url, { stateful: true, methods: ["seq"], label: "sue" });
+    const id = h.conn.connectionId;
+    const rest = signalrRest(c.cluster.nodes[0]);
+    const sockets = () => px.connections.slice(mark).filter((e) => e.line.startsWith("GET /client/") && queryOf(e.line, "id"));
+    const crossed = () => sockets().some((e) => nodeAt(e.port) !== nodeOf(id));
+    let n = 0;
+    const send = async (until) => {
+      while (n < until) await rest.toConnection(sigHub, id, "seq", [++n]);
+    };
+    await send(50);
+    await h.inbox.waitSeen((m) => m.args[0] === 50, { timeout: 10000, what: "seq 50 before the drop" });
+    // Drop the WebSocket (RST both ways) while sends go on, until one of its sockets reached a node
+    // other than the connection's (round robin: the next socket goes to the next node).
+    for (let drop = 1; drop <= 3 && (drop === 1 || !crossed()); drop++) {
+      const opened = sockets().length;
+      assert.ok(px.dropFrom(mark) >= 1, "the WebSocket went through the proxy");
+      await send(50 + drop * 50);
+      await waitFor(() => sockets().length > opened, { timeout: 30000, what: `the WebSocket's reconnect ${drop} through the proxy` });
+    }
+    assert.ok(crossed(), `a WebSocket of ${id} on another node: ${JSON.stringify(sockets().map((e) => nodeAt(e.port)))}`);
+    const last = n + 50;
+    await send(last);
+    await h.inbox.waitSeen((m) => m.args[0] === last, { timeout: 30000, what: `seq ${last}` });
+    const received = h.inbox.all.map((m) => m.args[0]);
+    assert.deepEqual(received, Array.from({ length: last }, (_, i) => i + 1), "1..N exactly once, in order");
+    assert.equal(h.conn.connectionId, id, "the same connection");
+    assert.deepEqual(h.events.all, [], "no reconnecting/close: the transport was resumed under the hub connection");
+  } catch (err) {
+    if (h) err.message += h.diag();
+    throw err;
+  } finally {
+    await h?.stop();
+    await app.close();
+  }
+});
+
+it("a reliable WebPubSubClient whose socket the proxy drops recovers through it on another node: nothing lost, nothing twice", async () => {
+  const px = c.cluster.proxy;
+  const mark = px.accepted();
+  const x = await connectViaProxy("rover");
+  try {
+    const g = `rel-${randomSuffix()}`;
+    await x.client.joinGroup(g);
+    const N = 200;
+    const received = () => x.groupMessages.all.filter((m) => typeof m.data?.i === "number").map((m) => m.data.i);
+    const drops = [];
+    for (let i = 0; i < N; i++) {
+      await svc.group(g).sendToAll({ i });
+      if (i === 60 || i === 130) {
+        if (i === 130) await waitFor(() => received().some((v) => v > 60), { timeout: 35000, what: "recovery after the first drop" });
+        drops.push(px.dropFrom(mark));
+      }
+    }
+    await svc.group(g).sendToAll({ end: true });
+    await x.groupMessages.waitFor((m) => m.data?.end === true, { timeout: 60000, what: "end-of-sequence sentinel" });
+    assert.ok(drops.every((d) => d >= 1), `each drop killed the live socket: ${drops}`);
+    const got = received();
+    const missing = Array.from({ length: N }, (_, i) => i).filter((i) => !got.includes(i));
+    assert.deepEqual(got, Array.from({ length: N }, (_, i) => i), `0..${N - 1} exactly once, in order; missing ${missing.slice(0, 20)}`);
+    const seq = x.groupMessages.all.map((m) => m.sequenceId);
+    for (let i = 1; i < seq.length; i++) assert.equal(seq[i], seq[i - 1] + 1, `sequenceId gap at ${i}`);
+    const names = x.events.all.map((e) => e.event);
+    assert.equal(names.filter((e) => e === "connected").length, 1, "recovered, not reconnected");
+    assert.equal(names.filter((e) => e === "disconnected").length, 0);
+    const recoveries = px.connections.slice(mark).filter((e) => queryOf(e.line, "awps_connection_id") === x.connectionId);
+    assert.ok(
+      recoveries.some((e) => nodeAt(e.port) !== nodeOf(x.connectionId)),
+      `a recovery of ${x.connectionId} through another node: ${JSON.stringify(recoveries.map((e) => nodeAt(e.port)))}`,
+    );
+    const members = (await collectAll(svc.group(g).listConnections())).map((m) => m.connectionId);
+    assert.deepEqual(members, [x.connectionId], "group membership survives recovery");
+  } finally {
+    await stopClient(x);
   }
 });

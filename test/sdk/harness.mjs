@@ -1445,13 +1445,32 @@ export async function startNats() {
 
 /**
  * A round-robin TCP proxy: the i-th accepted connection is piped (both ways) to
- * targetPorts[i % n]. Returns {port, accepted: () => count, close()}.
+ * targetPorts[i % n]. `connections` lists them in accept order as {port (the target), line (the
+ * first line the client sent: its HTTP request line)}, `requests` every HTTP request line seen in
+ * what clients sent (keep-alive connections carry several) as {port, line}; dropFrom(i) destroys
+ * (RST both ways) the open ones from the i-th on and says how many it dropped. Returns {port,
+ * accepted: () => count, connections, requests, dropFrom(i), close()}.
  */
 export async function startRoundRobinProxy(targetPorts) {
   const sockets = new Set();
+  const connections = [];
+  const requests = [];
+  const pairs = [];
   let accepted = 0;
   const server = net.createServer((client) => {
-    const upstream = net.connect(targetPorts[accepted++ % targetPorts.length], "127.0.0.1");
+    const port = targetPorts[accepted++ % targetPorts.length];
+    const upstream = net.connect(port, "127.0.0.1");
+    const entry = { port, line: "" };
+    connections.push(entry);
+    pairs.push({ client, upstream });
+    client.once("data", (d) => {
+      entry.line = d.toString("latin1").split("\r\n")[0];
+    });
+    client.on("data", (d) => {
+      for (const m of d.toString("latin1").matchAll(/(?:^|\r\n)((?:GET|POST|DELETE|OPTIONS) \S+ HTTP\/1\.[01])\r\n/g)) {
+        requests.push({ port, line: m[1] });
+      }
+    });
     for (const s of [client, upstream]) {
       sockets.add(s);
       s.on("close", () => sockets.delete(s));
@@ -1472,6 +1491,17 @@ export async function startRoundRobinProxy(targetPorts) {
   return {
     port: server.address().port,
     accepted: () => accepted,
+    connections,
+    requests,
+    dropFrom(i) {
+      let n = 0;
+      for (const { client, upstream } of pairs.slice(i)) {
+        if (client.destroyed) continue;
+        n++;
+        for (const s of [client, upstream]) (s.resetAndDestroy ? s.resetAndDestroy() : s.destroy());
+      }
+      return n;
+    },
     close() {
       for (const s of sockets) s.destroy();
       return new Promise((r) => server.close(() => r()));
@@ -1482,9 +1512,10 @@ export async function startRoundRobinProxy(targetPorts) {
 /**
  * Start a NATS server and `nodes` Switchboard nodes on it (node ids n1, n2, …), sharing two access
  * keys, each with its own ports and data dir, plus a round-robin proxy in front of their main
- * ports. `clustered: false` starts the same nodes without cluster.nats_url (to see the suite fail).
+ * ports (and one in front of their SignalR ports, `signalrProxy`, when they have them).
+ * `clustered: false` starts the same nodes without cluster.nats_url (to see the suite fail).
  * Extra startServer options (e.g. signalr, config) apply to every node.
- * Returns {nats, nodes: [startServer results], proxy, keys, diag(), stop()}.
+ * Returns {nats, nodes: [startServer results], proxy, signalrProxy, keys, diag(), stop()}.
  */
 export async function startCluster({ nodes: count = 3, clustered = true, ...opts } = {}) {
   const keys = [randomAccessKey(), randomAccessKey()];
@@ -1492,6 +1523,7 @@ export async function startCluster({ nodes: count = 3, clustered = true, ...opts
   c.diag = () => (c.nats ? c.nats.diag() : "") + c.nodes.map((n) => (n.exited() ? `\n[node EXITED: ${JSON.stringify(n.exited())}]` : "") + n.diag()).join("");
   c.stop = async () => {
     await c.proxy?.close();
+    await c.signalrProxy?.close();
     await Promise.all(c.nodes.map((n) => n.stop()));
     await c.nats?.stop();
   };
@@ -1503,6 +1535,7 @@ export async function startCluster({ nodes: count = 3, clustered = true, ...opts
       c.nodes.push(await startServer({ ...opts, keys, extraArgs: [...extraArgs, ...(opts.extraArgs ?? [])] }));
     }
     c.proxy = await startRoundRobinProxy(c.nodes.map((n) => n.port));
+    if (c.nodes[0].signalrPort) c.signalrProxy = await startRoundRobinProxy(c.nodes.map((n) => n.signalrPort));
   } catch (e) {
     await c.stop();
     throw e;

@@ -20,6 +20,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
+	"github.com/switchboardhq/switchboard/internal/relay"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -117,6 +118,7 @@ type Endpoint struct {
 	keys    *auth.KeyRing
 	ws      *websocket.Server
 	up      Upstream
+	relays  relay.Dialer // nil: a single node
 	log     *slog.Logger
 	metrics *metrics
 
@@ -127,6 +129,7 @@ type Endpoint struct {
 	mu       sync.Mutex
 	byToken  map[string]*session
 	byConnID map[string]*session
+	closing  bool // Close waits for wg: relayed polls start no more goroutines
 }
 
 // NewEndpoint returns the client endpoint; Close stops it.
@@ -154,6 +157,9 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 // others).
 func (e *Endpoint) Close() {
 	e.cancel()
+	e.mu.Lock()
+	e.closing = true
+	e.mu.Unlock()
 	e.wg.Wait()
 	e.mu.Lock()
 	var links []core.Link
@@ -474,10 +480,12 @@ func (e *Endpoint) negotiate(w http.ResponseWriter, r *http.Request) {
 }
 
 // newSession makes a session for a client that passed negotiate (or that
-// skipped it on WebSockets).
+// skipped it on WebSockets). Its connection token names this node, as its
+// connection id does: in a cluster, a WebSocket with the token that reaches
+// another node is relayed here (relay.go).
 func (e *Endpoint) newSession(hub string, claims *auth.SignalRClaims, r *http.Request) *session {
 	return &session{
-		ep: e, hub: hub, claims: claims, id: e.node.NewConnID(), token: randomToken(),
+		ep: e, hub: hub, claims: claims, id: e.node.NewConnID(), token: e.node.ID() + "_" + randomToken(),
 		query: clientQuery(r), created: time.Now(), budget: e.cfg.RateLimits.Budget(),
 	}
 }

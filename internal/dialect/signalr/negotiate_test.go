@@ -48,8 +48,11 @@ func TestNegotiateVersion1Shape(t *testing.T) {
 	if !urlSafeToken.MatchString(id) || !urlSafeToken.MatchString(token) || id == token {
 		t.Errorf("connectionId %q / connectionToken %q: want distinct URL-safe strings", id, token)
 	}
-	if len(token) != 22 {
-		t.Errorf("connectionToken %q: want 22 characters (16 random bytes, base64url)", token)
+	// The token names the session's node, as the id does (a cluster relays
+	// a WebSocket that reached another node to it), then 16 random bytes.
+	node, secret, _ := strings.Cut(token, "_")
+	if idNode, _, _ := strings.Cut(id, "_"); node != idNode || len(secret) != 22 {
+		t.Errorf("connectionToken %q: want the node of %q, '_' and 22 characters (16 random bytes, base64url)", token, id)
 	}
 	want := []any{
 		map[string]any{"transport": "WebSockets", "transferFormats": []any{"Text", "Binary"}},

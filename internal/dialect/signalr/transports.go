@@ -38,6 +38,12 @@ func (e *Endpoint) serveConnection(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := e.lookup(token)
+	if s == nil && e.relays != nil {
+		if node, ok := e.relays.Remote(token); ok { // negotiated on another node
+			e.serveRelayed(w, r, kind, node, token)
+			return
+		}
+	}
 	if s == nil {
 		e.fail(w, kind, http.StatusNotFound, "unknown_id", "No Connection with that ID")
 		return
@@ -153,6 +159,15 @@ func (e *Endpoint) skipNegotiation(w http.ResponseWriter, r *http.Request) {
 	e.serveWebSocket(w, r, s, slot)
 }
 
+// wsSocket is a session's WebSocket: a *websocket.Socket, or the owner's
+// end of a relay from the node that has the client's socket (cluster).
+type wsSocket interface {
+	core.Link
+	Bind(src core.Source)
+	ClosedByClient() bool
+	SetKeepAlive(frame []byte, binary bool)
+}
+
 // serveWebSocket serves a session's WebSocket; the socket's handler takes
 // over slot (its place in the client IP's count).
 func (e *Endpoint) serveWebSocket(w http.ResponseWriter, r *http.Request, s *session, slot *ratelimit.Slot) {
@@ -172,8 +187,15 @@ func (e *Endpoint) serveWebSocket(w http.ResponseWriter, r *http.Request, s *ses
 		return
 	}
 	e.metrics.requests.WithLabelValues(kind, "101").Inc()
+	sock.Serve(e.attachWebSocket(s, sock, slot.Move()))
+}
+
+// attachWebSocket makes sock, whose transport s claimed, the session's
+// transport (a stateful session's conn resumes on it) and returns the
+// socket's handler, which holds slot.
+func (e *Endpoint) attachWebSocket(s *session, sock wsSocket, slot *ratelimit.Slot) websocket.Handler {
 	bind := func(l core.Link, src core.Source) {
-		sk := l.(*websocket.Socket)
+		sk := l.(wsSocket)
 		if c, ok := src.(*core.Conn); ok {
 			p := codecProtocol(c)
 			sk.SetKeepAlive(p.AppendPing(nil), p.Binary())
@@ -186,17 +208,16 @@ func (e *Endpoint) serveWebSocket(w http.ResponseWriter, r *http.Request, s *ses
 	if conn != nil { // a stateful client back after a drop
 		if _, err := conn.Hub().Resume(conn.ID(), conn.Protocol(), sock); err != nil {
 			e.metrics.rejected.WithLabelValues("not_recoverable").Inc()
+			slot.Release()
 			sock.Close(1000, "the connection cannot be resumed")
-			sock.Serve(wsDiscard{})
-			return
+			return wsDiscard{}
 		}
 		s.open(sock, bind)
 		bind(sock, conn)
-		sock.Serve(&wsHandler{s: s, sock: sock, slot: slot.Move()})
-		return
+		return &wsHandler{s: s, sock: sock, slot: slot}
 	}
 	s.open(sock, bind)
-	sock.Serve(&wsHandler{s: s, sock: sock, slot: slot.Move()})
+	return &wsHandler{s: s, sock: sock, slot: slot}
 }
 
 func codecProtocol(c *core.Conn) hubproto.Protocol { return c.Codec().(*codec).proto }
@@ -204,7 +225,7 @@ func codecProtocol(c *core.Conn) hubproto.Protocol { return c.Codec().(*codec).p
 // wsHandler reads one socket of a session.
 type wsHandler struct {
 	s    *session
-	sock *websocket.Socket
+	sock wsSocket
 	slot *ratelimit.Slot // the socket's place in its client IP's count
 }
 
@@ -250,12 +271,7 @@ func (e *Endpoint) serveSSE(w http.ResponseWriter, r *http.Request, s *session) 
 		return
 	}
 	holdOpen(w)
-	st, err := sse.Open(w, r, sse.Options{
-		KeepAlive:      e.cfg.KeepAlive,
-		KeepAliveFrame: hubproto.JSON.AppendPing(nil), // SSE carries text only
-		Registerer:     e.cfg.Registerer,
-		Logger:         e.log,
-	})
+	st, err := sse.Open(w, r, e.sseOptions())
 	if err != nil {
 		e.fail(w, kind, http.StatusInternalServerError, "sse_start", err.Error())
 		e.forget(s)
@@ -278,6 +294,15 @@ func (e *Endpoint) serveSSE(w http.ResponseWriter, r *http.Request, s *session) 
 	reason := st.Serve(r.Context())
 	left := reason == sse.ReasonClientGone || reason == sse.ReasonContextDone
 	s.gone(st, "server-sent events stream ended: "+reason, left)
+}
+
+func (e *Endpoint) sseOptions() sse.Options {
+	return sse.Options{
+		KeepAlive:      e.cfg.KeepAlive,
+		KeepAliveFrame: hubproto.JSON.AppendPing(nil), // SSE carries text only
+		Registerer:     e.cfg.Registerer,
+		Logger:         e.log,
+	}
 }
 
 // servePoll serves one poll; the first one's slot (its place in the client
@@ -323,6 +348,20 @@ func holdOpen(w http.ResponseWriter) {
 
 // send takes a POST of client messages for an SSE or long-polling session.
 func (e *Endpoint) send(w http.ResponseWriter, r *http.Request, s *session) {
+	l, ok := e.sendLink(w, s)
+	if !ok {
+		return
+	}
+	body, ok := e.readSend(w, r)
+	if !ok {
+		return
+	}
+	e.input(w, s, l, body)
+}
+
+// sendLink returns the transport a POST's messages come in on, or answers
+// why there is none.
+func (e *Endpoint) sendLink(w http.ResponseWriter, s *session) (core.Link, bool) {
 	const kind = "send"
 	s.mu.Lock()
 	tr, l := s.transport, s.link
@@ -331,21 +370,33 @@ func (e *Endpoint) send(w http.ResponseWriter, r *http.Request, s *session) {
 	case tr == webSockets:
 		w.Header().Set("Allow", "GET")
 		e.fail(w, kind, http.StatusMethodNotAllowed, "send_on_websocket", "POST requests are not allowed for WebSocket connections.")
-		return
+		return nil, false
 	case l == nil:
 		e.fail(w, kind, http.StatusNotFound, "no_transport", "No Connection with that ID: open a transport first")
-		return
+		return nil, false
 	}
+	return l, true
+}
+
+// readSend reads a POST's body, at most signalr's MaxMessageBytes.
+func (e *Endpoint) readSend(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	const kind = "send"
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, int64(e.cfg.MaxMessageBytes)))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
 			e.fail(w, kind, http.StatusRequestEntityTooLarge, "too_large", "message larger than "+strconv.Itoa(e.cfg.MaxMessageBytes)+" bytes")
-			return
+			return nil, false
 		}
 		e.fail(w, kind, http.StatusBadRequest, "body_read", "Reading the request body failed")
-		return
+		return nil, false
 	}
+	return body, true
+}
+
+// input takes a POST's messages on transport l and answers 200.
+func (e *Endpoint) input(w http.ResponseWriter, s *session, l core.Link, body []byte) {
+	const kind = "send"
 	var pe *protocolError
 	if err := s.input(l, body); errors.As(err, &pe) {
 		s.closeForError(l, pe)

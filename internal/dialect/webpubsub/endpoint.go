@@ -16,6 +16,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
+	"github.com/switchboardhq/switchboard/internal/relay"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 
@@ -74,6 +75,7 @@ type Endpoint struct {
 	up      Upstream
 	history History
 	limits  RateLimits
+	relays  relay.Dialer
 	log     *slog.Logger
 	metrics *endpointMetrics
 
@@ -122,6 +124,11 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, history: cfg.History, limits: cfg.RateLimits, log: cfg.Logger, metrics: m,
 		ctx: ctx, cancel: cancel}, nil
 }
+
+// UseRelays makes the endpoint hand reliable clients whose session lives on
+// another node to that node (a cluster); the server calls it before it
+// serves, once the relays (which call AcceptRelay) exist.
+func (e *Endpoint) UseRelays(d relay.Dialer) { e.relays = d }
 
 // Close cancels the user events in flight (their clients get an error ack);
 // the server calls it when it shuts down, after the sessions were told.
@@ -308,12 +315,19 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // resume reattaches a reliable session, or closes with 1008 when it cannot.
-// It only looks the hub up: a session to resume holds its hub.
+// It only looks the hub up: a session to resume holds its hub. A session
+// of another node (the conn id names it) is relayed there.
 func (e *Endpoint) resume(w http.ResponseWriter, r *http.Request, hubKey, proto, id, token string, slot *ratelimit.Slot) {
 	sock, err := e.ws.Upgrade(w, r, proto)
 	if err != nil {
 		e.metrics.rejected.WithLabelValues("handshake").Inc()
 		return
+	}
+	if e.relays != nil {
+		if node, ok := e.relays.Remote(id); ok {
+			e.relayResume(sock, node, relay.Request{Kind: relay.KindWebPubSubResume, Hub: hubKey, Protocol: proto, ConnID: id, Token: token}, slot)
+			return
+		}
 	}
 	var conn *core.Conn
 	var hub *core.Hub
@@ -331,13 +345,92 @@ func (e *Endpoint) resume(w http.ResponseWriter, r *http.Request, hubKey, proto,
 	}
 	if err != nil {
 		e.metrics.rejected.WithLabelValues("not_recoverable").Inc()
-		sock.Close(core.ClosePolicy, "connection cannot be recovered")
+		sock.Close(core.ClosePolicy, reasonNotRecoverable)
 		sock.Serve(discard{})
 		return
 	}
 	_, dialect := codecFor(proto)
 	sock.Bind(conn)
 	sock.Serve(newSession(e, conn, hub, sock, dialect, slot.Move()))
+}
+
+// Refusal of a session that cannot be resumed, here or on its node.
+const reasonNotRecoverable = "connection cannot be recovered"
+
+// reasonRelayUnavailable closes a client whose session's node could not be
+// asked: it may try to recover again.
+const reasonRelayUnavailable = "the node holding this session could not be reached; reconnect"
+
+// relayResume hands a reliable client to node, which holds its session;
+// the client gets node's refusal as node would give it. The reconnection
+// token is checked here first (every node has the keys): an unauthenticated
+// client costs no NATS request and no relay.
+func (e *Endpoint) relayResume(sock *websocket.Socket, node string, req relay.Request, slot *ratelimit.Slot) {
+	if !e.keys.CheckReconnectionToken(req.ConnID, req.Token) {
+		e.metrics.rejected.WithLabelValues("not_recoverable").Inc()
+		sock.Close(core.ClosePolicy, reasonNotRecoverable)
+		sock.Serve(discard{})
+		return
+	}
+	rc, err := e.relays.Dial(e.ctx, node, req)
+	if err != nil {
+		var ref *relay.Refusal
+		switch {
+		case errors.As(err, &ref):
+			e.metrics.rejected.WithLabelValues("relay_refused").Inc()
+		case errors.Is(err, relay.ErrOwnerGone):
+			e.metrics.rejected.WithLabelValues("not_recoverable").Inc()
+			ref = &relay.Refusal{Code: core.ClosePolicy, Reason: reasonNotRecoverable}
+		default:
+			e.metrics.rejected.WithLabelValues("relay_unavailable").Inc()
+			e.log.Warn("relaying a reconnect to the node holding its session failed", "conn_id", req.ConnID, "node", node, "err", err)
+			ref = &relay.Refusal{Code: relay.CloseUnavailable, Reason: reasonRelayUnavailable}
+		}
+		sock.Close(ref.Code, ref.Reason)
+		sock.Serve(discard{})
+		return
+	}
+	sock.Serve(relayed{Handler: rc.Attach(sock), slot: slot.Move()})
+}
+
+// relayed is the handler of a relayed client's socket: the client IP's
+// slot is held here, where the socket is.
+type relayed struct {
+	relay.Handler
+	slot *ratelimit.Slot
+}
+
+func (r relayed) HandleClose(reason string) {
+	r.slot.Release()
+	r.Handler.HandleClose(reason)
+}
+
+// AcceptRelay attaches a reliable client whose socket reached another node
+// to its session here (relay.Acceptor): the same checks as a reconnect on
+// this node's own socket, with the same refusal.
+func (e *Endpoint) AcceptRelay(req relay.Request, sock relay.Socket) (relay.Handler, error) {
+	if req.Kind != relay.KindWebPubSubResume {
+		return nil, &relay.Refusal{Code: 1011, Reason: "unknown relay request " + excerpt.Quote(req.Kind)}
+	}
+	var conn *core.Conn
+	hub, err := e.node.LookupHub(req.Hub)
+	switch {
+	case !e.keys.CheckReconnectionToken(req.ConnID, req.Token):
+		err = errors.New("invalid reconnection token")
+	case err != nil:
+	case hub == nil:
+		err = core.ErrNotRecoverable
+	default:
+		conn, err = hub.Resume(req.ConnID, req.Protocol, sock)
+	}
+	if err != nil {
+		e.metrics.rejected.WithLabelValues("not_recoverable").Inc()
+		return nil, &relay.Refusal{Code: core.ClosePolicy, Reason: reasonNotRecoverable}
+	}
+	_, dialect := codecFor(req.Protocol)
+	sock.Bind(conn)
+	e.log.Debug("client resumed through a relay", "hub", hub.Name(), "conn_id", conn.ID())
+	return newSession(e, conn, hub, sock, dialect, nil), nil
 }
 
 // admitClientIP applies the per-client-IP limits (handshake rate,

@@ -61,7 +61,7 @@ type session struct {
 	ep      *Endpoint
 	conn    *core.Conn
 	hub     *core.Hub
-	sock    *websocket.Socket
+	sock    clientSocket
 	raw     bool
 	dialect string
 	in      prometheus.Counter // messages in, for this hub and dialect
@@ -79,7 +79,17 @@ type session struct {
 	event chan struct{}
 }
 
-func newSession(e *Endpoint, conn *core.Conn, hub *core.Hub, sock *websocket.Socket, dialect string, slot *ratelimit.Slot) *session {
+// clientSocket is the client's socket as a session uses it: a
+// *websocket.Socket, or the owner's end of a relay from the node that has
+// the client's socket (relay.Socket).
+type clientSocket interface {
+	core.Link
+	// ClosedByClient reports whether the client closed it with a close
+	// frame (the session ends) rather than dropping (it may be recovered).
+	ClosedByClient() bool
+}
+
+func newSession(e *Endpoint, conn *core.Conn, hub *core.Hub, sock clientSocket, dialect string, slot *ratelimit.Slot) *session {
 	ctx, cancel := context.WithCancel(e.ctx)
 	return &session{ep: e, conn: conn, hub: hub, sock: sock, raw: dialect == "raw", dialect: dialect,
 		in:      e.metrics.messagesIn.WithLabelValues(hub.MetricLabel(), dialect),
