@@ -118,6 +118,9 @@ type Cluster struct {
 	NATSCertFile   string        `yaml:"nats_cert_file" doc:"PEM client certificate for NATS (TLS client authentication; with nats_key_file)"`
 	NATSKeyFile    string        `yaml:"nats_key_file" doc:"PEM private key of nats_cert_file"`
 	RequestTimeout time.Duration `yaml:"request_timeout" doc:"how long a REST operation on another node's connections (group membership, permissions, existence, user- and group-wide operations) waits for the nodes' answers; past it the call answers 503 Error.Cluster.Unavailable" default:"2s"`
+
+	// Durable history on JetStream.
+	HistoryReplicas int `yaml:"history_replicas" doc:"NATS servers each JetStream stream of durable history is stored on (1 to 5; 3 on a 3-server NATS cluster: a send is then acknowledged once two of them have it); must not exceed the NATS cluster's JetStream servers" default:"1"`
 }
 
 // Enabled reports whether the node is part of a cluster.
@@ -136,6 +139,9 @@ func (c Cluster) validate(nodeID string, bad func(key, format string, args ...an
 	}
 	if c.RequestTimeout <= 0 {
 		bad("cluster.request_timeout", "must be positive")
+	}
+	if c.HistoryReplicas < 1 || c.HistoryReplicas > 5 {
+		bad("cluster.history_replicas", "must be 1 to 5, got %d", c.HistoryReplicas)
 	}
 	for _, s := range c.NATSURL {
 		u, err := url.Parse(s)
