@@ -74,8 +74,68 @@ type History struct {
 	mu     sync.Mutex
 	groups map[string]*groupState // by subject: what this node knows of each group's stream
 	conses []jetstream.ConsumeContext
-	// streams are the namespace's streams by name, set before ready.
-	streams map[string]jetstream.Stream
+	// streams are the namespace's streams by name, and how far this node
+	// delivered each; set before ready.
+	streams  map[string]jetstream.Stream
+	progress map[string]*progress
+}
+
+// progress is the stream sequence of the last message of a stream this node
+// delivered, and the waits for it to reach a sequence.
+type progress struct {
+	mu      sync.Mutex
+	seq     uint64
+	waiters []progressWaiter
+}
+
+type progressWaiter struct {
+	seq  uint64
+	done chan struct{}
+}
+
+func (p *progress) advance(seq uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if seq <= p.seq {
+		return
+	}
+	p.seq = seq
+	kept := p.waiters[:0]
+	for _, w := range p.waiters {
+		if w.seq <= seq {
+			close(w.done)
+		} else {
+			kept = append(kept, w)
+		}
+	}
+	clear(p.waiters[len(kept):])
+	p.waiters = kept
+}
+
+// wait returns once the node delivered seq, or ctx's error.
+func (p *progress) wait(ctx context.Context, seq uint64) error {
+	p.mu.Lock()
+	if p.seq >= seq {
+		p.mu.Unlock()
+		return nil
+	}
+	w := progressWaiter{seq: seq, done: make(chan struct{})}
+	p.waiters = append(p.waiters, w)
+	p.mu.Unlock()
+	select {
+	case <-w.done:
+		return nil
+	case <-ctx.Done():
+		p.mu.Lock()
+		for i, x := range p.waiters {
+			if x.done == w.done {
+				p.waiters = append(p.waiters[:i], p.waiters[i+1:]...)
+				break
+			}
+		}
+		p.mu.Unlock()
+		return ctx.Err()
+	}
 }
 
 type storedDeliverer struct{ core.StoredDeliverer }
@@ -248,7 +308,7 @@ func (h *History) setupStreams() error {
 	defer cancel()
 	d := h.d.Load()
 	var conses []jetstream.ConsumeContext
-	streams := map[string]jetstream.Stream{}
+	streams, progs := map[string]jetstream.Stream{}, map[string]*progress{}
 	defer func() {
 		if len(conses) > 0 && h.streams == nil { // failed: stop what started, start over
 			for _, cc := range conses {
@@ -275,21 +335,30 @@ func (h *History) setupStreams() error {
 				}
 			}
 		}
-		cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
+		// From the messages after the stream's last one now: the
+		// progress starts there (see Top).
+		info, err := s.Info(ctx)
+		if err != nil {
+			return fmt.Errorf("stream %s: %w", cfg.Name, err)
+		}
+		prog := &progress{seq: info.State.LastSeq}
+		cons, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq: info.State.LastSeq + 1})
 		if err != nil {
 			return fmt.Errorf("consumer of stream %s: %w", cfg.Name, err)
 		}
-		cc, err := cons.Consume(func(msg jetstream.Msg) { h.dispatch(d, msg) })
+		cc, err := cons.Consume(func(msg jetstream.Msg) { h.dispatch(d, prog, msg) })
 		if err != nil {
 			return fmt.Errorf("consuming stream %s: %w", cfg.Name, err)
 		}
 		conses = append(conses, cc)
 		streams[cfg.Name] = s
+		progs[cfg.Name] = prog
 	}
 	h.mu.Lock()
 	h.conses = conses
 	h.mu.Unlock()
-	h.streams = streams
+	h.streams, h.progress = streams, progs
 	return nil
 }
 
@@ -526,7 +595,11 @@ func (h *History) forget(g *groupState) {
 // dispatch delivers a stored message to the node and keeps this node's
 // knowledge of its group's last message fresh. The consumer calls it for
 // one stream on one goroutine, in stream order.
-func (h *History) dispatch(d *storedDeliverer, msg jetstream.Msg) {
+func (h *History) dispatch(d *storedDeliverer, prog *progress, msg jetstream.Msg) {
+	meta, err := msg.Metadata()
+	if err == nil {
+		defer prog.advance(meta.Sequence.Stream)
+	}
 	data := msg.Data()
 	op, _, err := decodeOp(data)
 	if err != nil || op.Message == nil || op.Kind != core.OpSend || op.Target.Kind != core.ToGroup {
@@ -534,7 +607,7 @@ func (h *History) dispatch(d *storedDeliverer, msg jetstream.Msg) {
 		h.log.Error("durable history: dropped a stored message that is not a group send", "subject", msg.Subject(), "bytes", len(data), "err", err)
 		return
 	}
-	if meta, err := msg.Metadata(); err == nil {
+	if meta != nil {
 		h.mu.Lock()
 		g := h.groups[msg.Subject()]
 		h.mu.Unlock()
@@ -628,9 +701,14 @@ func newEpoch() string {
 }
 
 // Top implements core.History: it reads the group's last message from
-// JetStream (the stream's leader: a message any node delivered is there).
+// JetStream (the stream's leader: a message any node delivered is there),
+// and returns once this node delivered it too. So a recovering join (core's
+// joinStored) that replays up to top gets no message up to top live again:
+// those were delivered before it joins, and the later ones reach it once.
+// When this node does not deliver it within the timeout (or the read
+// fails), it returns 0 and "": the join is then not recovered.
 func (h *History) Top(hub, group string) (uint64, string) {
-	subj, _, ok := h.subject(hub, group)
+	subj, name, ok := h.subject(hub, group)
 	if !ok {
 		return 0, ""
 	}
@@ -641,6 +719,13 @@ func (h *History) Top(hub, group string) (uint64, string) {
 		h.m.errors.WithLabelValues(h.ns, "read").Inc()
 		h.log.Warn("durable history: reading a group's last offset", "hub", hub, "err", err)
 		return 0, ""
+	}
+	if p.seq > 0 {
+		if err := h.progress[name].wait(ctx, p.seq); err != nil {
+			h.m.errors.WithLabelValues(h.ns, "timeout").Inc()
+			h.log.Warn("durable history: this node did not deliver a group's last message in time", "hub", hub, "seq", p.seq, "err", err)
+			return 0, ""
+		}
 	}
 	return p.offset, p.epoch
 }
@@ -659,6 +744,17 @@ func (h *History) Replay(hub, group string, from core.StreamPosition, upTo uint6
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 4*h.timeout)
 	defer cancel()
+	if from.Offset == upTo { // nothing to replay; the epoch must still be the stream's
+		subj, _, _ := h.subject(hub, group)
+		p, err := h.last(ctx, subj)
+		switch {
+		case err != nil:
+			return fail("error")
+		case from.Epoch != "" && from.Epoch != p.epoch:
+			return fail("epoch")
+		}
+		return nil, true
+	}
 	page, err := h.read(ctx, hub, group, from.Offset, upTo, h.maxReplay)
 	switch {
 	case err != nil && !errors.Is(err, history.ErrOffsetGone) && !errors.Is(err, history.ErrOffsetAhead):

@@ -13,6 +13,10 @@ import (
 // send: sendDurable calls Store, and the history hands each stored message
 // to the node's DeliverStored (this node's sends and the other nodes'
 // alike).
+//
+// Its Top must return only once this node delivered (DeliverStored
+// returned) the message at the offset it returns, so that a recovering
+// join that replays up to it gets none of those messages live again.
 type DeliveringHistory interface {
 	History
 	// Attach registers the node that receives the stored messages; NewNode

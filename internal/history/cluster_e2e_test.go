@@ -147,3 +147,160 @@ func TestClusterHistoryGaplessAcrossNodes(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterHistoryRecoveringJoinOnAnotherNode: while publishers send to a
+// history group through nodes a and b, subscribers join through another
+// node with the last offset they got, drop their connection, and come back
+// each time through the next node, with their last offset. Each one must
+// end with the whole stream from its first offset, without a gap or a
+// duplicate, each offset with the payload its publisher was told.
+func TestClusterHistoryRecoveringJoinOnAnotherNode(t *testing.T) {
+	ns := natstest.StartJetStream(t)
+	nodes := startClusterNodes(t, ns.URL(), "a", "b", "c")
+	const group = "room:recover"
+	const perPublisher, subscribers = 150, 4
+	const total = 2 * perPublisher
+	var mu sync.Mutex
+	sent := map[uint64]string{}
+	var pubWG sync.WaitGroup
+	for p := range 2 {
+		rest := newREST(nodes[p].Endpoint())
+		pubWG.Add(1)
+		go func() {
+			defer pubWG.Done()
+			for k := range perPublisher {
+				payload := fmt.Sprintf("p%d-%d", p, k)
+				r, err := rest.send(group, payload, "")
+				if err != nil || r.status != http.StatusAccepted || r.offset == 0 {
+					t.Errorf("send %s: %+v %v", payload, r, err)
+					return
+				}
+				mu.Lock()
+				sent[r.offset] = payload
+				mu.Unlock()
+				if k%10 == 0 {
+					time.Sleep(2 * time.Millisecond) // let the subscribers come and go meanwhile
+				}
+			}
+		}()
+	}
+	type got struct {
+		offsets []uint64
+		data    []string
+	}
+	results := make([]got, subscribers)
+	var subWG sync.WaitGroup
+	for s := range subscribers {
+		subWG.Add(1)
+		go func() {
+			defer subWG.Done()
+			res := &results[s]
+			var last uint64
+			epoch := ""
+			for round := 0; last < total; round++ {
+				node := nodes[(s+2+round)%len(nodes)] // c first for subscriber 0, then a, b, …
+				c, err := tryDial(t, node.Endpoint())
+				if err != nil {
+					t.Errorf("subscriber %d: %v", s, err)
+					return
+				}
+				from := last
+				if err := c.tryWrite(joinReq(group, 1, &from, epoch)); err != nil {
+					t.Errorf("subscriber %d: %v", s, err)
+					return
+				}
+				dropAfter := 15 + 10*s + round
+				n := 0
+				for last < total && (round > 6 || n < dropAfter) {
+					f, err := c.tryNext()
+					if err != nil {
+						t.Errorf("subscriber %d round %d: %v", s, round, err)
+						return
+					}
+					switch f.Type {
+					case "ack":
+						if !f.Success || f.Recovered == nil || !*f.Recovered {
+							t.Errorf("subscriber %d round %d: join from %d not recovered: %+v", s, round, from, f)
+							return
+						}
+						epoch = f.Epoch
+					case "message":
+						if f.Offset == nil || *f.Offset != last+1 {
+							t.Errorf("subscriber %d round %d (node %d, from %d): offset %d after %d", s, round, (s+2+round)%len(nodes), from, offsetOf(f), last)
+							return
+						}
+						last = *f.Offset
+						res.offsets = append(res.offsets, last)
+						res.data = append(res.data, textOf(f.Data))
+						n++
+					}
+				}
+				c.drop()
+			}
+		}()
+	}
+	pubWG.Wait()
+	subWG.Wait()
+	if t.Failed() {
+		return
+	}
+	for s, r := range results {
+		if len(r.offsets) != total {
+			t.Errorf("subscriber %d got %d messages, want %d", s, len(r.offsets), total)
+			continue
+		}
+		for i, off := range r.offsets {
+			if off != uint64(i+1) || r.data[i] != sent[off] {
+				t.Fatalf("subscriber %d: message %d is offset %d %q, want %d %q", s, i, off, r.data[i], i+1, sent[uint64(i+1)])
+			}
+		}
+	}
+}
+
+// TestClusterHistoryIdempotencyAcrossNodes: a send with an Idempotency-Key
+// retried through another node within the window is answered as the first
+// one (202, its offset and epoch, Idempotent-Replayed: true) and delivered
+// once; the key with another body is refused with 422, as on one node.
+func TestClusterHistoryIdempotencyAcrossNodes(t *testing.T) {
+	ns := natstest.StartJetStream(t)
+	nodes := startClusterNodes(t, ns.URL(), "a", "b", "c")
+	const group = "room:idem"
+	sub := dial(t, nodes[2].Endpoint())
+	joinAndWait(t, sub, group, nil, "")
+	restA, restB := newREST(nodes[0].Endpoint()), newREST(nodes[1].Endpoint())
+	first, err := restA.send(group, "hello", "key-1")
+	if err != nil || first.status != http.StatusAccepted || first.offset != 1 || first.replayed {
+		t.Fatalf("first send: %+v %v", first, err)
+	}
+	again, err := restB.send(group, "hello", "key-1")
+	if err != nil || again.status != http.StatusAccepted || again.offset != first.offset || again.epoch != first.epoch || !again.replayed {
+		t.Fatalf("retry through another node: %+v %v (first %+v)", again, err, first)
+	}
+	// Answered from node b's own index now, the same way.
+	if again2, _ := restB.send(group, "hello", "key-1"); again2 != again {
+		t.Fatalf("second retry through node b: %+v, want %+v", again2, again)
+	}
+	if other, _ := restB.send(group, "different", "key-1"); other.status != http.StatusUnprocessableEntity {
+		t.Errorf("the key with another body through another node: %d, want 422", other.status)
+	}
+	marker, err := restB.send(group, "marker", "")
+	if err != nil || marker.offset != 2 {
+		t.Fatalf("marker: %+v %v", marker, err)
+	}
+	if f := sub.next(t); textOf(f.Data) != "hello" || *f.Offset != 1 {
+		t.Fatalf("first delivery %+v", f)
+	}
+	if f := sub.next(t); textOf(f.Data) != "marker" || *f.Offset != 2 {
+		t.Fatalf("the retried send was delivered again: got %s at %v", textOf(f.Data), *f.Offset)
+	}
+	if h := newREST(nodes[2].Endpoint()).all(t, group); len(h.Messages) != 2 {
+		t.Errorf("history after retries: %+v", h.Messages)
+	}
+}
+
+func offsetOf(f frame) int64 {
+	if f.Offset == nil {
+		return -1
+	}
+	return int64(*f.Offset)
+}
