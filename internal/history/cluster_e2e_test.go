@@ -2,7 +2,9 @@ package history_test
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -303,4 +305,155 @@ func offsetOf(f frame) int64 {
 		return -1
 	}
 	return int64(*f.Offset)
+}
+
+// TestClusterHistoryJetStreamDown: while the NATS server (and its
+// JetStream) is down, a send to a history group answers 503
+// Error.History.Unavailable and reaches nobody; once NATS is back the nodes
+// serve sends again without a restart, the offsets go on from the last
+// stored one, and the members get the stored messages only.
+func TestClusterHistoryJetStreamDown(t *testing.T) {
+	ns := natstest.StartJetStream(t)
+	nodes := startClusterNodes(t, ns.URL(), "a", "b")
+	const group = "room:down"
+	sub := dial(t, nodes[1].Endpoint())
+	joinAndWait(t, sub, group, nil, "")
+	rest := newREST(nodes[0].Endpoint())
+	if r, err := rest.send(group, "before", ""); err != nil || r.status != http.StatusAccepted || r.offset != 1 {
+		t.Fatalf("send before: %+v %v", r, err)
+	}
+	ns.Stop()
+	status, code, body, err := rest.sendCode(group, "lost")
+	if err != nil || status != http.StatusServiceUnavailable || code != "Error.History.Unavailable" {
+		t.Fatalf("send while NATS is down: %d %q %s %v, want 503 Error.History.Unavailable", status, code, body, err)
+	}
+	t.Logf("answer while NATS is down: %s", body)
+	ns.Restart()
+	for _, n := range nodes {
+		waitReady(t, n)
+	}
+	var after sendResult
+	deadline := time.Now().Add(30 * time.Second)
+	for { // the readiness probe may answer before the node's JetStream calls work again
+		after, err = rest.send(group, "after", "")
+		if err == nil && after.status == http.StatusAccepted || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if after.status != http.StatusAccepted || after.offset != 2 {
+		t.Fatalf("send after NATS came back: %+v %v, want 202 at offset 2", after, err)
+	}
+	for _, want := range []string{"before", "after"} {
+		if f := sub.next(t); f.Type != "message" || textOf(f.Data) != want {
+			t.Fatalf("member got %+v (%s), want %q", f, textOf(f.Data), want)
+		}
+	}
+	if h := newREST(nodes[1].Endpoint()).all(t, group); len(h.Messages) != 2 || h.Messages[1].Data != "after" {
+		t.Errorf("history: %+v", h.Messages)
+	}
+}
+
+// sendCode sends text to group and returns the answer's status,
+// x-ms-error-code and body.
+func (c *restClient) sendCode(group, text string) (int, string, string, error) {
+	u := c.endpoint + "/api/hubs/chat/groups/" + group + "/:send"
+	tok, _ := c.keys.MintServerToken(u, time.Hour)
+	req, _ := http.NewRequest(http.MethodPost, u+"?api-version=2024-12-01", strings.NewReader(text))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "text/plain")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, "", "", err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header.Get("x-ms-error-code"), string(b), nil
+}
+
+// TestClusterHistoryR3SurvivesANATSServer: three nodes on a three-server
+// NATS cluster, streams replicated on all three (cluster.history_replicas
+// 3). Publishers send through every node while one NATS server is stopped
+// mid-run: sends may fail meanwhile (503), but every send answered 202 is
+// in the history afterwards, at the offset its answer gave, and the stream
+// has no gap.
+func TestClusterHistoryR3SurvivesANATSServer(t *testing.T) {
+	servers := natstest.StartCluster(t, 3)
+	urls := make([]string, len(servers))
+	for i, s := range servers {
+		urls[i] = s.URL()
+	}
+	nodes := make([]*servertest.Server, 3)
+	for i, id := range []string{"a", "b", "c"} {
+		nodes[i] = startServer(t, t.TempDir(), "cluster.nats_url="+strings.Join(urls, ","), "server.node_id="+id,
+			"cluster.history_replicas=3", "cluster.request_timeout=3s")
+	}
+	for _, n := range nodes {
+		waitReady(t, n)
+	}
+	const group = "room:r3"
+	const perPublisher = 60
+	var mu sync.Mutex
+	sent := map[uint64]string{}
+	failed := 0
+	var accepted sync.WaitGroup
+	var progress sync.WaitGroup
+	progress.Add(1)
+	var once sync.Once
+	for i, n := range nodes {
+		rest := newREST(n.Endpoint())
+		for p := range 2 {
+			accepted.Add(1)
+			go func() {
+				defer accepted.Done()
+				for k := range perPublisher {
+					if k == perPublisher/3 && i == 0 && p == 0 {
+						once.Do(progress.Done)
+					}
+					payload := fmt.Sprintf("n%d-p%d-%d", i, p, k)
+					r, err := rest.send(group, payload, "")
+					mu.Lock()
+					switch {
+					case err == nil && r.status == http.StatusAccepted:
+						if prev, dup := sent[r.offset]; dup || r.offset == 0 {
+							t.Errorf("offset %d given to %q and %q", r.offset, prev, payload)
+						}
+						sent[r.offset] = payload
+					case err == nil && r.status == http.StatusServiceUnavailable:
+						failed++
+					default:
+						t.Errorf("send %s: %+v %v", payload, r, err)
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	progress.Wait()
+	servers[1].Stop()
+	accepted.Wait()
+	if t.Failed() {
+		return
+	}
+	t.Logf("%d sends accepted, %d refused with 503 while a NATS server was stopped", len(sent), failed)
+	var h catchUp
+	for _, n := range []*servertest.Server{nodes[0], nodes[2]} {
+		h = newREST(n.Endpoint()).all(t, group)
+		if h.Oldest != 1 || uint64(len(h.Messages)) != h.Offset {
+			t.Fatalf("history from %s: oldest %d, %d messages up to offset %d: a gap", n.Endpoint(), h.Oldest, len(h.Messages), h.Offset)
+		}
+		for k, m := range h.Messages {
+			if m.Offset != uint64(k+1) {
+				t.Fatalf("history message %d has offset %d", k, m.Offset)
+			}
+			if want, ok := sent[m.Offset]; ok && m.Data != want {
+				t.Fatalf("offset %d holds %q, its 202 said %q", m.Offset, m.Data, want)
+			}
+		}
+	}
+	for off := range sent {
+		if off > h.Offset {
+			t.Errorf("offset %d was answered 202 but is not in the history (last %d)", off, h.Offset)
+		}
+	}
 }

@@ -15,7 +15,8 @@ import (
 // Server is a running NATS server.
 type Server struct {
 	*natsserver.Server
-	t testing.TB
+	t    testing.TB
+	opts *natsserver.Options
 }
 
 // Start runs a NATS server on 127.0.0.1, JetStream off, until the test
@@ -36,7 +37,7 @@ func Start(t testing.TB, port int) *Server {
 		t.Fatal("nats server not ready")
 	}
 	t.Cleanup(s.Shutdown)
-	return &Server{Server: s, t: t}
+	return &Server{Server: s, t: t, opts: opts}
 }
 
 // Port returns the port the server listens on.
@@ -108,6 +109,7 @@ func StartCluster(t testing.TB, n int) []*Server {
 }
 
 func start(t testing.TB, opts *natsserver.Options) *Server {
+	t.Helper()
 	s, err := natsserver.NewServer(opts)
 	if err != nil {
 		t.Fatalf("nats server: %v", err)
@@ -118,5 +120,15 @@ func start(t testing.TB, opts *natsserver.Options) *Server {
 		t.Fatal("nats server not ready")
 	}
 	t.Cleanup(s.Shutdown)
-	return &Server{Server: s, t: t}
+	opts.Port = s.Addr().(*net.TCPAddr).Port // a restart takes the same one
+	return &Server{Server: s, t: t, opts: opts}
+}
+
+// Restart starts a stopped server again on the same ports, with the same
+// options (and JetStream store): a NATS server that comes back.
+func (s *Server) Restart() {
+	s.t.Helper()
+	opts := *s.opts
+	n := start(s.t, &opts)
+	s.Server, s.opts = n.Server, n.opts
 }
