@@ -1,0 +1,102 @@
+package cluster
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/history"
+)
+
+// TestHistorySubjects: a group's subject is five fixed tokens and two
+// base64url ones, whatever the group's name holds ('.', '*', '>', spaces),
+// so that no group's subject matches another's or a wildcard; a hub's
+// subject does not depend on its name's case; the stream of a subject is
+// the one of its rule.
+func TestHistorySubjects(t *testing.T) {
+	h := &History{ns: "wps", policies: history.Policies{
+		"chat":     {{Pattern: "room:*", Retention: history.Retention{MaxMessages: 10, MaxAge: time.Hour}}},
+		"_default": {{Pattern: "x*", Retention: history.Retention{MaxMessages: 10, MaxAge: time.Hour}}, {Pattern: "*", Retention: history.Retention{MaxMessages: 5, MaxAge: time.Minute}}},
+		"Odd.Hub":  {{Pattern: "*", Retention: history.Retention{MaxMessages: 1, MaxAge: time.Hour}}},
+	}}
+	seen := map[string]string{}
+	for _, c := range []struct{ hub, group, stream string }{
+		{"chat", "room:a", "SB_HIST_wps_chat-0"},
+		{"Chat", "room:a.b", "SB_HIST_wps_chat-0"},
+		{"chat", "room:*", "SB_HIST_wps_chat-0"},
+		{"chat", "room:>", "SB_HIST_wps_chat-0"},
+		{"chat", "room: a b", "SB_HIST_wps_chat-0"},
+		{"other", "xy", "SB_HIST_wps__default-0"},
+		{"other", "y.z", "SB_HIST_wps__default-1"},
+	} {
+		subj, stream, ok := h.subject(c.hub, c.group)
+		if !ok || stream != c.stream || h.streamName(subj) != stream {
+			t.Errorf("%s/%s: subject %q stream %q (from the subject %q), want stream %q", c.hub, c.group, subj, stream, h.streamName(subj), c.stream)
+		}
+		toks := strings.Split(subj, ".")
+		if len(toks) != 6 {
+			t.Errorf("%s/%s: subject %q has %d tokens, want 6", c.hub, c.group, subj, len(toks))
+		}
+		for _, tok := range toks {
+			if tok == "" || strings.ContainsAny(tok, "*> \t") {
+				t.Errorf("%s/%s: subject %q has token %q", c.hub, c.group, subj, tok)
+			}
+		}
+		key := strings.ToLower(c.hub) + "/" + c.group
+		if prev, ok := seen[subj]; ok && prev != key {
+			t.Errorf("%s and %s share subject %s", prev, key, subj)
+		}
+		seen[subj] = key
+	}
+	if a, _, _ := h.subject("chat", "room:a"); a != mustSubj(h, "CHAT", "room:a") {
+		t.Errorf("hub case changes the subject: %s", a)
+	}
+	if _, _, ok := h.subject("chat", "lobby"); ok {
+		t.Error("a group no rule matches has a subject")
+	}
+	for _, c := range h.streamConfigs() {
+		if strings.ContainsAny(c.Name, ". *>") {
+			t.Errorf("stream name %q", c.Name)
+		}
+	}
+}
+
+func mustSubj(h *History, hub, group string) string {
+	s, _, _ := h.subject(hub, group)
+	return s
+}
+
+// FuzzStoredPosition: any stored message decodes to a position (an offset
+// and an epoch) or an errEnvelope error, never a panic; a stored group
+// send's envelope gives back the offset and epoch it was stored with.
+func FuzzStoredPosition(f *testing.F) {
+	op := &core.Op{Hub: "chat", Kind: core.OpSend, Target: core.Target{Kind: core.ToGroup, Name: "room:a"},
+		Message: &core.Message{Type: core.Text, Data: []byte("hi"), Offset: 7, Epoch: "00000000000000ab"}}
+	f.Add(encodeOp(nil, "a", op), uint64(7), "00000000000000ab")
+	f.Add([]byte{1, 1, 2, 1}, uint64(1), "e")
+	f.Fuzz(func(t *testing.T, b []byte, offset uint64, epoch string) {
+		off, ep, err := storedPosition(b)
+		switch {
+		case err != nil && !errors.Is(err, errEnvelope):
+			t.Fatalf("error %v is not errEnvelope", err)
+		case err == nil && (off == 0 || ep == ""):
+			t.Fatalf("position %d %q without an error", off, ep)
+		}
+		m := *op.Message
+		m.Offset, m.Epoch = offset, epoch
+		o := *op
+		o.Message = &m
+		off, ep, err = storedPosition(encodeOp(nil, "a", &o))
+		if offset == 0 || epoch == "" {
+			if err == nil {
+				t.Fatalf("offset %d epoch %q stored: no error", offset, epoch)
+			}
+			return
+		}
+		if err != nil || off != offset || ep != epoch {
+			t.Fatalf("stored at %d %q, read %d %q %v", offset, epoch, off, ep, err)
+		}
+	})
+}
