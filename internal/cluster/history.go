@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mathrand "math/rand/v2"
 	"regexp"
 	"slices"
 	"strings"
@@ -150,6 +151,9 @@ type groupState struct {
 	seq    uint64
 	offset uint64
 	epoch  string
+	// contended is when a store of this node to the group last lost the
+	// race to another node's (see Store).
+	contended time.Time
 }
 
 // HistoryConfig configures a namespace's clustered history.
@@ -304,7 +308,7 @@ func (h *History) streamConfigs() []jetstream.StreamConfig {
 // differs (a node with other history rules: said loudly, the last node
 // started wins), and starts consuming them.
 func (h *History) setupStreams() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 4*h.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), h.timeout)
 	defer cancel()
 	d := h.d.Load()
 	var conses []jetstream.ConsumeContext
@@ -443,7 +447,11 @@ func (h *History) Append(context.Context, string, string, *core.Message) (func()
 
 // maxStoreAttempts bounds the tries of a store that lost the race for the
 // group's next offset to other nodes.
-const maxStoreAttempts = 32
+const maxStoreAttempts = 64
+
+// contendedFor is how long after a lost race a node reads the group's last
+// message before each store instead of trusting what it knows (see Store).
+const contendedFor = time.Second
 
 // Store implements core.DeliveringHistory.
 func (h *History) Store(ctx context.Context, op *core.Op) error {
@@ -473,8 +481,25 @@ func (h *History) Store(ctx context.Context, op *core.Op) error {
 	for attempt := 0; attempt < maxStoreAttempts; attempt++ {
 		h.mu.Lock()
 		known, seq, offset, epoch := g.known, g.seq, g.offset, g.epoch
+		// Fairness: a node that just stored knows the group's last
+		// message from its own ack and could go again at once, while one
+		// that lost must read it first; under contention the winners
+		// would keep winning. So while the group is contended every store
+		// reads the last message first, and nodes race on equal terms.
+		contended := time.Since(g.contended) < contendedFor
 		h.mu.Unlock()
-		if !known {
+		if attempt > 0 {
+			// Spread the retries of the nodes that lost.
+			t := time.NewTimer(time.Duration(mathrand.Int64N(int64(min(attempt, 8)) * int64(200*time.Microsecond))))
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				m.Offset, m.Epoch = 0, ""
+				return h.unavailable("timeout", ctx.Err())
+			}
+		}
+		if !known || contended {
 			last, err := h.last(ctx, subj)
 			if err != nil {
 				return h.unavailable("read", err)
@@ -506,7 +531,7 @@ func (h *History) Store(ctx context.Context, op *core.Op) error {
 			// Another node stored the group's next offset first.
 			h.m.conflicts.WithLabelValues(h.ns).Inc()
 			h.mu.Lock()
-			g.known = false
+			g.known, g.contended = false, time.Now()
 			h.mu.Unlock()
 		default:
 			m.Offset, m.Epoch = 0, ""

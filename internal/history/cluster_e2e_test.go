@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,7 +21,7 @@ import (
 
 // startClusterNodes starts one node per id on the NATS servers of urls and
 // waits until each one's history is ready (its streams exist).
-func startClusterNodes(t *testing.T, urls string, ids ...string) []*servertest.Server {
+func startClusterNodes(t testing.TB, urls string, ids ...string) []*servertest.Server {
 	t.Helper()
 	nodes := make([]*servertest.Server, len(ids))
 	for i, id := range ids {
@@ -32,7 +34,7 @@ func startClusterNodes(t *testing.T, urls string, ids ...string) []*servertest.S
 }
 
 // waitReady waits until the node's readiness probe answers 200.
-func waitReady(t *testing.T, n *servertest.Server) {
+func waitReady(t testing.TB, n *servertest.Server) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
@@ -454,6 +456,144 @@ func TestClusterHistoryR3SurvivesANATSServer(t *testing.T) {
 	for off := range sent {
 		if off > h.Offset {
 			t.Errorf("offset %d was answered 202 but is not in the history (last %d)", off, h.Offset)
+		}
+	}
+}
+
+// BenchmarkDurableSend measures REST sends of 1 KiB to history groups: 64
+// concurrent publishers (each one request in flight) over 1 or 64 groups,
+// against a single node (the local segment log) and against nodes whose
+// history is in JetStream (one NATS server, R1; three, R3), the publishers
+// spread over the nodes. It reports sends/s and the p50 and p99 latency of
+// a send (its 202).
+//
+//	go test -run '^$' -bench DurableSend -benchtime 3000x ./internal/history
+func BenchmarkDurableSend(b *testing.B) {
+	setups := []struct {
+		name  string
+		start func(b *testing.B) []*servertest.Server
+	}{
+		{"local", func(b *testing.B) []*servertest.Server { return []*servertest.Server{startServer(b, b.TempDir())} }},
+		{"jetstream_R1_1node", func(b *testing.B) []*servertest.Server {
+			return startBenchNodes(b, natstest.StartJetStream(b).URL(), 1, 1)
+		}},
+		{"jetstream_R1_3nodes", func(b *testing.B) []*servertest.Server {
+			return startBenchNodes(b, natstest.StartJetStream(b).URL(), 3, 1)
+		}},
+		{"jetstream_R3_3nodes", func(b *testing.B) []*servertest.Server {
+			var urls []string
+			for _, s := range natstest.StartCluster(b, 3) {
+				urls = append(urls, s.URL())
+			}
+			return startBenchNodes(b, strings.Join(urls, ","), 3, 3)
+		}},
+	}
+	for _, s := range setups {
+		for _, groups := range []int{1, 64} {
+			b.Run(fmt.Sprintf("%s/groups=%d", s.name, groups), func(b *testing.B) {
+				nodes := s.start(b)
+				payload := strings.Repeat("x", 1024)
+				const publishers = 64
+				lat := make([][]time.Duration, publishers)
+				var next atomic.Int64
+				var wg sync.WaitGroup
+				b.ResetTimer()
+				start := time.Now()
+				for p := range publishers {
+					rest := newREST(nodes[p%len(nodes)].Endpoint())
+					group := fmt.Sprintf("room:bench-%d", p%groups)
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for next.Add(1) <= int64(b.N) {
+							t0 := time.Now()
+							r, err := rest.send(group, payload, "")
+							if err != nil || r.status != http.StatusAccepted {
+								b.Errorf("%+v %v", r, err)
+								return
+							}
+							lat[p] = append(lat[p], time.Since(t0))
+						}
+					}()
+				}
+				wg.Wait()
+				elapsed := time.Since(start)
+				var all []time.Duration
+				for _, l := range lat {
+					all = append(all, l...)
+				}
+				slices.Sort(all)
+				if len(all) == 0 {
+					return
+				}
+				b.ReportMetric(float64(len(all))/elapsed.Seconds(), "sends/s")
+				b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50_ms")
+				b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99_ms")
+			})
+		}
+	}
+}
+
+// startBenchNodes starts n nodes on the NATS servers of urls with the given
+// history replicas.
+func startBenchNodes(b *testing.B, urls string, n, replicas int) []*servertest.Server {
+	nodes := make([]*servertest.Server, n)
+	for i := range nodes {
+		nodes[i] = startServer(b, b.TempDir(), "cluster.nats_url="+urls, fmt.Sprintf("server.node_id=n%d", i),
+			fmt.Sprintf("cluster.history_replicas=%d", replicas), "cluster.request_timeout=5s")
+	}
+	for _, nd := range nodes {
+		waitReady(b, nd)
+	}
+	return nodes
+}
+
+// TestClusterHistoryContendedGroup: many publishers on each of three nodes
+// send to one history group at once, so that the nodes keep racing for its
+// next offset. Every send must be accepted (none refused for losing the
+// race too often), at offsets 1…N. Before the stores of a contended group
+// read its last message first, the node that had just stored knew it from
+// its ack and went again at once, while the others, which had to read it
+// first, lost every race: their sends failed with 503 after 32 tries.
+func TestClusterHistoryContendedGroup(t *testing.T) {
+	ns := natstest.StartJetStream(t)
+	nodes := startClusterNodes(t, ns.URL(), "a", "b", "c")
+	const group = "room:contended"
+	const pubsPerNode, perPublisher = 32, 30
+	var mu sync.Mutex
+	offsets := map[uint64]bool{}
+	refused := 0
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		rest := newREST(n.Endpoint())
+		for range pubsPerNode {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range perPublisher {
+					r, err := rest.send(group, "x", "")
+					mu.Lock()
+					switch {
+					case err == nil && r.status == http.StatusAccepted && !offsets[r.offset]:
+						offsets[r.offset] = true
+					case err == nil && r.status == http.StatusServiceUnavailable:
+						refused++
+					default:
+						t.Errorf("send: %+v %v", r, err)
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	const total = 3 * pubsPerNode * perPublisher
+	if refused > 0 || len(offsets) != total {
+		t.Fatalf("%d sends accepted, %d refused with 503; want all %d accepted", len(offsets), refused, total)
+	}
+	for off := uint64(1); off <= total; off++ {
+		if !offsets[off] {
+			t.Fatalf("offset %d missing", off)
 		}
 	}
 }
