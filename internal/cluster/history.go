@@ -553,7 +553,12 @@ func (h *History) duplicate(ctx context.Context, op *core.Op, seq uint64) error 
 		return h.unavailable("read", err)
 	}
 	raw, err := st.GetMsg(ctx, seq)
-	if err != nil {
+	switch {
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		// Stored, and trimmed by retention since: its place is gone, the
+		// answer is still that it was sent.
+		return &core.DuplicateError{}
+	case err != nil:
 		return h.unavailable("read", fmt.Errorf("reading the first send of an idempotency key: %w", err))
 	}
 	first, _, err := decodeOp(raw.Data)

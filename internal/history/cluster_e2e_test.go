@@ -1,6 +1,7 @@
 package history_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -300,6 +301,21 @@ func TestClusterHistoryIdempotencyAcrossNodes(t *testing.T) {
 	if h := newREST(nodes[2].Endpoint()).all(t, group); len(h.Messages) != 2 {
 		t.Errorf("history after retries: %+v", h.Messages)
 	}
+	// A retry of a send that retention trimmed since (small:* keeps 3):
+	// still not sent again, answered 202 without a place in the stream.
+	// (It was 503: the first send's message could not be read.)
+	if r, _ := restA.send("small:idem", "first", "key-2"); r.status != http.StatusAccepted || r.offset != 1 {
+		t.Fatalf("keyed send to small:idem: %+v", r)
+	}
+	for i := range 3 {
+		restA.send("small:idem", fmt.Sprint("later", i), "")
+	}
+	if r, _ := restB.send("small:idem", "first", "key-2"); r.status != http.StatusAccepted || !r.replayed || r.offset != 0 {
+		t.Fatalf("retry of a trimmed send through another node: %+v, want 202 replayed without an offset", r)
+	}
+	if st, p, err := newREST(nodes[2].Endpoint()).messages("small:idem", 1, 10, ""); err != nil || st != http.StatusOK || p.Offset != 4 {
+		t.Errorf("the retry of a trimmed send was stored again: %d %+v %v, want the stream at 4", st, p, err)
+	}
 }
 
 func offsetOf(f frame) int64 {
@@ -595,5 +611,60 @@ func TestClusterHistoryContendedGroup(t *testing.T) {
 		if !offsets[off] {
 			t.Fatalf("offset %d missing", off)
 		}
+	}
+}
+
+// TestClusterHistorySignalR: the SignalR REST API's sends to a history
+// group share one stream across nodes too (its own, apart from the Web
+// PubSub hub of the same name): offsets continue whichever node takes the
+// send, an Idempotency-Key retried through another node is answered as the
+// first send, and the catch-up read of any node returns the stream.
+func TestClusterHistorySignalR(t *testing.T) {
+	ns := natstest.StartJetStream(t)
+	nodes := startClusterNodes(t, ns.URL(), "a", "b", "c")
+	keys := newREST(nodes[0].Endpoint()).keys
+	call := func(n *servertest.Server, method, path, body, key string) (*http.Response, string) {
+		t.Helper()
+		u := n.SignalREndpoint() + "/api/hubs/chat" + path
+		tok, _ := keys.MintServerToken(u, time.Hour)
+		req, _ := http.NewRequest(method, u+"?api-version=2022-06-01", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	for i, n := range nodes {
+		resp, body := call(n, http.MethodPost, "/groups/room:sr/:send", fmt.Sprintf(`{"target":"t","arguments":["m%d"]}`, i), "")
+		if resp.StatusCode != http.StatusAccepted || resp.Header.Get("X-Switchboard-Offset") != fmt.Sprint(i+1) {
+			t.Fatalf("send through node %d: %d offset %q %s", i, resp.StatusCode, resp.Header.Get("X-Switchboard-Offset"), body)
+		}
+	}
+	first, _ := call(nodes[0], http.MethodPost, "/groups/room:sr/:send", `{"target":"t","arguments":["keyed"]}`, "k1")
+	again, _ := call(nodes[1], http.MethodPost, "/groups/room:sr/:send", `{"target":"t","arguments":["keyed"]}`, "k1")
+	if first.Header.Get("X-Switchboard-Offset") != "4" || again.StatusCode != http.StatusAccepted ||
+		again.Header.Get("X-Switchboard-Offset") != "4" || again.Header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("keyed send %d %v, retried through another node %d %v", first.StatusCode, first.Header, again.StatusCode, again.Header)
+	}
+	resp, body := call(nodes[2], http.MethodGet, "/groups/room:sr/messages", "", "")
+	var page struct {
+		Offset   uint64 `json:"offset"`
+		Messages []struct {
+			Offset uint64 `json:"offset"`
+		} `json:"messages"`
+	}
+	if err := json.Unmarshal([]byte(body), &page); err != nil || resp.StatusCode != http.StatusOK || page.Offset != 4 || len(page.Messages) != 4 {
+		t.Fatalf("SignalR catch-up through node c: %d %s %v", resp.StatusCode, body, err)
+	}
+	// The Web PubSub hub chat's group room:sr is another stream: empty.
+	if st, p, err := newREST(nodes[2].Endpoint()).messages("room:sr", 0, 10, ""); err != nil || st != http.StatusOK || p.Offset != 0 || len(p.Messages) != 0 {
+		t.Fatalf("Web PubSub catch-up of room:sr: %d %+v %v", st, p, err)
 	}
 }
