@@ -19,6 +19,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/natstest"
+	"github.com/switchboardhq/switchboard/internal/wstest"
 )
 
 const killTestKey = "cluster-kill-test-key-0123456789"
@@ -68,6 +69,8 @@ func startNode(t *testing.T, natsURL, id, configFile string) (string, *exec.Cmd)
 // JetStream, publishers sending to a history group through each of them, and kills one node
 // with SIGKILL mid-run. Every send answered 202 (by any node, the killed one included) must be
 // in the history afterwards, at the offset its answer gave, and the history must have no gap.
+// A client of the killed node, a member of the group, reconnects to another node and joins
+// again with its last offset: it ends with the whole stream, each message once, in order.
 func TestClusterHistorySurvivesSIGKILL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts server processes")
@@ -84,6 +87,8 @@ func TestClusterHistorySurvivesSIGKILL(t *testing.T) {
 		eps, cmds = append(eps, ep), append(cmds, cmd)
 	}
 	keys, _ := auth.NewKeyRing(killTestKey)
+	sub := dialMember(t, keys, eps[2])
+	sub.join(t, nil, "")
 	client := &http.Client{Timeout: 10 * time.Second}
 	send := func(ep, payload string) (int, uint64, error) {
 		u := ep + "/api/hubs/chat/groups/room:kill/:send"
@@ -184,6 +189,26 @@ func TestClusterHistorySurvivesSIGKILL(t *testing.T) {
 		after = page.Messages[len(page.Messages)-1].Offset
 	}
 	t.Logf("%d sends answered 202 (%d before the kill); the history holds %d messages", len(accepted), killedAt, len(offsets))
+	// The client of the killed node lost its connection: it comes back on node a with the
+	// last offset it got, and must end with the whole stream.
+	got := sub.until(t, -1) // what it got before its node died
+	last, epoch := uint64(len(got)), sub.epoch
+	t.Logf("the member of the killed node got %d messages before it died; it rejoins on node a from there", last)
+	for i, f := range got {
+		if f.Offset != uint64(i+1) {
+			t.Fatalf("member of the killed node: message %d has offset %d", i, f.Offset)
+		}
+	}
+	again := dialMember(t, keys, eps[0])
+	if ack := again.join(t, &last, epoch); !ack.Recovered {
+		t.Fatalf("rejoin on another node from offset %d: not recovered: %+v", last, ack)
+	}
+	rest := again.until(t, int(top-last))
+	for i, f := range rest {
+		if f.Offset != last+uint64(i+1) || f.Data != data[f.Offset-1] {
+			t.Fatalf("after the rejoin, message %d: offset %d %q, want %d %q", i, f.Offset, f.Data, last+uint64(i+1), data[last+uint64(i)])
+		}
+	}
 	if uint64(len(offsets)) != top {
 		t.Fatalf("the history holds %d messages up to offset %d: a gap", len(offsets), top)
 	}
@@ -200,4 +225,109 @@ func TestClusterHistorySurvivesSIGKILL(t *testing.T) {
 			t.Errorf("%q was answered 202 at offset %d but the history ends at %d", payload, off, top)
 		}
 	}
+}
+
+// member is a json.webpubsub.azure.v1 client of group room:kill.
+type member struct {
+	ws     *wstest.Client
+	frames chan memberFrame
+	epoch  string
+	early  []memberFrame // messages that came before the join's ack (a replay's)
+}
+
+type memberFrame struct {
+	Type      string `json:"type"`
+	Success   bool   `json:"success"`
+	Recovered bool   `json:"recovered"`
+	Offset    uint64 `json:"offset"`
+	Epoch     string `json:"epoch"`
+	Data      string `json:"data"`
+	Event     string `json:"event"`
+}
+
+func dialMember(t *testing.T, keys *auth.KeyRing, ep string) *member {
+	t.Helper()
+	tok, _ := keys.MintClientToken(auth.ClientAudience(ep, "chat"), auth.MintOptions{Roles: []string{"webpubsub.joinLeaveGroup"}})
+	c := wstest.Dial(t, "ws"+strings.TrimPrefix(ep, "http")+"/client/hubs/chat?access_token="+tok, "json.webpubsub.azure.v1")
+	c.ReadTimeout = 0 // the reader ends with the connection
+	m := &member{ws: c, frames: make(chan memberFrame, 1<<16)}
+	go func() {
+		defer close(m.frames)
+		for {
+			p, _, err := c.ReadErr()
+			if err != nil {
+				return
+			}
+
+			var f memberFrame
+			json.Unmarshal(p, &f)
+			m.frames <- f
+		}
+	}()
+	t.Cleanup(c.Close)
+	if f := m.next(t); f.Event != "connected" {
+		t.Fatalf("first frame %+v", f)
+	}
+	return m
+}
+
+func (m *member) next(t *testing.T) memberFrame {
+	t.Helper()
+	select {
+	case f := <-m.frames:
+		return f
+	case <-time.After(30 * time.Second):
+		t.Fatal("no frame within 30s")
+	}
+	return memberFrame{}
+}
+
+// join joins room:kill, from offset from when not nil, and returns the ack.
+func (m *member) join(t *testing.T, from *uint64, epoch string) memberFrame {
+	t.Helper()
+	req := map[string]any{"type": "joinGroup", "group": "room:kill", "ackId": 1}
+	if from != nil {
+		req["offset"], req["epoch"] = *from, epoch
+	}
+	b, _ := json.Marshal(req)
+	m.ws.WriteText(b)
+	for {
+		f := m.next(t)
+		switch f.Type {
+		case "ack":
+			if !f.Success {
+				t.Fatalf("join: %+v", f)
+			}
+			m.epoch = f.Epoch
+			return f
+		case "message":
+			m.early = append(m.early, f)
+		}
+	}
+}
+
+// until returns n messages (-1: every message until the connection ends).
+func (m *member) until(t *testing.T, n int) []memberFrame {
+	t.Helper()
+	out := m.early
+	m.early = nil
+	for n < 0 || len(out) < n {
+		var f memberFrame
+		var ok bool
+		select {
+		case f, ok = <-m.frames:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("%d messages, then nothing within 30s", len(out))
+		}
+		if !ok {
+			if n >= 0 {
+				t.Fatalf("the connection ended after %d messages", len(out))
+			}
+			return out
+		}
+		if f.Type == "message" {
+			out = append(out, f)
+		}
+	}
+	return out
 }

@@ -351,7 +351,14 @@ func (h *History) setupStreams() error {
 		if err != nil {
 			return fmt.Errorf("consumer of stream %s: %w", cfg.Name, err)
 		}
-		cc, err := cons.Consume(func(msg jetstream.Msg) { h.dispatch(d, prog, msg) })
+		cc, err := cons.Consume(func(msg jetstream.Msg) { h.dispatch(d, prog, msg) },
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				// The ordered consumer recreates itself from the last
+				// message it delivered (a lost connection, missed
+				// heartbeats): nothing is skipped.
+				h.m.errors.WithLabelValues(h.ns, "consume").Inc()
+				h.log.Warn("durable history: consuming a stream", "stream", cfg.Name, "err", err)
+			}))
 		if err != nil {
 			return fmt.Errorf("consuming stream %s: %w", cfg.Name, err)
 		}
@@ -961,7 +968,7 @@ func newHistoryMetrics(reg prometheus.Registerer, ns string) (historyMetrics, er
 		delivered:   cv("delivered_total", "Stored messages this node received from the streams and delivered to its members, by namespace.", "namespace"),
 		replayed:    cv("replayed_messages_total", "Messages read from the streams for recovering joins and catch-up reads, by namespace.", "namespace"),
 		idemReplays: cv("idempotent_replays_total", "REST sends answered as retries of an earlier send with the same Idempotency-Key, by namespace.", "namespace"),
-		errors: cv("errors_total", "Durable-history errors by namespace and kind: unavailable (NATS down or the streams not set up: 503), store (a store failed or timed out: 503), timeout, contention (the next offset was taken by other nodes too often: 503), read (a read of the stream failed), decode (a stored message that is not a group send).",
+		errors: cv("errors_total", "Durable-history errors by namespace and kind: unavailable (NATS down or the streams not set up: 503), store (a store failed or timed out: 503), timeout, contention (the next offset was taken by other nodes too often: 503), read (a read of the stream failed), decode (a stored message that is not a group send), consume (the stream's consumer lost its connection or heartbeats: it resumes after the last message it delivered).",
 			"namespace", "kind"),
 		unrecoverable: cv("unrecoverable_replays_total", "Recoveries and catch-up reads that could not be served, by namespace and reason (epoch, gone, too_many, ahead, incomplete, error).", "namespace", "reason"),
 	}
@@ -971,7 +978,7 @@ func newHistoryMetrics(reg prometheus.Registerer, ns string) (historyMetrics, er
 			return historyMetrics{}, err
 		}
 	}
-	for _, k := range []string{"unavailable", "store", "timeout", "contention", "read", "decode"} {
+	for _, k := range []string{"unavailable", "store", "timeout", "contention", "read", "decode", "consume"} {
 		m.errors.WithLabelValues(ns, k)
 	}
 	return m, nil
