@@ -1,6 +1,7 @@
 package history_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,6 +12,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchboardhq/switchboard/internal/natstest"
 	"github.com/switchboardhq/switchboard/internal/server/servertest"
@@ -448,6 +452,9 @@ func TestClusterHistoryR3SurvivesANATSServer(t *testing.T) {
 		}
 	}
 	progress.Wait()
+	if n := streamReplicas(t, servers[0].URL(), "SB_HIST_wps_chat-0"); n != 3 {
+		t.Fatalf("the stream has %d replicas, want 3", n)
+	}
 	servers[1].Stop()
 	accepted.Wait()
 	if t.Failed() {
@@ -667,4 +674,30 @@ func TestClusterHistorySignalR(t *testing.T) {
 	if st, p, err := newREST(nodes[2].Endpoint()).messages("room:sr", 0, 10, ""); err != nil || st != http.StatusOK || p.Offset != 0 || len(p.Messages) != 0 {
 		t.Fatalf("Web PubSub catch-up of room:sr: %d %+v %v", st, p, err)
 	}
+}
+
+// streamReplicas returns how many servers hold stream (the leader and its
+// replicas), as JetStream reports it.
+func streamReplicas(t *testing.T, url, stream string) int {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := st.CachedInfo()
+	if info.Cluster == nil {
+		return 1
+	}
+	return 1 + len(info.Cluster.Replicas)
 }
