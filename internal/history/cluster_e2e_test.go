@@ -701,3 +701,45 @@ func streamReplicas(t *testing.T, url, stream string) int {
 	}
 	return 1 + len(info.Cluster.Replicas)
 }
+
+// TestClusterHistoryClientSendToGroup: a client's sendToGroup to a history
+// group through node a is stored (its ack says so once it is) and reaches
+// the members on node b with its offset; noEcho keeps it from the sender.
+func TestClusterHistoryClientSendToGroup(t *testing.T) {
+	ns := natstest.StartJetStream(t)
+	nodes := startClusterNodes(t, ns.URL(), "a", "b")
+	const group = "room:client"
+	sender := dialRoles(t, nodes[0].Endpoint(), "webpubsub.joinLeaveGroup", "webpubsub.sendToGroup")
+	joinAndWait(t, sender, group, nil, "")
+	member := dial(t, nodes[1].Endpoint())
+	joinAndWait(t, member, group, nil, "")
+	sender.write(t, map[string]any{"type": "sendToGroup", "group": group, "ackId": 2, "dataType": "text", "data": "echoed"})
+	sender.write(t, map[string]any{"type": "sendToGroup", "group": group, "ackId": 3, "dataType": "text", "data": "quiet", "noEcho": true})
+	var acks, echoes []string
+	for len(acks) < 2 || len(echoes) < 1 {
+		f := sender.next(t)
+		switch f.Type {
+		case "ack":
+			if !f.Success {
+				t.Fatalf("sendToGroup ack %+v", f)
+			}
+			acks = append(acks, fmt.Sprint(f.AckID))
+		case "message":
+			echoes = append(echoes, textOf(f.Data))
+		}
+	}
+	for i, want := range []string{"echoed", "quiet"} {
+		f := member.next(t)
+		if f.Type != "message" || textOf(f.Data) != want || f.Offset == nil || *f.Offset != uint64(i+1) {
+			t.Fatalf("member on node b got %+v (%s), want %q at offset %d", f, textOf(f.Data), want, i+1)
+		}
+	}
+	if strings.Join(echoes, ",") != "echoed" {
+		t.Errorf("sender got %v, want its own echoed message only", echoes)
+	}
+	select {
+	case f := <-sender.frames:
+		t.Errorf("sender got %+v too (noEcho)", f)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
