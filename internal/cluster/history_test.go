@@ -1,13 +1,17 @@
 package cluster
 
 import (
+	"context"
 	"errors"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/history"
+	"github.com/switchboardhq/switchboard/internal/natstest"
 )
 
 // TestHistorySubjects: a group's subject is five fixed tokens and two
@@ -97,4 +101,77 @@ func FuzzStoredPosition(f *testing.F) {
 			t.Fatalf("stored at %d %q, read %d %q %v", offset, epoch, off, ep, err)
 		}
 	})
+}
+
+// gatedDeliverer delivers nothing until gate is closed, then records.
+type gatedDeliverer struct {
+	gate      chan struct{}
+	delivered atomic.Int64
+}
+
+func (d *gatedDeliverer) DeliverStored(*core.Op) {
+	<-d.gate
+	d.delivered.Add(1)
+}
+
+type discard struct{}
+
+func (discard) DeliverStored(*core.Op) {}
+
+func startHistory(t *testing.T, c *Cluster, d core.StoredDeliverer) *History {
+	t.Helper()
+	h, err := c.History("wps", HistoryConfig{Policies: history.Policies{
+		"chat": {{Pattern: "*", Retention: history.Retention{MaxMessages: 100, MaxAge: time.Hour}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Attach(d)
+	t.Cleanup(h.Close)
+	deadline := time.Now().Add(20 * time.Second)
+	for h.Unavailable() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the history never became ready: %v", h.Unavailable())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return h
+}
+
+// TestHistoryTopWaitsForThisNodesDelivery: Top returns the group's last
+// offset only once this node delivered that message. A message another
+// node stored, that this node's consumer has not delivered yet, would
+// otherwise be both in a recovering join's replay (up to top) and delivered
+// to it live once it joined: a duplicate (TestClusterHistoryRecoveringJoin
+// OnAnotherNode saw one now and then before Top waited).
+func TestHistoryTopWaitsForThisNodesDelivery(t *testing.T) {
+	ns := natstest.StartJetStream(t)
+	d := &gatedDeliverer{gate: make(chan struct{})}
+	ha := startHistory(t, join(t, ns.URL(), "a"), d)
+	hb := startHistory(t, join(t, ns.URL(), "b"), discard{})
+	var open sync.Once
+	openGate := func() { open.Do(func() { close(d.gate) }) }
+	t.Cleanup(openGate) // before the histories close: their consumer may wait at the gate
+	op := &core.Op{Hub: "chat", Kind: core.OpSend, Target: core.Target{Kind: core.ToGroup, Name: "g"},
+		Message: &core.Message{Type: core.Text, Data: []byte("hi")}}
+	if err := hb.Store(context.Background(), op); err != nil || op.Message.Offset != 1 {
+		t.Fatalf("store through node b: offset %d, %v", op.Message.Offset, err)
+	}
+	type top struct {
+		offset    uint64
+		delivered int64
+	}
+	tops := make(chan top, 1)
+	go func() {
+		off, _ := ha.Top("chat", "g")
+		tops <- top{off, d.delivered.Load()}
+	}()
+	select {
+	case got := <-tops:
+		t.Fatalf("Top returned offset %d before node a delivered it", got.offset)
+	case <-time.After(300 * time.Millisecond):
+	}
+	openGate()
+	if got := <-tops; got.offset != 1 || got.delivered != 1 {
+		t.Fatalf("Top: offset %d with %d delivered, want 1 once it is delivered", got.offset, got.delivered)
+	}
 }
