@@ -406,8 +406,8 @@ func streamToken(key string, i int) string {
 
 func (h *History) subjectPrefix(tok string) string { return "sb." + h.ns + ".hist." + tok + "." }
 
-// subject is the subject of group of hub, and the retention of its rule;
-// ok is false when the group keeps no history.
+// subject is the subject of group of hub and the name of its rule's
+// stream; ok is false when the group keeps no history.
 func (h *History) subject(hub, group string) (subj, stream string, ok bool) {
 	key, i, _, ok := h.policies.RuleOf(hub, group)
 	if !ok {
@@ -461,8 +461,13 @@ const maxStoreAttempts = 64
 const contendedFor = time.Second
 
 // Store implements core.DeliveringHistory.
-func (h *History) Store(ctx context.Context, op *core.Op) error {
+func (h *History) Store(ctx context.Context, op *core.Op) (err error) {
 	m := op.Message
+	defer func() {
+		if err != nil { // not stored (or a duplicate): no place of its own
+			m.Offset, m.Epoch = 0, ""
+		}
+	}()
 	subj, _, ok := h.subject(op.Hub, op.Target.Name)
 	if !ok {
 		return fmt.Errorf("cluster: durable history: %s/%s: %w", op.Hub, op.Target.Name, history.ErrNotKept)
@@ -502,7 +507,6 @@ func (h *History) Store(ctx context.Context, op *core.Op) error {
 			case <-t.C:
 			case <-ctx.Done():
 				t.Stop()
-				m.Offset, m.Epoch = 0, ""
 				return h.unavailable("timeout", ctx.Err())
 			}
 		}
@@ -527,7 +531,6 @@ func (h *History) Store(ctx context.Context, op *core.Op) error {
 		var apiErr *jetstream.APIError
 		switch {
 		case err == nil && ack.Duplicate:
-			m.Offset, m.Epoch = 0, ""
 			return h.duplicate(ctx, op, ack.Sequence)
 		case err == nil:
 			h.learn(g, ack.Sequence, offset+1, epoch)
@@ -541,12 +544,10 @@ func (h *History) Store(ctx context.Context, op *core.Op) error {
 			g.known, g.contended = false, time.Now()
 			h.mu.Unlock()
 		default:
-			m.Offset, m.Epoch = 0, ""
 			h.forget(g) // a store that timed out may have happened
 			return h.unavailable("store", err)
 		}
 	}
-	m.Offset, m.Epoch = 0, ""
 	return h.unavailable("contention", fmt.Errorf("the group's next offset was taken by other nodes %d times in a row", maxStoreAttempts))
 }
 
@@ -573,15 +574,10 @@ func (h *History) duplicate(ctx context.Context, op *core.Op, seq uint64) error 
 		return h.unavailable("decode", err)
 	}
 	m, fm := op.Message, first.Message
-	if fm == nil || raw.Subject != mustSubject(h, op) || fm.Type != m.Type || string(fm.Data) != string(m.Data) {
+	if subj, _, _ := h.subject(op.Hub, op.Target.Name); fm == nil || raw.Subject != subj || fm.Type != m.Type || string(fm.Data) != string(m.Data) {
 		return fmt.Errorf("cluster: durable history: %w", history.ErrKeyReused)
 	}
 	return &core.DuplicateError{Offset: fm.Offset, Epoch: fm.Epoch}
-}
-
-func mustSubject(h *History, op *core.Op) string {
-	s, _, _ := h.subject(op.Hub, op.Target.Name)
-	return s
 }
 
 // acquire returns the state of subj, held (refs) until releaseGroup.
