@@ -145,6 +145,9 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 			jsHist = []*cluster.History{wpsHist, srHist}
 			undo.push(func() { wpsHist.Close(); srHist.Close() }) // before the cluster closes
 			coreHist, restHist, srCoreHist, srRESTHist, ready = wpsHist, wpsHist, srHist, srHist, wpsHist
+			if cfg.SignalR.Addr != "" { // the SignalR node's streams are set up once it exists
+				ready = allAvailable{wpsHist, srHist}
+			}
 		}
 	}
 	// Both namespaces' nodes share the metrics registry, so they share the
@@ -372,6 +375,18 @@ func closeUpstream(up *upstream.Client, log *slog.Logger) {
 // (history.Service, cluster.History).
 type unavailabler interface {
 	Unavailable() error
+}
+
+// allAvailable is unavailable while one of its histories is.
+type allAvailable []unavailabler
+
+func (a allAvailable) Unavailable() error {
+	for _, u := range a {
+		if err := u.Unavailable(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // historySummary is what GET /admin/history shows.
