@@ -919,33 +919,84 @@ func (h *History) read(ctx context.Context, hub, group string, after, upTo uint6
 		seq = lo
 	}
 	page.Records = make([]history.Record, 0, n)
-	for len(page.Records) < n {
-		raw, err := st.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break // trimmed meanwhile
-		}
-		if err != nil {
-			return page, fmt.Errorf("reading offset %d: %w", want+uint64(len(page.Records)), err)
-		}
-		op, _, err := decodeOp(raw.Data)
+	err = h.fetch(ctx, st, subj, seq, n, func(seq uint64, at time.Time, data []byte) bool {
+		op, _, err := decodeOp(data)
 		if err != nil || op.Message == nil {
-			return page, fmt.Errorf("stored message %d: %w", raw.Sequence, err)
+			h.m.errors.WithLabelValues(h.ns, "decode").Inc()
+			return false
 		}
 		m := op.Message
 		if m.Offset != want+uint64(len(page.Records)) || m.Epoch != page.Epoch {
-			if len(page.Records) == 0 && m.Offset > want {
-				return page, history.ErrOffsetGone // trimmed meanwhile
-			}
-			break
+			return false
 		}
-		page.Records = append(page.Records, history.Record{Hub: hub, Group: group, Offset: m.Offset, Time: raw.Time.UnixNano(),
+		page.Records = append(page.Records, history.Record{Hub: hub, Group: group, Offset: m.Offset, Time: at.UnixNano(),
 			Type: uint8(m.Type), FromUserID: m.FromUserID, Data: m.Data})
-		seq = raw.Sequence + 1
+		return true
+	})
+	if err != nil {
+		return page, err
+	}
+	if len(page.Records) == 0 && n > 0 {
+		return page, history.ErrOffsetGone // trimmed meanwhile
 	}
 	if len(page.Records) > 0 {
 		page.More = page.Records[len(page.Records)-1].Offset < last.offset
 	}
 	return page, nil
+}
+
+// fetch reads up to n messages of subj from stream sequence seq on, in
+// order, handing each to f until it returns false: through an ephemeral
+// consumer of the subject (one request to create it, the messages streamed
+// in one batch, one to delete it) rather than one request per message.
+func (h *History) fetch(ctx context.Context, st jetstream.Stream, subj string, seq uint64, n int, f func(seq uint64, at time.Time, data []byte) bool) error {
+	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		FilterSubject: subj, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: seq,
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, Replicas: 1,
+		InactiveThreshold: 30 * time.Second, // removed by the server if the delete below is lost
+	})
+	if err != nil {
+		return fmt.Errorf("reading the group's messages: %w", err)
+	}
+	name := cons.CachedInfo().Name
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.timeout)
+		defer cancel()
+		if err := st.DeleteConsumer(dctx, name); err != nil {
+			h.log.Debug("durable history: deleting a read's consumer", "consumer", name, "err", err)
+		}
+	}()
+	deadline, _ := ctx.Deadline()
+	wait := time.Until(deadline)
+	if wait <= 0 || wait > h.timeout {
+		wait = h.timeout
+	}
+	got := 0
+	for got < n {
+		batch, err := cons.Fetch(n-got, jetstream.FetchMaxWait(wait))
+		if err != nil {
+			return fmt.Errorf("reading the group's messages: %w", err)
+		}
+		before := got
+		for msg := range batch.Messages() {
+			meta, err := msg.Metadata()
+			if err != nil {
+				continue
+			}
+			if got < n && f(meta.Sequence.Stream, meta.Timestamp, msg.Data()) {
+				got++
+				continue
+			}
+			got = n // the run ended: drain the batch
+		}
+		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("reading the group's messages: %w", err)
+		}
+		if got == before {
+			break // nothing more within the wait: trimmed meanwhile
+		}
+	}
+	return nil
 }
 
 type historyMetrics struct {

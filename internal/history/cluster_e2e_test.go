@@ -743,3 +743,84 @@ func TestClusterHistoryClientSendToGroup(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// BenchmarkCatchUpPage measures a catch-up read of a page of 100 or 1,000
+// messages (1 KiB each) through the REST API, from the local log and from
+// JetStream (one NATS server): msgs/s and ms per page.
+//
+//	go test -run '^$' -bench CatchUpPage ./internal/history
+func BenchmarkCatchUpPage(b *testing.B) {
+	for _, s := range []struct {
+		name  string
+		start func(b *testing.B) []*servertest.Server
+	}{
+		{"local", func(b *testing.B) []*servertest.Server { return []*servertest.Server{startServer(b, b.TempDir())} }},
+		{"jetstream_R1", func(b *testing.B) []*servertest.Server {
+			return startBenchNodes(b, natstest.StartJetStream(b).URL(), 1, 1)
+		}},
+	} {
+		for _, n := range []int{100, 1000} {
+			b.Run(fmt.Sprintf("%s/%d", s.name, n), func(b *testing.B) {
+				rest := newREST(s.start(b)[0].Endpoint())
+				payload := strings.Repeat("x", 1024)
+				for range 2000 {
+					if r, err := rest.send("room:page", payload, ""); err != nil || r.status != http.StatusAccepted {
+						b.Fatalf("%+v %v", r, err)
+					}
+				}
+				b.ResetTimer()
+				for i := range b.N {
+					after := uint64(i*97) % uint64(2000-n)
+					st, p, err := rest.messages("room:page", after, n, "")
+					if err != nil || st != http.StatusOK || len(p.Messages) != n {
+						b.Fatalf("page after %d: %d %d messages %v", after, st, len(p.Messages), err)
+					}
+				}
+				b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "msgs/s")
+				b.ReportMetric(float64(b.Elapsed().Milliseconds())/float64(b.N), "ms/page")
+			})
+		}
+	}
+}
+
+// TestClusterHistoryCatchUpAnswers: the catch-up read of a clustered
+// history answers as the local log's does: the retained page, 410 for an
+// offset older than the retention (small:* keeps 3) or another epoch, 400
+// for an offset beyond the stream.
+func TestClusterHistoryCatchUpAnswers(t *testing.T) {
+	ns := natstest.StartJetStream(t)
+	nodes := startClusterNodes(t, ns.URL(), "a", "b")
+	for i := range 5 {
+		if r, err := newREST(nodes[i%2].Endpoint()).send("small:c", fmt.Sprint("m", i+1), ""); err != nil || r.offset != uint64(i+1) {
+			t.Fatalf("send %d: %+v %v", i+1, r, err)
+		}
+	}
+	rest := newREST(nodes[1].Endpoint())
+	st, p, err := rest.messages("small:c", 2, 10, "")
+	if err != nil || st != http.StatusOK || p.Offset != 5 || p.Oldest != 3 || len(p.Messages) != 3 || p.Messages[0].Data != "m3" || p.Messages[2].Data != "m5" {
+		t.Fatalf("after 2: %d %+v %v", st, p, err)
+	}
+	if st, p, _ := rest.messages("small:c", 3, 1, p.Epoch); st != http.StatusOK || len(p.Messages) != 1 || p.Messages[0].Offset != 4 || p.NextLink == nil {
+		t.Errorf("after 3, limit 1: %d %+v", st, p)
+	}
+	if st, p, _ := rest.messages("small:c", 5, 10, ""); st != http.StatusOK || len(p.Messages) != 0 {
+		t.Errorf("after the last: %d %+v", st, p)
+	}
+	for _, c := range []struct {
+		after  uint64
+		epoch  string
+		status int
+		code   string
+	}{
+		{1, "", http.StatusGone, "Error.History.OffsetGone"},
+		{6, "", http.StatusBadRequest, "Error.History.OffsetAhead"},
+		{3, "0000000000000001", http.StatusGone, "Error.History.EpochChanged"},
+	} {
+		if st, p, _ := rest.messages("small:c", c.after, 10, c.epoch); st != c.status || p.Code != c.code || p.Offset != 5 || p.Oldest != 3 {
+			t.Errorf("after %d epoch %q: %d %+v, want %d %s with the stream's place", c.after, c.epoch, st, p, c.status, c.code)
+		}
+	}
+	if st, p, _ := rest.messages("lobby", 0, 10, ""); st != http.StatusNotFound {
+		t.Errorf("a group without history: %d %+v", st, p)
+	}
+}
