@@ -104,7 +104,7 @@ func (sh *seqShard) end(group string, done chan struct{}) {
 // the live one, and a hub with a turn in flight is never reclaimed.
 func (h *Hub) sendDurable(ctx context.Context, hist History, op *Op) error {
 	if dh, ok := hist.(DeliveringHistory); ok {
-		// The history orders, stores and delivers: see deliverStored.
+		// The history orders, stores and delivers (Node.DeliverStored).
 		return dh.Store(ctx, op)
 	}
 	h, err := h.held()
