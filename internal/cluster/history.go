@@ -332,6 +332,7 @@ func (h *History) setupStreams() error {
 		default:
 			have := s.CachedInfo().Config
 			if diff := streamDiff(have, cfg); diff != "" {
+				h.m.errors.WithLabelValues(h.ns, "config_mismatch").Inc()
 				h.log.Error("durable history: the JetStream stream of a history rule differs from this node's configuration (the nodes of a cluster must share hubs.*.history and cluster.history_replicas); updating it to this node's",
 					"stream", cfg.Name, "differences", diff)
 				if s, err = h.js.UpdateStream(ctx, cfg); err != nil {
@@ -1015,7 +1016,7 @@ func newHistoryMetrics(reg prometheus.Registerer, ns string) (historyMetrics, er
 		delivered:   cv("delivered_total", "Stored messages this node received from the streams and delivered to its members, by namespace.", "namespace"),
 		replayed:    cv("replayed_messages_total", "Messages read from the streams for recovering joins and catch-up reads, by namespace.", "namespace"),
 		idemReplays: cv("idempotent_replays_total", "REST sends answered as retries of an earlier send with the same Idempotency-Key, by namespace.", "namespace"),
-		errors: cv("errors_total", "Durable-history errors by namespace and kind: unavailable (NATS down or the streams not set up: 503), store (a store failed or timed out: 503), timeout, contention (the next offset was taken by other nodes too often: 503), read (a read of the stream failed), decode (a stored message that is not a group send), consume (the stream's consumer lost its connection or heartbeats: it resumes after the last message it delivered).",
+		errors: cv("errors_total", "Durable-history errors by namespace and kind: unavailable (NATS down or the streams not set up: 503), store (a store failed or timed out: 503), timeout, contention (the next offset was taken by other nodes too often: 503), read (a read of the stream failed), decode (a stored message that is not a group send), consume (the stream's consumer lost its connection or heartbeats: it resumes after the last message it delivered), config_mismatch (a stream's limits differed from this node's history rules at start: updated to this node's).",
 			"namespace", "kind"),
 		unrecoverable: cv("unrecoverable_replays_total", "Recoveries and catch-up reads that could not be served, by namespace and reason (epoch, gone, too_many, ahead, incomplete, error).", "namespace", "reason"),
 	}
@@ -1025,7 +1026,7 @@ func newHistoryMetrics(reg prometheus.Registerer, ns string) (historyMetrics, er
 			return historyMetrics{}, err
 		}
 	}
-	for _, k := range []string{"unavailable", "store", "timeout", "contention", "read", "decode", "consume"} {
+	for _, k := range []string{"unavailable", "store", "timeout", "contention", "read", "decode", "consume", "config_mismatch"} {
 		m.errors.WithLabelValues(ns, k)
 	}
 	return m, nil

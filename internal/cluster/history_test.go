@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/natstest"
@@ -173,5 +175,51 @@ func TestHistoryTopWaitsForThisNodesDelivery(t *testing.T) {
 	openGate()
 	if got := <-tops; got.offset != 1 || got.delivered != 1 {
 		t.Fatalf("Top: offset %d with %d delivered, want 1 once it is delivered", got.offset, got.delivered)
+	}
+}
+
+// TestHistoryRulesDifferBetweenNodes: a node whose history rules give a
+// stream other limits than the stream has (another node's rules) says so
+// (errors_total{kind="config_mismatch"} and an error log) and updates the
+// stream to its own; a node with the same rules says nothing.
+func TestHistoryRulesDifferBetweenNodes(t *testing.T) {
+	ns := natstest.StartJetStream(t)
+	rules := func(n int) history.Policies {
+		return history.Policies{"chat": {{Pattern: "*", Retention: history.Retention{MaxMessages: n, MaxAge: time.Hour}}}}
+	}
+	start := func(id string, p history.Policies) *History {
+		h, err := join(t, ns.URL(), id).History("wps", HistoryConfig{Policies: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.Attach(discard{})
+		t.Cleanup(h.Close)
+		for deadline := time.Now().Add(20 * time.Second); h.Unavailable() != nil; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("node %s never ready: %v", id, h.Unavailable())
+			}
+		}
+		return h
+	}
+	mismatches := func(h *History) float64 {
+		return testutil.ToFloat64(h.m.errors.WithLabelValues("wps", "config_mismatch"))
+	}
+	a := start("a", rules(10))
+	b := start("b", rules(10))
+	if mismatches(a) != 0 || mismatches(b) != 0 {
+		t.Fatalf("same rules: mismatches %v and %v", mismatches(a), mismatches(b))
+	}
+	c := start("c", rules(20))
+	if mismatches(c) != 1 {
+		t.Errorf("node c with other rules: %v mismatches, want 1", mismatches(c))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := c.js.Stream(ctx, "SB_HIST_wps_chat-0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxMsgsPerSubject; got != 20 {
+		t.Errorf("the stream keeps %d per group, want node c's 20", got)
 	}
 }
