@@ -26,18 +26,7 @@ func Start(t testing.TB, port int) *Server {
 	if port == 0 {
 		port = natsserver.RANDOM_PORT
 	}
-	opts := &natsserver.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true, MaxPayload: 4 << 20}
-	s, err := natsserver.NewServer(opts)
-	if err != nil {
-		t.Fatalf("nats server: %v", err)
-	}
-	go s.Start()
-	if !s.ReadyForConnections(10 * time.Second) {
-		s.Shutdown()
-		t.Fatal("nats server not ready")
-	}
-	t.Cleanup(s.Shutdown)
-	return &Server{Server: s, t: t, opts: opts}
+	return start(t, &natsserver.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true, MaxPayload: 4 << 20})
 }
 
 // Port returns the port the server listens on.
