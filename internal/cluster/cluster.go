@@ -409,8 +409,8 @@ type NATSState struct {
 	MaxPayload int64  `json:"max_payload"`
 }
 
-// JetStreamState says whether the NATS account has JetStream. Nothing uses
-// it yet: durable history stays per node (see ARCHITECTURE.md).
+// JetStreamState says whether the NATS account has JetStream, which durable
+// history needs on a cluster (history.go).
 type JetStreamState struct {
 	Enabled bool   `json:"enabled"`
 	Error   string `json:"error,omitempty"`

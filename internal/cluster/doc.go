@@ -13,6 +13,8 @@
 //	sb.<ns>.ops.~marker    markers: what orders a node's requests after its ops (order.go)
 //	sb.<ns>.node.<id>.req  requests (core.Request) for the conns node id holds, or for its
 //	                       share of a user- or group-wide operation (request.go)
+//	sb.<ns>.hist.<rule>.<hub>.<group>  the JetStream streams of durable history, one per
+//	                       history rule, one subject per group (history.go)
 //
 // Every node subscribes to all of sb.<ns>.ops.> and delivers every operation
 // it receives, its own included, to its core node: an operation a node

@@ -119,6 +119,9 @@ type Cluster struct {
 	NATSKeyFile    string        `yaml:"nats_key_file" doc:"PEM private key of nats_cert_file"`
 	MaxRelays      int           `yaml:"max_relays" doc:"clients this node relays to the node holding their session (a reliable reconnect, a SignalR transport or poll that landed here), and sessions of this node whose client is on another node, each side counted apart, and relayed SignalR POSTs running at once; past it a relay is refused (1013, or 503 before a SignalR stream) and the client tries again" default:"10000"`
 	RequestTimeout time.Duration `yaml:"request_timeout" doc:"how long a REST operation on another node's connections (group membership, permissions, existence, user- and group-wide operations) waits for the nodes' answers; past it the call answers 503 Error.Cluster.Unavailable" default:"2s"`
+
+	// Durable history on JetStream.
+	HistoryReplicas int `yaml:"history_replicas" doc:"NATS servers each JetStream stream of durable history is stored on (1 to 5; 3 on a 3-server NATS cluster: a send is then acknowledged once two of them have it); must not exceed the NATS cluster's JetStream servers" default:"1"`
 }
 
 // Enabled reports whether the node is part of a cluster.
@@ -140,6 +143,9 @@ func (c Cluster) validate(nodeID string, bad func(key, format string, args ...an
 	}
 	if c.MaxRelays <= 0 {
 		bad("cluster.max_relays", "must be positive")
+	}
+	if c.HistoryReplicas < 1 || c.HistoryReplicas > 5 {
+		bad("cluster.history_replicas", "must be 1 to 5, got %d", c.HistoryReplicas)
 	}
 	for _, s := range c.NATSURL {
 		u, err := url.Parse(s)

@@ -15,5 +15,10 @@
 // Groups that keep history go through the hub's sequencer (history.go): a
 // send is made durable through the History seam, then broadcast in offset
 // order; a join that recovers from an offset replays and joins in the same
-// order. Sequencer locks are never held together with the locks above.
+// order. Sequencer locks are never held together with the locks above, but
+// for a history that delivers itself (a cluster's, stored.go): there the
+// group's sequencer shard lock is held over the delivery of a stored message
+// and over a recovering join's last step, so the order is sequencer shard →
+// hub shard → Conn.mu → Conn.out.mu, and nothing takes a sequencer lock while
+// holding one of the others.
 package core

@@ -62,9 +62,10 @@ type sequencer struct {
 }
 
 type seqShard struct {
-	mu    sync.Mutex
-	tails map[string]chan struct{} // group → channel closed when its last turn ends
-	_     [40]byte
+	mu      sync.Mutex
+	tails   map[string]chan struct{} // group → channel closed when its last turn ends
+	joiners map[string][]*joiner     // group → recovering joins in progress (a DeliveringHistory's)
+	_       [32]byte
 }
 
 func (s *sequencer) shard(group string) *seqShard {
@@ -102,6 +103,10 @@ func (sh *seqShard) end(group string, done chan struct{}) {
 // meanwhile, so that a stand-in or a stale hub never orders a group beside
 // the live one, and a hub with a turn in flight is never reclaimed.
 func (h *Hub) sendDurable(ctx context.Context, hist History, op *Op) error {
+	if dh, ok := hist.(DeliveringHistory); ok {
+		// The history orders, stores and delivers (Node.DeliverStored).
+		return dh.Store(ctx, op)
+	}
 	h, err := h.held()
 	if err != nil {
 		return err
@@ -153,6 +158,9 @@ func (h *Hub) JoinGroupFrom(c *Conn, group string, from *StreamPosition) (JoinRe
 	hist := h.history(group)
 	if hist == nil {
 		return JoinResult{}, h.join(c, group)
+	}
+	if _, ok := hist.(DeliveringHistory); ok {
+		return h.joinStored(c, group, hist, from)
 	}
 	h, err := h.held() // one sequencer per hub name, as sendDurable
 	if err != nil {

@@ -143,6 +143,9 @@ func NewNode(cfg Config) (*Node, error) {
 	cfg.HubSeries.Track(m.conns, m.sent, m.sentBytes, m.slowConsumers, m.sends)
 	n := &Node{cfg: cfg, metrics: m, log: cfg.Logger, hubs: make(map[string]*Hub), empty: newHubIndex()}
 	cfg.Broker.Attach(n)
+	if dh, ok := cfg.History.(DeliveringHistory); ok {
+		dh.Attach(n)
+	}
 	return n, nil
 }
 

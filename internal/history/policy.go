@@ -61,6 +61,23 @@ func (p Policies) Lookup(hub, group string) (Retention, bool) {
 	return Retention{}, false
 }
 
+// RuleOf returns which rule gives group of hub its retention: the key of
+// the hub's rules in p (the lower-case hub name, or "_default") and the
+// rule's index among them; ok is false when the group keeps no history.
+func (p Policies) RuleOf(hub, group string) (key string, index int, r Retention, ok bool) {
+	key = strings.ToLower(policyHub(hub))
+	rules, found := p[key]
+	if !found {
+		key, rules = "_default", p["_default"]
+	}
+	for i, rule := range rules {
+		if matchGlob(rule.Pattern, group) {
+			return key, i, rule.Retention, true
+		}
+	}
+	return "", 0, Retention{}, false
+}
+
 // MetricLabel is the hub label of hub's history metrics: the hub's name when
 // the policies name it, else "_default" (with hub's namespace), so that the
 // series are bounded by the configuration, not by the hubs clients use.

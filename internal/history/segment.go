@@ -58,6 +58,10 @@ var (
 	ErrEpochChanged = errors.New("history: the stream's epoch changed")
 	ErrOffsetAhead  = errors.New("history: offset beyond the stream's last offset")
 	ErrClosed       = errors.New("history: log closed")
+	// ErrClusterStore is the cause of core.ErrHistoryUnavailable on a
+	// cluster node whose stream store (NATS JetStream) did not take or
+	// answer a write; Reason names it.
+	ErrClusterStore = errors.New("the cluster's message store (NATS JetStream) is unreachable or did not confirm the write")
 	// ErrLogFailed marks a failure the log does not recover from while
 	// the process runs (a failed fsync: the page cache cannot be trusted).
 	// The errors that carry it also carry core.ErrHistoryUnavailable.
@@ -853,6 +857,8 @@ func FailureCause(err error) string {
 // left on device", "disk quota exceeded" or "I/O error" (no file names).
 func Reason(err error) string {
 	switch {
+	case errors.Is(err, ErrClusterStore):
+		return ErrClusterStore.Error()
 	case errors.Is(err, syscall.ENOSPC):
 		return syscall.ENOSPC.Error()
 	case errors.Is(err, syscall.EDQUOT):

@@ -12,6 +12,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
 
@@ -42,12 +43,6 @@ func newCluster(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 		rand.Read(b[:])
 		id = hex.EncodeToString(b[:])
 	}
-	for name, h := range cfg.Hubs {
-		if len(h.History) > 0 {
-			log.Warn("durable history is not clustered yet: each node keeps the history of the sends it accepts in its own log, and catch-up and replay read that log only",
-				"component", "cluster", "hub", name)
-		}
-	}
 	clus, err := cluster.Connect(context.Background(), cluster.Config{
 		URLs: cc.NATSURL, NodeID: id,
 		User: cc.NATSUser, Password: cc.NATSPassword, Token: cc.NATSToken, CredsFile: cc.NATSCredsFile,
@@ -73,6 +68,25 @@ func newCluster(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 		*dst = br
 	}
 	return clus, b, nil
+}
+
+// newClusterHistory returns the clustered durable history of both
+// namespaces: JetStream streams shared by every node (see cluster.History).
+func newClusterHistory(cfg config.Config, clus *cluster.Cluster, policies history.Policies) (wps, sr *cluster.History, err error) {
+	hc := cluster.HistoryConfig{
+		Policies:        policies,
+		Replicas:        cfg.Cluster.HistoryReplicas,
+		DuplicateWindow: cfg.History.IdempotencyWindow,
+		MaxReplay:       cfg.History.MaxReplay,
+		Timeout:         cfg.Cluster.RequestTimeout,
+	}
+	if wps, err = clus.History(clusterNamespaceWPS, hc); err != nil {
+		return nil, nil, err
+	}
+	if sr, err = clus.History(clusterNamespaceSignalR, hc); err != nil {
+		return nil, nil, err
+	}
+	return wps, sr, nil
 }
 
 // closeCluster leaves the cluster for a server that will not serve (or

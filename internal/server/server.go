@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/admin"
+	"github.com/switchboardhq/switchboard/internal/api/durable"
 	apiwps "github.com/switchboardhq/switchboard/internal/api/webpubsub"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/cluster"
@@ -36,11 +37,14 @@ type Server struct {
 	ws   *websocket.Server
 	ep   *wps.Endpoint
 	up   *upstream.Client // nil when no hub has event handlers
-	hist *history.Service // nil when no hub keeps history
-	http *http.Server
-	ln   net.Listener
-	sr   *signalRService  // nil when signalr.addr is empty
-	clus *cluster.Cluster // nil when cluster.nats_url is empty
+	hist *history.Service // nil when no hub keeps history, or on a cluster
+	// jsHist are the clustered histories (both namespaces) on a cluster
+	// whose hubs keep history; nil otherwise.
+	jsHist []*cluster.History
+	http   *http.Server
+	ln     net.Listener
+	sr     *signalRService  // nil when signalr.addr is empty
+	clus   *cluster.Cluster // nil when cluster.nats_url is empty
 	// relays carry reliable clients between this node and the node of
 	// their session; nil on a single node.
 	relays *cluster.Relays
@@ -113,9 +117,14 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		return nil, err
 	}
 	undo.push(func() { closeHistory(hist) })
-	var coreHist core.History // stays a nil interface without history
+	// The history of each namespace, in the forms its users take: nil
+	// interfaces without history.
+	var coreHist, srCoreHist core.History
+	var restHist, srRESTHist durable.History
+	var ready unavailabler
 	if hist != nil {
-		coreHist = hist
+		srHist := hist.Namespace(signalRNamespace)
+		coreHist, restHist, srCoreHist, srRESTHist, ready = hist, hist, srHist, srHist, hist
 	}
 	var onEnd func(*core.Conn, string)
 	if up != nil {
@@ -127,9 +136,22 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var jsHist []*cluster.History
 	if clus != nil {
 		undo.push(func() { closeCluster(clus, log) })
 		cfg.Server.NodeID = clus.NodeID() // a generated one: both namespaces carry it
+		if policies := historyPolicies(cfg); len(policies) > 0 {
+			wpsHist, srHist, err := newClusterHistory(cfg, clus, policies)
+			if err != nil {
+				return nil, err
+			}
+			jsHist = []*cluster.History{wpsHist, srHist}
+			undo.push(func() { wpsHist.Close(); srHist.Close() }) // before the cluster closes
+			coreHist, restHist, srCoreHist, srRESTHist, ready = wpsHist, wpsHist, srHist, srHist, wpsHist
+			if cfg.SignalR.Addr != "" { // the SignalR node's streams are set up once it exists
+				ready = allAvailable{wpsHist, srHist}
+			}
+		}
 	}
 	// Both namespaces' nodes share the metrics registry, so they share the
 	// bound of its hub labels too.
@@ -167,8 +189,8 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	if up != nil {
 		epCfg.Upstream = up
 	}
-	if hist != nil {
-		epCfg.History = hist
+	if restHist != nil {
+		epCfg.History = restHist
 	}
 	ep, err := wps.NewEndpoint(epCfg)
 	if err != nil {
@@ -187,9 +209,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		Idempotency: idem,
 		Logger:      log.With("component", "api"), Registerer: reg,
 	}
-	if hist != nil {
-		restCfg.History = hist
-	}
+	restCfg.History = restHist
 	rest, err := apiwps.NewHandler(restCfg)
 	if err != nil {
 		return nil, err
@@ -198,26 +218,22 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	mux.Handle("/client/", ep)
 	mux.Handle("/client", ep)
 	mux.Handle("/api/", rest)
-	mux.Handle(readyPath, readiness(hist))
+	mux.Handle(readyPath, readiness(ready))
 	admin.Register(mux, admin.Config{
 		Registry: reg,
 		Settings: cfg.Redacted(),
 		Pprof:    cfg.Admin.Pprof,
-		History:  historySummary(hist),
+		History:  historySummary(hist, jsHist),
 		Cluster:  clusterSummary(clus),
 		Authorized: func(r *http.Request) bool {
 			tok, ok := auth.BearerToken(r.Header.Get("Authorization"))
 			return ok && ring.VerifyServerToken(tok, r.URL.Path, time.Now()) == nil
 		},
 	})
-	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, lis: lis, ep: ep, clus: clus, relays: relays}
+	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, jsHist: jsHist, lis: lis, ep: ep, clus: clus, relays: relays}
 	if cfg.SignalR.Addr != "" {
-		var srHist *history.Namespaced // nil without history
-		if hist != nil {
-			srHist = hist.Namespace(signalRNamespace)
-		}
 		srIdem := idem.Namespace(signalRNamespace)
-		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srHist, srIdem, rates, lis, brokers.signalr, clus); err != nil {
+		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srCoreHist, srRESTHist, srIdem, rates, lis, brokers.signalr, clus); err != nil {
 			return nil, err
 		}
 		undo.push(s.sr.closeNow)
@@ -272,15 +288,8 @@ func (s *Server) Close() {
 // newHistory opens the history log when a hub keeps history, and returns
 // the idempotency index of REST sends (the log's, or one of its own).
 func newHistory(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*history.Service, *history.Idempotency, error) {
-	policies := history.Policies{}
-	for name, h := range cfg.Hubs {
-		for _, r := range h.History {
-			key := strings.ToLower(name)
-			policies[key] = append(policies[key], history.Rule{Pattern: r.Pattern,
-				Retention: history.Retention{MaxMessages: r.MaxMessages, MaxAge: r.MaxAge}})
-		}
-	}
-	if len(policies) == 0 {
+	policies := historyPolicies(cfg)
+	if len(policies) == 0 || cfg.Cluster.Enabled() { // a cluster keeps history in JetStream (newClusterHistory)
 		return nil, history.NewIdempotency(cfg.History.IdempotencyWindow, cfg.History.IdempotencyKeys), nil
 	}
 	fsync, err := history.ParseFsyncPolicy(cfg.History.Fsync)
@@ -306,6 +315,19 @@ func newHistory(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) 
 	return svc, svc.Idempotency(), nil
 }
 
+// historyPolicies are the hubs' history rules.
+func historyPolicies(cfg config.Config) history.Policies {
+	policies := history.Policies{}
+	for name, h := range cfg.Hubs {
+		for _, r := range h.History {
+			key := strings.ToLower(name)
+			policies[key] = append(policies[key], history.Rule{Pattern: r.Pattern,
+				Retention: history.Retention{MaxMessages: r.MaxMessages, MaxAge: r.MaxAge}})
+		}
+	}
+	return policies
+}
+
 // readyPath is the readiness probe. The liveness probe, /api/health, stays
 // 200 while the history is unavailable: everything else still works.
 const readyPath = "/api/health/ready"
@@ -314,7 +336,7 @@ const readyPath = "/api/health/ready"
 // every part of the server takes traffic, 503 {"status":"unavailable",
 // "reasons":[…]} while one does not (the history's storage: a full disk, an
 // I/O error).
-func readiness(hist *history.Service) http.Handler {
+func readiness(hist unavailabler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -359,9 +381,30 @@ func closeUpstream(up *upstream.Client, log *slog.Logger) {
 	}
 }
 
+// unavailabler says why sends to groups that keep history are refused
+// (history.Service, cluster.History).
+type unavailabler interface {
+	Unavailable() error
+}
+
+// allAvailable is unavailable while one of its histories is.
+type allAvailable []unavailabler
+
+func (a allAvailable) Unavailable() error {
+	for _, u := range a {
+		if err := u.Unavailable(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // historySummary is what GET /admin/history shows.
-func historySummary(h *history.Service) func() any {
+func historySummary(h *history.Service, js []*cluster.History) func() any {
 	return func() any {
+		if len(js) > 0 {
+			return js[0].Summary()
+		}
 		if h == nil {
 			return map[string]any{"policies": map[string]any{}, "enabled": false}
 		}
@@ -532,6 +575,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			s.sr.http.Close()
 			s.sr.closeNow()
 		}
+		for _, h := range s.jsHist {
+			h.Close()
+		}
 		if s.clus != nil {
 			closeCluster(s.clus, s.log)
 		}
@@ -568,6 +614,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	if s.sr != nil {
 		errs = append(errs, s.sr.shutdown(sctx)...)
+	}
+	for _, h := range s.jsHist { // after the sessions and the REST calls: nothing stores any more
+		h.Close()
 	}
 	if s.clus != nil { // after the sessions and the REST calls: nothing publishes any more
 		if err := s.clus.Close(sctx); err != nil {

@@ -47,10 +47,11 @@ type signalRService struct {
 // idempotency index ("signalr/<hub>"), apart from the Web PubSub hubs of the same names.
 const signalRNamespace = "signalr"
 
-// newSignalR assembles the SignalR endpoint. hist is the SignalR namespace's history (nil when no
-// hub keeps history), idem its view of the idempotency index.
+// newSignalR assembles the SignalR endpoint. coreHist and restHist are the SignalR namespace's
+// history for its node and its REST API (nil interfaces when no hub keeps history), idem its view
+// of the idempotency index.
 func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer,
-	series *core.HubSeries, hist *history.Namespaced, idem *history.Idempotency, rates *ratelimit.Limiter, lis *listeners,
+	series *core.HubSeries, coreHist core.History, restHist durable.History, idem *history.Idempotency, rates *ratelimit.Limiter, lis *listeners,
 	broker core.Broker, clus *cluster.Cluster) (_ *signalRService, err error) {
 	s := &signalRService{cfg: cfg, log: log, lis: lis}
 	defer func() {
@@ -58,11 +59,6 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 			s.closeNow() // what was started before the failure
 		}
 	}()
-	var coreHist core.History // nil interfaces without history
-	var restHist durable.History
-	if hist != nil {
-		coreHist, restHist = hist, hist
-	}
 	if len(cfg.SignalR.Upstreams) > 0 {
 		ups := make([]upstream.SignalRUpstream, len(cfg.SignalR.Upstreams))
 		for i, u := range cfg.SignalR.Upstreams {

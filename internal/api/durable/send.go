@@ -77,7 +77,22 @@ func (s Sender) Send(ctx context.Context, key string, hub *core.Hub, t core.Targ
 	}
 	m.IdempotencyKey = key
 	if err := hub.Send(ctx, t, m); err != nil {
+		var dup *core.DuplicateError
+		if errors.As(err, &dup) {
+			// A cluster's history stored this key already (sent through
+			// another node): the answer is the first send's, as from Keys.
+			res = history.Result{Offset: dup.Offset, Epoch: dup.Epoch}
+			claim.Commit(res)
+			if s.Replays != nil {
+				s.Replays.IdempotentReplay(hub.Name())
+			}
+			return Sent{Result: res, Replayed: true}, nil
+		}
 		claim.Abort()
+		if errors.Is(err, history.ErrKeyReused) {
+			return Sent{}, &Failure{Status: http.StatusUnprocessableEntity, Code: CodeKeyReused, Target: HeaderKey, cause: err,
+				Message: fmt.Sprintf("Idempotency-Key %s was used for a different request.", excerpt.Quote(key))}
+		}
 		return Sent{}, err
 	}
 	res = history.Result{Offset: m.Offset, Epoch: m.Epoch}

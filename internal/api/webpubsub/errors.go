@@ -69,6 +69,10 @@ var coreErrors = [...]rule{
 	{core.ErrHubLimit, http.StatusServiceUnavailable, codeUnavailable, "hub", "The server holds too many hubs (limits.max_hubs); try again later."},
 	{core.ErrHubReclaimed, http.StatusServiceUnavailable, codeUnavailable, "hub", "The hub was reclaimed while idle; try again."},
 	{core.ErrBrokerUnavailable, http.StatusServiceUnavailable, rest.CodeClusterUnavailable, "", rest.MsgClusterUnavailable},
+	// Invocations of a client (SignalR's :invoke; no Web PubSub REST call waits for a client yet).
+	{core.ErrInvocationTimeout, http.StatusGatewayTimeout, "Error.Invocation.Timeout", "", "The client did not answer the invocation in time."},
+	{core.ErrInvocationClosed, http.StatusNotFound, codeConnNotExisted, "Connection", "Connection `%s` closed before it answered the invocation."},
+	{core.ErrInvocationID, http.StatusConflict, "Error.Conflict", "", "The invocation id is in use on connection `%s`."},
 	// Not core's, but they come back through core calls: the request's
 	// context ended (client gone or server shutting down).
 	{context.Canceled, http.StatusServiceUnavailable, codeUnavailable, "", "The request was canceled."},

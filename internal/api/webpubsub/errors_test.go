@@ -33,6 +33,9 @@ var coreSentinels = map[string]error{
 	"ErrHubLimit":           core.ErrHubLimit,
 	"ErrHubReclaimed":       core.ErrHubReclaimed,
 	"ErrBrokerUnavailable":  core.ErrBrokerUnavailable,
+	"ErrInvocationTimeout":  core.ErrInvocationTimeout,
+	"ErrInvocationClosed":   core.ErrInvocationClosed,
+	"ErrInvocationID":       core.ErrInvocationID,
 }
 
 func TestEveryCoreErrorIsMapped(t *testing.T) {
