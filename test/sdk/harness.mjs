@@ -1385,13 +1385,17 @@ export function natsServerBin() {
 }
 
 /**
- * Start `nats-server -a 127.0.0.1 -p <free port>` (core NATS, JetStream off) and wait until it
- * accepts TCP connections. Returns {url, port, stop(), diag()}.
+ * Start `nats-server -a 127.0.0.1 -p <free port>` (core NATS; with `jetstream`, JetStream on, its
+ * store in a temp directory removed by stop()) and wait until it accepts TCP connections.
+ * Returns {url, port, stop(), diag()}.
  */
-export async function startNats() {
+export async function startNats({ jetstream = false } = {}) {
   const bin = await natsServerBin();
   const port = await freePort();
-  const child = spawn(bin, ["-a", "127.0.0.1", "-p", String(port)], { stdio: ["ignore", "pipe", "pipe"] });
+  const args = ["-a", "127.0.0.1", "-p", String(port)];
+  const storeDir = jetstream ? mkdtempSync(path.join(os.tmpdir(), "switchboard-sdk-nats-")) : null;
+  if (storeDir) args.push("-js", "-sd", storeDir);
+  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] });
   let log = "";
   for (const s of [child.stdout, child.stderr]) {
     s.setEncoding("utf8");
@@ -1419,6 +1423,7 @@ export async function startNats() {
     }, 5000);
     const r = await exitPromise;
     clearTimeout(timer);
+    if (storeDir) rmSync(storeDir, { recursive: true, force: true });
     return r;
   };
   try {
@@ -1513,11 +1518,12 @@ export async function startRoundRobinProxy(targetPorts) {
  * Start a NATS server and `nodes` Switchboard nodes on it (node ids n1, n2, …), sharing two access
  * keys, each with its own ports and data dir, plus a round-robin proxy in front of their main
  * ports (and one in front of their SignalR ports, `signalrProxy`, when they have them).
- * `clustered: false` starts the same nodes without cluster.nats_url (to see the suite fail).
+ * `clustered: false` starts the same nodes without cluster.nats_url (to see the suite fail);
+ * `jetstream: true` turns JetStream on in the NATS server (durable history on a cluster).
  * Extra startServer options (e.g. signalr, config) apply to every node.
  * Returns {nats, nodes: [startServer results], proxy, signalrProxy, keys, diag(), stop()}.
  */
-export async function startCluster({ nodes: count = 3, clustered = true, ...opts } = {}) {
+export async function startCluster({ nodes: count = 3, clustered = true, jetstream = false, ...opts } = {}) {
   const keys = [randomAccessKey(), randomAccessKey()];
   const c = { nodes: [], keys };
   c.diag = () => (c.nats ? c.nats.diag() : "") + c.nodes.map((n) => (n.exited() ? `\n[node EXITED: ${JSON.stringify(n.exited())}]` : "") + n.diag()).join("");
@@ -1528,7 +1534,7 @@ export async function startCluster({ nodes: count = 3, clustered = true, ...opts
     await c.nats?.stop();
   };
   try {
-    c.nats = await startNats();
+    c.nats = await startNats({ jetstream });
     for (let i = 1; i <= count; i++) {
       const extraArgs = ["--set", `server.node_id=n${i}`];
       if (clustered) extraArgs.push("--set", `cluster.nats_url=${c.nats.url}`);
