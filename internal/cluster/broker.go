@@ -242,9 +242,13 @@ func hubToken(hub string) string { return strings.ReplaceAll(hub, ".", "~") }
 
 // dropped counts an op the inbox had no room for: its flow token, if any,
 // is lost with it.
-func (b *Broker) dropped() {
+func (b *Broker) dropped(first bool) {
 	b.c.m.errors.WithLabelValues("slow_consumer").Inc()
 	b.reset()
+	if first {
+		b.c.log.Error("dropping operations from NATS: this node delivers them slower than they arrive",
+			"namespace", b.ns, "max_queued", inboxMaxMsgs, "max_queued_bytes", inboxMaxBytes)
+	}
 }
 
 // receive decodes and delivers one operation; the inbox calls it on one

@@ -20,7 +20,9 @@ import (
 // nats.go drops a message whose channel is full, so a pump moves messages
 // from the channel to a queue bounded in messages and bytes (nats.go's
 // defaults for a subscription); past the bound a message is dropped and
-// counted as errors_total{kind="slow_consumer"}, as NATS does.
+// counted as errors_total{kind="slow_consumer"}, as NATS does. The memory
+// held is at most that queue, the batch being delivered (one queue's worth)
+// and the channel's inboxChan messages the pump has not taken yet.
 const (
 	inboxChan     = 1024
 	inboxMaxMsgs  = 512 * 1024
@@ -30,20 +32,23 @@ const (
 type inbox struct {
 	ch      chan *nats.Msg
 	deliver func(*nats.Msg)
-	dropped func()
+	// dropped is called for every message the queue has no room for;
+	// first is true for the first one since the queue was last empty.
+	dropped func(first bool)
 
-	mu      sync.Mutex
-	q       []*nats.Msg
-	bytes   int
-	wake    chan struct{} // cap 1: the queue is not empty
-	stop    chan struct{} // closed by close
-	pumped  chan struct{} // closed by the pump once it stopped
-	done    chan struct{} // closed by the deliverer once it stopped
-	stopped sync.Once
+	mu       sync.Mutex
+	q        []*nats.Msg
+	bytes    int
+	dropping bool          // a message was dropped since the queue was last empty
+	wake     chan struct{} // cap 1: the queue is not empty
+	stop     chan struct{} // closed by close
+	pumped   chan struct{} // closed by the pump once it stopped
+	done     chan struct{} // closed by the deliverer once it stopped
+	stopped  sync.Once
 }
 
 // newInbox starts the pump and the deliverer; close stops them.
-func newInbox(deliver func(*nats.Msg), dropped func()) *inbox {
+func newInbox(deliver func(*nats.Msg), dropped func(first bool)) *inbox {
 	in := &inbox{ch: make(chan *nats.Msg, inboxChan), deliver: deliver, dropped: dropped,
 		wake: make(chan struct{}, 1), stop: make(chan struct{}), pumped: make(chan struct{}), done: make(chan struct{})}
 	go in.pump()
@@ -75,8 +80,10 @@ func (in *inbox) pump() {
 func (in *inbox) push(m *nats.Msg) {
 	in.mu.Lock()
 	if len(in.q) >= inboxMaxMsgs || in.bytes+msgSize(m) > inboxMaxBytes {
+		first := !in.dropping
+		in.dropping = true
 		in.mu.Unlock()
-		in.dropped()
+		in.dropped(first)
 		return
 	}
 	in.q = append(in.q, m)
@@ -109,6 +116,9 @@ func (in *inbox) drain(batch []*nats.Msg) []*nats.Msg {
 		in.mu.Lock()
 		batch, in.q = in.q, batch[:0]
 		in.bytes = 0
+		if len(batch) == 0 {
+			in.dropping = false
+		}
 		in.mu.Unlock()
 		if len(batch) == 0 {
 			return batch
