@@ -24,7 +24,7 @@ import (
 // held is at most that queue, the batch being delivered (one queue's worth)
 // and the channel's inboxChan messages the pump has not taken yet.
 const (
-	inboxChan     = 1024
+	inboxChan     = 8192
 	inboxMaxMsgs  = 512 * 1024
 	inboxMaxBytes = 64 << 20
 )
