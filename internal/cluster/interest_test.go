@@ -407,3 +407,33 @@ func firstDiff(a, b []string) int {
 	}
 	return -1
 }
+
+// TestConnectGroupsThenSendAlwaysArrives: a conn that connects on node b
+// into groups b has no members of (its token's groups) gets every send
+// accepted by another node after the connect returned.
+func TestConnectGroupsThenSendAlwaysArrives(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	a, b := startMember(t, ns.URL(), "a"), startMember(t, ns.URL(), "b")
+	var clients []*client
+	for r := range 30 {
+		groups := []string{fmt.Sprintf("r%d-x", r), fmt.Sprintf("r%d-y", r), fmt.Sprintf("r%d-z", r)}
+		clients = append(clients, b.connect(t, groups...))
+		for _, g := range groups {
+			if err := a.hub.Send(context.Background(), core.Target{Kind: core.ToGroup, Name: g}, text(g)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	fence(t, a, []*member{a, b}, "a")
+	for r, cl := range clients {
+		n := 0
+		for _, d := range cl.received() {
+			if strings.HasPrefix(d, fmt.Sprintf("r%d-", r)) {
+				n++
+			}
+		}
+		if n != 3 {
+			t.Errorf("conn %d got %d of the 3 sends to its groups accepted after it connected", r, n)
+		}
+	}
+}

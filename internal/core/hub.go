@@ -131,9 +131,13 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 	if c.userID != "" {
 		h.users.add(c.userID, c)
 	}
+	var added []string
 	for _, g := range info.Groups {
-		h.join(c, g)
+		if ok, _ := h.addMember(c, g); ok {
+			added = append(added, g)
+		}
 	}
+	h.awaitGroups(added) // one NATS round trip in a cluster, whatever their number
 	h.joinTagged(c)
 	h.node.metrics.conns.WithLabelValues(h.label, c.dialect).Inc()
 	return c, nil
@@ -201,10 +205,22 @@ func (h *Hub) ConnCount() int { return h.conns.len() }
 // reaches c.
 func (h *Hub) join(c *Conn, group string) error {
 	added, err := h.addMember(c, group)
-	if added && h.interest != nil {
-		h.interest.AwaitGroup(h.name, group)
+	if added {
+		h.awaitGroups([]string{group})
 	}
 	return err
+}
+
+// awaitGroups waits, with an Interest broker, until it receives the ops of
+// groups, which conns just joined: the first wait covers every subscription
+// made before it, so the others return at once.
+func (h *Hub) awaitGroups(groups []string) {
+	if h.interest == nil {
+		return
+	}
+	for _, g := range groups {
+		h.interest.AwaitGroup(h.name, g)
+	}
 }
 
 // addMember adds c to group; it reports whether c is new there.
