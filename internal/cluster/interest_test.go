@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,11 +21,12 @@ import (
 // member is a core node of a cluster: its broker, its node, and what the
 // broker delivered to it.
 type member struct {
-	id  string
-	b   *Broker
-	n   *core.Node
-	hub *core.Hub
-	ops *recorder
+	codec textCodec // every conn of the member's
+	id    string
+	b     *Broker
+	n     *core.Node
+	hub   *core.Hub
+	ops   *recorder
 }
 
 // tee records every op, then delivers it to the node.
@@ -61,16 +63,20 @@ func startMember(t *testing.T, url, id string) *member {
 	return m
 }
 
-// textCodec encodes a message as its data.
-type textCodec struct{}
+// textCodec encodes a message as its data, and counts its encodes of
+// messages other than fences ("end-…") and sends to a conn ("to-…").
+type textCodec struct{ groupEncodes atomic.Int64 }
 
-func (textCodec) Key() int { return 1 }
-func (textCodec) EncodeMessage(m *core.Message) core.Frame {
+func (*textCodec) Key() int { return 1 }
+func (c *textCodec) EncodeMessage(m *core.Message) core.Frame {
+	if d := string(m.Data); !strings.HasPrefix(d, "end-") && !strings.HasPrefix(d, "to-") {
+		c.groupEncodes.Add(1)
+	}
 	return core.Frame{Data: append([]byte(nil), m.Data...)}
 }
-func (textCodec) Sequenced() bool                              { return false }
-func (textCodec) AppendHead(dst []byte, _ uint64) []byte       { return dst }
-func (textCodec) EncodeDisconnected(string) (core.Frame, bool) { return core.Frame{}, false }
+func (*textCodec) Sequenced() bool                              { return false }
+func (*textCodec) AppendHead(dst []byte, _ uint64) []byte       { return dst }
+func (*textCodec) EncodeDisconnected(string) (core.Frame, bool) { return core.Frame{}, false }
 
 type nopLink struct{}
 
@@ -86,7 +92,7 @@ type client struct {
 
 func (m *member) connect(t *testing.T, groups ...string) *client {
 	t.Helper()
-	c, err := m.hub.Connect(core.ConnInfo{Groups: groups, Codec: textCodec{}, Dialect: "test"}, nopLink{})
+	c, err := m.hub.Connect(core.ConnInfo{Groups: groups, Codec: &m.codec, Dialect: "test"}, nopLink{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,6 +185,15 @@ func TestGroupSendCrossesNATSOnlyToNodesWithMembers(t *testing.T) {
 	}{{a, 0}, {b, 50}, {c, 50}} {
 		if got := tc.m.groupOps(group); got != tc.want {
 			t.Errorf("node %s received %d ops to the group, want %d (members: once per node)", tc.m.id, got, tc.want)
+		}
+	}
+	// Encode once per node: b's two members share one encoding of each send.
+	for _, tc := range []struct {
+		m    *member
+		want int64
+	}{{a, 0}, {b, 50}, {c, 50}} {
+		if got := tc.m.codec.groupEncodes.Load(); got != tc.want {
+			t.Errorf("node %s encoded group messages %d times, want %d", tc.m.id, got, tc.want)
 		}
 	}
 	for name, cl := range map[string]*client{"b1": b1, "b2": b2, "c1": c1} {
