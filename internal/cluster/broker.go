@@ -23,8 +23,9 @@ type Broker struct {
 	ns     string
 	prefix string // sb.<ns>.ops.
 	// sub are the subscriptions to the ops to every node and to this
-	// node's conns, in.groups those to the groups with local members
-	// (interest.go); all feed inbox. subs counts them (and reqSub).
+	// node's conns (they feed inbox) and to syncs; in.groups those to the
+	// groups with local members (interest.go; they feed inbox). subs
+	// counts them and reqSub.
 	sub     []*nats.Subscription
 	subs    prometheus.Gauge
 	subErrs prometheus.Counter
@@ -122,6 +123,13 @@ func (c *Cluster) Broker(ns string) (*Broker, error) {
 		return fail(fmt.Errorf("cluster: subscribing to %s: %w", b.requestSubject(c.cfg.NodeID), err))
 	}
 	b.reqSub = reqSub
+	// Other nodes' syncs (interest.go): answered at once, on their own
+	// goroutine.
+	syncSub, err := c.nc.Subscribe(b.syncSubject(), b.answerSync)
+	if err != nil {
+		return fail(fmt.Errorf("cluster: subscribing to %s: %w", b.syncSubject(), err))
+	}
+	b.sub = append(b.sub, syncSub)
 	if err := c.nc.FlushTimeout(c.cfg.ConnectTimeout); err != nil {
 		return fail(fmt.Errorf("cluster: NATS: %w", err))
 	}

@@ -14,6 +14,7 @@
 //	sb.<ns>.grp.<hub>.<g>  the operations to group g (its name in base64url), for the nodes
 //	                       with members of it (interest.go)
 //	sb.<ns>.node.<id>.ops  the operations to a conn of node id
+//	sb.<ns>.sync           a round trip through every node: confirms a group subscription (interest.go)
 //	sb.<ns>.node.<id>.req  requests (core.Request) for the conns node id holds, or for its
 //	                       share of a user- or group-wide operation (request.go)
 //

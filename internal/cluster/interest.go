@@ -2,8 +2,10 @@ package cluster
 
 import (
 	"encoding/base64"
+	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -30,16 +32,13 @@ import (
 //
 // A join must not return before the node receives the group's ops: a send
 // accepted after it (by any node) would miss the member. So the first
-// member's join subscribes (WatchGroup, under core's group lock), and
-// every join waits (AwaitGroup) until a NATS round trip after that
-// subscription: the server has it then. Between NATS servers interest
-// travels on the route, in order with the messages of the account, so a
-// join answered to another node over NATS (a REST join on a node that does
-// not hold the conn) is seen by every server first; a join answered to its
-// client directly is on every server a route hop later (within
-// microseconds, but a send through a node of another NATS server in that
-// window can miss it).
-
+// member's join subscribes (WatchGroup, under core's group lock), and every
+// join waits (AwaitGroup) until a sync after that subscription: a round
+// trip through every other live node (sb.<ns>.sync), which tells that
+// every node's NATS server has the subscription (a server passes a
+// subscription on to the others before the messages published after it).
+// One sync covers every subscription made before it, so concurrent joins
+// share one.
 // groupSub is a subscription to a group's ops.
 type groupSub struct {
 	sub *nats.Subscription // nil: NATS refused it (closed connection)
@@ -53,13 +52,15 @@ type interest struct {
 	mu     sync.Mutex
 	groups map[groupKey]*groupSub
 	gen    uint64 // subscriptions made so far
-	// confirmed: the NATS server has every subscription up to this gen.
+	// confirmed: the NATS servers of every node have every subscription
+	// up to this gen; syncMu makes one sync at a time (AwaitGroup).
 	confirmed atomic.Uint64
+	syncMu    sync.Mutex
 }
 
 // fixedSubs are a broker's subscriptions besides its groups': the
-// hub-wide ops, the node's own ops, its requests.
-const fixedSubs = 3
+// hub-wide ops, the node's own ops, its requests, syncs.
+const fixedSubs = 4
 
 var _ core.Interest = (*Broker)(nil)
 
@@ -140,29 +141,81 @@ func (b *Broker) UnwatchGroup(hub, group string) {
 	b.reset()
 }
 
-// AwaitGroup returns once the NATS server has the node's subscription to
-// group (a flush: one round trip, for every subscription made before it),
-// at most half the request timeout; past it, or when NATS is down, it
-// counts errors_total{kind="subscribe"} and returns: the subscription is
-// made again on reconnect.
+// AwaitGroup returns once every NATS server of the cluster's nodes has the
+// node's subscription to group, at most half the request timeout; past it,
+// or when NATS is down, it counts errors_total{kind="subscribe"} and
+// returns (nats.go subscribes again on reconnect). One sync (see sync)
+// covers every subscription made before it: concurrent joins share it.
 func (b *Broker) AwaitGroup(hub, group string) {
 	b.in.mu.Lock()
 	g := b.in.groups[groupKey{hub, group}]
-	gen := b.in.gen
 	b.in.mu.Unlock()
 	if g == nil || g.sub == nil || b.in.confirmed.Load() >= g.gen {
 		return
 	}
-	if err := b.c.nc.FlushTimeout(b.orderWait()); err != nil {
+	b.in.syncMu.Lock()
+	defer b.in.syncMu.Unlock()
+	if b.in.confirmed.Load() >= g.gen { // a sync that started after it
+		return
+	}
+	b.in.mu.Lock()
+	gen := b.in.gen
+	b.in.mu.Unlock()
+	if err := b.sync(); err != nil {
 		b.subErrs.Inc()
-		b.c.log.Warn("a group's subscription was not confirmed by NATS: sends to the group may miss a member that just joined",
+		b.c.log.Warn("a group's subscription was not confirmed by every node's NATS server: sends to the group may miss a member that just joined",
 			"hub", hub, "err", err)
 		return
 	}
-	for {
-		c := b.in.confirmed.Load()
-		if c >= gen || b.in.confirmed.CompareAndSwap(c, gen) {
-			return
+	b.in.confirmed.Store(gen) // under syncMu: it only grows
+}
+
+// sync makes a round trip through every other live node: it publishes on
+// sb.<ns>.sync, which every node answers at once, and waits for their
+// answers. NATS handles one connection's messages in order, and a server
+// forwards a subscription to the other servers (RS+ on the route) before
+// any message published after it; so once a node answered, its server has
+// every subscription this node made before the sync. Alone (no other live
+// node) a flush does for this node's server.
+func (b *Broker) sync() error {
+	timeout := b.orderWait()
+	others := map[string]bool{}
+	for _, id := range b.c.liveNodes() {
+		if id != b.c.cfg.NodeID {
+			others[id] = true
 		}
+	}
+	if len(others) == 0 {
+		return b.c.nc.FlushTimeout(timeout)
+	}
+	inbox := b.c.nc.NewRespInbox()
+	sub, err := b.c.nc.SubscribeSync(inbox)
+	if err != nil {
+		return fmt.Errorf("cluster: sync: %w", err)
+	}
+	defer sub.Unsubscribe()
+	if err := b.c.nc.PublishRequest(b.syncSubject(), inbox, []byte(b.c.cfg.NodeID)); err != nil {
+		return fmt.Errorf("cluster: sync: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	for len(others) > 0 {
+		m, err := sub.NextMsg(time.Until(deadline))
+		if err != nil {
+			return fmt.Errorf("cluster: sync: %d node(s) did not answer: %w", len(others), err)
+		}
+		delete(others, string(m.Data))
+	}
+	return nil
+}
+
+func (b *Broker) syncSubject() string { return "sb." + b.ns + ".sync" }
+
+// answerSync answers another node's sync with this node's id.
+func (b *Broker) answerSync(m *nats.Msg) {
+	if string(m.Data) == b.c.cfg.NodeID || m.Reply == "" {
+		return
+	}
+	if err := m.Respond([]byte(b.c.cfg.NodeID)); err != nil {
+		b.subErrs.Inc()
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	natsserver "github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/eventually"
@@ -81,5 +82,38 @@ func TestOrderAcrossNATSServers(t *testing.T) {
 	if i := firstDiff(got, want); i >= 0 {
 		t.Errorf("the member got %d messages, want %d, in order; from #%d: got %q, want %q",
 			len(got), len(want), i, got[min(i, len(got)):min(i+5, len(got))], want[min(i, len(want)):min(i+5, len(want))])
+	}
+}
+
+// TestLocalJoinAcrossNATSServers: a join answered on the member's own node
+// b (NATS server 2), as a client's joinGroup is, is known to server 1 when
+// it returns: a send a (server 1) accepts right after reaches the member.
+func TestLocalJoinAcrossNATSServers(t *testing.T) {
+	u1, u2 := startRoutedPair(t)
+	a, b := startMember(t, u1, "a"), startMember(t, u2, "b")
+	eventually.True(t, "b sees a", 10*time.Second, func() bool { return len(b.b.c.liveNodes()) == 2 })
+	m := b.connect(t)
+	const rounds = 300
+	for i := range rounds {
+		g := fmt.Sprintf("g%d", i)
+		if err := b.hub.JoinGroup(m.c, g); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.hub.Send(context.Background(), core.Target{Kind: core.ToGroup, Name: g}, text(g)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fence(t, a, []*member{a, b}, "a")
+	n := 0
+	for _, d := range m.received() {
+		if !strings.HasPrefix(d, "end-") {
+			n++
+		}
+	}
+	if n != rounds {
+		t.Errorf("the member got %d of the %d sends accepted after its joins", n, rounds)
+	}
+	if e := testutil.ToFloat64(b.b.subErrs); e != 0 {
+		t.Errorf("errors_total{kind=\"subscribe\"} counted %v", e)
 	}
 }
