@@ -202,10 +202,11 @@ func (h *Hub) ConnCount() int { return h.conns.len() }
 // join adds c to group; it reports ErrGroupLimit when c is in too many.
 // With an Interest broker it returns once the broker receives the group's
 // operations, so that a send accepted anywhere after the join returned
-// reaches c.
+// reaches c (also when c was a member already: its first join may still
+// be waiting).
 func (h *Hub) join(c *Conn, group string) error {
-	added, err := h.addMember(c, group)
-	if added {
+	_, err := h.addMember(c, group)
+	if err == nil {
 		h.awaitGroups([]string{group})
 	}
 	return err
