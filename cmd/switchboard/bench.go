@@ -88,6 +88,7 @@ See bench/README.md.`,
 	f.StringVar(&o.ConnString, "connection-string", "", "server connection string (default $SWITCHBOARD_CONNECTION_STRING)")
 	f.StringVar(&o.SignalRConnString, "signalr-connection-string", "", "signalr-*: the SignalR endpoint's connection string, the server's second stdout line (default $SWITCHBOARD_SIGNALR_CONNECTION_STRING)")
 	f.StringVar(&o.Protocol, "protocol", "", "signalr-*: hub protocol of the clients, json or messagepack (default json)")
+	f.StringArrayVar(&o.Nodes, "node", nil, "another node of the connection string's cluster (its endpoint, e.g. http://127.0.0.1:9080; repeatable): connections and REST publishers spread round-robin over every node")
 	f.StringVar(&o.Hub, "hub", "bench", "hub to use")
 	f.IntVar(&o.Subscribers, "subscribers", 100, "fanout, signalr-fanout: connections in the group")
 	f.IntVar(&o.Publishers, "publishers", 1, "fanout, signalr-fanout, users: REST publishers, one request in flight each")

@@ -61,7 +61,7 @@ func (w *Worker) dial(ctx context.Context, spec ConnSpec, fresh bool) (*client, 
 	if err != nil {
 		return nil, fmt.Errorf("token: %w", err)
 	}
-	u := w.wsBase + "?access_token=" + token
+	u := w.wsBases[spec.ID%len(w.wsBases)] + "?access_token=" + token
 	d := w.wsDialer(spec)
 	d.Protocols = []string{Subprotocol}
 	conn, br, _, err := d.Dial(ctx, u)

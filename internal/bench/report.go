@@ -13,6 +13,10 @@ import (
 func (rep *Report) WriteTable(out io.Writer) {
 	o := rep.Options
 	fmt.Fprintf(out, "scenario %s  %s\n", o.Scenario, describe(o))
+	if len(o.Nodes) > 0 {
+		fmt.Fprintf(out, "cluster of %d nodes: connections and publishers round-robin over the connection string's node and %s; srv CPU and RSS are the first node's\n",
+			1+len(o.Nodes), strings.Join(o.Nodes, ", "))
+	}
 	fmt.Fprintf(out, "server observed by %s; %d worker(s) of %s, %d source address(es); %s\n\n", rep.Server, o.Workers, threadsText(o.Threads), max(o.SourceIPs, 1), rep.Date.Format("2006-01-02 15:04 UTC"))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	messages := o.Scenario == "fanout" || o.Scenario == "durable" || o.Scenario == "signalr-fanout" || o.Scenario == "rooms" || o.Scenario == "users"

@@ -32,6 +32,10 @@ type Options struct {
 	Scenario   string `json:"scenario"`
 	ConnString string `json:"-"`
 	Hub        string `json:"hub"`
+	// Nodes are the endpoints (http://host:port) of the other nodes of the cluster the
+	// connection string's server is in (they share its access key): the Web PubSub
+	// scenarios spread connections and REST publishers over all of them, round-robin.
+	Nodes []string `json:"nodes,omitempty"`
 
 	// SignalRConnString is the SignalR endpoint's connection string, required by the
 	// signalr-* scenarios (ConnString is then optional: it only helps observe the server).
@@ -233,6 +237,14 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	} else if o.Protocol != "" {
 		return nil, fmt.Errorf("a hub protocol (%q) applies to the signalr-* scenarios only", o.Protocol)
 	}
+	if len(o.Nodes) > 0 && isSignalR(o.Scenario) {
+		return nil, errors.New("--node applies to the Web PubSub scenarios only")
+	}
+	for _, n := range o.Nodes {
+		if u, err := url.Parse(n); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("node %q: want an endpoint like http://127.0.0.1:9080", n)
+		}
+	}
 	if o.ConnString != "" || !isSignalR(o.Scenario) {
 		if err := r.useConnString(o.ConnString); err != nil {
 			return nil, err
@@ -240,6 +252,10 @@ func Run(ctx context.Context, o Options) (*Report, error) {
 	}
 	r.probe = newServerProbe(ctx, r.endpoint, o.ServerPID, func(u string) string { return r.serverToken(u) })
 
+	r.endpoints = []string{r.endpoint}
+	for _, n := range o.Nodes {
+		r.endpoints = append(r.endpoints, strings.TrimRight(n, "/"))
+	}
 	if err := r.startWorkers(ctx); err != nil {
 		r.stopWorkers()
 		return nil, err
@@ -309,6 +325,8 @@ type runner struct {
 	o        Options
 	endpoint string // Web PubSub endpoint (the SignalR one when no Web PubSub string is given)
 	ring     *auth.KeyRing
+	// endpoints are endpoint and Options.Nodes: publisher p sends through endpoints[p%len].
+	endpoints []string
 
 	srEndpoint string // SignalR endpoint of the signalr-* scenarios
 	srRing     *auth.KeyRing
@@ -365,7 +383,7 @@ func (r *runner) startWorkers(ctx context.Context) error {
 		}
 	}
 	return r.all(ctx, func(int) Request {
-		req := Request{Op: "init", ConnString: r.o.ConnString, Hub: r.o.Hub, SourceIPs: r.o.SourceIPs}
+		req := Request{Op: "init", ConnString: r.o.ConnString, Nodes: r.o.Nodes, Hub: r.o.Hub, SourceIPs: r.o.SourceIPs}
 		if isSignalR(r.o.Scenario) {
 			req.SignalRConnString, req.Protocol, req.PingInterval = r.o.SignalRConnString, r.o.Protocol, r.o.pingInterval
 			req.Dialers = max(1, (r.o.Dialers+len(r.workers)-1)/len(r.workers))
@@ -643,6 +661,14 @@ func (r *runner) restSend(ctx context.Context, rc *restConn, u string, body []by
 	return nil
 }
 
+// onNode returns u (a URL of endpoint) on the node of publisher p.
+func (r *runner) onNode(p int, u string) string {
+	if len(r.endpoints) <= 1 || !strings.HasPrefix(u, r.endpoint) {
+		return u
+	}
+	return r.endpoints[p%len(r.endpoints)] + u[len(r.endpoint):]
+}
+
 func (r *runner) sendURL(kind, name string) string {
 	return r.endpoint + "/api/hubs/" + url.PathEscape(r.o.Hub) + "/" + kind + "/" + url.PathEscape(name) + "/:send?api-version=2024-12-01"
 }
@@ -691,6 +717,7 @@ func (r *runner) publishREST(ctx context.Context, measureFrom time.Time, target 
 					next = next.Add(interval)
 				}
 				u, stream := target(p, rnd)
+				u = r.onNode(p, u)
 				seq := seqs(stream)
 				now := time.Now()
 				isMeasured := !now.Before(measureFrom)

@@ -31,8 +31,11 @@ type Request struct {
 
 	// init
 	ConnString string `json:"connString,omitempty"`
-	Hub        string `json:"hub,omitempty"`
-	SourceIPs  int    `json:"sourceIPs,omitempty"`
+	// init: the endpoints of the cluster's other nodes; connection i goes to node
+	// i mod (1 + len(Nodes)), node 0 being ConnString's.
+	Nodes     []string `json:"nodes,omitempty"`
+	Hub       string   `json:"hub,omitempty"`
+	SourceIPs int      `json:"sourceIPs,omitempty"`
 	// init, SignalR scenarios: the SignalR endpoint's connection string, the hub protocol
 	// (json, messagepack) and how often clients ping (0: DefaultSignalRPing). With
 	// SignalRConnString set the worker's clients are SignalR clients.
@@ -90,6 +93,7 @@ type Worker struct {
 	endpoint  string
 	audience  string
 	wsBase    string
+	wsBases   []string // wsBase of every node: connection i dials wsBases[i%len]
 	ring      *auth.KeyRing
 	sourceIPs int
 	sr        *signalR // nil: Web PubSub clients
@@ -257,20 +261,25 @@ func (w *Worker) init(req Request) error {
 	if err != nil {
 		return err
 	}
-	u, err := url.Parse(strings.TrimRight(endpoint, "/"))
-	if err != nil {
-		return err
-	}
-	switch u.Scheme {
-	case "http":
-		u.Scheme = "ws"
-	case "https":
-		u.Scheme = "wss"
+	w.wsBases = w.wsBases[:0]
+	for _, ep := range append([]string{endpoint}, req.Nodes...) {
+		u, err := url.Parse(strings.TrimRight(ep, "/"))
+		if err != nil {
+			return err
+		}
+		switch u.Scheme {
+		case "http":
+			u.Scheme = "ws"
+		case "https":
+			u.Scheme = "wss"
+		}
+		w.wsBases = append(w.wsBases, u.String()+"/client/hubs/"+url.PathEscape(req.Hub))
 	}
 	w.endpoint = endpoint
 	w.ring = ring
+	// Tokens are checked on the audience's path: one is good on every node.
 	w.audience = auth.ClientAudience(endpoint, req.Hub)
-	w.wsBase = u.String() + "/client/hubs/" + url.PathEscape(req.Hub)
+	w.wsBase = w.wsBases[0]
 	return nil
 }
 

@@ -15,14 +15,22 @@ import (
 )
 
 // Broker is the core.Broker of one namespace of hubs (the Web PubSub hubs,
-// the SignalR hubs): it publishes every operation on the hub's subject and
-// delivers every operation of the namespace it receives, its own included,
-// to the attached core node.
+// the SignalR hubs): it publishes every operation on the subject of the
+// nodes that may hold a recipient (interest.go) and delivers every
+// operation it receives, its own included, to the attached core node.
 type Broker struct {
-	c       *Cluster
-	ns      string
-	prefix  string // sb.<ns>.ops.
-	sub     *nats.Subscription
+	c      *Cluster
+	ns     string
+	prefix string // sb.<ns>.ops.
+	// sub are the subscriptions to the ops to every node and to this
+	// node's conns (they feed inbox) and to syncs; in.groups those to the
+	// groups with local members (interest.go; they feed inbox). subs
+	// counts them and reqSub.
+	sub     []*nats.Subscription
+	subs    prometheus.Gauge
+	subErrs prometheus.Counter
+	in      interest
+	inbox   *inbox
 	d       atomic.Pointer[deliverer]
 	sent    prometheus.Counter
 	sentB   prometheus.Counter
@@ -90,23 +98,45 @@ func (c *Cluster) Broker(ns string) (*Broker, error) {
 		reqSent: c.m.requestsSent.WithLabelValues(ns), reqRecv: c.m.requestsReceived.WithLabelValues(ns),
 		reqErrs: c.m.errors.WithLabelValues("request"), ordWaits: c.m.errors.WithLabelValues("order_wait"),
 		delivered: map[string]*originSeq{}, awaiting: make(chan struct{}, maxAwaiting),
+		subs: c.m.subscriptions.WithLabelValues(ns), subErrs: c.m.errors.WithLabelValues("subscribe"),
+		in: interest{groups: map[groupKey]*groupSub{}},
 		// A restarted node goes on above its previous markers' seqs.
 		seq: uint64(time.Now().UnixNano())}
-	sub, err := c.nc.Subscribe(b.prefix+">", b.receive)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: subscribing to %s>: %w", b.prefix, err)
+	b.inbox = newInbox(b.receive, b.dropped)
+	fail := func(err error) (*Broker, error) {
+		for _, s := range b.sub {
+			s.Unsubscribe()
+		}
+		if b.reqSub != nil {
+			b.reqSub.Unsubscribe()
+		}
+		b.inbox.close()
+		return nil, err
+	}
+	// Ops to every node ('*': the hub, or ~marker) and to this node's conns.
+	for _, subj := range []string{b.prefix + "*", b.nodeSubject(c.cfg.NodeID)} {
+		sub, err := c.nc.ChanSubscribe(subj, b.inbox.ch)
+		if err != nil {
+			return fail(fmt.Errorf("cluster: subscribing to %s: %w", subj, err))
+		}
+		b.sub = append(b.sub, sub)
 	}
 	reqSub, err := c.nc.Subscribe(b.requestSubject(c.cfg.NodeID), b.serve)
 	if err != nil {
-		sub.Unsubscribe()
-		return nil, fmt.Errorf("cluster: subscribing to %s: %w", b.requestSubject(c.cfg.NodeID), err)
+		return fail(fmt.Errorf("cluster: subscribing to %s: %w", b.requestSubject(c.cfg.NodeID), err))
 	}
+	b.reqSub = reqSub
+	// Other nodes' syncs (interest.go): answered at once, on their own
+	// goroutine.
+	syncSub, err := c.nc.Subscribe(b.syncSubject(), b.answerSync)
+	if err != nil {
+		return fail(fmt.Errorf("cluster: subscribing to %s: %w", b.syncSubject(), err))
+	}
+	b.sub = append(b.sub, syncSub)
 	if err := c.nc.FlushTimeout(c.cfg.ConnectTimeout); err != nil {
-		sub.Unsubscribe()
-		reqSub.Unsubscribe()
-		return nil, fmt.Errorf("cluster: NATS: %w", err)
+		return fail(fmt.Errorf("cluster: NATS: %w", err))
 	}
-	b.sub, b.reqSub = sub, reqSub
+	b.subs.Set(fixedSubs)
 	c.mu.Lock()
 	c.brokers = append(c.brokers, b)
 	c.mu.Unlock()
@@ -121,23 +151,35 @@ var bufPool = sync.Pool{New: func() any { return new([]byte) }}
 
 // Publish hands op to NATS. It fails with core.ErrBrokerUnavailable, and
 // nothing is delivered anywhere, when the NATS connection is down; an
-// operation NATS took reaches every node that is connected meanwhile, this
-// one included, asynchronously. It waits while maxInFlight operations of
-// this node have not come back to it yet (flow control), or until ctx is
-// done, which it then returns.
+// operation NATS took reaches every node that may hold a recipient (see
+// interest.go) and is connected meanwhile, this one included,
+// asynchronously. An operation this node will receive back waits while
+// maxInFlight such operations have not come back yet (flow control), or
+// until ctx is done, which it then returns; one to other nodes only
+// does not wait.
 func (b *Broker) Publish(ctx context.Context, op *core.Op) error {
-	if err := b.acquire(ctx); err != nil {
+	subject, echo, ok := b.route(op)
+	if !ok {
+		return ctx.Err() // no node can hold a recipient
+	}
+	if echo {
+		if err := b.acquire(ctx); err != nil {
+			return err
+		}
+	} else if err := ctx.Err(); err != nil {
 		return err
 	}
 	bp := bufPool.Get().(*[]byte)
 	buf := encodeOp((*bp)[:0], b.c.cfg.NodeID, op)
-	err := b.publish(b.subject(op.Hub), buf)
+	err := b.publish(subject, buf)
 	if cap(buf) <= 1<<20 { // keep small buffers only
 		*bp = buf
 		bufPool.Put(bp)
 	}
 	if err != nil {
-		b.release()
+		if echo {
+			b.release()
+		}
 		b.pubErrs.Inc()
 		return err
 	}
@@ -202,15 +244,26 @@ func (b *Broker) publish(subject string, data []byte) error {
 	return nil
 }
 
-// subject is the subject of hub's operations. Hub names are subject-safe
-// but for '.', which hub names never contain as '~'.
-func (b *Broker) subject(hub string) string {
-	return b.prefix + strings.ReplaceAll(hub, ".", "~")
+// subject is the subject of hub's operations to every node.
+func (b *Broker) subject(hub string) string { return b.prefix + hubToken(hub) }
+
+// hubToken is hub as a subject token. Hub names are subject-safe but for
+// '.', which hub names never contain as '~'.
+func hubToken(hub string) string { return strings.ReplaceAll(hub, ".", "~") }
+
+// dropped counts an op the inbox had no room for: its flow token, if any,
+// is lost with it.
+func (b *Broker) dropped(first bool) {
+	b.c.m.errors.WithLabelValues("slow_consumer").Inc()
+	b.reset()
+	if first {
+		b.c.log.Error("dropping operations from NATS: this node delivers them slower than they arrive",
+			"namespace", b.ns, "max_queued", inboxMaxMsgs, "max_queued_bytes", inboxMaxBytes)
+	}
 }
 
-// receive decodes and delivers one operation; NATS calls it for one
-// subscription on one goroutine, so operations are delivered in the order
-// they arrived.
+// receive decodes and delivers one operation; the inbox calls it on one
+// goroutine, so operations are delivered in the order they arrived.
 func (b *Broker) receive(m *nats.Msg) {
 	if isMarker(m.Data) { // not an operation (see order.go)
 		b.receiveMarker(m)

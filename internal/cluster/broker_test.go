@@ -50,7 +50,15 @@ func attach(t *testing.T, c *Cluster, ns string) (*Broker, *recorder) {
 	}
 	r := &recorder{}
 	b.Attach(r)
+	watchG(b)
 	return b, r
+}
+
+// watchG subscribes b to the ops to group g of hub h.1 (send's), as core
+// does for a node with a member of g.
+func watchG(b *Broker) {
+	b.WatchGroup("h.1", "g")
+	b.AwaitGroup("h.1", "g")
 }
 
 func send(i int) *core.Op {
@@ -166,6 +174,7 @@ func TestPublishWaitsForItsOwnBacklog(t *testing.T) {
 	}
 	d := &blocker{open: make(chan struct{})}
 	pa.Attach(d)
+	watchG(pa)
 	published := 0
 	for ; published < 10*maxInFlight; published++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)

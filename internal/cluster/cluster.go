@@ -477,6 +477,12 @@ func (c *Cluster) Close(ctx context.Context) error {
 			<-c.closed
 			c.closeErr = fmt.Errorf("cluster: draining the NATS connection: %w", ctx.Err())
 		}
+		c.mu.Lock()
+		brokers := c.brokers
+		c.mu.Unlock()
+		for _, b := range brokers {
+			b.inbox.close() // what was received is delivered
+		}
 	})
 	return c.closeErr
 }
@@ -484,6 +490,7 @@ func (c *Cluster) Close(ctx context.Context) error {
 type metrics struct {
 	sent, sentBytes, received, receivedBytes *prometheus.CounterVec
 	requestsSent, requestsReceived           *prometheus.CounterVec
+	subscriptions                            *prometheus.GaugeVec
 	errors                                   *prometheus.CounterVec
 	reconnects, disconnects                  prometheus.Counter
 }
@@ -502,8 +509,10 @@ func newMetrics(reg prometheus.Registerer, c *Cluster) (*metrics, error) {
 			Help: "Requests to other nodes (operations on conns they hold, user- and group-wide operations), by namespace."}, []string{"namespace"}),
 		requestsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "requests_received_total",
 			Help: "Requests from other nodes this node answered, by namespace."}, []string{"namespace"}),
+		subscriptions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "subscriptions",
+			Help: "NATS subscriptions of the node for operations and requests, by namespace: 4 fixed ones (operations to every node, to this node's connections, requests, syncs) and one per group with members on this node."}, []string{"namespace"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "errors_total",
-			Help: "Cluster errors by kind: publish (an operation refused with 503), decode (a bad envelope), slow_consumer (NATS dropped operations this node was too slow to take), flow_wait (a publish waited 1s for its own earlier operations and went on), request (a request to another node failed: timeout, NATS down, bad reply), order_wait (a request waited half the request timeout for its node's earlier operations and ran without them), node_id_conflict, config_mismatch (a node with a different configuration, see config_mismatched_nodes), heartbeat, heartbeat_publish, async."}, []string{"kind"}),
+			Help: "Cluster errors by kind: publish (an operation refused with 503), decode (a bad envelope), slow_consumer (NATS dropped operations this node was too slow to take), flow_wait (a publish waited 1s for its own earlier operations and went on), request (a request to another node failed: timeout, NATS down, bad reply), order_wait (a request waited half the request timeout for its node's earlier operations and ran without them), subscribe (a group's subscription failed, or not every node answered the sync that confirms it within half the request timeout), node_id_conflict, config_mismatch (a node with a different configuration, see config_mismatched_nodes), heartbeat, heartbeat_publish, async."}, []string{"kind"}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "reconnects_total",
 			Help: "Reconnections to NATS."}),
 		disconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "disconnects_total",
@@ -516,6 +525,9 @@ func newMetrics(reg prometheus.Registerer, c *Cluster) (*metrics, error) {
 		}
 	}
 	var err error
+	if m.subscriptions, err = metricreg.Register(reg, "cluster", m.subscriptions); err != nil {
+		return nil, err
+	}
 	if m.reconnects, err = metricreg.Register(reg, "cluster", m.reconnects); err != nil {
 		return nil, err
 	}

@@ -11,9 +11,10 @@ import (
 // Ordering of requests and ops. A node delivers ops and serves requests on
 // two subscriptions, which NATS does not order between them; it does
 // deliver one publisher's messages on one subscription in the order they
-// were published. So before a request, its node publishes a marker on the
-// ops subject (the next of its seqs), and the request carries the marker's
-// seq; the node that runs the request (the asking one included, see
+// were published, on all of its ops subscriptions alike (they share one
+// inbox, see inbox.go). So before a request, its node publishes a marker on
+// sb.<ns>.ops.~marker, which every node receives (the next of its seqs),
+// and the request carries the marker's seq; the node that runs the request (the asking one included, see
 // Settle) first waits until its ops subscription delivered that marker,
 // hence every op the asking node published before it: per origin node, ops
 // and requests run on every node in the order the origin issued them. The

@@ -18,6 +18,9 @@ type Hub struct {
 	name string
 	node *Node
 	*hubIndex
+	// interest is the node's Broker when it routes group operations by
+	// interest (a cluster's), else nil.
+	interest Interest
 
 	// Reclaim (reclaim.go): label is the hub's value of the "hub" metric
 	// label; refs counts holds; registered (guarded by node.mu) is set
@@ -52,7 +55,13 @@ func newHubIndex() *hubIndex {
 
 // newHub returns an empty hub, not registered with n.
 func newHub(n *Node, name string) *Hub {
-	return &Hub{name: name, node: n, hubIndex: newHubIndex(), label: OtherHubs}
+	h := &Hub{name: name, node: n, hubIndex: newHubIndex(), label: OtherHubs}
+	if in, ok := n.cfg.Broker.(Interest); ok {
+		h.interest = in
+		h.groups.first = func(group string) { in.WatchGroup(name, group) }
+		h.groups.last = func(group string) { in.UnwatchGroup(name, group) }
+	}
+	return h
 }
 
 // standIn returns a hub called name that answers as an empty hub and is
@@ -122,9 +131,13 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 	if c.userID != "" {
 		h.users.add(c.userID, c)
 	}
+	var added []string
 	for _, g := range info.Groups {
-		h.join(c, g)
+		if ok, _ := h.addMember(c, g); ok {
+			added = append(added, g)
+		}
 	}
+	h.awaitGroups(added) // one NATS round trip in a cluster, whatever their number
 	h.joinTagged(c)
 	h.node.metrics.conns.WithLabelValues(h.label, c.dialect).Inc()
 	return c, nil
@@ -187,28 +200,53 @@ func (h *Hub) Conn(id string) (*Conn, error) {
 func (h *Hub) ConnCount() int { return h.conns.len() }
 
 // join adds c to group; it reports ErrGroupLimit when c is in too many.
-// c.memberMu makes the conn's group set and the group index change together.
+// With an Interest broker it returns once the broker receives the group's
+// operations, so that a send accepted anywhere after the join returned
+// reaches c (also when c was a member already: its first join may still
+// be waiting).
 func (h *Hub) join(c *Conn, group string) error {
+	_, err := h.addMember(c, group)
+	if err == nil {
+		h.awaitGroups([]string{group})
+	}
+	return err
+}
+
+// awaitGroups waits, with an Interest broker, until it receives the ops of
+// groups, which conns just joined: the first wait covers every subscription
+// made before it, so the others return at once.
+func (h *Hub) awaitGroups(groups []string) {
+	if h.interest == nil {
+		return
+	}
+	for _, g := range groups {
+		h.interest.AwaitGroup(h.name, g)
+	}
+}
+
+// addMember adds c to group; it reports whether c is new there.
+// c.memberMu makes the conn's group set and the group index change together.
+func (h *Hub) addMember(c *Conn, group string) (bool, error) {
 	c.memberMu.Lock()
 	defer c.memberMu.Unlock()
 	c.mu.Lock()
 	if c.ended {
 		c.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	if _, ok := c.groups[group]; ok {
 		c.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	if len(c.groupList) >= h.node.cfg.Limits.MaxGroupsPerConn {
 		c.mu.Unlock()
-		return ErrGroupLimit
+		return false, ErrGroupLimit
 	}
 	c.groups[group] = struct{}{}
 	c.groupList = append(c.groupList, group)
 	c.mu.Unlock()
 	h.groups.add(group, c)
-	return nil
+	return true, nil
 }
 
 func (h *Hub) leave(c *Conn, group string) {

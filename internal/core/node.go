@@ -106,6 +106,21 @@ type Broker interface {
 	Publish(ctx context.Context, op *Op) error
 }
 
+// Interest is an optional interface of a Broker that carries a group's
+// operations only to the nodes with members of it (a cluster's), found by
+// type assertion. The node calls WatchGroup when its first member of a
+// group joins and UnwatchGroup when its last one leaves, both under the
+// group's lock, so the calls for one group alternate and never cross; they
+// must not block. After every join that added a member, the node calls
+// AwaitGroup, which returns (bounded) once the broker is known to receive
+// the group's operations: a send accepted anywhere after the join returned
+// reaches the new member.
+type Interest interface {
+	WatchGroup(hub, group string)
+	UnwatchGroup(hub, group string)
+	AwaitGroup(hub, group string)
+}
+
 // Deliverer receives operations from a Broker.
 type Deliverer interface {
 	Deliver(op *Op)

@@ -12,6 +12,11 @@ const numShards = 64
 type setShards struct {
 	seed   maphash.Seed
 	shards [numShards]setShard
+	// first and last, if set, are called under the shard's lock when the
+	// set called name is made (its first member joined) and dropped (its
+	// last left), so that the calls for one name never cross (see
+	// Interest).
+	first, last func(name string)
 }
 
 type setShard struct {
@@ -40,6 +45,9 @@ func (s *setShards) add(name string, c *Conn) bool {
 		}
 		set = &connSet{}
 		sh.sets[name] = set
+		if s.first != nil {
+			s.first(name)
+		}
 	}
 	return set.add(c)
 }
@@ -55,6 +63,9 @@ func (s *setShards) remove(name string, c *Conn) bool {
 	}
 	if set.len() == 0 {
 		delete(sh.sets, name)
+		if s.last != nil {
+			s.last(name)
+		}
 	}
 	return true
 }

@@ -222,11 +222,17 @@ func (h *Hub) joinTagged(c *Conn) {
 	}
 	sh := h.tags.shard(c.userID)
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
+	var added []string
 	for g := range sh.live(c.userID, time.Now()) {
-		if err := h.join(c, g); err != nil {
+		ok, err := h.addMember(c, g)
+		if err != nil {
 			h.node.log.Debug("tagged group not joined", "hub", h.name, "conn_id", c.id,
 				"user_id", c.userID, "group", g, "err", err)
 		}
+		if ok {
+			added = append(added, g)
+		}
 	}
+	sh.mu.Unlock()
+	h.awaitGroups(added) // outside the lock: a NATS round trip in a cluster
 }
