@@ -1,0 +1,206 @@
+package connector
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchboardhq/switchboard/internal/api/durable"
+	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/metricreg"
+)
+
+// DeadLetter sets a poison record aside (a dead-letter topic, a table).
+type DeadLetter func(ctx context.Context, r *Record, p *Poison) error
+
+// Deliverer sends the records of one connector: each is mapped and sent through the REST
+// send's code (durable.Sender: the same idempotency and history), retried while the send is
+// refused for a reason that passes (history unavailable, the hub limit, the cluster), and set
+// aside when it is poison. It is safe for concurrent use by the workers of several partitions.
+type Deliverer struct {
+	name       string
+	mapping    *Mapping
+	node       *core.Node
+	sends      durable.Sender
+	deadLetter DeadLetter
+	log        *slog.Logger
+	metrics    *Metrics
+	backoff    Backoff
+}
+
+// Backoff is how long a refused send waits before its next attempt: Min, doubling up to Max.
+type Backoff struct {
+	Min, Max time.Duration
+}
+
+// DeliverConfig configures a Deliverer.
+type DeliverConfig struct {
+	Name    string   // the connector's name: logs and the connector label of metrics
+	Mapping *Mapping // required
+	Node    *core.Node
+	// Sends is the REST send's idempotent sender (its Keys: the Web PubSub namespace's index).
+	Sends durable.Sender
+	// DeadLetter, if set, receives poison records; it is tried deadLetterAttempts times.
+	DeadLetter DeadLetter
+	Logger     *slog.Logger
+	Metrics    *Metrics // required: NewMetrics
+	Backoff    Backoff  // zero: 100ms to 5s
+}
+
+// NewDeliverer returns a Deliverer.
+func NewDeliverer(c DeliverConfig) (*Deliverer, error) {
+	if c.Mapping == nil || c.Node == nil || c.Metrics == nil {
+		return nil, errors.New("connector: DeliverConfig needs Mapping, Node and Metrics")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Backoff.Min <= 0 {
+		c.Backoff.Min = 100 * time.Millisecond
+	}
+	if c.Backoff.Max < c.Backoff.Min {
+		c.Backoff.Max = max(5*time.Second, c.Backoff.Min)
+	}
+	return &Deliverer{name: c.Name, mapping: c.Mapping, node: c.Node, sends: c.Sends, deadLetter: c.DeadLetter,
+		log: c.Logger, metrics: c.Metrics, backoff: c.Backoff}, nil
+}
+
+// deadLetterAttempts bounds the tries of the dead-letter destination, so that one that is
+// gone for good does not hold the records behind a poison record for ever.
+const deadLetterAttempts = 5
+
+// Deliver sends r and returns nil once its send was accepted (for a group that keeps
+// history: durable), answered from the idempotency index (a redelivery), or r was found to be
+// poison and set aside: the source may then commit r. A refused send is retried until it is
+// accepted or ctx ends; then Deliver returns ctx's error and r must not be committed.
+func (d *Deliverer) Deliver(ctx context.Context, r *Record) error {
+	s, err := d.mapping.Map(r)
+	if err != nil {
+		return d.poison(ctx, r, err)
+	}
+	wait := d.backoff.Min
+	for attempt := 0; ; attempt++ {
+		sent, err := d.send(ctx, s)
+		switch {
+		case err == nil:
+			if sent.Replayed {
+				d.metrics.records.WithLabelValues(d.name, "replayed").Inc()
+			} else {
+				d.metrics.records.WithLabelValues(d.name, "sent").Inc()
+			}
+			if attempt > 0 {
+				d.log.Info("connector send accepted again", "connector", d.name, "record", r.Coordinates(), "attempts", attempt+1)
+			}
+			return nil
+		case permanent(err):
+			return d.poison(ctx, r, &Poison{Reason: ReasonRefused, Err: err})
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		d.metrics.sendErrors.WithLabelValues(d.name).Inc()
+		if attempt == 0 || wait == d.backoff.Max {
+			d.log.Warn("connector send refused; retrying, the record is not committed", "connector", d.name,
+				"record", r.Coordinates(), "hub", s.Hub, "target", s.Target.Kind.String(), "err", err, "retry_in", wait)
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+		wait = min(2*wait, d.backoff.Max)
+	}
+}
+
+func (d *Deliverer) send(ctx context.Context, s Send) (durable.Sent, error) {
+	hub, err := d.node.ViewHub(s.Hub)
+	if err != nil {
+		return durable.Sent{}, err
+	}
+	// The message is the send's own: a retry after a refusal sends a fresh copy.
+	m := &core.Message{Type: s.Message.Type, Data: s.Message.Data, From: s.Message.From, Group: s.Message.Group}
+	return d.sends.Send(ctx, s.Key, hub, s.Target, m)
+}
+
+// permanent reports an error that a retry of the same send gets again.
+func permanent(err error) bool {
+	var f *durable.Failure
+	return errors.As(err, &f) || errors.Is(err, core.ErrInvalidHub) || errors.Is(err, core.ErrInvalidGroup)
+}
+
+func (d *Deliverer) poison(ctx context.Context, r *Record, err error) error {
+	var p *Poison
+	if !errors.As(err, &p) {
+		p = &Poison{Reason: ReasonRefused, Err: err}
+	}
+	d.metrics.records.WithLabelValues(d.name, "poison").Inc()
+	d.metrics.poison.WithLabelValues(d.name, p.Reason).Inc()
+	d.log.Warn("connector skips a poison record", "connector", d.name, "topic", r.Topic, "partition", r.Partition,
+		"offset", r.Offset, "reason", p.Reason, "err", p.Err, "dead_letter", d.deadLetter != nil)
+	if d.deadLetter == nil {
+		return nil
+	}
+	wait := d.backoff.Min
+	for attempt := 1; ; attempt++ {
+		err := d.deadLetter(ctx, r, p)
+		if err == nil {
+			d.metrics.deadLetters.WithLabelValues(d.name, "ok").Inc()
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if attempt == deadLetterAttempts {
+			d.metrics.deadLetters.WithLabelValues(d.name, "failed").Inc()
+			d.log.Error("connector could not set a poison record aside; it is skipped", "connector", d.name,
+				"record", r.Coordinates(), "attempts", attempt, "err", err)
+			return nil
+		}
+		if err := sleep(ctx, wait); err != nil {
+			return err
+		}
+		wait = min(2*wait, d.backoff.Max)
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Metrics are the counters every connector type shares, labelled by connector name.
+type Metrics struct {
+	records     *prometheus.CounterVec
+	poison      *prometheus.CounterVec
+	sendErrors  *prometheus.CounterVec
+	deadLetters *prometheus.CounterVec
+}
+
+// NewMetrics registers the connector metrics on reg (shared by the connectors of a registry).
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	var m Metrics
+	var err error
+	for _, c := range []struct {
+		v          **prometheus.CounterVec
+		name, help string
+		labels     []string
+	}{
+		{&m.records, "switchboard_connector_records_total", "Records a connector finished, by result: sent, replayed (a redelivery answered from the idempotency index) or poison.", []string{"connector", "result"}},
+		{&m.poison, "switchboard_connector_poison_records_total", "Records a connector could not place or send, set aside (dead-letter destination) and skipped, by reason.", []string{"connector", "reason"}},
+		{&m.sendErrors, "switchboard_connector_send_errors_total", "Sends of a connector refused for a reason that passes (history unavailable, hub limit, cluster); each is retried.", []string{"connector"}},
+		{&m.deadLetters, "switchboard_connector_dead_letters_total", "Poison records written to the dead-letter destination (ok), or skipped after it failed (failed).", []string{"connector", "result"}},
+	} {
+		if *c.v, err = metricreg.Register(reg, "connector", prometheus.NewCounterVec(prometheus.CounterOpts{Name: c.name, Help: c.help}, c.labels)); err != nil {
+			return nil, err
+		}
+	}
+	return &m, nil
+}
