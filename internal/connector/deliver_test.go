@@ -41,7 +41,7 @@ func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	hist, err := history.New(history.Config{Dir: filepath.Join(t.TempDir(), "history"), Fsync: history.FsyncNone,
-		Policies: history.Policies{"accounts": {{Pattern: "customer:*", Retention: history.Retention{MaxMessages: 1000, MaxAge: time.Hour}}}},
+		Policies:   history.Policies{"accounts": {{Pattern: "customer:*", Retention: history.Retention{MaxMessages: 1000, MaxAge: time.Hour}}}},
 		Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
