@@ -42,6 +42,7 @@ type Server struct {
 	sr   *signalRService  // nil when signalr.addr is empty
 	clus *cluster.Cluster // nil when cluster.nats_url is empty
 	lis  *listeners
+	conn *connectors // the configured connectors (none: an empty list)
 	// undo releases what New started, for a server that is not served (Close).
 	undo cleanup
 }
@@ -148,6 +149,11 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		return nil, err
 	}
 
+	conns, err := newConnectors(cfg, node, hist, idem, log, reg)
+	if err != nil {
+		return nil, err
+	}
+
 	wsrv, err := newWebSocket(cfg, cfg.WebSocket.PingInterval, cfg.WebSocket.IdleTimeout, log, reg)
 	if err != nil {
 		return nil, err
@@ -190,17 +196,18 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	mux.Handle("/api/", rest)
 	mux.Handle(readyPath, readiness(hist))
 	admin.Register(mux, admin.Config{
-		Registry: reg,
-		Settings: cfg.Redacted(),
-		Pprof:    cfg.Admin.Pprof,
-		History:  historySummary(hist),
-		Cluster:  clusterSummary(clus),
+		Registry:   reg,
+		Settings:   cfg.Redacted(),
+		Pprof:      cfg.Admin.Pprof,
+		History:    historySummary(hist),
+		Cluster:    clusterSummary(clus),
+		Connectors: conns.summary,
 		Authorized: func(r *http.Request) bool {
 			tok, ok := auth.BearerToken(r.Header.Get("Authorization"))
 			return ok && ring.VerifyServerToken(tok, r.URL.Path, time.Now()) == nil
 		},
 	})
-	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, lis: lis, ep: ep, clus: clus}
+	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, lis: lis, ep: ep, clus: clus, conn: conns}
 	if cfg.SignalR.Addr != "" {
 		var srHist *history.Namespaced // nil without history
 		if hist != nil {
@@ -513,8 +520,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.sr.serve(errc)
 		serving++
 	}
+	s.conn.start(s.log)
 	select {
 	case err := <-errc:
+		s.conn.stop(context.Background())
 		s.http.Close()
 		s.ep.Close()
 		s.ws.Close()
@@ -532,6 +541,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Server.ShutdownTimeout)
 	defer cancel()
 	var errs []error
+	// First the connectors: each finishes its sends in flight and commits what was accepted,
+	// while the sessions still receive them and the history is open.
+	if err := s.conn.stop(sctx); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.http.Shutdown(sctx); err != nil { // closes the front door too
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 	}
