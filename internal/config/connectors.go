@@ -206,8 +206,8 @@ func (k Connector) validateKafka(key string, bad func(key, format string, args .
 	if k.SessionTimeout < time.Second || k.SessionTimeout > 30*time.Second {
 		bad(key+".session_timeout", "must be between 1s and 30s (a restarted node resumes within it), got %s", k.SessionTimeout)
 	}
-	if k.CommitInterval <= 0 {
-		bad(key+".commit_interval", "must be positive, got %s", k.CommitInterval)
+	if k.CommitInterval < 100*time.Millisecond {
+		bad(key+".commit_interval", "must be at least 100ms, got %s", k.CommitInterval)
 	}
 	for name, v := range map[string]int{"fetch_max_bytes": k.FetchMaxBytes, "fetch_max_partition_bytes": k.FetchMaxPartitionBytes, "max_in_flight": k.MaxInFlight} {
 		if v <= 0 {

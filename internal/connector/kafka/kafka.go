@@ -114,6 +114,9 @@ func New(cfg Config, deliver func(dead connector.DeadLetter) (*connector.Deliver
 	setDefault(&cfg.FetchMaxBytes, 16<<20)
 	setDefault(&cfg.FetchMaxPartitionBytes, 1<<20)
 	setDefault(&cfg.MaxInFlight, 1000)
+	if cfg.CommitInterval < 100*time.Millisecond { // the client's own minimum
+		return nil, fmt.Errorf("kafka connector %s: commit interval %s is under 100ms", cfg.Name, cfg.CommitInterval)
+	}
 	c := &Connector{cfg: cfg, log: cfg.Logger.With("connector", cfg.Name), metrics: cfg.Metrics,
 		workers: map[partitionKey]*worker{}, state: StateStarting}
 	var dead connector.DeadLetter
