@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"regexp"
 	"sort"
@@ -174,6 +175,7 @@ func (c *Connector) options() ([]kgo.Opt, error) {
 		// Event Hubs has no idempotent producer; dead letters are few.
 		kgo.DisableIdempotentWrite(),
 		kgo.WithLogger(kgoLogger{c.log}),
+		kgo.WithHooks(hooks{c}),
 	}
 	if cfg.TopicRegex {
 		opts = append(opts, kgo.ConsumeRegex())
@@ -267,7 +269,7 @@ func (c *Connector) Run(ctx context.Context) error {
 			if errors.Is(err, context.Canceled) {
 				return
 			}
-			c.metrics.fetchErrors.WithLabelValues(c.cfg.Name).Inc()
+			c.metrics.errors.WithLabelValues(c.cfg.Name, "fetch").Inc()
 			c.noteError(fmt.Errorf("fetch %s/%d: %w", topic, partition, err))
 		})
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
@@ -409,7 +411,7 @@ func (c *Connector) commitFailed(err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
-	c.metrics.commitErrors.WithLabelValues(c.cfg.Name).Inc()
+	c.metrics.errors.WithLabelValues(c.cfg.Name, "commit").Inc()
 	c.noteError(fmt.Errorf("commit: %w", err))
 }
 
@@ -498,6 +500,25 @@ func (c *Connector) Status() Status {
 		return a.Topic < b.Topic || a.Topic == b.Topic && a.Partition < b.Partition
 	})
 	return s
+}
+
+// hooks reports the client's connection and group errors (retried by the client) in the
+// status and metrics.
+type hooks struct{ c *Connector }
+
+func (h hooks) OnBrokerConnect(meta kgo.BrokerMetadata, _ time.Duration, _ net.Conn, err error) {
+	if err != nil {
+		h.c.metrics.errors.WithLabelValues(h.c.cfg.Name, "connect").Inc()
+		h.c.noteError(fmt.Errorf("connect to broker %s:%d: %w", meta.Host, meta.Port, err))
+	}
+}
+
+func (h hooks) OnGroupManageError(err error) {
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	h.c.metrics.errors.WithLabelValues(h.c.cfg.Name, "group").Inc()
+	h.c.noteError(fmt.Errorf("consumer group: %w", err))
 }
 
 // kgoLogger passes the client's warnings and errors to slog.

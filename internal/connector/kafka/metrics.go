@@ -16,10 +16,9 @@ const maxLagSeries = 256
 // Metrics are the Kafka connectors' metrics on one registry (records, poison records and
 // send errors are connector.Metrics).
 type Metrics struct {
-	fetchErrors  *prometheus.CounterVec
-	commitErrors *prometheus.CounterVec
-	records      *prometheus.CounterVec
-	lag          *lagCollector
+	errors  *prometheus.CounterVec
+	records *prometheus.CounterVec
+	lag     *lagCollector
 }
 
 // NewMetrics registers the Kafka connector metrics on reg.
@@ -29,17 +28,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	var m Metrics
 	var err error
-	for _, c := range []struct {
-		v          **prometheus.CounterVec
-		name, help string
-	}{
-		{&m.fetchErrors, "switchboard_connector_kafka_fetch_errors_total", "Fetch errors of a Kafka connector (unreachable brokers, missing topics, authentication); the client retries."},
-		{&m.commitErrors, "switchboard_connector_kafka_commit_errors_total", "Offset commits of a Kafka connector that failed; the next commit carries the offsets again."},
-		{&m.records, "switchboard_connector_kafka_records_total", "Records of a Kafka connector sent and marked for commit (rate(): records/s)."},
-	} {
-		if *c.v, err = metricreg.Register(reg, "kafka connector", prometheus.NewCounterVec(prometheus.CounterOpts{Name: c.name, Help: c.help}, []string{"connector"})); err != nil {
-			return nil, err
-		}
+	if m.errors, err = metricreg.Register(reg, "kafka connector", prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_connector_kafka_errors_total",
+		Help: "Errors of a Kafka connector's client, by kind: connect (a broker unreachable, TLS or SASL refused), group (the group session ended: rejoined), fetch, commit (retried at the next commit); each is retried.",
+	}, []string{"connector", "kind"})); err != nil {
+		return nil, err
+	}
+	if m.records, err = metricreg.Register(reg, "kafka connector", prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_connector_kafka_records_total",
+		Help: "Records of a Kafka connector sent and marked for commit (rate(): records/s).",
+	}, []string{"connector"})); err != nil {
+		return nil, err
 	}
 	if m.lag, err = metricreg.Register(reg, "kafka connector", newLagCollector()); err != nil {
 		return nil, err
