@@ -220,6 +220,15 @@ func (k Connector) validateKafka(key string, bad func(key, format string, args .
 	if k.DeadLetterTopic != "" && len(k.DeadLetterTopic) > 249 {
 		bad(key+".dead_letter_topic", "%q is not a topic name", k.DeadLetterTopic)
 	}
+	for _, t := range k.Topics {
+		read := t == k.DeadLetterTopic
+		if re, err := regexp.Compile(t); k.TopicRegex && err == nil {
+			read = re.MatchString(k.DeadLetterTopic)
+		}
+		if k.DeadLetterTopic != "" && read {
+			bad(key+".dead_letter_topic", "%q is one of the topics the connector reads (%q): its poison records would come back for ever", k.DeadLetterTopic, t)
+		}
+	}
 	switch k.SASL.Mechanism {
 	case "":
 		if k.SASL.User != "" || k.SASL.Password != "" {

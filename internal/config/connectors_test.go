@@ -87,6 +87,8 @@ func TestConnectorsValidation(t *testing.T) {
 		{"    topic_regex: true\n", "regular expression", []string{"connectors.accounts.topics=("}},
 		{"  - name: accounts\n    type: kafka\n    brokers: [\"x:1\"]\n    topics: [t]\n    consumer_group: g\n", "two connectors", nil},
 		{"  - name: chat\n    type: postgres_outbox\n", "not supported yet", nil},
+		{"    dead_letter_topic: account-updates\n", "come back for ever", nil},
+		{"    topic_regex: true\n    dead_letter_topic: account-updates-dlq\n", "come back for ever", nil},
 		{"  - name: Bad-Name\n    type: mqtt\n", "connectors[1].name", nil},
 	} {
 		_, err := Load(writeConfig(t, base+tc.extra), nil, tc.set)

@@ -321,6 +321,7 @@ func (c *Connector) assigned(ctx context.Context, cl *kgo.Client, parts map[stri
 			go func() { defer c.wg.Done(); w.run() }()
 		}
 	}
+	cl.ResumeFetchPartitions(parts) // never paused by an earlier owner of this member
 	c.log.Info("kafka partitions assigned", "partitions", parts)
 	c.state = c.stateLocked()
 }
@@ -524,7 +525,9 @@ func (h hooks) OnGroupManageError(err error) {
 // kgoLogger passes the client's warnings and errors to slog.
 type kgoLogger struct{ log *slog.Logger }
 
-func (l kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+// Level is errors only: the client warns at every failed dial, which the hooks report at most
+// every 10 s.
+func (l kgoLogger) Level() kgo.LogLevel { return kgo.LogLevelError }
 
 func (l kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 	lv := slog.LevelWarn

@@ -26,9 +26,10 @@ type worker struct {
 	done   chan struct{}
 	wake   chan struct{} // a push made the queue non-empty
 
-	mu     sync.Mutex // guards queue and paused
-	queue  []*kgo.Record
-	paused bool
+	mu      sync.Mutex // guards queue, paused and stopped
+	queue   []*kgo.Record
+	paused  bool
+	stopped bool // no more pauses: a revoke resumes the partition after stopping its worker
 
 	next atomic.Int64 // offset of the next record to send; -1 before the first
 	hw   atomic.Int64 // the partition's high watermark at the last fetch
@@ -51,7 +52,7 @@ func (w *worker) push(recs []*kgo.Record, hw int64) {
 	}
 	w.mu.Lock()
 	w.queue = append(w.queue, recs...)
-	if !w.paused && len(w.queue) >= w.c.cfg.MaxInFlight {
+	if !w.paused && !w.stopped && len(w.queue) >= w.c.cfg.MaxInFlight {
 		w.paused = true
 		w.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.partition}})
 	}
@@ -75,7 +76,12 @@ func (w *worker) take() []*kgo.Record {
 	return q
 }
 
-func (w *worker) stopAfterRecord() { w.once.Do(func() { close(w.stop) }) }
+func (w *worker) stopAfterRecord() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+	w.once.Do(func() { close(w.stop) })
+}
 
 func (w *worker) run() {
 	defer close(w.done)
