@@ -109,7 +109,7 @@ See bench/README.md.`,
 	f.DurationVar(&o.Drain, "drain", 0, "how long to wait for missing messages without progress (default 5s)")
 	f.IntVar(&o.ServerPID, "server-pid", 0, "server process id for RSS/CPU (default: found by the listen port, else /metrics)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
-	cmd.AddCommand(newBenchWorkerCmd(), newBenchBaselineCmd(), newBenchSoakCmd())
+	cmd.AddCommand(newBenchWorkerCmd(), newBenchBaselineCmd(), newBenchSoakCmd(), newBenchKafkaBrokerCmd())
 	return cmd
 }
 
