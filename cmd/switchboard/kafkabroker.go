@@ -32,6 +32,7 @@ type brokerRecord struct {
 // {"error":"…"} on a line of its own, until its input ends or a signal.
 func newBenchKafkaBrokerCmd() *cobra.Command {
 	var topics []string
+	var serve bool
 	cmd := &cobra.Command{
 		Use:    "kafka-broker",
 		Short:  "Run an in-process Kafka (kfake) on a loopback port and produce the JSON records of stdin",
@@ -61,6 +62,10 @@ func newBenchKafkaBrokerCmd() *cobra.Command {
 			fmt.Fprintln(out, "KAFKA "+kf.ListenAddrs()[0])
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			if serve {
+				<-ctx.Done()
+				return nil
+			}
 			lines := make(chan []byte)
 			go func() { // ends with the process: stdin has no deadline
 				sc := bufio.NewScanner(cmd.InOrStdin())
@@ -106,5 +111,6 @@ func newBenchKafkaBrokerCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringArrayVar(&topics, "topic", nil, "topic to create, name:partitions (repeatable)")
+	cmd.Flags().BoolVar(&serve, "serve", false, "ignore stdin: run until SIGINT or SIGTERM (for switchboard bench connector)")
 	return cmd
 }

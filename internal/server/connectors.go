@@ -107,11 +107,18 @@ func (cs *connectors) stop(ctx context.Context) error {
 	}
 }
 
-// summary is what GET /admin/connectors shows.
-func (cs *connectors) summary() any {
+// Connectors returns the state, assignment and lag of each configured connector.
+func (s *Server) Connectors() []kafka.Status { return s.conn.statuses() }
+
+func (cs *connectors) statuses() []kafka.Status {
 	out := make([]kafka.Status, 0, len(cs.list))
 	for _, c := range cs.list {
 		out = append(out, c.Status())
 	}
-	return map[string]any{"connectors": out}
+	return out
+}
+
+// summary is what GET /admin/connectors shows.
+func (cs *connectors) summary() any {
+	return map[string]any{"connectors": cs.statuses()}
 }
