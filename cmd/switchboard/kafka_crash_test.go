@@ -101,6 +101,12 @@ func TestKafkaCrashExactlyOnceIntoHistory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts server processes")
 	}
+	for _, ordering := range []string{"partition", "target"} {
+		t.Run(ordering, func(t *testing.T) { testKafkaCrash(t, ordering) })
+	}
+}
+
+func testKafkaCrash(t *testing.T, ordering string) {
 	const parts, keys, perKey = 4, 8, 300 // 2,400 records
 	kf, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, "account-updates"),
 		kfake.GroupMinSessionTimeout(100*time.Millisecond))
@@ -125,7 +131,8 @@ connectors:
     commit_interval: 1s   # long: the crash leaves many sent records uncommitted
     hub: accounts
     group: "customer:{key}"
-`, brokers)), 0o600)
+    ordering: %s
+`, brokers, ordering)), 0o600)
 	dataDir := t.TempDir()
 
 	prod, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.RecordPartitioner(kgo.ManualPartitioner()))

@@ -76,7 +76,16 @@ const deadLetterAttempts = 5
 // poison and set aside: the source may then commit r. A refused send is retried until it is
 // accepted or ctx ends; then Deliver returns ctx's error and r must not be committed.
 func (d *Deliverer) Deliver(ctx context.Context, r *Record) error {
-	s, err := d.mapping.Map(r)
+	s, err := d.Place(r)
+	return d.DeliverPlaced(ctx, r, s, err)
+}
+
+// Place maps r (Mapping.Map): a source that sends records to different targets concurrently
+// places them first.
+func (d *Deliverer) Place(r *Record) (Send, error) { return d.mapping.Map(r) }
+
+// DeliverPlaced is Deliver for a record already placed: s and err are what Place returned.
+func (d *Deliverer) DeliverPlaced(ctx context.Context, r *Record, s Send, err error) error {
 	if err != nil {
 		return d.poison(ctx, r, err)
 	}

@@ -152,6 +152,12 @@ type Send struct {
 	Key     string // Idempotency-Key
 }
 
+// TargetKey identifies the send's destination (hub, target kind and name): sends with the
+// same key must keep their order, others need not.
+func (s Send) TargetKey() string {
+	return strings.ToLower(s.Hub) + "\x00" + s.Target.Kind.String() + "\x00" + s.Target.Name
+}
+
 // Reasons a record is poison (the values of the reason label of the poison metric).
 const (
 	ReasonHub         = "hub"          // no hub, or an invalid hub name

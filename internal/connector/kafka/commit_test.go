@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync/atomic"
 	"testing"
@@ -63,6 +64,12 @@ func committed(t *testing.T, brokers, group, topic string) int64 {
 // A record whose send is refused (history unavailable) is not committed: a connector stopped
 // meanwhile leaves it uncommitted, and the next one sends it, once, and commits it.
 func TestKafkaCommitsOnlyAcceptedSends(t *testing.T) {
+	for _, byTarget := range []bool{false, true} {
+		t.Run(fmt.Sprintf("order_by_target=%v", byTarget), func(t *testing.T) { testCommitsOnlyAcceptedSends(t, byTarget) })
+	}
+}
+
+func testCommitsOnlyAcceptedSends(t *testing.T, byTarget bool) {
 	brokers := startKafka(t, 1, "account-updates")
 	reg := prometheus.NewRegistry()
 	h, err := hist.New(hist.Config{Dir: filepath.Join(t.TempDir(), "history"), Fsync: hist.FsyncNone, Registerer: reg,
@@ -86,7 +93,7 @@ func TestKafkaCommitsOnlyAcceptedSends(t *testing.T) {
 	run := func() (stop func()) {
 		c, err := kafka.New(kafka.Config{Name: "accounts", Brokers: []string{brokers}, Topics: []string{"account-updates"},
 			ConsumerGroup: "sb", StartEarliest: true, SessionTimeout: 2 * time.Second, CommitInterval: 100 * time.Millisecond,
-			StopGrace: 50 * time.Millisecond, Metrics: km},
+			StopGrace: 50 * time.Millisecond, Metrics: km, OrderByTarget: byTarget},
 			func(dead connector.DeadLetter) (*connector.Deliverer, error) {
 				return connector.NewDeliverer(connector.DeliverConfig{Name: "accounts", Mapping: mapping, Node: node,
 					Sends: durable.Sender{Keys: h.Idempotency(), Replays: h}, Metrics: shared,

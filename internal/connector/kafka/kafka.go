@@ -44,8 +44,11 @@ type Config struct {
 	MaxConcurrentFetches   int           // 0: one per broker
 	MaxInFlight            int           // records of a partition fetched and not yet sent; default 1000
 	DeadLetterTopic        string        // "": poison records are logged, counted and skipped
-	SASL                   SASL
-	TLS                    TLS
+	// OrderByTarget sends the records of a partition to different targets (hub, kind, name)
+	// concurrently, keeping partition order per target only; false: one record at a time.
+	OrderByTarget bool
+	SASL          SASL
+	TLS           TLS
 	// StopGrace is how long a stopping partition's send in flight may take before it is
 	// cancelled (at a revoke or shutdown); default 5s.
 	StopGrace time.Duration

@@ -128,25 +128,30 @@ func seqs(t *testing.T, es []entry) []int {
 }
 
 // Records of one partition reach their groups in partition order, with partitions
-// proceeding side by side.
+// proceeding side by side; with ordering: target, the records of a partition to different
+// groups go concurrently and each group still gets its records in partition order.
 func TestKafkaOrderPerPartition(t *testing.T) {
-	const parts, keys, perKey = 4, 8, 60
-	brokers := startKafka(t, parts, "account-updates")
-	srv := startServer(t, configFile(t, kafkaConnector("accounts", brokers, "account-updates", "sb", `group: "customer:{key}"`,
-		"max_in_flight: 16")))
-	p := producer(t, brokers)
-	var recs []*kgo.Record
-	for i := range perKey {
-		for k := range keys {
-			recs = append(recs, record("account-updates", int32(k%parts), fmt.Sprintf("c%d", k), fmt.Sprintf(`{"seq":%d}`, i)))
-		}
-	}
-	produce(t, p, recs...)
-	for k := range keys {
-		got := seqs(t, waitHistory(t, srv.Endpoint(), fmt.Sprintf("customer:c%d", k), perKey))
-		if len(got) != perKey || !sort.IntsAreSorted(got) || got[0] != 0 || got[perKey-1] != perKey-1 {
-			t.Errorf("customer:c%d: %v", k, got)
-		}
+	for _, ordering := range []string{"partition", "target"} {
+		t.Run(ordering, func(t *testing.T) {
+			const parts, keys, perKey = 4, 8, 60
+			brokers := startKafka(t, parts, "account-updates")
+			srv := startServer(t, configFile(t, kafkaConnector("accounts", brokers, "account-updates", "sb", `group: "customer:{key}"`,
+				"max_in_flight: 16", "ordering: "+ordering)))
+			p := producer(t, brokers)
+			var recs []*kgo.Record
+			for i := range perKey {
+				for k := range keys {
+					recs = append(recs, record("account-updates", int32(k%parts), fmt.Sprintf("c%d", k), fmt.Sprintf(`{"seq":%d}`, i)))
+				}
+			}
+			produce(t, p, recs...)
+			for k := range keys {
+				got := seqs(t, waitHistory(t, srv.Endpoint(), fmt.Sprintf("customer:c%d", k), perKey))
+				if len(got) != perKey || !sort.IntsAreSorted(got) || got[0] != 0 || got[perKey-1] != perKey-1 {
+					t.Errorf("customer:c%d: %v", k, got)
+				}
+			}
+		})
 	}
 }
 

@@ -86,6 +86,10 @@ func (w *worker) stopAfterRecord() {
 func (w *worker) run() {
 	defer close(w.done)
 	defer w.cancel()
+	if w.c.cfg.OrderByTarget {
+		w.runLanes()
+		return
+	}
 	m := w.c.metrics
 	for {
 		select {
@@ -145,4 +149,129 @@ func (w *worker) status() PartitionStatus {
 	w.mu.Unlock()
 	return PartitionStatus{Topic: w.topic, Partition: w.partition, NextOffset: w.next.Load(), HighWatermark: w.hw.Load(),
 		Lag: w.lag(), Queued: queued, Paused: paused}
+}
+
+// Lanes of a partition whose records keep their order per target only (OrderByTarget): a
+// record goes to the lane of its target, so records to one target are sent one after the
+// other in partition order while records to other targets are sent meanwhile.
+const (
+	lanes     = 32
+	laneDepth = 16
+)
+
+type laneItem struct {
+	rec  *connector.Record
+	send connector.Send
+	err  error // the placement's: a poison record
+	slot *slot
+}
+
+func (w *worker) runLanes() {
+	d := w.c.deliver
+	var tr tracker
+	chans := make([]chan laneItem, lanes)
+	var wg sync.WaitGroup
+	for i := range chans {
+		chans[i] = make(chan laneItem, laneDepth)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for it := range chans[i] {
+				select {
+				case <-w.stop: // stopping: what is queued is not sent, so not marked
+					continue
+				default:
+				}
+				if err := d.DeliverPlaced(w.ctx, it.rec, it.send, it.err); err != nil {
+					continue // stopped while refused: not marked
+				}
+				w.c.metrics.delivered(w.c.cfg.Name)
+				tr.complete(it.slot, func(last *kgo.Record) {
+					w.next.Store(last.Offset + 1)
+					w.cl.MarkCommitRecords(last)
+				})
+			}
+		}()
+	}
+	defer func() {
+		for _, ch := range chans {
+			close(ch)
+		}
+		wg.Wait()
+	}()
+	dispatched := int64(-1)
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-w.wake:
+		}
+		for _, r := range w.take() {
+			if dispatched >= 0 && r.Offset < dispatched {
+				continue // fetched again after a revoke and reassignment: already sent
+			}
+			cr := record(r)
+			s, err := d.Place(cr)
+			lane := 0
+			if err == nil {
+				lane = int(fnv32(s.TargetKey()) % lanes)
+			}
+			it := laneItem{rec: cr, send: s, err: err, slot: tr.add(r)}
+			select {
+			case chans[lane] <- it:
+			case <-w.stop:
+				return
+			}
+			dispatched = r.Offset + 1
+		}
+	}
+}
+
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
+}
+
+// slot is one dispatched record of a partition.
+type slot struct {
+	rec  *kgo.Record
+	done bool
+}
+
+// tracker marks a partition's records for commit in offset order while their sends complete
+// in any order: a record is marked only once it and every record before it were sent.
+type tracker struct {
+	mu    sync.Mutex
+	slots []*slot // dispatched and not yet marked, in offset order
+}
+
+func (t *tracker) add(r *kgo.Record) *slot {
+	s := &slot{rec: r}
+	t.mu.Lock()
+	t.slots = append(t.slots, s)
+	t.mu.Unlock()
+	return s
+}
+
+// complete records s as sent and calls mark with the last record of the sent prefix, if it
+// grew (under the tracker's lock, so marks never go back).
+func (t *tracker) complete(s *slot, mark func(last *kgo.Record)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s.done = true
+	var last *kgo.Record
+	n := 0
+	for n < len(t.slots) && t.slots[n].done {
+		last = t.slots[n].rec
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	clear(t.slots[:n])
+	t.slots = t.slots[n:]
+	mark(last)
 }

@@ -47,3 +47,25 @@ func TestWorkerPausesAndResumes(t *testing.T) {
 		t.Errorf("a stopped worker paused its partition: %v", p)
 	}
 }
+
+// Sends that complete out of order mark only the prefix of the partition that was all sent:
+// a commit never passes a record whose send has not completed.
+func TestTrackerMarksSentPrefixOnly(t *testing.T) {
+	var tr tracker
+	var slots []*slot
+	for o := range int64(4) {
+		slots = append(slots, tr.add(&kgo.Record{Offset: o}))
+	}
+	var marks []int64
+	mark := func(last *kgo.Record) { marks = append(marks, last.Offset) }
+	tr.complete(slots[2], mark)
+	tr.complete(slots[1], mark)
+	if len(marks) != 0 {
+		t.Fatalf("marked %v before record 0 was sent", marks)
+	}
+	tr.complete(slots[0], mark)
+	tr.complete(slots[3], mark)
+	if len(marks) != 2 || marks[0] != 2 || marks[1] != 3 {
+		t.Errorf("marks %v, want [2 3]", marks)
+	}
+}
