@@ -268,13 +268,18 @@ func (c *Connector) Run(ctx context.Context) error {
 		if ctx.Err() != nil || fetches.IsClientClosed() {
 			break
 		}
+		failed := false
 		fetches.EachError(func(topic string, partition int32, err error) {
 			if errors.Is(err, context.Canceled) {
 				return
 			}
+			failed = true
 			c.metrics.errors.WithLabelValues(c.cfg.Name, "fetch").Inc()
 			c.noteError(fmt.Errorf("fetch %s/%d: %w", topic, partition, err))
 		})
+		if failed && fetches.NumRecords() == 0 {
+			pause(ctx, 250*time.Millisecond) // a poll that keeps failing at once must not spin
+		}
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
 			w := c.worker(p.Topic, p.Partition)
 			if w == nil {
@@ -287,6 +292,15 @@ func (c *Connector) Run(ctx context.Context) error {
 	c.setState(StateStopped)
 	c.log.Info("kafka connector stopped")
 	return nil
+}
+
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
 }
 
 // stop ends the workers, commits what they marked and closes the client.
