@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/switchboardhq/switchboard/internal/auth"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/server/servertest"
 )
 
@@ -187,4 +188,16 @@ func metric(t testing.TB, endpoint, prefix string) float64 {
 		}
 	}
 	return 0
+}
+
+func adminJSON(t testing.TB, endpoint string, v any) {
+	t.Helper()
+	if err := json.Unmarshal(adminGet(t, endpoint, "/admin/connectors"), v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	eventually.True(t, what, 30*time.Second, cond)
 }
