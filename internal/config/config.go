@@ -456,6 +456,11 @@ func (c *Config) Validate() error {
 	}
 	c.Cluster.validate(c.Server.NodeID, bad)
 	c.validateConnectors(bad)
+	for _, k := range c.Connectors {
+		if k.Namespace == "signalr" && c.SignalR.Addr == "" {
+			bad("connectors."+k.Name+".namespace", "signalr needs the SignalR endpoint (signalr.addr)")
+		}
+	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls", "cert_file and key_file go together")
 	}

@@ -23,6 +23,8 @@ type Connector struct {
 	Type string `yaml:"type" doc:"kafka (also Azure Event Hubs' Kafka endpoint); postgres_outbox is not supported yet"`
 
 	// Where records go (the mapping shared by every type).
+	Namespace      string   `yaml:"namespace" doc:"webpubsub: records are messages to Web PubSub hubs; signalr: SignalR invocations (of the invocation method, the value as its argument) to hubs of the SignalR endpoint" default:"webpubsub"`
+	Invocation     string   `yaml:"invocation" doc:"signalr namespace: template of the hub method a record invokes on the clients, e.g. accountUpdated"`
 	Hub            string   `yaml:"hub" doc:"hub of a record with no switchboard-hub header (a template)"`
 	Group          string   `yaml:"group" doc:"template naming the group a record is sent to, e.g. customer:{key} or account:{value.customerId}; set one of group, user, connection, all"`
 	User           string   `yaml:"user" doc:"template naming the user a record is sent to"`
@@ -161,6 +163,23 @@ func (k Connector) validateMapping(key string, bad func(key, format string, args
 		if _, err := template.Parse(s); err != nil {
 			bad(key+"."+name, "%v", err)
 		}
+	}
+	switch k.Namespace {
+	case "webpubsub":
+		if k.Invocation != "" {
+			bad(key+".invocation", "is for namespace signalr")
+		}
+	case "signalr":
+		if k.Invocation == "" {
+			bad(key+".invocation", "is required with namespace signalr (the hub method the clients' handlers are registered for)")
+		} else if _, err := template.Parse(k.Invocation); err != nil {
+			bad(key+".invocation", "%v", err)
+		}
+		if k.Filter != "" {
+			bad(key+".filter", "is not available for SignalR hubs")
+		}
+	default:
+		bad(key+".namespace", "%q is not webpubsub or signalr", k.Namespace)
 	}
 	if h := k.Hub; h != "" && !strings.Contains(h, "{") && !validHub(h) {
 		bad(key+".hub", "%q is not a valid hub name", h)

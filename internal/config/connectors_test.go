@@ -88,6 +88,10 @@ func TestConnectorsValidation(t *testing.T) {
 		{"  - name: accounts\n    type: kafka\n    brokers: [\"x:1\"]\n    topics: [t]\n    consumer_group: g\n", "two connectors", nil},
 		{"  - name: chat\n    type: postgres_outbox\n", "not supported yet", nil},
 		{"    dead_letter_topic: account-updates\n", "come back for ever", nil},
+		{"    namespace: signalr\n", "invocation: is required", nil},
+		{"    namespace: signalr\n    invocation: accountUpdated\n", "", nil},
+		{"    namespace: signalr\n    invocation: accountUpdated\n", "needs the SignalR endpoint", []string{"signalr.addr="}},
+		{"    invocation: accountUpdated\n", "is for namespace signalr", nil},
 		{"    topic_regex: true\n    dead_letter_topic: account-updates-dlq\n", "come back for ever", nil},
 		{"  - name: Bad-Name\n    type: mqtt\n", "connectors[1].name", nil},
 	} {

@@ -16,6 +16,8 @@ import (
 	"github.com/switchboardhq/switchboard/internal/connector/template"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/excerpt"
+	"github.com/switchboardhq/switchboard/internal/hubproto"
+	"github.com/switchboardhq/switchboard/internal/jsonstring"
 	"github.com/switchboardhq/switchboard/internal/odata"
 )
 
@@ -79,6 +81,10 @@ type Config struct {
 	IdempotencyKey string
 	Excluded       []string
 	Filter         string // OData
+	// Invocation, when set, makes each record a SignalR invocation of the hub method it names
+	// (a template) with the record's value as its one argument: the body of a SignalR REST
+	// send, {"target": …, "arguments": [value]}. Empty: the value is the message (Web PubSub).
+	Invocation string
 }
 
 // DefaultIdempotencyKey is the key of a record when the configuration names none: a record
@@ -93,6 +99,7 @@ type Mapping struct {
 	contentType      string
 	excluded         []string
 	filter           *odata.Filter
+	invocation       *template.Template // nil: Web PubSub messages
 }
 
 // NewMapping compiles c.
@@ -139,6 +146,14 @@ func NewMapping(c Config) (*Mapping, error) {
 	if strings.TrimSpace(c.Filter) != "" {
 		if m.filter, err = odata.Parse(c.Filter); err != nil {
 			return nil, fmt.Errorf("connector: filter: %w", err)
+		}
+	}
+	if c.Invocation != "" {
+		if m.invocation, err = template.Parse(c.Invocation); err != nil {
+			return nil, fmt.Errorf("connector: invocation target: %w", err)
+		}
+		if c.Filter != "" {
+			return nil, errors.New("connector: filter is not available for SignalR hubs")
 		}
 	}
 	return m, nil
@@ -216,6 +231,11 @@ func (m *Mapping) Map(r *Record) (Send, error) {
 	if err != nil {
 		return Send{}, err
 	}
+	if m.invocation != nil {
+		if msg, err = m.invoke(msg, &v); err != nil {
+			return Send{}, err
+		}
+	}
 	if t.Kind == core.ToGroup {
 		msg.From, msg.Group = core.FromGroup, t.Name
 	} else {
@@ -239,7 +259,39 @@ func (m *Mapping) Map(r *Record) (Send, error) {
 	return s, nil
 }
 
-// target returns the record's target: its switchboard-* target header, else the
+// invoke turns the value into a SignalR invocation of the method the invocation template
+// names, as the SignalR REST API reads a send's body (hubproto.ParsePayload).
+func (m *Mapping) invoke(msg *core.Message, v *values) (*core.Message, error) {
+	method, err := m.invocation.Execute(v.lookup)
+	if err != nil {
+		return nil, &Poison{Reason: ReasonTemplate, Err: fmt.Errorf("invocation target: %w", err)}
+	}
+	if method == "" {
+		return nil, poison(ReasonTarget, "empty SignalR invocation target")
+	}
+	var arg []byte
+	switch msg.Type {
+	case core.JSON:
+		arg = msg.Data
+	case core.Text:
+		arg = jsonstring.Append(nil, string(msg.Data))
+	default:
+		return nil, poison(ReasonContentType, "a SignalR invocation's argument is JSON or text, not application/octet-stream")
+	}
+	body := append(jsonstring.Append([]byte(`{"target":`), method), `,"arguments":[`...)
+	body = append(append(body, arg...), "]}"...)
+	p, err := hubproto.ParsePayload("application/json", body)
+	if err != nil {
+		return nil, poison(ReasonData, "SignalR invocation: %v", err)
+	}
+	out := &core.Message{Type: core.JSON, Data: p.Invocation}
+	if p.Variants != nil {
+		out.Type, out.Data = core.Binary, p.Variants
+	}
+	return out, nil
+}
+
+// placeTarget returns the record's target: its switchboard-* target header, else the
 // configuration's.
 func (m *Mapping) placeTarget(r *Record, v *values) (core.Target, error) {
 	var t core.Target

@@ -156,6 +156,7 @@ func FuzzMap(f *testing.F) {
 		mustMapping(f, Config{Hub: "accounts", Group: "account:{value.customerId}"}),
 		mustMapping(f, Config{Hub: "h{value.a.0}", User: "{key}", IdempotencyKey: "{value.a.2.b}"}),
 		mustMapping(f, Config{Hub: "accounts"}),
+		mustMapping(f, Config{Hub: "accounts", All: true, Invocation: "{value.m}"}),
 	}
 	f.Fuzz(func(t *testing.T, key, value, hk, hv string) {
 		for _, m := range maps {
@@ -172,4 +173,26 @@ func FuzzMap(f *testing.F) {
 			}
 		}
 	})
+}
+
+// With an invocation template, a record becomes the SignalR invocation a REST send with
+// {"target", "arguments": [value]} makes.
+func TestMapSignalRInvocation(t *testing.T) {
+	m := mustMapping(t, Config{Hub: "accounts", User: "{key}", Invocation: "{value.type}"})
+	s, err := m.Map(rec("c-17", `{"type": "accountUpdated", "n": 1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Message.Type != core.JSON || string(s.Message.Data) != `{"type":1,"target":"accountUpdated","arguments":[{"type":"accountUpdated","n":1}]}` {
+		t.Errorf("invocation %v %s", s.Message.Type, s.Message.Data)
+	}
+	s, err = mustMapping(t, Config{Hub: "accounts", Group: "g", Invocation: "say"}).Map(rec("", "hi \"there\"", "content-type", "text/plain"))
+	if err != nil || string(s.Message.Data) != `{"type":1,"target":"say","arguments":["hi \"there\""]}` || s.Message.From != core.FromGroup {
+		t.Errorf("text argument: %s %v", s.Message.Data, err)
+	}
+	_, err = mustMapping(t, Config{Hub: "accounts", All: true, Invocation: "say"}).Map(rec("", "\x00\x01", "content-type", "application/octet-stream"))
+	var p *Poison
+	if !errors.As(err, &p) || p.Reason != ReasonContentType {
+		t.Errorf("binary argument: %v", err)
+	}
 }

@@ -24,9 +24,22 @@ type connectors struct {
 	wg     sync.WaitGroup
 }
 
-// newConnectors prepares the connectors of cfg; they send into node's hubs (the Web PubSub
-// namespace) through the REST send's idempotent sender.
-func newConnectors(cfg config.Config, node *core.Node, hist *history.Service, idem *history.Idempotency, log *slog.Logger, reg prometheus.Registerer) (*connectors, error) {
+// namespace is where a connector sends: a node's hubs and the REST send's idempotent sender
+// of that namespace (Web PubSub or SignalR).
+type namespace struct {
+	node  *core.Node
+	sends durable.Sender
+}
+
+// newNamespace is the namespace of node with its view of the idempotency index; replays counts
+// replayed sends (nil without history).
+func newNamespace(node *core.Node, idem *history.Idempotency, replays durable.ReplayCounter) namespace {
+	return namespace{node: node, sends: durable.Sender{Keys: idem, Replays: replays}}
+}
+
+// newConnectors prepares the connectors of cfg; they send into the hubs of their namespace
+// through the REST send's idempotent sender (sr is nil without a SignalR endpoint).
+func newConnectors(cfg config.Config, wps namespace, sr *namespace, log *slog.Logger, reg prometheus.Registerer) (*connectors, error) {
 	cs := &connectors{}
 	if len(cfg.Connectors) == 0 {
 		return cs, nil
@@ -39,16 +52,21 @@ func newConnectors(cfg config.Config, node *core.Node, hist *history.Service, id
 	if err != nil {
 		return nil, err
 	}
-	sends := durable.Sender{Keys: idem}
-	if hist != nil {
-		sends.Replays = hist
-	}
 	for _, k := range cfg.Connectors {
+		ns := wps
+		invocation := ""
+		if k.Namespace == "signalr" {
+			if sr == nil {
+				return nil, fmt.Errorf("server: connector %s: namespace signalr needs signalr.addr", k.Name)
+			}
+			ns, invocation = *sr, k.Invocation
+		}
 		if k.Type != config.ConnectorKafka {
 			return nil, fmt.Errorf("server: connector %s: type %s is not supported", k.Name, k.Type)
 		}
 		mapping, err := connector.NewMapping(connector.Config{Hub: k.Hub, Group: k.Group, User: k.User, Connection: k.Connection,
-			All: k.All, ContentType: k.ContentType, IdempotencyKey: k.IdempotencyKey, Excluded: k.Excluded, Filter: k.Filter})
+			All: k.All, ContentType: k.ContentType, IdempotencyKey: k.IdempotencyKey, Excluded: k.Excluded, Filter: k.Filter,
+			Invocation: invocation})
 		if err != nil {
 			return nil, fmt.Errorf("server: connector %s: %w", k.Name, err)
 		}
@@ -65,7 +83,7 @@ func newConnectors(cfg config.Config, node *core.Node, hist *history.Service, id
 				Server: k.TLS.ServerName, InsecureSkipVerify: k.TLS.InsecureSkipVerify},
 			Logger: clog, Metrics: km,
 		}, func(dead connector.DeadLetter) (*connector.Deliverer, error) {
-			return connector.NewDeliverer(connector.DeliverConfig{Name: k.Name, Mapping: mapping, Node: node, Sends: sends,
+			return connector.NewDeliverer(connector.DeliverConfig{Name: k.Name, Mapping: mapping, Node: ns.node, Sends: ns.sends,
 				DeadLetter: dead, Logger: clog, Metrics: shared})
 		})
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/admin"
+	"github.com/switchboardhq/switchboard/internal/api/durable"
 	apiwps "github.com/switchboardhq/switchboard/internal/api/webpubsub"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/cluster"
@@ -149,11 +150,6 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		return nil, err
 	}
 
-	conns, err := newConnectors(cfg, node, hist, idem, log, reg)
-	if err != nil {
-		return nil, err
-	}
-
 	wsrv, err := newWebSocket(cfg, cfg.WebSocket.PingInterval, cfg.WebSocket.IdleTimeout, log, reg)
 	if err != nil {
 		return nil, err
@@ -190,6 +186,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var s *Server
 	mux := http.NewServeMux()
 	mux.Handle("/client/", ep)
 	mux.Handle("/client", ep)
@@ -201,13 +198,13 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		Pprof:      cfg.Admin.Pprof,
 		History:    historySummary(hist),
 		Cluster:    clusterSummary(clus),
-		Connectors: conns.summary,
+		Connectors: func() any { return s.conn.summary() }, // s is set below, before serving
 		Authorized: func(r *http.Request) bool {
 			tok, ok := auth.BearerToken(r.Header.Get("Authorization"))
 			return ok && ring.VerifyServerToken(tok, r.URL.Path, time.Now()) == nil
 		},
 	})
-	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, lis: lis, ep: ep, clus: clus, conn: conns}
+	s = &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, lis: lis, ep: ep, clus: clus}
 	if cfg.SignalR.Addr != "" {
 		var srHist *history.Namespaced // nil without history
 		if hist != nil {
@@ -219,6 +216,18 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		}
 		undo.push(s.sr.closeNow)
 		wsSignalR = s.sr.ws
+	}
+	var wpsReplays, srReplays durable.ReplayCounter // nil interfaces without history
+	if hist != nil {
+		wpsReplays, srReplays = hist, hist.Namespace(signalRNamespace)
+	}
+	var srNS *namespace
+	if s.sr != nil {
+		ns := newNamespace(s.sr.node, idem.Namespace(signalRNamespace), srReplays)
+		srNS = &ns
+	}
+	if s.conn, err = newConnectors(cfg, newNamespace(node, idem, wpsReplays), srNS, log, reg); err != nil {
+		return nil, err
 	}
 	s.http = httpServer(lis.gate.Handler(mux, webPubSubKind), cfg.Server.ReadTimeout, log)
 	if clus != nil {

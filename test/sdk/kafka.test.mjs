@@ -2,15 +2,16 @@
 // kafka-broker`, franz-go's in-process kfake, spawned by the test) reach an official
 // @azure/web-pubsub-client: a topic of account updates keyed by customer, each record to the
 // group named after its customer (a history group), a record routed by its headers to a user, and
-// a poison record that holds nothing up.
+// a poison record that holds nothing up; and an official @microsoft/signalr client, through a
+// second connector into the SignalR hub of the same name, as invocations of accountUpdated.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import readline from "node:readline";
 import { after, before, it } from "node:test";
-import { buildServer, startServer } from "./harness.mjs";
+import { buildServer, startAppNegotiate, startHub, startServer } from "./harness.mjs";
 import { serviceClient, startSdkClient } from "./helpers.mjs";
 
-let broker, brokerAddr, sb, answers;
+let broker, brokerAddr, sb, answers, app;
 
 /** Produce one record and wait for the broker's {"offset"} answer. */
 async function produce(rec) {
@@ -29,7 +30,9 @@ before(async () => {
   const first = (await answers.next()).value ?? "";
   assert.match(first, /^KAFKA /);
   brokerAddr = first.slice("KAFKA ".length);
+  app = await startAppNegotiate();
   sb = await startServer({
+    signalr: true,
     config: `hubs:
   accounts:
     history:
@@ -43,11 +46,22 @@ connectors:
     start_offset: earliest
     hub: accounts
     group: "customer:{value.customerId}"
+  - name: accounts_signalr
+    type: kafka
+    namespace: signalr
+    brokers: ["${brokerAddr}"]
+    topics: [account-updates]
+    consumer_group: switchboard-signalr
+    start_offset: earliest
+    hub: accounts
+    user: "{key}"
+    invocation: accountUpdated
 `,
   });
 });
 
 after(async () => {
+  await app?.close();
   await sb?.stop();
   broker?.stdin.end();
   broker?.kill("SIGTERM");
@@ -80,4 +94,22 @@ it("WebPubSubClient gets the records of its customer, in order, and a record rou
   );
   const direct = await c.serverMessages.waitFor((m) => m.data === "hello c-17", { what: "the record routed to the user" });
   assert.equal(direct.dataType, "text");
+});
+
+it("a @microsoft/signalr client gets the records of its user as invocations of accountUpdated", async (t) => {
+  const r = app.route({ endpoint: sb.signalrEndpoint, hub: "accounts", key: sb.keys[0], userId: "c-42" });
+  const h = await startHub(r.url, { methods: ["accountUpdated"], label: "c-42" });
+  t.after(() => h.stop());
+  await produce({ key: "c-42", value: JSON.stringify({ type: "AccountListUpdated", customerId: "c-42", n: 1 }) });
+  await produce({ key: "c-43", value: JSON.stringify({ type: "AccountListUpdated", customerId: "c-43", n: 2 }) });
+  await produce({ key: "c-42", value: JSON.stringify({ type: "AccountListUpdated", customerId: "c-42", n: 3 }) });
+  await h.inbox.waitFor((m) => m.args[0]?.n === 3, { what: "the second record of c-42", timeout: 30000 });
+  assert.deepEqual(
+    h.inbox.all.map((m) => [m.target, m.args.length, m.args[0].n]),
+    [
+      ["accountUpdated", 1, 1],
+      ["accountUpdated", 1, 3],
+    ],
+    "the user's records once each, in order, and none of another user",
+  );
 });
