@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,20 @@ type Deliverer struct {
 	log        *slog.Logger
 	metrics    *Metrics
 	backoff    Backoff
+	counts     struct{ sent, replayed, poison, refused atomic.Int64 }
+}
+
+// Counts are a Deliverer's totals since it was made.
+type Counts struct {
+	Sent     int64 `json:"sent"`     // sends accepted
+	Replayed int64 `json:"replayed"` // redeliveries answered from the idempotency index
+	Poison   int64 `json:"poison"`   // records set aside
+	Refused  int64 `json:"refused"`  // refused attempts, each retried
+}
+
+// Counts returns the totals of what Deliver did.
+func (d *Deliverer) Counts() Counts {
+	return Counts{Sent: d.counts.sent.Load(), Replayed: d.counts.replayed.Load(), Poison: d.counts.poison.Load(), Refused: d.counts.refused.Load()}
 }
 
 // Backoff is how long a refused send waits before its next attempt: Min, doubling up to Max.
@@ -95,8 +110,10 @@ func (d *Deliverer) DeliverPlaced(ctx context.Context, r *Record, s Send, err er
 		switch {
 		case err == nil:
 			if sent.Replayed {
+				d.counts.replayed.Add(1)
 				d.metrics.records.WithLabelValues(d.name, "replayed").Inc()
 			} else {
+				d.counts.sent.Add(1)
 				d.metrics.records.WithLabelValues(d.name, "sent").Inc()
 			}
 			if attempt > 0 {
@@ -108,6 +125,7 @@ func (d *Deliverer) DeliverPlaced(ctx context.Context, r *Record, s Send, err er
 		case ctx.Err() != nil:
 			return ctx.Err()
 		}
+		d.counts.refused.Add(1)
 		d.metrics.sendErrors.WithLabelValues(d.name).Inc()
 		if attempt == 0 || wait == d.backoff.Max {
 			d.log.Warn("connector send refused; retrying, the record is not committed", "connector", d.name,
@@ -141,6 +159,7 @@ func (d *Deliverer) poison(ctx context.Context, r *Record, err error) error {
 	if !errors.As(err, &p) {
 		p = &Poison{Reason: ReasonRefused, Err: err}
 	}
+	d.counts.poison.Add(1)
 	d.metrics.records.WithLabelValues(d.name, "poison").Inc()
 	d.metrics.poison.WithLabelValues(d.name, p.Reason).Inc()
 	d.log.Warn("connector skips a poison record", "connector", d.name, "topic", r.Topic, "partition", r.Partition,

@@ -479,6 +479,7 @@ type Status struct {
 	StaticMember  bool              `json:"static_member"`
 	Partitions    []PartitionStatus `json:"partitions"`
 	Lag           int64             `json:"lag"`
+	Records       connector.Counts  `json:"records"` // since the start
 	LastError     string            `json:"last_error,omitempty"`
 	LastErrorAt   *time.Time        `json:"last_error_at,omitempty"`
 }
@@ -498,7 +499,7 @@ type PartitionStatus struct {
 func (c *Connector) Status() Status {
 	c.mu.Lock()
 	s := Status{Name: c.cfg.Name, Type: "kafka", State: c.state, ConsumerGroup: c.cfg.ConsumerGroup,
-		Topics: c.cfg.Topics, StaticMember: c.cfg.InstanceID != "", LastError: c.lastErr}
+		Topics: c.cfg.Topics, StaticMember: c.cfg.InstanceID != "", LastError: c.lastErr, Records: c.deliver.Counts()}
 	if !c.errAt.IsZero() {
 		at := c.errAt
 		s.LastErrorAt = &at

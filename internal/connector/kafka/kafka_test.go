@@ -53,12 +53,14 @@ func TestKafkaMapsByTemplatesAndHeaders(t *testing.T) {
 		Connectors []struct {
 			Name, State string
 			Partitions  []struct{ Partition int32 }
+			Records     struct{ Sent, Poison int64 }
 		}
 	}
 	if err := json.Unmarshal(adminGet(t, ep, "/admin/connectors"), &status); err != nil {
 		t.Fatal(err)
 	}
-	if len(status.Connectors) != 2 || status.Connectors[0].State != "running" || len(status.Connectors[0].Partitions) != 3 {
+	if len(status.Connectors) != 2 || status.Connectors[0].State != "running" || len(status.Connectors[0].Partitions) != 3 ||
+		status.Connectors[0].Records.Sent != 2 {
 		t.Errorf("/admin/connectors: %+v", status)
 	}
 }
