@@ -58,7 +58,16 @@ func (r *runner) connector(ctx context.Context, res *RunResult) error {
 		}
 		next := time.Now()
 		measured := make([]int, r.o.Groups)
+		// The warm-up sends a tenth of the measured records per group at most: unpaced, the
+		// producer would queue far more than the connector delivers in the warm-up.
+		warm, warmMax := make([]int, r.o.Groups), max(1, r.o.Messages/10)
 		for g := 0; ctx.Err() == nil; g = (g + 1) % r.o.Groups {
+			if time.Now().Before(t) && warm[g] >= warmMax {
+				if g == r.o.Groups-1 {
+					time.Sleep(time.Until(t))
+				}
+				continue
+			}
 			if measured[g] >= r.o.Messages {
 				done := true
 				for _, m := range measured {
@@ -76,7 +85,9 @@ func (r *runner) connector(ctx context.Context, res *RunResult) error {
 				next = next.Add(interval)
 			}
 			now := time.Now()
-			if !now.Before(t) {
+			if now.Before(t) {
+				warm[g]++
+			} else {
 				if measured[g] == 0 && first.Load() == math.MaxInt64 {
 					first.Store(now.UnixNano())
 				}
