@@ -109,13 +109,7 @@ func (d *Deliverer) DeliverPlaced(ctx context.Context, r *Record, s Send, err er
 		sent, err := d.send(ctx, s)
 		switch {
 		case err == nil:
-			if sent.Replayed {
-				d.counts.replayed.Add(1)
-				d.metrics.records.WithLabelValues(d.name, "replayed").Inc()
-			} else {
-				d.counts.sent.Add(1)
-				d.metrics.records.WithLabelValues(d.name, "sent").Inc()
-			}
+			d.countSent(sent)
 			if attempt > 0 {
 				d.log.Info("connector send accepted again", "connector", d.name, "record", r.Coordinates(), "attempts", attempt+1)
 			}
@@ -136,6 +130,102 @@ func (d *Deliverer) DeliverPlaced(ctx context.Context, r *Record, s Send, err er
 		}
 		wait = min(2*wait, d.backoff.Max)
 	}
+}
+
+// Placed is a record and what Place said of it.
+type Placed struct {
+	Record *Record
+	Send   Send
+	Err    error // a poison record
+}
+
+// MaxRun bounds the records of a run that DeliverRun keeps in flight.
+const MaxRun = 64
+
+// RunLength is how many records of placed, from the first, DeliverRun can take as one run:
+// records to the first one's target (Send.TargetKey), none poison, at most MaxRun; at least 1.
+func RunLength(placed []Placed) int {
+	if len(placed) == 0 || placed[0].Err != nil {
+		return min(1, len(placed))
+	}
+	key := placed[0].Send.TargetKey()
+	n := 1
+	for n < len(placed) && n < MaxRun && placed[n].Err == nil && placed[n].Send.TargetKey() == key {
+		n++
+	}
+	return n
+}
+
+// DeliverRun delivers a run of records to one target (see RunLength) in order, with all of
+// them in flight at once: each is started (its place in the target's order taken: for a history
+// group, its record appended) before the next, then each is finished in order, so that one
+// fsync of the history covers many. It returns how many records of the run, from the first,
+// are done (sent or replayed, or the first set aside as poison): the source may commit them.
+// That is at least one unless ctx ends (then 0 and ctx's error): when a send of the run is
+// refused, the ones after it are not counted (for a history group they are refused too: a
+// failed write refuses what was appended after it), and a run none of whose sends went through
+// delivers its first record alone, with Deliver's retries and poison handling.
+func (d *Deliverer) DeliverRun(ctx context.Context, run []Placed) (int, error) {
+	if len(run) == 0 {
+		return 0, nil
+	}
+	finishes := make([]func() (durable.Sent, error), 0, len(run))
+	keys := make(map[string]struct{}, len(run))
+	for _, p := range run {
+		if p.Err != nil {
+			break
+		}
+		if _, dup := keys[p.Send.Key]; dup && p.Send.Key != "" {
+			break // a key started twice would wait for itself
+		}
+		f, err := d.start(ctx, p.Send)
+		if err != nil {
+			break
+		}
+		keys[p.Send.Key] = struct{}{}
+		finishes = append(finishes, f)
+	}
+	done, failed := 0, false
+	for _, f := range finishes { // every started send is finished, in order
+		sent, err := f()
+		switch {
+		case failed:
+		case err != nil:
+			failed = true
+			d.counts.refused.Add(1)
+			d.metrics.sendErrors.WithLabelValues(d.name).Inc()
+		default:
+			d.countSent(sent)
+			done++
+		}
+	}
+	if done > 0 {
+		return done, nil
+	}
+	if err := d.DeliverPlaced(ctx, run[0].Record, run[0].Send, run[0].Err); err != nil {
+		return 0, err
+	}
+	return 1, nil
+}
+
+func (d *Deliverer) countSent(sent durable.Sent) {
+	if sent.Replayed {
+		d.counts.replayed.Add(1)
+		d.metrics.records.WithLabelValues(d.name, "replayed").Inc()
+	} else {
+		d.counts.sent.Add(1)
+		d.metrics.records.WithLabelValues(d.name, "sent").Inc()
+	}
+}
+
+// start starts s (durable.Sender.Start) with a message of its own.
+func (d *Deliverer) start(ctx context.Context, s Send) (func() (durable.Sent, error), error) {
+	hub, err := d.node.ViewHub(s.Hub)
+	if err != nil {
+		return nil, err
+	}
+	m := &core.Message{Type: s.Message.Type, Data: s.Message.Data, From: s.Message.From, Group: s.Message.Group}
+	return d.sends.Start(ctx, s.Key, hub, s.Target, m)
 }
 
 func (d *Deliverer) send(ctx context.Context, s Send) (durable.Sent, error) {

@@ -3,6 +3,7 @@ package connector
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -37,10 +38,12 @@ type fixture struct {
 	m    *Metrics
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T) *fixture { return newFixtureFsync(t, history.FsyncNone) }
+
+func newFixtureFsync(t *testing.T, fsync history.FsyncPolicy) *fixture {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	hist, err := history.New(history.Config{Dir: filepath.Join(t.TempDir(), "history"), Fsync: history.FsyncNone,
+	hist, err := history.New(history.Config{Dir: filepath.Join(t.TempDir(), "history"), Fsync: fsync,
 		Policies:   history.Policies{"accounts": {{Pattern: "customer:*", Retention: history.Retention{MaxMessages: 1000, MaxAge: time.Hour}}}},
 		Registerer: reg})
 	if err != nil {
@@ -177,5 +180,80 @@ func TestDeliverKeyReusedIsPoison(t *testing.T) {
 	}
 	if got := metrictest.Value(t, f.reg, "switchboard_connector_poison_records_total", "connector", "accounts", "reason", ReasonRefused); got != 1 {
 		t.Errorf("poison(refused) = %v", got)
+	}
+}
+
+// placedRun places n records (offsets from, key c-1: one target) for DeliverRun.
+func placedRun(t *testing.T, d *Deliverer, from, n int) []Placed {
+	t.Helper()
+	var out []Placed
+	for i := range n {
+		r := rec("c-1", fmt.Sprintf(`{"seq":%d}`, from+i))
+		r.Offset = int64(from + i)
+		s, err := d.Place(r)
+		out = append(out, Placed{Record: r, Send: s, Err: err})
+	}
+	return out
+}
+
+// A run of records to one history group is in flight at once: far fewer fsyncs than records,
+// and the history holds them once, in order.
+func TestDeliverRunSharesFsyncs(t *testing.T) {
+	f := newFixtureFsync(t, history.FsyncGroupCommit)
+	d := f.deliverer(t, Config{Hub: "accounts", Group: "customer:{key}"}, nil)
+	run := placedRun(t, d, 0, MaxRun)
+	if n := RunLength(run); n != MaxRun {
+		t.Fatalf("RunLength %d, want %d", n, MaxRun)
+	}
+	done, err := d.DeliverRun(context.Background(), run)
+	if err != nil || done != MaxRun {
+		t.Fatalf("DeliverRun: %d, %v", done, err)
+	}
+	recs := f.stream(t, "customer:c-1")
+	for i, r := range recs {
+		if string(r.Data) != fmt.Sprintf(`{"seq":%d}`, i) {
+			t.Fatalf("history record %d is %s", i, r.Data)
+		}
+	}
+	if len(recs) != MaxRun {
+		t.Fatalf("%d records in the history, want %d", len(recs), MaxRun)
+	}
+	fsyncs := metrictest.Value(t, f.reg, "switchboard_history_fsyncs_total")
+	if fsyncs > MaxRun/4 {
+		t.Errorf("%v fsyncs for a run of %d records: the sends were not in flight together", fsyncs, MaxRun)
+	}
+	t.Logf("%v fsyncs for %d records", fsyncs, MaxRun)
+}
+
+// A run whose sends start being refused part way returns the records done before the refusal;
+// the rest are delivered by the next calls, with retries, once each and in order.
+func TestDeliverRunRefusedPartWay(t *testing.T) {
+	f := newFixture(t)
+	d := f.deliverer(t, Config{Hub: "accounts", Group: "customer:{key}"}, nil)
+	if done, err := d.DeliverRun(context.Background(), placedRun(t, d, 0, 2)); err != nil || done != 2 {
+		t.Fatalf("first run: %d, %v", done, err)
+	}
+	f.fh.fail.Store(3) // the next three appends are refused
+	run := placedRun(t, d, 2, 5)
+	var calls []int
+	for i := 0; i < len(run); {
+		done, err := d.DeliverRun(context.Background(), run[i:])
+		if err != nil || done == 0 {
+			t.Fatalf("DeliverRun: %d, %v", done, err)
+		}
+		calls = append(calls, done)
+		i += done
+	}
+	if calls[0] != 1 || len(calls) < 2 {
+		t.Errorf("runs done %v: the first should be delivered alone after the refusals", calls)
+	}
+	recs := f.stream(t, "customer:c-1")
+	if len(recs) != 7 {
+		t.Fatalf("%d records in the history, want 7", len(recs))
+	}
+	for i, r := range recs {
+		if string(r.Data) != fmt.Sprintf(`{"seq":%d}`, i) {
+			t.Fatalf("history record %d is %s", i, r.Data)
+		}
 	}
 }

@@ -46,9 +46,9 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return &m, nil
 }
 
-func (m *Metrics) delivered(name string) { m.records.WithLabelValues(name).Inc() }
-func (m *Metrics) add(c *Connector)      { m.lag.add(c) }
-func (m *Metrics) remove(c *Connector)   { m.lag.remove(c) }
+func (m *Metrics) delivered(name string, n int) { m.records.WithLabelValues(name).Add(float64(n)) }
+func (m *Metrics) add(c *Connector)             { m.lag.add(c) }
+func (m *Metrics) remove(c *Connector)          { m.lag.remove(c) }
 
 // lagCollector reports the lag and assignment of the running connectors, read when scraped,
 // so a revoked partition's series goes with it.

@@ -90,28 +90,44 @@ func (w *worker) run() {
 		w.runLanes()
 		return
 	}
-	m := w.c.metrics
+	d, m := w.c.deliver, w.c.metrics
 	for {
 		select {
 		case <-w.stop:
 			return
 		case <-w.wake:
 		}
-		for _, r := range w.take() {
+		recs := w.take()
+		placed := make([]connector.Placed, 0, len(recs))
+		kept := recs[:0]
+		next := w.next.Load()
+		for _, r := range recs {
+			if next >= 0 && r.Offset < next {
+				continue // fetched again after a revoke and reassignment: already sent
+			}
+			cr := record(r)
+			s, err := d.Place(cr)
+			placed = append(placed, connector.Placed{Record: cr, Send: s, Err: err})
+			kept = append(kept, r)
+		}
+		// Runs of records to one target are sent with all of them in flight (one fsync for
+		// many); the runs go one after the other, so the partition's order holds.
+		for i := 0; i < len(placed); {
 			select {
 			case <-w.stop:
 				return
 			default:
 			}
-			if next := w.next.Load(); next >= 0 && r.Offset < next {
-				continue // fetched again after a revoke and reassignment: already sent
-			}
-			if err := w.c.deliver.Deliver(w.ctx, record(r)); err != nil {
+			n := connector.RunLength(placed[i:])
+			done, err := d.DeliverRun(w.ctx, placed[i:i+n])
+			if err != nil {
 				return // stopped while the send was refused: not marked, so not committed
 			}
-			w.next.Store(r.Offset + 1)
-			w.cl.MarkCommitRecords(r)
-			m.delivered(w.c.cfg.Name)
+			last := kept[i+done-1]
+			w.next.Store(last.Offset + 1)
+			w.cl.MarkCommitRecords(last)
+			m.delivered(w.c.cfg.Name, done)
+			i += done
 		}
 	}
 }
@@ -156,7 +172,7 @@ func (w *worker) status() PartitionStatus {
 // other in partition order while records to other targets are sent meanwhile.
 const (
 	lanes     = 32
-	laneDepth = 16
+	laneDepth = connector.MaxRun
 )
 
 type laneItem struct {
@@ -176,21 +192,7 @@ func (w *worker) runLanes() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for it := range chans[i] {
-				select {
-				case <-w.stop: // stopping: what is queued is not sent, so not marked
-					continue
-				default:
-				}
-				if err := d.DeliverPlaced(w.ctx, it.rec, it.send, it.err); err != nil {
-					continue // stopped while refused: not marked
-				}
-				w.c.metrics.delivered(w.c.cfg.Name)
-				tr.complete(it.slot, func(last *kgo.Record) {
-					w.next.Store(last.Offset + 1)
-					w.cl.MarkCommitRecords(last)
-				})
-			}
+			w.lane(chans[i], &tr)
 		}()
 	}
 	defer func() {
@@ -224,6 +226,59 @@ func (w *worker) runLanes() {
 			}
 			dispatched = r.Offset + 1
 		}
+	}
+}
+
+// lane delivers the items of one lane: runs of consecutive items to one target with all of
+// them in flight (DeliverRun), each marked as its run completes.
+func (w *worker) lane(ch <-chan laneItem, tr *tracker) {
+	d := w.c.deliver
+	var pending []laneItem
+	var placed []connector.Placed
+	for {
+		if len(pending) == 0 {
+			it, ok := <-ch
+			if !ok {
+				return
+			}
+			pending = append(pending, it)
+		}
+	gather:
+		for len(pending) < connector.MaxRun {
+			select {
+			case it, ok := <-ch:
+				if !ok {
+					return // closed at a stop: nothing more is sent
+				}
+				pending = append(pending, it)
+			default:
+				break gather
+			}
+		}
+		select {
+		case <-w.stop: // stopping: what is queued is not sent, so not marked
+			pending = pending[:0]
+			continue
+		default:
+		}
+		placed = placed[:0]
+		for _, it := range pending {
+			placed = append(placed, connector.Placed{Record: it.rec, Send: it.send, Err: it.err})
+		}
+		n := connector.RunLength(placed)
+		done, err := d.DeliverRun(w.ctx, placed[:n])
+		if err != nil {
+			pending = pending[:0] // stopped while refused: not marked
+			continue
+		}
+		for _, it := range pending[:done] {
+			tr.complete(it.slot, func(last *kgo.Record) {
+				w.next.Store(last.Offset + 1)
+				w.cl.MarkCommitRecords(last)
+			})
+		}
+		w.c.metrics.delivered(w.c.cfg.Name, done)
+		pending = append(pending[:0], pending[done:]...)
 	}
 }
 
