@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,5 +219,20 @@ func TestKafkaRebalanceBetweenTwoServers(t *testing.T) {
 		if len(all) != seq {
 			t.Errorf("%s: %d records, want %d", group, len(all), seq)
 		}
+	}
+}
+
+// With topic_regex, every topic matching one of the expressions is read.
+func TestKafkaTopicRegex(t *testing.T) {
+	brokers := startKafka(t, 1, "account-updates", "account-closures", "other")
+	srv := startServer(t, configFile(t, strings.Replace(kafkaConnector("accounts", brokers, "account-.*", "sb", `group: "customer:{key}"`,
+		"topic_regex: true"), `topics: ["account-.*"]`, `topics: ["^account-.*$"]`, 1)))
+	p := producer(t, brokers)
+	produce(t, p, record("account-updates", 0, "c-1", `{"seq":0}`), record("account-closures", 0, "c-1", `{"seq":1}`),
+		record("other", 0, "c-1", `{"seq":2}`))
+	got := seqs(t, waitHistory(t, srv.Endpoint(), "customer:c-1", 2))
+	sort.Ints(got)
+	if len(got) != 2 || got[0] != 0 || got[1] != 1 {
+		t.Errorf("history %v, want the records of the two account-* topics", got)
 	}
 }
