@@ -143,14 +143,16 @@ type Placed struct {
 const MaxRun = 64
 
 // RunLength is how many records of placed, from the first, DeliverRun can take as one run:
-// records to the first one's target (Send.TargetKey), none poison, at most MaxRun; at least 1.
+// records to the first one's target (Send.TargetKey), none poison, each after the first with
+// its own key (Send.OwnKey: a key another record may carry could wait for a send that waits
+// for this run), at most MaxRun; at least 1.
 func RunLength(placed []Placed) int {
 	if len(placed) == 0 || placed[0].Err != nil {
 		return min(1, len(placed))
 	}
 	key := placed[0].Send.TargetKey()
 	n := 1
-	for n < len(placed) && n < MaxRun && placed[n].Err == nil && placed[n].Send.TargetKey() == key {
+	for n < len(placed) && n < MaxRun && placed[n].Err == nil && placed[n].Send.OwnKey && placed[n].Send.TargetKey() == key {
 		n++
 	}
 	return n

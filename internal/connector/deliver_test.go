@@ -257,3 +257,30 @@ func TestDeliverRunRefusedPartWay(t *testing.T) {
 		}
 	}
 }
+
+// A record whose key another record may carry (a header, or a template without the record's
+// place) is not in flight with others: two runs could each wait for a key the other holds.
+func TestRunLengthOnlyBatchesOwnKeys(t *testing.T) {
+	f := newFixture(t)
+	d := f.deliverer(t, Config{Hub: "accounts", Group: "customer:{key}"}, nil)
+	run := placedRun(t, d, 0, 4)
+	r := rec("c-1", `{}`, "switchboard-idempotency-key", "event-7")
+	s, err := d.Place(r)
+	run = append(run[:2], append([]Placed{{Record: r, Send: s, Err: err}}, run[2:]...)...)
+	if n := RunLength(run); n != 2 {
+		t.Errorf("RunLength %d, want 2 (up to the record keyed by its header)", n)
+	}
+	if n := RunLength(run[2:]); n != 3 {
+		t.Errorf("RunLength from the header-keyed record %d, want 3 (it may lead a run)", n)
+	}
+	byValue := f.deliverer(t, Config{Hub: "accounts", Group: "customer:{key}", IdempotencyKey: "{value.eventId}"}, nil)
+	var placed []Placed
+	for i := range 3 {
+		r := rec("c-1", fmt.Sprintf(`{"eventId":"e%d"}`, i))
+		s, err := byValue.Place(r)
+		placed = append(placed, Placed{Record: r, Send: s, Err: err})
+	}
+	if n := RunLength(placed); n != 1 {
+		t.Errorf("RunLength %d with keys from the value, want 1", n)
+	}
+}

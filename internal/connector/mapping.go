@@ -100,6 +100,7 @@ type Mapping struct {
 	excluded         []string
 	filter           *odata.Filter
 	invocation       *template.Template // nil: Web PubSub messages
+	ownKey           bool               // the key template names the record's place (Send.OwnKey)
 }
 
 // NewMapping compiles c.
@@ -143,6 +144,11 @@ func NewMapping(c Config) (*Mapping, error) {
 	if m.key, err = template.Parse(key); err != nil {
 		return nil, fmt.Errorf("connector: idempotency key: %w", err)
 	}
+	names := map[string]bool{}
+	for _, p := range m.key.Parts() {
+		names[p.Name] = true
+	}
+	m.ownKey = names[template.Topic] && names[template.Partition] && names[template.Offset]
 	if strings.TrimSpace(c.Filter) != "" {
 		if m.filter, err = odata.Parse(c.Filter); err != nil {
 			return nil, fmt.Errorf("connector: filter: %w", err)
@@ -165,6 +171,10 @@ type Send struct {
 	Target  core.Target
 	Message *core.Message
 	Key     string // Idempotency-Key
+	// OwnKey: the key names the record's place in its source (the key template has {topic},
+	// {partition} and {offset}; no header set it), so no other record has it: sends with such
+	// keys can be in flight together without one waiting for another's key.
+	OwnKey bool
 }
 
 // TargetKey identifies the send's destination (hub, target kind and name): sends with the
@@ -243,6 +253,7 @@ func (m *Mapping) Map(r *Record) (Send, error) {
 	}
 	s.Target, s.Message = t, msg
 	key, ok := r.header(HeaderIdempotencyKey)
+	s.OwnKey = !ok && m.ownKey
 	if !ok {
 		if key, err = m.key.Execute(v.lookup); err != nil {
 			return Send{}, &Poison{Reason: ReasonTemplate, Err: fmt.Errorf("idempotency key: %w", err)}
