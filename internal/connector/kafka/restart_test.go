@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net"
 	"testing"
 	"time"
@@ -63,4 +64,33 @@ func TestKafkaSurvivesBrokerRestart(t *testing.T) {
 	if len(got) != 2 || got[0] != 0 || got[1] != 1 {
 		t.Errorf("history after the broker came back: %v, want [0 1]", got)
 	}
+}
+
+// A server whose broker is unreachable when it starts serves all the same, reports the
+// error, and delivers once the broker is up.
+func TestKafkaStartsWithBrokerUnreachable(t *testing.T) {
+	port := freePort(t)
+	brokers := fmt.Sprintf("127.0.0.1:%d", port)
+	srv := startServer(t, configFile(t, kafkaConnector("accounts", brokers, "account-updates", "sb", `group: "customer:{key}"`)))
+	var status struct {
+		Connectors []struct {
+			State     string
+			LastError string `json:"last_error"`
+		}
+	}
+	waitFor(t, "the unreachable broker is reported", func() bool {
+		adminJSON(t, srv.Endpoint(), &status)
+		return status.Connectors[0].LastError != ""
+	})
+	if status.Connectors[0].State != "starting" {
+		t.Errorf("state %q while the broker was never reached", status.Connectors[0].State)
+	}
+	kf, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(1, "account-updates"),
+		kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kf.Close()
+	produce(t, producer(t, brokers), record("account-updates", 0, "c-1", `{"seq":0}`))
+	waitHistory(t, srv.Endpoint(), "customer:c-1", 1)
 }
