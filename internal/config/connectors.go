@@ -44,6 +44,7 @@ type Connector struct {
 	InstanceID             string        `yaml:"instance_id" doc:"static group membership id: a restarted node gets its partitions back at once, without a rebalance; default <server.node_id>-<name> when server.node_id is set, else dynamic membership"`
 	SessionTimeout         time.Duration `yaml:"session_timeout" doc:"a node silent this long (crashed) loses its partitions to the others; bounds how long a crashed node's partitions wait" default:"10s"`
 	CommitInterval         time.Duration `yaml:"commit_interval" doc:"how often the offsets of records whose sends were accepted are committed (also on rebalance and shutdown)" default:"1s"`
+	FetchMaxWait           time.Duration `yaml:"fetch_max_wait" doc:"longest a fetch waits at the broker for new records; also how long a partition whose fetching was paused (max_in_flight) may wait to be fetched again" default:"100ms"`
 	FetchMaxBytes          int           `yaml:"fetch_max_bytes" doc:"most bytes one fetch returns" default:"16777216"`
 	FetchMaxPartitionBytes int           `yaml:"fetch_max_partition_bytes" doc:"most bytes one fetch returns per partition" default:"1048576"`
 	MaxConcurrentFetches   int           `yaml:"max_concurrent_fetches" doc:"fetches in flight at once across brokers; 0: one per broker"`
@@ -228,6 +229,9 @@ func (k Connector) validateKafka(key string, bad func(key, format string, args .
 	}
 	if k.SessionTimeout < time.Second || k.SessionTimeout > 30*time.Second {
 		bad(key+".session_timeout", "must be between 1s and 30s (a restarted node resumes within it), got %s", k.SessionTimeout)
+	}
+	if k.FetchMaxWait < 10*time.Millisecond || k.FetchMaxWait > 30*time.Second {
+		bad(key+".fetch_max_wait", "must be between 10ms and 30s, got %s", k.FetchMaxWait)
 	}
 	if k.CommitInterval < 100*time.Millisecond {
 		bad(key+".commit_interval", "must be at least 100ms, got %s", k.CommitInterval)

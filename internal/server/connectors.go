@@ -75,7 +75,7 @@ func newConnectors(cfg config.Config, wps namespace, sr *namespace, log *slog.Lo
 			Name: k.Name, Brokers: k.Brokers, Topics: k.Topics, TopicRegex: k.TopicRegex, ConsumerGroup: k.ConsumerGroup,
 			StartEarliest: k.StartOffset == "earliest", InstanceID: cfg.ConnectorInstanceID(k),
 			SessionTimeout: k.SessionTimeout, CommitInterval: k.CommitInterval,
-			FetchMaxBytes: k.FetchMaxBytes, FetchMaxPartitionBytes: k.FetchMaxPartitionBytes,
+			FetchMaxWait: k.FetchMaxWait, FetchMaxBytes: k.FetchMaxBytes, FetchMaxPartitionBytes: k.FetchMaxPartitionBytes,
 			MaxConcurrentFetches: k.MaxConcurrentFetches, MaxInFlight: k.MaxInFlight, DeadLetterTopic: k.DeadLetterTopic,
 			OrderByTarget: k.Ordering == "target",
 			SASL:          kafka.SASL{Mechanism: k.SASL.Mechanism, User: k.SASL.User, Password: k.SASL.Password},

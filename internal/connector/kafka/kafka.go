@@ -39,6 +39,7 @@ type Config struct {
 	InstanceID             string
 	SessionTimeout         time.Duration // default 10s
 	CommitInterval         time.Duration // default 1s
+	FetchMaxWait           time.Duration // default 100ms
 	FetchMaxBytes          int           // default 16 MiB
 	FetchMaxPartitionBytes int           // default 1 MiB
 	MaxConcurrentFetches   int           // 0: one per broker
@@ -115,6 +116,7 @@ func New(cfg Config, deliver func(dead connector.DeadLetter) (*connector.Deliver
 	setDefault(&cfg.SessionTimeout, 10*time.Second)
 	setDefault(&cfg.CommitInterval, time.Second)
 	setDefault(&cfg.StopGrace, 5*time.Second)
+	setDefault(&cfg.FetchMaxWait, 100*time.Millisecond)
 	setDefault(&cfg.FetchMaxBytes, 16<<20)
 	setDefault(&cfg.FetchMaxPartitionBytes, 1<<20)
 	setDefault(&cfg.MaxInFlight, 1000)
@@ -172,6 +174,9 @@ func (c *Connector) options() ([]kgo.Opt, error) {
 		kgo.OnPartitionsAssigned(c.assigned),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) { c.revoked(ctx, cl, m, true) }),
 		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) { c.revoked(ctx, cl, m, false) }),
+		// A fetch waiting at the broker holds back the partitions resumed meanwhile (the client
+		// has one fetch in flight per broker): keep the wait short.
+		kgo.FetchMaxWait(cfg.FetchMaxWait),
 		kgo.FetchMaxBytes(int32(cfg.FetchMaxBytes)),
 		kgo.FetchMaxPartitionBytes(int32(cfg.FetchMaxPartitionBytes)),
 		kgo.AutoCommitCallback(c.committed),

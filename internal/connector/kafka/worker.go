@@ -235,6 +235,7 @@ func (w *worker) lane(ch <-chan laneItem, tr *tracker) {
 	d := w.c.deliver
 	var pending []laneItem
 	var placed []connector.Placed
+	var sel []int // indices in pending of the run's items
 	for {
 		if len(pending) == 0 {
 			it, ok := <-ch
@@ -261,24 +262,47 @@ func (w *worker) lane(ch <-chan laneItem, tr *tracker) {
 			continue
 		default:
 		}
-		placed = placed[:0]
-		for _, it := range pending {
-			placed = append(placed, connector.Placed{Record: it.rec, Send: it.send, Err: it.err})
+		// The first pending item leads a run, which the pending items to its target join, in
+		// order: a lane holds several targets, whose records need no order between them.
+		sel, placed = sel[:0], placed[:0]
+		lead := pending[0]
+		sel = append(sel, 0)
+		placed = append(placed, connector.Placed{Record: lead.rec, Send: lead.send, Err: lead.err})
+		if lead.err == nil {
+			key := lead.send.TargetKey()
+			for j := 1; j < len(pending) && len(sel) < connector.MaxRun; j++ {
+				it := pending[j]
+				if it.err != nil || it.send.TargetKey() != key {
+					continue
+				}
+				if !it.send.OwnKey {
+					break // it goes after this run, and its target's later items after it
+				}
+				sel = append(sel, j)
+				placed = append(placed, connector.Placed{Record: it.rec, Send: it.send, Err: it.err})
+			}
 		}
-		n := connector.RunLength(placed)
-		done, err := d.DeliverRun(w.ctx, placed[:n])
+		done, err := d.DeliverRun(w.ctx, placed)
 		if err != nil {
 			pending = pending[:0] // stopped while refused: not marked
 			continue
 		}
-		for _, it := range pending[:done] {
-			tr.complete(it.slot, func(last *kgo.Record) {
+		for _, j := range sel[:done] {
+			tr.complete(pending[j].slot, func(last *kgo.Record) {
 				w.next.Store(last.Offset + 1)
 				w.cl.MarkCommitRecords(last)
 			})
+			pending[j].slot = nil // sent: dropped below
 		}
 		w.c.metrics.delivered(w.c.cfg.Name, done)
-		pending = append(pending[:0], pending[done:]...)
+		kept := pending[:0]
+		for _, it := range pending {
+			if it.slot != nil {
+				kept = append(kept, it)
+			}
+		}
+		clear(pending[len(kept):])
+		pending = kept
 	}
 }
 
