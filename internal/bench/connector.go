@@ -65,6 +65,7 @@ func (r *runner) connector(ctx context.Context, res *RunResult) error {
 			if time.Now().Before(t) && warm[g] >= warmMax {
 				if g == r.o.Groups-1 {
 					time.Sleep(time.Until(t))
+					next = t // pace from the measured phase on, with no burst to catch up
 				}
 				continue
 			}
