@@ -359,6 +359,9 @@ func (m *Mapping) placeTarget(r *Record, v *values) (core.Target, error) {
 	}
 	t.Filter = m.filter
 	if h, ok := r.header(HeaderFilter); ok {
+		if m.invocation != nil && strings.TrimSpace(h) != "" {
+			return t, poison(ReasonHeader, "%s header: filters are not available for SignalR hubs", HeaderFilter)
+		}
 		t.Filter = nil
 		if strings.TrimSpace(h) != "" {
 			f, err := odata.Parse(h)

@@ -195,4 +195,8 @@ func TestMapSignalRInvocation(t *testing.T) {
 	if !errors.As(err, &p) || p.Reason != ReasonContentType {
 		t.Errorf("binary argument: %v", err)
 	}
+	_, err = mustMapping(t, Config{Hub: "accounts", All: true, Invocation: "say"}).Map(rec("", `1`, "switchboard-filter", "userId eq 'a'"))
+	if !errors.As(err, &p) || p.Reason != ReasonHeader {
+		t.Errorf("filter header into a SignalR hub: %v", err)
+	}
 }
