@@ -25,7 +25,7 @@ func newBenchCmd() *cobra.Command {
 	o := bench.Options{Workers: -1, SourceIPs: -1}
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "bench <fanout|durable|rooms|users|idle|connect|signalr-fanout|signalr-connect>",
+		Use:   "bench <fanout|durable|rooms|users|idle|connect|signalr-fanout|signalr-connect|connector>",
 		Short: "Load-test a running server through its public protocols",
 		Long: `Drive a running server like real clients do (REST publishers, json.webpubsub.azure.v1
 WebSocket clients; SignalR clients with negotiate, the JSON or MessagePack hub protocol and the
@@ -90,12 +90,14 @@ See bench/README.md.`,
 	f.StringVar(&o.Protocol, "protocol", "", "signalr-*: hub protocol of the clients, json or messagepack (default json)")
 	f.StringArrayVar(&o.Nodes, "node", nil, "another node of the connection string's cluster (its endpoint, e.g. http://127.0.0.1:9080; repeatable): connections and REST publishers spread round-robin over every node")
 	f.StringVar(&o.Hub, "hub", "bench", "hub to use")
+	f.StringSliceVar(&o.Brokers, "brokers", nil, "connector: the Kafka brokers the server's connector reads (e.g. from switchboard bench kafka-broker)")
+	f.StringVar(&o.Topic, "topic", "bench-connector", "connector: the topic the server's connector reads")
 	f.IntVar(&o.Subscribers, "subscribers", 100, "fanout, signalr-fanout: connections in the group")
 	f.IntVar(&o.Publishers, "publishers", 1, "fanout, signalr-fanout, users: REST publishers, one request in flight each")
-	f.IntVar(&o.Messages, "messages", 1000, "fanout, signalr-fanout, users: measured messages per publisher (after the warm-up)")
+	f.IntVar(&o.Messages, "messages", 1000, "fanout, signalr-fanout, users: measured messages per publisher (after the warm-up); connector: measured records per group")
 	f.IntVar(&o.Size, "size", 64, "payload bytes (text)")
-	f.Float64Var(&o.Rate, "rate", 0, "fanout, signalr-fanout, users: total messages/s (0: as fast as answers come); rooms: messages/s per member (default 1)")
-	f.IntVar(&o.Groups, "groups", 0, "rooms: groups (default 10); idle: groups the connections spread over (default 1)")
+	f.Float64Var(&o.Rate, "rate", 0, "fanout, signalr-fanout, users, connector: total messages/s (0: as fast as answers come; connector: as fast as the producer takes them); rooms: messages/s per member (default 1)")
+	f.IntVar(&o.Groups, "groups", 0, "rooms: groups (default 10); idle: groups the connections spread over (default 1); connector: groups (record keys) the subscribers spread over (default 10)")
 	f.IntVar(&o.Members, "members", 10, "rooms: members per group")
 	f.IntVar(&o.Conns, "conns", 0, "users, idle, connect, signalr-connect: connections (default 1000)")
 	f.IntVar(&o.Users, "users", 100, "users: distinct user ids the connections spread over")
@@ -110,7 +112,7 @@ See bench/README.md.`,
 	f.DurationVar(&o.Drain, "drain", 0, "how long to wait for missing messages without progress (default 5s)")
 	f.IntVar(&o.ServerPID, "server-pid", 0, "server process id for RSS/CPU (default: found by the listen port, else /metrics)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
-	cmd.AddCommand(newBenchWorkerCmd(), newBenchBaselineCmd(), newBenchSoakCmd())
+	cmd.AddCommand(newBenchWorkerCmd(), newBenchBaselineCmd(), newBenchSoakCmd(), newBenchKafkaBrokerCmd())
 	return cmd
 }
 

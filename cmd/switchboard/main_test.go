@@ -188,3 +188,28 @@ func TestConfigSampleChecks(t *testing.T) {
 		t.Errorf("a bad value in the sample: %v", err)
 	}
 }
+
+// TestCheckConfigValidatesConnectors: --check-config reads the connectors: list and reports its
+// problems by connector name, with the per-connector --set overrides applied.
+func TestCheckConfigValidatesConnectors(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte(`connectors:
+  - name: accounts
+    type: kafka
+    brokers: ["127.0.0.1:9092"]
+    topics: [account-updates]
+    consumer_group: switchboard
+    hub: accounts
+    group: "customer:{key}"
+`), 0o600)
+	if out, err := run(t, "serve", "--check-config", "--config", file); err != nil || !strings.Contains(out, "configuration is valid") {
+		t.Fatalf("valid connector: %q %v", out, err)
+	}
+	_, err := run(t, "serve", "--check-config", "--config", file, "--set", "connectors.accounts.group=customer:{nope}",
+		"--set", "connectors.accounts.sasl.mechanism=GSSAPI")
+	for _, want := range []string{"connectors.accounts.group", "unknown placeholder {nope}", "connectors.accounts.sasl.mechanism"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not name %s: %v", want, err)
+		}
+	}
+}

@@ -33,10 +33,13 @@ type Config struct {
 	// Cluster, if set, gives what GET /admin/cluster shows: the nodes
 	// seen, the NATS connection and JetStream state.
 	Cluster func(ctx context.Context) any
+	// Connectors, if set, gives what GET /admin/connectors shows: each connector's state,
+	// assignment and lag.
+	Connectors func() any
 }
 
 // Register adds the admin routes to mux: /metrics (open, as Prometheus
-// scrapes it), /admin/config, /admin/history, /admin/cluster and, when enabled, /debug/pprof/.
+// scrapes it), /admin/config, /admin/history, /admin/cluster, /admin/connectors and, when enabled, /debug/pprof/.
 func Register(mux *http.ServeMux, cfg Config) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
 	guard := func(h http.Handler) http.Handler {
@@ -70,6 +73,15 @@ func Register(mux *http.ServeMux, cfg Config) {
 			enc := json.NewEncoder(w)
 			enc.SetIndent("", "  ")
 			enc.Encode(cfg.Cluster(r.Context()))
+		})))
+	}
+	if cfg.Connectors != nil {
+		mux.Handle("GET /admin/connectors", guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			enc.Encode(cfg.Connectors())
 		})))
 	}
 	if cfg.Pprof {

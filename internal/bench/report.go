@@ -19,7 +19,7 @@ func (rep *Report) WriteTable(out io.Writer) {
 	}
 	fmt.Fprintf(out, "server observed by %s; %d worker(s) of %s, %d source address(es); %s\n\n", rep.Server, o.Workers, threadsText(o.Threads), max(o.SourceIPs, 1), rep.Date.Format("2006-01-02 15:04 UTC"))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
-	messages := o.Scenario == "fanout" || o.Scenario == "durable" || o.Scenario == "signalr-fanout" || o.Scenario == "rooms" || o.Scenario == "users"
+	messages := o.Scenario == "fanout" || o.Scenario == "durable" || o.Scenario == "signalr-fanout" || o.Scenario == "rooms" || o.Scenario == "users" || o.Scenario == "connector"
 	if messages {
 		fmt.Fprintln(tw, "run\tconns\tsent\tdelivered\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tlost\tdup\tooo\tsrv CPU %\ttool CPU %\tsrv RSS MB\t")
 	} else {
@@ -90,6 +90,8 @@ func describe(o Options) string {
 		return fmt.Sprintf("protocol=%s subscribers=%d publishers=%d messages=%d size=%d rate=%s warmup=%s runs=%d", o.Protocol, o.Subscribers, o.Publishers, o.Messages, o.Size, rate(o.Rate), o.Warmup, o.Runs)
 	case "signalr-connect":
 		return fmt.Sprintf("protocol=%s conns=%d dialers=%d runs=%d", o.Protocol, o.Conns, o.Dialers, o.Runs)
+	case "connector":
+		return fmt.Sprintf("topic=%s groups=%d subscribers=%d messages=%d per group size=%d rate=%s warmup=%s runs=%d", o.Topic, o.Groups, o.Subscribers, o.Messages, o.Size, rate(o.Rate), o.Warmup, o.Runs)
 	}
 	return ""
 }

@@ -25,7 +25,7 @@ import (
 )
 
 // Scenarios the tool runs.
-var Scenarios = []string{"fanout", "durable", "rooms", "users", "idle", "connect", "signalr-fanout", "signalr-connect"}
+var Scenarios = []string{"fanout", "durable", "rooms", "users", "idle", "connect", "signalr-fanout", "signalr-connect", "connector"}
 
 // Options configure a run. Zero values get the defaults of [Options.withDefaults].
 type Options struct {
@@ -42,6 +42,10 @@ type Options struct {
 	SignalRConnString string `json:"-"`
 	// Protocol is the hub protocol of the SignalR clients: json (default) or messagepack.
 	Protocol string `json:"protocol,omitempty"`
+
+	// Brokers and Topic are the Kafka the server's connector reads (connector scenario).
+	Brokers []string `json:"brokers,omitempty"`
+	Topic   string   `json:"topic,omitempty"`
 
 	Subscribers int           `json:"subscribers,omitempty"` // fanout: connections in the group
 	Publishers  int           `json:"publishers,omitempty"`  // fanout, users: REST publishers
@@ -88,7 +92,10 @@ func (o Options) withDefaults() Options {
 	def(&o.Runs, 3)
 	def(&o.Dialers, 64)
 	if o.Groups <= 0 {
-		o.Groups = map[bool]int{true: 10, false: 1}[o.Scenario == "rooms"]
+		o.Groups = map[bool]int{true: 10, false: 1}[o.Scenario == "rooms" || o.Scenario == "connector"]
+	}
+	if o.Topic == "" {
+		o.Topic = "bench-connector"
 	}
 	if o.Conns <= 0 {
 		o.Conns = map[string]int{"users": 1000, "idle": 1000, "connect": 1000, "signalr-connect": 1000}[o.Scenario]
@@ -137,7 +144,7 @@ func (o Options) clientConnString() string {
 // connections is how many connections the scenario holds at once.
 func (o Options) connections() int {
 	switch o.Scenario {
-	case "fanout", "durable", "signalr-fanout":
+	case "fanout", "durable", "signalr-fanout", "connector":
 		return o.Subscribers
 	case "rooms":
 		return o.Groups * o.Members
@@ -569,6 +576,8 @@ func (r *runner) run(ctx context.Context, n int) (res RunResult, err error) {
 		err = r.fanout(ctx, &res, "fanout", r.signalRSendURL("fanout"))
 	case "users":
 		err = r.users(ctx, &res)
+	case "connector":
+		err = r.connector(ctx, &res)
 	case "rooms":
 		err = r.rooms(ctx, &res)
 	case "idle":

@@ -34,6 +34,8 @@ type Config struct {
 	TLS       TLS                  `yaml:"tls"`
 	Cluster   Cluster              `yaml:"cluster"`
 	Hubs      map[string]HubConfig `yaml:"hubs" env:"-" doc:"per-hub settings by hub name; the key _default applies to hubs without their own entry"`
+	// Connectors read events from Kafka (or Event Hubs) into hubs; see connectors.go.
+	Connectors []Connector `yaml:"connectors" env:"-" doc:"event sources read into hubs (see the README's Connectors section)"`
 }
 
 // Server is where and as what the server listens.
@@ -309,6 +311,7 @@ func Load(path string, environ []string, settings []string) (Config, error) {
 		if err := dec.Decode(&c); err != nil && err.Error() != "EOF" {
 			return c, fmt.Errorf("config: %s: %w", path, err)
 		}
+		c.connectorDefaults()
 	}
 	env := map[string]string{}
 	for _, kv := range environ {
@@ -316,13 +319,15 @@ func Load(path string, environ []string, settings []string) (Config, error) {
 			env[k] = v
 		}
 	}
-	walk(reflect.ValueOf(&c).Elem(), "", func(f field) {
+	fromEnv := func(f field) {
 		if v, ok := env[f.env]; ok {
 			if err := f.set(v); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", f.env, err))
 			}
 		}
-	})
+	}
+	walk(reflect.ValueOf(&c).Elem(), "", fromEnv)
+	c.connectorFields(fromEnv)
 	for _, s := range settings {
 		k, v, ok := strings.Cut(s, "=")
 		if !ok {
@@ -330,14 +335,16 @@ func Load(path string, environ []string, settings []string) (Config, error) {
 			continue
 		}
 		found := false
-		walk(reflect.ValueOf(&c).Elem(), "", func(f field) {
+		set := func(f field) {
 			if f.key == k {
 				found = true
 				if err := f.set(v); err != nil {
 					errs = append(errs, fmt.Errorf("%s: %w", k, err))
 				}
 			}
-		})
+		}
+		walk(reflect.ValueOf(&c).Elem(), "", set)
+		c.connectorFields(set)
 		if !found {
 			errs = append(errs, fmt.Errorf("%s: unknown setting", k))
 		}
@@ -362,7 +369,9 @@ func UnknownEnv(environ []string, alsoKnown ...string) []string {
 	var out []string
 	for _, kv := range environ {
 		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "SWITCHBOARD_") && !known[k] {
+		// SWITCHBOARD_CONNECTORS_<NAME>_<KEY> overrides a connector of the file, which
+		// this does not know.
+		if strings.HasPrefix(k, "SWITCHBOARD_") && !known[k] && !strings.HasPrefix(k, "SWITCHBOARD_CONNECTORS_") {
 			out = append(out, k)
 		}
 	}
@@ -456,6 +465,12 @@ func (c *Config) Validate() error {
 		bad("limits.max_connections", "must be -1 (no limit), 0 (from the open-file limit) or positive, got %d", c.Limits.MaxConnections)
 	}
 	c.Cluster.validate(c.Server.NodeID, bad)
+	c.validateConnectors(bad)
+	for _, k := range c.Connectors {
+		if k.Namespace == "signalr" && c.SignalR.Addr == "" {
+			bad("connectors."+k.Name+".namespace", "signalr needs the SignalR endpoint (signalr.addr)")
+		}
+	}
 	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
 		bad("tls", "cert_file and key_file go together")
 	}
@@ -670,6 +685,12 @@ func (c Config) Redacted() Config {
 	for _, s := range []*string{&c.Cluster.NATSPassword, &c.Cluster.NATSToken} {
 		if *s != "" {
 			*s = "<redacted>"
+		}
+	}
+	c.Connectors = slices.Clone(c.Connectors)
+	for i := range c.Connectors {
+		if c.Connectors[i].SASL.Password != "" {
+			c.Connectors[i].SASL.Password = "<redacted>"
 		}
 	}
 	return c

@@ -103,38 +103,60 @@ func (sh *seqShard) end(group string, done chan struct{}) {
 // meanwhile, so that a stand-in or a stale hub never orders a group beside
 // the live one, and a hub with a turn in flight is never reclaimed.
 func (h *Hub) sendDurable(ctx context.Context, hist History, op *Op) error {
-	if dh, ok := hist.(DeliveringHistory); ok {
-		// The history orders, stores and delivers (Node.DeliverStored).
-		return dh.Store(ctx, op)
-	}
-	h, err := h.held()
+	finish, err := h.beginDurable(ctx, hist, op)
 	if err != nil {
 		return err
 	}
-	defer h.release()
+	return finish()
+}
+
+// beginDurable is the first half of sendDurable: it appends the message (its
+// offset is given now, so messages begun one after the other keep that order)
+// and takes its turn; finish waits until it is durable and broadcasts it after
+// the group's earlier turns. finish must be called exactly once: until it is,
+// the hub is held and the group's later turns wait.
+func (h *Hub) beginDurable(ctx context.Context, hist History, op *Op) (finish func() error, err error) {
+	if dh, ok := hist.(DeliveringHistory); ok {
+		// The history orders, stores and delivers (Node.DeliverStored):
+		// stored here, so that sends begun one after the other keep their
+		// order; finish has nothing left to do.
+		if err := dh.Store(ctx, op); err != nil {
+			return nil, err
+		}
+		return func() error { return nil }, nil
+	}
+	h, err = h.held()
+	if err != nil {
+		return nil, err
+	}
 	group := op.Target.Name
 	sh := h.seq.shard(group)
 	sh.mu.Lock()
 	wait, err := hist.Append(ctx, h.name, group, op.Message)
 	if err != nil {
 		sh.mu.Unlock()
-		return err
+		h.release()
+		return nil, err
 	}
 	prev, done := sh.turn(group)
 	sh.mu.Unlock()
-	werr := wait()
-	if prev != nil {
-		<-prev
-	}
-	if werr == nil {
-		// Durable: it must reach the members even if the caller is gone.
-		err = h.node.cfg.Broker.Publish(context.WithoutCancel(ctx), op)
-	}
-	sh.end(group, done)
-	if werr != nil {
-		return werr
-	}
-	return err
+	return func() error {
+		defer h.release()
+		werr := wait()
+		if prev != nil {
+			<-prev
+		}
+		var err error
+		if werr == nil {
+			// Durable: it must reach the members even if the caller is gone.
+			err = h.node.cfg.Broker.Publish(context.WithoutCancel(ctx), op)
+		}
+		sh.end(group, done)
+		if werr != nil {
+			return werr
+		}
+		return err
+	}, nil
 }
 
 // history returns the node's history when group keeps one.

@@ -103,3 +103,48 @@ func TestJoinAfterRefusedSendGetsDurableTop(t *testing.T) {
 		t.Errorf("join after the refused send: offset %d, want 0 (the refused offset was taken back)", j.res.Offset)
 	}
 }
+
+// TestSendStartKeepsStartOrder: sends started one after the other to a history group get
+// their offsets in that order and are broadcast in that order, even when their writes
+// complete together and their finishes run concurrently.
+func TestSendStartKeepsStartOrder(t *testing.T) {
+	hist := &failingHistory{appended: make(chan struct{}, 3), topped: make(chan struct{}, 1), release: make(chan error, 3)}
+	n := testNode(t, core.Config{History: hist})
+	h := testHub(t, n, "chat")
+	c := connect(t, h, core.ConnInfo{})
+	if err := h.JoinGroup(c.Conn, "g"); err != nil {
+		t.Fatal(err)
+	}
+	var finishes []func() error
+	var msgs []*core.Message
+	for _, s := range []string{"a", "b", "c"} {
+		m := textMsg(s)
+		f, err := h.SendStart(context.Background(), core.Target{Kind: core.ToGroup, Name: "g"}, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		finishes, msgs = append(finishes, f), append(msgs, m)
+	}
+	for i, m := range msgs {
+		if m.Offset != uint64(i+1) {
+			t.Errorf("message %d has offset %d, want %d", i, m.Offset, i+1)
+		}
+	}
+	var wg sync.WaitGroup
+	for i := len(finishes) - 1; i >= 0; i-- { // the last started finishes first
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := finishes[i](); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	for range 3 {
+		hist.release <- nil
+	}
+	wg.Wait()
+	if got := c.bodies(); len(got) != 3 || got[0] != "a" || got[1] != "b" || got[2] != "c" {
+		t.Errorf("broadcast %q, want [a b c]", got)
+	}
+}

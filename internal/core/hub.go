@@ -385,6 +385,26 @@ func (h *Hub) Send(ctx context.Context, t Target, m *Message) error {
 	return h.node.cfg.Broker.Publish(ctx, op)
 }
 
+// SendStart is Send in two steps, for a caller that keeps several sends in
+// flight in one order: it returns once the send has its place in that order
+// (for a group that keeps history, once its record is appended and has its
+// offset; any other send is published before it returns), and finish waits
+// until it is done (durable and broadcast) and returns Send's result. Sends
+// started one after the other to one group are broadcast in that order.
+// finish must be called exactly once.
+func (h *Hub) SendStart(ctx context.Context, t Target, m *Message) (finish func() error, err error) {
+	op := &Op{Hub: h.name, Kind: OpSend, Target: t, Message: m}
+	if t.Kind == ToGroup {
+		if hist := h.history(t.Name); hist != nil {
+			return h.beginDurable(ctx, hist, op)
+		}
+	}
+	if err := h.node.cfg.Broker.Publish(ctx, op); err != nil {
+		return nil, err
+	}
+	return func() error { return nil }, nil
+}
+
 // Publish sends m to group on behalf of the client conn from (noEcho leaves
 // from out).
 func (h *Hub) Publish(ctx context.Context, from *Conn, group string, m *Message, noEcho bool) error {

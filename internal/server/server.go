@@ -49,6 +49,7 @@ type Server struct {
 	// their session; nil on a single node.
 	relays *cluster.Relays
 	lis    *listeners
+	conn   *connectors // the configured connectors (none: an empty list)
 	// undo releases what New started, for a server that is not served (Close).
 	undo cleanup
 }
@@ -214,23 +215,25 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	var s *Server
 	mux := http.NewServeMux()
 	mux.Handle("/client/", ep)
 	mux.Handle("/client", ep)
 	mux.Handle("/api/", rest)
 	mux.Handle(readyPath, readiness(ready))
 	admin.Register(mux, admin.Config{
-		Registry: reg,
-		Settings: cfg.Redacted(),
-		Pprof:    cfg.Admin.Pprof,
-		History:  historySummary(hist, jsHist),
-		Cluster:  clusterSummary(clus),
+		Registry:   reg,
+		Settings:   cfg.Redacted(),
+		Pprof:      cfg.Admin.Pprof,
+		History:    historySummary(hist, jsHist),
+		Cluster:    clusterSummary(clus),
+		Connectors: func() any { return s.conn.summary() }, // s is set below, before serving
 		Authorized: func(r *http.Request) bool {
 			tok, ok := auth.BearerToken(r.Header.Get("Authorization"))
 			return ok && ring.VerifyServerToken(tok, r.URL.Path, time.Now()) == nil
 		},
 	})
-	s := &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, jsHist: jsHist, lis: lis, ep: ep, clus: clus, relays: relays}
+	s = &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, jsHist: jsHist, lis: lis, ep: ep, clus: clus, relays: relays}
 	if cfg.SignalR.Addr != "" {
 		srIdem := idem.Namespace(signalRNamespace)
 		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srCoreHist, srRESTHist, srIdem, rates, lis, brokers.signalr, clus); err != nil {
@@ -238,6 +241,18 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		}
 		undo.push(s.sr.closeNow)
 		wsSignalR = s.sr.ws
+	}
+	var wpsReplays, srReplays durable.ReplayCounter // nil interfaces without history
+	if hist != nil {
+		wpsReplays, srReplays = hist, hist.Namespace(signalRNamespace)
+	}
+	var srNS *namespace
+	if s.sr != nil {
+		ns := newNamespace(s.sr.node, idem.Namespace(signalRNamespace), srReplays)
+		srNS = &ns
+	}
+	if s.conn, err = newConnectors(cfg, newNamespace(node, idem, wpsReplays), srNS, log, reg); err != nil {
+		return nil, err
 	}
 	s.http = httpServer(lis.gate.Handler(mux, webPubSubKind), cfg.Server.ReadTimeout, log)
 	if clus != nil {
@@ -566,8 +581,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.sr.serve(errc)
 		serving++
 	}
+	s.conn.start(s.log)
 	select {
 	case err := <-errc:
+		s.conn.stop(context.Background())
 		s.http.Close()
 		s.ep.Close()
 		s.ws.Close()
@@ -588,6 +605,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Server.ShutdownTimeout)
 	defer cancel()
 	var errs []error
+	// First the connectors: each finishes its sends in flight and commits what was accepted,
+	// while the sessions still receive them and the history is open.
+	if err := s.conn.stop(sctx); err != nil {
+		errs = append(errs, err)
+	}
 	if err := s.http.Shutdown(sctx); err != nil { // closes the front door too
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 	}

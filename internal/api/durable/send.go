@@ -53,30 +53,56 @@ type Sent struct {
 // key used before for another request (422, wrapping history.ErrKeyReused), else the error of
 // ctx or of the core send.
 func (s Sender) Send(ctx context.Context, key string, hub *core.Hub, t core.Target, m *core.Message) (Sent, error) {
-	if key == "" || s.Keys == nil {
+	if key == "" || s.Keys == nil { // the REST hot path: no closures
 		if err := hub.Send(ctx, t, m); err != nil {
 			return Sent{}, err
 		}
 		return Sent{Result: history.Result{Offset: m.Offset, Epoch: m.Epoch}}, nil
 	}
+	finish, err := s.Start(ctx, key, hub, t, m)
+	if err != nil {
+		return Sent{}, err
+	}
+	return finish()
+}
+
+// Start is Send in two steps (core.Hub.SendStart), for a caller that keeps several sends in
+// flight in one order: it checks and claims the key and starts the send; finish waits until
+// the send is done and returns Send's result. A replay's finish answers at once. finish must
+// be called exactly once. Sends whose keys are claimed but not finished make a later Start
+// with the same key wait (so a caller must not start one key twice before finishing it).
+func (s Sender) Start(ctx context.Context, key string, hub *core.Hub, t core.Target, m *core.Message) (finish func() (Sent, error), err error) {
+	if key == "" || s.Keys == nil {
+		f, err := hub.SendStart(ctx, t, m)
+		if err != nil {
+			return nil, err
+		}
+		return func() (Sent, error) {
+			if err := f(); err != nil {
+				return Sent{}, err
+			}
+			return Sent{Result: history.Result{Offset: m.Offset, Epoch: m.Epoch}}, nil
+		}, nil
+	}
 	if !ValidKey(key) {
-		return Sent{}, badRequest(HeaderKey, ErrInvalidKey, "Invalid Idempotency-Key: it must be 1 to %d visible ASCII characters.", maxKeyBytes)
+		return nil, badRequest(HeaderKey, ErrInvalidKey, "Invalid Idempotency-Key: it must be 1 to %d visible ASCII characters.", maxKeyBytes)
 	}
 	res, replayed, claim, err := s.Keys.Begin(ctx, hub.Name(), key, Fingerprint(t, m))
 	switch {
 	case errors.Is(err, history.ErrKeyReused):
-		return Sent{}, &Failure{Status: http.StatusUnprocessableEntity, Code: CodeKeyReused, Target: HeaderKey, cause: err,
+		return nil, &Failure{Status: http.StatusUnprocessableEntity, Code: CodeKeyReused, Target: HeaderKey, cause: err,
 			Message: fmt.Sprintf("Idempotency-Key %s was used for a different request.", excerpt.Quote(key))}
 	case err != nil:
-		return Sent{}, err
+		return nil, err
 	case replayed:
 		if s.Replays != nil {
 			s.Replays.IdempotentReplay(hub.Name())
 		}
-		return Sent{Result: res, Replayed: true}, nil
+		return func() (Sent, error) { return Sent{Result: res, Replayed: true}, nil }, nil
 	}
 	m.IdempotencyKey = key
-	if err := hub.Send(ctx, t, m); err != nil {
+	f, err := hub.SendStart(ctx, t, m)
+	if err != nil {
 		var dup *core.DuplicateError
 		if errors.As(err, &dup) {
 			// A cluster's history stored this key already (sent through
@@ -86,18 +112,24 @@ func (s Sender) Send(ctx context.Context, key string, hub *core.Hub, t core.Targ
 			if s.Replays != nil {
 				s.Replays.IdempotentReplay(hub.Name())
 			}
-			return Sent{Result: res, Replayed: true}, nil
+			return func() (Sent, error) { return Sent{Result: res, Replayed: true}, nil }, nil
 		}
 		claim.Abort()
 		if errors.Is(err, history.ErrKeyReused) {
-			return Sent{}, &Failure{Status: http.StatusUnprocessableEntity, Code: CodeKeyReused, Target: HeaderKey, cause: err,
+			return nil, &Failure{Status: http.StatusUnprocessableEntity, Code: CodeKeyReused, Target: HeaderKey, cause: err,
 				Message: fmt.Sprintf("Idempotency-Key %s was used for a different request.", excerpt.Quote(key))}
 		}
-		return Sent{}, err
+		return nil, err
 	}
-	res = history.Result{Offset: m.Offset, Epoch: m.Epoch}
-	claim.Commit(res)
-	return Sent{Result: res}, nil
+	return func() (Sent, error) {
+		if err := f(); err != nil {
+			claim.Abort()
+			return Sent{}, err
+		}
+		res := history.Result{Offset: m.Offset, Epoch: m.Epoch}
+		claim.Commit(res)
+		return Sent{Result: res}, nil
+	}, nil
 }
 
 // Fingerprint identifies a send for history.ErrKeyReused: its target and payload, as the log

@@ -1,0 +1,121 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// ConnectorGroup names group i of the connector scenario. The server's connector must map a
+// record to the group named by its key (group: "{key}", content_type: text/plain).
+func ConnectorGroup(i int) string { return fmt.Sprintf("conn%d", i) }
+
+// connector produces records keyed by group into o.Topic on o.Brokers (where the server's
+// Kafka connector reads them) and counts what o.Subscribers connections spread over o.Groups
+// groups receive: records/s through the connector and the latency from produce to client.
+// Each group is one stream (its key keeps it in one partition, so in order).
+func (r *runner) connector(ctx context.Context, res *RunResult) error {
+	if len(r.o.Brokers) == 0 {
+		return errors.New("connector: --brokers is required (the Kafka the server's connector reads)")
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(r.o.Brokers...), kgo.DefaultProduceTopic(r.o.Topic),
+		kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(100_000))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	specs := make([]ConnSpec, r.o.Subscribers)
+	for i := range specs {
+		g := ConnectorGroup(i % r.o.Groups)
+		specs[i] = ConnSpec{ID: i, Groups: []string{g}, Key: g}
+	}
+	if err := r.connect(ctx, specs, false, res); err != nil {
+		return err
+	}
+	r.phase.Store("produce")
+	keys := make([][]byte, r.o.Groups)
+	for i := range keys {
+		keys[i] = []byte(ConnectorGroup(i))
+	}
+	return r.measure(ctx, res, func() error {
+		t, err := r.startMeasuring(ctx)
+		if err != nil {
+			return err
+		}
+		seqs := make([]uint64, r.o.Groups)
+		var first atomic.Int64
+		first.Store(math.MaxInt64)
+		var wg sync.WaitGroup
+		interval := time.Duration(0)
+		if r.o.Rate > 0 {
+			interval = time.Duration(float64(time.Second) / r.o.Rate)
+		}
+		next := time.Now()
+		measured := make([]int, r.o.Groups)
+		// The warm-up sends a tenth of the measured records per group at most: unpaced, the
+		// producer would queue far more than the connector delivers in the warm-up.
+		warm, warmMax := make([]int, r.o.Groups), max(1, r.o.Messages/10)
+		for g := 0; ctx.Err() == nil; g = (g + 1) % r.o.Groups {
+			if time.Now().Before(t) && warm[g] >= warmMax {
+				if g == r.o.Groups-1 {
+					time.Sleep(time.Until(t))
+					next = t // pace from the measured phase on, with no burst to catch up
+				}
+				continue
+			}
+			if measured[g] >= r.o.Messages {
+				done := true
+				for _, m := range measured {
+					done = done && m >= r.o.Messages
+				}
+				if done {
+					break
+				}
+				continue
+			}
+			if interval > 0 {
+				if d := time.Until(next); d > 0 {
+					time.Sleep(d)
+				}
+				next = next.Add(interval)
+			}
+			now := time.Now()
+			if now.Before(t) {
+				warm[g]++
+			} else {
+				if measured[g] == 0 && first.Load() == math.MaxInt64 {
+					first.Store(now.UnixNano())
+				}
+				measured[g]++
+			}
+			rec := &kgo.Record{Key: keys[g], Value: appendPayload(nil, uint32(g), seqs[g], now.UnixNano(), r.o.Size)}
+			seqs[g]++
+			wg.Add(1)
+			cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
+				defer wg.Done()
+				if err != nil {
+					r.countSendError(reason(err))
+					return
+				}
+				r.sent.Add(1)
+			})
+		}
+		wg.Wait()
+		r.phase.Store("drain")
+		expect := map[string]map[uint32]uint64{}
+		for g, n := range seqs {
+			expect[ConnectorGroup(g)] = map[uint32]uint64{uint32(g): n}
+		}
+		f := first.Load()
+		if f == math.MaxInt64 {
+			f = 0
+		}
+		return r.collect(ctx, expect, f, res)
+	})
+}

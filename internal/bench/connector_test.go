@@ -1,0 +1,64 @@
+package bench
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/switchboardhq/switchboard/internal/server/servertest"
+)
+
+// TestConnectorScenario runs the connector scenario against a server whose Kafka connector
+// reads an in-process kfake into history groups: every record produced reaches its group's
+// subscribers once, in order.
+func TestConnectorScenario(t *testing.T) {
+	kf, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(4, "bench-connector"),
+		kfake.GroupMinSessionTimeout(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kf.Close()
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`hubs:
+  bench:
+    history:
+      - {pattern: "conn*", max_messages: 100000, max_age: 1h}
+connectors:
+  - name: bench
+    type: kafka
+    brokers: [%q]
+    topics: [bench-connector]
+    consumer_group: bench
+    start_offset: earliest
+    hub: bench
+    group: "{key}"
+    content_type: text/plain
+`, kf.ListenAddrs()[0])), 0o600)
+	srv := servertest.Start(t, servertest.Options{ConfigFile: cfg, Settings: []string{"history.fsync=none"}})
+	o := Options{Scenario: "connector", ConnString: srv.ConnectionString(), Brokers: kf.ListenAddrs(), Workers: 0, SourceIPs: -1,
+		Runs: 1, Warmup: 20 * time.Millisecond, Drain: 10 * time.Second, Subscribers: 8, Groups: 4, Messages: 100}
+	waitAssigned(t, srv)
+	rep := runOK(t, o)
+	r := rep.Runs[0]
+	if r.Counted != 8*100 || r.Received != r.Sent*2 || r.Latency.Count != r.Counted || r.DeliveriesPerSec <= 0 {
+		t.Errorf("sent %d, received %d, counted %d, latency samples %d", r.Sent, r.Received, r.Counted, r.Latency.Count)
+	}
+}
+
+func waitAssigned(t *testing.T, srv *servertest.Server) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, c := range srv.Connectors() {
+			if len(c.Partitions) == 4 {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the connector never got its partitions")
+}

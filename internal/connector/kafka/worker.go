@@ -1,0 +1,356 @@
+package kafka
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/switchboardhq/switchboard/internal/connector"
+)
+
+// worker delivers the records of one assigned partition, in order. The poll loop queues
+// records; past max_in_flight queued it pauses the partition's fetching, and the worker
+// resumes it when it takes the queue.
+type worker struct {
+	c         *Connector
+	cl        *kgo.Client
+	topic     string
+	partition int32
+
+	ctx    context.Context // the sends': cancelled when a stop's grace is over
+	cancel context.CancelFunc
+	stop   chan struct{} // closed: finish the record in flight, then return
+	once   sync.Once
+	done   chan struct{}
+	wake   chan struct{} // a push made the queue non-empty
+
+	mu      sync.Mutex // guards queue, paused and stopped
+	queue   []*kgo.Record
+	paused  bool
+	stopped bool // no more pauses: a revoke resumes the partition after stopping its worker
+
+	next atomic.Int64 // offset of the next record to send; -1 before the first
+	hw   atomic.Int64 // the partition's high watermark at the last fetch
+}
+
+func newWorker(c *Connector, cl *kgo.Client, topic string, partition int32) *worker {
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &worker{c: c, cl: cl, topic: topic, partition: partition, ctx: ctx, cancel: cancel,
+		stop: make(chan struct{}), done: make(chan struct{}), wake: make(chan struct{}, 1)}
+	w.next.Store(-1)
+	w.hw.Store(-1)
+	return w
+}
+
+// push queues records of a fetch (the poll loop's goroutine).
+func (w *worker) push(recs []*kgo.Record, hw int64) {
+	w.hw.Store(hw)
+	if len(recs) == 0 {
+		return
+	}
+	w.mu.Lock()
+	w.queue = append(w.queue, recs...)
+	if !w.paused && !w.stopped && len(w.queue) >= w.c.cfg.MaxInFlight {
+		w.paused = true
+		w.cl.PauseFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+	}
+	w.mu.Unlock()
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the queued records and resumes a paused partition.
+func (w *worker) take() []*kgo.Record {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := w.queue
+	w.queue = nil
+	if w.paused {
+		w.paused = false
+		w.cl.ResumeFetchPartitions(map[string][]int32{w.topic: {w.partition}})
+	}
+	return q
+}
+
+func (w *worker) stopAfterRecord() {
+	w.mu.Lock()
+	w.stopped = true
+	w.mu.Unlock()
+	w.once.Do(func() { close(w.stop) })
+}
+
+func (w *worker) run() {
+	defer close(w.done)
+	defer w.cancel()
+	if w.c.cfg.OrderByTarget {
+		w.runLanes()
+		return
+	}
+	d, m := w.c.deliver, w.c.metrics
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-w.wake:
+		}
+		recs := w.take()
+		placed := make([]connector.Placed, 0, len(recs))
+		kept := recs[:0]
+		next := w.next.Load()
+		for _, r := range recs {
+			if next >= 0 && r.Offset < next {
+				continue // fetched again after a revoke and reassignment: already sent
+			}
+			cr := record(r)
+			s, err := d.Place(cr)
+			placed = append(placed, connector.Placed{Record: cr, Send: s, Err: err})
+			kept = append(kept, r)
+		}
+		// Runs of records to one target are sent with all of them in flight (one fsync for
+		// many); the runs go one after the other, so the partition's order holds.
+		for i := 0; i < len(placed); {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			n := connector.RunLength(placed[i:])
+			done, err := d.DeliverRun(w.ctx, placed[i:i+n])
+			if err != nil {
+				return // stopped while the send was refused: not marked, so not committed
+			}
+			last := kept[i+done-1]
+			w.next.Store(last.Offset + 1)
+			w.cl.MarkCommitRecords(last)
+			m.delivered(w.c.cfg.Name, done)
+			i += done
+		}
+	}
+}
+
+func record(r *kgo.Record) *connector.Record {
+	out := &connector.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value}
+	if len(r.Headers) > 0 {
+		out.Headers = make([]connector.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			out.Headers[i] = connector.Header{Key: h.Key, Value: h.Value}
+		}
+	}
+	return out
+}
+
+// lag is how many records of the partition are not sent yet, as of the last fetch.
+func (w *worker) lag() int64 {
+	hw, next := w.hw.Load(), w.next.Load()
+	if next < 0 {
+		w.mu.Lock()
+		if len(w.queue) > 0 {
+			next = w.queue[0].Offset
+		}
+		w.mu.Unlock()
+	}
+	if hw < 0 || next < 0 || hw <= next {
+		return 0
+	}
+	return hw - next
+}
+
+func (w *worker) status() PartitionStatus {
+	w.mu.Lock()
+	queued, paused := len(w.queue), w.paused
+	w.mu.Unlock()
+	return PartitionStatus{Topic: w.topic, Partition: w.partition, NextOffset: w.next.Load(), HighWatermark: w.hw.Load(),
+		Lag: w.lag(), Queued: queued, Paused: paused}
+}
+
+// Lanes of a partition whose records keep their order per target only (OrderByTarget): a
+// record goes to the lane of its target, so records to one target are sent one after the
+// other in partition order while records to other targets are sent meanwhile.
+const (
+	lanes     = 32
+	laneDepth = connector.MaxRun
+)
+
+type laneItem struct {
+	rec  *connector.Record
+	send connector.Send
+	err  error // the placement's: a poison record
+	slot *slot
+}
+
+func (w *worker) runLanes() {
+	d := w.c.deliver
+	var tr tracker
+	chans := make([]chan laneItem, lanes)
+	var wg sync.WaitGroup
+	for i := range chans {
+		chans[i] = make(chan laneItem, laneDepth)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			w.lane(chans[i], &tr)
+		}()
+	}
+	defer func() {
+		for _, ch := range chans {
+			close(ch)
+		}
+		wg.Wait()
+	}()
+	dispatched := int64(-1)
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-w.wake:
+		}
+		for _, r := range w.take() {
+			if dispatched >= 0 && r.Offset < dispatched {
+				continue // fetched again after a revoke and reassignment: already sent
+			}
+			cr := record(r)
+			s, err := d.Place(cr)
+			lane := 0
+			if err == nil {
+				lane = int(fnv32(s.TargetKey()) % lanes)
+			}
+			it := laneItem{rec: cr, send: s, err: err, slot: tr.add(r)}
+			select {
+			case chans[lane] <- it:
+			case <-w.stop:
+				return
+			}
+			dispatched = r.Offset + 1
+		}
+	}
+}
+
+// lane delivers the items of one lane: runs of consecutive items to one target with all of
+// them in flight (DeliverRun), each marked as its run completes.
+func (w *worker) lane(ch <-chan laneItem, tr *tracker) {
+	d := w.c.deliver
+	var pending []laneItem
+	var placed []connector.Placed
+	var sel []int // indices in pending of the run's items
+	for {
+		if len(pending) == 0 {
+			it, ok := <-ch
+			if !ok {
+				return
+			}
+			pending = append(pending, it)
+		}
+	gather:
+		for len(pending) < connector.MaxRun {
+			select {
+			case it, ok := <-ch:
+				if !ok {
+					return // closed at a stop: nothing more is sent
+				}
+				pending = append(pending, it)
+			default:
+				break gather
+			}
+		}
+		select {
+		case <-w.stop: // stopping: what is queued is not sent, so not marked
+			pending = pending[:0]
+			continue
+		default:
+		}
+		// The first pending item leads a run, which the pending items to its target join, in
+		// order: a lane holds several targets, whose records need no order between them.
+		sel, placed = sel[:0], placed[:0]
+		lead := pending[0]
+		sel = append(sel, 0)
+		placed = append(placed, connector.Placed{Record: lead.rec, Send: lead.send, Err: lead.err})
+		if lead.err == nil {
+			key := lead.send.TargetKey()
+			for j := 1; j < len(pending) && len(sel) < connector.MaxRun; j++ {
+				it := pending[j]
+				if it.err != nil || it.send.TargetKey() != key {
+					continue
+				}
+				if !it.send.OwnKey {
+					break // it goes after this run, and its target's later items after it
+				}
+				sel = append(sel, j)
+				placed = append(placed, connector.Placed{Record: it.rec, Send: it.send, Err: it.err})
+			}
+		}
+		done, err := d.DeliverRun(w.ctx, placed)
+		if err != nil {
+			pending = pending[:0] // stopped while refused: not marked
+			continue
+		}
+		for _, j := range sel[:done] {
+			tr.complete(pending[j].slot, func(last *kgo.Record) {
+				w.next.Store(last.Offset + 1)
+				w.cl.MarkCommitRecords(last)
+			})
+			pending[j].slot = nil // sent: dropped below
+		}
+		w.c.metrics.delivered(w.c.cfg.Name, done)
+		kept := pending[:0]
+		for _, it := range pending {
+			if it.slot != nil {
+				kept = append(kept, it)
+			}
+		}
+		clear(pending[len(kept):])
+		pending = kept
+	}
+}
+
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h = (h ^ uint32(s[i])) * 16777619
+	}
+	return h
+}
+
+// slot is one dispatched record of a partition.
+type slot struct {
+	rec  *kgo.Record
+	done bool
+}
+
+// tracker marks a partition's records for commit in offset order while their sends complete
+// in any order: a record is marked only once it and every record before it were sent.
+type tracker struct {
+	mu    sync.Mutex
+	slots []*slot // dispatched and not yet marked, in offset order
+}
+
+func (t *tracker) add(r *kgo.Record) *slot {
+	s := &slot{rec: r}
+	t.mu.Lock()
+	t.slots = append(t.slots, s)
+	t.mu.Unlock()
+	return s
+}
+
+// complete records s as sent and calls mark with the last record of the sent prefix, if it
+// grew (under the tracker's lock, so marks never go back).
+func (t *tracker) complete(s *slot, mark func(last *kgo.Record)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s.done = true
+	var last *kgo.Record
+	n := 0
+	for n < len(t.slots) && t.slots[n].done {
+		last = t.slots[n].rec
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	clear(t.slots[:n])
+	t.slots = t.slots[n:]
+	mark(last)
+}

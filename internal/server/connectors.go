@@ -1,0 +1,143 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboardhq/switchboard/internal/api/durable"
+	"github.com/switchboardhq/switchboard/internal/config"
+	"github.com/switchboardhq/switchboard/internal/connector"
+	"github.com/switchboardhq/switchboard/internal/connector/kafka"
+	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/history"
+)
+
+// connectors are the server's configured connectors; Serve runs them and stops them first
+// at shutdown (before the sessions and the history close).
+type connectors struct {
+	list   []*kafka.Connector
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// namespace is where a connector sends: a node's hubs and the REST send's idempotent sender
+// of that namespace (Web PubSub or SignalR).
+type namespace struct {
+	node  *core.Node
+	sends durable.Sender
+}
+
+// newNamespace is the namespace of node with its view of the idempotency index; replays counts
+// replayed sends (nil without history).
+func newNamespace(node *core.Node, idem *history.Idempotency, replays durable.ReplayCounter) namespace {
+	return namespace{node: node, sends: durable.Sender{Keys: idem, Replays: replays}}
+}
+
+// newConnectors prepares the connectors of cfg; they send into the hubs of their namespace
+// through the REST send's idempotent sender (sr is nil without a SignalR endpoint).
+func newConnectors(cfg config.Config, wps namespace, sr *namespace, log *slog.Logger, reg prometheus.Registerer) (*connectors, error) {
+	cs := &connectors{}
+	if len(cfg.Connectors) == 0 {
+		return cs, nil
+	}
+	shared, err := connector.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	km, err := kafka.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	for _, k := range cfg.Connectors {
+		ns := wps
+		invocation := ""
+		if k.Namespace == "signalr" {
+			if sr == nil {
+				return nil, fmt.Errorf("server: connector %s: namespace signalr needs signalr.addr", k.Name)
+			}
+			ns, invocation = *sr, k.Invocation
+		}
+		if k.Type != config.ConnectorKafka {
+			return nil, fmt.Errorf("server: connector %s: type %s is not supported", k.Name, k.Type)
+		}
+		mapping, err := connector.NewMapping(connector.Config{Hub: k.Hub, Group: k.Group, User: k.User, Connection: k.Connection,
+			All: k.All, ContentType: k.ContentType, IdempotencyKey: k.IdempotencyKey, Excluded: k.Excluded, Filter: k.Filter,
+			Invocation: invocation})
+		if err != nil {
+			return nil, fmt.Errorf("server: connector %s: %w", k.Name, err)
+		}
+		clog := log.With("component", "connector")
+		c, err := kafka.New(kafka.Config{
+			Name: k.Name, Brokers: k.Brokers, Topics: k.Topics, TopicRegex: k.TopicRegex, ConsumerGroup: k.ConsumerGroup,
+			StartEarliest: k.StartOffset == "earliest", InstanceID: cfg.ConnectorInstanceID(k),
+			SessionTimeout: k.SessionTimeout, CommitInterval: k.CommitInterval,
+			FetchMaxWait: k.FetchMaxWait, FetchMaxBytes: k.FetchMaxBytes, FetchMaxPartitionBytes: k.FetchMaxPartitionBytes,
+			MaxConcurrentFetches: k.MaxConcurrentFetches, MaxInFlight: k.MaxInFlight, DeadLetterTopic: k.DeadLetterTopic,
+			OrderByTarget: k.Ordering == "target",
+			SASL:          kafka.SASL{Mechanism: k.SASL.Mechanism, User: k.SASL.User, Password: k.SASL.Password},
+			TLS: kafka.TLS{Enabled: k.TLS.Enabled, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile, KeyFile: k.TLS.KeyFile,
+				Server: k.TLS.ServerName, InsecureSkipVerify: k.TLS.InsecureSkipVerify},
+			Logger: clog, Metrics: km,
+		}, func(dead connector.DeadLetter) (*connector.Deliverer, error) {
+			return connector.NewDeliverer(connector.DeliverConfig{Name: k.Name, Mapping: mapping, Node: ns.node, Sends: ns.sends,
+				DeadLetter: dead, Logger: clog, Metrics: shared})
+		})
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		cs.list = append(cs.list, c)
+	}
+	return cs, nil
+}
+
+// start runs every connector until stop.
+func (cs *connectors) start(log *slog.Logger) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cs.cancel = cancel
+	for _, c := range cs.list {
+		cs.wg.Add(1)
+		go func() {
+			defer cs.wg.Done()
+			if err := c.Run(ctx); err != nil {
+				log.Error("connector stopped", "component", "connector", "connector", c.Name(), "err", err)
+			}
+		}()
+	}
+}
+
+// stop ends the connectors: each finishes its sends in flight, commits what was accepted and
+// leaves its group. It waits for them or ctx.
+func (cs *connectors) stop(ctx context.Context) error {
+	if cs.cancel == nil {
+		return nil
+	}
+	cs.cancel()
+	done := make(chan struct{})
+	go func() { cs.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("stopping connectors: %w", ctx.Err())
+	}
+}
+
+// Connectors returns the state, assignment and lag of each configured connector.
+func (s *Server) Connectors() []kafka.Status { return s.conn.statuses() }
+
+func (cs *connectors) statuses() []kafka.Status {
+	out := make([]kafka.Status, 0, len(cs.list))
+	for _, c := range cs.list {
+		out = append(out, c.Status())
+	}
+	return out
+}
+
+// summary is what GET /admin/connectors shows.
+func (cs *connectors) summary() any {
+	return map[string]any{"connectors": cs.statuses()}
+}
