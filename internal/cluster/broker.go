@@ -99,7 +99,7 @@ func (c *Cluster) Broker(ns string) (*Broker, error) {
 		reqErrs: c.m.errors.WithLabelValues("request"), ordWaits: c.m.errors.WithLabelValues("order_wait"),
 		delivered: map[string]*originSeq{}, awaiting: make(chan struct{}, maxAwaiting),
 		subs: c.m.subscriptions.WithLabelValues(ns), subErrs: c.m.errors.WithLabelValues("subscribe"),
-		in: interest{groups: map[groupKey]*groupSub{}},
+		in: interest{groups: map[groupKey]*groupSub{}, deaf: map[string]bool{}},
 		// A restarted node goes on above its previous markers' seqs.
 		seq: uint64(time.Now().UnixNano())}
 	b.inbox = newInbox(b.receive, b.dropped)

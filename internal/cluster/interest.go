@@ -56,6 +56,10 @@ type interest struct {
 	// up to this gen; syncMu makes one sync at a time (AwaitGroup).
 	confirmed atomic.Uint64
 	syncMu    sync.Mutex
+	// deaf (guarded by syncMu) are the nodes that did not answer a sync;
+	// syncs still ask them but do not wait for them. Bounded by the
+	// heartbeat view (maxNodes); a node's entry goes when it answers.
+	deaf map[string]bool
 }
 
 // fixedSubs are a broker's subscriptions besides its groups': the
@@ -165,8 +169,9 @@ func (b *Broker) AwaitGroup(hub, group string) {
 		b.subErrs.Inc()
 		b.c.log.Warn("a group's subscription was not confirmed by every node's NATS server: sends to the group may miss a member that just joined",
 			"hub", hub, "err", err)
-		return
 	}
+	// Confirmed or waited for as long as it may: the joins it covers go
+	// on either way, rather than each waiting again.
 	b.in.confirmed.Store(gen) // under syncMu: it only grows
 }
 
@@ -181,7 +186,7 @@ func (b *Broker) sync() error {
 	timeout := b.orderWait()
 	others := map[string]bool{}
 	for _, id := range b.c.liveNodes() {
-		if id != b.c.cfg.NodeID {
+		if id != b.c.cfg.NodeID && !b.in.deaf[id] {
 			others[id] = true
 		}
 	}
@@ -201,9 +206,15 @@ func (b *Broker) sync() error {
 	for len(others) > 0 {
 		m, err := sub.NextMsg(time.Until(deadline))
 		if err != nil {
+			// Later syncs do not wait for these nodes (a node of an
+			// older version, one that hangs) until one answers again.
+			for id := range others {
+				b.in.deaf[id] = true
+			}
 			return fmt.Errorf("cluster: sync: %d node(s) did not answer: %w", len(others), err)
 		}
 		delete(others, string(m.Data))
+		delete(b.in.deaf, string(m.Data))
 	}
 	return nil
 }

@@ -117,3 +117,22 @@ func TestLocalJoinAcrossNATSServers(t *testing.T) {
 		t.Errorf("errors_total{kind=\"subscribe\"} counted %v", e)
 	}
 }
+
+// TestJoinsDoNotWaitForADeafNodeAgain: a live node that does not answer
+// syncs (here one without the wps namespace, as a node of an older
+// version) delays one sync by its bound, not every later join.
+func TestJoinsDoNotWaitForADeafNodeAgain(t *testing.T) {
+	u1, _ := startRoutedPair(t)
+	a := startMember(t, u1, "a")
+	join(t, u1, "mute") // heartbeats, no wps broker
+	eventually.True(t, "a sees mute", 10*time.Second, func() bool { return len(a.b.c.liveNodes()) == 2 })
+	m := a.connect(t)
+	for i := range 10 {
+		if err := a.hub.JoinGroup(m.c, fmt.Sprintf("g%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if e := testutil.ToFloat64(a.b.subErrs); e != 1 {
+		t.Errorf("errors_total{kind=\"subscribe\"} counted %v for 10 joins with a node that never answers, want 1 (one sync waited for it)", e)
+	}
+}
