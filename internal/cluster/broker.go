@@ -38,7 +38,6 @@ type Broker struct {
 	recvB   prometheus.Counter
 	pubErrs prometheus.Counter
 	decErrs prometheus.Counter
-	stalls  prometheus.Counter
 
 	// Requests (request.go): reqSub serves this node's conns.
 	reqSub                    *nats.Subscription
@@ -46,10 +45,6 @@ type Broker struct {
 	// awaiting holds a token per invocation this node runs for another
 	// node's REST call, waiting for its client (at most maxAwaiting).
 	awaiting chan struct{}
-
-	// inFlight holds a token per operation this node published that its
-	// own subscription has not received yet (flow control, see Publish).
-	inFlight chan struct{}
 
 	// Ordering (see order.go): markMu makes NATS get this node's markers
 	// in seq order; seq is the last one published; delivered is, by
@@ -60,22 +55,6 @@ type Broker struct {
 	delivered map[string]*originSeq
 	ordWaits  prometheus.Counter
 }
-
-// Flow control. Core's in-process broker delivers on the caller's
-// goroutine, so a publisher at full speed is held back by its fan-out; over
-// NATS a publish returns once NATS has it. Without a bound a fast publisher
-// outruns the node's own subscription, the backlog waits in nats.go's
-// pending buffer (latency grows to seconds) and past its limit NATS drops
-// operations. So a Publish waits while maxInFlight of this node's operations
-// are on their way back to it.
-const (
-	maxInFlight = 64
-	// maxFlowWait bounds that wait: a token lost with an operation NATS
-	// dropped (the connection went down, a slow consumer) is given back
-	// by reset, and a publish never waits longer than this for one
-	// that was not.
-	maxFlowWait = time.Second
-)
 
 type deliverer struct{ core.Deliverer }
 
@@ -94,7 +73,6 @@ func (c *Cluster) Broker(ns string) (*Broker, error) {
 		sent: c.m.sent.WithLabelValues(ns), sentB: c.m.sentBytes.WithLabelValues(ns),
 		recv: c.m.received.WithLabelValues(ns), recvB: c.m.receivedBytes.WithLabelValues(ns),
 		pubErrs: c.m.errors.WithLabelValues("publish"), decErrs: c.m.errors.WithLabelValues("decode"),
-		stalls: c.m.errors.WithLabelValues("flow_wait"), inFlight: make(chan struct{}, maxInFlight),
 		reqSent: c.m.requestsSent.WithLabelValues(ns), reqRecv: c.m.requestsReceived.WithLabelValues(ns),
 		reqErrs: c.m.errors.WithLabelValues("request"), ordWaits: c.m.errors.WithLabelValues("order_wait"),
 		delivered: map[string]*originSeq{}, awaiting: make(chan struct{}, maxAwaiting),
@@ -149,88 +127,50 @@ func (b *Broker) Attach(d core.Deliverer) { b.d.Store(&deliverer{d}) }
 
 var bufPool = sync.Pool{New: func() any { return new([]byte) }}
 
-// Publish hands op to NATS. It fails with core.ErrBrokerUnavailable, and
-// nothing is delivered anywhere, when the NATS connection is down; an
-// operation NATS took reaches every node that may hold a recipient (see
-// interest.go) and is connected meanwhile, this one included,
-// asynchronously. An operation this node will receive back waits while
-// maxInFlight such operations have not come back yet (flow control), or
-// until ctx is done, which it then returns; one to other nodes only
-// does not wait.
+// Publish hands op to NATS for the other nodes that may hold a recipient
+// (see interest.go) and delivers it to this node's own recipients before it
+// returns, as core's in-process broker does (the connection to NATS has no
+// echo: NATS does not send a node's operations back to it, which would cost
+// a round trip and a decode per operation, and the local fan-out holds a
+// fast publisher back as on a single node). It fails with
+// core.ErrBrokerUnavailable, and nothing is delivered anywhere, this node
+// included, when the NATS connection is down.
 func (b *Broker) Publish(ctx context.Context, op *core.Op) error {
-	subject, echo, ok := b.route(op)
+	subject, local, ok := b.route(op)
 	if !ok {
 		return ctx.Err() // no node can hold a recipient
 	}
-	if echo {
-		if err := b.acquire(ctx); err != nil {
-			return err
-		}
-	} else if err := ctx.Err(); err != nil {
-		return err
-	}
-	bp := bufPool.Get().(*[]byte)
-	buf := encodeOp((*bp)[:0], b.c.cfg.NodeID, op)
-	err := b.publish(subject, buf)
-	if cap(buf) <= 1<<20 { // keep small buffers only
-		*bp = buf
-		bufPool.Put(bp)
-	}
-	if err != nil {
-		if echo {
-			b.release()
-		}
-		b.pubErrs.Inc()
-		return err
-	}
-	b.sent.Inc()
-	b.sentB.Add(float64(len(buf)))
-	return nil
-}
-
-// acquire takes an in-flight token, waiting while there is none, at most
-// maxFlowWait (then it goes on without one: counted as flow_wait) or until
-// ctx is done.
-func (b *Broker) acquire(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	select {
-	case b.inFlight <- struct{}{}:
-		return nil
-	default:
+	if op.Target.Kind == core.ToConn && local {
+		// Only this node can hold it: nothing to publish, but a node cut
+		// off from the cluster refuses every send alike.
+		if nc := b.c.nc; !nc.IsConnected() {
+			b.pubErrs.Inc()
+			return fmt.Errorf("%w: NATS connection %s", core.ErrBrokerUnavailable, strings.ToLower(nc.Status().String()))
+		}
+	} else {
+		bp := bufPool.Get().(*[]byte)
+		buf := encodeOp((*bp)[:0], b.c.cfg.NodeID, op)
+		err := b.publish(subject, buf)
+		if cap(buf) <= 1<<20 { // keep small buffers only
+			*bp = buf
+			bufPool.Put(bp)
+		}
+		if err != nil {
+			b.pubErrs.Inc()
+			return err
+		}
+		b.sent.Inc()
+		b.sentB.Add(float64(len(buf)))
 	}
-	t := time.NewTimer(maxFlowWait)
-	defer t.Stop()
-	select {
-	case b.inFlight <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		b.stalls.Inc()
-		return nil
-	}
-}
-
-// release gives back a token, if one is out.
-func (b *Broker) release() {
-	select {
-	case <-b.inFlight:
-	default:
-	}
-}
-
-// reset gives back every token: the operations they stand for were lost
-// with the connection, or dropped by NATS.
-func (b *Broker) reset() {
-	for {
-		select {
-		case <-b.inFlight:
-		default:
-			return
+	if local {
+		if d := b.d.Load(); d != nil {
+			d.Deliver(op)
 		}
 	}
+	return nil
 }
 
 func (b *Broker) publish(subject string, data []byte) error {
@@ -251,11 +191,9 @@ func (b *Broker) subject(hub string) string { return b.prefix + hubToken(hub) }
 // '.', which hub names never contain as '~'.
 func hubToken(hub string) string { return strings.ReplaceAll(hub, ".", "~") }
 
-// dropped counts an op the inbox had no room for: its flow token, if any,
-// is lost with it.
+// dropped counts an op the inbox had no room for.
 func (b *Broker) dropped(first bool) {
 	b.c.m.errors.WithLabelValues("slow_consumer").Inc()
-	b.reset()
 	if first {
 		b.c.log.Error("dropping operations from NATS: this node delivers them slower than they arrive",
 			"namespace", b.ns, "max_queued", inboxMaxMsgs, "max_queued_bytes", inboxMaxBytes)
@@ -271,10 +209,7 @@ func (b *Broker) receive(m *nats.Msg) {
 	}
 	b.recv.Inc()
 	b.recvB.Add(float64(len(m.Data)))
-	op, origin, err := decodeOp(m.Data)
-	if origin == b.c.cfg.NodeID {
-		b.release()
-	}
+	op, _, err := decodeOp(m.Data)
 	if err != nil {
 		b.decErrs.Inc()
 		b.c.log.Error("dropped an operation from NATS", "subject", m.Subject, "bytes", len(m.Data), "err", err)

@@ -163,6 +163,10 @@ func Connect(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		// REST call that made it answers 503, rather than 202 for a
 		// message that may never leave this process.
 		nats.ReconnectBufSize(-1),
+		// NATS does not send a node's messages back to it: a node
+		// delivers its own operations itself (Broker.Publish) and lists
+		// itself from its own heartbeats.
+		nats.NoEcho(),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			select {
 			case <-c.stop:
@@ -170,7 +174,6 @@ func Connect(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			default:
 			}
 			c.m.disconnects.Inc()
-			c.resetFlow()
 			c.log.Warn("disconnected from NATS; sends answer 503 until it is back", "err", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
@@ -182,7 +185,6 @@ func Connect(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			kind := "async"
 			if errors.Is(err, nats.ErrSlowConsumer) {
 				kind = "slow_consumer" // NATS dropped operations this node did not take fast enough
-				c.resetFlow()
 			}
 			c.m.errors.WithLabelValues(kind).Inc()
 			subject := ""
@@ -291,6 +293,12 @@ func (c *Cluster) receiveHeartbeat(m *nats.Msg) {
 		c.m.errors.WithLabelValues("heartbeat").Inc()
 		return
 	}
+	c.record(hb)
+}
+
+// record notes a node's heartbeat (this node's own included: NATS does not
+// echo it).
+func (c *Cluster) record(hb heartbeat) {
 	if hb.NodeID == c.cfg.NodeID && hb.Instance != c.instance {
 		c.m.errors.WithLabelValues("node_id_conflict").Inc()
 		c.log.Error("another live node has this node's id: give every node its own server.node_id",
@@ -328,9 +336,12 @@ func (c *Cluster) heartbeats() {
 	t := time.NewTicker(c.cfg.HeartbeatInterval)
 	defer t.Stop()
 	for {
-		b, _ := json.Marshal(c.self())
+		self := c.self()
+		b, _ := json.Marshal(self)
 		if err := c.nc.Publish(subjectHeartbeat, b); err != nil {
 			c.m.errors.WithLabelValues("heartbeat_publish").Inc()
+		} else {
+			c.record(self) // live while it can reach NATS
 		}
 		c.expire(time.Now())
 		select {
@@ -359,15 +370,6 @@ func (c *Cluster) relayDropped(subject string) {
 	c.mu.Unlock()
 	for _, r := range relays {
 		r.dropped(subject)
-	}
-}
-
-// resetFlow gives back the in-flight tokens of every broker (see Publish).
-func (c *Cluster) resetFlow() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, b := range c.brokers {
-		b.reset()
 	}
 }
 
@@ -512,7 +514,7 @@ func newMetrics(reg prometheus.Registerer, c *Cluster) (*metrics, error) {
 		subscriptions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "subscriptions",
 			Help: "NATS subscriptions of the node for operations and requests, by namespace: 4 fixed ones (operations to every node, to this node's connections, requests, syncs) and one per group with members on this node."}, []string{"namespace"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "errors_total",
-			Help: "Cluster errors by kind: publish (an operation refused with 503), decode (a bad envelope), slow_consumer (NATS dropped operations this node was too slow to take), flow_wait (a publish waited 1s for its own earlier operations and went on), request (a request to another node failed: timeout, NATS down, bad reply), order_wait (a request waited half the request timeout for its node's earlier operations and ran without them), subscribe (a group's subscription failed, or not every node answered the sync that confirms it within half the request timeout), node_id_conflict, config_mismatch (a node with a different configuration, see config_mismatched_nodes), heartbeat, heartbeat_publish, async."}, []string{"kind"}),
+			Help: "Cluster errors by kind: publish (an operation refused with 503), decode (a bad envelope), slow_consumer (NATS dropped operations this node was too slow to take), request (a request to another node failed: timeout, NATS down, bad reply), order_wait (a request waited half the request timeout for its node's earlier operations and ran without them), subscribe (a group's subscription failed, or not every node answered the sync that confirms it within half the request timeout), node_id_conflict, config_mismatch (a node with a different configuration, see config_mismatched_nodes), heartbeat, heartbeat_publish, async."}, []string{"kind"}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "reconnects_total",
 			Help: "Reconnections to NATS."}),
 		disconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "disconnects_total",

@@ -139,10 +139,6 @@ func (b *Broker) UnwatchGroup(hub, group string) {
 			b.c.log.Warn("unsubscribing from a group's operations", "hub", hub, "subject", g.sub.Subject, "err", err)
 		}
 	}
-	// This node's ops to the group published meanwhile do not come back:
-	// give back the flow tokens they hold (a few more may be in flight
-	// for a moment).
-	b.reset()
 }
 
 // AwaitGroup returns once every NATS server of the cluster's nodes has the

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -224,7 +225,10 @@ func TestGroupSendCrossesNATSOnlyToNodesWithMembers(t *testing.T) {
 	fence(t, a, all, "conn")
 	for _, x := range all {
 		want := 1.0 // the fence
-		if x == c {
+		switch x {
+		case a:
+			want = 0 // NATS does not echo a's own ops: a delivered them itself
+		case c:
 			want = 2
 		}
 		if got := testutil.ToFloat64(x.b.recv) - before[x]; got != want {
@@ -309,44 +313,45 @@ func TestLeaveUnsubscribes(t *testing.T) {
 	}
 }
 
-// TestPublishToOtherNodesGroupTakesNoFlowToken: ops that do not come back to
-// their node (a group without local members, another node's conn) take no
-// in-flight token, so a publisher never waits for them; a node's last
-// member leaving a group gives back the tokens of its ops to it in flight.
-func TestPublishToOtherNodesGroupTakesNoFlowToken(t *testing.T) {
-	ns := natstest.Start(t, 0)
-	a, b := startMember(t, ns.URL(), "a"), startMember(t, ns.URL(), "b")
+// TestPublishDeliversLocallyOnlyWhatIsHere: ops to a group without local
+// members or to another node's conn are published and not delivered here; an
+// op to one of this node's conns is delivered here and not published (no
+// other node can hold it), and is refused like any other while NATS is down;
+// a conn id that names no valid node reaches nobody and is not published.
+func TestPublishDeliversLocallyOnlyWhatIsHere(t *testing.T) {
+	srv := natstest.Start(t, 0)
+	a, b := startMember(t, srv.URL(), "a"), startMember(t, srv.URL(), "b")
 	b.connect(t, "remote")
-	for i := range 4 * maxInFlight {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		err := a.b.Publish(ctx, &core.Op{Hub: "chat", Kind: core.OpSend, Target: core.Target{Kind: core.ToGroup, Name: "remote"}, Message: text("x")})
-		if err == nil {
-			err = a.b.Publish(ctx, &core.Op{Hub: "chat", Kind: core.OpSend, Target: core.Target{Kind: core.ToConn, Name: "b_x"}, Message: text("x")})
-		}
-		cancel()
-		if err != nil {
-			t.Fatalf("publish %d: %v", i, err)
-		}
-	}
-	if n := len(a.b.inFlight); n != 0 {
-		t.Errorf("%d in-flight tokens held by ops that never come back", n)
-	}
-	if n := testutil.ToFloat64(a.b.stalls); n != 0 {
-		t.Errorf("flow_wait counted %v", n)
-	}
-	// A conn id that names no valid node reaches nobody and is not published.
+	own := a.connect(t)
 	sent := testutil.ToFloat64(a.b.sent)
-	if err := a.b.Publish(context.Background(), &core.Op{Hub: "chat", Kind: core.OpSend, Target: core.Target{Kind: core.ToConn, Name: "*_x"}, Message: text("x")}); err != nil {
-		t.Fatal(err)
+	for _, target := range []core.Target{{Kind: core.ToGroup, Name: "remote"}, {Kind: core.ToConn, Name: "b_x"}} {
+		if err := a.b.Publish(context.Background(), &core.Op{Hub: "chat", Kind: core.OpSend, Target: target, Message: text("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := testutil.ToFloat64(a.b.sent) - sent; got != 2 {
+		t.Errorf("published %v of the 2 ops to b's recipients", got)
+	}
+	if n := len(a.ops.snapshot()); n != 0 {
+		t.Errorf("a delivered %d ops meant for b's recipients", n)
+	}
+	sent = testutil.ToFloat64(a.b.sent)
+	for _, id := range []string{own.c.ID(), "*_x"} {
+		if err := a.b.Publish(context.Background(), &core.Op{Hub: "chat", Kind: core.OpSend, Target: core.Target{Kind: core.ToConn, Name: id}, Message: text("to-" + id)}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if got := testutil.ToFloat64(a.b.sent) - sent; got != 0 {
-		t.Errorf("a send to conn *_x was published (%v)", got)
+		t.Errorf("%v sends to a's own conn or to conn *_x were published", got)
 	}
-	a.b.inFlight <- struct{}{} // one of a's ops to a group it watches, in flight
-	a.b.WatchGroup("chat", "gone")
-	a.b.UnwatchGroup("chat", "gone")
-	if n := len(a.b.inFlight); n != 0 {
-		t.Errorf("%d tokens left after the group was unwatched", n)
+	if ops := a.ops.snapshot(); len(ops) != 1 || ops[0].Target.Name != own.c.ID() {
+		t.Errorf("a delivered %v, want its own conn's send only", ops)
+	}
+	srv.Shutdown()
+	eventually.True(t, "a sees NATS down", 10*time.Second, func() bool { return !a.b.c.Connected() })
+	err := a.b.Publish(context.Background(), &core.Op{Hub: "chat", Kind: core.OpSend, Target: core.Target{Kind: core.ToConn, Name: own.c.ID()}, Message: text("to-late")})
+	if !errors.Is(err, core.ErrBrokerUnavailable) || len(a.ops.snapshot()) != 1 {
+		t.Errorf("a send to its own conn with NATS down: %v, %d delivered; want ErrBrokerUnavailable, nothing", err, len(a.ops.snapshot())-1)
 	}
 }
 
