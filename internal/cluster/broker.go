@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,8 @@ type Broker struct {
 	recvB   prometheus.Counter
 	pubErrs prometheus.Counter
 	decErrs prometheus.Counter
+	// unpublished counts the ops only this node could take (peers.go).
+	unpublished prometheus.Counter
 
 	// Requests (request.go): reqSub serves this node's conns.
 	reqSub                    *nats.Subscription
@@ -77,7 +80,9 @@ func (c *Cluster) Broker(ns string) (*Broker, error) {
 		reqErrs: c.m.errors.WithLabelValues("request"), ordWaits: c.m.errors.WithLabelValues("order_wait"),
 		delivered: map[string]*originSeq{}, awaiting: make(chan struct{}, maxAwaiting),
 		subs: c.m.subscriptions.WithLabelValues(ns), subErrs: c.m.errors.WithLabelValues("subscribe"),
-		in: interest{groups: map[groupKey]*groupSub{}, deaf: map[string]bool{}},
+		unpublished: c.m.unpublished.WithLabelValues(ns),
+		in: interest{groups: map[groupKey]*groupSub{}, deaf: map[string]bool{},
+			peers: peers{nodes: map[string]*peerRecord{}, watched: map[groupKey]int{}, since: time.Now()}},
 		// A restarted node goes on above its previous markers' seqs.
 		seq: uint64(time.Now().UnixNano())}
 	b.inbox = newInbox(b.receive, b.dropped)
@@ -111,12 +116,20 @@ func (c *Cluster) Broker(ns string) (*Broker, error) {
 		return fail(fmt.Errorf("cluster: subscribing to %s: %w", b.syncSubject(), err))
 	}
 	b.sub = append(b.sub, syncSub)
+	// Other nodes' dump requests (peers.go).
+	dumpSub, err := c.nc.Subscribe(b.interestSubject(c.cfg.NodeID), b.answerDump)
+	if err != nil {
+		return fail(fmt.Errorf("cluster: subscribing to %s: %w", b.interestSubject(c.cfg.NodeID), err))
+	}
+	b.sub = append(b.sub, dumpSub)
 	if err := c.nc.FlushTimeout(c.cfg.ConnectTimeout); err != nil {
 		return fail(fmt.Errorf("cluster: NATS: %w", err))
 	}
 	b.subs.Set(fixedSubs)
 	c.mu.Lock()
 	c.brokers = append(c.brokers, b)
+	bs := slices.Clone(c.brokers)
+	c.bs.Store(&bs)
 	c.mu.Unlock()
 	return b, nil
 }
@@ -136,16 +149,18 @@ var bufPool = sync.Pool{New: func() any { return new([]byte) }}
 // core.ErrBrokerUnavailable, and nothing is delivered anywhere, this node
 // included, when the NATS connection is down.
 func (b *Broker) Publish(ctx context.Context, op *core.Op) error {
-	subject, local, ok := b.route(op)
+	subject, local, remote, ok := b.route(op)
 	if !ok {
 		return ctx.Err() // no node can hold a recipient
 	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if op.Target.Kind == core.ToConn && local {
-		// Only this node can hold it: nothing to publish, but a node cut
-		// off from the cluster refuses every send alike.
+	if !remote {
+		// Only this node can hold one (its own conn, a group no other
+		// node has members of: peers.go): nothing to publish, but a node
+		// cut off from the cluster refuses every send alike.
+		b.unpublished.Inc()
 		if nc := b.c.nc; !nc.IsConnected() {
 			b.pubErrs.Inc()
 			return fmt.Errorf("%w: NATS connection %s", core.ErrBrokerUnavailable, strings.ToLower(nc.Status().String()))

@@ -90,6 +90,7 @@ type Cluster struct {
 	mu      sync.Mutex
 	nodes   map[string]*peer // by node id, from heartbeats
 	brokers []*Broker
+	bs      atomic.Pointer[[]*Broker] // brokers, for who cannot take mu
 	relays  []*Relays
 
 	stop     chan struct{}
@@ -118,6 +119,9 @@ type heartbeat struct {
 	Started     time.Time `json:"started"`
 	// Config is the node's Config.ConfigDigest.
 	Config map[string]string `json:"config,omitempty"`
+	// Interest is, by namespace, the seq of the node's last change of
+	// group subscriptions (peers.go).
+	Interest map[string]uint64 `json:"interest,omitempty"`
 }
 
 // Connect connects to NATS, checks that no live node has cfg.NodeID, and
@@ -175,10 +179,16 @@ func Connect(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 			}
 			c.m.disconnects.Inc()
 			c.log.Warn("disconnected from NATS; sends answer 503 until it is back", "err", err)
+			for _, b := range c.brokerList() {
+				b.connected(false)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			c.m.reconnects.Inc()
 			c.log.Info("reconnected to NATS", "url", nc.ConnectedUrlRedacted())
+			for _, b := range c.brokerList() {
+				b.connected(true)
+			}
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { close(c.closed) }),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
@@ -276,7 +286,22 @@ func (c *Cluster) self() heartbeat {
 	if f := c.conns.Load(); f != nil {
 		n = (*f)()
 	}
-	return heartbeat{NodeID: c.cfg.NodeID, Instance: c.instance, Connections: n, Started: c.started, Config: c.cfg.ConfigDigest}
+	hb := heartbeat{NodeID: c.cfg.NodeID, Instance: c.instance, Connections: n, Started: c.started, Config: c.cfg.ConfigDigest}
+	for _, b := range c.brokerList() {
+		if hb.Interest == nil {
+			hb.Interest = map[string]uint64{}
+		}
+		hb.Interest[b.ns] = b.interestSeq()
+	}
+	return hb
+}
+
+// brokerList returns the brokers; it does not take mu.
+func (c *Cluster) brokerList() []*Broker {
+	if bs := c.bs.Load(); bs != nil {
+		return *bs
+	}
+	return nil
 }
 
 func (c *Cluster) answerPresence(m *nats.Msg) {
@@ -294,6 +319,12 @@ func (c *Cluster) receiveHeartbeat(m *nats.Msg) {
 		return
 	}
 	c.record(hb)
+	if hb.NodeID != c.cfg.NodeID {
+		for _, b := range c.brokerList() {
+			seq, has := hb.Interest[b.ns]
+			b.peerHeartbeat(hb.NodeID, hb.Instance, seq, has)
+		}
+	}
 }
 
 // record notes a node's heartbeat (this node's own included: NATS does not
@@ -343,7 +374,11 @@ func (c *Cluster) heartbeats() {
 		} else {
 			c.record(self) // live while it can reach NATS
 		}
-		c.expire(time.Now())
+		now := time.Now()
+		c.expire(now)
+		for _, b := range c.brokerList() {
+			b.forgetPeers(now.Add(-3 * c.cfg.HeartbeatInterval))
+		}
 		select {
 		case <-c.stop:
 			return
@@ -491,6 +526,7 @@ func (c *Cluster) Close(ctx context.Context) error {
 
 type metrics struct {
 	sent, sentBytes, received, receivedBytes *prometheus.CounterVec
+	unpublished                              *prometheus.CounterVec
 	requestsSent, requestsReceived           *prometheus.CounterVec
 	subscriptions                            *prometheus.GaugeVec
 	errors                                   *prometheus.CounterVec
@@ -503,6 +539,8 @@ func newMetrics(reg prometheus.Registerer, c *Cluster) (*metrics, error) {
 			Help: "Operations (sends, closes) published to NATS, by namespace."}, []string{"namespace"}),
 		sentBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "bytes_sent_total",
 			Help: "Bytes of the operations published to NATS, by namespace."}, []string{"namespace"}),
+		unpublished: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "messages_unpublished_total",
+			Help: "Operations only this node could take (to its own connections, to a group no other node has members of), delivered without NATS, by namespace."}, []string{"namespace"}),
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "messages_received_total",
 			Help: "Operations received from NATS (this node's own included), by namespace."}, []string{"namespace"}),
 		receivedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "bytes_received_total",
@@ -512,7 +550,7 @@ func newMetrics(reg prometheus.Registerer, c *Cluster) (*metrics, error) {
 		requestsReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "requests_received_total",
 			Help: "Requests from other nodes this node answered, by namespace."}, []string{"namespace"}),
 		subscriptions: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "subscriptions",
-			Help: "NATS subscriptions of the node for operations and requests, by namespace: 4 fixed ones (operations to every node, to this node's connections, requests, syncs) and one per group with members on this node."}, []string{"namespace"}),
+			Help: "NATS subscriptions of the node for operations and requests, by namespace: 5 fixed ones (operations to every node, to this node's connections, requests, syncs, interest dumps) and one per group with members on this node."}, []string{"namespace"}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "errors_total",
 			Help: "Cluster errors by kind: publish (an operation refused with 503), decode (a bad envelope), slow_consumer (NATS dropped operations this node was too slow to take), request (a request to another node failed: timeout, NATS down, bad reply), order_wait (a request waited half the request timeout for its node's earlier operations and ran without them), subscribe (a group's subscription failed, or not every node answered the sync that confirms it within half the request timeout), node_id_conflict, config_mismatch (a node with a different configuration, see config_mismatched_nodes), heartbeat, heartbeat_publish, async."}, []string{"kind"}),
 		reconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "reconnects_total",
@@ -520,7 +558,7 @@ func newMetrics(reg prometheus.Registerer, c *Cluster) (*metrics, error) {
 		disconnects: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Subsystem: "cluster", Name: "disconnects_total",
 			Help: "Losses of the NATS connection."}),
 	}
-	for _, v := range []**prometheus.CounterVec{&m.sent, &m.sentBytes, &m.received, &m.receivedBytes, &m.requestsSent, &m.requestsReceived, &m.errors} {
+	for _, v := range []**prometheus.CounterVec{&m.sent, &m.sentBytes, &m.unpublished, &m.received, &m.receivedBytes, &m.requestsSent, &m.requestsReceived, &m.errors} {
 		var err error
 		if *v, err = metricreg.Register(reg, "cluster", *v); err != nil {
 			return nil, err

@@ -60,11 +60,16 @@ type interest struct {
 	// syncs still ask them but do not wait for them. Bounded by the
 	// heartbeat view (maxNodes); a node's entry goes when it answers.
 	deaf map[string]bool
+	// seq numbers the changes of groups (guarded by mu; peers.go), peers
+	// are the other nodes' groups.
+	seq   uint64
+	peers peers
 }
 
 // fixedSubs are a broker's subscriptions besides its groups': the
-// hub-wide ops, the node's own ops, its requests, syncs.
-const fixedSubs = 4
+// hub-wide ops, the node's own ops, its requests, syncs, dump requests
+// (peers.go).
+const fixedSubs = 5
 
 var _ core.Interest = (*Broker)(nil)
 
@@ -76,21 +81,22 @@ func (b *Broker) groupSubject(hub, group string) string {
 // nodeSubject is the subject of the ops to the conns of node id.
 func (b *Broker) nodeSubject(id string) string { return "sb." + b.ns + ".node." + id + ".ops" }
 
-// route returns the subject of op, whether this node receives it back (it
-// then takes an in-flight token, see Publish), and false when no node can
-// hold a recipient.
-func (b *Broker) route(op *core.Op) (subject string, echo, ok bool) {
+// route returns the subject of op, whether this node may hold a recipient
+// (local), whether another node may (remote: op is published), and false
+// when no node can hold one.
+func (b *Broker) route(op *core.Op) (subject string, local, remote, ok bool) {
 	switch op.Target.Kind {
 	case core.ToGroup:
-		return b.groupSubject(op.Hub, op.Target.Name), b.watching(op.Hub, op.Target.Name), true
+		return b.groupSubject(op.Hub, op.Target.Name), b.watching(op.Hub, op.Target.Name), b.othersWatch(op.Hub, op.Target.Name), true
 	case core.ToConn:
 		node := core.ConnNode(op.Target.Name)
 		if !ValidNodeID(node) {
-			return "", false, false
+			return "", false, false, false
 		}
-		return b.nodeSubject(node), node == b.c.cfg.NodeID, true
+		self := node == b.c.cfg.NodeID
+		return b.nodeSubject(node), self, !self, true
 	}
-	return b.subject(op.Hub), true, true
+	return b.subject(op.Hub), true, true, true
 }
 
 // watching reports whether the node subscribes to group's ops.
@@ -119,6 +125,7 @@ func (b *Broker) WatchGroup(hub, group string) {
 	b.in.gen++
 	b.in.groups[k] = &groupSub{sub: sub, gen: b.in.gen}
 	b.subs.Set(float64(fixedSubs + len(b.in.groups)))
+	b.changedLocked(k, true)
 }
 
 // UnwatchGroup unsubscribes from group's ops: the node's last member left.
@@ -132,6 +139,7 @@ func (b *Broker) UnwatchGroup(hub, group string) {
 	}
 	delete(b.in.groups, k)
 	b.subs.Set(float64(fixedSubs + len(b.in.groups)))
+	b.changedLocked(k, false)
 	b.in.mu.Unlock()
 	if g.sub != nil {
 		if err := g.sub.Unsubscribe(); err != nil && b.c.nc.IsConnected() {
@@ -217,8 +225,14 @@ func (b *Broker) sync() error {
 
 func (b *Broker) syncSubject() string { return "sb." + b.ns + ".sync" }
 
-// answerSync answers another node's sync with this node's id.
+// answerSync answers another node's sync with this node's id, after the
+// deltas (peers.go) it published before the sync, which come on this
+// subscription too.
 func (b *Broker) answerSync(m *nats.Msg) {
+	if len(m.Data) > 0 && (m.Data[0] == deltaWatch || m.Data[0] == deltaUnwatch) {
+		b.receiveDelta(m.Data)
+		return
+	}
 	if string(m.Data) == b.c.cfg.NodeID || m.Reply == "" {
 		return
 	}
