@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +23,8 @@ type connectors struct {
 	list   []*kafka.Connector
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+	mu     sync.Mutex
+	failed []error // connectors that stopped on an error while serving (readiness)
 }
 
 // namespace is where a connector sends: a node's hubs and the REST send's idempotent sender
@@ -104,6 +107,11 @@ func (cs *connectors) start(log *slog.Logger) {
 			defer cs.wg.Done()
 			if err := c.Run(ctx); err != nil {
 				log.Error("connector stopped", "component", "connector", "connector", c.Name(), "err", err)
+				if ctx.Err() == nil {
+					cs.mu.Lock()
+					cs.failed = append(cs.failed, connectorFailure(c.Name(), err))
+					cs.mu.Unlock()
+				}
 			}
 		}()
 	}
@@ -124,6 +132,13 @@ func (cs *connectors) stop(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("stopping connectors: %w", ctx.Err())
 	}
+}
+
+// failures are the connectors that stopped on an error while serving.
+func (cs *connectors) failures() []error {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	return slices.Clone(cs.failed)
 }
 
 // Connectors returns the state, assignment and lag of each configured connector.

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +10,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,6 +50,11 @@ type Server struct {
 	relays *cluster.Relays
 	lis    *listeners
 	conn   *connectors // the configured connectors (none: an empty list)
+	// ready: the histories the readiness probe asks (nil: none); serving:
+	// Serve takes traffic (health.go).
+	ready   unavailabler
+	serving atomic.Bool
+	reg     *prometheus.Registry // what /metrics serves
 	// undo releases what New started, for a server that is not served (Close).
 	undo cleanup
 }
@@ -220,7 +225,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	mux.Handle("/client/", ep)
 	mux.Handle("/client", ep)
 	mux.Handle("/api/", rest)
-	mux.Handle(readyPath, readiness(ready))
+	probes(mux, &s)
 	admin.Register(mux, admin.Config{
 		Registry:   reg,
 		Settings:   cfg.Redacted(),
@@ -233,7 +238,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 			return ok && ring.VerifyServerToken(tok, r.URL.Path, time.Now()) == nil
 		},
 	})
-	s = &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, jsHist: jsHist, lis: lis, ep: ep, clus: clus, relays: relays}
+	s = &Server{reg: reg, ready: ready, cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, jsHist: jsHist, lis: lis, ep: ep, clus: clus, relays: relays}
 	if cfg.SignalR.Addr != "" {
 		srIdem := idem.Namespace(signalRNamespace)
 		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srCoreHist, srRESTHist, srIdem, rates, lis, brokers.signalr, clus); err != nil {
@@ -343,43 +348,6 @@ func historyPolicies(cfg config.Config) history.Policies {
 	return policies
 }
 
-// readyPath is the readiness probe. The liveness probe, /api/health, stays
-// 200 while the history is unavailable: everything else still works.
-const readyPath = "/api/health/ready"
-
-// readiness answers GET and HEAD readyPath: 200 {"status":"ready"} when
-// every part of the server takes traffic, 503 {"status":"unavailable",
-// "reasons":[…]} while one does not (the history's storage: a full disk, an
-// I/O error).
-func readiness(hist unavailabler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-			return
-		}
-		body := struct {
-			Status  string   `json:"status"`
-			Reasons []string `json:"reasons,omitempty"`
-		}{Status: "ready"}
-		status := http.StatusOK
-		if hist != nil {
-			if err := hist.Unavailable(); err != nil {
-				status = http.StatusServiceUnavailable
-				body.Status = "unavailable"
-				body.Reasons = append(body.Reasons, err.Error())
-			}
-		}
-		b, _ := json.Marshal(body) // strings only: cannot fail
-		w.Header().Set("Content-Type", "application/json; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		w.WriteHeader(status)
-		if r.Method == http.MethodGet {
-			w.Write(b)
-		}
-	})
-}
-
 func closeHistory(h *history.Service) {
 	if h != nil {
 		h.Close()
@@ -394,24 +362,6 @@ func closeUpstream(up *upstream.Client, log *slog.Logger) {
 	if err := up.Close(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		log.Warn("closing the event handler client", "component", "upstream", "err", err)
 	}
-}
-
-// unavailabler says why sends to groups that keep history are refused
-// (history.Service, cluster.History).
-type unavailabler interface {
-	Unavailable() error
-}
-
-// allAvailable is unavailable while one of its histories is.
-type allAvailable []unavailabler
-
-func (a allAvailable) Unavailable() error {
-	for _, u := range a {
-		if err := u.Unavailable(); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // historySummary is what GET /admin/history shows.
@@ -582,8 +532,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		serving++
 	}
 	s.conn.start(s.log)
+	s.serving.Store(true)
 	select {
 	case err := <-errc:
+		s.serving.Store(false)
 		s.conn.stop(context.Background())
 		s.http.Close()
 		s.ep.Close()
@@ -601,6 +553,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("server: %w", err)
 	case <-ctx.Done():
 	}
+	s.serving.Store(false) // the readiness probe says so while the sessions drain
 	s.log.Info("shutting down", "timeout", s.cfg.Server.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Server.ShutdownTimeout)
 	defer cancel()
