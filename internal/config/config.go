@@ -692,6 +692,7 @@ func (c Config) Redacted() Config {
 		if c.Connectors[i].SASL.Password != "" {
 			c.Connectors[i].SASL.Password = "<redacted>"
 		}
+		c.Connectors[i].DSN = redactDSN(c.Connectors[i].DSN)
 	}
 	return c
 }

@@ -1,0 +1,72 @@
+package outbox_test
+
+import (
+	"context"
+	"fmt"
+	"testing"
+)
+
+// TestOutboxMapsColumnsInOrderAndSetsPoisonAside: rows are placed by their columns (target
+// kind and target, hub, content type, headers) or by the connector's templates over
+// partition_key and the payload's JSON; each conversation's rows reach its group's history
+// in id order, once; a row the mapping cannot place (payload not JSON) is moved to the
+// dead-letter table with its reason and deleted, and the rows behind it go on.
+func TestOutboxMapsColumnsInOrderAndSetsPoisonAside(t *testing.T) {
+	dsn, db := outboxDB(t, 4)
+	srv := startServer(t, configFile(t, outboxConnector("chat", dsn, `group: "conversation:{value.conversation}"`,
+		"dead_letter_table: switchboard_outbox_dead_letter")))
+	const convs, per = 6, 50
+	var rows []map[string]any
+	for i := range per {
+		for c := range convs {
+			rows = append(rows, map[string]any{"partition_key": fmt.Sprintf("c%d", c),
+				"payload": []byte(fmt.Sprintf(`{"conversation":"c%d","seq":%d}`, c, i))})
+		}
+		if i == 10 { // a poison row in the middle of conversation c0's partition
+			rows = append(rows, map[string]any{"partition_key": "c0", "payload": []byte(`{not json`)})
+		}
+	}
+	// By columns: the target and content type of the row, whatever the templates say.
+	rows = append(rows, map[string]any{"partition_key": "c1", "target_kind": "group", "target": "conversation:columns",
+		"content_type": "text/plain", "payload": []byte("hello")},
+		map[string]any{"partition_key": "c1", "headers": `{"switchboard-group": "conversation:headers"}`,
+			"payload": []byte(`{"seq":7}`)})
+	insert(t, db, rows...)
+
+	waitFor(t, "every row is sent and deleted", func() bool {
+		return count(t, db, "SELECT count(*) FROM switchboard_outbox") == 0
+	})
+	for c := range convs {
+		got := seqs(t, history(t, srv.Endpoint(), fmt.Sprintf("conversation:c%d", c)))
+		if len(got) != per {
+			t.Errorf("conversation c%d: %d messages, want %d", c, len(got), per)
+		}
+		for i, s := range got {
+			if s != i {
+				t.Errorf("conversation c%d: message %d is seq %d: not each row once in id order: %v", c, i, s, got)
+				break
+			}
+		}
+	}
+	if h := history(t, srv.Endpoint(), "conversation:columns"); len(h) != 1 || string(h[0].Data) != `"hello"` {
+		t.Errorf("row placed by its columns: history %+v", h)
+	}
+	if h := seqs(t, history(t, srv.Endpoint(), "conversation:headers")); len(h) != 1 || h[0] != 7 {
+		t.Errorf("row placed by its headers: history %v", h)
+	}
+	var reason, payload, connector string
+	if err := db.QueryRow(context.Background(), "SELECT reason, convert_from(payload, 'UTF8'), connector FROM switchboard_outbox_dead_letter").
+		Scan(&reason, &payload, &connector); err != nil {
+		t.Fatalf("dead-letter table: %v", err)
+	}
+	if reason != "template" || payload != "{not json" || connector != "chat" {
+		t.Errorf("dead letter: reason %q payload %q connector %q", reason, payload, connector)
+	}
+	st := adminConnectors(t, srv.Endpoint())
+	if len(st) != 1 || st[0].Type != "postgres_outbox" || st[0].State != "running" || len(st[0].Held) != 4 || st[0].Partitions != 4 {
+		t.Errorf("/admin/connectors: %+v", st)
+	}
+	if st[0].Records.Poison != 1 || st[0].Records.Sent != convs*per+2 {
+		t.Errorf("counts %+v, want %d sent, 1 poison", st[0].Records, convs*per+2)
+	}
+}
