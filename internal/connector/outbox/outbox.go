@@ -58,12 +58,12 @@ const (
 
 // Connector is one PostgreSQL outbox connector: Run reads the table until its context ends.
 type Connector struct {
-	cfg     Config
-	log     *slog.Logger
-	deliver *connector.Deliverer
-	metrics *Metrics
-	name    name
-	lockKey int32 // the advisory locks' first key: a hash of the table name
+	cfg                           Config
+	log                           *slog.Logger
+	deliver                       *connector.Deliverer
+	metrics                       *Metrics
+	name                          name
+	lockKey                       int32 // the advisory locks' first key: a hash of the table name
 	selectSQL, finishSQL, deadSQL string
 
 	pool *pgxpool.Pool

@@ -197,11 +197,11 @@ func (w *worker) read(tx pgx.Tx) ([]row, error) {
 	var out []row
 	for rs.Next() {
 		var (
-			id                                            int64
+			id                                           int64
 			key, hub, kind, target, ctype, idem, headers *string
-			payload                                       []byte
-			excluded                                      []string
-			created                                       time.Time
+			payload                                      []byte
+			excluded                                     []string
+			created                                      time.Time
 		)
 		if err := rs.Scan(&id, &key, &hub, &kind, &target, &ctype, &payload, &idem, &excluded, &headers, &created); err != nil {
 			return nil, fmt.Errorf("read rows: %w", err)
