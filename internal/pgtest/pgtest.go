@@ -79,8 +79,9 @@ func (s *Server) Stop() {
 
 func (s *Server) dataDir() string { return filepath.Join(s.Dir, "data") }
 
-// Restart stops the server (immediately: the clients' connections break) and starts it
-// again on the same port; for the tests of reconnection.
+// Restart stops the server (fast: the clients' connections break, and what was committed
+// is kept although synchronous_commit is off) and starts it again on the same port; for the
+// tests of reconnection.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	s.StopServer(t)
@@ -90,7 +91,7 @@ func (s *Server) Restart(t testing.TB) {
 // StopServer stops the server without removing its data; StartServer starts it again.
 func (s *Server) StopServer(t testing.TB) {
 	t.Helper()
-	if out, err := s.run("pg_ctl", "-D", s.dataDir(), "-m", "immediate", "-w", "stop"); err != nil {
+	if out, err := s.run("pg_ctl", "-D", s.dataDir(), "-m", "fast", "-w", "stop"); err != nil {
 		t.Fatalf("pg_ctl stop: %v: %s", err, out)
 	}
 }
