@@ -27,6 +27,12 @@ func TestOutboxCrashExactlyOnceIntoHistory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts server processes")
 	}
+	for _, ordering := range []string{"partition", "target"} {
+		t.Run(ordering, func(t *testing.T) { testOutboxCrash(t, ordering) })
+	}
+}
+
+func testOutboxCrash(t *testing.T, ordering string) {
 	const convs, perConv = 8, 400 // 3,200 rows
 	dsn := pgtest.Start(t).NewDatabase(t)
 	db := pgtest.Connect(t, dsn)
@@ -50,17 +56,24 @@ connectors:
     table: switchboard_outbox
     batch_size: 1000   # large: the crash leaves many rows sent and not deleted
     hub: accounts
-    group: "customer:{key}"
-`, dsn)), 0o600)
+    group: "customer:{value.customer}"
+    ordering: %s
+`, dsn, ordering)), 0o600)
 	dataDir := t.TempDir()
+	// One statement (and transaction) per range: the rows arrive faster than they are sent.
 	insertRange := func(from, to int) {
+		var keys []string
+		var payloads [][]byte
 		for i := from; i < to; i++ {
 			for c := range convs {
-				if _, err := db.Exec(ctx, `INSERT INTO switchboard_outbox (partition_key, payload) VALUES ($1, $2)`,
-					fmt.Sprintf("c%d", c), []byte(fmt.Sprintf(`{"seq":%d}`, i))); err != nil {
-					t.Fatal(err)
-				}
+				// Two customers per partition key: a partition's rows go to several groups.
+				keys = append(keys, fmt.Sprintf("k%d", c/2))
+				payloads = append(payloads, []byte(fmt.Sprintf(`{"customer":"c%d","seq":%d}`, c, i)))
 			}
+		}
+		if _, err := db.Exec(ctx, `INSERT INTO switchboard_outbox (partition_key, payload)
+			SELECT k, p FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS r(k, p, n) ORDER BY n`, keys, payloads); err != nil {
+			t.Fatal(err)
 		}
 	}
 	total := func(ep string) int {

@@ -51,7 +51,7 @@ type Connector struct {
 	FetchMaxBytes          int           `yaml:"fetch_max_bytes" doc:"most bytes one fetch returns" default:"16777216"`
 	FetchMaxPartitionBytes int           `yaml:"fetch_max_partition_bytes" doc:"most bytes one fetch returns per partition" default:"1048576"`
 	MaxConcurrentFetches   int           `yaml:"max_concurrent_fetches" doc:"fetches in flight at once across brokers; 0: one per broker"`
-	Ordering               string        `yaml:"ordering" doc:"partition: a partition's records are sent one at a time, in partition order; target: records of a partition to different targets (hub and group, user or connection) are sent concurrently (up to 32 at once), each target's in partition order: far more records/s into history groups" default:"partition"`
+	Ordering               string        `yaml:"ordering" doc:"partition: a partition's records (outbox: rows) are sent one at a time, in partition (id) order; target: records of a partition to different targets (hub and group, user or connection) are sent concurrently (up to 32 at once), each target's in partition order: far more records/s into history groups" default:"partition"`
 	MaxInFlight            int           `yaml:"max_in_flight" doc:"records of one partition fetched and not yet sent; past it the partition's fetching pauses" default:"1000"`
 	DeadLetterTopic        string        `yaml:"dead_letter_topic" doc:"topic that receives poison records (with headers naming their origin and the reason); empty: they are logged, counted and skipped"`
 	SASL                   ConnectorSASL `yaml:"sasl"`
@@ -307,6 +307,9 @@ func (k Connector) validateOutbox(key string, bad func(key, format string, args 
 	}
 	if k.BatchSize < 1 || k.BatchSize > 10000 {
 		bad(key+".batch_size", "must be 1 to 10000, got %d", k.BatchSize)
+	}
+	if !slices.Contains([]string{"partition", "target"}, k.Ordering) {
+		bad(key+".ordering", "%q is not partition or target", k.Ordering)
 	}
 	if !slices.Contains([]string{"delete", "mark"}, k.Processed) {
 		bad(key+".processed", "%q is not delete or mark", k.Processed)

@@ -32,6 +32,10 @@ type Config struct {
 	BatchSize    int           // rows locked and sent per transaction; default 500
 	// Mark sets processed_at on a sent row instead of deleting it.
 	Mark bool
+	// OrderByTarget sends the rows of a partition's batch to different targets (hub, kind,
+	// name) concurrently, keeping id order per target only; false: in id order, one run of
+	// rows to one target at a time.
+	OrderByTarget bool
 	// MaxTx bounds the sends of one transaction: past it the rows sent are committed and
 	// the rest are read again in a new one; default 5s.
 	MaxTx time.Duration
@@ -464,11 +468,13 @@ type txKey struct{}
 // deadLetter copies a poison row to the dead-letter table, in the transaction that deletes
 // (or marks) it, within a savepoint so that a failure leaves the transaction usable.
 func (c *Connector) deadLetter(ctx context.Context, r *connector.Record, p *connector.Poison) error {
-	tx, ok := ctx.Value(txKey{}).(pgx.Tx)
+	ref, ok := ctx.Value(txKey{}).(*txRef)
 	if !ok {
 		return errors.New("outbox: dead letter outside a transaction")
 	}
-	sp, err := tx.Begin(ctx)
+	ref.mu.Lock()
+	defer ref.mu.Unlock()
+	sp, err := ref.tx.Begin(ctx)
 	if err != nil {
 		return err
 	}

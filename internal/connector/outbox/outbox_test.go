@@ -11,19 +11,28 @@ import (
 // partition_key and the payload's JSON; each conversation's rows reach its group's history
 // in id order, once; a row the mapping cannot place (payload not JSON) is moved to the
 // dead-letter table with its reason and deleted, and the rows behind it go on.
+// With ordering: target, the same holds per conversation (rows to different groups go
+// concurrently).
 func TestOutboxMapsColumnsInOrderAndSetsPoisonAside(t *testing.T) {
+	for _, ordering := range []string{"partition", "target"} {
+		t.Run(ordering, func(t *testing.T) { testMapsColumns(t, ordering) })
+	}
+}
+
+func testMapsColumns(t *testing.T, ordering string) {
 	dsn, db := outboxDB(t, 4)
 	srv := startServer(t, configFile(t, outboxConnector("chat", dsn, `group: "conversation:{value.conversation}"`,
-		"dead_letter_table: switchboard_outbox_dead_letter")))
+		"dead_letter_table: switchboard_outbox_dead_letter", "ordering: "+ordering, "batch_size: 37")))
 	const convs, per = 6, 50
 	var rows []map[string]any
 	for i := range per {
 		for c := range convs {
-			rows = append(rows, map[string]any{"partition_key": fmt.Sprintf("c%d", c),
+			// Two conversations per partition key: rows of one partition go to several groups.
+			rows = append(rows, map[string]any{"partition_key": fmt.Sprintf("k%d", c/2),
 				"payload": []byte(fmt.Sprintf(`{"conversation":"c%d","seq":%d}`, c, i))})
 		}
 		if i == 10 { // a poison row in the middle of conversation c0's partition
-			rows = append(rows, map[string]any{"partition_key": "c0", "payload": []byte(`{not json`)})
+			rows = append(rows, map[string]any{"partition_key": "k0", "payload": []byte(`{not json`)})
 		}
 	}
 	// By columns: the target and content type of the row, whatever the templates say.

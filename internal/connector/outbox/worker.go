@@ -115,6 +115,87 @@ func (w *worker) sleep(d time.Duration) bool {
 }
 
 // row is an outbox row read for sending.
+// deliver sends placed and reports which were done (sent, replayed, or poison set aside).
+// In id order, a run of rows to one target at a time (DeliverRun); with OrderByTarget, the
+// rows to each target in id order, different targets concurrently on up to maxLanes
+// goroutines. Either way a row is done only if every earlier row to its target is.
+func (w *worker) deliver(ctx context.Context, placed []connector.Placed) []bool {
+	c := w.c
+	sent := make([]bool, len(placed))
+	if !c.cfg.OrderByTarget {
+		done := 0
+		for done < len(placed) {
+			n, err := c.deliver.DeliverRun(ctx, placed[done:done+connector.RunLength(placed[done:])])
+			for i := done; i < done+n; i++ {
+				sent[i] = true
+			}
+			done += n
+			if err != nil {
+				break
+			}
+		}
+		return sent
+	}
+	// Lanes by target; poison rows each on a lane of their own.
+	var lanes [][]int
+	byTarget := map[string]int{}
+	for i, p := range placed {
+		if p.Err != nil {
+			lanes = append(lanes, []int{i})
+			continue
+		}
+		k := p.Send.TargetKey()
+		l, ok := byTarget[k]
+		if !ok {
+			l = len(lanes)
+			byTarget[k] = l
+			lanes = append(lanes, nil)
+		}
+		lanes[l] = append(lanes[l], i)
+	}
+	next := make(chan []int)
+	var wg sync.WaitGroup
+	for range min(maxLanes, len(lanes)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for lane := range next {
+				run := make([]connector.Placed, len(lane))
+				for j, i := range lane {
+					run[j] = placed[i]
+				}
+				done := 0
+				for done < len(run) {
+					n, err := c.deliver.DeliverRun(ctx, run[done:done+connector.RunLength(run[done:])])
+					for j := done; j < done+n; j++ {
+						sent[lane[j]] = true
+					}
+					done += n
+					if err != nil {
+						break
+					}
+				}
+			}
+		}()
+	}
+	for _, lane := range lanes {
+		next <- lane
+	}
+	close(next)
+	wg.Wait()
+	return sent
+}
+
+// maxLanes bounds the targets of a batch sent at once with OrderByTarget.
+const maxLanes = 32
+
+// txRef is a worker's transaction as its sends' context carries it: the lanes of
+// OrderByTarget may write dead letters at once, one at a time.
+type txRef struct {
+	mu sync.Mutex
+	tx pgx.Tx
+}
+
 type row struct {
 	rec     connector.Record
 	created time.Time
@@ -145,22 +226,21 @@ func (w *worker) batch() (more bool, err error) {
 	}
 	// The sends run in the transaction's context: a dead letter writes in it; past MaxTx
 	// what was sent is committed and the rest read again in a new transaction.
-	dctx, cancel := context.WithTimeout(context.WithValue(w.ctx, txKey{}, tx), c.cfg.MaxTx)
-	done := 0
-	for done < len(placed) {
-		n, err := c.deliver.DeliverRun(dctx, placed[done:done+connector.RunLength(placed[done:])])
-		done += n
-		if err != nil {
-			break
+	dctx, cancel := context.WithTimeout(context.WithValue(w.ctx, txKey{}, &txRef{tx: tx}), c.cfg.MaxTx)
+	sent := w.deliver(dctx, placed)
+	cancel()
+	var ids []int64
+	firstLeft := -1
+	for i, ok := range sent {
+		if ok {
+			ids = append(ids, rows[i].rec.Offset)
+		} else if firstLeft < 0 {
+			firstLeft = i
 		}
 	}
-	cancel()
+	done := len(ids)
 	if done == 0 {
 		return true, nil // refused until MaxTx: roll back, read again (the rows stay)
-	}
-	ids := make([]int64, done)
-	for i := range ids {
-		ids[i] = rows[i].rec.Offset
 	}
 	// The sends were accepted: finish them even when the partition is being taken away (a
 	// row left would be sent again, a replay for history groups but not for the others).
@@ -176,8 +256,8 @@ func (w *worker) batch() (more bool, err error) {
 	c.metrics.rows.WithLabelValues(c.cfg.Name).Add(float64(done))
 	w.rows.Add(int64(done))
 	w.lastID.Store(ids[done-1])
-	if done < len(rows) {
-		w.oldest.Store(rows[done].created.UnixNano())
+	if firstLeft >= 0 {
+		w.oldest.Store(rows[firstLeft].created.UnixNano())
 		return true, nil
 	}
 	if len(rows) == c.cfg.BatchSize {
