@@ -105,7 +105,8 @@ func newConnectors(cfg config.Config, wps namespace, sr *namespace, log *slog.Lo
 				}
 			}
 			c, err := outbox.New(outbox.Config{Name: k.Name, DSN: k.DSN, Table: k.Table, DeadLetterTable: k.DeadLetterTable,
-				Partitions: k.Partitions, PollInterval: k.PollInterval, BatchSize: k.BatchSize, Mark: k.Processed == "mark", OrderByTarget: k.Ordering == "target",
+				Partitions: k.Partitions, PollInterval: k.PollInterval, BatchSize: k.BatchSize, Mark: k.Processed == "mark",
+				OrderByTarget: k.Ordering == "target", MaxPayload: cfg.Limits.MaxBodyBytes,
 				Logger: clog, Metrics: om}, newDeliverer)
 			if err != nil {
 				return nil, fmt.Errorf("server: %w", err)

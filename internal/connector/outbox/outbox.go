@@ -46,6 +46,12 @@ type Config struct {
 	// transaction before it is cancelled; default 5s.
 	StopGrace time.Duration
 	MaxConns  int // connections of the pool the partitions' transactions use; default partitions+1, at most 32
+	// MaxPayload bounds a row's payload (the REST send's body limit): a larger row is poison
+	// (its payload is not read); default 1 MiB.
+	MaxPayload int
+	// MaxBatchBytes bounds the payload bytes of one batch held at once: a batch stops at the
+	// row that crosses it, the rest waits for the next; default 16 MiB.
+	MaxBatchBytes int
 
 	Logger  *slog.Logger
 	Metrics *Metrics // required: NewMetrics
@@ -113,6 +119,8 @@ func New(cfg Config, deliver func(dead connector.DeadLetter) (*connector.Deliver
 	setDefault(&cfg.MaxTx, 5*time.Second)
 	setDefault(&cfg.Rebalance, time.Second)
 	setDefault(&cfg.StopGrace, 5*time.Second)
+	setDefault(&cfg.MaxPayload, 1<<20)
+	setDefault(&cfg.MaxBatchBytes, 16<<20)
 	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
 		return nil, fmt.Errorf("outbox connector %s: dsn: %w", cfg.Name, redactErr(err))
@@ -122,7 +130,8 @@ func New(cfg Config, deliver func(dead connector.DeadLetter) (*connector.Deliver
 	c := &Connector{cfg: cfg, log: cfg.Logger.With("connector", cfg.Name), metrics: cfg.Metrics, name: parseName(cfg.Table),
 		lockKey: int32(h.Sum32() & 0x7fffffff), workers: map[int]*worker{}, state: StateStarting}
 	t := c.name.ident("")
-	c.selectSQL = `SELECT id, partition_key, hub, target_kind, target, content_type, payload, idempotency_key, excluded, headers::text, created_at FROM ` +
+	c.selectSQL = `SELECT id, partition_key, hub, target_kind, target, content_type,
+		CASE WHEN octet_length(payload) <= $3 THEN payload END, octet_length(payload), idempotency_key, excluded, headers::text, created_at FROM ` +
 		t + ` WHERE partition = $1 AND processed_at IS NULL ORDER BY id LIMIT $2 FOR UPDATE`
 	if cfg.Mark {
 		c.finishSQL = `UPDATE ` + t + ` SET processed_at = clock_timestamp() WHERE id = ANY($1)`

@@ -3,6 +3,7 @@ package outbox_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -77,5 +78,30 @@ func testMapsColumns(t *testing.T, ordering string) {
 	}
 	if st[0].Records.Poison != 1 || st[0].Records.Sent != convs*per+2 {
 		t.Errorf("counts %+v, want %d sent, 1 poison", st[0].Records, convs*per+2)
+	}
+}
+
+// TestOutboxRowOverTheBodyLimitIsPoison: a row whose payload is larger than
+// limits.max_body_bytes (what a REST send may carry) is not read: it is set aside as poison
+// (reason data) and the rows behind it are sent.
+func TestOutboxRowOverTheBodyLimitIsPoison(t *testing.T) {
+	dsn, db := outboxDB(t, 1)
+	srv := startServer(t, configFile(t, outboxConnector("chat", dsn, `group: "conversation:{key}"`,
+		"dead_letter_table: switchboard_outbox_dead_letter")), "limits.max_body_bytes=1024")
+	big := []byte(`{"seq":1,"pad":"` + strings.Repeat("x", 2000) + `"}`)
+	insert(t, db, map[string]any{"partition_key": "c", "payload": []byte(`{"seq":0}`)})
+	insert(t, db, map[string]any{"partition_key": "c", "payload": big})
+	insert(t, db, map[string]any{"partition_key": "c", "payload": []byte(`{"seq":2}`)})
+	waitFor(t, "every row is finished", func() bool { return count(t, db, "SELECT count(*) FROM switchboard_outbox") == 0 })
+	if got := seqs(t, history(t, srv.Endpoint(), "conversation:c")); fmt.Sprint(got) != "[0 2]" {
+		t.Errorf("history %v, want [0 2]", got)
+	}
+	var reason, msg string
+	var size int
+	if err := db.QueryRow(context.Background(), "SELECT reason, error, octet_length(payload) FROM switchboard_outbox_dead_letter").Scan(&reason, &msg, &size); err != nil {
+		t.Fatal(err)
+	}
+	if reason != "data" || !strings.Contains(msg, "over the limit of 1024") || size != len(big) {
+		t.Errorf("dead letter: %s %q, %d bytes", reason, msg, size)
 	}
 }

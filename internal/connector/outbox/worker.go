@@ -197,8 +197,9 @@ type txRef struct {
 }
 
 type row struct {
-	rec     connector.Record
-	created time.Time
+	rec      connector.Record
+	created  time.Time
+	tooLarge int // the payload's size when over MaxPayload (not read); 0: read
 }
 
 // batch sends one batch of the partition's oldest rows; more reports rows left to read at
@@ -210,7 +211,7 @@ func (w *worker) batch() (more bool, err error) {
 		return false, err
 	}
 	defer tx.Rollback(context.Background()) // after Commit: nothing
-	rows, err := w.read(tx)
+	rows, full, err := w.read(tx)
 	if err != nil {
 		return false, err
 	}
@@ -221,6 +222,11 @@ func (w *worker) batch() (more bool, err error) {
 	w.oldest.Store(rows[0].created.UnixNano())
 	placed := make([]connector.Placed, len(rows))
 	for i := range rows {
+		if rows[i].tooLarge > 0 {
+			placed[i] = connector.Placed{Record: &rows[i].rec, Err: &connector.Poison{Reason: connector.ReasonData,
+				Err: fmt.Errorf("the payload's %d bytes are over the limit of %d (limits.max_body_bytes)", rows[i].tooLarge, c.cfg.MaxPayload)}}
+			continue
+		}
 		s, err := c.deliver.Place(&rows[i].rec)
 		placed[i] = connector.Placed{Record: &rows[i].rec, Send: s, Err: err}
 	}
@@ -260,33 +266,43 @@ func (w *worker) batch() (more bool, err error) {
 		w.oldest.Store(rows[firstLeft].created.UnixNano())
 		return true, nil
 	}
-	if len(rows) == c.cfg.BatchSize {
+	if len(rows) == c.cfg.BatchSize || full {
 		return true, nil
 	}
 	w.oldest.Store(0)
 	return false, nil
 }
 
-// read locks and reads the partition's oldest rows.
-func (w *worker) read(tx pgx.Tx) ([]row, error) {
-	rs, err := tx.Query(w.ctx, w.c.selectSQL, w.partition, w.c.cfg.BatchSize)
+// read locks and reads the partition's oldest rows, up to MaxBatchBytes of payloads (full:
+// it stopped there; the rows after are read by the next batch).
+func (w *worker) read(tx pgx.Tx) (_ []row, full bool, _ error) {
+	rs, err := tx.Query(w.ctx, w.c.selectSQL, w.partition, w.c.cfg.BatchSize, w.c.cfg.MaxPayload)
 	if err != nil {
-		return nil, fmt.Errorf("read rows: %w", err)
+		return nil, false, fmt.Errorf("read rows: %w", err)
 	}
 	defer rs.Close()
 	var out []row
+	bytes := 0
 	for rs.Next() {
 		var (
 			id                                           int64
 			key, hub, kind, target, ctype, idem, headers *string
 			payload                                      []byte
+			size                                         int
 			excluded                                     []string
 			created                                      time.Time
 		)
-		if err := rs.Scan(&id, &key, &hub, &kind, &target, &ctype, &payload, &idem, &excluded, &headers, &created); err != nil {
-			return nil, fmt.Errorf("read rows: %w", err)
+		if err := rs.Scan(&id, &key, &hub, &kind, &target, &ctype, &payload, &size, &idem, &excluded, &headers, &created); err != nil {
+			return nil, false, fmt.Errorf("read rows: %w", err)
 		}
+		if len(out) > 0 && bytes+len(payload) > w.c.cfg.MaxBatchBytes {
+			return out, true, nil // the rest of the result is read and dropped by Close
+		}
+		bytes += len(payload)
 		r := row{created: created, rec: connector.Record{Topic: w.c.cfg.Table, Partition: int32(w.partition), Offset: id, Value: payload}}
+		if payload == nil && size > w.c.cfg.MaxPayload {
+			r.tooLarge = size
+		}
 		if key != nil {
 			r.rec.Key = []byte(*key)
 		}
@@ -294,9 +310,9 @@ func (w *worker) read(tx pgx.Tx) ([]row, error) {
 		out = append(out, r)
 	}
 	if err := rs.Err(); err != nil {
-		return nil, fmt.Errorf("read rows: %w", err)
+		return nil, false, fmt.Errorf("read rows: %w", err)
 	}
-	return out, nil
+	return out, false, nil
 }
 
 // recordHeaders turns a row's columns into the mapping's headers: the headers object first,
