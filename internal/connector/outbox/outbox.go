@@ -232,6 +232,9 @@ func (c *Connector) session(ctx context.Context) (connected bool, err error) {
 	if err := c.prepare(ctx, conn); err != nil {
 		return false, err
 	}
+	c.mu.Lock()
+	c.state = c.stateLocked() // idle until a partition is taken
+	c.mu.Unlock()
 	c.log.Info("postgres outbox connected", "partitions", c.partitionCount())
 	last := time.Time{}
 	for {
