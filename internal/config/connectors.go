@@ -16,8 +16,8 @@ import (
 	"github.com/switchboardhq/switchboard/internal/odata"
 )
 
-// Connector reads events from a source (a Kafka topic, or Azure Event Hubs through its Kafka
-// endpoint) and sends each to a hub's group, user, connection or everyone (see the README's
+// Connector reads events from a source (a Kafka topic, Azure Event Hubs through its Kafka
+// endpoint, or a PostgreSQL outbox table) and sends each to a hub's group, user, connection or everyone (see the README's
 // Connectors section). It is one item of the connectors: list of the file; its keys can be
 // overridden per connector name: SWITCHBOARD_CONNECTORS_<NAME>_<KEY> and
 // --set connectors.<name>.<key>=value (the connector itself must be in the file).
