@@ -45,7 +45,7 @@ type Config struct {
 	// StopGrace is how long a partition given up (or at shutdown) may take to finish its
 	// transaction before it is cancelled; default 5s.
 	StopGrace time.Duration
-	MaxConns  int // connections of the pool the partitions' transactions use; default partitions+1, at most 32
+	MaxConns  int // connections of the pool the partitions' transactions use; default the table's partitions, at most 32
 	// MaxPayload bounds a row's payload (the REST send's body limit): a larger row is poison
 	// (its payload is not read); default 1 MiB.
 	MaxPayload int
@@ -76,7 +76,8 @@ type Connector struct {
 	lockKey                       int32 // the advisory locks' first key: a hash of the table name
 	selectSQL, finishSQL, deadSQL string
 
-	pool *pgxpool.Pool
+	poolCfg *pgxpool.Config
+	pool    *pgxpool.Pool // made by the first session (Run's goroutine), once the partitions are known
 
 	mu         sync.Mutex // guards the fields below
 	workers    map[int]*worker
@@ -149,16 +150,28 @@ func New(cfg Config, deliver func(dead connector.DeadLetter) (*connector.Deliver
 	if c.deliver, err = deliver(dead); err != nil {
 		return nil, err
 	}
-	maxConns := cfg.MaxConns
-	if maxConns <= 0 {
-		maxConns = min(32, max(cfg.Partitions, DefaultPartitions)+1)
-	}
-	pcfg.MaxConns = int32(maxConns)
 	pcfg.MinConns = 0
-	if c.pool, err = pgxpool.NewWithConfig(context.Background(), pcfg); err != nil { // connects lazily
-		return nil, fmt.Errorf("outbox connector %s: %w", cfg.Name, redactErr(err))
-	}
+	c.poolCfg = pcfg
 	return c, nil
+}
+
+// ensurePool makes the workers' pool once the table's partition count is known (a worker per
+// partition held, each in a transaction at a time): MaxConns, else the partitions, at most 32.
+func (c *Connector) ensurePool() error {
+	if c.pool != nil {
+		return nil
+	}
+	n := c.cfg.MaxConns
+	if n <= 0 {
+		n = min(32, c.partitionCount())
+	}
+	c.poolCfg.MaxConns = int32(max(n, 1))
+	pool, err := pgxpool.NewWithConfig(context.Background(), c.poolCfg) // connects lazily
+	if err != nil {
+		return fmt.Errorf("pool: %w", redactErr(err))
+	}
+	c.pool = pool
+	return nil
 }
 
 func setDefault[T comparable](v *T, d T) {
@@ -188,7 +201,11 @@ func (c *Connector) Name() string { return c.cfg.Name }
 func (c *Connector) Run(ctx context.Context) error {
 	c.metrics.add(c)
 	defer c.metrics.remove(c)
-	defer c.pool.Close()
+	defer func() {
+		if c.pool != nil {
+			c.pool.Close()
+		}
+	}()
 	c.log.Info("postgres outbox connector started", "table", c.cfg.Table, "dead_letter_table", c.cfg.DeadLetterTable)
 	wait := 250 * time.Millisecond
 	for ctx.Err() == nil {
@@ -230,6 +247,9 @@ func (c *Connector) session(ctx context.Context) (connected bool, err error) {
 		conn.Close(cctx) // releases the locks
 	}()
 	if err := c.prepare(ctx, conn); err != nil {
+		return false, err
+	}
+	if err := c.ensurePool(); err != nil {
 		return false, err
 	}
 	c.mu.Lock()
