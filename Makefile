@@ -7,7 +7,7 @@ NATS_BIN ?= bin/nats-server
 # staticcheck, fetched through the Go module proxy at a pinned version (checked against Go 1.26).
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run build nats-server test test-go test-sdk test-browser fuzz bench vet
+.PHONY: run build nats-server postgres test test-go test-sdk test-browser fuzz bench vet
 
 run: ## start the server on :8080 with ./data
 	$(GO) run ./cmd/switchboard serve
@@ -18,6 +18,9 @@ build:
 nats-server: ## the NATS server the SDK suite's cluster scenario runs (module version pinned by go.mod)
 	$(GO) build -o $(NATS_BIN) github.com/nats-io/nats-server/v2
 
+postgres: ## PostgreSQL 15 for the outbox connector's tests (Debian's package; the tests start it themselves)
+	test -x /usr/lib/postgresql/15/bin/initdb || { apt-get update && apt-get install -y --no-install-recommends postgresql-15; }
+
 test: vet test-go test-sdk test-browser ## everything CI runs
 
 vet:
@@ -25,12 +28,12 @@ vet:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-test-go: ## Go unit, integration and fuzz-seed tests, with the race detector
-	$(GO) test -race -count=1 ./...
+test-go: postgres ## Go unit, integration and fuzz-seed tests, with the race detector (PostgreSQL required, not skipped)
+	SWITCHBOARD_REQUIRE_POSTGRES=1 $(GO) test -race -count=1 ./...
 
-test-sdk: build nats-server ## the official npm SDKs against the built server (and a 3-node cluster on NATS)
+test-sdk: build nats-server postgres ## the official npm SDKs against the built server (and a 3-node cluster on NATS, and a PostgreSQL outbox)
 	cd test/sdk && $(NPM) ci --no-audit --no-fund --loglevel=error
-	cd test/sdk && SWITCHBOARD_BIN=$(CURDIR)/$(BIN) NATS_SERVER_BIN=$(CURDIR)/$(NATS_BIN) $(NPM) test
+	cd test/sdk && SWITCHBOARD_REQUIRE_POSTGRES=1 SWITCHBOARD_BIN=$(CURDIR)/$(BIN) NATS_SERVER_BIN=$(CURDIR)/$(NATS_BIN) $(NPM) test
 
 test-browser: build ## @microsoft/signalr in headless Chromium (Debian's package) against the built server
 	command -v chromium >/dev/null || { apt-get update && apt-get install -y --no-install-recommends chromium; }

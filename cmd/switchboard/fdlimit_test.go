@@ -14,6 +14,7 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/eventually"
+	"github.com/switchboardhq/switchboard/internal/pgtest"
 )
 
 // runCLIEnv makes the test binary run the CLI with its arguments instead of the tests,
@@ -26,7 +27,9 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	pgtest.Stop() // the outbox tests' PostgreSQL, if one started it
+	os.Exit(code)
 }
 
 // TestOutOfDescriptorsKeepsServing runs the server under `ulimit -n 64`, opens 80 idle

@@ -24,12 +24,12 @@ import (
 
 const crashKey = "kafka-crash-test-key"
 
-// startSwitchboard runs the real program (this test binary as the CLI) and returns its
-// endpoint and process.
-func startSwitchboard(t *testing.T, cfgFile, dataDir string) (string, *exec.Cmd) {
+// startSwitchboard runs the real program (this test binary as the CLI) with the extra
+// arguments and returns its endpoint and process.
+func startSwitchboard(t *testing.T, cfgFile, dataDir string, extra ...string) (string, *exec.Cmd) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", "--config", cfgFile, "--addr", "127.0.0.1:0", "--data-dir", dataDir,
-		"--access-key", crashKey, "--set", "signalr.addr=", "--log-level", "warn")
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--config", cfgFile, "--addr", "127.0.0.1:0", "--data-dir", dataDir,
+		"--access-key", crashKey, "--set", "signalr.addr=", "--log-level", "warn"}, extra...)...)
 	cmd.Env = append(os.Environ(), runCLIEnv+"=1")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()

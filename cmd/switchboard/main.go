@@ -24,7 +24,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	serve := newServeCmd()
-	root.AddCommand(serve, newTokenCmd(), newSendCmd(), newVersionCmd(), newConfigCmd(), newHealthCmd())
+	root.AddCommand(serve, newTokenCmd(), newSendCmd(), newVersionCmd(), newConfigCmd(), newHealthCmd(), newConnectorsCmd())
 	root.AddCommand(newBenchCmd())
 	// With no subcommand, serve.
 	root.RunE = serve.RunE

@@ -213,3 +213,40 @@ func TestCheckConfigValidatesConnectors(t *testing.T) {
 		}
 	}
 }
+
+// TestConnectorsSchemaPostgres: the schema command prints the outbox DDL for the table and
+// partitions asked for, and refuses a table name the connector would refuse.
+func TestConnectorsSchemaPostgres(t *testing.T) {
+	out, err := run(t, "connectors", "schema", "postgres", "--table", "app.outbox", "--partitions", "16")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`CREATE TABLE IF NOT EXISTS "app"."outbox"`, "partitions=16", "pg_notify('app.outbox'", `"app"."outbox_dead_letter"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("DDL lacks %s:\n%s", want, out)
+		}
+	}
+	if _, err := run(t, "connectors", "schema", "postgres", "--table", "Outbox"); err == nil {
+		t.Error("an upper-case table name was accepted")
+	}
+}
+
+// TestCheckConfigValidatesOutboxConnector: --check-config checks a postgres_outbox
+// connector's keys.
+func TestCheckConfigValidatesOutboxConnector(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte(`connectors:
+  - name: chat
+    type: postgres_outbox
+    dsn: "postgres://app:secret@127.0.0.1:5432/app"
+    hub: chat
+    group: "conversation:{key}"
+`), 0o600)
+	if out, err := run(t, "serve", "--check-config", "--config", file); err != nil || !strings.Contains(out, "configuration is valid") {
+		t.Fatalf("valid connector: %q %v", out, err)
+	}
+	_, err := run(t, "serve", "--check-config", "--config", file, "--set", "connectors.chat.processed=archive")
+	if err == nil || !strings.Contains(err.Error(), "connectors.chat.processed") {
+		t.Errorf("error does not name connectors.chat.processed: %v", err)
+	}
+}

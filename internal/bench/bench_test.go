@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboardhq/switchboard/internal/pgtest"
 	"github.com/switchboardhq/switchboard/internal/server/servertest"
 )
 
@@ -21,7 +22,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	pgtest.Stop() // the outbox scenario's PostgreSQL, if a test started it
+	os.Exit(code)
 }
 
 func startServer(t *testing.T) string {

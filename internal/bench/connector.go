@@ -20,16 +20,40 @@ func ConnectorGroup(i int) string { return fmt.Sprintf("conn%d", i) }
 // Kafka connector reads them) and counts what o.Subscribers connections spread over o.Groups
 // groups receive: records/s through the connector and the latency from produce to client.
 // Each group is one stream (its key keeps it in one partition, so in order).
+// With o.DSN set, it inserts rows into the PostgreSQL outbox o.Table instead (partition_key
+// the group), where the server's postgres_outbox connector reads them.
 func (r *runner) connector(ctx context.Context, res *RunResult) error {
-	if len(r.o.Brokers) == 0 {
-		return errors.New("connector: --brokers is required (the Kafka the server's connector reads)")
+	var produce func(key, value []byte)
+	var wg sync.WaitGroup
+	if r.o.DSN != "" {
+		ob, err := newOutboxWriter(ctx, r, &wg)
+		if err != nil {
+			return err
+		}
+		defer ob.close()
+		produce = ob.insert
+	} else {
+		if len(r.o.Brokers) == 0 {
+			return errors.New("connector: --brokers (the Kafka the server's connector reads) or --dsn (its PostgreSQL outbox) is required")
+		}
+		cl, err := kgo.NewClient(kgo.SeedBrokers(r.o.Brokers...), kgo.DefaultProduceTopic(r.o.Topic),
+			kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(100_000))
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		produce = func(key, value []byte) {
+			wg.Add(1)
+			cl.Produce(ctx, &kgo.Record{Key: key, Value: value}, func(_ *kgo.Record, err error) {
+				defer wg.Done()
+				if err != nil {
+					r.countSendError(reason(err))
+					return
+				}
+				r.sent.Add(1)
+			})
+		}
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.o.Brokers...), kgo.DefaultProduceTopic(r.o.Topic),
-		kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(100_000))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
 	specs := make([]ConnSpec, r.o.Subscribers)
 	for i := range specs {
 		g := ConnectorGroup(i % r.o.Groups)
@@ -51,7 +75,6 @@ func (r *runner) connector(ctx context.Context, res *RunResult) error {
 		seqs := make([]uint64, r.o.Groups)
 		var first atomic.Int64
 		first.Store(math.MaxInt64)
-		var wg sync.WaitGroup
 		interval := time.Duration(0)
 		if r.o.Rate > 0 {
 			interval = time.Duration(float64(time.Second) / r.o.Rate)
@@ -94,17 +117,8 @@ func (r *runner) connector(ctx context.Context, res *RunResult) error {
 				}
 				measured[g]++
 			}
-			rec := &kgo.Record{Key: keys[g], Value: appendPayload(nil, uint32(g), seqs[g], now.UnixNano(), r.o.Size)}
+			produce(keys[g], appendPayload(nil, uint32(g), seqs[g], now.UnixNano(), r.o.Size))
 			seqs[g]++
-			wg.Add(1)
-			cl.Produce(ctx, rec, func(_ *kgo.Record, err error) {
-				defer wg.Done()
-				if err != nil {
-					r.countSendError(reason(err))
-					return
-				}
-				r.sent.Add(1)
-			})
 		}
 		wg.Wait()
 		r.phase.Store("drain")

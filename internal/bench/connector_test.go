@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/switchboardhq/switchboard/internal/connector/kafka"
+	"github.com/switchboardhq/switchboard/internal/connector/outbox"
+	"github.com/switchboardhq/switchboard/internal/pgtest"
 	"github.com/switchboardhq/switchboard/internal/server/servertest"
 )
 
@@ -54,11 +58,47 @@ func waitAssigned(t *testing.T, srv *servertest.Server) {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		for _, c := range srv.Connectors() {
-			if len(c.Partitions) == 4 {
+			if k, ok := c.(kafka.Status); ok && len(k.Partitions) == 4 {
 				return
 			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatal("the connector never got its partitions")
+}
+
+// TestConnectorScenarioOutbox runs the connector scenario with --dsn: rows inserted into a
+// real PostgreSQL outbox that the server's postgres_outbox connector reads into history
+// groups reach their subscribers once, in order.
+func TestConnectorScenarioOutbox(t *testing.T) {
+	dsn := pgtest.Start(t).NewDatabase(t)
+	ddl, err := outbox.Schema("switchboard_outbox", 4, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pgtest.Connect(t, dsn).Exec(context.Background(), ddl); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte(fmt.Sprintf(`hubs:
+  bench:
+    history:
+      - {pattern: "conn*", max_messages: 100000, max_age: 1h}
+connectors:
+  - name: bench
+    type: postgres_outbox
+    dsn: %q
+    hub: bench
+    group: "{key}"
+    content_type: text/plain
+    ordering: target
+`, dsn)), 0o600)
+	srv := servertest.Start(t, servertest.Options{ConfigFile: cfg, Settings: []string{"history.fsync=none"}})
+	o := Options{Scenario: "connector", ConnString: srv.ConnectionString(), DSN: dsn, Workers: 0, SourceIPs: -1,
+		Runs: 1, Warmup: 20 * time.Millisecond, Drain: 10 * time.Second, Subscribers: 8, Groups: 4, Messages: 100}
+	rep := runOK(t, o)
+	r := rep.Runs[0]
+	if r.Counted != 8*100 || r.Received != r.Sent*2 || r.Latency.Count != r.Counted || r.DeliveriesPerSec <= 0 {
+		t.Errorf("sent %d, received %d, counted %d, latency samples %d", r.Sent, r.Received, r.Counted, r.Latency.Count)
+	}
 }

@@ -91,6 +91,9 @@ func describe(o Options) string {
 	case "signalr-connect":
 		return fmt.Sprintf("protocol=%s conns=%d dialers=%d runs=%d", o.Protocol, o.Conns, o.Dialers, o.Runs)
 	case "connector":
+		if o.DSN != "" {
+			return fmt.Sprintf("outbox=%s groups=%d subscribers=%d messages=%d per group size=%d rate=%s warmup=%s runs=%d", o.Table, o.Groups, o.Subscribers, o.Messages, o.Size, rate(o.Rate), o.Warmup, o.Runs)
+		}
 		return fmt.Sprintf("topic=%s groups=%d subscribers=%d messages=%d per group size=%d rate=%s warmup=%s runs=%d", o.Topic, o.Groups, o.Subscribers, o.Messages, o.Size, rate(o.Rate), o.Warmup, o.Runs)
 	}
 	return ""

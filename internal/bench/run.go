@@ -46,6 +46,10 @@ type Options struct {
 	// Brokers and Topic are the Kafka the server's connector reads (connector scenario).
 	Brokers []string `json:"brokers,omitempty"`
 	Topic   string   `json:"topic,omitempty"`
+	// DSN and Table, when DSN is set, make the connector scenario insert rows into the
+	// PostgreSQL outbox the server's connector reads instead (Brokers unused).
+	DSN   string `json:"-"`
+	Table string `json:"table,omitempty"`
 
 	Subscribers int           `json:"subscribers,omitempty"` // fanout: connections in the group
 	Publishers  int           `json:"publishers,omitempty"`  // fanout, users: REST publishers
@@ -96,6 +100,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Topic == "" {
 		o.Topic = "bench-connector"
+	}
+	if o.Table == "" {
+		o.Table = "switchboard_outbox"
 	}
 	if o.Conns <= 0 {
 		o.Conns = map[string]int{"users": 1000, "idle": 1000, "connect": 1000, "signalr-connect": 1000}[o.Scenario]

@@ -34,7 +34,8 @@ type Config struct {
 	TLS       TLS                  `yaml:"tls"`
 	Cluster   Cluster              `yaml:"cluster"`
 	Hubs      map[string]HubConfig `yaml:"hubs" env:"-" doc:"per-hub settings by hub name; the key _default applies to hubs without their own entry"`
-	// Connectors read events from Kafka (or Event Hubs) into hubs; see connectors.go.
+	// Connectors read events from Kafka (or Event Hubs) or a PostgreSQL outbox into hubs; see
+	// connectors.go.
 	Connectors []Connector `yaml:"connectors" env:"-" doc:"event sources read into hubs (see the README's Connectors section)"`
 }
 
@@ -692,6 +693,7 @@ func (c Config) Redacted() Config {
 		if c.Connectors[i].SASL.Password != "" {
 			c.Connectors[i].SASL.Password = "<redacted>"
 		}
+		c.Connectors[i].DSN = redactDSN(c.Connectors[i].DSN)
 	}
 	return c
 }

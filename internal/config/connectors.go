@@ -9,18 +9,21 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/switchboardhq/switchboard/internal/connector/outbox"
 	"github.com/switchboardhq/switchboard/internal/connector/template"
 	"github.com/switchboardhq/switchboard/internal/odata"
 )
 
-// Connector reads events from a source (a Kafka topic, or Azure Event Hubs through its Kafka
-// endpoint) and sends each to a hub's group, user, connection or everyone (see the README's
+// Connector reads events from a source (a Kafka topic, Azure Event Hubs through its Kafka
+// endpoint, or a PostgreSQL outbox table) and sends each to a hub's group, user, connection or everyone (see the README's
 // Connectors section). It is one item of the connectors: list of the file; its keys can be
 // overridden per connector name: SWITCHBOARD_CONNECTORS_<NAME>_<KEY> and
 // --set connectors.<name>.<key>=value (the connector itself must be in the file).
 type Connector struct {
 	Name string `yaml:"name" doc:"connector name: 1 to 64 lower-case letters, digits or '_', unique; names its metrics, logs and environment overrides"`
-	Type string `yaml:"type" doc:"kafka (also Azure Event Hubs' Kafka endpoint); postgres_outbox is not supported yet"`
+	Type string `yaml:"type" doc:"kafka (also Azure Event Hubs' Kafka endpoint) or postgres_outbox (a PostgreSQL outbox table)"`
 
 	// Where records go (the mapping shared by every type).
 	Namespace      string   `yaml:"namespace" doc:"webpubsub: records are messages to Web PubSub hubs; signalr: SignalR invocations (of the invocation method, the value as its argument) to hubs of the SignalR endpoint" default:"webpubsub"`
@@ -48,11 +51,20 @@ type Connector struct {
 	FetchMaxBytes          int           `yaml:"fetch_max_bytes" doc:"most bytes one fetch returns" default:"16777216"`
 	FetchMaxPartitionBytes int           `yaml:"fetch_max_partition_bytes" doc:"most bytes one fetch returns per partition" default:"1048576"`
 	MaxConcurrentFetches   int           `yaml:"max_concurrent_fetches" doc:"fetches in flight at once across brokers; 0: one per broker"`
-	Ordering               string        `yaml:"ordering" doc:"partition: a partition's records are sent one at a time, in partition order; target: records of a partition to different targets (hub and group, user or connection) are sent concurrently (up to 32 at once), each target's in partition order: far more records/s into history groups" default:"partition"`
+	Ordering               string        `yaml:"ordering" doc:"partition: a partition's records (outbox: rows) are sent one at a time, in partition (id) order; target: records of a partition to different targets (hub and group, user or connection) are sent concurrently (up to 32 at once), each target's in partition order: far more records/s into history groups" default:"partition"`
 	MaxInFlight            int           `yaml:"max_in_flight" doc:"records of one partition fetched and not yet sent; past it the partition's fetching pauses" default:"1000"`
 	DeadLetterTopic        string        `yaml:"dead_letter_topic" doc:"topic that receives poison records (with headers naming their origin and the reason); empty: they are logged, counted and skipped"`
 	SASL                   ConnectorSASL `yaml:"sasl"`
 	TLS                    ConnectorTLS  `yaml:"tls"`
+
+	// PostgreSQL outbox.
+	DSN             string        `yaml:"dsn" doc:"postgres_outbox: the database, postgres://user:password@host:5432/db (or key=value pairs); the password is redacted in /admin/config"`
+	Table           string        `yaml:"table" doc:"postgres_outbox: the outbox table, [schema.]name, made with the DDL of switchboard connectors schema postgres" default:"switchboard_outbox"`
+	DeadLetterTable string        `yaml:"dead_letter_table" doc:"postgres_outbox: table that receives poison rows (with the reason), in the transaction that deletes them; empty: they are logged, counted and deleted (or marked)"`
+	Partitions      int           `yaml:"partitions" doc:"postgres_outbox: the table's partitions; 0: read from the table's comment, which its DDL writes (switchboard connectors schema postgres --partitions)"`
+	PollInterval    time.Duration `yaml:"poll_interval" doc:"postgres_outbox: how often each partition is read when no NOTIFY woke it (a NOTIFY wakes it at once)" default:"1s"`
+	BatchSize       int           `yaml:"batch_size" doc:"postgres_outbox: rows of a partition locked, sent and deleted per transaction" default:"500"`
+	Processed       string        `yaml:"processed" doc:"postgres_outbox: delete (a sent row is deleted) or mark (its processed_at is set; deleting old rows is then yours)" default:"delete"`
 }
 
 // ConnectorSASL is a Kafka connector's SASL authentication.
@@ -137,10 +149,9 @@ func (c *Config) validateConnectors(bad func(key, format string, args ...any)) {
 		case ConnectorKafka:
 			k.validateKafka(key, bad)
 		case ConnectorPostgresOutbox:
-			bad(key+".type", "postgres_outbox is not supported yet (it is the next connector type)")
-			continue
+			k.validateOutbox(key, bad)
 		default:
-			bad(key+".type", "%q is not kafka", k.Type)
+			bad(key+".type", "%q is not kafka or postgres_outbox", k.Type)
 			continue
 		}
 		k.validateMapping(key, bad)
@@ -274,4 +285,47 @@ func (k Connector) validateKafka(key string, bad func(key, format string, args .
 	if !k.TLS.Enabled && (k.TLS.CAFile != "" || k.TLS.CertFile != "" || k.TLS.ServerName != "" || k.TLS.InsecureSkipVerify) {
 		bad(key+".tls", "is configured but tls.enabled is false")
 	}
+}
+
+func (k Connector) validateOutbox(key string, bad func(key, format string, args ...any)) {
+	if k.DSN == "" {
+		bad(key+".dsn", "is required (postgres://user:password@host:5432/db)")
+	} else if _, err := pgx.ParseConfig(k.DSN); err != nil {
+		bad(key+".dsn", "does not parse: a postgres:// URL or key=value pairs")
+	}
+	if !outbox.ValidTable(k.Table) {
+		bad(key+".table", "%q: lower-case letters, digits and '_' (at most 46), optionally schema.table", k.Table)
+	}
+	if k.DeadLetterTable != "" && (!outbox.ValidTable(k.DeadLetterTable) || k.DeadLetterTable == k.Table) {
+		bad(key+".dead_letter_table", "%q: another table than table, lower-case letters, digits and '_', optionally schema.table", k.DeadLetterTable)
+	}
+	if k.Partitions < 0 || k.Partitions > outbox.MaxPartitions {
+		bad(key+".partitions", "must be 0 (the table's) to %d, got %d", outbox.MaxPartitions, k.Partitions)
+	}
+	if k.PollInterval < 10*time.Millisecond || k.PollInterval > time.Hour {
+		bad(key+".poll_interval", "must be between 10ms and 1h, got %s", k.PollInterval)
+	}
+	if k.BatchSize < 1 || k.BatchSize > 10000 {
+		bad(key+".batch_size", "must be 1 to 10000, got %d", k.BatchSize)
+	}
+	if !slices.Contains([]string{"partition", "target"}, k.Ordering) {
+		bad(key+".ordering", "%q is not partition or target", k.Ordering)
+	}
+	if !slices.Contains([]string{"delete", "mark"}, k.Processed) {
+		bad(key+".processed", "%q is not delete or mark", k.Processed)
+	}
+}
+
+var dsnPassword = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]+)`)
+
+// redactDSN hides a DSN's password: the URL's userinfo password and any password= pair.
+func redactDSN(s string) string {
+	if scheme, rest, ok := strings.Cut(s, "://"); ok {
+		if at := strings.LastIndex(rest, "@"); at >= 0 {
+			if u, _, hasPass := strings.Cut(rest[:at], ":"); hasPass {
+				s = scheme + "://" + u + ":<redacted>" + rest[at:]
+			}
+		}
+	}
+	return dsnPassword.ReplaceAllString(s, "${1}<redacted>")
 }

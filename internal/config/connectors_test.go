@@ -86,7 +86,15 @@ func TestConnectorsValidation(t *testing.T) {
 		{"    tls: {ca_file: ca.pem}\n", "tls.enabled is false", nil},
 		{"    topic_regex: true\n", "regular expression", []string{"connectors.accounts.topics=("}},
 		{"  - name: accounts\n    type: kafka\n    brokers: [\"x:1\"]\n    topics: [t]\n    consumer_group: g\n", "two connectors", nil},
-		{"  - name: chat\n    type: postgres_outbox\n", "not supported yet", nil},
+		{"  - name: chat\n    type: postgres_outbox\n", "connectors.chat.dsn: is required", nil},
+		{"  - name: chat\n    type: postgres_outbox\n    dsn: postgres://app@db/app\n", "", nil},
+		{"  - name: chat\n    type: postgres_outbox\n    dsn: postgres://app@db/app\n    table: Outbox\n", "connectors.chat.table", nil},
+		{"  - name: chat\n    type: postgres_outbox\n    dsn: postgres://app@db/app\n    dead_letter_table: switchboard_outbox\n", "dead_letter_table", nil},
+		{"  - name: chat\n    type: postgres_outbox\n    dsn: postgres://app@db/app\n    processed: archive\n", "not delete or mark", nil},
+		{"  - name: chat\n    type: postgres_outbox\n    dsn: postgres://app@db/app\n    batch_size: 0\n", "", nil}, // 0: the default
+		{"  - name: chat\n    type: postgres_outbox\n    dsn: postgres://app@db/app\n", "batch_size", []string{"connectors.chat.batch_size=-1"}},
+		{"  - name: chat\n    type: postgres_outbox\n    dsn: postgres://app@db/app\n", "poll_interval", []string{"connectors.chat.poll_interval=1ms"}},
+		{"  - name: chat\n    type: postgres_outbox\n    dsn: \"postgres://app@db:notaport/app\"\n", "dsn: does not parse", nil},
 		{"    dead_letter_topic: account-updates\n", "come back for ever", nil},
 		{"    namespace: signalr\n", "invocation: is required", nil},
 		{"    namespace: signalr\n    invocation: accountUpdated\n", "", nil},
@@ -101,6 +109,34 @@ func TestConnectorsValidation(t *testing.T) {
 			t.Errorf("%q: %v", tc.extra, err)
 		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
 			t.Errorf("%q: got %v, want an error with %q", tc.extra, err, tc.want)
+		}
+	}
+}
+
+// TestOutboxDSNRedacted: /admin/config shows an outbox connector's DSN without its password,
+// in the URL form and in the key=value form, and keeps the rest.
+func TestOutboxDSNRedacted(t *testing.T) {
+	for dsn, want := range map[string]string{
+		"postgres://app:s3cret@db:5432/app?sslmode=require": "postgres://app:<redacted>@db:5432/app?sslmode=require",
+		"postgres://app@db/app?password=s3cret&x=1":         "postgres://app@db/app?password=<redacted>&x=1",
+		"host=db user=app password='s3 cret' dbname=app":    "host=db user=app password=<redacted> dbname=app",
+		"host=db user=app password=s3cret":                  "host=db user=app password=<redacted>",
+		"postgres://app@db/app":                             "postgres://app@db/app",
+	} {
+		file := writeConfig(t, "connectors:\n  - name: chat\n    type: postgres_outbox\n    hub: chat\n    group: \"conversation:{key}\"\n")
+		c, err := Load(file, []string{"SWITCHBOARD_CONNECTORS_CHAT_DSN=" + dsn}, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", dsn, err)
+		}
+		r := c.Redacted().Connectors[0].DSN
+		if r != want || strings.Contains(r, "s3") {
+			t.Errorf("%s: redacted to %s, want %s", dsn, r, want)
+		}
+		if c.Connectors[0].DSN != dsn {
+			t.Error("Redacted changed the original")
+		}
+		if k := c.Connectors[0]; k.Table != "switchboard_outbox" || k.BatchSize != 500 || k.Processed != "delete" || k.PollInterval != time.Second {
+			t.Errorf("outbox defaults: %+v", k)
 		}
 	}
 }

@@ -13,14 +13,34 @@ import (
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/connector"
 	"github.com/switchboardhq/switchboard/internal/connector/kafka"
+	"github.com/switchboardhq/switchboard/internal/connector/outbox"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/history"
 )
 
+// source is one configured connector of any type.
+type source interface {
+	Name() string
+	// Run reads the source until ctx ends; then it finishes the sends in flight and commits
+	// what was accepted.
+	Run(ctx context.Context) error
+	// Status is what GET /admin/connectors shows of it.
+	Status() any
+}
+
+// kafkaSource and outboxSource are the connector types as sources.
+type (
+	kafkaSource  struct{ *kafka.Connector }
+	outboxSource struct{ *outbox.Connector }
+)
+
+func (k kafkaSource) Status() any  { return k.Connector.Status() }
+func (o outboxSource) Status() any { return o.Connector.Status() }
+
 // connectors are the server's configured connectors; Serve runs them and stops them first
 // at shutdown (before the sessions and the history close).
 type connectors struct {
-	list   []*kafka.Connector
+	list   []source
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	mu     sync.Mutex
@@ -51,10 +71,8 @@ func newConnectors(cfg config.Config, wps namespace, sr *namespace, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	km, err := kafka.NewMetrics(reg)
-	if err != nil {
-		return nil, err
-	}
+	var km *kafka.Metrics
+	var om *outbox.Metrics
 	for _, k := range cfg.Connectors {
 		ns := wps
 		invocation := ""
@@ -64,16 +82,48 @@ func newConnectors(cfg config.Config, wps namespace, sr *namespace, log *slog.Lo
 			}
 			ns, invocation = *sr, k.Invocation
 		}
-		if k.Type != config.ConnectorKafka {
-			return nil, fmt.Errorf("server: connector %s: type %s is not supported", k.Name, k.Type)
+		key := k.IdempotencyKey
+		if k.Type == config.ConnectorPostgresOutbox && key == connector.DefaultIdempotencyKey {
+			// A row's default key names the connector too: two connectors reading tables of
+			// the same name in different databases into one hub do not take each other's keys.
+			key = k.Name + "/" + key
 		}
 		mapping, err := connector.NewMapping(connector.Config{Hub: k.Hub, Group: k.Group, User: k.User, Connection: k.Connection,
-			All: k.All, ContentType: k.ContentType, IdempotencyKey: k.IdempotencyKey, Excluded: k.Excluded, Filter: k.Filter,
+			All: k.All, ContentType: k.ContentType, IdempotencyKey: key, Excluded: k.Excluded, Filter: k.Filter,
 			Invocation: invocation})
 		if err != nil {
 			return nil, fmt.Errorf("server: connector %s: %w", k.Name, err)
 		}
 		clog := log.With("component", "connector")
+		newDeliverer := func(dead connector.DeadLetter) (*connector.Deliverer, error) {
+			return connector.NewDeliverer(connector.DeliverConfig{Name: k.Name, Mapping: mapping, Node: ns.node, Sends: ns.sends,
+				DeadLetter: dead, Logger: clog, Metrics: shared})
+		}
+		switch k.Type {
+		case config.ConnectorKafka:
+		case config.ConnectorPostgresOutbox:
+			if om == nil {
+				if om, err = outbox.NewMetrics(reg); err != nil {
+					return nil, err
+				}
+			}
+			c, err := outbox.New(outbox.Config{Name: k.Name, DSN: k.DSN, Table: k.Table, DeadLetterTable: k.DeadLetterTable,
+				Partitions: k.Partitions, PollInterval: k.PollInterval, BatchSize: k.BatchSize, Mark: k.Processed == "mark",
+				OrderByTarget: k.Ordering == "target", MaxPayload: cfg.Limits.MaxBodyBytes,
+				Logger: clog, Metrics: om}, newDeliverer)
+			if err != nil {
+				return nil, fmt.Errorf("server: %w", err)
+			}
+			cs.list = append(cs.list, outboxSource{c})
+			continue
+		default:
+			return nil, fmt.Errorf("server: connector %s: type %s is not supported", k.Name, k.Type)
+		}
+		if km == nil {
+			if km, err = kafka.NewMetrics(reg); err != nil {
+				return nil, err
+			}
+		}
 		c, err := kafka.New(kafka.Config{
 			Name: k.Name, Brokers: k.Brokers, Topics: k.Topics, TopicRegex: k.TopicRegex, ConsumerGroup: k.ConsumerGroup,
 			StartEarliest: k.StartOffset == "earliest", InstanceID: cfg.ConnectorInstanceID(k),
@@ -85,14 +135,11 @@ func newConnectors(cfg config.Config, wps namespace, sr *namespace, log *slog.Lo
 			TLS: kafka.TLS{Enabled: k.TLS.Enabled, CAFile: k.TLS.CAFile, CertFile: k.TLS.CertFile, KeyFile: k.TLS.KeyFile,
 				Server: k.TLS.ServerName, InsecureSkipVerify: k.TLS.InsecureSkipVerify},
 			Logger: clog, Metrics: km,
-		}, func(dead connector.DeadLetter) (*connector.Deliverer, error) {
-			return connector.NewDeliverer(connector.DeliverConfig{Name: k.Name, Mapping: mapping, Node: ns.node, Sends: ns.sends,
-				DeadLetter: dead, Logger: clog, Metrics: shared})
-		})
+		}, newDeliverer)
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
-		cs.list = append(cs.list, c)
+		cs.list = append(cs.list, kafkaSource{c})
 	}
 	return cs, nil
 }
@@ -141,11 +188,12 @@ func (cs *connectors) failures() []error {
 	return slices.Clone(cs.failed)
 }
 
-// Connectors returns the state, assignment and lag of each configured connector.
-func (s *Server) Connectors() []kafka.Status { return s.conn.statuses() }
+// Connectors returns the state, assignment and lag of each configured connector (a
+// kafka.Status or an outbox.Status).
+func (s *Server) Connectors() []any { return s.conn.statuses() }
 
-func (cs *connectors) statuses() []kafka.Status {
-	out := make([]kafka.Status, 0, len(cs.list))
+func (cs *connectors) statuses() []any {
+	out := make([]any, 0, len(cs.list))
 	for _, c := range cs.list {
 		out = append(out, c.Status())
 	}
