@@ -7,11 +7,13 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/server"
+	"github.com/switchboardhq/switchboard/internal/tracing"
 )
 
 // configFlags are the flags every command that reads the configuration has.
@@ -90,12 +92,29 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("invalid configuration:\n%w", err)
 			}
+			if _, _, err := tracing.Wanted(os.Getenv); err != nil {
+				return fmt.Errorf("invalid configuration:\n%w", err)
+			}
 			if check {
 				fmt.Fprintln(cmd.OutOrStdout(), "configuration is valid")
 				return nil
 			}
 			log := newLogger(cfg)
 			warnUnknownEnv(log, os.Environ())
+			stopTracing, err := tracing.Setup(context.Background(), os.Getenv)
+			if err != nil {
+				return err
+			}
+			defer func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := stopTracing(ctx); err != nil {
+					log.Warn("flushing traces", "err", err)
+				}
+			}()
+			if tracing.Enabled() {
+				log.Info("tracing on: spans go to the OTLP exporter the OTEL_* environment configures")
+			}
 			srv, err := server.New(cfg, log)
 			if err != nil {
 				return err

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/switchboardhq/switchboard/internal/api/durable"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/metricreg"
@@ -100,7 +102,11 @@ func (d *Deliverer) Deliver(ctx context.Context, r *Record) error {
 func (d *Deliverer) Place(r *Record) (Send, error) { return d.mapping.Map(r) }
 
 // DeliverPlaced is Deliver for a record already placed: s and err are what Place returned.
-func (d *Deliverer) DeliverPlaced(ctx context.Context, r *Record, s Send, err error) error {
+func (d *Deliverer) DeliverPlaced(ctx context.Context, r *Record, s Send, err error) (derr error) {
+	ctx, span := d.traceRecord(ctx, r)
+	if span != nil {
+		defer func() { endRecord(span, derr) }()
+	}
 	if err != nil {
 		return d.poison(ctx, r, err)
 	}
@@ -172,6 +178,7 @@ func (d *Deliverer) DeliverRun(ctx context.Context, run []Placed) (int, error) {
 		return 0, nil
 	}
 	finishes := make([]func() (durable.Sent, error), 0, len(run))
+	var spans []trace.Span // each started record's, when tracing is on
 	keys := make(map[string]struct{}, len(run))
 	for _, p := range run {
 		if p.Err != nil {
@@ -180,16 +187,24 @@ func (d *Deliverer) DeliverRun(ctx context.Context, run []Placed) (int, error) {
 		if _, dup := keys[p.Send.Key]; dup && p.Send.Key != "" {
 			break // a key started twice would wait for itself
 		}
-		f, err := d.start(ctx, p.Send)
+		rctx, span := d.traceRecord(ctx, p.Record)
+		f, err := d.start(rctx, p.Send)
 		if err != nil {
+			endRecord(span, err)
 			break
 		}
 		keys[p.Send.Key] = struct{}{}
 		finishes = append(finishes, f)
+		if span != nil {
+			spans = append(spans, span)
+		}
 	}
 	done, failed := 0, false
-	for _, f := range finishes { // every started send is finished, in order
+	for i, f := range finishes { // every started send is finished, in order
 		sent, err := f()
+		if i < len(spans) {
+			endRecord(spans[i], err)
+		}
 		switch {
 		case failed:
 		case err != nil:

@@ -120,7 +120,10 @@ func (h *Hub) beginDurable(ctx context.Context, hist History, op *Op) (finish fu
 		// The history orders, stores and delivers (Node.DeliverStored):
 		// stored here, so that sends begun one after the other keep their
 		// order; finish has nothing left to do.
-		if err := dh.Store(ctx, op); err != nil {
+		sctx, span := startSpan(ctx, "switchboard.history.store", op)
+		err := dh.Store(sctx, op)
+		endSpan(span, err)
+		if err != nil {
 			return nil, err
 		}
 		return func() error { return nil }, nil
@@ -131,25 +134,28 @@ func (h *Hub) beginDurable(ctx context.Context, hist History, op *Op) (finish fu
 	}
 	group := op.Target.Name
 	sh := h.seq.shard(group)
+	actx, appendSpan := startSpan(ctx, "switchboard.history.append", op)
 	sh.mu.Lock()
-	wait, err := hist.Append(ctx, h.name, group, op.Message)
+	wait, err := hist.Append(actx, h.name, group, op.Message)
 	if err != nil {
 		sh.mu.Unlock()
 		h.release()
+		endSpan(appendSpan, err)
 		return nil, err
 	}
 	prev, done := sh.turn(group)
 	sh.mu.Unlock()
 	return func() error {
 		defer h.release()
-		werr := wait()
+		werr := wait() // durable once it returns nil: the append span covers the sync
+		endSpan(appendSpan, werr)
 		if prev != nil {
 			<-prev
 		}
 		var err error
 		if werr == nil {
 			// Durable: it must reach the members even if the caller is gone.
-			err = h.node.cfg.Broker.Publish(context.WithoutCancel(ctx), op)
+			err = h.publish(context.WithoutCancel(ctx), op)
 		}
 		sh.end(group, done)
 		if werr != nil {

@@ -382,7 +382,15 @@ func (h *Hub) Send(ctx context.Context, t Target, m *Message) error {
 			return h.sendDurable(ctx, hist, op)
 		}
 	}
-	return h.node.cfg.Broker.Publish(ctx, op)
+	return h.publish(ctx, op)
+}
+
+// publish hands op to the broker, in a fan-out span when ctx is traced.
+func (h *Hub) publish(ctx context.Context, op *Op) error {
+	ctx, span := startSpan(ctx, "switchboard.fanout", op)
+	err := h.node.cfg.Broker.Publish(ctx, op)
+	endSpan(span, err)
+	return err
 }
 
 // SendStart is Send in two steps, for a caller that keeps several sends in
@@ -399,7 +407,7 @@ func (h *Hub) SendStart(ctx context.Context, t Target, m *Message) (finish func(
 			return h.beginDurable(ctx, hist, op)
 		}
 	}
-	if err := h.node.cfg.Broker.Publish(ctx, op); err != nil {
+	if err := h.publish(ctx, op); err != nil {
 		return nil, err
 	}
 	return func() error { return nil }, nil

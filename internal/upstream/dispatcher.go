@@ -14,6 +14,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/switchboardhq/switchboard/internal/tracing"
 )
 
 // Defaults of the queue settings of Config and SignalRConfig left zero.
@@ -277,8 +281,15 @@ func (r *reply) ok() bool { return r.status >= 200 && r.status < 300 }
 // tell an oversized body), counting the attempt and its duration by event kind and status.
 // The error is the HTTP client's, with the URL's query redacted.
 func (d *dispatcher) exchange(kind string, req *http.Request, limit int64) (*reply, error) {
+	var span trace.Span
+	if tracing.Enabled() {
+		req, span = traceRequest(kind, req)
+	}
 	start := time.Now()
 	r, err := d.do(req, limit)
+	if span != nil {
+		endRequestSpan(span, r, err)
+	}
 	d.metrics.duration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
 	if err != nil {
 		d.metrics.requests.WithLabelValues(kind, "error").Inc()

@@ -106,6 +106,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 // ServeHTTP routes r, checks its token, runs its operation and counts the answer.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	r, endSpan := rest.Trace(r, "signalr")
 	op, gen, status, err := h.run(w, r)
 	if err != nil {
 		status = writeFailure(w, r, gen, err)
@@ -115,6 +116,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.metrics.Observe(op, status, start)
+	endSpan(op, status)
 }
 
 // run serves r. It returns the operation's name and the path's generation, and either the

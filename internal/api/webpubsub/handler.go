@@ -100,6 +100,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 // ServeHTTP routes r, checks its token and runs its operation.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
+	r, endSpan := rest.Trace(r, "webpubsub")
 	sw := &statusWriter{ResponseWriter: w}
 	sw.Header().Set("api-supported-versions", supportedVersions)
 	op, err := h.serve(sw, r)
@@ -115,6 +116,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"status", status, "err", err)
 	}
 	h.metrics.Observe(op, status, start)
+	endSpan(op, status)
 }
 
 // serve runs the request's operation and returns the operation's name for
