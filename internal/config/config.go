@@ -275,11 +275,14 @@ type HistoryRule struct {
 
 // EventHandler is one upstream of a hub (Azure's eventHandlers setting).
 type EventHandler struct {
-	URLTemplate  string        `yaml:"url_template"`  // {hub} and {event} are substituted
-	UserEvents   []string      `yaml:"user_events"`   // ["*"]: all; names; empty: none
-	SystemEvents []string      `yaml:"system_events"` // connect, connected, disconnected
-	AuthHeader   string        `yaml:"auth_header"`   // optional Authorization header value
-	Timeout      time.Duration `yaml:"timeout"`       // 0: 30s
+	URLTemplate  string   `yaml:"url_template"`  // {hub} and {event} are substituted
+	UserEvents   []string `yaml:"user_events"`   // ["*"]: all; names; empty: none
+	SystemEvents []string `yaml:"system_events"` // connect, connected, disconnected
+	// GroupPresenceEvents: joined, left (Azure's groupPresenceEvents): the
+	// azure.webpubsub.gp.* events of every join and leave of the hub's conns.
+	GroupPresenceEvents []string      `yaml:"group_presence_events"`
+	AuthHeader          string        `yaml:"auth_header"` // optional Authorization header value
+	Timeout             time.Duration `yaml:"timeout"`     // 0: 30s
 }
 
 // Default returns the configuration with every default filled in.
@@ -571,6 +574,13 @@ func (h EventHandler) validate() error {
 		case "connect", "connected", "disconnected":
 		default:
 			errs = append(errs, fmt.Errorf("system event %q is not connect, connected or disconnected", e))
+		}
+	}
+	for _, e := range h.GroupPresenceEvents {
+		switch strings.ToLower(e) {
+		case "joined", "left":
+		default:
+			errs = append(errs, fmt.Errorf("group presence event %q is not joined or left", e))
 		}
 	}
 	for _, e := range h.UserEvents {

@@ -130,7 +130,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	var onEnd func(*core.Conn, string)
 	if up != nil {
 		onEnd = func(c *core.Conn, reason string) {
-			up.Disconnected(upstream.Conn{Hub: c.Hub().Name(), ID: c.ID(), UserID: c.UserID(), Subprotocol: c.Protocol(), State: c.State()}, reason)
+			up.Disconnected(upConnOf(c), reason)
 		}
 	}
 	clus, brokers, err := newCluster(cfg, log, reg)
@@ -165,6 +165,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		Logger:         log.With("component", "core"),
 		Registerer:     reg,
 		OnConnEnd:      onEnd,
+		Membership:     groupEvents(up),
 		History:        coreHist,
 		MaxHubs:        cfg.Limits.MaxHubs,
 		HubIdleTimeout: cfg.Limits.HubIdleTimeout,
@@ -487,7 +488,8 @@ func handlers(h config.HubConfig) []upstream.Handler {
 	hs := make([]upstream.Handler, 0, len(h.EventHandlers))
 	for _, eh := range h.EventHandlers {
 		hs = append(hs, upstream.Handler{URLTemplate: eh.URLTemplate, UserEvents: eh.UserEvents,
-			SystemEvents: eh.SystemEvents, AuthHeader: eh.AuthHeader, Timeout: eh.Timeout})
+			SystemEvents: eh.SystemEvents, GroupPresenceEvents: eh.GroupPresenceEvents,
+			AuthHeader: eh.AuthHeader, Timeout: eh.Timeout})
 	}
 	return hs
 }

@@ -296,6 +296,11 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return encodeConnected(c.ID(), c.UserID(), tok)
 		}
 	}
+	if e.up != nil {
+		// Queued as the conn is made, before its initial groups' joined events and
+		// anything that could end it, so that its events keep their order.
+		info.OnConnect = func(c *core.Conn) { e.up.Connected(upConn(c)) }
+	}
 	conn, err := hub.Connect(info, sock)
 	if err != nil {
 		code := 1011
@@ -308,9 +313,6 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sock.Bind(conn)
 	sock.Serve(newSession(e, conn, hub, sock, dialect, slot.Move()))
-	if e.up != nil {
-		e.up.Connected(upConn(conn))
-	}
 	e.log.Debug("client connected", "hub", hub.Name(), "conn_id", conn.ID(), "user_id", conn.UserID(), "protocol", proto)
 }
 
