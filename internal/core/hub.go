@@ -366,6 +366,9 @@ func (h *Hub) UserExists(user string) bool { return h.users.has(user) }
 type GroupMember struct {
 	ConnID string
 	UserID string
+	// Connected is when the conn connected (ReqUserConns only; zero in
+	// group listings).
+	Connected time.Time
 }
 
 // ListGroup returns up to limit members of group whose conn ids sort after
@@ -387,6 +390,32 @@ func (h *Hub) ListGroup(group, after string, limit int) (page []GroupMember, mor
 		page = append(page, GroupMember{ConnID: c.id, UserID: c.userID})
 	}
 	return page, more
+}
+
+// UserConns returns up to limit conns of user on every node, oldest first
+// (a tie broken by conn id), and whether the user has more. A user's
+// connections are counted where they are: each node answers for its own.
+func (h *Hub) UserConns(ctx context.Context, user string, limit int) ([]GroupMember, bool, error) {
+	r, err := h.Do(ctx, Request{Kind: ReqUserConns, User: user, Limit: limit})
+	if err != nil {
+		return nil, false, err
+	}
+	return r.Members, r.More, r.Err
+}
+
+// localUserConns returns up to limit of this node's conns of user, oldest
+// first, and whether it has more.
+func (h *Hub) localUserConns(user string, limit int) ([]GroupMember, bool) {
+	conns := h.users.snapshot(user)
+	out := make([]GroupMember, 0, len(conns))
+	for _, c := range conns {
+		out = append(out, GroupMember{ConnID: c.id, UserID: c.userID, Connected: c.created})
+	}
+	slices.SortFunc(out, compareAge)
+	if len(out) > limit {
+		return out[:limit], true
+	}
+	return out, false
 }
 
 // Send publishes m to t through the broker. A send to a group that keeps
