@@ -1,7 +1,13 @@
 package server
 
 import (
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/sessionlimit"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
 
@@ -29,4 +35,24 @@ func (g groupPresence) Left(c *core.Conn, group string) { g.up.GroupLeft(upConnO
 // upConnOf is the identity of c in its upstream events.
 func upConnOf(c *core.Conn) upstream.Conn {
 	return upstream.Conn{Hub: c.Hub().Name(), ID: c.ID(), UserID: c.UserID(), Subprotocol: c.Protocol(), State: c.State()}
+}
+
+// userLimits returns the limiter of the hubs' max_connections_per_user (both
+// namespaces read hubs.<name>), or nil when no hub sets one.
+func userLimits(cfg config.Config, log *slog.Logger, reg prometheus.Registerer) (*sessionlimit.Limiter, error) {
+	anyLimit := false
+	for _, h := range cfg.Hubs {
+		anyLimit = anyLimit || h.MaxConnectionsPerUser > 0
+	}
+	if !anyLimit {
+		return nil, nil
+	}
+	return sessionlimit.New(func(hub string) sessionlimit.Policy {
+		h := cfg.Hub(hub)
+		notice := h.ConnectionLimitNotice
+		if notice == "" {
+			notice = config.DefaultConnectionLimitNotice
+		}
+		return sessionlimit.Policy{Max: h.MaxConnectionsPerUser, CloseOldest: h.OnConnectionLimit == config.CloseOldest, Notice: notice}
+	}, log.With("component", "sessionlimit"), reg)
 }

@@ -181,10 +181,15 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	}
 	wsMain = wsrv
 	undo.push(wsrv.Close)
+	users, err := userLimits(cfg, log, reg)
+	if err != nil {
+		return nil, err
+	}
 	epCfg := wps.EndpointConfig{
 		Node: node, Keys: ring, WebSocket: wsrv,
 		AllowAnonymous: func(hub string) bool { return cfg.Hub(hub).AnonymousConnect },
 		RateLimits:     rates,
+		UserLimits:     users,
 		Logger:         log.With("component", "webpubsub"),
 		Registerer:     reg,
 	}
@@ -237,7 +242,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	s = &Server{cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, jsHist: jsHist, lis: lis, ep: ep, clus: clus, relays: relays}
 	if cfg.SignalR.Addr != "" {
 		srIdem := idem.Namespace(signalRNamespace)
-		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srCoreHist, srRESTHist, srIdem, rates, lis, brokers.signalr, clus); err != nil {
+		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srCoreHist, srRESTHist, srIdem, rates, users, lis, brokers.signalr, clus); err != nil {
 			return nil, err
 		}
 		undo.push(s.sr.closeNow)
