@@ -2,9 +2,11 @@ package server
 
 import (
 	"log/slog"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/sessionlimit"
@@ -14,23 +16,56 @@ import (
 // groupPresence turns the membership changes of the Web PubSub node's conns into the
 // group presence events (azure.webpubsub.gp.joined / left) of the hubs whose event
 // handlers take them. Core calls it on the node that holds the conn, so on a cluster each
-// change is reported once, by its conn's node.
-type groupPresence struct{ up *upstream.Client }
+// change is reported once, by its conn's node. It keeps the ce-signature of the conns it
+// reported (an HMAC per access key, which depends only on the keys and the conn id) until
+// the conn ends, instead of computing it for every event.
+type groupPresence struct {
+	up   *upstream.Client
+	keys *auth.KeyRing
+	sigs sync.Map // conn id → ce-signature
+}
 
 // groupEvents returns the core.Membership of up, or nil without event handlers (core
 // then skips the calls altogether).
-func groupEvents(up *upstream.Client) core.Membership {
+func groupEvents(up *upstream.Client, keys *auth.KeyRing) *groupPresence {
 	if up == nil {
 		return nil
 	}
-	return groupPresence{up}
+	return &groupPresence{up: up, keys: keys}
 }
 
-func (g groupPresence) Observes(hub string) bool { return g.up.ObservesGroups(hub) }
+// membership returns g as a core.Membership: nil (no observer) when g is nil.
+func (g *groupPresence) membership() core.Membership {
+	if g == nil {
+		return nil
+	}
+	return g
+}
 
-func (g groupPresence) Joined(c *core.Conn, group string) { g.up.GroupJoined(upConnOf(c), group) }
+func (g *groupPresence) Observes(hub string) bool { return g.up.ObservesGroups(hub) }
 
-func (g groupPresence) Left(c *core.Conn, group string) { g.up.GroupLeft(upConnOf(c), group) }
+func (g *groupPresence) Joined(c *core.Conn, group string) { g.up.GroupJoined(g.conn(c), group) }
+
+func (g *groupPresence) Left(c *core.Conn, group string) { g.up.GroupLeft(g.conn(c), group) }
+
+// conn is the identity of c in its events, with its signature.
+func (g *groupPresence) conn(c *core.Conn) upstream.Conn {
+	uc := upConnOf(c)
+	if v, ok := g.sigs.Load(c.ID()); ok {
+		uc.Signature = v.(string)
+	} else {
+		uc.Signature = g.keys.Signature(c.ID())
+		g.sigs.Store(c.ID(), uc.Signature)
+	}
+	return uc
+}
+
+// ended forgets c's signature; the node's OnConnEnd calls it after c's last Left.
+func (g *groupPresence) ended(c *core.Conn) {
+	if g != nil {
+		g.sigs.Delete(c.ID())
+	}
+}
 
 // upConnOf is the identity of c in its upstream events.
 func upConnOf(c *core.Conn) upstream.Conn {

@@ -74,7 +74,7 @@ func BenchmarkJoinLeave(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				cfg.Membership = groupEvents(up)
+				cfg.Membership = groupEvents(up, keys).membership()
 			}
 			n, err := core.NewNode(cfg)
 			if err != nil {

@@ -127,9 +127,11 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		srHist := hist.Namespace(signalRNamespace)
 		coreHist, restHist, srCoreHist, srRESTHist, ready = hist, hist, srHist, srHist, hist
 	}
+	presence := groupEvents(up, ring)
 	var onEnd func(*core.Conn, string)
 	if up != nil {
 		onEnd = func(c *core.Conn, reason string) {
+			presence.ended(c)
 			up.Disconnected(upConnOf(c), reason)
 		}
 	}
@@ -165,7 +167,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		Logger:         log.With("component", "core"),
 		Registerer:     reg,
 		OnConnEnd:      onEnd,
-		Membership:     groupEvents(up),
+		Membership:     presence.membership(),
 		History:        coreHist,
 		MaxHubs:        cfg.Limits.MaxHubs,
 		HubIdleTimeout: cfg.Limits.HubIdleTimeout,
