@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -217,7 +218,16 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 	}
 	dst = appendString(dst, r.Protocol)
 	dst = appendString(dst, string(r.Result.Result))
-	return appendString(dst, r.Result.Error)
+	dst = appendString(dst, r.Result.Error)
+	// The members' connect times (a user's conns, core.ReqUserConns) follow
+	// only when there are some, so that every other reply is as before and a
+	// node of an earlier version reads it.
+	if slices.ContainsFunc(r.Members, func(m core.GroupMember) bool { return !m.Connected.IsZero() }) {
+		for _, m := range r.Members {
+			dst = binary.AppendVarint(dst, m.Connected.UnixNano())
+		}
+	}
+	return dst
 }
 
 func decodeReply(b []byte) (core.Reply, error) {
@@ -239,6 +249,12 @@ func decodeReply(b []byte) (core.Reply, error) {
 	protocol := d.string()
 	result := d.bytes()
 	clientErr := d.string()
+	if d.err == nil && len(d.b) > 0 && len(members) > 0 { // connect times
+		for i := range members {
+			ns := d.varint()
+			members[i].Connected = time.Unix(0, ns)
+		}
+	}
 	switch {
 	case d.err != nil:
 		return core.Reply{}, fmt.Errorf("%w: %w", errRequest, d.err)

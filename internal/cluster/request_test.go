@@ -26,6 +26,7 @@ func sampleRequests(t testing.TB) []*core.Request {
 		{Kind: core.ReqTagUser, Hub: "chat", User: "ann", Group: "g", TTL: 90 * time.Second, Persist: true},
 		{Kind: core.ReqDeliver, Hub: "chat", Conn: "n1_abc", Data: []byte("{\"type\":2}\x1e")},
 		{Kind: core.ReqInvoke, Hub: "chat", Conn: "n1_abc", ID: "n2.7", Wait: 30 * time.Second, Data: []byte{0x93, 1, 2, 3}},
+		{Kind: core.ReqUserConns, Hub: "chat", User: "ann", Limit: 1000},
 	}
 }
 
@@ -86,6 +87,26 @@ func TestReplyCarriesCoreErrors(t *testing.T) {
 	}
 	if _, err := decodeReply([]byte{requestV1, 0, 77, 0, 0, 0, 0, 0}); !errors.Is(err, errRequest) {
 		t.Errorf("unknown error code: %v", err)
+	}
+}
+
+// TestReplyCarriesConnectTimes: a user's conns (core.ReqUserConns) keep
+// their connect times to the nanosecond; a truncated list of them is refused.
+func TestReplyCarriesConnectTimes(t *testing.T) {
+	t1 := time.Date(2026, 12, 7, 11, 0, 0, 123456789, time.UTC)
+	r := core.Reply{More: true, Members: []core.GroupMember{{ConnID: "a_1", UserID: "ann", Connected: t1},
+		{ConnID: "b_2", UserID: "ann", Connected: t1.Add(-time.Hour)}}}
+	b := encodeReply(nil, r)
+	got, err := decodeReply(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Members) != 2 || !got.Members[0].Connected.Equal(t1) || !got.Members[1].Connected.Equal(t1.Add(-time.Hour)) ||
+		got.Members[1].ConnID != "b_2" || !got.More {
+		t.Errorf("%+v came back as %+v", r, got)
+	}
+	if _, err := decodeReply(b[:len(b)-1]); !errors.Is(err, errRequest) {
+		t.Errorf("truncated connect times: %v, want errRequest", err)
 	}
 }
 

@@ -265,7 +265,20 @@ type HubConfig struct {
 	AnonymousConnect bool           `yaml:"anonymous_connect" doc:"accept client connections without a token"`
 	EventHandlers    []EventHandler `yaml:"event_handlers" doc:"backends that receive the hub's events, first match wins"`
 	History          []HistoryRule  `yaml:"history" doc:"groups that keep history, first matching pattern wins"`
+	// One session per user (Web PubSub and SignalR hubs of this name).
+	MaxConnectionsPerUser int    `yaml:"max_connections_per_user" doc:"most connections one user id may hold to the hub across the cluster; 0 = unlimited"`
+	OnConnectionLimit     string `yaml:"on_connection_limit" doc:"beyond max_connections_per_user: reject_new (the new handshake gets 409) or close_oldest (the oldest get the notice, then are closed); empty = reject_new"`
+	ConnectionLimitNotice string `yaml:"connection_limit_notice" doc:"close_oldest's notice: the event of the Web PubSub server message, the target of the SignalR invocation; empty = RemoveDuplicateSession"`
 }
+
+// Values of HubConfig.OnConnectionLimit.
+const (
+	RejectNew   = "reject_new"
+	CloseOldest = "close_oldest"
+)
+
+// DefaultConnectionLimitNotice is the notice of close_oldest when none is set.
+const DefaultConnectionLimitNotice = "RemoveDuplicateSession"
 
 // HistoryRule gives the groups whose names match Pattern a history.
 type HistoryRule struct {
@@ -276,11 +289,14 @@ type HistoryRule struct {
 
 // EventHandler is one upstream of a hub (Azure's eventHandlers setting).
 type EventHandler struct {
-	URLTemplate  string        `yaml:"url_template"`  // {hub} and {event} are substituted
-	UserEvents   []string      `yaml:"user_events"`   // ["*"]: all; names; empty: none
-	SystemEvents []string      `yaml:"system_events"` // connect, connected, disconnected
-	AuthHeader   string        `yaml:"auth_header"`   // optional Authorization header value
-	Timeout      time.Duration `yaml:"timeout"`       // 0: 30s
+	URLTemplate  string   `yaml:"url_template"`  // {hub} and {event} are substituted
+	UserEvents   []string `yaml:"user_events"`   // ["*"]: all; names; empty: none
+	SystemEvents []string `yaml:"system_events"` // connect, connected, disconnected
+	// GroupPresenceEvents: joined, left (Azure's groupPresenceEvents): the
+	// azure.webpubsub.gp.* events of every join and leave of the hub's conns.
+	GroupPresenceEvents []string      `yaml:"group_presence_events"`
+	AuthHeader          string        `yaml:"auth_header"` // optional Authorization header value
+	Timeout             time.Duration `yaml:"timeout"`     // 0: 30s
 }
 
 // Default returns the configuration with every default filled in.
@@ -524,6 +540,17 @@ func (c *Config) Validate() error {
 				bad(key+".max_age", "must be positive, got %s", r.MaxAge)
 			}
 		}
+		if h.MaxConnectionsPerUser < 0 {
+			bad("hubs."+name+".max_connections_per_user", "must not be negative, got %d", h.MaxConnectionsPerUser)
+		}
+		switch h.OnConnectionLimit {
+		case "", RejectNew, CloseOldest:
+		default:
+			bad("hubs."+name+".on_connection_limit", "must be reject_new or close_oldest, got %q", h.OnConnectionLimit)
+		}
+		if n := h.ConnectionLimitNotice; len(n) > 128 || strings.ContainsFunc(n, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			bad("hubs."+name+".connection_limit_notice", "must be at most 128 characters without control characters")
+		}
 		for i, eh := range h.EventHandlers {
 			key := fmt.Sprintf("hubs.%s.event_handlers[%d]", name, i)
 			if err := eh.validate(); err != nil {
@@ -572,6 +599,13 @@ func (h EventHandler) validate() error {
 		case "connect", "connected", "disconnected":
 		default:
 			errs = append(errs, fmt.Errorf("system event %q is not connect, connected or disconnected", e))
+		}
+	}
+	for _, e := range h.GroupPresenceEvents {
+		switch strings.ToLower(e) {
+		case "joined", "left":
+		default:
+			errs = append(errs, fmt.Errorf("group presence event %q is not joined or left", e))
 		}
 	}
 	for _, e := range h.UserEvents {

@@ -102,16 +102,22 @@ func TestEventHandlerValidation(t *testing.T) {
       - url_template: "http://127.0.0.1:9000/api/{hub}/{event}"
         user_events: ["*"]
         system_events: [connect, connected, disconnected]
+        group_presence_events: [joined, Left]
         timeout: 5s
+    max_connections_per_user: 1
+    on_connection_limit: close_oldest
   bad:
+    max_connections_per_user: -1
+    on_connection_limit: kick
     event_handlers:
       - url_template: "http://{hub}.example.com/x"
         system_events: [opened]
+        group_presence_events: [joined, moved]
       - url_template: "ftp://x"
       - user_events: ["a"]
 `), 0o600)
 	_, err := Load(file, nil, nil)
-	for _, want := range []string{"placeholders are not allowed in the host", `system event "opened"`, "not an http(s) URL", "url_template is required"} {
+	for _, want := range []string{"placeholders are not allowed in the host", `system event "opened"`, `group presence event "moved"`, "hubs.bad.max_connections_per_user", `must be reject_new or close_oldest, got "kick"`, "not an http(s) URL", "url_template is required"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("validation does not report %q: %v", want, err)
 		}

@@ -21,6 +21,12 @@ type ConnInfo struct {
 	// connected system message); it is queued before the conn can receive
 	// anything else.
 	Welcome func(c *Conn) Frame
+	// OnConnect, if set, is called once the conn is made (after Welcome),
+	// before it is registered, joins its initial groups or can be reached
+	// by anything else: the dialect queues its connected event there, so
+	// that it comes before every membership event of the conn (Membership)
+	// and its disconnected event.
+	OnConnect func(c *Conn)
 }
 
 // Conn is one client session. For reliable protocols it outlives its socket:

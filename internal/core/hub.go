@@ -21,6 +21,8 @@ type Hub struct {
 	// interest is the node's Broker when it routes group operations by
 	// interest (a cluster's), else nil.
 	interest Interest
+	// members is the node's Membership when it observes this hub, else nil.
+	members Membership
 
 	// Reclaim (reclaim.go): label is the hub's value of the "hub" metric
 	// label; refs counts holds; registered (guarded by node.mu) is set
@@ -56,6 +58,9 @@ func newHubIndex() *hubIndex {
 // newHub returns an empty hub, not registered with n.
 func newHub(n *Node, name string) *Hub {
 	h := &Hub{name: name, node: n, hubIndex: newHubIndex(), label: OtherHubs}
+	if m := n.cfg.Membership; m != nil && m.Observes(name) {
+		h.members = m
+	}
 	if in, ok := n.cfg.Broker.(Interest); ok {
 		h.interest = in
 		h.groups.first = func(group string) { in.WatchGroup(name, group) }
@@ -127,6 +132,9 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 	if info.Welcome != nil {
 		c.Send(info.Welcome(c))
 	}
+	if info.OnConnect != nil {
+		info.OnConnect(c)
+	}
 	h.conns.add(c)
 	if c.userID != "" {
 		h.users.add(c.userID, c)
@@ -173,6 +181,9 @@ func (h *Hub) removeConn(c *Conn, reason string) bool {
 	c.mu.Unlock()
 	for _, g := range groups {
 		h.groups.remove(g, c)
+		if h.members != nil {
+			h.members.Left(c, g)
+		}
 	}
 	c.memberMu.Unlock()
 	if c.userID != "" {
@@ -246,6 +257,9 @@ func (h *Hub) addMember(c *Conn, group string) (bool, error) {
 	c.groupList = append(c.groupList, group)
 	c.mu.Unlock()
 	h.groups.add(group, c)
+	if h.members != nil {
+		h.members.Joined(c, group)
+	}
 	return true, nil
 }
 
@@ -265,6 +279,9 @@ func (h *Hub) leave(c *Conn, group string) {
 	}
 	c.mu.Unlock()
 	h.groups.remove(group, c)
+	if h.members != nil {
+		h.members.Left(c, group)
+	}
 }
 
 // JoinGroup adds conn id to group.
@@ -349,6 +366,9 @@ func (h *Hub) UserExists(user string) bool { return h.users.has(user) }
 type GroupMember struct {
 	ConnID string
 	UserID string
+	// Connected is when the conn connected (ReqUserConns only; zero in
+	// group listings).
+	Connected time.Time
 }
 
 // ListGroup returns up to limit members of group whose conn ids sort after
@@ -370,6 +390,32 @@ func (h *Hub) ListGroup(group, after string, limit int) (page []GroupMember, mor
 		page = append(page, GroupMember{ConnID: c.id, UserID: c.userID})
 	}
 	return page, more
+}
+
+// UserConns returns up to limit conns of user on every node, oldest first
+// (a tie broken by conn id), and whether the user has more. A user's
+// connections are counted where they are: each node answers for its own.
+func (h *Hub) UserConns(ctx context.Context, user string, limit int) ([]GroupMember, bool, error) {
+	r, err := h.Do(ctx, Request{Kind: ReqUserConns, User: user, Limit: limit})
+	if err != nil {
+		return nil, false, err
+	}
+	return r.Members, r.More, r.Err
+}
+
+// localUserConns returns up to limit of this node's conns of user, oldest
+// first, and whether it has more.
+func (h *Hub) localUserConns(user string, limit int) ([]GroupMember, bool) {
+	conns := h.users.snapshot(user)
+	out := make([]GroupMember, 0, len(conns))
+	for _, c := range conns {
+		out = append(out, GroupMember{ConnID: c.id, UserID: c.userID, Connected: c.created})
+	}
+	slices.SortFunc(out, compareAge)
+	if len(out) > limit {
+		return out[:limit], true
+	}
+	return out, false
 }
 
 // Send publishes m to t through the broker. A send to a group that keeps

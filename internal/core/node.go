@@ -38,6 +38,9 @@ type Config struct {
 	OnConnEnd func(c *Conn, reason string)
 	// History, if set, keeps the streams of the groups that keep history.
 	History History
+	// Membership, if set, is told of the group membership changes of this
+	// node's conns in the hubs it observes (membership.go).
+	Membership Membership
 
 	// MaxHubs caps the hubs the node holds at once; creating one more fails
 	// with ErrHubLimit. Default 10000.

@@ -46,6 +46,7 @@ const (
 	ReqListGroup                           // Members: ListGroup(Group, After, Limit)
 	ReqDeliver                             // queue Data (whole frames in the conn's protocol) to Conn
 	ReqInvoke                              // queue Data, an invocation with id ID, to Conn; Result: the client's answer within Wait
+	ReqUserConns                           // Members: up to Limit of User's conns, oldest first, with their Connected times
 	numReqKinds
 )
 
@@ -185,6 +186,9 @@ func (h *Hub) Do(ctx context.Context, req Request) (Reply, error) {
 	if req.Kind == ReqListGroup {
 		return mergePages(append(others, local), max(req.Limit, 1)), nil
 	}
+	if req.Kind == ReqUserConns {
+		return mergeOldest(append(others, local), max(req.Limit, 1)), nil
+	}
 	return merge(req.Kind, append(others, local)), nil
 }
 
@@ -280,6 +284,9 @@ func (h *Hub) answer(req *Request) Reply {
 	case ReqListGroup:
 		page, more := h.ListGroup(req.Group, req.After, max(req.Limit, 1))
 		return Reply{Members: page, More: more}
+	case ReqUserConns:
+		conns, more := h.localUserConns(req.User, max(req.Limit, 1))
+		return Reply{Members: conns, More: more}
 	case ReqRemoveFromGroups:
 		h.EachConn(Target{Filter: req.Filter}, func(c *Conn) {
 			for _, g := range req.Groups {
@@ -310,4 +317,32 @@ func mergePages(rs []Reply, limit int) Reply {
 		out.Members, out.More = out.Members[:limit], true
 	}
 	return out
+}
+
+// mergeOldest merges the nodes' lists of a user's conns, each oldest first,
+// into the oldest limit of them (more: some were left out).
+func mergeOldest(rs []Reply, limit int) Reply {
+	var out Reply
+	for _, r := range rs {
+		out.Members = append(out.Members, r.Members...)
+		out.More = out.More || r.More
+		if r.Err != nil && out.Err == nil {
+			out.Err = r.Err
+		}
+	}
+	slices.SortStableFunc(out.Members, compareAge)
+	out.Members = slices.CompactFunc(out.Members, func(a, b GroupMember) bool { return a.ConnID == b.ConnID })
+	if len(out.Members) > limit {
+		out.Members, out.More = out.Members[:limit], true
+	}
+	return out
+}
+
+// compareAge orders conns oldest first, then by id (a tie-break every node
+// agrees on).
+func compareAge(a, b GroupMember) int {
+	if c := a.Connected.Compare(b.Connected); c != 0 {
+		return c
+	}
+	return strings.Compare(a.ConnID, b.ConnID)
 }

@@ -132,10 +132,12 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		srHist := hist.Namespace(signalRNamespace)
 		coreHist, restHist, srCoreHist, srRESTHist, ready = hist, hist, srHist, srHist, hist
 	}
+	presence := groupEvents(up, ring)
 	var onEnd func(*core.Conn, string)
 	if up != nil {
 		onEnd = func(c *core.Conn, reason string) {
-			up.Disconnected(upstream.Conn{Hub: c.Hub().Name(), ID: c.ID(), UserID: c.UserID(), Subprotocol: c.Protocol(), State: c.State()}, reason)
+			presence.ended(c)
+			up.Disconnected(upConnOf(c), reason)
 		}
 	}
 	clus, brokers, err := newCluster(cfg, log, reg)
@@ -170,6 +172,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		Logger:         log.With("component", "core"),
 		Registerer:     reg,
 		OnConnEnd:      onEnd,
+		Membership:     presence.membership(),
 		History:        coreHist,
 		MaxHubs:        cfg.Limits.MaxHubs,
 		HubIdleTimeout: cfg.Limits.HubIdleTimeout,
@@ -185,10 +188,15 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	}
 	wsMain = wsrv
 	undo.push(wsrv.Close)
+	users, err := userLimits(cfg, log, reg)
+	if err != nil {
+		return nil, err
+	}
 	epCfg := wps.EndpointConfig{
 		Node: node, Keys: ring, WebSocket: wsrv,
 		AllowAnonymous: func(hub string) bool { return cfg.Hub(hub).AnonymousConnect },
 		RateLimits:     rates,
+		UserLimits:     users,
 		Logger:         log.With("component", "webpubsub"),
 		Registerer:     reg,
 	}
@@ -241,7 +249,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	s = &Server{reg: reg, ready: ready, cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, jsHist: jsHist, lis: lis, ep: ep, clus: clus, relays: relays}
 	if cfg.SignalR.Addr != "" {
 		srIdem := idem.Namespace(signalRNamespace)
-		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srCoreHist, srRESTHist, srIdem, rates, lis, brokers.signalr, clus); err != nil {
+		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srCoreHist, srRESTHist, srIdem, rates, users, lis, brokers.signalr, clus); err != nil {
 			return nil, err
 		}
 		undo.push(s.sr.closeNow)
@@ -437,7 +445,8 @@ func handlers(h config.HubConfig) []upstream.Handler {
 	hs := make([]upstream.Handler, 0, len(h.EventHandlers))
 	for _, eh := range h.EventHandlers {
 		hs = append(hs, upstream.Handler{URLTemplate: eh.URLTemplate, UserEvents: eh.UserEvents,
-			SystemEvents: eh.SystemEvents, AuthHeader: eh.AuthHeader, Timeout: eh.Timeout})
+			SystemEvents: eh.SystemEvents, GroupPresenceEvents: eh.GroupPresenceEvents,
+			AuthHeader: eh.AuthHeader, Timeout: eh.Timeout})
 	}
 	return hs
 }

@@ -20,6 +20,7 @@ import (
 	sr "github.com/switchboardhq/switchboard/internal/dialect/signalr"
 	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
+	"github.com/switchboardhq/switchboard/internal/sessionlimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -51,7 +52,7 @@ const signalRNamespace = "signalr"
 // history for its node and its REST API (nil interfaces when no hub keeps history), idem its view
 // of the idempotency index.
 func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer,
-	series *core.HubSeries, coreHist core.History, restHist durable.History, idem *history.Idempotency, rates *ratelimit.Limiter, lis *listeners,
+	series *core.HubSeries, coreHist core.History, restHist durable.History, idem *history.Idempotency, rates *ratelimit.Limiter, users *sessionlimit.Limiter, lis *listeners,
 	broker core.Broker, clus *cluster.Cluster) (_ *signalRService, err error) {
 	s := &signalRService{cfg: cfg, log: log, lis: lis}
 	defer func() {
@@ -110,6 +111,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		LongPollGap:       cfg.SignalR.LongPollGap,
 		MaxMessageBytes:   cfg.Limits.MaxMessageBytes,
 		RateLimits:        rates,
+		UserLimits:        users,
 		Logger:            log.With("component", "signalr"),
 		Registerer:        reg,
 	}

@@ -42,7 +42,7 @@ type Config struct {
 	// MaxResponseBytes bounds the body of a 2xx reply; a larger one is ErrBadResponse.
 	// 0 means DefaultMaxResponseBytes (1 MiB).
 	MaxResponseBytes int64
-	// QueueLimit bounds the asynchronous events (connected, disconnected) queued or
+	// QueueLimit bounds the asynchronous events (connected, disconnected, joined, left) queued or
 	// being retried; beyond it new ones are dropped and counted. 0 means
 	// DefaultQueueLimit (100,000).
 	QueueLimit int
@@ -177,11 +177,50 @@ func (c *Client) Disconnected(conn Conn, reason string) {
 	c.enqueueEvent(kindDisconnected, EventDisconnected, conn, body)
 }
 
+// GroupJoined queues the group presence event joined (ce-type azure.webpubsub.gp.joined,
+// body {"group": group}) of conn, for the first handler of the hub whose
+// GroupPresenceEvents take it. Like Connected it never blocks and is delivered at least
+// once, after every earlier event of conn; it does nothing when no handler takes it.
+func (c *Client) GroupJoined(conn Conn, group string) {
+	c.enqueueGroupEvent(kindJoined, EventJoined, conn, group)
+}
+
+// GroupLeft queues the group presence event left of conn, as GroupJoined.
+func (c *Client) GroupLeft(conn Conn, group string) {
+	c.enqueueGroupEvent(kindLeft, EventLeft, conn, group)
+}
+
+// ObservesGroups reports whether a handler of hub takes a group presence event, so that
+// a caller can skip the work of reporting membership changes nobody wants.
+func (c *Client) ObservesGroups(hub string) bool {
+	for _, h := range c.handlers(hub) {
+		if len(h.GroupPresenceEvents) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Client) enqueueGroupEvent(kind, name string, conn Conn, group string) {
+	h, ok := c.groupHandler(conn.Hub, name)
+	if !ok {
+		return
+	}
+	body, _ := json.Marshal(struct {
+		Group string `json:"group"`
+	}{group}) // a string always encodes
+	c.enqueueTo(h, kind, name, conn, body)
+}
+
 func (c *Client) enqueueEvent(kind, name string, conn Conn, body []byte) {
 	h, ok := c.systemHandler(conn.Hub, name)
 	if !ok {
 		return
 	}
+	c.enqueueTo(h, kind, name, conn, body)
+}
+
+func (c *Client) enqueueTo(h Handler, kind, name string, conn Conn, body []byte) {
 	ev := c.newEvent(kind, name, conn, "application/json", body)
 	c.enqueue(connKey(conn.Hub, conn.ID), &job{
 		kind:    kind,
@@ -207,6 +246,15 @@ func (c *Client) systemHandler(hub, event string) (Handler, bool) {
 	return Handler{}, false
 }
 
+func (c *Client) groupHandler(hub, event string) (Handler, bool) {
+	for _, h := range c.handlers(hub) {
+		if h.takesGroupPresence(event) {
+			return h, true
+		}
+	}
+	return Handler{}, false
+}
+
 func (c *Client) userHandler(hub, event string) (Handler, bool) {
 	for _, h := range c.handlers(hub) {
 		if h.takesUser(event) {
@@ -222,6 +270,8 @@ const (
 	kindConnected    = "connected"
 	kindDisconnected = "disconnected"
 	kindUser         = "user"
+	kindJoined       = "joined" // group presence
+	kindLeft         = "left"
 )
 
 // event is one request to a handler, kept unchanged across retries.
@@ -251,8 +301,11 @@ func (c *Client) newEvent(kind, name string, conn Conn, contentType string, body
 }
 
 func (ev *event) ceType() string {
-	if ev.kind == kindUser {
+	switch ev.kind {
+	case kindUser:
 		return "azure.webpubsub.user." + ev.name
+	case kindJoined, kindLeft:
+		return "azure.webpubsub.gp." + ev.name
 	}
 	return "azure.webpubsub.sys." + ev.name
 }

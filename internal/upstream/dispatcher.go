@@ -183,7 +183,7 @@ func (d *dispatcher) enqueue(key string, j *job) {
 	}
 	d.metrics.dropped.WithLabelValues(j.kind, drop).Inc()
 	if startsOverflow {
-		d.log.Warn("webhook queue full; dropping connected/disconnected events until it drains",
+		d.log.Warn("webhook queue full; dropping asynchronous events until it drains",
 			"limit", d.q.limit)
 	}
 }

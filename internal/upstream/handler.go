@@ -16,6 +16,13 @@ const (
 	EventDisconnected = "disconnected"
 )
 
+// Group presence event names, as in Handler.GroupPresenceEvents and ce-eventName (ce-type
+// azure.webpubsub.gp.<name>).
+const (
+	EventJoined = "joined"
+	EventLeft   = "left"
+)
+
 // DefaultTimeout bounds one request to a handler whose Timeout is 0.
 const DefaultTimeout = 30 * time.Second
 
@@ -31,6 +38,9 @@ type Handler struct {
 	// SystemEvents are the system events the handler takes, among connect, connected and
 	// disconnected (case-insensitive).
 	SystemEvents []string
+	// GroupPresenceEvents are the group presence events the handler takes, among joined
+	// and left (case-insensitive), as Azure's groupPresenceEvents. Nil or empty: none.
+	GroupPresenceEvents []string
 	// AuthHeader, if set, is sent as the Authorization header of every request.
 	AuthHeader string
 	// Timeout bounds each request to the handler, 0 meaning DefaultTimeout (30s).
@@ -55,6 +65,11 @@ func (h Handler) Validate() error {
 	for _, name := range h.SystemEvents {
 		if !isSystemEvent(name) {
 			errs = append(errs, fmt.Errorf("systemEvents: %q is not one of connect, connected, disconnected", name))
+		}
+	}
+	for _, name := range h.GroupPresenceEvents {
+		if !strings.EqualFold(name, EventJoined) && !strings.EqualFold(name, EventLeft) {
+			errs = append(errs, fmt.Errorf("groupPresenceEvents: %q is not one of joined, left", name))
 		}
 	}
 	if !validHeaderValue(h.AuthHeader) {
@@ -162,6 +177,15 @@ func (h *Handler) timeout() time.Duration {
 
 func (h *Handler) takesSystem(event string) bool {
 	for _, name := range h.SystemEvents {
+		if strings.EqualFold(name, event) {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *Handler) takesGroupPresence(event string) bool {
+	for _, name := range h.GroupPresenceEvents {
 		if strings.EqualFold(name, event) {
 			return true
 		}

@@ -35,7 +35,7 @@ type metrics struct {
 // newMetrics registers the metrics of protocol on reg, or returns those registered
 // before by another client of the same protocol.
 func newMetrics(reg prometheus.Registerer, protocol string) (*metrics, error) {
-	prefix, who, kinds := "", "event handler", "connect, connected, disconnected, user"
+	prefix, who, kinds := "", "event handler", "connect, connected, disconnected, user, joined, left"
 	if protocol != protoWebPubSub {
 		prefix, who, kinds = protocol+"_", "SignalR upstream", "connected, disconnected, invocation"
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/relay"
+	"github.com/switchboardhq/switchboard/internal/sessionlimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
@@ -77,6 +78,8 @@ type EndpointConfig struct {
 	LongPollTimeout   time.Duration // default 90s
 	LongPollGap       time.Duration // default 15s
 	MaxMessageBytes   int           // largest client message or POST body; default 1 MiB
+	// UserLimits, if set, applies the hubs' max_connections_per_user.
+	UserLimits *sessionlimit.Limiter
 
 	Logger     *slog.Logger          // default: discard
 	Registerer prometheus.Registerer // default: a private registry
@@ -453,6 +456,10 @@ func (e *Endpoint) negotiate(w http.ResponseWriter, r *http.Request) {
 		}
 		version = min(version, 1)
 	}
+	if err := e.admitUser(r.Context(), hub, claims.UserID); err != nil {
+		e.fail(w, kind, http.StatusConflict, "user_connection_limit", err.Error())
+		return
+	}
 	wantStateful := false
 	if v, n := queryValue(r, "useStatefulReconnect"); n > 0 {
 		wantStateful, _ = strconv.ParseBool(v)
@@ -509,4 +516,32 @@ func clientQuery(r *http.Request) string {
 		return ""
 	}
 	return "?" + q.Encode()
+}
+
+// admitUser applies reject_new of the hub's max_connections_per_user: an
+// error when the user already holds the limit on the cluster.
+func (e *Endpoint) admitUser(ctx context.Context, hub, user string) error {
+	if e.cfg.UserLimits == nil {
+		return nil
+	}
+	view, err := e.node.ViewHub(hub)
+	if err != nil {
+		return nil // an invalid hub name was refused before
+	}
+	return e.cfg.UserLimits.Admit(ctx, view, user, "signalr")
+}
+
+// duplicateNotice is the invocation an older connection of a user gets
+// before max_connections_per_user closes it: target <notice>, one argument
+// {"reason": …, "connectionId": <the new connection>}.
+func duplicateNotice(p sessionlimit.Policy, reason, newConn string) *core.Message {
+	arg, _ := json.Marshal(struct {
+		Reason       string `json:"reason"`
+		ConnectionID string `json:"connectionId"`
+	}{reason, newConn}) // strings always encode
+	target, _ := json.Marshal(p.Notice)
+	inv := make([]byte, 0, 48+len(target)+len(arg))
+	inv = append(append(append(inv, `{"type":1,"target":`...), target...), `,"arguments":[`...)
+	inv = append(append(inv, arg...), "]}"...)
+	return &core.Message{Type: core.JSON, Data: inv, From: core.FromServer}
 }

@@ -253,6 +253,10 @@ func (s *session) handshake(l core.Link, req hubproto.HandshakeRequest) (*core.C
 	stateful := s.stateful && req.Version >= 2 && tr == webSockets
 	codec := newCodec(proto, stateful)
 	welcome := core.Frame{Data: hubproto.AppendHandshakeResponse(nil, ""), Binary: proto.Binary()}
+	if err := s.ep.admitUser(s.ep.ctx, s.hub, s.claims.UserID); err != nil {
+		s.failHandshake(l, "user_connection_limit", err.Error())
+		return nil, nil
+	}
 	// The hub is made (or found) only now, for an authenticated client
 	// with a transport, and held until the conn holds it.
 	hub, release, err := s.ep.node.AcquireHub(s.hub)
@@ -288,6 +292,9 @@ func (s *session) handshake(l core.Link, req hubproto.HandshakeRequest) (*core.C
 	bind(l, conn)
 	if s.ep.up != nil {
 		s.ep.up.Connected(s.upConn())
+	}
+	if s.ep.cfg.UserLimits != nil {
+		s.ep.cfg.UserLimits.Evict(s.ep.ctx, conn, "signalr", duplicateNotice)
 	}
 	s.ep.log.Debug("signalr client connected", "hub", s.hub, "conn_id", s.id, "user_id", s.claims.UserID,
 		"protocol", proto.Name(), "transport", tr.String(), "stateful", stateful)

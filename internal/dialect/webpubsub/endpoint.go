@@ -2,6 +2,7 @@ package webpubsub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/relay"
+	"github.com/switchboardhq/switchboard/internal/sessionlimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 
@@ -38,6 +40,8 @@ type EndpointConfig struct {
 	// RateLimits, if set, applies the per-client-IP and per-connection
 	// limits.
 	RateLimits RateLimits
+	// UserLimits, if set, applies the hubs' max_connections_per_user.
+	UserLimits *sessionlimit.Limiter
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -75,6 +79,7 @@ type Endpoint struct {
 	up      Upstream
 	history History
 	limits  RateLimits
+	users   *sessionlimit.Limiter // nil: no hub limits a user's connections
 	relays  relay.Dialer
 	log     *slog.Logger
 	metrics *endpointMetrics
@@ -121,7 +126,7 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg.Node.TrackHubSeries(m.messagesIn, m.bytesIn) // deleted with their hub
-	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, history: cfg.History, limits: cfg.RateLimits, log: cfg.Logger, metrics: m,
+	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, history: cfg.History, limits: cfg.RateLimits, users: cfg.UserLimits, log: cfg.Logger, metrics: m,
 		ctx: ctx, cancel: cancel}, nil
 }
 
@@ -270,6 +275,14 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if e.up != nil && !e.connectEvent(w, r, hubKey, claims, offers, &info) {
 		return
 	}
+	if e.users != nil {
+		if view, err := e.node.ViewHub(hubKey); err == nil {
+			if err := e.users.Admit(r.Context(), view, info.UserID, "webpubsub"); err != nil {
+				e.reject(w, http.StatusConflict, "user_connection_limit", err.Error())
+				return
+			}
+		}
+	}
 	// Authenticated and accepted: make the hub (held until the conn holds
 	// it itself).
 	hub, release, err := e.node.AcquireHub(hubKey)
@@ -296,6 +309,11 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return encodeConnected(c.ID(), c.UserID(), tok)
 		}
 	}
+	if e.up != nil {
+		// Queued as the conn is made, before its initial groups' joined events and
+		// anything that could end it, so that its events keep their order.
+		info.OnConnect = func(c *core.Conn) { e.up.Connected(upConn(c)) }
+	}
 	conn, err := hub.Connect(info, sock)
 	if err != nil {
 		code := 1011
@@ -308,8 +326,8 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	sock.Bind(conn)
 	sock.Serve(newSession(e, conn, hub, sock, dialect, slot.Move()))
-	if e.up != nil {
-		e.up.Connected(upConn(conn))
+	if e.users != nil {
+		e.users.Evict(r.Context(), conn, "webpubsub", duplicateNotice)
 	}
 	e.log.Debug("client connected", "hub", hub.Name(), "conn_id", conn.ID(), "user_id", conn.UserID(), "protocol", proto)
 }
@@ -352,6 +370,9 @@ func (e *Endpoint) resume(w http.ResponseWriter, r *http.Request, hubKey, proto,
 	_, dialect := codecFor(proto)
 	sock.Bind(conn)
 	sock.Serve(newSession(e, conn, hub, sock, dialect, slot.Move()))
+	if e.users != nil {
+		e.users.Evict(r.Context(), conn, "webpubsub", duplicateNotice)
+	}
 }
 
 // Refusal of a session that cannot be resumed, here or on its node.
@@ -541,3 +562,15 @@ type discard struct{}
 
 func (discard) HandleMessage([]byte, bool) error { return nil }
 func (discard) HandleClose(string)               {}
+
+// duplicateNotice is the server message an older connection of a user gets
+// before max_connections_per_user closes it: {"event": <notice>, "reason":
+// …, "connectionId": <the new connection>}, data type json.
+func duplicateNotice(p sessionlimit.Policy, reason, newConn string) *core.Message {
+	data, _ := json.Marshal(struct {
+		Event        string `json:"event"`
+		Reason       string `json:"reason"`
+		ConnectionID string `json:"connectionId"`
+	}{p.Notice, reason, newConn}) // strings always encode
+	return &core.Message{Type: core.JSON, Data: data, From: core.FromServer}
+}
