@@ -56,6 +56,9 @@ func newHubIndex() *hubIndex {
 // newHub returns an empty hub, not registered with n.
 func newHub(n *Node, name string) *Hub {
 	h := &Hub{name: name, node: n, hubIndex: newHubIndex(), label: OtherHubs}
+	// The hub's label is set when the node registers it, before any conn.
+	h.users.counted = func(d float64) { n.metrics.users.WithLabelValues(h.label, n.cfg.Namespace).Add(d) }
+	h.groups.counted = func(d float64) { n.metrics.groups.WithLabelValues(h.label, n.cfg.Namespace).Add(d) }
 	if in, ok := n.cfg.Broker.(Interest); ok {
 		h.interest = in
 		h.groups.first = func(group string) { in.WatchGroup(name, group) }

@@ -48,6 +48,9 @@ type Config struct {
 	// HubSeries bounds the hub labels of per-hub metrics; nodes sharing a
 	// registry should share one. Default: NewHubSeries(DefaultMaxHubSeries).
 	HubSeries *HubSeries
+	// Namespace is the "namespace" label of the node's presence gauges
+	// (webpubsub, signalr). Default "webpubsub".
+	Namespace string
 }
 
 func (c *Config) setDefaults() error {
@@ -89,6 +92,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.HubIdleTimeout <= 0 {
 		c.HubIdleTimeout = 10 * time.Second
+	}
+	if c.Namespace == "" {
+		c.Namespace = "webpubsub"
 	}
 	if c.HubSeries == nil {
 		c.HubSeries = NewHubSeries(DefaultMaxHubSeries)
@@ -155,7 +161,7 @@ func NewNode(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.HubSeries.Track(m.conns, m.sent, m.sentBytes, m.slowConsumers, m.sends)
+	cfg.HubSeries.Track(m.conns, m.sent, m.sentBytes, m.slowConsumers, m.sends, m.users, m.groups)
 	n := &Node{cfg: cfg, metrics: m, log: cfg.Logger, hubs: make(map[string]*Hub), empty: newHubIndex()}
 	cfg.Broker.Attach(n)
 	if dh, ok := cfg.History.(DeliveringHistory); ok {
@@ -338,6 +344,8 @@ type metrics struct {
 	sentBytes     *prometheus.CounterVec
 	slowConsumers *prometheus.CounterVec
 	sends         *prometheus.CounterVec
+	users         *prometheus.GaugeVec
+	groups        *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -370,6 +378,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "switchboard", Name: "sends_total",
 			Help: "Send operations delivered by this node, by hub and target kind.",
 		}, []string{"hub", "target"}),
+		users: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "switchboard", Subsystem: "presence", Name: "users",
+			Help: "Distinct user ids with a session on this node, by hub and namespace (a user on several nodes counts on each).",
+		}, []string{"hub", "namespace"}),
+		groups: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "switchboard", Subsystem: "presence", Name: "groups",
+			Help: "Groups with a member on this node, by hub and namespace.",
+		}, []string{"hub", "namespace"}),
 	}
 	// A second node on the same registry (the SignalR namespace) shares
 	// the collectors; the dialect label tells their conns apart.
@@ -379,6 +395,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if m.hubs, err = metricreg.Register(reg, "core", m.hubs); err != nil {
 		return nil, err
+	}
+	for _, g := range []**prometheus.GaugeVec{&m.users, &m.groups} {
+		if *g, err = metricreg.Register(reg, "core", *g); err != nil {
+			return nil, err
+		}
 	}
 	for _, c := range []**prometheus.CounterVec{&m.hubEvents, &m.sent, &m.sentBytes, &m.slowConsumers, &m.sends} {
 		if *c, err = metricreg.Register(reg, "core", *c); err != nil {

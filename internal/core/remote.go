@@ -46,6 +46,8 @@ const (
 	ReqListGroup                           // Members: ListGroup(Group, After, Limit)
 	ReqDeliver                             // queue Data (whole frames in the conn's protocol) to Conn
 	ReqInvoke                              // queue Data, an invocation with id ID, to Conn; Result: the client's answer within Wait
+	ReqListUsers                           // Users: ListUsers(Group, After, Limit)
+	ReqPresence                            // Presence: the hub's counts
 	numReqKinds
 )
 
@@ -73,8 +75,8 @@ type Request struct {
 	// received the request.
 	TTL     time.Duration
 	Persist bool
-	// ReqListGroup: the page's cursor (the last conn id of the previous
-	// page; "" first) and size.
+	// ReqListGroup, ReqListUsers: the page's cursor (the last conn or
+	// user id of the previous page; "" first) and size.
 	After string
 	Limit int
 	// ReqDeliver, ReqInvoke: the frames, the invocation's id and how long
@@ -93,6 +95,11 @@ type Reply struct {
 	// order, and whether more follow.
 	Members []GroupMember
 	More    bool
+	// ReqListUsers: up to Limit users after the cursor in user-id
+	// order, with their connection counts (and More as above).
+	Users []UserPresence
+	// ReqPresence: the hub's counts.
+	Presence *Presence
 	// ReqConnExists: the conn's protocol (Conn.Protocol).
 	Protocol string
 	// ReqInvoke: the client's answer.
@@ -182,8 +189,13 @@ func (h *Hub) Do(ctx context.Context, req Request) (Reply, error) {
 	if err != nil {
 		return Reply{}, err
 	}
-	if req.Kind == ReqListGroup {
+	switch req.Kind {
+	case ReqListGroup:
 		return mergePages(append(others, local), max(req.Limit, 1)), nil
+	case ReqListUsers:
+		return mergeUsers(append(others, local), max(req.Limit, 1)), nil
+	case ReqPresence:
+		return mergePresence(append(others, local)), nil
 	}
 	return merge(req.Kind, append(others, local)), nil
 }
@@ -280,6 +292,12 @@ func (h *Hub) answer(req *Request) Reply {
 	case ReqListGroup:
 		page, more := h.ListGroup(req.Group, req.After, max(req.Limit, 1))
 		return Reply{Members: page, More: more}
+	case ReqListUsers:
+		page, more := h.ListUsers(req.Group, req.After, max(req.Limit, 1))
+		return Reply{Users: page, More: more}
+	case ReqPresence:
+		p := h.Presence()
+		return Reply{Presence: &p}
 	case ReqRemoveFromGroups:
 		h.EachConn(Target{Filter: req.Filter}, func(c *Conn) {
 			for _, g := range req.Groups {

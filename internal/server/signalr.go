@@ -91,6 +91,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		MaxHubs:        cfg.Limits.MaxHubs,
 		HubIdleTimeout: cfg.Limits.HubIdleTimeout,
 		HubSeries:      series,
+		Namespace:      "signalr",
 	})
 	if err != nil {
 		return nil, err
