@@ -1,0 +1,97 @@
+package server_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboardhq/switchboard/internal/eventually"
+	"github.com/switchboardhq/switchboard/internal/hubproto"
+	"github.com/switchboardhq/switchboard/internal/natstest"
+	"github.com/switchboardhq/switchboard/internal/server/servertest"
+)
+
+type usersPage struct {
+	Value []struct {
+		UserID      string `json:"userId"`
+		Connections int    `json:"connections"`
+	} `json:"value"`
+	NextLink string `json:"nextLink"`
+}
+
+// listUsersVia pages through url on srv and returns "user:count" entries.
+func listUsersVia(t *testing.T, srv *servertest.Server, url string) string {
+	t.Helper()
+	var got []string
+	for next, pages := url, 0; next != ""; pages++ {
+		resp, b := restDo(t, srv, http.MethodGet, next, "")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", next, resp.StatusCode, b)
+		}
+		var p usersPage
+		if err := json.Unmarshal(b, &p); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range p.Value {
+			got = append(got, v.UserID+":"+string(rune('0'+v.Connections)))
+		}
+		next = p.NextLink
+		if pages > 20 {
+			t.Fatal("paging does not end")
+		}
+	}
+	return strings.Join(got, " ")
+}
+
+// TestClusterPresence: on three nodes, with clients of one user on two
+// nodes, every node answers the same users (once each, connection counts
+// summed, paged one per page across nodes) and counts; a node that stops
+// takes its users out of every node's answer; SignalR hubs likewise.
+func TestClusterPresence(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	n := startCluster(t, ns.URL(), "a", "b", "c")
+	dialWPS(t, n[0], "ann", "room")
+	dialWPS(t, n[1], "ann", "room", "lobby")
+	dialWPS(t, n[1], "bob", "room")
+	dialWPS(t, n[2], "carl", "room")
+	dialWPS(t, n[2], "dora", "lobby")
+	dialWPS(t, n[2], "", "room")
+
+	wps := func(srv *servertest.Server, path string) string {
+		return strings.TrimRight(srv.Endpoint(), "/") + "/api/hubs/chat" + path
+	}
+	for i, srv := range n {
+		if got := listUsersVia(t, srv, wps(srv, "/groups/room/users?maxpagesize=1")); got != "ann:2 bob:1 carl:1" {
+			t.Errorf("node %d: room users %q", i, got)
+		}
+		if got := listUsersVia(t, srv, wps(srv, "/users?maxpagesize=2")); got != "ann:2 bob:1 carl:1 dora:1" {
+			t.Errorf("node %d: hub users %q", i, got)
+		}
+		resp, b := restDo(t, srv, http.MethodGet, wps(srv, "/presence"), "")
+		if resp.StatusCode != http.StatusOK || string(b) != `{"hub":"chat","connections":6,"users":4,"groups":2,"approximate":false}` {
+			t.Errorf("node %d: presence %d %s", i, resp.StatusCode, b)
+		}
+	}
+
+	// SignalR: two clients of u1 on b and c count as one user.
+	dialHub(t, n[1], "chat", hubproto.JSON)
+	dialHub(t, n[2], "chat", hubproto.JSON)
+	sr := n[0].SignalREndpoint() + "/api/hubs/chat"
+	if got := listUsersVia(t, n[0], sr+"/users"); got != "u1:2" {
+		t.Errorf("signalr users %q", got)
+	}
+	if resp, b := restDo(t, n[0], http.MethodGet, sr+"/presence", ""); string(b) != `{"hub":"chat","connections":2,"users":1,"groups":0,"approximate":false}` {
+		t.Errorf("signalr presence %d %s", resp.StatusCode, b)
+	}
+
+	// Node c stops: carl and dora leave, ann stays with her two.
+	if err := n[2].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	eventually.True(t, "c's users leave the answers of a and b", 10*time.Second, func() bool {
+		return listUsersVia(t, n[0], wps(n[0], "/users")) == "ann:2 bob:1" &&
+			listUsersVia(t, n[1], wps(n[1], "/groups/room/users")) == "ann:2 bob:1"
+	})
+}
