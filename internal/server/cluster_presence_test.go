@@ -75,6 +75,21 @@ func TestClusterPresence(t *testing.T) {
 		}
 	}
 
+	// /admin/presence on a: the cluster's counts and a's share.
+	resp, b := restDo(t, n[0], http.MethodGet, strings.TrimRight(n[0].Endpoint(), "/")+"/admin/presence", "")
+	var adm map[string]struct {
+		Hubs []struct {
+			Hub                        string
+			Connections, Users, Groups int
+			Node                       struct{ Connections, Users, Groups int }
+		}
+	}
+	json.Unmarshal(b, &adm)
+	if h := adm["webpubsub"].Hubs; resp.StatusCode != http.StatusOK || len(h) != 1 || h[0].Hub != "chat" || h[0].Connections != 6 || h[0].Users != 4 ||
+		h[0].Groups != 2 || h[0].Node.Connections != 1 || h[0].Node.Users != 1 || h[0].Node.Groups != 1 {
+		t.Errorf("/admin/presence: %d %s", resp.StatusCode, b)
+	}
+
 	// SignalR: two clients of u1 on b and c count as one user.
 	dialHub(t, n[1], "chat", hubproto.JSON)
 	dialHub(t, n[2], "chat", hubproto.JSON)
