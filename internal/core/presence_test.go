@@ -117,8 +117,12 @@ func TestPresenceGauges(t *testing.T) {
 	a := connect(t, h, core.ConnInfo{UserID: "ann", Groups: []string{"g", "h"}})
 	b := connect(t, h, core.ConnInfo{UserID: "ann", Groups: []string{"g"}})
 	c := connect(t, h, core.ConnInfo{UserID: "bob"})
-	users := func() float64 { return metrictest.Value(t, reg, "switchboard_presence_users", "hub", "chat", "namespace", "signalr") }
-	groups := func() float64 { return metrictest.Value(t, reg, "switchboard_presence_groups", "hub", "chat", "namespace", "signalr") }
+	users := func() float64 {
+		return metrictest.Value(t, reg, "switchboard_presence_users", "hub", "chat", "namespace", "signalr")
+	}
+	groups := func() float64 {
+		return metrictest.Value(t, reg, "switchboard_presence_groups", "hub", "chat", "namespace", "signalr")
+	}
 	if users() != 2 || groups() != 2 {
 		t.Fatalf("users %v groups %v, want 2 and 2", users(), groups())
 	}
