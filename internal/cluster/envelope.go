@@ -26,6 +26,11 @@ import (
 //	  offset    uvarint
 //	  data      bytes
 //
+// An OpPresence (member notifications) is an op of kind core.OpPresence to
+// a group, whose reason field carries the user id, with flag flagPresent
+// when the origin now has the user in the group; origin is the node whose
+// change it is.
+//
 // A marker (see order.go) is an envelope of its own on the same subjects:
 //
 //	version   byte (envelopeV1)
@@ -44,6 +49,7 @@ const envelopeV1 = 1
 const (
 	flagMessage = 1 << 0
 	flagMarker  = 1 << 1
+	flagPresent = 1 << 2
 )
 
 // errEnvelope is the cause of every decoding failure.
@@ -55,12 +61,19 @@ func encodeOp(dst []byte, origin string, op *core.Op) []byte {
 	if op.Message != nil {
 		flags |= flagMessage
 	}
+	reason := op.Reason
+	if op.Kind == core.OpPresence {
+		reason = op.User
+		if op.Present {
+			flags |= flagPresent
+		}
+	}
 	dst = append(dst, envelopeV1, byte(op.Kind), byte(op.Target.Kind), flags)
 	filter := ""
 	if op.Target.Filter != nil {
 		filter = op.Target.Filter.String()
 	}
-	for _, s := range [...]string{origin, op.Hub, op.Target.Name, op.SkipConn, op.Reason, filter} {
+	for _, s := range [...]string{origin, op.Hub, op.Target.Name, op.SkipConn, reason, filter} {
 		dst = appendString(dst, s)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(op.Target.Excluded)))
@@ -127,13 +140,13 @@ func decodeOp(b []byte) (op *core.Op, origin string, err error) {
 	if version != envelopeV1 {
 		return nil, "", fmt.Errorf("%w: version %d", errEnvelope, version)
 	}
-	if kind > byte(core.OpClose) {
+	if kind > byte(core.OpPresence) {
 		return nil, "", fmt.Errorf("%w: op kind %d", errEnvelope, kind)
 	}
 	if target > byte(core.ToConn) {
 		return nil, "", fmt.Errorf("%w: target kind %d", errEnvelope, target)
 	}
-	if flags&^flagMessage != 0 {
+	if flags&^(flagMessage|flagPresent) != 0 || (flags&flagPresent != 0 && kind != byte(core.OpPresence)) {
 		return nil, "", fmt.Errorf("%w: flags %#x", errEnvelope, flags)
 	}
 	op = &core.Op{Kind: core.OpKind(kind), Target: core.Target{Kind: core.TargetKind(target)}}
@@ -178,6 +191,12 @@ func decodeOp(b []byte) (op *core.Op, origin string, err error) {
 	}
 	if (op.Kind == core.OpSend) != (op.Message != nil) {
 		return nil, "", fmt.Errorf("%w: a send carries a message, a close none", errEnvelope)
+	}
+	if op.Kind == core.OpPresence {
+		if op.Target.Kind != core.ToGroup || op.Reason == "" || filter != "" || len(op.Target.Excluded) > 0 || op.SkipConn != "" {
+			return nil, "", fmt.Errorf("%w: a presence change names a group and a user only", errEnvelope)
+		}
+		op.User, op.Reason, op.Present, op.Origin = op.Reason, "", flags&flagPresent != 0, origin
 	}
 	if filter != "" {
 		f, err := odata.Parse(filter)

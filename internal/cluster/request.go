@@ -54,6 +54,7 @@ import (
 //
 //	users    uvarint count, then user id string and uvarint connection
 //	         count each (a users listing's page; flag replyMore as above)
+//	node     string (the id of the node whose users they are)
 //	counts   uvarint connections, users, groups (a hub's presence)
 //	hashes   uvarint count, then that many 8-byte big-endian hashes, for
 //	         the users and then for the groups (ascending, at most
@@ -209,7 +210,7 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 	if r.Result.HasResult {
 		flags |= replyHasResult
 	}
-	if len(r.Users) > 0 || r.Presence != nil {
+	if len(r.Users) > 0 || r.Presence != nil || r.Node != "" {
 		flags |= replyPresence
 	}
 	code, msg := byte(0), ""
@@ -240,6 +241,7 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 		dst = appendString(dst, u.UserID)
 		dst = binary.AppendUvarint(dst, uint64(max(u.Conns, 0)))
 	}
+	dst = appendString(dst, r.Node)
 	p := r.Presence
 	if p == nil {
 		p = &core.Presence{}
@@ -277,6 +279,7 @@ func decodePresence(d *decoder, r *core.Reply) error {
 		u.Conns = int(c)
 		r.Users = append(r.Users, u)
 	}
+	r.Node = d.string()
 	p := &core.Presence{}
 	for _, dst := range [...]*int{&p.Conns, &p.Users, &p.Groups} {
 		c := d.uvarint()

@@ -264,7 +264,14 @@ type HubConfig struct {
 	AnonymousConnect bool           `yaml:"anonymous_connect" doc:"accept client connections without a token"`
 	EventHandlers    []EventHandler `yaml:"event_handlers" doc:"backends that receive the hub's events, first match wins"`
 	History          []HistoryRule  `yaml:"history" doc:"groups that keep history, first matching pattern wins"`
+	// PresenceNotify: the groups whose members are told when a user joins
+	// or leaves (Switchboard's own, off by default); see README Presence.
+	PresenceNotify []string `yaml:"presence_notify" doc:"group patterns ('*' any run of characters) whose members get a presence message when a user joins or leaves (first connection in, last out, over the cluster); none by default"`
 }
+
+// maxPresencePatterns bounds a hub's presence_notify patterns (each join
+// and leave of a notified hub matches the group against them).
+const maxPresencePatterns = 64
 
 // HistoryRule gives the groups whose names match Pattern a history.
 type HistoryRule struct {
@@ -521,6 +528,14 @@ func (c *Config) Validate() error {
 			}
 			if r.MaxAge <= 0 {
 				bad(key+".max_age", "must be positive, got %s", r.MaxAge)
+			}
+		}
+		if len(h.PresenceNotify) > maxPresencePatterns {
+			bad("hubs."+name+".presence_notify", "at most %d patterns, got %d", maxPresencePatterns, len(h.PresenceNotify))
+		}
+		for i, p := range h.PresenceNotify {
+			if p == "" || len(p) > 1024 {
+				bad(fmt.Sprintf("hubs.%s.presence_notify[%d]", name, i), "must be 1 to 1024 characters")
 			}
 		}
 		for i, eh := range h.EventHandlers {

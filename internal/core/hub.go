@@ -21,6 +21,9 @@ type Hub struct {
 	// interest is the node's Broker when it routes group operations by
 	// interest (a cluster's), else nil.
 	interest Interest
+	// notify is the hub's member notifications, nil when none are
+	// configured (notify.go).
+	notify *presenceTracker
 
 	// Reclaim (reclaim.go): label is the hub's value of the "hub" metric
 	// label; refs counts holds; registered (guarded by node.mu) is set
@@ -59,10 +62,28 @@ func newHub(n *Node, name string) *Hub {
 	// The hub's label is set when the node registers it, before any conn.
 	h.users.counted = func(d float64) { n.metrics.users.WithLabelValues(h.label, n.cfg.Namespace).Add(d) }
 	h.groups.counted = func(d float64) { n.metrics.groups.WithLabelValues(h.label, n.cfg.Namespace).Add(d) }
-	if in, ok := n.cfg.Broker.(Interest); ok {
-		h.interest = in
-		h.groups.first = func(group string) { in.WatchGroup(name, group) }
-		h.groups.last = func(group string) { in.UnwatchGroup(name, group) }
+	in, _ := n.cfg.Broker.(Interest)
+	h.interest = in
+	if pn := n.cfg.PresenceNotify; pn != nil {
+		h.notify = newPresenceTracker(h, pn)
+	}
+	if in != nil || h.notify != nil {
+		h.groups.first = func(group string) {
+			if in != nil {
+				in.WatchGroup(name, group)
+			}
+			if h.notify != nil {
+				h.notify.watch(group)
+			}
+		}
+		h.groups.last = func(group string) {
+			if in != nil {
+				in.UnwatchGroup(name, group)
+			}
+			if h.notify != nil {
+				h.notify.unwatch(group)
+			}
+		}
 	}
 	return h
 }
@@ -141,6 +162,7 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 		}
 	}
 	h.awaitGroups(added) // one NATS round trip in a cluster, whatever their number
+	h.joinedGroups(c, added)
 	h.joinTagged(c)
 	h.node.metrics.conns.WithLabelValues(h.label, c.dialect).Inc()
 	return c, nil
@@ -178,6 +200,9 @@ func (h *Hub) removeConn(c *Conn, reason string) bool {
 		h.groups.remove(g, c)
 	}
 	c.memberMu.Unlock()
+	for _, g := range groups {
+		h.leftGroup(c, g)
+	}
 	if c.userID != "" {
 		h.users.remove(c.userID, c)
 	}
@@ -208,11 +233,29 @@ func (h *Hub) ConnCount() int { return h.conns.len() }
 // reaches c (also when c was a member already: its first join may still
 // be waiting).
 func (h *Hub) join(c *Conn, group string) error {
-	_, err := h.addMember(c, group)
+	added, err := h.addMember(c, group)
 	if err == nil {
 		h.awaitGroups([]string{group})
 	}
+	if added {
+		h.joinedGroups(c, []string{group})
+	}
 	return err
+}
+
+// joinedGroups tells the member notifications that c joined groups (new
+// memberships), once the broker receives their ops.
+func (h *Hub) joinedGroups(c *Conn, groups []string) {
+	if h.notify != nil && len(groups) > 0 {
+		h.notify.joined(c, groups)
+	}
+}
+
+// leftGroup tells the member notifications that c left group.
+func (h *Hub) leftGroup(c *Conn, group string) {
+	if h.notify != nil {
+		h.notify.left(c, group)
+	}
 }
 
 // awaitGroups waits, with an Interest broker, until it receives the ops of
@@ -254,10 +297,10 @@ func (h *Hub) addMember(c *Conn, group string) (bool, error) {
 
 func (h *Hub) leave(c *Conn, group string) {
 	c.memberMu.Lock()
-	defer c.memberMu.Unlock()
 	c.mu.Lock()
 	if _, ok := c.groups[group]; !ok {
 		c.mu.Unlock()
+		c.memberMu.Unlock()
 		return
 	}
 	delete(c.groups, group)
@@ -268,6 +311,8 @@ func (h *Hub) leave(c *Conn, group string) {
 	}
 	c.mu.Unlock()
 	h.groups.remove(group, c)
+	c.memberMu.Unlock()
+	h.leftGroup(c, group)
 }
 
 // JoinGroup adds conn id to group.
@@ -439,6 +484,11 @@ func (h *Hub) deliver(op *Op) {
 				c.deliver(msg)
 			}
 		}
+	case OpPresence:
+		if h.notify != nil {
+			h.notify.deliverOp(op)
+		}
+		return
 	case OpClose:
 		// Closing takes shard locks; collect first, close outside.
 		var victims []*Conn

@@ -48,6 +48,9 @@ type Config struct {
 	// HubSeries bounds the hub labels of per-hub metrics; nodes sharing a
 	// registry should share one. Default: NewHubSeries(DefaultMaxHubSeries).
 	HubSeries *HubSeries
+	// PresenceNotify, if set, tells the members of the groups it matches
+	// when users join and leave (notify.go).
+	PresenceNotify *PresenceNotify
 	// Namespace is the "namespace" label of the node's presence gauges
 	// (webpubsub, signalr). Default "webpubsub".
 	Namespace string
@@ -289,6 +292,23 @@ func (n *Node) Deliver(op *Op) {
 	h.release()
 }
 
+// NodeGone tells the node that the cluster's node id left (it missed its
+// heartbeats): its users leave the member notifications' groups. Clustered
+// brokers call it.
+func (n *Node) NodeGone(id string) {
+	n.mu.RLock()
+	hubs := make([]*Hub, 0, len(n.hubs))
+	for _, h := range n.hubs {
+		if h.notify != nil {
+			hubs = append(hubs, h)
+		}
+	}
+	n.mu.RUnlock()
+	for _, h := range hubs {
+		h.notify.nodeGone(id)
+	}
+}
+
 // Shutdown closes every conn with 1001 and reason, capped in parallelism,
 // and refuses new ones. It returns when all are closed or ctx is done.
 func (n *Node) Shutdown(ctx context.Context, reason string) error {
@@ -344,8 +364,10 @@ type metrics struct {
 	sentBytes     *prometheus.CounterVec
 	slowConsumers *prometheus.CounterVec
 	sends         *prometheus.CounterVec
-	users         *prometheus.GaugeVec
-	groups        *prometheus.GaugeVec
+	users          *prometheus.GaugeVec
+	groups         *prometheus.GaugeVec
+	presenceEvents *prometheus.CounterVec
+	presenceErrors prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -386,6 +408,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "switchboard", Subsystem: "presence", Name: "groups",
 			Help: "Groups with a member on this node, by hub and namespace.",
 		}, []string{"hub", "namespace"}),
+		presenceEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "presence", Name: "notifications_total",
+			Help: "Member notifications (a user joined or left a notified group) delivered to this node's members, by event.",
+		}, []string{"event"}),
+		presenceErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "presence", Name: "errors_total",
+			Help: "Presence changes not published, or groups whose presence was not read from every node (NATS down, a node not answering): members may miss or get an extra notification.",
+		}),
 	}
 	// A second node on the same registry (the SignalR namespace) shares
 	// the collectors; the dialect label tells their conns apart.
@@ -401,7 +431,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
-	for _, c := range []**prometheus.CounterVec{&m.hubEvents, &m.sent, &m.sentBytes, &m.slowConsumers, &m.sends} {
+	if m.presenceErrors, err = metricreg.Register(reg, "core", m.presenceErrors); err != nil {
+		return nil, err
+	}
+	for _, c := range []**prometheus.CounterVec{&m.hubEvents, &m.sent, &m.sentBytes, &m.slowConsumers, &m.sends, &m.presenceEvents} {
 		if *c, err = metricreg.Register(reg, "core", *c); err != nil {
 			return nil, err
 		}

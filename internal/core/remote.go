@@ -98,6 +98,9 @@ type Reply struct {
 	// ReqListUsers: up to Limit users after the cursor in user-id
 	// order, with their connection counts (and More as above).
 	Users []UserPresence
+	// Node is the id of the node that answered a ReqListUsers (for the
+	// member notifications' seeding; not set on a merged reply).
+	Node string
 	// ReqPresence: the hub's counts.
 	Presence *Presence
 	// ReqConnExists: the conn's protocol (Conn.Protocol).
@@ -294,7 +297,7 @@ func (h *Hub) answer(req *Request) Reply {
 		return Reply{Members: page, More: more}
 	case ReqListUsers:
 		page, more := h.ListUsers(req.Group, req.After, max(req.Limit, 1))
-		return Reply{Users: page, More: more}
+		return Reply{Users: page, More: more, Node: h.node.cfg.NodeID}
 	case ReqPresence:
 		p := h.Presence()
 		return Reply{Presence: &p}

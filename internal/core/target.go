@@ -36,6 +36,7 @@ type OpKind uint8
 const (
 	OpSend  OpKind = iota // queue Message
 	OpClose               // close with Reason
+	OpPresence            // a node's change of User's presence in the Target group (member notifications)
 )
 
 // Op is one operation carried by the Broker.
@@ -47,6 +48,11 @@ type Op struct {
 	Reason  string
 	// SkipConn leaves out the sending conn (noEcho); "" when unused.
 	SkipConn string
+	// OpPresence: the user, whether the node Origin has it in the group
+	// now (true) or no longer (false), and that node's id.
+	User    string
+	Present bool
+	Origin  string
 }
 
 // matcher decides, for one op, whether a conn is a recipient.

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"time"
 
+	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/history"
+	"github.com/switchboardhq/switchboard/internal/jsonstring"
 )
 
 // adminPresenceHubs bounds the hubs GET /admin/presence reports per
@@ -83,4 +87,53 @@ func nodeSummary(ctx context.Context, n *core.Node) namespacePresence {
 		out.Hubs = append(out.Hubs, sum)
 	}
 	return out
+}
+
+// presenceTarget is the SignalR invocation target of member notifications.
+const presenceTarget = "presence"
+
+// presenceNotify returns the member notifications of a namespace
+// ("webpubsub" or "signalr") from the hubs' presence_notify patterns (the
+// _default entry for hubs without their own), nil when no hub has any.
+func presenceNotify(cfg config.Config, namespace string) *core.PresenceNotify {
+	patterns := map[string][]string{} // every hub with an entry, by lower-cased name
+	on := false
+	for name, h := range cfg.Hubs {
+		patterns[strings.ToLower(name)] = h.PresenceNotify
+		on = on || len(h.PresenceNotify) > 0
+	}
+	if !on {
+		return nil
+	}
+	match := func(hub, group string) bool { // hub is lower-cased
+		ps, ok := patterns[hub]
+		if !ok {
+			ps = patterns["_default"]
+		}
+		for _, p := range ps {
+			if history.MatchGlob(p, group) {
+				return true
+			}
+		}
+		return false
+	}
+	return &core.PresenceNotify{Match: match, Message: func(event, group, user string) *core.Message {
+		body := presenceBody(event, group, user)
+		if namespace == "signalr" {
+			inv := append([]byte(`{"type":1,"target":"`+presenceTarget+`","arguments":[`), body...)
+			return &core.Message{Type: core.JSON, Data: append(inv, "]}"...)}
+		}
+		return &core.Message{Type: core.JSON, Data: body}
+	}}
+}
+
+// presenceBody is the JSON of a member notification:
+// {"type":"presence","event":"joined"|"left","group":…,"userId":…}.
+func presenceBody(event, group, user string) []byte {
+	b := append([]byte(`{"type":"presence","event":`), `"`+event+`"`...)
+	b = append(b, `,"group":`...)
+	b = jsonstring.AppendHTMLSafe(b, group)
+	b = append(b, `,"userId":`...)
+	b = jsonstring.AppendHTMLSafe(b, user)
+	return append(b, '}')
 }

@@ -169,6 +169,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		MaxHubs:        cfg.Limits.MaxHubs,
 		HubIdleTimeout: cfg.Limits.HubIdleTimeout,
 		HubSeries:      series,
+		PresenceNotify: presenceNotify(cfg, "webpubsub"),
 	})
 	if err != nil {
 		return nil, err

@@ -92,6 +92,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		HubIdleTimeout: cfg.Limits.HubIdleTimeout,
 		HubSeries:      series,
 		Namespace:      "signalr",
+		PresenceNotify: presenceNotify(cfg, "signalr"),
 	})
 	if err != nil {
 		return nil, err
