@@ -2,7 +2,11 @@ package server_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -109,4 +113,82 @@ func TestClusterPresence(t *testing.T) {
 		return listUsersVia(t, n[0], wps(n[0], "/users")) == "ann:2 bob:1" &&
 			listUsersVia(t, n[1], wps(n[1], "/groups/room/users")) == "ann:2 bob:1"
 	})
+}
+
+// startNotifyCluster starts one node per id whose hub chat notifies the
+// members of room:* groups.
+func startNotifyCluster(t *testing.T, natsURL string, ids ...string) []*servertest.Server {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "switchboard.yaml")
+	if err := os.WriteFile(file, []byte("hubs:\n  chat:\n    presence_notify: [\"room:*\"]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nodes := make([]*servertest.Server, len(ids))
+	for i, id := range ids {
+		nodes[i] = servertest.Start(t, servertest.Options{ConfigFile: file, Settings: []string{
+			"cluster.nats_url=" + natsURL, "server.node_id=" + id, "auth.access_keys=" + clusterKey}})
+	}
+	return nodes
+}
+
+// presenceNext returns the next presence notification c gets, skipping
+// nothing: any other message fails the test.
+func (c *wpsClient) presenceNext() string {
+	c.t.Helper()
+	m := c.next()
+	d, _ := m["data"].(map[string]any)
+	if m["type"] != "message" || m["from"] != "server" || m["dataType"] != "json" || d["type"] != "presence" {
+		c.t.Fatalf("got %v, want a presence message", m)
+	}
+	return fmt.Sprintf("%s %s %s", d["event"], d["group"], d["userId"])
+}
+
+// quiet checks that c gets nothing more: a marker sent to it through the
+// group arrives first.
+func (c *wpsClient) quiet(srv *servertest.Server, group string) {
+	c.t.Helper()
+	mustREST(c.t, srv, http.MethodPost, "/groups/"+url.PathEscape(group)+"/:send", `"marker"`, http.StatusAccepted)
+	if d := c.data(); d != "marker" {
+		c.t.Fatalf("got %q, want nothing before the marker", d)
+	}
+}
+
+// TestClusterPresenceNotifications: a watcher on node a is told once when
+// ann joins room:1 on b, not when her second tab joins on c, not when
+// her first tab leaves, once when her last tab leaves; a user whose node
+// stops leaves; a group outside the pattern says nothing.
+func TestClusterPresenceNotifications(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	n := startNotifyCluster(t, ns.URL(), "a", "b", "c")
+	w := dialWPS(t, n[0], "watcher", "room:1", "other")
+	if got := w.presenceNext(); got != "joined room:1 watcher" {
+		t.Fatalf("the watcher's own join: %q", got)
+	}
+	a1 := dialWPS(t, n[1], "ann", "room:1", "other")
+	if got := w.presenceNext(); got != "joined room:1 ann" {
+		t.Fatalf("ann joined on b: %q", got)
+	}
+	a2 := dialWPS(t, n[2], "ann", "room:1")
+	w.quiet(n[2], "room:1")
+	a1.ws.Close()
+	room := strings.TrimRight(n[1].Endpoint(), "/") + "/api/hubs/chat/groups/room:1/users"
+	eventually.True(t, "b ends ann's first tab", 10*time.Second, func() bool { return listUsersVia(t, n[1], room) == "ann:1 watcher:1" })
+	w.quiet(n[1], "room:1")
+	mustREST(t, n[0], http.MethodDelete, "/groups/room:1/connections/"+a2.id, "", http.StatusNoContent)
+	if got := w.presenceNext(); got != "left room:1 ann" {
+		t.Fatalf("ann's last tab left: %q", got)
+	}
+
+	// carl on c; c stops: carl leaves.
+	dialWPS(t, n[2], "carl", "room:1")
+	if got := w.presenceNext(); got != "joined room:1 carl" {
+		t.Fatalf("carl joined on c: %q", got)
+	}
+	if err := n[2].Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.presenceNext(); got != "left room:1 carl" {
+		t.Fatalf("c stopped: %q", got)
+	}
+	w.quiet(n[1], "room:1")
 }
