@@ -345,7 +345,7 @@ func decodeReply(b []byte) (core.Reply, error) {
 	}
 	r := core.Reply{OK: flags&replyOK != 0, More: flags&replyMore != 0, Members: members, Protocol: protocol,
 		Result: core.ClientResult{HasResult: flags&replyHasResult != 0, Error: clientErr},
-		Users:  pres.Users, Presence: pres.Presence}
+		Users:  pres.Users, Presence: pres.Presence, Node: pres.Node}
 	if len(result) > 0 {
 		r.Result.Result = append([]byte(nil), result...)
 	}

@@ -108,7 +108,7 @@ func FuzzDecodeRequest(f *testing.F) {
 			}
 			// (an error's text grows by the code's on each crossing,
 			// so the presence section is what is compared)
-			if fmt.Sprint(r2.Users, presenceOf(r2)) != fmt.Sprint(r.Users, presenceOf(r)) || r2.More != r.More {
+			if fmt.Sprint(r2.Users, presenceOf(r2)) != fmt.Sprint(r.Users, presenceOf(r)) || r2.More != r.More || r2.Node != r.Node {
 				t.Fatalf("%+v re-decodes as %+v", r, r2)
 			}
 		}
@@ -132,7 +132,7 @@ func FuzzDecodeRequest(f *testing.F) {
 
 func samplePresenceReplies() []core.Reply {
 	return []core.Reply{
-		{More: true, Users: []core.UserPresence{{UserID: "ann", Conns: 2}, {UserID: "bob", Conns: 1}}},
+		{More: true, Users: []core.UserPresence{{UserID: "ann", Conns: 2}, {UserID: "bob", Conns: 1}}, Node: "n-2"},
 		{Presence: &core.Presence{Conns: 7, Users: 3, Groups: 2, UserHashes: []uint64{1, 2, 1 << 63}, GroupHashes: []uint64{5, 9}}},
 		{Presence: &core.Presence{}},
 	}
@@ -147,7 +147,7 @@ func TestReplyCarriesPresence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.More != r.More || fmt.Sprint(got.Users) != fmt.Sprint(r.Users) || fmt.Sprint(presenceOf(got)) != fmt.Sprint(presenceOf(r)) {
+		if got.More != r.More || got.Node != r.Node || fmt.Sprint(got.Users) != fmt.Sprint(r.Users) || fmt.Sprint(presenceOf(got)) != fmt.Sprint(presenceOf(r)) {
 			t.Errorf("%+v came back as %+v", r, got)
 		}
 	}

@@ -192,3 +192,47 @@ func TestClusterPresenceNotifications(t *testing.T) {
 	}
 	w.quiet(n[1], "room:1")
 }
+
+// TestClusterPresenceNotificationsSignalR: SignalR members (JSON and
+// MessagePack) get an invocation of "presence" with the same body; the
+// user's clients on two nodes join once.
+func TestClusterPresenceNotificationsSignalR(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	n := startNotifyCluster(t, ns.URL(), "a", "b")
+	sr := func(srv *servertest.Server, path string) string {
+		return srv.SignalREndpoint() + "/api/hubs/chat" + path + "?api-version=2022-06-01"
+	}
+	c1 := dialHub(t, n[0], "chat", hubproto.JSON)
+	if resp := restCall(t, n[0], http.MethodPut, sr(n[0], "/groups/room:1/connections/"+c1.id), ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("add c1: %d", resp.StatusCode)
+	}
+	want := `{"type":1,"target":"presence","arguments":[{"type":"presence","event":"joined","group":"room:1","userId":"u1"}]}`
+	if m := c1.next(); m.Kind != hubproto.Invocation || string(m.Raw) != want {
+		t.Fatalf("c1 got %s, want %s", m.Raw, want)
+	}
+	c2 := dialHub(t, n[1], "chat", hubproto.MessagePack)
+	if resp := restCall(t, n[1], http.MethodPut, sr(n[1], "/groups/room:1/connections/"+c2.id), ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("add c2: %d", resp.StatusCode)
+	}
+	// u1 was in room:1 already (on a): c2 joins silently; a send through
+	// b is the next thing both get.
+	if resp := restCall(t, n[1], http.MethodPost, sr(n[1], "/groups/room:1/:send"), `{"target":"t","arguments":["after"]}`); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("send: %d", resp.StatusCode)
+	}
+	for name, c := range map[string]*hubClient{"c1": c1, "c2": c2} {
+		if m := c.next(); m.Kind != hubproto.Invocation || m.Target != "t" {
+			t.Errorf("%s got %s (target %q), want the send", name, m.Raw, m.Target)
+		}
+	}
+	// c1 leaves: u1 is still in through c2. c2 leaves: c1 is told? No:
+	// c1 is not a member any more; nobody is left to tell.
+	if resp := restCall(t, n[0], http.MethodDelete, sr(n[0], "/groups/room:1/connections/"+c1.id), ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("remove c1: %d", resp.StatusCode)
+	}
+	if resp := restCall(t, n[1], http.MethodPost, sr(n[1], "/groups/room:1/:send"), `{"target":"t","arguments":["end"]}`); resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("send: %d", resp.StatusCode)
+	}
+	if m := c2.next(); m.Kind != hubproto.Invocation || m.Target != "t" {
+		t.Errorf("c2 got %s, want the send (no leave: u1 is still in)", m.Raw)
+	}
+}
