@@ -117,7 +117,7 @@ func TestClusterPresence(t *testing.T) {
 
 // startNotifyCluster starts one node per id whose hub chat notifies the
 // members of room:* groups.
-func startNotifyCluster(t *testing.T, natsURL string, ids ...string) []*servertest.Server {
+func startNotifyCluster(t testing.TB, natsURL string, ids ...string) []*servertest.Server {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "switchboard.yaml")
 	if err := os.WriteFile(file, []byte("hubs:\n  chat:\n    presence_notify: [\"room:*\"]\n"), 0o600); err != nil {
