@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
@@ -30,6 +31,11 @@ import (
 // a group, whose reason field carries the user id, with flag flagPresent
 // when the origin now has the user in the group; origin is the node whose
 // change it is.
+//
+// An OpGroupState (group state) is an op of kind core.OpGroupState to a
+// group with a message of type core.GroupState whose epoch field carries
+// the conn id (Message.StateConn) and offset field the change's time
+// (Message.StateAt); empty data is a cleared entry.
 //
 // A marker (see order.go) is an envelope of its own on the same subjects:
 //
@@ -81,16 +87,20 @@ func encodeOp(dst []byte, origin string, op *core.Op) []byte {
 		dst = appendString(dst, s)
 	}
 	if m := op.Message; m != nil {
+		epoch, offset := m.Epoch, m.Offset
+		if m.Type == core.GroupState {
+			epoch, offset = m.StateConn, uint64(max(m.StateAt, 0))
+		}
 		dst = append(dst, byte(m.Type), byte(m.From))
 		dst = appendString(dst, m.Group)
 		dst = appendString(dst, m.FromUserID)
-		dst = appendString(dst, m.Epoch)
+		dst = appendString(dst, epoch)
 		var exp int64
 		if !m.Expires.IsZero() {
 			exp = m.Expires.UnixNano()
 		}
 		dst = binary.AppendVarint(dst, exp)
-		dst = binary.AppendUvarint(dst, m.Offset)
+		dst = binary.AppendUvarint(dst, offset)
 		dst = binary.AppendUvarint(dst, uint64(len(m.Data)))
 		dst = append(dst, m.Data...)
 	}
@@ -140,7 +150,7 @@ func decodeOp(b []byte) (op *core.Op, origin string, err error) {
 	if version != envelopeV1 {
 		return nil, "", fmt.Errorf("%w: version %d", errEnvelope, version)
 	}
-	if kind > byte(core.OpPresence) {
+	if kind > byte(core.OpGroupState) {
 		return nil, "", fmt.Errorf("%w: op kind %d", errEnvelope, kind)
 	}
 	if target > byte(core.ToConn) {
@@ -169,7 +179,8 @@ func decodeOp(b []byte) (op *core.Op, origin string, err error) {
 	if flags&flagMessage != 0 {
 		m := &core.Message{}
 		typ, from := d.byte(), d.byte()
-		if d.err == nil && (typ > byte(core.Protobuf) || from > byte(core.FromGroup)) {
+		if d.err == nil && ((typ > byte(core.Protobuf) && typ != byte(core.GroupState)) || from > byte(core.FromGroup) ||
+			(typ == byte(core.GroupState)) != (kind == byte(core.OpGroupState))) {
 			return nil, "", fmt.Errorf("%w: message type %d from %d", errEnvelope, typ, from)
 		}
 		m.Type, m.From = core.DataType(typ), core.Origin(from)
@@ -189,8 +200,18 @@ func decodeOp(b []byte) (op *core.Op, origin string, err error) {
 	if len(d.b) != 0 {
 		return nil, "", fmt.Errorf("%w: %d bytes after the op", errEnvelope, len(d.b))
 	}
-	if (op.Kind == core.OpSend) != (op.Message != nil) {
+	if (op.Kind == core.OpSend || op.Kind == core.OpGroupState) != (op.Message != nil) {
 		return nil, "", fmt.Errorf("%w: a send carries a message, a close none", errEnvelope)
+	}
+	if op.Kind == core.OpGroupState {
+		m := op.Message
+		if op.Target.Kind != core.ToGroup || m.Group != op.Target.Name || m.Epoch == "" || m.Offset > math.MaxInt64 || filter != "" {
+			return nil, "", fmt.Errorf("%w: a group state change names its group and conn", errEnvelope)
+		}
+		m.StateConn, m.StateAt, m.Epoch, m.Offset = m.Epoch, int64(m.Offset), "", 0
+		if len(m.Data) == 0 {
+			m.Data = nil
+		}
 	}
 	if op.Kind == core.OpPresence {
 		if op.Target.Kind != core.ToGroup || op.Reason == "" || filter != "" || len(op.Target.Excluded) > 0 || op.SkipConn != "" {

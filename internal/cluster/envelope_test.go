@@ -26,6 +26,10 @@ func sampleOps(t testing.TB) []*core.Op {
 		{Hub: "chat", Kind: core.OpClose, Target: core.Target{Kind: core.ToConn, Name: "n2_abc"}, Reason: "bye"},
 		{Hub: "chat", Kind: core.OpPresence, Target: core.Target{Kind: core.ToGroup, Name: "room 1"}, User: "ann", Present: true, Origin: "node-1"},
 		{Hub: "chat", Kind: core.OpPresence, Target: core.Target{Kind: core.ToGroup, Name: "room 1"}, User: "bob", Origin: "node-1"},
+		{Hub: "chat", Kind: core.OpGroupState, Target: core.Target{Kind: core.ToGroup, Name: "room 1"},
+			Message: &core.Message{Type: core.GroupState, Group: "room 1", FromUserID: "ann", Data: []byte(`{"s":"x"}`), StateConn: "n1_a", StateAt: 1700000000123}},
+		{Hub: "chat", Kind: core.OpGroupState, Target: core.Target{Kind: core.ToGroup, Name: "g"},
+			Message: &core.Message{Type: core.GroupState, Group: "g", StateConn: "n1_a", StateAt: 7}},
 	}
 }
 
@@ -51,7 +55,8 @@ func sameOp(a, b *core.Op) bool {
 	}
 	ma, mb := a.Message, b.Message
 	return ma.Type == mb.Type && bytes.Equal(ma.Data, mb.Data) && ma.From == mb.From && ma.Group == mb.Group &&
-		ma.FromUserID == mb.FromUserID && ma.Expires.Equal(mb.Expires) && ma.Offset == mb.Offset && ma.Epoch == mb.Epoch
+		ma.FromUserID == mb.FromUserID && ma.Expires.Equal(mb.Expires) && ma.Offset == mb.Offset && ma.Epoch == mb.Epoch &&
+		ma.StateConn == mb.StateConn && ma.StateAt == mb.StateAt
 }
 
 func TestEnvelopeRoundTrip(t *testing.T) {
@@ -94,7 +99,7 @@ func TestEnvelopeRefuses(t *testing.T) {
 			b[3] |= flagPresent
 			return b
 		}(),
-		"presence to all": encodeOp(nil, "n", &core.Op{Hub: "h", Kind: core.OpPresence, Target: core.Target{Kind: core.ToAll}, User: "u"}),
+		"presence to all":       encodeOp(nil, "n", &core.Op{Hub: "h", Kind: core.OpPresence, Target: core.Target{Kind: core.ToAll}, User: "u"}),
 		"presence without user": encodeOp(nil, "n", &core.Op{Hub: "h", Kind: core.OpPresence, Target: core.Target{Kind: core.ToGroup, Name: "g"}}),
 		// a close of all in hub "h" from "n" whose filter is "eq ".
 		"bad filter": {1, 1, 0, 0, 1, 'n', 1, 'h', 0, 0, 0, 3, 'e', 'q', ' ', 0},

@@ -59,6 +59,9 @@ import (
 //	hashes   uvarint count, then that many 8-byte big-endian hashes, for
 //	         the users and then for the groups (ascending, at most
 //	         core.SketchSize each)
+//	states   uvarint count (at most core.MaxSnapshotItems), then conn id
+//	         and user id strings, state bytes and uvarint time (Unix ms)
+//	         each (a group's state entries)
 const requestV1 = 1
 
 const (
@@ -210,7 +213,7 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 	if r.Result.HasResult {
 		flags |= replyHasResult
 	}
-	if len(r.Users) > 0 || r.Presence != nil || r.Node != "" {
+	if len(r.Users) > 0 || r.Presence != nil || r.Node != "" || len(r.States) > 0 {
 		flags |= replyPresence
 	}
 	code, msg := byte(0), ""
@@ -254,6 +257,13 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 		for _, h := range hs {
 			dst = binary.BigEndian.AppendUint64(dst, h)
 		}
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(r.States)))
+	for _, it := range r.States {
+		dst = appendString(dst, it.ConnID)
+		dst = appendString(dst, it.UserID)
+		dst = appendString(dst, string(it.State))
+		dst = binary.AppendUvarint(dst, uint64(max(it.At, 0)))
 	}
 	return dst
 }
@@ -301,6 +311,25 @@ func decodePresence(d *decoder, r *core.Reply) error {
 			}
 		}
 	}
+	n = d.uvarint()
+	if d.err == nil && (n > core.MaxSnapshotItems || n > uint64(len(d.b))) {
+		return fmt.Errorf("%w: %d state entries", errRequest, n)
+	}
+	if n > 0 {
+		r.States = make([]core.StateItem, 0, n)
+	}
+	for range n {
+		it := core.StateItem{ConnID: d.string(), UserID: d.string()}
+		if st := d.bytes(); len(st) > 0 {
+			it.State = append([]byte(nil), st...)
+		}
+		at := d.uvarint()
+		if at > math.MaxInt64 {
+			return fmt.Errorf("%w: state time %d", errRequest, at)
+		}
+		it.At = int64(at)
+		r.States = append(r.States, it)
+	}
 	if d.err != nil {
 		return fmt.Errorf("%w: %w", errRequest, d.err)
 	}
@@ -345,7 +374,7 @@ func decodeReply(b []byte) (core.Reply, error) {
 	}
 	r := core.Reply{OK: flags&replyOK != 0, More: flags&replyMore != 0, Members: members, Protocol: protocol,
 		Result: core.ClientResult{HasResult: flags&replyHasResult != 0, Error: clientErr},
-		Users:  pres.Users, Presence: pres.Presence, Node: pres.Node}
+		Users:  pres.Users, Presence: pres.Presence, Node: pres.Node, States: pres.States}
 	if len(result) > 0 {
 		r.Result.Result = append([]byte(nil), result...)
 	}

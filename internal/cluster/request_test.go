@@ -108,7 +108,7 @@ func FuzzDecodeRequest(f *testing.F) {
 			}
 			// (an error's text grows by the code's on each crossing,
 			// so the presence section is what is compared)
-			if fmt.Sprint(r2.Users, presenceOf(r2)) != fmt.Sprint(r.Users, presenceOf(r)) || r2.More != r.More || r2.Node != r.Node {
+			if fmt.Sprint(r2.Users, presenceOf(r2), r2.States) != fmt.Sprint(r.Users, presenceOf(r), r.States) || r2.More != r.More || r2.Node != r.Node {
 				t.Fatalf("%+v re-decodes as %+v", r, r2)
 			}
 		}
@@ -135,6 +135,7 @@ func samplePresenceReplies() []core.Reply {
 		{More: true, Users: []core.UserPresence{{UserID: "ann", Conns: 2}, {UserID: "bob", Conns: 1}}, Node: "n-2"},
 		{Presence: &core.Presence{Conns: 7, Users: 3, Groups: 2, UserHashes: []uint64{1, 2, 1 << 63}, GroupHashes: []uint64{5, 9}}},
 		{Presence: &core.Presence{}},
+		{States: []core.StateItem{{ConnID: "n1_a", UserID: "ann", State: []byte(`{"s":"x"}`), At: 1700000000123}, {ConnID: "n1_b", At: 4}}},
 	}
 }
 
@@ -147,7 +148,7 @@ func TestReplyCarriesPresence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.More != r.More || got.Node != r.Node || fmt.Sprint(got.Users) != fmt.Sprint(r.Users) || fmt.Sprint(presenceOf(got)) != fmt.Sprint(presenceOf(r)) {
+		if got.More != r.More || got.Node != r.Node || fmt.Sprint(got.Users) != fmt.Sprint(r.Users) || fmt.Sprint(got.States) != fmt.Sprint(r.States) || fmt.Sprint(presenceOf(got)) != fmt.Sprint(presenceOf(r)) {
 			t.Errorf("%+v came back as %+v", r, got)
 		}
 	}

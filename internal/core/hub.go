@@ -251,8 +251,10 @@ func (h *Hub) joinedGroups(c *Conn, groups []string) {
 	}
 }
 
-// leftGroup tells the member notifications that c left group.
+// leftGroup drops c's state entry and subscription in group and tells the
+// member notifications that c left it.
 func (h *Hub) leftGroup(c *Conn, group string) {
+	h.dropState(c, group)
 	if h.notify != nil {
 		h.notify.left(c, group)
 	}
@@ -487,6 +489,11 @@ func (h *Hub) deliver(op *Op) {
 	case OpPresence:
 		if h.notify != nil {
 			h.notify.deliverOp(op)
+		}
+		return
+	case OpGroupState:
+		if op.Message != nil && op.Message.Type == GroupState && op.Target.Kind == ToGroup {
+			h.deliverState(op.Message)
 		}
 		return
 	case OpClose:

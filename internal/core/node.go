@@ -357,13 +357,13 @@ func (n *Node) NewConnID() string {
 }
 
 type metrics struct {
-	hubs          prometheus.Gauge
-	hubEvents     *prometheus.CounterVec
-	conns         *prometheus.GaugeVec
-	sent          *prometheus.CounterVec
-	sentBytes     *prometheus.CounterVec
-	slowConsumers *prometheus.CounterVec
-	sends         *prometheus.CounterVec
+	hubs           prometheus.Gauge
+	hubEvents      *prometheus.CounterVec
+	conns          *prometheus.GaugeVec
+	sent           *prometheus.CounterVec
+	sentBytes      *prometheus.CounterVec
+	slowConsumers  *prometheus.CounterVec
+	sends          *prometheus.CounterVec
 	users          *prometheus.GaugeVec
 	groups         *prometheus.GaugeVec
 	presenceEvents *prometheus.CounterVec

@@ -48,6 +48,7 @@ const (
 	ReqInvoke                              // queue Data, an invocation with id ID, to Conn; Result: the client's answer within Wait
 	ReqListUsers                           // Users: ListUsers(Group, After, Limit)
 	ReqPresence                            // Presence: the hub's counts
+	ReqGroupState                          // States: GroupStates(Group)
 	numReqKinds
 )
 
@@ -103,6 +104,8 @@ type Reply struct {
 	Node string
 	// ReqPresence: the hub's counts.
 	Presence *Presence
+	// ReqGroupState: the group's state entries, in conn-id order.
+	States []StateItem
 	// ReqConnExists: the conn's protocol (Conn.Protocol).
 	Protocol string
 	// ReqInvoke: the client's answer.
@@ -199,6 +202,8 @@ func (h *Hub) Do(ctx context.Context, req Request) (Reply, error) {
 		return mergeUsers(append(others, local), max(req.Limit, 1)), nil
 	case ReqPresence:
 		return mergePresence(append(others, local)), nil
+	case ReqGroupState:
+		return mergeStates(append(others, local)), nil
 	}
 	return merge(req.Kind, append(others, local)), nil
 }
@@ -301,6 +306,8 @@ func (h *Hub) answer(req *Request) Reply {
 	case ReqPresence:
 		p := h.Presence()
 		return Reply{Presence: &p}
+	case ReqGroupState:
+		return Reply{States: h.GroupStates(req.Group)}
 	case ReqRemoveFromGroups:
 		h.EachConn(Target{Filter: req.Filter}, func(c *Conn) {
 			for _, g := range req.Groups {

@@ -34,9 +34,10 @@ type OpKind uint8
 
 // Operation kinds.
 const (
-	OpSend  OpKind = iota // queue Message
-	OpClose               // close with Reason
-	OpPresence            // a node's change of User's presence in the Target group (member notifications)
+	OpSend       OpKind = iota // queue Message
+	OpClose                    // close with Reason
+	OpPresence                 // a node's change of User's presence in the Target group (member notifications)
+	OpGroupState               // a conn's group state change (Message of type GroupState) for the group's subscribers
 )
 
 // Op is one operation carried by the Broker.
