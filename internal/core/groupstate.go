@@ -45,13 +45,37 @@ type stateEntry struct {
 	at    int64
 }
 
-// connState is a conn's group state: its entries, its subscriptions and,
-// for a subscription whose snapshot is being read, the changes held until
-// it is queued. Guarded by Conn.mu.
+// connState is a conn's group state: its entries and its subscriptions.
+// Guarded by Conn.mu.
 type connState struct {
 	entries map[string]stateEntry
-	subs    map[string]*[]*Message // group → held changes (nil pointer: live)
+	subs    map[string]*stateSub
 	lastAt  int64
+}
+
+// stateSub is a subscription to a group's state. While its snapshot is
+// being read (holding), changes are held; then seen keeps the snapshot's
+// time of each conn's entry until a newer change of that conn is queued,
+// so that a change the snapshot already has (still on its way from its
+// node when the snapshot was read) is not queued again.
+type stateSub struct {
+	holding bool
+	held    []*Message
+	seen    map[string]int64
+}
+
+// admit reports whether change m is new to the subscriber, and forgets
+// the snapshot's time of its conn once it is. c.mu is held.
+func (s *stateSub) admit(m *Message) bool {
+	at, ok := s.seen[m.StateConn]
+	if !ok {
+		return true
+	}
+	if m.StateAt <= at {
+		return false
+	}
+	delete(s.seen, m.StateConn) // later changes of the conn come in order
+	return true
 }
 
 // nextAt returns the time of a change of c's state: now in milliseconds,
@@ -139,10 +163,10 @@ func (h *Hub) SubscribeGroupState(ctx context.Context, c *Conn, group string) (i
 		return nil, nil, fmt.Errorf("%w: not a member of the group", ErrForbidden)
 	}
 	if c.gs.subs == nil {
-		c.gs.subs = make(map[string]*[]*Message)
+		c.gs.subs = make(map[string]*stateSub)
 	}
-	held := new([]*Message)
-	c.gs.subs[group] = held
+	sub := &stateSub{holding: true}
+	c.gs.subs[group] = sub
 	c.mu.Unlock()
 	r, err := h.Do(ctx, Request{Kind: ReqGroupState, Group: group})
 	if err == nil {
@@ -150,7 +174,7 @@ func (h *Hub) SubscribeGroupState(ctx context.Context, c *Conn, group string) (i
 	}
 	if err != nil {
 		c.mu.Lock()
-		if c.gs.subs[group] == held {
+		if c.gs.subs[group] == sub {
 			delete(c.gs.subs, group)
 		}
 		c.mu.Unlock()
@@ -163,17 +187,21 @@ func (h *Hub) SubscribeGroupState(ctx context.Context, c *Conn, group string) (i
 	}
 	release = func(queue func(*Message)) {
 		c.mu.Lock()
-		if c.gs.subs[group] != held { // unsubscribed or left meanwhile
+		if c.gs.subs[group] != sub { // unsubscribed or left meanwhile
 			c.mu.Unlock()
 			return
 		}
-		pending := *held
-		c.gs.subs[group] = nil
+		sub.seen = seen
+		var pending []*Message
+		for _, m := range sub.held {
+			if sub.admit(m) {
+				pending = append(pending, m)
+			}
+		}
+		sub.holding, sub.held = false, nil
 		c.mu.Unlock()
 		for _, m := range pending {
-			if at, ok := seen[m.StateConn]; !ok || m.StateAt > at {
-				queue(m)
-			}
+			queue(m)
 		}
 	}
 	return items, release, nil
@@ -223,16 +251,21 @@ func mergeStates(rs []Reply) Reply {
 func (h *Hub) deliverState(m *Message) {
 	h.groups.each(m.Group, func(c *Conn) {
 		c.mu.Lock()
-		held, sub := c.gs.subs[m.Group]
-		if sub && held != nil {
-			if len(*held) < MaxSnapshotItems {
-				*held = append(*held, m)
+		sub := c.gs.subs[m.Group]
+		switch {
+		case sub == nil:
+			c.mu.Unlock()
+			return
+		case sub.holding:
+			if len(sub.held) < MaxSnapshotItems {
+				sub.held = append(sub.held, m)
 			}
 			c.mu.Unlock()
 			return
 		}
+		ok := sub.admit(m)
 		c.mu.Unlock()
-		if sub {
+		if ok {
 			c.SendMessage(m)
 		}
 	})

@@ -45,7 +45,7 @@ func TestGroupStateSnapshotHoldsChanges(t *testing.T) {
 			Message: &core.Message{Type: core.GroupState, Group: "room", Data: []byte(state), StateConn: conn, StateAt: at}}
 	}
 	r := &snapshotRouter{
-		states: []core.StateItem{{ConnID: "other_x", State: []byte("old"), At: 10}},
+		states: []core.StateItem{{ConnID: "other_x", State: []byte("old"), At: 10}, {ConnID: "other_z", State: []byte("z"), At: 15}},
 		during: []*core.Op{change("other_x", "older", 5), change("other_x", "newer", 20), change("other_y", "new", 3)},
 	}
 	n, err := core.NewNode(core.Config{NodeID: "me", Broker: r})
@@ -59,7 +59,7 @@ func TestGroupStateSnapshotHoldsChanges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(items) != 1 || items[0].ConnID != "other_x" {
+	if len(items) != 2 || items[0].ConnID != "other_x" {
 		t.Fatalf("snapshot %+v", items)
 	}
 	if got := c.bodies(); len(got) != 0 {
@@ -68,6 +68,12 @@ func TestGroupStateSnapshotHoldsChanges(t *testing.T) {
 	release(c.SendMessage)
 	if got := fmt.Sprint(c.bodies()); got != "[other_x:newer@20 other_y:new@3]" {
 		t.Fatalf("after the snapshot: %s", got)
+	}
+	// The snapshot's own change of other_z, still on its way when the
+	// snapshot was read, arrives: not queued again.
+	n.Deliver(change("other_z", "z", 15))
+	if got := c.bodies(); len(got) != 0 {
+		t.Fatalf("a change the snapshot had: %q", got)
 	}
 	// Live now: a change is queued at once.
 	n.Deliver(change("other_x", "live", 30))

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/switchboardhq/switchboard/internal/natstest"
+	"github.com/switchboardhq/switchboard/internal/server/servertest"
 )
 
 // send writes a JSON request.
@@ -126,4 +127,34 @@ func TestClusterGroupState(t *testing.T) {
 	reader.ackOf(1, "Forbidden")
 	a.send(`{"type":"unsubscribeGroupState","group":"room","ackId":30}`)
 	a.ackOf(30, "")
+}
+
+// TestClusterGroupStateOutlivesABlip: a reliable member's entry stays
+// while it drops and recovers (through another node), and goes, announced
+// as cleared, only when a drop outlasts its recovery window.
+func TestClusterGroupStateOutlivesABlip(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	var n []*servertest.Server
+	for _, id := range []string{"a", "b"} {
+		n = append(n, servertest.Start(t, servertest.Options{Settings: []string{"cluster.nats_url=" + ns.URL(), "server.node_id=" + id,
+			"auth.access_keys=" + clusterKey, "reliable.recovery_window=1s"}}))
+	}
+	r := dialReliable(t, n[0], "room")
+	r.ws.WriteText([]byte(`{"type":"setGroupState","group":"room","state":{"s":"here"},"ackId":1}`))
+	r.receive(func() bool { return r.acks[1] })
+	w := dialWPS(t, n[1], "watcher", "room")
+	w.send(`{"type":"subscribeGroupState","group":"room","ackId":1}`)
+	w.ackOf(1, "")
+	if got := items(t, w.nextOf("groupStateSnapshot"), map[string]string{r.id: "r"}); got != `r/rel:{"s":"here"}` {
+		t.Fatalf("snapshot %s", got)
+	}
+	r.recoverOn(n[1]) // a blip: dropped, back within the window on the other node
+	r.ws.WriteText([]byte(`{"type":"sendToGroup","group":"room","dataType":"text","data":"back","ackId":2}`))
+	if m := w.next(); m["type"] != "message" || m["data"] != "back" {
+		t.Fatalf("after the blip the watcher got %v, want r's message (and no cleared entry)", m)
+	}
+	r.ws.Close() // gone for good
+	if got := items(t, w.nextOf("groupStateUpdate"), map[string]string{r.id: "r"}); got != `r/rel:-` {
+		t.Fatalf("after the window: %s", got)
+	}
 }
