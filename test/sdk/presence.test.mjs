@@ -3,11 +3,13 @@
 // invocations of "presence", a user with tabs on two nodes joins once and leaves once, the
 // presence REST reads answer the same from every node, and a node killed with SIGKILL takes its
 // users out: the survivors tell the members they left once its heartbeats stop (within 3 × 2 s
-// plus one sweep).
+// plus one sweep). Group state: requests written and frames parsed with the client package's own
+// protocol models (1.1.0 has no public API for them), on both JSON subprotocols.
 import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { startCluster, hubName, signalrRest, startAppNegotiate, startHub, waitFor, signJwt } from "./harness.mjs";
-import { serviceClient, startSdkClient } from "./helpers.mjs";
+import { serviceClient, startSdkClient, connectJson, WebPubSubJsonProtocol } from "./helpers.mjs";
+import { WebPubSubJsonReliableProtocol } from "@azure/web-pubsub-client";
 
 const hub = hubName("presence");
 const c = {};
@@ -94,6 +96,54 @@ test("SignalR members get an invocation of presence", async () => {
   } finally {
     await h.stop();
   }
+});
+
+test("group state through the client package's protocol models, across nodes", async () => {
+  const members = [];
+  for (const [i, user, proto] of [[0, "gina", WebPubSubJsonProtocol()], [1, "hal", WebPubSubJsonReliableProtocol()]]) {
+    const conn = await connectJson(c.svc[i], {
+      userId: user,
+      roles: ["webpubsub.joinLeaveGroup", "webpubsub.sendToGroup"],
+      groups: ["desk"],
+      protocol: proto.name,
+    });
+    clients.push({ stop: () => conn.close() });
+    // Every frame after "connected", parsed by the package (null: a kind it ignores).
+    const parsed = async (what, pred) => {
+      for (;;) {
+        const f = await conn.inbox.next({ what });
+        const m = proto.parseMessages(f.text);
+        if (m && pred(m)) return m;
+      }
+    };
+    const send = (msg) => new Promise((res, rej) => conn.ws.send(proto.writeMessage(msg), (e) => (e ? rej(e) : res())));
+    members.push({ conn, proto, parsed, send });
+  }
+  const [g, h] = members;
+  await h.send({ kind: "setGroupState", group: "desk", state: { status: "on call" }, ackId: 1 });
+  const ack1 = await h.parsed("ack 1", (m) => m.kind === "ack");
+  assert.deepEqual([ack1.ackId, ack1.success], [1, true]);
+
+  await g.send({ kind: "subscribeGroupState", group: "desk", ackId: 1 });
+  assert.equal((await g.parsed("subscribe ack", (m) => m.kind === "ack")).success, true);
+  const snap = await g.parsed("snapshot", (m) => m.kind === "groupStateSnapshot");
+  assert.equal(snap.group, "desk");
+  assert.equal(snap.items.length, 1);
+  assert.equal(snap.items[0].connectionId, h.conn.connectionId);
+  assert.equal(snap.items[0].userId, "hal");
+  assert.deepEqual(snap.items[0].state, { status: "on call" });
+  assert.equal(typeof snap.items[0].updatedAt, "number");
+
+  await h.send({ kind: "setGroupState", group: "desk", ackId: 2 }); // no state: cleared
+  const upd = await g.parsed("update", (m) => m.kind === "groupStateUpdate");
+  assert.equal(upd.items[0].connectionId, h.conn.connectionId);
+  assert.equal(upd.items[0].state, undefined);
+  assert.ok(upd.items[0].updatedAt >= snap.items[0].updatedAt);
+
+  await g.send({ kind: "setGroupState", group: "elsewhere", state: { a: "b" }, ackId: 2 });
+  const refused = await g.parsed("refused set", (m) => m.kind === "ack" && m.ackId === 2);
+  assert.equal(refused.success, false);
+  assert.equal(refused.error.name, "Forbidden");
 });
 
 test("a node killed with SIGKILL: its users leave within the heartbeat timeout", async () => {
