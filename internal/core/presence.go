@@ -47,29 +47,74 @@ type Presence struct {
 // after, in user-id order with their connection counts, and whether more
 // follow. Connections without a user id are not listed.
 func (h *Hub) ListUsers(group, after string, limit int) (page []UserPresence, more bool) {
-	counts := make(map[string]int)
+	// The limit+1 smallest user ids after the cursor, kept in a bounded
+	// max-heap: a page of a big hub holds limit+1 entries, not the hub.
+	top := userHeap{max: limit + 1}
 	if group == "" {
 		h.users.eachSet(func(user string, n int) {
 			if user > after {
-				counts[user] = n
+				top.offer(UserPresence{UserID: user, Conns: n})
 			}
 		})
 	} else {
+		// A group's members are counted per user first (the group's conns
+		// are what a connection listing copies too).
+		counts := make(map[string]int)
 		h.groups.each(group, func(c *Conn) {
 			if c.userID != "" && c.userID > after {
 				counts[c.userID]++
 			}
 		})
+		for u, n := range counts {
+			top.offer(UserPresence{UserID: u, Conns: n})
+		}
 	}
-	page = make([]UserPresence, 0, min(len(counts), limit))
-	for u, n := range counts {
-		page = append(page, UserPresence{UserID: u, Conns: n})
-	}
+	page = top.h
 	slices.SortFunc(page, func(a, b UserPresence) int { return strings.Compare(a.UserID, b.UserID) })
 	if len(page) > limit {
 		page, more = page[:limit], true
 	}
 	return page, more
+}
+
+// userHeap keeps the max entries of smallest user id offered (a max-heap
+// on the id).
+type userHeap struct {
+	h   []UserPresence
+	max int
+}
+
+func (u *userHeap) offer(p UserPresence) {
+	if len(u.h) < u.max {
+		u.h = append(u.h, p)
+		for i := len(u.h) - 1; i > 0; {
+			parent := (i - 1) / 2
+			if u.h[parent].UserID >= u.h[i].UserID {
+				break
+			}
+			u.h[parent], u.h[i] = u.h[i], u.h[parent]
+			i = parent
+		}
+		return
+	}
+	if p.UserID >= u.h[0].UserID {
+		return
+	}
+	u.h[0] = p
+	for i := 0; ; {
+		l, big := 2*i+1, i
+		if l < len(u.h) && u.h[l].UserID > u.h[big].UserID {
+			big = l
+		}
+		if r := l + 1; r < len(u.h) && u.h[r].UserID > u.h[big].UserID {
+			big = r
+		}
+		if big == i {
+			return
+		}
+		u.h[i], u.h[big] = u.h[big], u.h[i]
+		i = big
+	}
 }
 
 // Presence returns this node's counts of h.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -134,5 +135,38 @@ func TestPresenceGauges(t *testing.T) {
 	c.Close("bye")
 	if users() != 0 || groups() != 0 {
 		t.Fatalf("after all: users %v groups %v", users(), groups())
+	}
+}
+
+// TestListUsersPagesABigHub: paging through a hub of many users gives
+// each once, in order, and a page holds only what it returns (the heap is
+// bounded by the page, not the hub).
+func TestListUsersPagesABigHub(t *testing.T) {
+	h := testHub(t, testNode(t, core.Config{}), "chat")
+	const users = 2500
+	for i := range users {
+		connect(t, h, core.ConnInfo{UserID: fmt.Sprintf("u%05d", (i*7919)%users)})
+	}
+	var got []string
+	after := ""
+	for pages := 0; ; pages++ {
+		page, more := h.ListUsers("", after, 97)
+		for _, u := range page {
+			got = append(got, u.UserID)
+		}
+		if !more {
+			break
+		}
+		after = page[len(page)-1].UserID
+		if pages > users {
+			t.Fatal("paging does not end")
+		}
+	}
+	if len(got) != users || !slices.IsSorted(got) || got[0] != "u00000" || got[users-1] != fmt.Sprintf("u%05d", users-1) {
+		t.Fatalf("%d users, sorted %v, first %q", len(got), slices.IsSorted(got), got[0])
+	}
+	allocs := testing.AllocsPerRun(5, func() { h.ListUsers("", "u01000", 10) })
+	if allocs > 5 {
+		t.Errorf("a page of 10 of %d users took %v allocations", users, allocs)
 	}
 }
