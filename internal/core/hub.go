@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
@@ -59,9 +61,19 @@ func newHubIndex() *hubIndex {
 // newHub returns an empty hub, not registered with n.
 func newHub(n *Node, name string) *Hub {
 	h := &Hub{name: name, node: n, hubIndex: newHubIndex(), label: OtherHubs}
-	// The hub's label is set when the node registers it, before any conn.
-	h.users.counted = func(d float64) { n.metrics.users.WithLabelValues(h.label, n.cfg.Namespace).Add(d) }
-	h.groups.counted = func(d float64) { n.metrics.groups.WithLabelValues(h.label, n.cfg.Namespace).Add(d) }
+	// The hub's label is set when the node registers it, before any conn,
+	// and never changes after: the gauges are looked up once.
+	var users, groups atomic.Pointer[prometheus.Gauge]
+	gauge := func(p *atomic.Pointer[prometheus.Gauge], vec *prometheus.GaugeVec) prometheus.Gauge {
+		if g := p.Load(); g != nil {
+			return *g
+		}
+		g := vec.WithLabelValues(h.label, n.cfg.Namespace)
+		p.Store(&g)
+		return g
+	}
+	h.users.counted = func(d float64) { gauge(&users, n.metrics.users).Add(d) }
+	h.groups.counted = func(d float64) { gauge(&groups, n.metrics.groups).Add(d) }
 	in, _ := n.cfg.Broker.(Interest)
 	h.interest = in
 	if pn := n.cfg.PresenceNotify; pn != nil {
