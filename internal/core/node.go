@@ -414,7 +414,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"event"}),
 		presenceErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "switchboard", Subsystem: "presence", Name: "errors_total",
-			Help: "Presence changes not published, or groups whose presence was not read from every node (NATS down, a node not answering): members may miss or get an extra notification.",
+			Help: "Presence changes or group state removals not published, or groups whose presence was not read from every node (NATS down, a node not answering): members may miss or get an extra notification, subscribers keep a state entry.",
 		}),
 	}
 	// A second node on the same registry (the SignalR namespace) shares
