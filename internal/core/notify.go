@@ -2,6 +2,7 @@ package core
 
 import (
 	"context"
+	"hash/maphash"
 	"sync"
 	"time"
 )
@@ -13,10 +14,11 @@ import (
 // announced.
 //
 // How the cluster counts: every node counts its own connections per
-// (group, user) and publishes each change of "this node has the user in
-// the group" (0 → 1, 1 → 0) as an OpPresence to the group, so it reaches
-// the nodes with members of it, this one included, in the order the node
-// published them. Every node with members of a notified group keeps, per
+// (group, user) and publishes "this node has the user in the group" at
+// each join and "no longer" when its count falls to 0, as an OpPresence to
+// the group, so it reaches the nodes with members of it, this one
+// included, in the order the node published them (per group and user, in
+// the order of the count's changes). Every node with members of a notified group keeps, per
 // user, the set of nodes that have the user there (groupPresence): a user
 // whose set becomes non-empty has joined, one whose set becomes empty has
 // left, and the node tells its own members. A node that gets its first
@@ -56,6 +58,12 @@ type presenceTracker struct {
 	// user never cross. Taken before hub shard locks; never under one.
 	emit sync.Mutex
 	mu   sync.Mutex // guards local and groups; a leaf
+	// pub serializes, per (group, user) (64 shards by hash), a change of
+	// this node's count and the publish of its presence, so that one
+	// user's presence changes leave the node in the order of its counts.
+	// Taken before emit.
+	pub     [64]sync.Mutex
+	pubSeed maphash.Seed
 	// local counts this node's conns per group and user (notified groups
 	// and conns with a user id only).
 	local  map[groupUser]int
@@ -75,7 +83,17 @@ type groupPresence struct {
 }
 
 func newPresenceTracker(h *Hub, cfg *PresenceNotify) *presenceTracker {
-	return &presenceTracker{hub: h, cfg: cfg, local: make(map[groupUser]int), groups: make(map[string]*groupPresence)}
+	return &presenceTracker{hub: h, cfg: cfg, local: make(map[groupUser]int), groups: make(map[string]*groupPresence), pubSeed: maphash.MakeSeed()}
+}
+
+// pubLock returns the publish lock of (group, user).
+func (t *presenceTracker) pubLock(group, user string) *sync.Mutex {
+	var mh maphash.Hash
+	mh.SetSeed(t.pubSeed)
+	mh.WriteString(group)
+	mh.WriteByte(0)
+	mh.WriteString(user)
+	return &t.pub[mh.Sum64()%uint64(len(t.pub))]
 }
 
 // watch is called under the group's shard lock when this node's first
@@ -100,8 +118,11 @@ func (t *presenceTracker) unwatch(group string) {
 
 // joined is called after c joined groups (new memberships only, once the
 // broker receives their ops): it seeds a group's presence if c's join made
-// it tracked, and announces c's user where it is this node's first conn of
-// the user.
+// it tracked, and publishes that this node has c's user in each group.
+// Every join publishes, not only the user's first here: a repeat is a
+// no-op for every node, and it puts this node back in the set of a group
+// whose tracking restarted (its last member left and another joined)
+// while the count still had a conn on its way out.
 func (t *presenceTracker) joined(c *Conn, groups []string) {
 	for _, g := range groups {
 		t.mu.Lock()
@@ -110,15 +131,15 @@ func (t *presenceTracker) joined(c *Conn, groups []string) {
 		if seed {
 			gp.needSeed = false
 		}
-		first := false
-		if c.userID != "" && t.cfg.Match(t.hub.name, g) {
-			k := groupUser{g, c.userID}
-			t.local[k]++
-			first = t.local[k] == 1
-		}
 		t.mu.Unlock()
-		if first {
+		if c.userID != "" && t.cfg.Match(t.hub.name, g) {
+			l := t.pubLock(g, c.userID)
+			l.Lock()
+			t.mu.Lock()
+			t.local[groupUser{g, c.userID}]++
+			t.mu.Unlock()
 			t.publish(g, c.userID, true)
+			l.Unlock()
 		}
 		if seed {
 			t.seed(g, gp)
@@ -132,6 +153,9 @@ func (t *presenceTracker) left(c *Conn, group string) {
 		return
 	}
 	k := groupUser{group, c.userID}
+	l := t.pubLock(group, c.userID)
+	l.Lock()
+	defer l.Unlock()
 	t.mu.Lock()
 	last := false
 	if n := t.local[k]; n > 0 {

@@ -1,8 +1,10 @@
 package core_test
 
 import (
+	"context"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/switchboardhq/switchboard/internal/core"
@@ -106,5 +108,61 @@ func TestNotifyAcrossNodes(t *testing.T) {
 	slices.Sort(got)
 	if !slices.Equal(got, []string{"left room1 ann", "left room1 bob"}) {
 		t.Fatalf("the other node went: %q", got)
+	}
+}
+
+// gateRouter is a fakeRouter whose first publish of a cleared group state
+// entry, once armed, waits until the test opens the gate: it holds a leave
+// between the conn's removal from the group and the rest of its
+// bookkeeping.
+type gateRouter struct {
+	fakeRouter
+	armed   atomic.Bool
+	reached chan struct{}
+	gate    chan struct{}
+}
+
+func (g *gateRouter) Publish(ctx context.Context, op *core.Op) error {
+	if op.Kind == core.OpGroupState && op.Message.Data == nil && g.armed.CompareAndSwap(true, false) {
+		close(g.reached)
+		<-g.gate
+	}
+	return g.fakeRouter.Publish(ctx, op)
+}
+
+// TestNotifyRejoinWhileLastLeaves: a user's conn joins a group while its
+// other conn, the node's last member of the group, is leaving it: the
+// node must still count the user as present here, so that the user's
+// arrival on another node is no news to this node's members. (Before
+// every join published, the join landed between the leaver's removal,
+// which restarted the group's tracking, and its count's decrement: by the
+// count it was not the user's first here and said nothing, and the
+// restarted tracking never learnt the user was here.)
+func TestNotifyRejoinWhileLastLeaves(t *testing.T) {
+	gr := &gateRouter{reached: make(chan struct{}), gate: make(chan struct{})}
+	n, err := core.NewNode(core.Config{NodeID: "me", Broker: gr, PresenceNotify: notifyConfig()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := n.Hub("chat")
+	x := connect(t, h, core.ConnInfo{UserID: "ann", Groups: []string{"room"}})
+	y := connect(t, h, core.ConnInfo{UserID: "ann"})
+	if err := h.SetGroupState(context.Background(), x.Conn, "room", []byte("s")); err != nil {
+		t.Fatal(err)
+	}
+	gr.armed.Store(true)
+	done := make(chan struct{})
+	go func() { h.LeaveGroup(x.Conn, "room"); close(done) }()
+	<-gr.reached // x is out of the group (its tracking restarts); its count is not down yet
+	if err := h.JoinGroup(y.Conn, "room"); err != nil {
+		t.Fatal(err)
+	}
+	close(gr.gate)
+	<-done
+	y.bodies()
+	// ann arrives on another node: she is here already, nobody is told.
+	n.Deliver(&core.Op{Hub: "chat", Kind: core.OpPresence, Target: core.Target{Kind: core.ToGroup, Name: "room"}, User: "ann", Present: true, Origin: "other"})
+	if got := y.bodies(); len(got) != 0 {
+		t.Fatalf("ann, present here, announced as %q", got)
 	}
 }
