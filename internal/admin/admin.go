@@ -36,10 +36,13 @@ type Config struct {
 	// Connectors, if set, gives what GET /admin/connectors shows: each connector's state,
 	// assignment and lag.
 	Connectors func() any
+	// Presence, if set, gives what GET /admin/presence shows: per hub, the
+	// connections, users and groups of the cluster and of this node.
+	Presence func(ctx context.Context) any
 }
 
 // Register adds the admin routes to mux: /metrics (open, as Prometheus
-// scrapes it), /admin/config, /admin/history, /admin/cluster, /admin/connectors and, when enabled, /debug/pprof/.
+// scrapes it), /admin/config, /admin/history, /admin/cluster, /admin/connectors, /admin/presence and, when enabled, /debug/pprof/.
 func Register(mux *http.ServeMux, cfg Config) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
 	guard := func(h http.Handler) http.Handler {
@@ -82,6 +85,15 @@ func Register(mux *http.ServeMux, cfg Config) {
 			enc := json.NewEncoder(w)
 			enc.SetIndent("", "  ")
 			enc.Encode(cfg.Connectors())
+		})))
+	}
+	if cfg.Presence != nil {
+		mux.Handle("GET /admin/presence", guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
+			enc := json.NewEncoder(w)
+			enc.SetIndent("", "  ")
+			enc.Encode(cfg.Presence(r.Context()))
 		})))
 	}
 	if cfg.Pprof {

@@ -180,3 +180,42 @@ func TestPublishDeliversItsOwnOpsFirst(t *testing.T) {
 		t.Errorf("a received %v operations from NATS, want 1 (b's): its own came back", n)
 	}
 }
+
+// goneRecorder is a recorder that also hears of nodes that left.
+type goneRecorder struct {
+	recorder
+	mu   sync.Mutex
+	gone []string
+}
+
+func (g *goneRecorder) NodeGone(id string) {
+	g.mu.Lock()
+	g.gone = append(g.gone, id)
+	g.mu.Unlock()
+}
+
+// TestNodeGoneReachesEveryNamespace: when a node stops heartbeating, the
+// deliverer of each of this node's namespaces that listens is told, once.
+func TestNodeGoneReachesEveryNamespace(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	a, b := join(t, ns.URL(), "a"), join(t, ns.URL(), "b")
+	var rs []*goneRecorder
+	for _, name := range []string{"wps", "signalr"} {
+		br, err := a.Broker(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &goneRecorder{}
+		br.Attach(r)
+		rs = append(rs, r)
+	}
+	eventually.True(t, "a sees b", 10*time.Second, func() bool { return len(a.liveNodes()) == 2 })
+	b.Close(context.Background())
+	for _, r := range rs {
+		eventually.True(t, "a's namespace hears b went", 10*time.Second, func() bool {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return len(r.gone) == 1 && r.gone[0] == "b"
+		})
+	}
+}

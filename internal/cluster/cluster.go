@@ -389,14 +389,30 @@ func (c *Cluster) heartbeats() {
 
 func (c *Cluster) expire(now time.Time) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	var gone []string
 	for id, p := range c.nodes {
 		if now.Sub(p.lastSeen) > 3*c.cfg.HeartbeatInterval {
 			delete(c.nodes, id)
+			gone = append(gone, id)
 			c.log.Warn("node gone: no heartbeat", "node_id", id, "last_seen", p.lastSeen)
 		}
 	}
+	brokers := slices.Clone(c.brokers)
+	c.mu.Unlock()
+	for _, id := range gone {
+		for _, b := range brokers {
+			if d := b.d.Load(); d != nil {
+				if w, ok := d.Deliverer.(nodeWatcher); ok {
+					w.NodeGone(id)
+				}
+			}
+		}
+	}
 }
+
+// nodeWatcher is what a broker's deliverer may implement to hear of nodes
+// that left (core.Node does: its member notifications drop their users).
+type nodeWatcher interface{ NodeGone(id string) }
 
 // relayDropped ends the relay of subject, if it is one (relay.go).
 func (c *Cluster) relayDropped(subject string) {

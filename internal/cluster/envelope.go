@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/switchboardhq/switchboard/internal/core"
@@ -26,6 +27,16 @@ import (
 //	  offset    uvarint
 //	  data      bytes
 //
+// An OpPresence (member notifications) is an op of kind core.OpPresence to
+// a group, whose reason field carries the user id, with flag flagPresent
+// when the origin now has the user in the group; origin is the node whose
+// change it is.
+//
+// An OpGroupState (group state) is an op of kind core.OpGroupState to a
+// group with a message of type core.GroupState whose epoch field carries
+// the conn id (Message.StateConn) and offset field the change's time
+// (Message.StateAt); empty data is a cleared entry.
+//
 // A marker (see order.go) is an envelope of its own on the same subjects:
 //
 //	version   byte (envelopeV1)
@@ -44,6 +55,7 @@ const envelopeV1 = 1
 const (
 	flagMessage = 1 << 0
 	flagMarker  = 1 << 1
+	flagPresent = 1 << 2
 )
 
 // errEnvelope is the cause of every decoding failure.
@@ -55,12 +67,19 @@ func encodeOp(dst []byte, origin string, op *core.Op) []byte {
 	if op.Message != nil {
 		flags |= flagMessage
 	}
+	reason := op.Reason
+	if op.Kind == core.OpPresence {
+		reason = op.User
+		if op.Present {
+			flags |= flagPresent
+		}
+	}
 	dst = append(dst, envelopeV1, byte(op.Kind), byte(op.Target.Kind), flags)
 	filter := ""
 	if op.Target.Filter != nil {
 		filter = op.Target.Filter.String()
 	}
-	for _, s := range [...]string{origin, op.Hub, op.Target.Name, op.SkipConn, op.Reason, filter} {
+	for _, s := range [...]string{origin, op.Hub, op.Target.Name, op.SkipConn, reason, filter} {
 		dst = appendString(dst, s)
 	}
 	dst = binary.AppendUvarint(dst, uint64(len(op.Target.Excluded)))
@@ -68,16 +87,20 @@ func encodeOp(dst []byte, origin string, op *core.Op) []byte {
 		dst = appendString(dst, s)
 	}
 	if m := op.Message; m != nil {
+		epoch, offset := m.Epoch, m.Offset
+		if m.Type == core.GroupState {
+			epoch, offset = m.StateConn, uint64(max(m.StateAt, 0))
+		}
 		dst = append(dst, byte(m.Type), byte(m.From))
 		dst = appendString(dst, m.Group)
 		dst = appendString(dst, m.FromUserID)
-		dst = appendString(dst, m.Epoch)
+		dst = appendString(dst, epoch)
 		var exp int64
 		if !m.Expires.IsZero() {
 			exp = m.Expires.UnixNano()
 		}
 		dst = binary.AppendVarint(dst, exp)
-		dst = binary.AppendUvarint(dst, m.Offset)
+		dst = binary.AppendUvarint(dst, offset)
 		dst = binary.AppendUvarint(dst, uint64(len(m.Data)))
 		dst = append(dst, m.Data...)
 	}
@@ -127,13 +150,13 @@ func decodeOp(b []byte) (op *core.Op, origin string, err error) {
 	if version != envelopeV1 {
 		return nil, "", fmt.Errorf("%w: version %d", errEnvelope, version)
 	}
-	if kind > byte(core.OpClose) {
+	if kind > byte(core.OpGroupState) {
 		return nil, "", fmt.Errorf("%w: op kind %d", errEnvelope, kind)
 	}
 	if target > byte(core.ToConn) {
 		return nil, "", fmt.Errorf("%w: target kind %d", errEnvelope, target)
 	}
-	if flags&^flagMessage != 0 {
+	if flags&^(flagMessage|flagPresent) != 0 || (flags&flagPresent != 0 && kind != byte(core.OpPresence)) {
 		return nil, "", fmt.Errorf("%w: flags %#x", errEnvelope, flags)
 	}
 	op = &core.Op{Kind: core.OpKind(kind), Target: core.Target{Kind: core.TargetKind(target)}}
@@ -156,7 +179,8 @@ func decodeOp(b []byte) (op *core.Op, origin string, err error) {
 	if flags&flagMessage != 0 {
 		m := &core.Message{}
 		typ, from := d.byte(), d.byte()
-		if d.err == nil && (typ > byte(core.Protobuf) || from > byte(core.FromGroup)) {
+		if d.err == nil && ((typ > byte(core.Protobuf) && typ != byte(core.GroupState)) || from > byte(core.FromGroup) ||
+			(typ == byte(core.GroupState)) != (kind == byte(core.OpGroupState))) {
 			return nil, "", fmt.Errorf("%w: message type %d from %d", errEnvelope, typ, from)
 		}
 		m.Type, m.From = core.DataType(typ), core.Origin(from)
@@ -176,8 +200,24 @@ func decodeOp(b []byte) (op *core.Op, origin string, err error) {
 	if len(d.b) != 0 {
 		return nil, "", fmt.Errorf("%w: %d bytes after the op", errEnvelope, len(d.b))
 	}
-	if (op.Kind == core.OpSend) != (op.Message != nil) {
+	if (op.Kind == core.OpSend || op.Kind == core.OpGroupState) != (op.Message != nil) {
 		return nil, "", fmt.Errorf("%w: a send carries a message, a close none", errEnvelope)
+	}
+	if op.Kind == core.OpGroupState {
+		m := op.Message
+		if op.Target.Kind != core.ToGroup || m.Group != op.Target.Name || m.Epoch == "" || m.Offset > math.MaxInt64 || filter != "" {
+			return nil, "", fmt.Errorf("%w: a group state change names its group and conn", errEnvelope)
+		}
+		m.StateConn, m.StateAt, m.Epoch, m.Offset = m.Epoch, int64(m.Offset), "", 0
+		if len(m.Data) == 0 {
+			m.Data = nil
+		}
+	}
+	if op.Kind == core.OpPresence {
+		if op.Target.Kind != core.ToGroup || op.Reason == "" || filter != "" || len(op.Target.Excluded) > 0 || op.SkipConn != "" {
+			return nil, "", fmt.Errorf("%w: a presence change names a group and a user only", errEnvelope)
+		}
+		op.User, op.Reason, op.Present, op.Origin = op.Reason, "", flags&flagPresent != 0, origin
 	}
 	if filter != "" {
 		f, err := odata.Parse(filter)

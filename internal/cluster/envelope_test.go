@@ -24,6 +24,12 @@ func sampleOps(t testing.TB) []*core.Op {
 				FromUserID: "ann", Expires: time.Unix(1700000000, 123), Offset: 42, Epoch: "e1"}},
 		{Hub: "chat", Kind: core.OpSend, Target: core.Target{Kind: core.ToUser, Name: "ann"}, Message: &core.Message{Type: core.Binary, Data: []byte{0, 1, 2}}},
 		{Hub: "chat", Kind: core.OpClose, Target: core.Target{Kind: core.ToConn, Name: "n2_abc"}, Reason: "bye"},
+		{Hub: "chat", Kind: core.OpPresence, Target: core.Target{Kind: core.ToGroup, Name: "room 1"}, User: "ann", Present: true, Origin: "node-1"},
+		{Hub: "chat", Kind: core.OpPresence, Target: core.Target{Kind: core.ToGroup, Name: "room 1"}, User: "bob", Origin: "node-1"},
+		{Hub: "chat", Kind: core.OpGroupState, Target: core.Target{Kind: core.ToGroup, Name: "room 1"},
+			Message: &core.Message{Type: core.GroupState, Group: "room 1", FromUserID: "ann", Data: []byte(`{"s":"x"}`), StateConn: "n1_a", StateAt: 1700000000123}},
+		{Hub: "chat", Kind: core.OpGroupState, Target: core.Target{Kind: core.ToGroup, Name: "g"},
+			Message: &core.Message{Type: core.GroupState, Group: "g", StateConn: "n1_a", StateAt: 7}},
 	}
 }
 
@@ -37,7 +43,8 @@ func sameOp(a, b *core.Op) bool {
 		fb = b.Target.Filter.String()
 	}
 	if a.Hub != b.Hub || a.Kind != b.Kind || a.Target.Kind != b.Target.Kind || a.Target.Name != b.Target.Name ||
-		!reflect.DeepEqual(a.Target.Excluded, b.Target.Excluded) || fa != fb || a.Reason != b.Reason || a.SkipConn != b.SkipConn {
+		!reflect.DeepEqual(a.Target.Excluded, b.Target.Excluded) || fa != fb || a.Reason != b.Reason || a.SkipConn != b.SkipConn ||
+		a.User != b.User || a.Present != b.Present || a.Origin != b.Origin {
 		return false
 	}
 	if (a.Message == nil) != (b.Message == nil) {
@@ -48,7 +55,8 @@ func sameOp(a, b *core.Op) bool {
 	}
 	ma, mb := a.Message, b.Message
 	return ma.Type == mb.Type && bytes.Equal(ma.Data, mb.Data) && ma.From == mb.From && ma.Group == mb.Group &&
-		ma.FromUserID == mb.FromUserID && ma.Expires.Equal(mb.Expires) && ma.Offset == mb.Offset && ma.Epoch == mb.Epoch
+		ma.FromUserID == mb.FromUserID && ma.Expires.Equal(mb.Expires) && ma.Offset == mb.Offset && ma.Epoch == mb.Epoch &&
+		ma.StateConn == mb.StateConn && ma.StateAt == mb.StateAt
 }
 
 func TestEnvelopeRoundTrip(t *testing.T) {
@@ -86,6 +94,13 @@ func TestEnvelopeRefuses(t *testing.T) {
 			b[1] = byte(core.OpClose)
 			return b
 		}(),
+		"present flag on a send": func() []byte {
+			b := append([]byte{}, good...)
+			b[3] |= flagPresent
+			return b
+		}(),
+		"presence to all":       encodeOp(nil, "n", &core.Op{Hub: "h", Kind: core.OpPresence, Target: core.Target{Kind: core.ToAll}, User: "u"}),
+		"presence without user": encodeOp(nil, "n", &core.Op{Hub: "h", Kind: core.OpPresence, Target: core.Target{Kind: core.ToGroup, Name: "g"}}),
 		// a close of all in hub "h" from "n" whose filter is "eq ".
 		"bad filter": {1, 1, 0, 0, 1, 'n', 1, 'h', 0, 0, 0, 3, 'e', 'q', ' ', 0},
 	} {

@@ -49,12 +49,27 @@ import (
 //	protocol string (the conn's protocol, for a conn existence check)
 //	result   bytes, then the client's error string (an invocation's
 //	         answer; flag replyHasResult: the client returned a value)
+//
+// and, only with flag replyPresence (a node of an older version sends
+// neither the flag nor the section):
+//
+//	users    uvarint count, then user id string and uvarint connection
+//	         count each (a users listing's page; flag replyMore as above)
+//	node     string (the id of the node whose users they are)
+//	counts   uvarint connections, users, groups (a hub's presence)
+//	hashes   uvarint count, then that many 8-byte big-endian hashes, for
+//	         the users and then for the groups (ascending, at most
+//	         core.SketchSize each)
+//	states   uvarint count (at most core.MaxSnapshotItems), then conn id
+//	         and user id strings, state bytes and uvarint time (Unix ms)
+//	         each (a group's state entries)
 const requestV1 = 1
 
 const (
 	replyOK        = 1 << 0
 	replyMore      = 1 << 1
 	replyHasResult = 1 << 2
+	replyPresence  = 1 << 3
 )
 
 // maxListLimit bounds the page a listing request may ask a node for (the
@@ -199,6 +214,9 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 	if r.Result.HasResult {
 		flags |= replyHasResult
 	}
+	if len(r.Users) > 0 || r.Presence != nil || r.Node != "" || len(r.States) > 0 {
+		flags |= replyPresence
+	}
 	code, msg := byte(0), ""
 	if r.Err != nil {
 		code, msg = codeRemote, r.Err.Error()
@@ -219,6 +237,9 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 	dst = appendString(dst, r.Protocol)
 	dst = appendString(dst, string(r.Result.Result))
 	dst = appendString(dst, r.Result.Error)
+	if flags&replyPresence != 0 {
+		dst = appendPresence(dst, r)
+	}
 	// The members' connect times (a user's conns, core.ReqUserConns) follow
 	// only when there are some, so that every other reply is as before and a
 	// node of an earlier version reads it.
@@ -228,6 +249,107 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 		}
 	}
 	return dst
+}
+
+// appendPresence appends a reply's presence section (users, node, counts,
+// sketches, group state entries).
+func appendPresence(dst []byte, r core.Reply) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(r.Users)))
+	for _, u := range r.Users {
+		dst = appendString(dst, u.UserID)
+		dst = binary.AppendUvarint(dst, uint64(max(u.Conns, 0)))
+	}
+	dst = appendString(dst, r.Node)
+	p := r.Presence
+	if p == nil {
+		p = &core.Presence{}
+	}
+	for _, n := range [...]int{p.Conns, p.Users, p.Groups} {
+		dst = binary.AppendUvarint(dst, uint64(max(n, 0)))
+	}
+	for _, hs := range [...][]uint64{p.UserHashes, p.GroupHashes} {
+		dst = binary.AppendUvarint(dst, uint64(len(hs)))
+		for _, h := range hs {
+			dst = binary.BigEndian.AppendUint64(dst, h)
+		}
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(r.States)))
+	for _, it := range r.States {
+		dst = appendString(dst, it.ConnID)
+		dst = appendString(dst, it.UserID)
+		dst = appendString(dst, string(it.State))
+		dst = binary.AppendUvarint(dst, uint64(max(it.At, 0)))
+	}
+	return dst
+}
+
+// maxPresenceCount bounds a count a reply's presence section may carry.
+const maxPresenceCount = 1 << 40
+
+// decodePresence reads a reply's presence section into r.
+func decodePresence(d *decoder, r *core.Reply) error {
+	n := d.uvarint()
+	if d.err == nil && (n > maxListLimit || n > uint64(len(d.b))) {
+		return fmt.Errorf("%w: %d users", errRequest, n)
+	}
+	if n > 0 {
+		r.Users = make([]core.UserPresence, 0, n)
+	}
+	for range n {
+		u := core.UserPresence{UserID: d.string()}
+		c := d.uvarint()
+		if c > maxPresenceCount {
+			return fmt.Errorf("%w: user count %d", errRequest, c)
+		}
+		u.Conns = int(c)
+		r.Users = append(r.Users, u)
+	}
+	r.Node = d.string()
+	p := &core.Presence{}
+	for _, dst := range [...]*int{&p.Conns, &p.Users, &p.Groups} {
+		c := d.uvarint()
+		if c > maxPresenceCount {
+			return fmt.Errorf("%w: presence count %d", errRequest, c)
+		}
+		*dst = int(c)
+	}
+	for _, dst := range [...]*[]uint64{&p.UserHashes, &p.GroupHashes} {
+		k := d.uvarint()
+		if d.err == nil && (k > core.SketchSize || k*8 > uint64(len(d.b))) {
+			return fmt.Errorf("%w: %d hashes", errRequest, k)
+		}
+		if k > 0 {
+			*dst = make([]uint64, k)
+			for i := range *dst {
+				(*dst)[i] = binary.BigEndian.Uint64(d.b[:8])
+				d.b = d.b[8:]
+			}
+		}
+	}
+	n = d.uvarint()
+	if d.err == nil && (n > core.MaxSnapshotItems || n > uint64(len(d.b))) {
+		return fmt.Errorf("%w: %d state entries", errRequest, n)
+	}
+	if n > 0 {
+		r.States = make([]core.StateItem, 0, n)
+	}
+	for range n {
+		it := core.StateItem{ConnID: d.string(), UserID: d.string()}
+		if st := d.bytes(); len(st) > 0 {
+			it.State = append([]byte(nil), st...)
+		}
+		at := d.uvarint()
+		if at > math.MaxInt64 {
+			return fmt.Errorf("%w: state time %d", errRequest, at)
+		}
+		it.At = int64(at)
+		r.States = append(r.States, it)
+	}
+	if d.err != nil {
+		return fmt.Errorf("%w: %w", errRequest, d.err)
+	}
+	r.Presence = p
+	return nil
 }
 
 func decodeReply(b []byte) (core.Reply, error) {
@@ -249,6 +371,12 @@ func decodeReply(b []byte) (core.Reply, error) {
 	protocol := d.string()
 	result := d.bytes()
 	clientErr := d.string()
+	var pres core.Reply
+	if flags&replyPresence != 0 && d.err == nil {
+		if err := decodePresence(&d, &pres); err != nil {
+			return core.Reply{}, err
+		}
+	}
 	if d.err == nil && len(d.b) > 0 && len(members) > 0 { // connect times
 		for i := range members {
 			ns := d.varint()
@@ -260,13 +388,14 @@ func decodeReply(b []byte) (core.Reply, error) {
 		return core.Reply{}, fmt.Errorf("%w: %w", errRequest, d.err)
 	case v != requestV1:
 		return core.Reply{}, fmt.Errorf("%w: reply version %d", errRequest, v)
-	case flags&^(replyOK|replyMore|replyHasResult) != 0:
+	case flags&^(replyOK|replyMore|replyHasResult|replyPresence) != 0:
 		return core.Reply{}, fmt.Errorf("%w: reply flags %#x", errRequest, flags)
 	case len(d.b) != 0:
 		return core.Reply{}, fmt.Errorf("%w: %d bytes after the reply", errRequest, len(d.b))
 	}
 	r := core.Reply{OK: flags&replyOK != 0, More: flags&replyMore != 0, Members: members, Protocol: protocol,
-		Result: core.ClientResult{HasResult: flags&replyHasResult != 0, Error: clientErr}}
+		Result: core.ClientResult{HasResult: flags&replyHasResult != 0, Error: clientErr},
+		Users:  pres.Users, Presence: pres.Presence, Node: pres.Node, States: pres.States}
 	if len(result) > 0 {
 		r.Result.Result = append([]byte(nil), result...)
 	}

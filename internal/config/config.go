@@ -269,6 +269,9 @@ type HubConfig struct {
 	MaxConnectionsPerUser int    `yaml:"max_connections_per_user" doc:"most connections one user id may hold to the hub across the cluster; 0 = unlimited"`
 	OnConnectionLimit     string `yaml:"on_connection_limit" doc:"beyond max_connections_per_user: reject_new (the new handshake gets 409) or close_oldest (the oldest get the notice, then are closed); empty = reject_new"`
 	ConnectionLimitNotice string `yaml:"connection_limit_notice" doc:"close_oldest's notice: the event of the Web PubSub server message, the target of the SignalR invocation; empty = RemoveDuplicateSession"`
+	// PresenceNotify: the groups whose members are told when a user joins
+	// or leaves (Switchboard's own, off by default); see README Presence.
+	PresenceNotify []string `yaml:"presence_notify" doc:"group patterns ('*' any run of characters) whose members get a presence message when a user joins or leaves (first connection in, last out, over the cluster); none by default"`
 }
 
 // Values of HubConfig.OnConnectionLimit.
@@ -279,6 +282,10 @@ const (
 
 // DefaultConnectionLimitNotice is the notice of close_oldest when none is set.
 const DefaultConnectionLimitNotice = "RemoveDuplicateSession"
+
+// maxPresencePatterns bounds a hub's presence_notify patterns (each join
+// and leave of a notified hub matches the group against them).
+const maxPresencePatterns = 64
 
 // HistoryRule gives the groups whose names match Pattern a history.
 type HistoryRule struct {
@@ -550,6 +557,14 @@ func (c *Config) Validate() error {
 		}
 		if n := h.ConnectionLimitNotice; len(n) > 128 || strings.ContainsFunc(n, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 			bad("hubs."+name+".connection_limit_notice", "must be at most 128 characters without control characters")
+		}
+		if len(h.PresenceNotify) > maxPresencePatterns {
+			bad("hubs."+name+".presence_notify", "at most %d patterns, got %d", maxPresencePatterns, len(h.PresenceNotify))
+		}
+		for i, p := range h.PresenceNotify {
+			if p == "" || len(p) > 1024 {
+				bad(fmt.Sprintf("hubs.%s.presence_notify[%d]", name, i), "must be 1 to 1024 characters")
+			}
 		}
 		for i, eh := range h.EventHandlers {
 			key := fmt.Sprintf("hubs.%s.event_handlers[%d]", name, i)

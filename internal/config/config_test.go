@@ -213,3 +213,32 @@ func TestClientRates(t *testing.T) {
 		t.Errorf("a bad CIDR passed validation: %v", err)
 	}
 }
+
+// TestPresenceNotifyValidation: presence_notify patterns are 1 to 1024
+// characters, at most 64 per hub; valid ones load.
+func TestPresenceNotifyValidation(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "p.yaml")
+	many := strings.Repeat(`"p", `, 65)
+	os.WriteFile(file, []byte(`hubs:
+  chat:
+    presence_notify: ["room:*"]
+  bad:
+    presence_notify: ["", "`+strings.Repeat("x", 1025)+`"]
+  lots:
+    presence_notify: [`+strings.TrimSuffix(many, ", ")+`]
+`), 0o600)
+	_, err := Load(file, nil, nil)
+	for _, want := range []string{"hubs.bad.presence_notify[0]", "hubs.bad.presence_notify[1]", "hubs.lots.presence_notify"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("validation does not report %s: %v", want, err)
+		}
+	}
+	if err != nil && strings.Contains(err.Error(), "hubs.chat") {
+		t.Errorf("valid patterns rejected: %v", err)
+	}
+	os.WriteFile(file, []byte("hubs:\n  chat:\n    presence_notify: [\"room:*\", \"lobby\"]\n"), 0o600)
+	c, err := Load(file, nil, nil)
+	if err != nil || len(c.Hub("Chat").PresenceNotify) != 2 {
+		t.Errorf("load: %+v %v", c.Hubs, err)
+	}
+}

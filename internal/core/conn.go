@@ -58,7 +58,8 @@ type Conn struct {
 	recoverTimer *time.Timer
 	endReason    string
 	ended        bool
-	state        string // opaque upstream connection state (ce-connectionState)
+	state        string    // opaque upstream connection state (ce-connectionState)
+	gs           connState // group state entries and subscriptions (groupstate.go)
 }
 
 // State returns the connection state the event handler last set.

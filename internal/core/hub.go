@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/switchboardhq/switchboard/internal/excerpt"
 )
 
@@ -23,6 +25,9 @@ type Hub struct {
 	interest Interest
 	// members is the node's Membership when it observes this hub, else nil.
 	members Membership
+	// notify is the hub's member notifications, nil when none are
+	// configured (notify.go).
+	notify *presenceTracker
 
 	// Reclaim (reclaim.go): label is the hub's value of the "hub" metric
 	// label; refs counts holds; registered (guarded by node.mu) is set
@@ -61,10 +66,41 @@ func newHub(n *Node, name string) *Hub {
 	if m := n.cfg.Membership; m != nil && m.Observes(name) {
 		h.members = m
 	}
-	if in, ok := n.cfg.Broker.(Interest); ok {
-		h.interest = in
-		h.groups.first = func(group string) { in.WatchGroup(name, group) }
-		h.groups.last = func(group string) { in.UnwatchGroup(name, group) }
+	// The hub's label is set when the node registers it, before any conn,
+	// and never changes after: the gauges are looked up once.
+	var users, groups atomic.Pointer[prometheus.Gauge]
+	gauge := func(p *atomic.Pointer[prometheus.Gauge], vec *prometheus.GaugeVec) prometheus.Gauge {
+		if g := p.Load(); g != nil {
+			return *g
+		}
+		g := vec.WithLabelValues(h.label, n.cfg.Namespace)
+		p.Store(&g)
+		return g
+	}
+	h.users.counted = func(d float64) { gauge(&users, n.metrics.users).Add(d) }
+	h.groups.counted = func(d float64) { gauge(&groups, n.metrics.groups).Add(d) }
+	in, _ := n.cfg.Broker.(Interest)
+	h.interest = in
+	if pn := n.cfg.PresenceNotify; pn != nil {
+		h.notify = newPresenceTracker(h, pn)
+	}
+	if in != nil || h.notify != nil {
+		h.groups.first = func(group string) {
+			if in != nil {
+				in.WatchGroup(name, group)
+			}
+			if h.notify != nil {
+				h.notify.watch(group)
+			}
+		}
+		h.groups.last = func(group string) {
+			if in != nil {
+				in.UnwatchGroup(name, group)
+			}
+			if h.notify != nil {
+				h.notify.unwatch(group)
+			}
+		}
 	}
 	return h
 }
@@ -146,6 +182,7 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 		}
 	}
 	h.awaitGroups(added) // one NATS round trip in a cluster, whatever their number
+	h.joinedGroups(c, added)
 	h.joinTagged(c)
 	h.node.metrics.conns.WithLabelValues(h.label, c.dialect).Inc()
 	return c, nil
@@ -186,6 +223,9 @@ func (h *Hub) removeConn(c *Conn, reason string) bool {
 		}
 	}
 	c.memberMu.Unlock()
+	for _, g := range groups {
+		h.leftGroup(c, g)
+	}
 	if c.userID != "" {
 		h.users.remove(c.userID, c)
 	}
@@ -216,11 +256,31 @@ func (h *Hub) ConnCount() int { return h.conns.len() }
 // reaches c (also when c was a member already: its first join may still
 // be waiting).
 func (h *Hub) join(c *Conn, group string) error {
-	_, err := h.addMember(c, group)
+	added, err := h.addMember(c, group)
 	if err == nil {
 		h.awaitGroups([]string{group})
 	}
+	if added {
+		h.joinedGroups(c, []string{group})
+	}
 	return err
+}
+
+// joinedGroups tells the member notifications that c joined groups (new
+// memberships), once the broker receives their ops.
+func (h *Hub) joinedGroups(c *Conn, groups []string) {
+	if h.notify != nil && len(groups) > 0 {
+		h.notify.joined(c, groups)
+	}
+}
+
+// leftGroup drops c's state entry and subscription in group and tells the
+// member notifications that c left it.
+func (h *Hub) leftGroup(c *Conn, group string) {
+	h.dropState(c, group)
+	if h.notify != nil {
+		h.notify.left(c, group)
+	}
 }
 
 // awaitGroups waits, with an Interest broker, until it receives the ops of
@@ -265,10 +325,10 @@ func (h *Hub) addMember(c *Conn, group string) (bool, error) {
 
 func (h *Hub) leave(c *Conn, group string) {
 	c.memberMu.Lock()
-	defer c.memberMu.Unlock()
 	c.mu.Lock()
 	if _, ok := c.groups[group]; !ok {
 		c.mu.Unlock()
+		c.memberMu.Unlock()
 		return
 	}
 	delete(c.groups, group)
@@ -282,6 +342,8 @@ func (h *Hub) leave(c *Conn, group string) {
 	if h.members != nil {
 		h.members.Left(c, group)
 	}
+	c.memberMu.Unlock()
+	h.leftGroup(c, group)
 }
 
 // JoinGroup adds conn id to group.
@@ -490,6 +552,16 @@ func (h *Hub) deliver(op *Op) {
 				c.deliver(msg)
 			}
 		}
+	case OpPresence:
+		if h.notify != nil {
+			h.notify.deliverOp(op)
+		}
+		return
+	case OpGroupState:
+		if op.Message != nil && op.Message.Type == GroupState && op.Target.Kind == ToGroup {
+			h.deliverState(op.Message)
+		}
+		return
 	case OpClose:
 		// Closing takes shard locks; collect first, close outside.
 		var victims []*Conn

@@ -64,6 +64,9 @@ type Message struct {
 	// headers) do.
 	Offset uint64
 	Epoch  string
+	// StateConn and StateAt: a GroupState change's conn and time (Unix ms).
+	StateConn string
+	StateAt   int64
 	// IdempotencyKey is the Idempotency-Key of the REST send that produced
 	// the message, kept in the history record so that retries stay
 	// idempotent after a restart; "" when none. It is never encoded.

@@ -51,6 +51,12 @@ type Config struct {
 	// HubSeries bounds the hub labels of per-hub metrics; nodes sharing a
 	// registry should share one. Default: NewHubSeries(DefaultMaxHubSeries).
 	HubSeries *HubSeries
+	// PresenceNotify, if set, tells the members of the groups it matches
+	// when users join and leave (notify.go).
+	PresenceNotify *PresenceNotify
+	// Namespace is the "namespace" label of the node's presence gauges
+	// (webpubsub, signalr). Default "webpubsub".
+	Namespace string
 }
 
 func (c *Config) setDefaults() error {
@@ -92,6 +98,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.HubIdleTimeout <= 0 {
 		c.HubIdleTimeout = 10 * time.Second
+	}
+	if c.Namespace == "" {
+		c.Namespace = "webpubsub"
 	}
 	if c.HubSeries == nil {
 		c.HubSeries = NewHubSeries(DefaultMaxHubSeries)
@@ -158,7 +167,7 @@ func NewNode(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg.HubSeries.Track(m.conns, m.sent, m.sentBytes, m.slowConsumers, m.sends)
+	cfg.HubSeries.Track(m.conns, m.sent, m.sentBytes, m.slowConsumers, m.sends, m.users, m.groups)
 	n := &Node{cfg: cfg, metrics: m, log: cfg.Logger, hubs: make(map[string]*Hub), empty: newHubIndex()}
 	cfg.Broker.Attach(n)
 	if dh, ok := cfg.History.(DeliveringHistory); ok {
@@ -286,6 +295,23 @@ func (n *Node) Deliver(op *Op) {
 	h.release()
 }
 
+// NodeGone tells the node that the cluster's node id left (it missed its
+// heartbeats): its users leave the member notifications' groups. Clustered
+// brokers call it.
+func (n *Node) NodeGone(id string) {
+	n.mu.RLock()
+	hubs := make([]*Hub, 0, len(n.hubs))
+	for _, h := range n.hubs {
+		if h.notify != nil {
+			hubs = append(hubs, h)
+		}
+	}
+	n.mu.RUnlock()
+	for _, h := range hubs {
+		h.notify.nodeGone(id)
+	}
+}
+
 // Shutdown closes every conn with 1001 and reason, capped in parallelism,
 // and refuses new ones. It returns when all are closed or ctx is done.
 func (n *Node) Shutdown(ctx context.Context, reason string) error {
@@ -334,13 +360,17 @@ func (n *Node) NewConnID() string {
 }
 
 type metrics struct {
-	hubs          prometheus.Gauge
-	hubEvents     *prometheus.CounterVec
-	conns         *prometheus.GaugeVec
-	sent          *prometheus.CounterVec
-	sentBytes     *prometheus.CounterVec
-	slowConsumers *prometheus.CounterVec
-	sends         *prometheus.CounterVec
+	hubs           prometheus.Gauge
+	hubEvents      *prometheus.CounterVec
+	conns          *prometheus.GaugeVec
+	sent           *prometheus.CounterVec
+	sentBytes      *prometheus.CounterVec
+	slowConsumers  *prometheus.CounterVec
+	sends          *prometheus.CounterVec
+	users          *prometheus.GaugeVec
+	groups         *prometheus.GaugeVec
+	presenceEvents *prometheus.CounterVec
+	presenceErrors prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -373,6 +403,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "switchboard", Name: "sends_total",
 			Help: "Send operations delivered by this node, by hub and target kind.",
 		}, []string{"hub", "target"}),
+		users: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "switchboard", Subsystem: "presence", Name: "users",
+			Help: "Distinct user ids with a session on this node, by hub and namespace (a user on several nodes counts on each).",
+		}, []string{"hub", "namespace"}),
+		groups: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "switchboard", Subsystem: "presence", Name: "groups",
+			Help: "Groups with a member on this node, by hub and namespace.",
+		}, []string{"hub", "namespace"}),
+		presenceEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "presence", Name: "notifications_total",
+			Help: "Member notifications (a user joined or left a notified group) delivered to this node's members, by event.",
+		}, []string{"event"}),
+		presenceErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "switchboard", Subsystem: "presence", Name: "errors_total",
+			Help: "Presence changes or group state removals not published, or groups whose presence was not read from every node (NATS down, a node not answering): members may miss or get an extra notification, subscribers keep a state entry.",
+		}),
 	}
 	// A second node on the same registry (the SignalR namespace) shares
 	// the collectors; the dialect label tells their conns apart.
@@ -383,7 +429,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if m.hubs, err = metricreg.Register(reg, "core", m.hubs); err != nil {
 		return nil, err
 	}
-	for _, c := range []**prometheus.CounterVec{&m.hubEvents, &m.sent, &m.sentBytes, &m.slowConsumers, &m.sends} {
+	for _, g := range []**prometheus.GaugeVec{&m.users, &m.groups} {
+		if *g, err = metricreg.Register(reg, "core", *g); err != nil {
+			return nil, err
+		}
+	}
+	if m.presenceErrors, err = metricreg.Register(reg, "core", m.presenceErrors); err != nil {
+		return nil, err
+	}
+	for _, c := range []**prometheus.CounterVec{&m.hubEvents, &m.sent, &m.sentBytes, &m.slowConsumers, &m.sends, &m.presenceEvents} {
 		if *c, err = metricreg.Register(reg, "core", *c); err != nil {
 			return nil, err
 		}

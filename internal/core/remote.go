@@ -47,6 +47,9 @@ const (
 	ReqDeliver                             // queue Data (whole frames in the conn's protocol) to Conn
 	ReqInvoke                              // queue Data, an invocation with id ID, to Conn; Result: the client's answer within Wait
 	ReqUserConns                           // Members: up to Limit of User's conns, oldest first, with their Connected times
+	ReqListUsers                           // Users: ListUsers(Group, After, Limit)
+	ReqPresence                            // Presence: the hub's counts
+	ReqGroupState                          // States: GroupStates(Group)
 	numReqKinds
 )
 
@@ -74,8 +77,8 @@ type Request struct {
 	// received the request.
 	TTL     time.Duration
 	Persist bool
-	// ReqListGroup: the page's cursor (the last conn id of the previous
-	// page; "" first) and size.
+	// ReqListGroup, ReqListUsers: the page's cursor (the last conn or
+	// user id of the previous page; "" first) and size.
 	After string
 	Limit int
 	// ReqDeliver, ReqInvoke: the frames, the invocation's id and how long
@@ -94,6 +97,16 @@ type Reply struct {
 	// order, and whether more follow.
 	Members []GroupMember
 	More    bool
+	// ReqListUsers: up to Limit users after the cursor in user-id
+	// order, with their connection counts (and More as above).
+	Users []UserPresence
+	// Node is the id of the node that answered a ReqListUsers (for the
+	// member notifications' seeding; not set on a merged reply).
+	Node string
+	// ReqPresence: the hub's counts.
+	Presence *Presence
+	// ReqGroupState: the group's state entries, in conn-id order.
+	States []StateItem
 	// ReqConnExists: the conn's protocol (Conn.Protocol).
 	Protocol string
 	// ReqInvoke: the client's answer.
@@ -183,8 +196,15 @@ func (h *Hub) Do(ctx context.Context, req Request) (Reply, error) {
 	if err != nil {
 		return Reply{}, err
 	}
-	if req.Kind == ReqListGroup {
+	switch req.Kind {
+	case ReqListGroup:
 		return mergePages(append(others, local), max(req.Limit, 1)), nil
+	case ReqListUsers:
+		return mergeUsers(append(others, local), max(req.Limit, 1)), nil
+	case ReqPresence:
+		return mergePresence(append(others, local)), nil
+	case ReqGroupState:
+		return mergeStates(append(others, local)), nil
 	}
 	if req.Kind == ReqUserConns {
 		return mergeOldest(append(others, local), max(req.Limit, 1)), nil
@@ -287,6 +307,14 @@ func (h *Hub) answer(req *Request) Reply {
 	case ReqUserConns:
 		conns, more := h.localUserConns(req.User, max(req.Limit, 1))
 		return Reply{Members: conns, More: more}
+	case ReqListUsers:
+		page, more := h.ListUsers(req.Group, req.After, max(req.Limit, 1))
+		return Reply{Users: page, More: more, Node: h.node.cfg.NodeID}
+	case ReqPresence:
+		p := h.Presence()
+		return Reply{Presence: &p}
+	case ReqGroupState:
+		return Reply{States: h.GroupStates(req.Group)}
 	case ReqRemoveFromGroups:
 		h.EachConn(Target{Filter: req.Filter}, func(c *Conn) {
 			for _, g := range req.Groups {

@@ -17,6 +17,9 @@ type setShards struct {
 	// last left), so that the calls for one name never cross (see
 	// Interest).
 	first, last func(name string)
+	// counted, if set, is called with +1 when a set is made and -1 when
+	// it is dropped (the presence gauges).
+	counted func(delta float64)
 }
 
 type setShard struct {
@@ -48,6 +51,9 @@ func (s *setShards) add(name string, c *Conn) bool {
 		if s.first != nil {
 			s.first(name)
 		}
+		if s.counted != nil {
+			s.counted(1)
+		}
 	}
 	return set.add(c)
 }
@@ -65,6 +71,9 @@ func (s *setShards) remove(name string, c *Conn) bool {
 		delete(sh.sets, name)
 		if s.last != nil {
 			s.last(name)
+		}
+		if s.counted != nil {
+			s.counted(-1)
 		}
 	}
 	return true
@@ -173,4 +182,17 @@ func (s *connShards) len() int {
 		sh.mu.RUnlock()
 	}
 	return n
+}
+
+// eachSet calls fn with the name and size of every set, one shard at a
+// time under its read lock; fn must not block nor take shard locks.
+func (s *setShards) eachSet(fn func(name string, n int)) {
+	for i := range s.shards {
+		sh := &s.shards[i]
+		sh.mu.RLock()
+		for name, set := range sh.sets {
+			fn(name, set.len())
+		}
+		sh.mu.RUnlock()
+	}
 }

@@ -34,8 +34,10 @@ type OpKind uint8
 
 // Operation kinds.
 const (
-	OpSend  OpKind = iota // queue Message
-	OpClose               // close with Reason
+	OpSend       OpKind = iota // queue Message
+	OpClose                    // close with Reason
+	OpPresence                 // a node's change of User's presence in the Target group (member notifications)
+	OpGroupState               // a conn's group state change (Message of type GroupState) for the group's subscribers
 )
 
 // Op is one operation carried by the Broker.
@@ -47,6 +49,11 @@ type Op struct {
 	Reason  string
 	// SkipConn leaves out the sending conn (noEcho); "" when unused.
 	SkipConn string
+	// OpPresence: the user, whether the node Origin has it in the group
+	// now (true) or no longer (false), and that node's id.
+	User    string
+	Present bool
+	Origin  string
 }
 
 // matcher decides, for one op, whether a conn is a recipient.

@@ -235,4 +235,5 @@ func (h *Hub) joinTagged(c *Conn) {
 	}
 	sh.mu.Unlock()
 	h.awaitGroups(added) // outside the lock: a NATS round trip in a cluster
+	h.joinedGroups(c, added)
 }

@@ -89,6 +89,10 @@ func (p Policies) MetricLabel(hub string) string {
 	return hub[:len(hub)-len(name)] + "_default"
 }
 
+// MatchGlob matches s against pattern as history rules do: '*' is any run
+// of bytes, every other byte itself.
+func MatchGlob(pattern, s string) bool { return matchGlob(pattern, s) }
+
 // matchGlob matches s against pattern, where '*' is any run of bytes. It
 // runs in O(len(pattern)·len(s)) at worst (backtracking to the last star
 // only).

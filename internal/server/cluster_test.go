@@ -26,7 +26,7 @@ const clusterKey = "cluster-test-access-key-0123456789"
 
 // startCluster starts one node per id on the NATS server at natsURL, all
 // with one access key.
-func startCluster(t *testing.T, natsURL string, ids ...string) []*servertest.Server {
+func startCluster(t testing.TB, natsURL string, ids ...string) []*servertest.Server {
 	t.Helper()
 	nodes := make([]*servertest.Server, len(ids))
 	for i, id := range ids {

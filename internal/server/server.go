@@ -177,6 +177,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		MaxHubs:        cfg.Limits.MaxHubs,
 		HubIdleTimeout: cfg.Limits.HubIdleTimeout,
 		HubSeries:      series,
+		PresenceNotify: presenceNotify(cfg, "webpubsub"),
 	})
 	if err != nil {
 		return nil, err
@@ -241,6 +242,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		History:    historySummary(hist, jsHist),
 		Cluster:    clusterSummary(clus),
 		Connectors: func() any { return s.conn.summary() }, // s is set below, before serving
+		Presence:   presenceSummary(&s),
 		Authorized: func(r *http.Request) bool {
 			tok, ok := auth.BearerToken(r.Header.Get("Authorization"))
 			return ok && ring.VerifyServerToken(tok, r.URL.Path, time.Now()) == nil

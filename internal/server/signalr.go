@@ -92,6 +92,8 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		MaxHubs:        cfg.Limits.MaxHubs,
 		HubIdleTimeout: cfg.Limits.HubIdleTimeout,
 		HubSeries:      series,
+		Namespace:      "signalr",
+		PresenceNotify: presenceNotify(cfg, "signalr"),
 	})
 	if err != nil {
 		return nil, err

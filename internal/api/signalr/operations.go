@@ -209,31 +209,12 @@ type memberPage struct {
 // token is the last id of the previous page, base64url-encoded; top bounds the total over all
 // pages and nextLink carries what remains of it.
 func (h *handler) listGroup(c *call) error {
-	size, _, err := c.query.Int("maxpagesize", 1, maxPageSize)
+	pg, err := readPaging(c)
 	if err != nil {
 		return err
-	}
-	if size == 0 {
-		size = maxPageSize
-	}
-	top, _, err := c.query.Int("top", 1, math.MaxInt32)
-	if err != nil {
-		return err
-	}
-	var after string
-	if tok := c.query.Get("continuationToken"); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil || len(b) == 0 {
-			return badRequest("continuationToken", "Invalid continuationToken %s.", excerpt.Quote(tok))
-		}
-		after = string(b)
-	}
-	limit := int(size)
-	if top > 0 && top < size {
-		limit = int(top)
 	}
 	// The page of the whole cluster (see the Web PubSub listing).
-	r, err := c.do(core.Request{Kind: core.ReqListGroup, Group: c.p.Group, After: after, Limit: limit})
+	r, err := c.do(core.Request{Kind: core.ReqListGroup, Group: c.p.Group, After: pg.after, Limit: pg.limit})
 	if err != nil {
 		return err
 	}
@@ -245,23 +226,66 @@ func (h *handler) listGroup(c *call) error {
 			page.Value[i].UserID = &got[i].UserID
 		}
 	}
-	left := top - int64(len(got)) // > 0: top still allows more; top 0: no bound
-	if more && len(got) > 0 && (top == 0 || left > 0) {
-		q := url.Values{}
-		for _, k := range []string{"api-version", "application"} {
-			if v := c.query.Get(k); v != "" {
-				q.Set(k, v)
-			}
-		}
-		q.Set("maxpagesize", strconv.FormatInt(size, 10))
-		if top > 0 {
-			q.Set("top", strconv.FormatInt(left, 10))
-		}
-		q.Set("continuationToken", base64.RawURLEncoding.EncodeToString([]byte(got[len(got)-1].ConnID)))
-		link := h.baseURL(c) + c.r.URL.EscapedPath() + "?" + q.Encode()
-		page.NextLink = &link
+	if len(got) > 0 {
+		page.NextLink = h.nextLink(c, pg, more, len(got), got[len(got)-1].ConnID)
 	}
 	return c.reply(page)
+}
+
+// paging is a listing's query: maxpagesize, top (0: none), the page's
+// size and the cursor its continuationToken carries.
+type paging struct {
+	size, top int64
+	limit     int
+	after     string
+}
+
+func readPaging(c *call) (paging, error) {
+	size, _, err := c.query.Int("maxpagesize", 1, maxPageSize)
+	if err != nil {
+		return paging{}, err
+	}
+	if size == 0 {
+		size = maxPageSize
+	}
+	top, _, err := c.query.Int("top", 1, math.MaxInt32)
+	if err != nil {
+		return paging{}, err
+	}
+	pg := paging{size: size, top: top, limit: int(size)}
+	if tok := c.query.Get("continuationToken"); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil || len(b) == 0 {
+			return paging{}, badRequest("continuationToken", "Invalid continuationToken %s.", excerpt.Quote(tok))
+		}
+		pg.after = string(b)
+	}
+	if top > 0 && top < size {
+		pg.limit = int(top)
+	}
+	return pg, nil
+}
+
+// nextLink returns the link to the page after one of n entries ending at
+// last, nil when no more follow or top is used up.
+func (h *handler) nextLink(c *call, pg paging, more bool, n int, last string) *string {
+	left := pg.top - int64(n) // > 0: top still allows more; top 0: no bound
+	if !more || (pg.top != 0 && left <= 0) {
+		return nil
+	}
+	q := url.Values{}
+	for _, k := range []string{"api-version", "application"} {
+		if v := c.query.Get(k); v != "" {
+			q.Set(k, v)
+		}
+	}
+	q.Set("maxpagesize", strconv.FormatInt(pg.size, 10))
+	if pg.top > 0 {
+		q.Set("top", strconv.FormatInt(left, 10))
+	}
+	q.Set("continuationToken", base64.RawURLEncoding.EncodeToString([]byte(last)))
+	link := h.baseURL(c) + c.r.URL.EscapedPath() + "?" + q.Encode()
+	return &link
 }
 
 // maxTokenMinutes keeps minutesToExpire within a time.Duration.

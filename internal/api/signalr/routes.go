@@ -49,6 +49,9 @@ const (
 	opStreamComplete                = "SignalRService_CompleteConnectionStream"
 	opAccessKey                     = "Auth_GetAccessKey"
 	opGroupMessages                 = "SignalRService_GetGroupMessages" // Switchboard's catch-up read of a group's history
+	opListUsersInGroup              = "SignalRService_ListUsersInGroup" // Switchboard's presence reads
+	opListUsersInHub                = "SignalRService_ListUsersInHub"
+	opHubPresence                   = "SignalRService_GetHubPresence"
 )
 
 // action is what one method does on one endpoint.
@@ -130,6 +133,9 @@ func endpoints() []endpoint {
 		{"hubs/{hub}/groups/{group}/:send", methods{post: toGroup}},
 		{"hubs/{hub}/groups/{group}/:closeConnections", methods{post: do(opCloseGroup, (*handler).closeGroup, status(noContent, noContent))}},
 		{"hubs/{hub}/groups/{group}/connections", methods{get: do(opListGroup, (*handler).listGroup, status(0, 0))}},
+		{"hubs/{hub}/groups/{group}/users", methods{get: do(opListUsersInGroup, (*handler).listUsersInGroup, status(0, 0))}},
+		{"hubs/{hub}/users", methods{get: do(opListUsersInHub, (*handler).listUsersInHub, status(0, 0))}},
+		{"hubs/{hub}/presence", methods{get: do(opHubPresence, (*handler).presence, status(0, 0))}},
 		{"hubs/{hub}/groups/{group}/messages", methods{get: do(opGroupMessages, (*handler).groupMessages, status(0, 0))}},
 		{"hubs/{hub}/groups/{group}/connections/{conn}", connGroup},
 		{"hubs/{hub}/connections/{conn}/groups/{group}", connGroup},

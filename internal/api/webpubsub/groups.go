@@ -162,25 +162,9 @@ type groupPage struct {
 // id order: min(maxpagesize, top) entries, and a nextLink carrying the
 // remaining top and a continuation token (the last conn id, base64url).
 func (h *handler) listConnectionsInGroup(c *call) error {
-	pageSize, err := c.intParam("maxpagesize", 1, maxPageSize, maxPageSize)
+	pageSize, top, limit, after, err := c.paging()
 	if err != nil {
 		return err
-	}
-	top, err := c.intParam("top", 1, math.MaxInt, 0)
-	if err != nil {
-		return err
-	}
-	limit := pageSize
-	if top > 0 && top < limit {
-		limit = top
-	}
-	var after string
-	if tok := c.query.Get("continuationToken"); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(tok, "="))
-		if err != nil || len(b) == 0 {
-			return badRequest("continuationToken", "Invalid continuationToken.")
-		}
-		after = string(b)
 	}
 	// The page of the whole cluster: every node's first limit members
 	// after the cursor, merged in conn-id order.
@@ -212,6 +196,31 @@ func (h *handler) listConnectionsInGroup(c *call) error {
 	c.w.WriteHeader(http.StatusOK)
 	c.w.Write(b)
 	return nil
+}
+
+// paging reads a listing's query: maxpagesize, top, the page's size
+// (min(maxpagesize, top)) and the cursor its continuationToken carries.
+func (c *call) paging() (pageSize, top, limit int, after string, err error) {
+	pageSize, err = c.intParam("maxpagesize", 1, maxPageSize, maxPageSize)
+	if err != nil {
+		return
+	}
+	top, err = c.intParam("top", 1, math.MaxInt, 0)
+	if err != nil {
+		return
+	}
+	limit = pageSize
+	if top > 0 && top < limit {
+		limit = top
+	}
+	if tok := c.query.Get("continuationToken"); tok != "" {
+		b, derr := base64.RawURLEncoding.DecodeString(strings.TrimRight(tok, "="))
+		if derr != nil || len(b) == 0 {
+			return 0, 0, 0, "", badRequest("continuationToken", "Invalid continuationToken.")
+		}
+		after = string(b)
+	}
+	return
 }
 
 // nextLink is the absolute URL of the next page; top 0 means no top.

@@ -35,6 +35,9 @@ const (
 	opRemoveUserFromGroup           = "RemoveUserFromGroup"
 	opAddUserToGroup                = "AddUserToGroup"
 	opGetGroupMessages              = "GetGroupMessages" // Switchboard's catch-up read of a group's history
+	opListUsersInGroup              = "ListUsersInGroup" // Switchboard's presence reads
+	opListUsersInHub                = "ListUsersInHub"
+	opGetHubPresence                = "GetHubPresence"
 )
 
 // action is what one route does: its operation and the function that serves it.
@@ -69,6 +72,9 @@ func routeTable() []route {
 		{Method: http.MethodPost, Pattern: "hubs/{hub}/groups/{group}/:closeConnections", Action: action{op: opCloseGroupConnections, serve: (*handler).closeGroup}},
 		{Method: http.MethodPost, Pattern: "hubs/{hub}/groups/{group}/:send", Action: action{op: opSendToGroup, serve: (*handler).sendToGroup}},
 		{Method: http.MethodGet, Pattern: "hubs/{hub}/groups/{group}/connections", Action: action{op: opListConnectionsInGroup, serve: (*handler).listConnectionsInGroup}},
+		{Method: http.MethodGet, Pattern: "hubs/{hub}/groups/{group}/users", Action: action{op: opListUsersInGroup, serve: (*handler).listUsersInGroup}},
+		{Method: http.MethodGet, Pattern: "hubs/{hub}/users", Action: action{op: opListUsersInHub, serve: (*handler).listUsersInHub}},
+		{Method: http.MethodGet, Pattern: "hubs/{hub}/presence", Action: action{op: opGetHubPresence, serve: (*handler).presence}},
 		{Method: http.MethodGet, Pattern: "hubs/{hub}/groups/{group}/messages", Action: action{op: opGetGroupMessages, serve: (*handler).groupMessages}},
 		{Method: http.MethodDelete, Pattern: "hubs/{hub}/groups/{group}/connections/{conn}", Action: action{op: opRemoveConnectionFromGroup, serve: (*handler).removeConnectionFromGroup}},
 		{Method: http.MethodPut, Pattern: "hubs/{hub}/groups/{group}/connections/{conn}", Action: action{op: opAddConnectionToGroup, serve: (*handler).addConnectionToGroup}},

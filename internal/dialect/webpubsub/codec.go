@@ -33,6 +33,9 @@ func (rawCodec) AppendHead(dst []byte, _ uint64) []byte {
 }
 func (rawCodec) EncodeDisconnected(string) (core.Frame, bool) { return core.Frame{}, false }
 func (rawCodec) EncodeMessage(m *core.Message) core.Frame {
+	if m.Type == core.GroupState {
+		return core.Frame{} // the raw protocol has no form of it
+	}
 	return core.Frame{Data: m.Data, Binary: m.Type == core.Binary || m.Type == core.Protobuf}
 }
 
@@ -58,6 +61,9 @@ func (c jsonCodec) AppendHead(dst []byte, seq uint64) []byte {
 }
 
 func (c jsonCodec) EncodeMessage(m *core.Message) core.Frame {
+	if m.Type == core.GroupState { // a control frame (Conn.SendMessage): whole, never sequenced
+		return core.Frame{Data: encodeStateUpdate(m)}
+	}
 	b := make([]byte, 0, 64+len(m.Group)+len(m.Data)*4/3)
 	if !c.reliable {
 		b = append(b, '{')

@@ -31,6 +31,8 @@ type request struct {
 	Offset *uint64 `json:"offset"`
 	Epoch  string  `json:"epoch"`
 	Limit  int     `json:"limit"`
+
+	State json.RawMessage `json:"state"` // setGroupState
 }
 
 // errMalformed marks a frame that is not a JSON request at all.

@@ -182,7 +182,7 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		}
 		s.conn.Ack(*r.SequenceID)
 		return nil
-	case "joinGroup", "leaveGroup", "sendToGroup", "event", "fetchHistory":
+	case "joinGroup", "leaveGroup", "sendToGroup", "event", "fetchHistory", "setGroupState", "subscribeGroupState", "unsubscribeGroupState":
 	case "invoke":
 		s.conn.Send(encodeInvokeError(r.InvocationID, "NotSupported",
 			"invoke is not supported yet; use event requests"))
@@ -233,6 +233,8 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		}
 	case "fetchHistory":
 		return s.fetchHistory(r)
+	case "setGroupState", "subscribeGroupState", "unsubscribeGroupState":
+		return s.groupState(r)
 	case "sendToGroup":
 		if !core.ValidGroupName(r.Group) {
 			return s.reject(r, "bad_group", ackBadRequest, "invalid group name: it must be 1 to 1024 characters and not only whitespace")
