@@ -308,6 +308,14 @@ func (c *Conn) End(l Link, reason string) {
 	c.abort(CloseNormal, reason)
 }
 
+// Linked reports whether the session has a socket now (a reliable session
+// waiting for its client to recover has none).
+func (c *Conn) Linked() bool {
+	c.out.mu.Lock()
+	defer c.out.mu.Unlock()
+	return c.out.link != nil
+}
+
 // Ended reports whether the session is over.
 func (c *Conn) Ended() bool {
 	c.mu.Lock()

@@ -33,6 +33,9 @@ func (rawCodec) AppendHead(dst []byte, _ uint64) []byte {
 }
 func (rawCodec) EncodeDisconnected(string) (core.Frame, bool) { return core.Frame{}, false }
 func (rawCodec) EncodeMessage(m *core.Message) core.Frame {
+	if m.Type == core.Framed {
+		return core.Frame{} // an invokeResponse: raw clients cannot invoke
+	}
 	return core.Frame{Data: m.Data, Binary: m.Type == core.Binary || m.Type == core.Protobuf}
 }
 
@@ -58,6 +61,12 @@ func (c jsonCodec) AppendHead(dst []byte, seq uint64) []byte {
 }
 
 func (c jsonCodec) EncodeMessage(m *core.Message) core.Frame {
+	if m.Type == core.Framed { // an invokeResponse, built without its opening brace
+		if c.reliable {
+			return core.Frame{Data: m.Data}
+		}
+		return core.Frame{Data: append([]byte{'{'}, m.Data...)}
+	}
 	b := make([]byte, 0, 64+len(m.Group)+len(m.Data)*4/3)
 	if !c.reliable {
 		b = append(b, '{')

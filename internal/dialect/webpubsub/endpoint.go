@@ -38,6 +38,8 @@ type EndpointConfig struct {
 	// RateLimits, if set, applies the per-client-IP and per-connection
 	// limits.
 	RateLimits RateLimits
+	// Invoke bounds the clients' invocations.
+	Invoke     InvokeConfig
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -78,8 +80,9 @@ type Endpoint struct {
 	relays  relay.Dialer
 	log     *slog.Logger
 	metrics *endpointMetrics
+	inv     *invocations
 
-	ctx    context.Context // ends with Close: the sessions' user events
+	ctx    context.Context // ends with Close: the sessions' user events and invocations
 	cancel context.CancelFunc
 }
 
@@ -114,7 +117,17 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 		requestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Name: "client_request_errors_total",
 			Help: "Client requests refused or failed, by dialect and reason."}, []string{"dialect", "reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.rejected, m.messagesIn, m.bytesIn, m.requestErrors} {
+	if cfg.Invoke.Timeout < 0 || cfg.Invoke.MaxPerConn < 0 {
+		return nil, errors.New("webpubsub: Invoke.Timeout and Invoke.MaxPerConn must not be negative")
+	}
+	if cfg.Invoke.Timeout == 0 {
+		cfg.Invoke.Timeout = DefaultInvokeTimeout
+	}
+	if cfg.Invoke.MaxPerConn == 0 {
+		cfg.Invoke.MaxPerConn = DefaultMaxInvocations
+	}
+	inv := &invocations{cfg: cfg.Invoke, metrics: newInvokeMetrics()}
+	for _, c := range []prometheus.Collector{m.rejected, m.messagesIn, m.bytesIn, m.requestErrors, inv.metrics.total, inv.metrics.inFlight} {
 		if err := cfg.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("webpubsub: register metrics: %w", err)
 		}
@@ -122,7 +135,7 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg.Node.TrackHubSeries(m.messagesIn, m.bytesIn) // deleted with their hub
 	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, history: cfg.History, limits: cfg.RateLimits, log: cfg.Logger, metrics: m,
-		ctx: ctx, cancel: cancel}, nil
+		inv: inv, ctx: ctx, cancel: cancel}, nil
 }
 
 // UseRelays makes the endpoint hand reliable clients whose session lives on
@@ -130,9 +143,13 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 // serves, once the relays (which call AcceptRelay) exist.
 func (e *Endpoint) UseRelays(d relay.Dialer) { e.relays = d }
 
-// Close cancels the user events in flight (their clients get an error ack);
+// Close cancels the user events and invocations in flight (their clients
+// get an error ack or invokeResponse) and waits for the invocations to end;
 // the server calls it when it shuts down, after the sessions were told.
-func (e *Endpoint) Close() { e.cancel() }
+func (e *Endpoint) Close() {
+	e.cancel()
+	e.inv.close()
+}
 
 // hubFromRequest returns the hub a client request names.
 func hubFromRequest(r *http.Request) (string, bool) {

@@ -40,6 +40,7 @@ type serverOptions struct {
 	maxMsg   int
 	rate     *ratelimit.Limiter // nil: no rate limits
 	up       Upstream
+	invoke   InvokeConfig
 }
 
 func startServer(t *testing.T, o serverOptions) *testServer {
@@ -54,13 +55,14 @@ func startServer(t *testing.T, o serverOptions) *testServer {
 		t.Fatal(err)
 	}
 	keys, _ := auth.NewKeyRing("primary-key", "secondary-key")
-	ep, err := NewEndpoint(EndpointConfig{Node: node, Keys: keys, WebSocket: wsrv, Registerer: reg, RateLimits: o.rate, Upstream: o.up})
+	ep, err := NewEndpoint(EndpointConfig{Node: node, Keys: keys, WebSocket: wsrv, Registerer: reg, RateLimits: o.rate, Upstream: o.up, Invoke: o.invoke})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(ep)
 	t.Cleanup(func() {
 		node.Shutdown(context.Background(), "test over")
+		ep.Close()
 		hs.Close()
 		wsrv.Close()
 	})

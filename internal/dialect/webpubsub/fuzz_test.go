@@ -3,6 +3,9 @@ package webpubsub
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/upstream"
 )
 
 // FuzzDecodeRequest feeds arbitrary frames to the request decoder and the
@@ -19,6 +22,10 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"type":"sequenceAck","sequenceId":12}`,
 		`{"type":"sendToGroup","group":"g","dataType":"json","data":null}`,
 		`{"type":"sendToGroup","dataType":"protobuf","data":"@@"}`,
+		`{"type":"invoke","invocationId":"1","target":"event","event":"echo","dataType":"json","data":{"a":1}}`,
+		`{"type":"invoke","invocationId":"2","event":"e","dataType":"binary","data":"AAE="}`,
+		`{"type":"invoke","invocationId":"","target":7}`,
+		`{"type":"cancelInvocation","invocationId":"1"}`,
 		`{"type":`, `[]`, `null`, `{"ackId":-1}`, `{"type":"x","ackId":18446744073709551616}`,
 	} {
 		f.Add([]byte(s))
@@ -36,5 +43,32 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("decoded JSON payload is not valid JSON: %q", data)
 		}
 		validEvent(r.Event)
+	})
+}
+
+// FuzzInvokeResponse feeds arbitrary invocation ids, handler answers and
+// error texts to the invokeResponse encoders: every frame they make, on both
+// JSON protocols, must be valid JSON (a handler's answer is embedded in it).
+func FuzzInvokeResponse(f *testing.F) {
+	f.Add("1", "application/json", []byte(`{"ok":true}`), "order not found")
+	f.Add("x\"y", "application/json; charset=utf-8", []byte(`{"ok":`), "\xff\x00")
+	f.Add("", "text/plain", []byte("h\xffi"), "")
+	f.Add("id", "", []byte{0, 1, 2}, "m")
+	f.Fuzz(func(t *testing.T, id, ct string, body []byte, msg string) {
+		for _, b := range [][]byte{
+			encodeInvokeResult(id, &upstream.EventResponse{Status: 200, ContentType: ct, Body: body}),
+			encodeInvokeError(id, invokeHandlerError, msg),
+		} {
+			for _, c := range []jsonCodec{{}, {reliable: true}} {
+				f := c.EncodeMessage(&core.Message{Type: core.Framed, Data: b}).Data
+				if c.reliable {
+					f = c.AppendHead(nil, 1)
+					f = append(f, c.EncodeMessage(&core.Message{Type: core.Framed, Data: b}).Data...)
+				}
+				if !json.Valid(f) {
+					t.Fatalf("reliable=%v: invalid JSON frame %q", c.reliable, f)
+				}
+			}
+		}
 	})
 }

@@ -24,7 +24,9 @@ type request struct {
 	DataType   string          `json:"dataType"`
 	Data       json.RawMessage `json:"data"`
 
-	InvocationID string `json:"invocationId"` // invoke (newer clients)
+	// invoke and cancelInvocation (newer clients).
+	InvocationID string `json:"invocationId"`
+	Target       string `json:"target"`
 
 	// History: joinGroup and fetchHistory carry the client's last seen
 	// offset (and its epoch); fetchHistory a page size.

@@ -13,7 +13,6 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/history"
-	"github.com/switchboardhq/switchboard/internal/jsonstring"
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
@@ -128,9 +127,12 @@ func (s *session) HandleClose(reason string) {
 	s.waitEvent()
 	if s.sock.ClosedByClient() {
 		s.conn.End(s.sock, reason)
-		return
+	} else {
+		s.conn.Detach(s.sock, reason)
 	}
-	s.conn.Detach(s.sock, reason)
+	if s.conn.Ended() { // not kept for recovery: its invocations have no one to answer
+		s.ep.inv.connEnded(s.conn)
+	}
 }
 
 // HandleMessage implements websocket.Handler.
@@ -166,9 +168,7 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 	}
 	if verdict == ratelimit.Refuse {
 		if r.Type == "invoke" {
-			s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "message_rate").Inc()
-			s.conn.Send(encodeInvokeError(r.InvocationID, ackTooManyRequests, msgRateRefused))
-			return nil
+			return s.refuseInvoke(r, "message_rate", outcomeRefused, ackTooManyRequests, msgRateRefused)
 		}
 		return s.reject(r, "message_rate", ackTooManyRequests, msgRateRefused) // dropped when it has no ackId
 	}
@@ -184,11 +184,9 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		return nil
 	case "joinGroup", "leaveGroup", "sendToGroup", "event", "fetchHistory":
 	case "invoke":
-		s.conn.Send(encodeInvokeError(r.InvocationID, "NotSupported",
-			"invoke is not supported yet; use event requests"))
-		return nil
+		return s.invoke(r)
 	case "cancelInvocation":
-		return nil
+		return s.cancelInvocation(r)
 	default:
 		if r.AckID == nil {
 			s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "unknown_type").Inc()
@@ -357,16 +355,6 @@ func (s *session) reject(r *request, metric, name, msg string) error {
 		s.conn.Send(encodeAck(*r.AckID, name, msg))
 	}
 	return nil
-}
-
-func encodeInvokeError(id, name, msg string) core.Frame {
-	b := append([]byte(nil), `{"type":"invokeResponse","invocationId":`...)
-	b = jsonstring.Append(b, id)
-	b = append(b, `,"success":false,"error":{"name":`...)
-	b = jsonstring.Append(b, name)
-	b = append(b, `,"message":`...)
-	b = jsonstring.Append(b, msg)
-	return core.Frame{Data: append(b, "}}"...)}
 }
 
 // fetchHistory answers a client's catch-up read of a group it may join (or
