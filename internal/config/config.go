@@ -27,6 +27,7 @@ type Config struct {
 	Limits    Limits               `yaml:"limits"`
 	WebSocket WebSocket            `yaml:"websocket"`
 	Reliable  Reliable             `yaml:"reliable"`
+	Invoke    Invoke               `yaml:"invoke"`
 	Log       Log                  `yaml:"log"`
 	Admin     Admin                `yaml:"admin"`
 	SignalR   SignalR              `yaml:"signalr"`
@@ -207,6 +208,13 @@ type Reliable struct {
 	RecoveryWindow time.Duration `yaml:"recovery_window" doc:"how long a dropped reliable session waits for its client" default:"30s"`
 	ReplayMessages int           `yaml:"replay_messages" doc:"unacknowledged messages kept per reliable session; more closes it" default:"1000"`
 	ReplayBytes    int           `yaml:"replay_bytes" doc:"unacknowledged bytes kept per reliable session; more closes it" default:"16777216"`
+}
+
+// Invoke bounds the invocations of Web PubSub JSON clients (invoke
+// requests answered by the event handler).
+type Invoke struct {
+	Timeout    time.Duration `yaml:"timeout" doc:"longest an invocation waits for its event handler's answer before the client gets a Timeout error (the handler's own timeout applies too); at most 1h" default:"30s"`
+	MaxPerConn int           `yaml:"max_per_conn" doc:"invocations one connection may have in flight; one more gets a TooManyRequests error; at most 1000" default:"16"`
 }
 
 // Log configures logging.
@@ -416,6 +424,12 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Limits.ClientRates.validate(bad)
+	if c.Invoke.Timeout <= 0 || c.Invoke.Timeout > time.Hour {
+		bad("invoke.timeout", "must be between 1ns and 1h, got %s", c.Invoke.Timeout)
+	}
+	if c.Invoke.MaxPerConn < 1 || c.Invoke.MaxPerConn > 1000 {
+		bad("invoke.max_per_conn", "must be between 1 and 1000, got %d", c.Invoke.MaxPerConn)
+	}
 	if c.WebSocket.WriteGather < 0 || c.WebSocket.WriteGather > time.Second {
 		bad("websocket.write_gather", "must be between 0 and 1s, got %s", c.WebSocket.WriteGather)
 	}

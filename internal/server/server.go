@@ -128,9 +128,11 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		coreHist, restHist, srCoreHist, srRESTHist, ready = hist, hist, srHist, srHist, hist
 	}
 	var onEnd func(*core.Conn, string)
+	var ep *wps.Endpoint // made below, before any conn exists
 	if up != nil {
 		onEnd = func(c *core.Conn, reason string) {
 			up.Disconnected(upstream.Conn{Hub: c.Hub().Name(), ID: c.ID(), UserID: c.UserID(), Subprotocol: c.Protocol(), State: c.State()}, reason)
+			ep.ConnEnded(c) // its invocations in flight have no one to answer
 		}
 	}
 	clus, brokers, err := newCluster(cfg, log, reg)
@@ -184,6 +186,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		Node: node, Keys: ring, WebSocket: wsrv,
 		AllowAnonymous: func(hub string) bool { return cfg.Hub(hub).AnonymousConnect },
 		RateLimits:     rates,
+		Invoke:         wps.InvokeConfig{Timeout: cfg.Invoke.Timeout, MaxPerConn: cfg.Invoke.MaxPerConn},
 		Logger:         log.With("component", "webpubsub"),
 		Registerer:     reg,
 	}
@@ -193,7 +196,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	if restHist != nil {
 		epCfg.History = restHist
 	}
-	ep, err := wps.NewEndpoint(epCfg)
+	ep, err = wps.NewEndpoint(epCfg)
 	if err != nil {
 		return nil, err
 	}

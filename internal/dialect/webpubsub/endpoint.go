@@ -151,6 +151,11 @@ func (e *Endpoint) Close() {
 	e.inv.close()
 }
 
+// ConnEnded is the node's OnConnEnd hook for Web PubSub conns: it cancels
+// the invocations of a session that ended (a reliable one whose client did
+// not come back within the recovery window included).
+func (e *Endpoint) ConnEnded(c *core.Conn) { e.inv.connEnded(c) }
+
 // hubFromRequest returns the hub a client request names.
 func hubFromRequest(r *http.Request) (string, bool) {
 	p := r.URL.EscapedPath()

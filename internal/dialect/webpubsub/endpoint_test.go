@@ -46,7 +46,9 @@ type serverOptions struct {
 func startServer(t *testing.T, o serverOptions) *testServer {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	node, err := core.NewNode(core.Config{Limits: o.limits, RecoveryWindow: o.recovery, Registerer: reg})
+	var ep *Endpoint // made below, before any conn exists
+	node, err := core.NewNode(core.Config{Limits: o.limits, RecoveryWindow: o.recovery, Registerer: reg,
+		OnConnEnd: func(c *core.Conn, _ string) { ep.ConnEnded(c) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +57,7 @@ func startServer(t *testing.T, o serverOptions) *testServer {
 		t.Fatal(err)
 	}
 	keys, _ := auth.NewKeyRing("primary-key", "secondary-key")
-	ep, err := NewEndpoint(EndpointConfig{Node: node, Keys: keys, WebSocket: wsrv, Registerer: reg, RateLimits: o.rate, Upstream: o.up, Invoke: o.invoke})
+	ep, err = NewEndpoint(EndpointConfig{Node: node, Keys: keys, WebSocket: wsrv, Registerer: reg, RateLimits: o.rate, Upstream: o.up, Invoke: o.invoke})
 	if err != nil {
 		t.Fatal(err)
 	}

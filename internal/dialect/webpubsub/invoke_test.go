@@ -339,3 +339,18 @@ func TestInvokeCancelledWhenConnectionEnds(t *testing.T) {
 		return metrictest.Value(t, s.reg, "switchboard_invocations_total", "outcome", "closed") == 1
 	})
 }
+
+// TestInvokeCancelledWhenRecoveryWindowEnds: a reliable client that drops
+// and does not come back within the recovery window has its invocations
+// cancelled when the session ends (the node's OnConnEnd), not left to run
+// to their timeout.
+func TestInvokeCancelledWhenRecoveryWindowEnds(t *testing.T) {
+	h := newHeldHandler()
+	s := startServer(t, serverOptions{up: h, recovery: 20 * time.Millisecond})
+	c := mustDial(t, s.wsURL("chat", s.token(t, "chat", auth.MintOptions{})), ProtocolJSONReliable)
+	c.read()
+	c.send(`{"type":"invoke","invocationId":"x","target":"event","event":"slow"}`)
+	call := h.next(t)
+	c.conn.Close()
+	call.ended(t, "after the recovery window")
+}
