@@ -11,17 +11,18 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import express from "express";
 import { WebPubSubEventHandler } from "@azure/web-pubsub-express";
-import { startServer, freePort, hubName, Inbox } from "./harness.mjs";
+import { startServer, startProxy, freePort, hubName, Inbox, sleep, waitFor, withPort } from "./harness.mjs";
 import { serviceClient, startSdkClient, rejects, WebPubSubJsonProtocol } from "./helpers.mjs";
 
 const hub = hubName("invoke");
 const slowHub = hubName("invokeslow"); // its handler's timeout is 1 s
-const EVENTS = ["add", "shout", "bin", "empty", "fail", "slow"];
+const EVENTS = ["add", "shout", "bin", "empty", "fail", "slow", "held"];
 
 let sb, backend, origin;
 const handled = new Inbox("handleUserEvent");
 const slowRequests = new Inbox("slow requests"); // {hub, closedEarly} when one ends unanswered
 const clients = [];
+const held = new Inbox("held answers"); // the res of each "held" event, answered by the test
 
 function eventHandler(hubName) {
   return new WebPubSubEventHandler(hubName, {
@@ -46,6 +47,9 @@ function eventHandler(hubName) {
           break;
         case "slow":
           break; // never answers: the server gives up or cancels
+        case "held":
+          held.push(res);
+          break;
         default:
           res.fail(500, "unexpected event " + req.context.eventName);
       }
@@ -91,10 +95,10 @@ after(async () => {
   }
 });
 
-async function client(h, protocol) {
+async function client(h, protocol, sdkOpts) {
   const opts = { messageRetryOptions: { maxRetries: 0 } };
   if (protocol) opts.protocol = protocol;
-  const c = await startSdkClient(serviceClient(sb, h), { userId: "inv" }, opts);
+  const c = await startSdkClient(serviceClient(sb, h), { userId: "inv" }, opts, sdkOpts);
   clients.push(c);
   return c.client;
 }
@@ -174,4 +178,32 @@ test("an event no handler takes gives NoEventHandler", async () => {
   const c = await client(hub);
   const err = await rejects(() => c.invokeEvent("nobodyHandlesThis", "x", "text"), "invokeEvent without a handler");
   assert.equal(err.errorDetail?.name, "NoEventHandler");
+});
+
+test("a reliable client whose socket drops mid-invocation recovers; later invocations work", async (t) => {
+  // The server keeps the invocation running across the drop and replays its answer after the
+  // recovery (Go tests check that a client reading sequence ids gets it once). The official client
+  // 1.1.0 fails its pending invokeEvent when the socket drops and ignores the replayed answer.
+  const proxy = await startProxy(sb.port);
+  t.after(() => proxy.close());
+  const c = await client(hub, undefined, { urlTransform: (u) => withPort(u, proxy.port) });
+  const events = clients.at(-1).events;
+  const p = c.invokeEvent("held", "x", "text");
+  p.catch(() => {});
+  const res = await held.next({ what: "the held invocation at the handler" });
+  assert.equal(proxy.dropAll(), 1, "the drop must kill the client's connection");
+  const err = await rejects(() => p, "the invocation pending at the drop");
+  assert.match(err.message, /disconnected/);
+  res.success("late", "text"); // answered while the client is away (or recovering)
+  await waitFor(() => proxy.accepted >= 2, { what: "the recovery connection" });
+  let after;
+  for (let i = 0; i < 200 && after === undefined; i++) {
+    try {
+      after = await c.invokeEvent("shout", "recovered", "text");
+    } catch {
+      await sleep(50); // still recovering
+    }
+  }
+  assert.equal(after?.data, "RECOVERED");
+  assert.equal(events.find((e) => e.event === "disconnected"), undefined, "the drop was a recovery, not a new connection");
 });
