@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -353,4 +354,39 @@ func TestInvokeCancelledWhenRecoveryWindowEnds(t *testing.T) {
 	call := h.next(t)
 	c.conn.Close()
 	call.ended(t, "after the recovery window")
+}
+
+// TestInvokeMemoryPerInvocation: an invocation waiting for its handler
+// costs its goroutine, its context and its entry; 200 of them on one
+// connection stay under 16 KiB each (heap and stacks), the wire bytes of
+// their requests included.
+func TestInvokeMemoryPerInvocation(t *testing.T) {
+	const n = 200
+	h := &heldHandler{calls: make(chan *heldCall, n)}
+	s := startServer(t, serverOptions{up: h, invoke: InvokeConfig{MaxPerConn: n}})
+	c := mustDial(t, s.wsURL("chat", s.token(t, "chat", auth.MintOptions{})), ProtocolJSON)
+	c.read()
+	c.send(`{"type":"invoke","invocationId":"warm","target":"event","event":"slow"}`)
+	h.next(t).reply("", "")
+	c.read()
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range n {
+		c.send(fmt.Sprintf(`{"type":"invoke","invocationId":"%d","target":"event","event":"slow","dataType":"text","data":"x"}`, i))
+	}
+	calls := make([]*heldCall, n)
+	for i := range calls {
+		calls[i] = h.next(t)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	used := int64(after.HeapInuse+after.StackInuse) - int64(before.HeapInuse+before.StackInuse)
+	t.Logf("%d invocations in flight: %d bytes, %d per invocation", n, used, used/n)
+	if used/n > 16<<10 {
+		t.Errorf("%d bytes per invocation in flight, want at most 16 KiB", used/n)
+	}
+	for _, call := range calls {
+		call.reply("", "")
+	}
 }
