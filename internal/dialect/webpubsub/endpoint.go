@@ -39,7 +39,9 @@ type EndpointConfig struct {
 	// limits.
 	RateLimits RateLimits
 	// Invoke bounds the clients' invocations.
-	Invoke     InvokeConfig
+	Invoke InvokeConfig
+	// Streams bounds the clients' group streams.
+	Streams    StreamConfig
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -81,6 +83,7 @@ type Endpoint struct {
 	log     *slog.Logger
 	metrics *endpointMetrics
 	inv     *invocations
+	streams *streams
 
 	ctx    context.Context // ends with Close: the sessions' user events and invocations
 	cancel context.CancelFunc
@@ -127,7 +130,25 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 		cfg.Invoke.MaxPerConn = DefaultMaxInvocations
 	}
 	inv := &invocations{cfg: cfg.Invoke, metrics: newInvokeMetrics()}
-	for _, c := range []prometheus.Collector{m.rejected, m.messagesIn, m.bytesIn, m.requestErrors, inv.metrics.total, inv.metrics.inFlight} {
+	sc := cfg.Streams
+	if sc.MaxPerConn < 0 || sc.MaxFragmentBytes < 0 || sc.IdleTimeout < 0 || sc.MaxIdleTimeout < 0 {
+		return nil, errors.New("webpubsub: Streams bounds must not be negative")
+	}
+	if sc.MaxPerConn == 0 {
+		sc.MaxPerConn = DefaultMaxStreams
+	}
+	if sc.MaxFragmentBytes == 0 {
+		sc.MaxFragmentBytes = DefaultMaxFragmentBytes
+	}
+	if sc.IdleTimeout == 0 {
+		sc.IdleTimeout = DefaultStreamIdle
+	}
+	if sc.MaxIdleTimeout == 0 {
+		sc.MaxIdleTimeout = DefaultMaxStreamIdle
+	}
+	str := &streams{cfg: sc, metrics: newStreamMetrics()}
+	collectors := append([]prometheus.Collector{m.rejected, m.messagesIn, m.bytesIn, m.requestErrors, inv.metrics.total, inv.metrics.inFlight}, str.metrics.collectors()...)
+	for _, c := range collectors {
 		if err := cfg.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("webpubsub: register metrics: %w", err)
 		}
@@ -135,7 +156,7 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg.Node.TrackHubSeries(m.messagesIn, m.bytesIn) // deleted with their hub
 	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, history: cfg.History, limits: cfg.RateLimits, log: cfg.Logger, metrics: m,
-		inv: inv, ctx: ctx, cancel: cancel}, nil
+		inv: inv, streams: str, ctx: ctx, cancel: cancel}, nil
 }
 
 // UseRelays makes the endpoint hand reliable clients whose session lives on
@@ -153,8 +174,12 @@ func (e *Endpoint) Close() {
 
 // ConnEnded is the node's OnConnEnd hook for Web PubSub conns: it cancels
 // the invocations of a session that ended (a reliable one whose client did
-// not come back within the recovery window included).
-func (e *Endpoint) ConnEnded(c *core.Conn) { e.inv.connEnded(c) }
+// not come back within the recovery window included) and ends its group
+// streams.
+func (e *Endpoint) ConnEnded(c *core.Conn) {
+	e.inv.connEnded(c)
+	e.streams.connEnded(e, c)
+}
 
 // hubFromRequest returns the hub a client request names.
 func hubFromRequest(r *http.Request) (string, bool) {
@@ -373,7 +398,15 @@ func (e *Endpoint) resume(w http.ResponseWriter, r *http.Request, hubKey, proto,
 	}
 	_, dialect := codecFor(proto)
 	sock.Bind(conn)
+	e.sendRecovered(conn)
 	sock.Serve(newSession(e, conn, hub, sock, dialect, slot.Move()))
+}
+
+// sendRecovered tells a recovered client it is connected again (the
+// service may; @azure/web-pubsub-client 1.1.0 resumes its outbound group
+// streams only then). It follows the replay of unacknowledged messages.
+func (e *Endpoint) sendRecovered(conn *core.Conn) {
+	conn.Send(encodeConnected(conn.ID(), conn.UserID(), e.keys.ReconnectionToken(conn.ID())))
 }
 
 // Refusal of a session that cannot be resumed, here or on its node.
@@ -451,6 +484,7 @@ func (e *Endpoint) AcceptRelay(req relay.Request, sock relay.Socket) (relay.Hand
 	}
 	_, dialect := codecFor(req.Protocol)
 	sock.Bind(conn)
+	e.sendRecovered(conn)
 	e.log.Debug("client resumed through a relay", "hub", hub.Name(), "conn_id", conn.ID())
 	return newSession(e, conn, hub, sock, dialect, nil), nil
 }

@@ -41,6 +41,7 @@ type serverOptions struct {
 	rate     *ratelimit.Limiter // nil: no rate limits
 	up       Upstream
 	invoke   InvokeConfig
+	streams  StreamConfig
 }
 
 func startServer(t *testing.T, o serverOptions) *testServer {
@@ -57,7 +58,7 @@ func startServer(t *testing.T, o serverOptions) *testServer {
 		t.Fatal(err)
 	}
 	keys, _ := auth.NewKeyRing("primary-key", "secondary-key")
-	ep, err = NewEndpoint(EndpointConfig{Node: node, Keys: keys, WebSocket: wsrv, Registerer: reg, RateLimits: o.rate, Upstream: o.up, Invoke: o.invoke})
+	ep, err = NewEndpoint(EndpointConfig{Node: node, Keys: keys, WebSocket: wsrv, Registerer: reg, RateLimits: o.rate, Upstream: o.up, Invoke: o.invoke, Streams: o.streams})
 	if err != nil {
 		t.Fatal(err)
 	}

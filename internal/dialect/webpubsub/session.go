@@ -130,8 +130,8 @@ func (s *session) HandleClose(reason string) {
 	} else {
 		s.conn.Detach(s.sock, reason)
 	}
-	if s.conn.Ended() { // not kept for recovery: its invocations have no one to answer
-		s.ep.inv.connEnded(s.conn)
+	if s.conn.Ended() { // not kept for recovery: its invocations and streams end
+		s.ep.ConnEnded(s.conn)
 	}
 }
 
@@ -187,6 +187,10 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		return s.invoke(r)
 	case "cancelInvocation":
 		return s.cancelInvocation(r)
+	case "streamData":
+		return s.streamData(r)
+	case "streamEnd":
+		return s.streamEnd(r)
 	default:
 		if r.AckID == nil {
 			s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "unknown_type").Inc()
@@ -232,6 +236,9 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 	case "fetchHistory":
 		return s.fetchHistory(r)
 	case "sendToGroup":
+		if len(r.Stream) > 0 && !bytes.Equal(r.Stream, []byte("null")) {
+			return s.openStream(r)
+		}
 		if !core.ValidGroupName(r.Group) {
 			return s.reject(r, "bad_group", ackBadRequest, "invalid group name: it must be 1 to 1024 characters and not only whitespace")
 		}

@@ -1,0 +1,101 @@
+// Group streams between two official @azure/web-pubsub-client clients: openGroupStream on one,
+// onGroupStream on the other. Fragments are reassembled in order; an abort reaches the
+// receiver as the stream's error; a stream left idle is closed on both sides; a sender whose
+// socket drops in the middle (reliable protocol, through a proxy) resumes, and the receiver gets
+// every fragment once, in order.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { startServer, startProxy, hubName, randomSuffix, withPort, waitFor, Inbox } from "./harness.mjs";
+import { serviceClient, startSdkClient, rejects } from "./helpers.mjs";
+
+let sb;
+const clients = [];
+
+before(async () => {
+  sb = await startServer();
+});
+after(async () => {
+  for (const c of clients) c.stop();
+  await sb?.stop();
+});
+
+const roles = ["webpubsub.sendToGroup", "webpubsub.joinLeaveGroup"];
+
+async function pair(t, { senderUrl } = {}) {
+  const hub = hubName("stream");
+  const svc = serviceClient(sb, hub);
+  const group = "g-" + randomSuffix();
+  const receiver = await startSdkClient(svc, { userId: "rx", roles });
+  const sender = await startSdkClient(svc, { userId: "tx", roles }, {}, senderUrl ? { urlTransform: senderUrl } : {});
+  clients.push(receiver, sender);
+  await receiver.client.joinGroup(group);
+  const streams = new Inbox("inbound streams"); // {streamId, parts, error, done}
+  receiver.client.onGroupStream(async (stream) => {
+    const rec = { streamId: stream.streamId, group: stream.groupName, parts: [], error: undefined, done: false };
+    try {
+      for await (const m of stream) rec.parts.push(m.data);
+    } catch (err) {
+      rec.error = err;
+    }
+    rec.done = true;
+    streams.push(rec);
+  });
+  return { group, sender: sender.client, receiver, streams };
+}
+
+test("openGroupStream → onGroupStream: fragments reassembled in order", async (t) => {
+  const { group, sender, streams } = await pair(t);
+  const w = await sender.openGroupStream(group);
+  for (let i = 0; i < 50; i++) await w.write(`part-${i};`, "text");
+  await w.write({ last: true }, "json");
+  await w.end();
+  const s = await streams.waitFor((r) => r.streamId === w.streamId, { what: "the reassembled stream" });
+  assert.equal(s.error, undefined);
+  assert.equal(s.group, group);
+  assert.deepEqual(s.parts, [...Array.from({ length: 50 }, (_, i) => `part-${i};`), { last: true }]);
+});
+
+test("abort: the receiver's stream fails with the sender's error", async (t) => {
+  const { group, sender, streams } = await pair(t);
+  const w = await sender.openGroupStream(group);
+  await w.write("before", "text");
+  await w.abort({ message: "gave up", userErrorCode: "E42" });
+  const s = await streams.waitFor((r) => r.streamId === w.streamId, { what: "the aborted stream" });
+  assert.deepEqual(s.parts, ["before"]);
+  assert.equal(s.error?.name, "StreamAborted");
+  assert.equal(s.error?.message, "gave up");
+  assert.equal(s.error?.userErrorCode, "E42");
+});
+
+test("a stream left idle is closed: the sender's writer and the receiver's stream get IdleTimeout", async (t) => {
+  const { group, sender, streams } = await pair(t);
+  const w = await sender.openGroupStream(group, { idleTimeoutInMs: 1000 });
+  const errors = [];
+  w.onError((e) => errors.push(e));
+  await w.write("only", "text");
+  const s = await streams.waitFor((r) => r.streamId === w.streamId, { what: "the idle stream's end" });
+  assert.deepEqual(s.parts, ["only"]);
+  assert.equal(s.error?.name, "IdleTimeout");
+  await waitFor(() => errors.length > 0, { what: "the sender's IdleTimeout" });
+  assert.equal(errors[0].name, "IdleTimeout");
+  await rejects(() => w.write("late", "text"), "a write to the closed stream");
+});
+
+test("a reliable sender whose socket drops mid-stream resumes: every fragment once, in order", async (t) => {
+  const proxy = await startProxy(sb.port);
+  t.after(() => proxy.close());
+  const { group, sender, streams } = await pair(t, { senderUrl: (u) => withPort(u, proxy.port) });
+  const w = await sender.openGroupStream(group);
+  const N = 200;
+  for (let i = 0; i < N; i++) {
+    if (i === N / 2) {
+      assert.equal(proxy.dropAll(), 1, "the drop must kill the sender's connection");
+    }
+    await w.write(i, "json"); // waits while the client recovers
+  }
+  await w.end();
+  const s = await streams.waitFor((r) => r.streamId === w.streamId, { timeout: 40000, what: "the stream across the drop" });
+  assert.equal(s.error, undefined);
+  assert.deepEqual(s.parts, Array.from({ length: N }, (_, i) => i));
+  assert.ok(proxy.accepted >= 2, "the sender reconnected");
+});
