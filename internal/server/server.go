@@ -127,13 +127,12 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		srHist := hist.Namespace(signalRNamespace)
 		coreHist, restHist, srCoreHist, srRESTHist, ready = hist, hist, srHist, srHist, hist
 	}
-	var onEnd func(*core.Conn, string)
 	var ep *wps.Endpoint // made below, before any conn exists
-	if up != nil {
-		onEnd = func(c *core.Conn, reason string) {
+	onEnd := func(c *core.Conn, reason string) {
+		if up != nil {
 			up.Disconnected(upstream.Conn{Hub: c.Hub().Name(), ID: c.ID(), UserID: c.UserID(), Subprotocol: c.Protocol(), State: c.State()}, reason)
-			ep.ConnEnded(c) // its invocations in flight have no one to answer
 		}
+		ep.ConnEnded(c) // its invocations in flight have no one to answer, its group streams end
 	}
 	clus, brokers, err := newCluster(cfg, log, reg)
 	if err != nil {
@@ -187,6 +186,8 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		AllowAnonymous: func(hub string) bool { return cfg.Hub(hub).AnonymousConnect },
 		RateLimits:     rates,
 		Invoke:         wps.InvokeConfig{Timeout: cfg.Invoke.Timeout, MaxPerConn: cfg.Invoke.MaxPerConn},
+		Streams: wps.StreamConfig{MaxPerConn: cfg.Streams.MaxPerConn, MaxFragmentBytes: cfg.Streams.MaxFragmentBytes,
+			IdleTimeout: cfg.Streams.IdleTimeout, MaxIdleTimeout: cfg.Streams.MaxIdleTimeout},
 		Logger:         log.With("component", "webpubsub"),
 		Registerer:     reg,
 	}

@@ -128,4 +128,3 @@ func TestGroupStreamEndsWithSender(t *testing.T) {
 		t.Fatalf("group_streams_open = %v, want 0", got)
 	}
 }
-
