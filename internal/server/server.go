@@ -188,8 +188,8 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		Invoke:         wps.InvokeConfig{Timeout: cfg.Invoke.Timeout, MaxPerConn: cfg.Invoke.MaxPerConn},
 		Streams: wps.StreamConfig{MaxPerConn: cfg.Streams.MaxPerConn, MaxFragmentBytes: cfg.Streams.MaxFragmentBytes,
 			IdleTimeout: cfg.Streams.IdleTimeout, MaxIdleTimeout: cfg.Streams.MaxIdleTimeout},
-		Logger:         log.With("component", "webpubsub"),
-		Registerer:     reg,
+		Logger:     log.With("component", "webpubsub"),
+		Registerer: reg,
 	}
 	if up != nil {
 		epCfg.Upstream = up
