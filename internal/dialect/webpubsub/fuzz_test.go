@@ -26,6 +26,10 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"type":"invoke","invocationId":"2","event":"e","dataType":"binary","data":"AAE="}`,
 		`{"type":"invoke","invocationId":"","target":7}`,
 		`{"type":"cancelInvocation","invocationId":"1"}`,
+		`{"type":"sendToGroup","group":"g","stream":{"streamId":"s","idleTimeoutMs":60000}}`,
+		`{"type":"streamData","streamId":"s","streamSequenceId":1,"dataType":"text","data":"a"}`,
+		`{"type":"streamData","streamId":7,"streamSequenceId":"x"}`,
+		`{"type":"streamEnd","streamId":"s","error":{"message":"m","userErrorCode":"E"}}`,
 		`{"type":`, `[]`, `null`, `{"ackId":-1}`, `{"type":"x","ackId":18446744073709551616}`,
 	} {
 		f.Add([]byte(s))
@@ -43,6 +47,36 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("decoded JSON payload is not valid JSON: %q", data)
 		}
 		validEvent(r.Event)
+		streamID(r)
+	})
+}
+
+// FuzzStreamFrames: whatever stream ids, sequence ids and error texts a
+// client chooses, the group messages and the stream answers Switchboard
+// builds from them are valid JSON on both JSON protocols.
+func FuzzStreamFrames(f *testing.F) {
+	f.Add("s1", uint64(1), false, "", "", "", "a")
+	f.Add("x\"\xff", uint64(1<<63), true, "StreamAborted", "gave \x00up", "E42", "")
+	f.Fuzz(func(t *testing.T, id string, seq uint64, end bool, name, msg, code, data string) {
+		st := &core.Stream{ID: id, Seq: seq, End: end}
+		if name != "" {
+			st.Error = &core.StreamError{Name: name, Message: msg, Code: code}
+		}
+		m := &core.Message{Type: core.Text, Data: []byte(data), From: core.FromGroup, Group: "g", FromUserID: "u", Stream: st}
+		for _, c := range []jsonCodec{{}, {reliable: true}} {
+			b := c.EncodeMessage(m).Data
+			if c.reliable {
+				b = append(c.AppendHead(nil, 1), b...)
+			}
+			if !json.Valid(b) {
+				t.Fatalf("reliable=%v: invalid JSON %q", c.reliable, b)
+			}
+		}
+		for _, fr := range []core.Frame{encodeStreamAck(id, seq), encodeStreamNack(id, name, msg, seq), encodeStreamClosed(id, name, msg)} {
+			if !json.Valid(fr.Data) {
+				t.Fatalf("invalid JSON %q", fr.Data)
+			}
+		}
 	})
 }
 
