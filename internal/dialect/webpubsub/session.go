@@ -167,8 +167,13 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		return s.closeForRate()
 	}
 	if verdict == ratelimit.Refuse {
-		if r.Type == "invoke" {
+		switch {
+		case r.Type == "invoke":
 			return s.refuseInvoke(r, "message_rate", outcomeRefused, ackTooManyRequests, msgRateRefused)
+		case r.Type == "streamData" || r.Type == "streamEnd" || r.Type == "sendToGroup" && len(r.Stream) > 0 && !bytes.Equal(r.Stream, []byte("null")):
+			// A dropped fragment would stall its stream (the client resends
+			// none): the stream is closed instead, with the reason.
+			return s.refuseStream(r, "message_rate", ackTooManyRequests, msgRateRefused)
 		}
 		return s.reject(r, "message_rate", ackTooManyRequests, msgRateRefused) // dropped when it has no ackId
 	}

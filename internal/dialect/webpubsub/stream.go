@@ -74,7 +74,7 @@ func newStreamMetrics() *streamMetrics {
 		fragments: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "switchboard", Name: "group_stream_fragments_total",
 			Help: "Fragments of client group streams published to their group."}),
 		closed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Name: "group_streams_closed_total",
-			Help: "Client group streams closed, by reason: ended, aborted (by the sender), idle_timeout, sender_gone, bad_fragment, publish_failed."},
+			Help: "Client group streams closed, by reason: ended, aborted (by the sender), idle_timeout, sender_gone, bad_fragment, publish_failed, message_rate."},
 			[]string{"reason"}),
 		open: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "switchboard", Name: "group_streams_open",
 			Help: "Client group streams open."}),
@@ -298,6 +298,31 @@ func (s *session) streamEnd(r *request) error {
 	}
 	s.ep.streams.finishLocked(s.ep, s.conn, cs, st, endErr, reason)
 	s.conn.Send(encodeStreamClosed(id, "", ""))
+	return nil
+}
+
+// refuseStream closes the stream a refused stream request names (a
+// sendToGroup opening one is answered with streamClosed), with the reason.
+func (s *session) refuseStream(r *request, metric, name, msg string) error {
+	id, ok := streamID(r)
+	if r.Type == "sendToGroup" {
+		var desc struct {
+			StreamID string `json:"streamId"`
+		}
+		ok = json.Unmarshal(r.Stream, &desc) == nil && desc.StreamID != "" && len(desc.StreamID) <= maxStreamID
+		id = desc.StreamID
+	}
+	if !ok {
+		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, metric).Inc()
+		return nil
+	}
+	if cs, st := s.ep.streams.find(s.conn, id); st != nil {
+		defer cs.mu.Unlock()
+		s.closeStreamLocked(cs, st, metric, name, msg)
+		return nil
+	}
+	s.ep.metrics.requestErrors.WithLabelValues(s.dialect, metric).Inc()
+	s.conn.Send(encodeStreamClosed(id, name, msg))
 	return nil
 }
 

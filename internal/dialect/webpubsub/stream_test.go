@@ -8,6 +8,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
+	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/wstest"
 )
 
@@ -126,5 +127,25 @@ func TestGroupStreamEndsWithSender(t *testing.T) {
 	}
 	if got := metrictest.Value(t, s.reg, "switchboard_group_streams_open"); got != 0 {
 		t.Fatalf("group_streams_open = %v, want 0", got)
+	}
+}
+
+// TestGroupStreamOverMessageRate: a fragment refused for the connection's
+// message rate closes its stream with TooManyRequests (dropping it would
+// stall the stream: the client resends no fragment the server skipped).
+func TestGroupStreamOverMessageRate(t *testing.T) {
+	lim, _ := newRateLimiter(t, ratelimit.Config{MessageRate: 0.001, MessageBurst: 2})
+	s := startServer(t, serverOptions{rate: lim})
+	tx, rx, _ := streamPair(t, s, ProtocolJSON)
+	tx.send(`{"type":"sendToGroup","group":"g","stream":{"streamId":"r"}}`)
+	expectFrame(t, tx, `{"type":"streamAck","streamId":"r","expectedSequenceId":1}`)
+	tx.send(`{"type":"streamData","streamId":"r","streamSequenceId":1,"dataType":"text","data":"a"}`)
+	expectFrame(t, tx, `{"type":"streamAck","streamId":"r","expectedSequenceId":2}`)
+	rx.read()
+	tx.send(`{"type":"streamData","streamId":"r","streamSequenceId":2,"dataType":"text","data":"b"}`)
+	expectFrame(t, tx, `{"type":"streamClosed","streamId":"r","error":{"name":"TooManyRequests","message":"`+msgRateRefused+`"}}`)
+	f := rx.readJSON()
+	if st, _ := f["stream"].(map[string]any); st["endOfStream"] != true || st["error"].(map[string]any)["name"] != "TooManyRequests" {
+		t.Fatalf("members got %v, want the end with TooManyRequests", f)
 	}
 }
