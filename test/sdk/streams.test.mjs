@@ -2,7 +2,7 @@
 // onGroupStream on the other. Fragments are reassembled in order; an abort reaches the
 // receiver as the stream's error; a stream left idle is closed on both sides; a sender whose
 // socket drops in the middle (reliable protocol, through a proxy) resumes, and the receiver gets
-// every fragment once, in order.
+// every fragment once, in order, and so does a reliable receiver dropped in the middle.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { startServer, startProxy, hubName, randomSuffix, withPort, waitFor, Inbox } from "./harness.mjs";
@@ -21,11 +21,11 @@ after(async () => {
 
 const roles = ["webpubsub.sendToGroup", "webpubsub.joinLeaveGroup"];
 
-async function pair(t, { senderUrl } = {}) {
+async function pair(t, { senderUrl, receiverUrl } = {}) {
   const hub = hubName("stream");
   const svc = serviceClient(sb, hub);
   const group = "g-" + randomSuffix();
-  const receiver = await startSdkClient(svc, { userId: "rx", roles });
+  const receiver = await startSdkClient(svc, { userId: "rx", roles }, {}, receiverUrl ? { urlTransform: receiverUrl } : {});
   const sender = await startSdkClient(svc, { userId: "tx", roles }, {}, senderUrl ? { urlTransform: senderUrl } : {});
   clients.push(receiver, sender);
   await receiver.client.joinGroup(group);
@@ -81,13 +81,21 @@ test("a stream left idle is closed: the sender's writer and the receiver's strea
   await rejects(() => w.write("late", "text"), "a write to the closed stream");
 });
 
-test("a reliable sender whose socket drops mid-stream resumes: every fragment once, in order", async (t) => {
-  const proxy = await startProxy(sb.port);
+test("reliable clients whose sockets drop mid-stream (receiver, then sender) recover: every fragment once, in order", async (t) => {
+  const proxy = await startProxy(sb.port); // the sender's
+  const rproxy = await startProxy(sb.port); // the receiver's
   t.after(() => proxy.close());
-  const { group, sender, streams } = await pair(t, { senderUrl: (u) => withPort(u, proxy.port) });
+  t.after(() => rproxy.close());
+  const { group, sender, streams } = await pair(t, {
+    senderUrl: (u) => withPort(u, proxy.port),
+    receiverUrl: (u) => withPort(u, rproxy.port),
+  });
   const w = await sender.openGroupStream(group);
   const N = 200;
   for (let i = 0; i < N; i++) {
+    if (i === N / 4) {
+      assert.equal(rproxy.dropAll(), 1, "the drop must kill the receiver's connection");
+    }
     if (i === N / 2) {
       assert.equal(proxy.dropAll(), 1, "the drop must kill the sender's connection");
     }
@@ -97,5 +105,5 @@ test("a reliable sender whose socket drops mid-stream resumes: every fragment on
   const s = await streams.waitFor((r) => r.streamId === w.streamId, { timeout: 40000, what: "the stream across the drop" });
   assert.equal(s.error, undefined);
   assert.deepEqual(s.parts, Array.from({ length: N }, (_, i) => i));
-  assert.ok(proxy.accepted >= 2, "the sender reconnected");
+  assert.ok(proxy.accepted >= 2 && rproxy.accepted >= 2, "both reconnected");
 });
