@@ -40,7 +40,7 @@ async function pair(t, { senderUrl, receiverUrl } = {}) {
     rec.done = true;
     streams.push(rec);
   });
-  return { group, sender: sender.client, receiver, streams };
+  return { group, svc, sender: sender.client, receiver, streams };
 }
 
 test("openGroupStream → onGroupStream: fragments reassembled in order", async (t) => {
@@ -65,6 +65,32 @@ test("abort: the receiver's stream fails with the sender's error", async (t) => 
   assert.equal(s.error?.name, "StreamAborted");
   assert.equal(s.error?.message, "gave up");
   assert.equal(s.error?.userErrorCode, "E42");
+});
+
+test("a member that joins mid-stream gets the rest of it as a stream (handleFromStart skips it)", async (t) => {
+  const { group, sender, svc } = await pair(t);
+  const w = await sender.openGroupStream(group);
+  await w.write("early", "text");
+  const late = await startSdkClient(svc, { userId: "late", roles });
+  clients.push(late);
+  const got = new Inbox("late streams");
+  const skipped = [];
+  late.client.onGroupStream(async (stream) => {
+    const parts = [];
+    for await (const m of stream) parts.push([m.stream.streamSequenceId, m.data]);
+    got.push({ streamId: stream.streamId, parts });
+  });
+  late.client.onGroupStream((stream) => skipped.push(stream.streamId), { handleFromStart: true });
+  await late.client.joinGroup(group);
+  await w.write("late-1", "text");
+  await w.write("late-2", "text");
+  await w.end();
+  const s = await got.waitFor((r) => r.streamId === w.streamId, { what: "the late member's stream" });
+  assert.deepEqual(s.parts, [
+    [2, "late-1"],
+    [3, "late-2"],
+  ]);
+  assert.deepEqual(skipped, [], "handleFromStart: a stream first seen mid-way is skipped");
 });
 
 test("a stream left idle is closed: the sender's writer and the receiver's stream get IdleTimeout", async (t) => {
