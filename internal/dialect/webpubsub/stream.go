@@ -187,7 +187,12 @@ func (s *session) openStream(r *request) error {
 		s.conn.Send(encodeStreamAck(id, st.next)) // the client asked again (it recovered): where it stands
 		return nil
 	}
-	if cs.ended {
+	if cs.ended || s.conn.Ended() {
+		// The conn ended (its streams were ended, or are about to be): an
+		// entry made now would outlive it.
+		if len(cs.open) == 0 { // else its OnConnEnd, still to come, ends them
+			s.ep.streams.byConn.CompareAndDelete(s.conn.ID(), cs)
+		}
 		return nil
 	}
 	if len(cs.open) >= cfg.MaxPerConn {
