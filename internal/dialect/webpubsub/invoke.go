@@ -109,7 +109,10 @@ func (iv *invocations) start(conn *core.Conn, id string, cancel context.CancelFu
 	ci.mu.Lock()
 	defer ci.mu.Unlock()
 	switch {
-	case ci.ended:
+	case ci.ended || conn.Ended():
+		if len(ci.pending) == 0 { // an entry made now would outlive the conn
+			iv.byConn.CompareAndDelete(conn.ID(), ci)
+		}
 		return invokeCancelled, "the connection has ended"
 	case ci.pending[id] != nil:
 		return invokeDuplicate, fmt.Sprintf("invocation %s is already in flight on this connection", excerpt.Quote(id))
