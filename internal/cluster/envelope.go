@@ -26,6 +26,11 @@ import (
 //	  expires   varint, Unix nanoseconds; 0: never
 //	  offset    uvarint
 //	  data      bytes
+//	stream    (when flagStream, with flagMessage: a group stream's fragment)
+//	  id        string
+//	  seq       uvarint
+//	  end       byte (0 or 1)
+//	  error     byte (0: none, 1: name, message, code strings follow)
 //
 // An OpPresence (member notifications) is an op of kind core.OpPresence to
 // a group, whose reason field carries the user id, with flag flagPresent
@@ -56,6 +61,10 @@ const (
 	flagMessage = 1 << 0
 	flagMarker  = 1 << 1
 	flagPresent = 1 << 2
+	// flagStream marks a message of a group stream. A node of an older
+	// release refuses the envelope (unknown flag): stream fragments do not
+	// reach its members during a rolling upgrade.
+	flagStream = 1 << 3
 )
 
 // errEnvelope is the cause of every decoding failure.
@@ -66,6 +75,9 @@ func encodeOp(dst []byte, origin string, op *core.Op) []byte {
 	flags := byte(0)
 	if op.Message != nil {
 		flags |= flagMessage
+		if op.Message.Stream != nil {
+			flags |= flagStream
+		}
 	}
 	reason := op.Reason
 	if op.Kind == core.OpPresence {
@@ -103,6 +115,23 @@ func encodeOp(dst []byte, origin string, op *core.Op) []byte {
 		dst = binary.AppendUvarint(dst, offset)
 		dst = binary.AppendUvarint(dst, uint64(len(m.Data)))
 		dst = append(dst, m.Data...)
+		if st := m.Stream; st != nil {
+			dst = appendString(dst, st.ID)
+			dst = binary.AppendUvarint(dst, st.Seq)
+			end := byte(0)
+			if st.End {
+				end = 1
+			}
+			dst = append(dst, end)
+			if st.Error == nil {
+				dst = append(dst, 0)
+			} else {
+				dst = append(dst, 1)
+				dst = appendString(dst, st.Error.Name)
+				dst = appendString(dst, st.Error.Message)
+				dst = appendString(dst, st.Error.Code)
+			}
+		}
 	}
 	return dst
 }
@@ -156,7 +185,7 @@ func decodeOp(b []byte) (op *core.Op, origin string, err error) {
 	if target > byte(core.ToConn) {
 		return nil, "", fmt.Errorf("%w: target kind %d", errEnvelope, target)
 	}
-	if flags&^(flagMessage|flagPresent) != 0 || (flags&flagPresent != 0 && kind != byte(core.OpPresence)) {
+	if flags&^(flagMessage|flagPresent|flagStream) != 0 || (flags&flagPresent != 0 && kind != byte(core.OpPresence)) || flags&flagStream != 0 && flags&flagMessage == 0 {
 		return nil, "", fmt.Errorf("%w: flags %#x", errEnvelope, flags)
 	}
 	op = &core.Op{Kind: core.OpKind(kind), Target: core.Target{Kind: core.TargetKind(target)}}
@@ -192,6 +221,18 @@ func decodeOp(b []byte) (op *core.Op, origin string, err error) {
 		}
 		m.Offset = d.uvarint()
 		m.Data = d.bytes()
+		if flags&flagStream != 0 {
+			st := &core.Stream{ID: d.string(), Seq: d.uvarint()}
+			end, hasErr := d.byte(), d.byte()
+			if d.err == nil && (end > 1 || hasErr > 1) {
+				return nil, "", fmt.Errorf("%w: stream end %d error %d", errEnvelope, end, hasErr)
+			}
+			st.End = end == 1
+			if hasErr == 1 {
+				st.Error = &core.StreamError{Name: d.string(), Message: d.string(), Code: d.string()}
+			}
+			m.Stream = st
+		}
 		op.Message = m
 	}
 	if d.err != nil {

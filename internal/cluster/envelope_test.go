@@ -30,6 +30,11 @@ func sampleOps(t testing.TB) []*core.Op {
 			Message: &core.Message{Type: core.GroupState, Group: "room 1", FromUserID: "ann", Data: []byte(`{"s":"x"}`), StateConn: "n1_a", StateAt: 1700000000123}},
 		{Hub: "chat", Kind: core.OpGroupState, Target: core.Target{Kind: core.ToGroup, Name: "g"},
 			Message: &core.Message{Type: core.GroupState, Group: "g", StateConn: "n1_a", StateAt: 7}},
+		{Hub: "chat", Kind: core.OpSend, Target: core.Target{Kind: core.ToGroup, Name: "g"}, SkipConn: "n1_s",
+			Message: &core.Message{Type: core.Text, Data: []byte("frag"), From: core.FromGroup, Group: "g", Stream: &core.Stream{ID: "s-1", Seq: 7}}},
+		{Hub: "chat", Kind: core.OpSend, Target: core.Target{Kind: core.ToGroup, Name: "g"},
+			Message: &core.Message{Type: core.Text, From: core.FromGroup, Group: "g", Stream: &core.Stream{ID: "s-1", Seq: 8, End: true,
+				Error: &core.StreamError{Name: "StreamAborted", Message: "gave up", Code: "E42"}}}},
 	}
 }
 
@@ -56,7 +61,7 @@ func sameOp(a, b *core.Op) bool {
 	ma, mb := a.Message, b.Message
 	return ma.Type == mb.Type && bytes.Equal(ma.Data, mb.Data) && ma.From == mb.From && ma.Group == mb.Group &&
 		ma.FromUserID == mb.FromUserID && ma.Expires.Equal(mb.Expires) && ma.Offset == mb.Offset && ma.Epoch == mb.Epoch &&
-		ma.StateConn == mb.StateConn && ma.StateAt == mb.StateAt
+		ma.StateConn == mb.StateConn && ma.StateAt == mb.StateAt && reflect.DeepEqual(ma.Stream, mb.Stream)
 }
 
 func TestEnvelopeRoundTrip(t *testing.T) {
@@ -84,11 +89,12 @@ func TestEnvelopeRoundTrip(t *testing.T) {
 func TestEnvelopeRefuses(t *testing.T) {
 	good := encodeOp(nil, "n", sampleOps(t)[0])
 	for name, b := range map[string][]byte{
-		"version":  append([]byte{2}, good[1:]...),
-		"op kind":  append([]byte{1, 9}, good[2:]...),
-		"target":   append([]byte{1, 0, 9}, good[3:]...),
-		"flags":    append([]byte{1, 0, 0, 3}, good[4:]...),
-		"trailing": append(append([]byte{}, good...), 0),
+		"version":                  append([]byte{2}, good[1:]...),
+		"op kind":                  append([]byte{1, 9}, good[2:]...),
+		"target":                   append([]byte{1, 0, 9}, good[3:]...),
+		"flags":                    append([]byte{1, 0, 0, 3}, good[4:]...),
+		"stream without a message": append([]byte{1, 0, 0, 4}, good[4:]...),
+		"trailing":                 append(append([]byte{}, good...), 0),
 		"close with a message": func() []byte {
 			b := append([]byte{}, good...)
 			b[1] = byte(core.OpClose)

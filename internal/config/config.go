@@ -27,6 +27,8 @@ type Config struct {
 	Limits    Limits               `yaml:"limits"`
 	WebSocket WebSocket            `yaml:"websocket"`
 	Reliable  Reliable             `yaml:"reliable"`
+	Invoke    Invoke               `yaml:"invoke"`
+	Streams   Streams              `yaml:"streams"`
 	Log       Log                  `yaml:"log"`
 	Admin     Admin                `yaml:"admin"`
 	SignalR   SignalR              `yaml:"signalr"`
@@ -208,6 +210,22 @@ type Reliable struct {
 	RecoveryWindow time.Duration `yaml:"recovery_window" doc:"how long a dropped reliable session waits for its client" default:"30s"`
 	ReplayMessages int           `yaml:"replay_messages" doc:"unacknowledged messages kept per reliable session; more closes it" default:"1000"`
 	ReplayBytes    int           `yaml:"replay_bytes" doc:"unacknowledged bytes kept per reliable session; more closes it" default:"16777216"`
+}
+
+// Invoke bounds the invocations of Web PubSub JSON clients (invoke
+// requests answered by the event handler).
+type Invoke struct {
+	Timeout    time.Duration `yaml:"timeout" doc:"longest an invocation waits for its event handler's answer before the client gets a Timeout error (the handler's own timeout applies too); at most 1h" default:"30s"`
+	MaxPerConn int           `yaml:"max_per_conn" doc:"invocations one connection may have in flight; one more gets a TooManyRequests error; at most 1000" default:"16"`
+}
+
+// Streams bounds the group streams of Web PubSub JSON clients
+// (openGroupStream: fragments published to a group in order).
+type Streams struct {
+	MaxPerConn       int           `yaml:"max_per_conn" doc:"group streams one connection may have open; one more is closed at once (streamClosed TooManyRequests); at most 1000" default:"16"`
+	MaxFragmentBytes int           `yaml:"max_fragment_bytes" doc:"largest fragment (decoded data) of a group stream; a larger one closes the stream (BadRequest); at most limits.max_message_bytes" default:"262144"`
+	IdleTimeout      time.Duration `yaml:"idle_timeout" doc:"a group stream whose client names no idleTimeoutMs is closed (IdleTimeout) after this long without a fragment or keepalive" default:"60s"`
+	MaxIdleTimeout   time.Duration `yaml:"max_idle_timeout" doc:"longest idleTimeoutMs a client may ask for (the shortest is 1s); outside, the stream is refused (BadRequest); at most 1h" default:"10m"`
 }
 
 // Log configures logging.
@@ -440,6 +458,24 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Limits.ClientRates.validate(bad)
+	if c.Invoke.Timeout <= 0 || c.Invoke.Timeout > time.Hour {
+		bad("invoke.timeout", "must be between 1ns and 1h, got %s", c.Invoke.Timeout)
+	}
+	if c.Invoke.MaxPerConn < 1 || c.Invoke.MaxPerConn > 1000 {
+		bad("invoke.max_per_conn", "must be between 1 and 1000, got %d", c.Invoke.MaxPerConn)
+	}
+	if c.Streams.MaxPerConn < 1 || c.Streams.MaxPerConn > 1000 {
+		bad("streams.max_per_conn", "must be between 1 and 1000, got %d", c.Streams.MaxPerConn)
+	}
+	if c.Streams.MaxFragmentBytes < 1 || c.Streams.MaxFragmentBytes > c.Limits.MaxMessageBytes {
+		bad("streams.max_fragment_bytes", "must be between 1 and limits.max_message_bytes (%d), got %d", c.Limits.MaxMessageBytes, c.Streams.MaxFragmentBytes)
+	}
+	if c.Streams.IdleTimeout <= 0 || c.Streams.IdleTimeout > c.Streams.MaxIdleTimeout {
+		bad("streams.idle_timeout", "must be positive and at most streams.max_idle_timeout (%s), got %s", c.Streams.MaxIdleTimeout, c.Streams.IdleTimeout)
+	}
+	if c.Streams.MaxIdleTimeout < time.Second || c.Streams.MaxIdleTimeout > time.Hour {
+		bad("streams.max_idle_timeout", "must be between 1s and 1h, got %s", c.Streams.MaxIdleTimeout)
+	}
 	if c.WebSocket.WriteGather < 0 || c.WebSocket.WriteGather > time.Second {
 		bad("websocket.write_gather", "must be between 0 and 1s, got %s", c.WebSocket.WriteGather)
 	}

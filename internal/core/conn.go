@@ -165,17 +165,30 @@ func (c *Conn) Send(f Frame) {
 // answer); like a send, it is sequenced and replayed on reliable protocols.
 func (c *Conn) Deliver(m *Message) { c.deliver(m) }
 
+// DeliverReply queues m, the answer to one of the client's own requests (a
+// Web PubSub invokeResponse), for this conn alone. Like Deliver it is
+// sequenced and replayed on reliable protocols, but at most keep such
+// replies stay in the replay buffer unacknowledged: beyond that the oldest
+// is dropped from it (not from the queue). A client that does not read the
+// sequence id of replies (the official JavaScript client) never acknowledges
+// them by themselves, only with a later data message; without this bound
+// such a client that only invokes would fill its replay buffer and be
+// closed. keep below 1 counts as 1.
+func (c *Conn) DeliverReply(m *Message, keep int) { c.push(m, true, max(keep, 1)) }
+
 // deliver queues m for this conn.
-func (c *Conn) deliver(m *Message) {
+func (c *Conn) deliver(m *Message) { c.push(m, false, 0) }
+
+func (c *Conn) push(m *Message, reply bool, keepReplies int) {
 	f := m.encode(c.codec)
 	if f.Data == nil {
 		return // the codec has no form of m for this protocol
 	}
-	it := Item{Body: f.Data, Binary: f.Binary}
+	it := Item{Body: f.Data, Binary: f.Binary, reply: reply}
 	if !m.Expires.IsZero() {
 		it.Expires = m.Expires.UnixNano()
 	}
-	l, err := c.out.push(it, c.codec.Sequenced(), &c.hub.node.cfg.Limits)
+	l, err := c.out.push(it, c.codec.Sequenced(), &c.hub.node.cfg.Limits, keepReplies)
 	c.afterPush(l, err)
 	if err == nil {
 		c.sent.Inc()
@@ -300,6 +313,14 @@ func (c *Conn) End(l Link, reason string) {
 		return
 	}
 	c.abort(CloseNormal, reason)
+}
+
+// Linked reports whether the session has a socket now (a reliable session
+// waiting for its client to recover has none).
+func (c *Conn) Linked() bool {
+	c.out.mu.Lock()
+	defer c.out.mu.Unlock()
+	return c.out.link != nil
 }
 
 // Ended reports whether the session is over.

@@ -558,3 +558,46 @@ func TestShutdownUsesGoingAwayFrame(t *testing.T) {
 		t.Fatalf("a server close that is not a shutdown got %q", got)
 	}
 }
+
+// TestDeliverReplyKeepsBoundedReplies: replies are sequenced and replayed
+// like data messages, but a client that never acknowledges them (the
+// official JavaScript client ignores an invokeResponse's sequenceId) keeps
+// only the last few in the replay buffer instead of filling it and being
+// closed. Without the bound the 4th reply below overflows a 3-message
+// replay buffer and ends the conn.
+func TestDeliverReplyKeepsBoundedReplies(t *testing.T) {
+	n := testNode(t, core.Config{Limits: core.Limits{ReplayMessages: 3}})
+	h := testHub(t, n, "h")
+	codec := &resumeCodec{testCodec{key: 2, sequenced: true}}
+	c := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "p"})
+	c.Deliver(textMsg("a"))
+	for _, s := range []string{"r1", "r2", "r3", "r4", "r5"} {
+		c.DeliverReply(textMsg(s), 2)
+	}
+	if c.Ended() {
+		t.Fatal("unacknowledged replies overflowed the replay buffer and ended the conn")
+	}
+	c.bodies() // the first link took everything
+	c.Detach(c.link, "dropped")
+	l2 := &recLink{}
+	if _, err := h.Resume(c.ID(), "p", l2); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, it := range c.Drain(l2, nil) {
+		got = append(got, string(it.Body))
+	}
+	if strings.Join(got, ",") != "resume@1,a,r4,r5" {
+		t.Fatalf("resumed link got %q, want resume@1,a,r4,r5 (data messages all kept, the last 2 replies)", got)
+	}
+	// An acknowledgement covers replies as it covers data messages.
+	c.Ack(6)
+	c.Detach(l2, "dropped again")
+	l3 := &recLink{}
+	if _, err := h.Resume(c.ID(), "p", l3); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Drain(l3, nil); len(got) != 1 || string(got[0].Body) != "resume@7" {
+		t.Fatalf("after the ack the resume got %v, want only resume@7", got)
+	}
+}

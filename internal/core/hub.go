@@ -534,6 +534,9 @@ func (h *Hub) Publish(ctx context.Context, from *Conn, group string, m *Message,
 	return h.node.cfg.Broker.Publish(ctx, op)
 }
 
+// KeepsHistory reports whether group keeps history (its sends are durable).
+func (h *Hub) KeepsHistory(group string) bool { return h.history(group) != nil }
+
 // CloseConns closes the conns of t with reason through the broker.
 func (h *Hub) CloseConns(ctx context.Context, t Target, reason string) error {
 	return h.node.cfg.Broker.Publish(ctx, &Op{Hub: h.name, Kind: OpClose, Target: t, Reason: reason})

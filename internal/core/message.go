@@ -67,10 +67,30 @@ type Message struct {
 	// StateConn and StateAt: a GroupState change's conn and time (Unix ms).
 	StateConn string
 	StateAt   int64
+	// Stream, when set, makes the message a fragment of a client's group
+	// stream (Web PubSub openGroupStream): its place in the stream, or its
+	// end. Codecs that can carry it (the JSON subprotocols) do.
+	Stream *Stream
 	// IdempotencyKey is the Idempotency-Key of the REST send that produced
 	// the message, kept in the history record so that retries stay
 	// idempotent after a restart; "" when none. It is never encoded.
 	IdempotencyKey string
+}
+
+// Stream places a group message in a client's group stream.
+type Stream struct {
+	ID  string // the stream id the sender chose
+	Seq uint64 // the fragment's sequence id, from 1; the end marker's is the next one
+	End bool   // the end of the stream (its data may be empty)
+	// Error, when set on the end, says why the stream ended early.
+	Error *StreamError
+}
+
+// StreamError is why a group stream ended early.
+type StreamError struct {
+	Name    string // e.g. IdleTimeout, StreamAborted
+	Message string
+	Code    string // the sender's userErrorCode, "" when none
 }
 
 // Frame is an encoded message body, ready for a transport.

@@ -13,6 +13,9 @@ type Item struct {
 	Seq     uint64 // 0: not sequenced
 	Binary  bool
 	Expires int64 // unix nanoseconds; 0: never
+	// reply marks a sequenced answer to one of the client's requests
+	// (Conn.DeliverReply), of which the replay buffer keeps a bounded number.
+	reply bool
 }
 
 // Link is the socket side of a Conn, provided by the transport. A Conn has at
@@ -49,14 +52,17 @@ type outbox struct {
 	ended    bool
 
 	// Sequenced protocols only.
-	seq          uint64
-	unacked      []Item
-	unackedBytes int
+	seq            uint64
+	unacked        []Item
+	unackedBytes   int
+	unackedReplies int // items of unacked with reply set
 }
 
 // push appends it. It reports ErrSlowConsumer or ErrReplayOverflow when a
-// bound is crossed; the caller then ends the conn.
-func (o *outbox) push(it Item, sequenced bool, lim *Limits) (Link, error) {
+// bound is crossed; the caller then ends the conn. For a reply (it.reply)
+// of a sequenced conn, at most keepReplies replies stay in the replay
+// buffer: the oldest beyond that is dropped from it.
+func (o *outbox) push(it Item, sequenced bool, lim *Limits, keepReplies int) (Link, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.ended {
@@ -67,6 +73,12 @@ func (o *outbox) push(it Item, sequenced bool, lim *Limits) (Link, error) {
 		it.Seq = o.seq
 		o.unacked = append(o.unacked, it)
 		o.unackedBytes += len(it.Body)
+		if it.reply {
+			o.unackedReplies++
+			if o.unackedReplies > keepReplies {
+				o.dropOldestReply()
+			}
+		}
 		if len(o.unacked) > lim.ReplayMessages || o.unackedBytes > lim.ReplayBytes {
 			return nil, ErrReplayOverflow
 		}
@@ -91,7 +103,23 @@ func (o *outbox) push(it Item, sequenced bool, lim *Limits) (Link, error) {
 // pushControl queues a frame that is not a data message (ack, pong, system):
 // it is never sequenced nor replayed.
 func (o *outbox) pushControl(f Frame) (Link, error) {
-	return o.push(Item{Body: f.Data, Binary: f.Binary}, false, nil)
+	return o.push(Item{Body: f.Data, Binary: f.Binary}, false, nil, 0)
+}
+
+// dropOldestReply removes the oldest reply from the replay buffer; o.mu is
+// held.
+func (o *outbox) dropOldestReply() {
+	for i := range o.unacked {
+		if o.unacked[i].reply {
+			o.unackedBytes -= len(o.unacked[i].Body)
+			o.unackedReplies--
+			n := len(o.unacked) - 1
+			copy(o.unacked[i:], o.unacked[i+1:])
+			o.unacked[n] = Item{} // no stale reference past the end
+			o.unacked = o.unacked[:n]
+			return
+		}
+	}
 }
 
 // drain moves every queued item to dst when l is the current link; a link
@@ -128,6 +156,9 @@ func (o *outbox) ack(seq uint64) {
 	n := 0
 	for n < len(o.unacked) && o.unacked[n].Seq <= seq {
 		o.unackedBytes -= len(o.unacked[n].Body)
+		if o.unacked[n].reply {
+			o.unackedReplies--
+		}
 		n++
 	}
 	if n > 0 {
@@ -189,6 +220,6 @@ func (o *outbox) end(keepQueued bool) Link {
 		o.items, o.bytes = o.items[:0], 0
 	}
 	clear(o.unacked)
-	o.unacked, o.unackedBytes = nil, 0
+	o.unacked, o.unackedBytes, o.unackedReplies = nil, 0, 0
 	return o.link
 }

@@ -133,12 +133,13 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		coreHist, restHist, srCoreHist, srRESTHist, ready = hist, hist, srHist, srHist, hist
 	}
 	presence := groupEvents(up, ring)
-	var onEnd func(*core.Conn, string)
-	if up != nil {
-		onEnd = func(c *core.Conn, reason string) {
+	var ep *wps.Endpoint // made below, before any conn exists
+	onEnd := func(c *core.Conn, reason string) {
+		if up != nil {
 			presence.ended(c)
 			up.Disconnected(upConnOf(c), reason)
 		}
+		ep.ConnEnded(c) // its invocations in flight have no one to answer, its group streams end
 	}
 	clus, brokers, err := newCluster(cfg, log, reg)
 	if err != nil {
@@ -198,8 +199,11 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		AllowAnonymous: func(hub string) bool { return cfg.Hub(hub).AnonymousConnect },
 		RateLimits:     rates,
 		UserLimits:     users,
-		Logger:         log.With("component", "webpubsub"),
-		Registerer:     reg,
+		Invoke:         wps.InvokeConfig{Timeout: cfg.Invoke.Timeout, MaxPerConn: cfg.Invoke.MaxPerConn},
+		Streams: wps.StreamConfig{MaxPerConn: cfg.Streams.MaxPerConn, MaxFragmentBytes: cfg.Streams.MaxFragmentBytes,
+			IdleTimeout: cfg.Streams.IdleTimeout, MaxIdleTimeout: cfg.Streams.MaxIdleTimeout},
+		Logger:     log.With("component", "webpubsub"),
+		Registerer: reg,
 	}
 	if up != nil {
 		epCfg.Upstream = up
@@ -207,7 +211,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	if restHist != nil {
 		epCfg.History = restHist
 	}
-	ep, err := wps.NewEndpoint(epCfg)
+	ep, err = wps.NewEndpoint(epCfg)
 	if err != nil {
 		return nil, err
 	}

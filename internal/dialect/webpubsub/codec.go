@@ -36,6 +36,12 @@ func (rawCodec) EncodeMessage(m *core.Message) core.Frame {
 	if m.Type == core.GroupState {
 		return core.Frame{} // the raw protocol has no form of it
 	}
+	if m.Type == core.Framed {
+		return core.Frame{} // an invokeResponse: raw clients cannot invoke
+	}
+	if m.Stream != nil && m.Stream.End && len(m.Data) == 0 {
+		return core.Frame{} // a group stream's end marker: raw clients get the fragments' data only
+	}
 	return core.Frame{Data: m.Data, Binary: m.Type == core.Binary || m.Type == core.Protobuf}
 }
 
@@ -63,6 +69,12 @@ func (c jsonCodec) AppendHead(dst []byte, seq uint64) []byte {
 func (c jsonCodec) EncodeMessage(m *core.Message) core.Frame {
 	if m.Type == core.GroupState { // a control frame (Conn.SendMessage): whole, never sequenced
 		return core.Frame{Data: encodeStateUpdate(m)}
+	}
+	if m.Type == core.Framed { // an invokeResponse, built without its opening brace
+		if c.reliable {
+			return core.Frame{Data: m.Data}
+		}
+		return core.Frame{Data: append([]byte{'{'}, m.Data...)}
 	}
 	b := make([]byte, 0, 64+len(m.Group)+len(m.Data)*4/3)
 	if !c.reliable {
@@ -93,11 +105,38 @@ func appendMessage(b []byte, m *core.Message) []byte {
 			// a client that resumes (the official clients ignore them).
 			b = appendPosition(b, m.Offset, m.Epoch)
 		}
+		if m.Stream != nil {
+			b = appendStream(b, m.Stream)
+		}
 		b = append(b, ',')
 	} else {
 		b = append(b, `"type":"message","from":"server",`...)
 	}
 	b = appendData(b, m.Type, m.Data)
+	return append(b, '}')
+}
+
+// appendStream appends a group stream fragment's
+// `,"stream":{"streamId":…,"streamSequenceId":n,"endOfStream":true,"error":{…}}`.
+func appendStream(b []byte, st *core.Stream) []byte {
+	b = append(b, `,"stream":{"streamId":`...)
+	b = jsonstring.Append(b, st.ID)
+	b = append(b, `,"streamSequenceId":`...)
+	b = strconv.AppendUint(b, st.Seq, 10)
+	if st.End {
+		b = append(b, `,"endOfStream":true`...)
+	}
+	if e := st.Error; e != nil {
+		b = append(b, `,"error":{"name":`...)
+		b = jsonstring.Append(b, e.Name)
+		b = append(b, `,"message":`...)
+		b = jsonstring.Append(b, e.Message)
+		if e.Code != "" {
+			b = append(b, `,"userErrorCode":`...)
+			b = jsonstring.Append(b, e.Code)
+		}
+		b = append(b, '}')
+	}
 	return append(b, '}')
 }
 

@@ -42,6 +42,10 @@ type EndpointConfig struct {
 	RateLimits RateLimits
 	// UserLimits, if set, applies the hubs' max_connections_per_user.
 	UserLimits *sessionlimit.Limiter
+	// Invoke bounds the clients' invocations.
+	Invoke InvokeConfig
+	// Streams bounds the clients' group streams.
+	Streams    StreamConfig
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -83,8 +87,10 @@ type Endpoint struct {
 	relays  relay.Dialer
 	log     *slog.Logger
 	metrics *endpointMetrics
+	inv     *invocations
+	streams *streams
 
-	ctx    context.Context // ends with Close: the sessions' user events
+	ctx    context.Context // ends with Close: the sessions' user events and invocations
 	cancel context.CancelFunc
 }
 
@@ -119,7 +125,35 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 		requestErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "switchboard", Name: "client_request_errors_total",
 			Help: "Client requests refused or failed, by dialect and reason."}, []string{"dialect", "reason"}),
 	}
-	for _, c := range []prometheus.Collector{m.rejected, m.messagesIn, m.bytesIn, m.requestErrors} {
+	if cfg.Invoke.Timeout < 0 || cfg.Invoke.MaxPerConn < 0 {
+		return nil, errors.New("webpubsub: Invoke.Timeout and Invoke.MaxPerConn must not be negative")
+	}
+	if cfg.Invoke.Timeout == 0 {
+		cfg.Invoke.Timeout = DefaultInvokeTimeout
+	}
+	if cfg.Invoke.MaxPerConn == 0 {
+		cfg.Invoke.MaxPerConn = DefaultMaxInvocations
+	}
+	inv := &invocations{cfg: cfg.Invoke, metrics: newInvokeMetrics()}
+	sc := cfg.Streams
+	if sc.MaxPerConn < 0 || sc.MaxFragmentBytes < 0 || sc.IdleTimeout < 0 || sc.MaxIdleTimeout < 0 {
+		return nil, errors.New("webpubsub: Streams bounds must not be negative")
+	}
+	if sc.MaxPerConn == 0 {
+		sc.MaxPerConn = DefaultMaxStreams
+	}
+	if sc.MaxFragmentBytes == 0 {
+		sc.MaxFragmentBytes = DefaultMaxFragmentBytes
+	}
+	if sc.IdleTimeout == 0 {
+		sc.IdleTimeout = DefaultStreamIdle
+	}
+	if sc.MaxIdleTimeout == 0 {
+		sc.MaxIdleTimeout = DefaultMaxStreamIdle
+	}
+	str := &streams{cfg: sc, metrics: newStreamMetrics()}
+	collectors := append([]prometheus.Collector{m.rejected, m.messagesIn, m.bytesIn, m.requestErrors, inv.metrics.total, inv.metrics.inFlight}, str.metrics.collectors()...)
+	for _, c := range collectors {
 		if err := cfg.Registerer.Register(c); err != nil {
 			return nil, fmt.Errorf("webpubsub: register metrics: %w", err)
 		}
@@ -127,7 +161,7 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cfg.Node.TrackHubSeries(m.messagesIn, m.bytesIn) // deleted with their hub
 	return &Endpoint{node: cfg.Node, keys: cfg.Keys, ws: cfg.WebSocket, anon: cfg.AllowAnonymous, up: cfg.Upstream, history: cfg.History, limits: cfg.RateLimits, users: cfg.UserLimits, log: cfg.Logger, metrics: m,
-		ctx: ctx, cancel: cancel}, nil
+		inv: inv, streams: str, ctx: ctx, cancel: cancel}, nil
 }
 
 // UseRelays makes the endpoint hand reliable clients whose session lives on
@@ -135,9 +169,22 @@ func NewEndpoint(cfg EndpointConfig) (*Endpoint, error) {
 // serves, once the relays (which call AcceptRelay) exist.
 func (e *Endpoint) UseRelays(d relay.Dialer) { e.relays = d }
 
-// Close cancels the user events in flight (their clients get an error ack);
+// Close cancels the user events and invocations in flight (their clients
+// get an error ack or invokeResponse) and waits for the invocations to end;
 // the server calls it when it shuts down, after the sessions were told.
-func (e *Endpoint) Close() { e.cancel() }
+func (e *Endpoint) Close() {
+	e.cancel()
+	e.inv.close()
+}
+
+// ConnEnded is the node's OnConnEnd hook for Web PubSub conns: it cancels
+// the invocations of a session that ended (a reliable one whose client did
+// not come back within the recovery window included) and ends its group
+// streams.
+func (e *Endpoint) ConnEnded(c *core.Conn) {
+	e.inv.connEnded(c)
+	e.streams.connEnded(e, c)
+}
 
 // hubFromRequest returns the hub a client request names.
 func hubFromRequest(r *http.Request) (string, bool) {
@@ -369,10 +416,18 @@ func (e *Endpoint) resume(w http.ResponseWriter, r *http.Request, hubKey, proto,
 	}
 	_, dialect := codecFor(proto)
 	sock.Bind(conn)
+	e.sendRecovered(conn)
 	sock.Serve(newSession(e, conn, hub, sock, dialect, slot.Move()))
 	if e.users != nil {
 		e.users.Evict(r.Context(), conn, "webpubsub", duplicateNotice)
 	}
+}
+
+// sendRecovered tells a recovered client it is connected again (the
+// service may; @azure/web-pubsub-client 1.1.0 resumes its outbound group
+// streams only then). It follows the replay of unacknowledged messages.
+func (e *Endpoint) sendRecovered(conn *core.Conn) {
+	conn.Send(encodeConnected(conn.ID(), conn.UserID(), e.keys.ReconnectionToken(conn.ID())))
 }
 
 // Refusal of a session that cannot be resumed, here or on its node.
@@ -450,6 +505,7 @@ func (e *Endpoint) AcceptRelay(req relay.Request, sock relay.Socket) (relay.Hand
 	}
 	_, dialect := codecFor(req.Protocol)
 	sock.Bind(conn)
+	e.sendRecovered(conn)
 	e.log.Debug("client resumed through a relay", "hub", hub.Name(), "conn_id", conn.ID())
 	return newSession(e, conn, hub, sock, dialect, nil), nil
 }

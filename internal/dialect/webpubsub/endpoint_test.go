@@ -40,12 +40,16 @@ type serverOptions struct {
 	maxMsg   int
 	rate     *ratelimit.Limiter // nil: no rate limits
 	up       Upstream
+	invoke   InvokeConfig
+	streams  StreamConfig
 }
 
 func startServer(t *testing.T, o serverOptions) *testServer {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	node, err := core.NewNode(core.Config{Limits: o.limits, RecoveryWindow: o.recovery, Registerer: reg})
+	var ep *Endpoint // made below, before any conn exists
+	node, err := core.NewNode(core.Config{Limits: o.limits, RecoveryWindow: o.recovery, Registerer: reg,
+		OnConnEnd: func(c *core.Conn, _ string) { ep.ConnEnded(c) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,13 +58,14 @@ func startServer(t *testing.T, o serverOptions) *testServer {
 		t.Fatal(err)
 	}
 	keys, _ := auth.NewKeyRing("primary-key", "secondary-key")
-	ep, err := NewEndpoint(EndpointConfig{Node: node, Keys: keys, WebSocket: wsrv, Registerer: reg, RateLimits: o.rate, Upstream: o.up})
+	ep, err = NewEndpoint(EndpointConfig{Node: node, Keys: keys, WebSocket: wsrv, Registerer: reg, RateLimits: o.rate, Upstream: o.up, Invoke: o.invoke, Streams: o.streams})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hs := httptest.NewServer(ep)
 	t.Cleanup(func() {
 		node.Shutdown(context.Background(), "test over")
+		ep.Close()
 		hs.Close()
 		wsrv.Close()
 	})

@@ -3,6 +3,9 @@ package webpubsub
 import (
 	"encoding/json"
 	"testing"
+
+	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/upstream"
 )
 
 // FuzzDecodeRequest feeds arbitrary frames to the request decoder and the
@@ -19,6 +22,14 @@ func FuzzDecodeRequest(f *testing.F) {
 		`{"type":"sequenceAck","sequenceId":12}`,
 		`{"type":"sendToGroup","group":"g","dataType":"json","data":null}`,
 		`{"type":"sendToGroup","dataType":"protobuf","data":"@@"}`,
+		`{"type":"invoke","invocationId":"1","target":"event","event":"echo","dataType":"json","data":{"a":1}}`,
+		`{"type":"invoke","invocationId":"2","event":"e","dataType":"binary","data":"AAE="}`,
+		`{"type":"invoke","invocationId":"","target":7}`,
+		`{"type":"cancelInvocation","invocationId":"1"}`,
+		`{"type":"sendToGroup","group":"g","stream":{"streamId":"s","idleTimeoutMs":60000}}`,
+		`{"type":"streamData","streamId":"s","streamSequenceId":1,"dataType":"text","data":"a"}`,
+		`{"type":"streamData","streamId":7,"streamSequenceId":"x"}`,
+		`{"type":"streamEnd","streamId":"s","error":{"message":"m","userErrorCode":"E"}}`,
 		`{"type":`, `[]`, `null`, `{"ackId":-1}`, `{"type":"x","ackId":18446744073709551616}`,
 	} {
 		f.Add([]byte(s))
@@ -36,5 +47,62 @@ func FuzzDecodeRequest(f *testing.F) {
 			t.Fatalf("decoded JSON payload is not valid JSON: %q", data)
 		}
 		validEvent(r.Event)
+		streamID(r)
+	})
+}
+
+// FuzzStreamFrames: whatever stream ids, sequence ids and error texts a
+// client chooses, the group messages and the stream answers Switchboard
+// builds from them are valid JSON on both JSON protocols.
+func FuzzStreamFrames(f *testing.F) {
+	f.Add("s1", uint64(1), false, "", "", "", "a")
+	f.Add("x\"\xff", uint64(1<<63), true, "StreamAborted", "gave \x00up", "E42", "")
+	f.Fuzz(func(t *testing.T, id string, seq uint64, end bool, name, msg, code, data string) {
+		st := &core.Stream{ID: id, Seq: seq, End: end}
+		if name != "" {
+			st.Error = &core.StreamError{Name: name, Message: msg, Code: code}
+		}
+		m := &core.Message{Type: core.Text, Data: []byte(data), From: core.FromGroup, Group: "g", FromUserID: "u", Stream: st}
+		for _, c := range []jsonCodec{{}, {reliable: true}} {
+			b := c.EncodeMessage(m).Data
+			if c.reliable {
+				b = append(c.AppendHead(nil, 1), b...)
+			}
+			if !json.Valid(b) {
+				t.Fatalf("reliable=%v: invalid JSON %q", c.reliable, b)
+			}
+		}
+		for _, fr := range []core.Frame{encodeStreamAck(id, seq), encodeStreamNack(id, name, msg, seq), encodeStreamClosed(id, name, msg)} {
+			if !json.Valid(fr.Data) {
+				t.Fatalf("invalid JSON %q", fr.Data)
+			}
+		}
+	})
+}
+
+// FuzzInvokeResponse feeds arbitrary invocation ids, handler answers and
+// error texts to the invokeResponse encoders: every frame they make, on both
+// JSON protocols, must be valid JSON (a handler's answer is embedded in it).
+func FuzzInvokeResponse(f *testing.F) {
+	f.Add("1", "application/json", []byte(`{"ok":true}`), "order not found")
+	f.Add("x\"y", "application/json; charset=utf-8", []byte(`{"ok":`), "\xff\x00")
+	f.Add("", "text/plain", []byte("h\xffi"), "")
+	f.Add("id", "", []byte{0, 1, 2}, "m")
+	f.Fuzz(func(t *testing.T, id, ct string, body []byte, msg string) {
+		for _, b := range [][]byte{
+			encodeInvokeResult(id, &upstream.EventResponse{Status: 200, ContentType: ct, Body: body}),
+			encodeInvokeError(id, invokeHandlerError, msg),
+		} {
+			for _, c := range []jsonCodec{{}, {reliable: true}} {
+				f := c.EncodeMessage(&core.Message{Type: core.Framed, Data: b}).Data
+				if c.reliable {
+					f = c.AppendHead(nil, 1)
+					f = append(f, c.EncodeMessage(&core.Message{Type: core.Framed, Data: b}).Data...)
+				}
+				if !json.Valid(f) {
+					t.Fatalf("reliable=%v: invalid JSON frame %q", c.reliable, f)
+				}
+			}
+		}
 	})
 }

@@ -221,3 +221,29 @@ func TestClientGoodbyeEndsReliableSession(t *testing.T) {
 		t.Fatalf("resume after goodbye: close %d, want 1008", ce.code)
 	}
 }
+
+// TestRecoveredClientGetsConnected: a recovered reliable client gets a
+// connected message (same connection id and reconnection token) after the
+// replay; @azure/web-pubsub-client 1.1.0 resumes its outbound group streams
+// only when one comes.
+func TestRecoveredClientGetsConnected(t *testing.T) {
+	s := startServer(t, serverOptions{recovery: time.Minute})
+	tok := s.token(t, "rc", auth.MintOptions{UserID: "u"})
+	c := mustDial(t, s.wsURL("rc", tok), ProtocolJSONReliable)
+	var hello dataFrame
+	json.Unmarshal([]byte(c.read()), &hello)
+	hub, _ := s.node.Hub("rc")
+	conn, _ := hub.Conn(hello.ConnectionID)
+	c.conn.Close()
+	eventually.True(t, "the drop to be noticed", 5*time.Second, func() bool { return !conn.Linked() })
+	conn.Deliver(&core.Message{Type: core.Text, Data: []byte("while away")})
+	c2 := mustDial(t, s.wsURL("rc", tok)+"&awps_connection_id="+url.QueryEscape(hello.ConnectionID)+
+		"&awps_reconnection_token="+url.QueryEscape(hello.ReconnectionToken), ProtocolJSONReliable)
+	if got := c2.read(); got != `{"sequenceId":1,"type":"message","from":"server","dataType":"text","data":"while away"}` {
+		t.Fatalf("first frame after recovery %s, want the replay", got)
+	}
+	want := `{"type":"system","event":"connected","connectionId":"` + hello.ConnectionID + `","userId":"u","reconnectionToken":"` + hello.ReconnectionToken + `"}`
+	if got := c2.read(); got != want {
+		t.Fatalf("got %s\nwant %s", got, want)
+	}
+}

@@ -24,7 +24,18 @@ type request struct {
 	DataType   string          `json:"dataType"`
 	Data       json.RawMessage `json:"data"`
 
-	InvocationID string `json:"invocationId"` // invoke (newer clients)
+	// invoke and cancelInvocation (newer clients).
+	InvocationID string `json:"invocationId"`
+	Target       string `json:"target"`
+
+	// Group streams (newer clients): a sendToGroup's stream descriptor,
+	// and streamData's and streamEnd's fields. They are read only by the
+	// stream requests (stream.go), so that a stray field of another
+	// request type is ignored as before.
+	Stream           json.RawMessage `json:"stream"`
+	StreamID         json.RawMessage `json:"streamId"`
+	StreamSequenceID json.RawMessage `json:"streamSequenceId"`
+	Error            json.RawMessage `json:"error"`
 
 	// History: joinGroup and fetchHistory carry the client's last seen
 	// offset (and its epoch); fetchHistory a page size.

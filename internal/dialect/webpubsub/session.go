@@ -13,7 +13,6 @@ import (
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/history"
-	"github.com/switchboardhq/switchboard/internal/jsonstring"
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
 	"github.com/switchboardhq/switchboard/internal/transport/websocket"
 	"github.com/switchboardhq/switchboard/internal/upstream"
@@ -128,9 +127,12 @@ func (s *session) HandleClose(reason string) {
 	s.waitEvent()
 	if s.sock.ClosedByClient() {
 		s.conn.End(s.sock, reason)
-		return
+	} else {
+		s.conn.Detach(s.sock, reason)
 	}
-	s.conn.Detach(s.sock, reason)
+	if s.conn.Ended() { // not kept for recovery: its invocations and streams end
+		s.ep.ConnEnded(s.conn)
+	}
 }
 
 // HandleMessage implements websocket.Handler.
@@ -165,10 +167,13 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		return s.closeForRate()
 	}
 	if verdict == ratelimit.Refuse {
-		if r.Type == "invoke" {
-			s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "message_rate").Inc()
-			s.conn.Send(encodeInvokeError(r.InvocationID, ackTooManyRequests, msgRateRefused))
-			return nil
+		switch {
+		case r.Type == "invoke":
+			return s.refuseInvoke(r, "message_rate", outcomeRefused, ackTooManyRequests, msgRateRefused)
+		case r.Type == "streamData" || r.Type == "streamEnd" || r.Type == "sendToGroup" && len(r.Stream) > 0 && !bytes.Equal(r.Stream, []byte("null")):
+			// A dropped fragment would stall its stream (the client resends
+			// none): the stream is closed instead, with the reason.
+			return s.refuseStream(r, "message_rate", ackTooManyRequests, msgRateRefused)
 		}
 		return s.reject(r, "message_rate", ackTooManyRequests, msgRateRefused) // dropped when it has no ackId
 	}
@@ -184,11 +189,13 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		return nil
 	case "joinGroup", "leaveGroup", "sendToGroup", "event", "fetchHistory", "setGroupState", "subscribeGroupState", "unsubscribeGroupState":
 	case "invoke":
-		s.conn.Send(encodeInvokeError(r.InvocationID, "NotSupported",
-			"invoke is not supported yet; use event requests"))
-		return nil
+		return s.invoke(r)
 	case "cancelInvocation":
-		return nil
+		return s.cancelInvocation(r)
+	case "streamData":
+		return s.streamData(r)
+	case "streamEnd":
+		return s.streamEnd(r)
 	default:
 		if r.AckID == nil {
 			s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "unknown_type").Inc()
@@ -236,6 +243,9 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 	case "setGroupState", "subscribeGroupState", "unsubscribeGroupState":
 		return s.groupState(r)
 	case "sendToGroup":
+		if len(r.Stream) > 0 && !bytes.Equal(r.Stream, []byte("null")) {
+			return s.openStream(r)
+		}
 		if !core.ValidGroupName(r.Group) {
 			return s.reject(r, "bad_group", ackBadRequest, "invalid group name: it must be 1 to 1024 characters and not only whitespace")
 		}
@@ -359,16 +369,6 @@ func (s *session) reject(r *request, metric, name, msg string) error {
 		s.conn.Send(encodeAck(*r.AckID, name, msg))
 	}
 	return nil
-}
-
-func encodeInvokeError(id, name, msg string) core.Frame {
-	b := append([]byte(nil), `{"type":"invokeResponse","invocationId":`...)
-	b = jsonstring.Append(b, id)
-	b = append(b, `,"success":false,"error":{"name":`...)
-	b = jsonstring.Append(b, name)
-	b = append(b, `,"message":`...)
-	b = jsonstring.Append(b, msg)
-	return core.Frame{Data: append(b, "}}"...)}
 }
 
 // fetchHistory answers a client's catch-up read of a group it may join (or
