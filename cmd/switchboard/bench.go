@@ -25,7 +25,7 @@ func newBenchCmd() *cobra.Command {
 	o := bench.Options{Workers: -1, SourceIPs: -1}
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "bench <fanout|durable|rooms|users|idle|connect|signalr-fanout|signalr-connect|connector>",
+		Use:   "bench <fanout|durable|rooms|users|idle|connect|signalr-fanout|signalr-connect|connector|presence>",
 		Short: "Load-test a running server through its public protocols",
 		Long: `Drive a running server like real clients do (REST publishers, json.webpubsub.azure.v1
 WebSocket clients; SignalR clients with negotiate, the JSON or MessagePack hub protocol and the

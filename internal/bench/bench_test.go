@@ -182,3 +182,21 @@ func TestDurableScenario(t *testing.T) {
 		t.Error("durable scenario passed against a server without history")
 	}
 }
+
+// TestPresenceScenario runs the presence scenario against a server without
+// member notifications (joins and leaves, none notified) and one with them
+// (the clients count the notifications they get).
+func TestPresenceScenario(t *testing.T) {
+	o := Options{ConnString: startServer(t), Scenario: "presence", Conns: 20, Users: 10, Groups: 2, Publishers: 2, Messages: 50, Runs: 1, SourceIPs: -1, Warmup: 20 * time.Millisecond, Drain: 10 * time.Second}
+	rep := runOK(t, o)
+	if r := rep.Runs[0]; r.Sent != 2*2*50 || r.OpsPerSec <= 0 || r.Notifications != 0 || r.Latency.Count != 2*2*50 {
+		t.Errorf("presence off: sent %d, %v/s, %d notifications, %d latencies", r.Sent, r.OpsPerSec, r.Notifications, r.Latency.Count)
+	}
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(cfg, []byte("hubs:\n  bench:\n    presence_notify: [\"presence*\"]\n"), 0o600)
+	o.ConnString = servertest.Start(t, servertest.Options{ConfigFile: cfg}).ConnectionString()
+	rep = runOK(t, o)
+	if r := rep.Runs[0]; r.Sent != 2*2*50 || r.Notifications == 0 {
+		t.Errorf("presence on: sent %d, %d notifications (want some)", r.Sent, r.Notifications)
+	}
+}

@@ -49,6 +49,7 @@ type client struct {
 
 var (
 	dataKey         = []byte(`"data":"`)
+	presenceKey     = []byte(`"data":{"type":"presence"`)
 	connectedKey    = []byte(`"event":"connected"`)
 	disconnectedKey = []byte(`"event":"disconnected"`)
 	ackErrorKey     = []byte(`"success":false`)
@@ -225,6 +226,8 @@ func (c *client) onText(p []byte, now int64) {
 	i := bytes.Index(p, dataKey)
 	if i < 0 {
 		switch {
+		case bytes.Contains(p, presenceKey): // a member notification (presence scenario)
+			c.w.presence.Add(1)
 		case bytes.Contains(p, disconnectedKey):
 			c.w.count(&c.w.disconnects, "disconnected message")
 		case bytes.Contains(p, ackErrorKey):

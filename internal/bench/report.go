@@ -20,12 +20,21 @@ func (rep *Report) WriteTable(out io.Writer) {
 	fmt.Fprintf(out, "server observed by %s; %d worker(s) of %s, %d source address(es); %s\n\n", rep.Server, o.Workers, threadsText(o.Threads), max(o.SourceIPs, 1), rep.Date.Format("2006-01-02 15:04 UTC"))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', tabwriter.AlignRight)
 	messages := o.Scenario == "fanout" || o.Scenario == "durable" || o.Scenario == "signalr-fanout" || o.Scenario == "rooms" || o.Scenario == "users" || o.Scenario == "connector"
-	if messages {
+	presence := o.Scenario == "presence"
+	switch {
+	case presence:
+		fmt.Fprintln(tw, "run\tconns\tjoins+leaves\tper s\tREST p50 ms\tp99 ms\tmax ms\tnotifications\tsrv CPU %\ttool CPU %\tsrv RSS MB\t")
+	case messages:
 		fmt.Fprintln(tw, "run\tconns\tsent\tdelivered\tdeliveries/s\tp50 ms\tp90 ms\tp99 ms\tp99.9 ms\tmax ms\tlost\tdup\tooo\tsrv CPU %\ttool CPU %\tsrv RSS MB\t")
-	} else {
+	default:
 		fmt.Fprintln(tw, "run\tconns\tconnect s\thandshakes/s\tconnect p50 ms\tp99 ms\tmax ms\tsrv CPU %\ttool CPU %\tsrv RSS MB\tKB/conn\t")
 	}
 	row := func(name string, r RunResult) {
+		if presence {
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%d\t%.0f\t%.0f\t%.1f\t\n", name, r.Connections, r.Sent, r.OpsPerSec,
+				r.Latency.P50, r.Latency.P99, r.Latency.Max, r.Notifications, r.Server.CPUPercent, r.ToolCPUPercent, float64(r.Server.RSSLoaded)/(1<<20))
+			return
+		}
 		if messages {
 			fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%d\t%d\t%.0f\t%.0f\t%.1f\t\n", name, r.Connections, r.Sent, r.Counted,
 				r.DeliveriesPerSec, r.Latency.P50, r.Latency.P90, r.Latency.P99, r.Latency.P999, r.Latency.Max,
@@ -90,6 +99,8 @@ func describe(o Options) string {
 		return fmt.Sprintf("protocol=%s subscribers=%d publishers=%d messages=%d size=%d rate=%s warmup=%s runs=%d", o.Protocol, o.Subscribers, o.Publishers, o.Messages, o.Size, rate(o.Rate), o.Warmup, o.Runs)
 	case "signalr-connect":
 		return fmt.Sprintf("protocol=%s conns=%d dialers=%d runs=%d", o.Protocol, o.Conns, o.Dialers, o.Runs)
+	case "presence":
+		return fmt.Sprintf("conns=%d users=%d groups=%d publishers=%d joins+leaves=%d per publisher runs=%d", o.Conns, o.Users, o.Groups, o.Publishers, 2*o.Messages, o.Runs)
 	case "connector":
 		if o.DSN != "" {
 			return fmt.Sprintf("outbox=%s groups=%d subscribers=%d messages=%d per group size=%d rate=%s warmup=%s runs=%d", o.Table, o.Groups, o.Subscribers, o.Messages, o.Size, rate(o.Rate), o.Warmup, o.Runs)

@@ -25,7 +25,7 @@ import (
 )
 
 // Scenarios the tool runs.
-var Scenarios = []string{"fanout", "durable", "rooms", "users", "idle", "connect", "signalr-fanout", "signalr-connect", "connector"}
+var Scenarios = []string{"fanout", "durable", "rooms", "users", "idle", "connect", "signalr-fanout", "signalr-connect", "connector", "presence"}
 
 // Options configure a run. Zero values get the defaults of [Options.withDefaults].
 type Options struct {
@@ -96,7 +96,7 @@ func (o Options) withDefaults() Options {
 	def(&o.Runs, 3)
 	def(&o.Dialers, 64)
 	if o.Groups <= 0 {
-		o.Groups = map[bool]int{true: 10, false: 1}[o.Scenario == "rooms" || o.Scenario == "connector"]
+		o.Groups = map[bool]int{true: 10, false: 1}[o.Scenario == "rooms" || o.Scenario == "connector" || o.Scenario == "presence"]
 	}
 	if o.Topic == "" {
 		o.Topic = "bench-connector"
@@ -105,7 +105,7 @@ func (o Options) withDefaults() Options {
 		o.Table = "switchboard_outbox"
 	}
 	if o.Conns <= 0 {
-		o.Conns = map[string]int{"users": 1000, "idle": 1000, "connect": 1000, "signalr-connect": 1000}[o.Scenario]
+		o.Conns = map[string]int{"users": 1000, "idle": 1000, "connect": 1000, "signalr-connect": 1000, "presence": 1000}[o.Scenario]
 	}
 	if o.Scenario == "rooms" && o.Rate <= 0 {
 		o.Rate = 1
@@ -202,6 +202,10 @@ type RunResult struct {
 	DeliveriesPerSec float64 `json:"deliveriesPerSec"`
 	Latency          Latency `json:"latency"`
 	Accounting
+	// Presence scenario: REST joins and leaves per second (Latency is then
+	// theirs, from request to answer) and the presence messages the clients got.
+	OpsPerSec     float64 `json:"opsPerSec,omitempty"`
+	Notifications int64   `json:"notifications,omitempty"`
 
 	SendErrors  map[string]int64 `json:"sendErrors,omitempty"`
 	Disconnects map[string]int64 `json:"disconnects,omitempty"`
@@ -327,6 +331,8 @@ func median(scenario string, runs []RunResult) RunResult {
 			return r.HandshakesPerSec
 		case "idle":
 			return r.Server.RSSPerConn
+		case "presence":
+			return r.OpsPerSec
 		}
 		return r.DeliveriesPerSec
 	}
@@ -585,6 +591,8 @@ func (r *runner) run(ctx context.Context, n int) (res RunResult, err error) {
 		err = r.users(ctx, &res)
 	case "connector":
 		err = r.connector(ctx, &res)
+	case "presence":
+		err = r.presence(ctx, &res)
 	case "rooms":
 		err = r.rooms(ctx, &res)
 	case "idle":

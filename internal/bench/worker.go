@@ -74,6 +74,7 @@ type Response struct {
 
 	Streams map[uint32]uint64 `json:"streams,omitempty"` // publish: messages sent per stream
 
+	Presence    int64            `json:"presence,omitempty"` // stats: presence messages received
 	Counted     int64            `json:"counted,omitempty"`
 	Hist        []byte           `json:"hist,omitempty"`
 	FirstRecv   int64            `json:"firstRecv,omitempty"`
@@ -114,6 +115,7 @@ type Worker struct {
 	sent        atomic.Int64
 	received    atomic.Int64
 	total       atomic.Int64 // deliveries since the worker started, for progress
+	presence    atomic.Int64 // presence messages received (presence scenario)
 	unique      atomic.Int64
 	nCounted    atomic.Int64
 	firstRecv   atomic.Int64
@@ -228,7 +230,7 @@ func (w *Worker) handle(ctx context.Context, req Request) (Response, error) {
 	case "close":
 		return w.closeAll(), nil
 	case "stats":
-		return Response{Connected: w.connected.Load(), Sent: w.sent.Load(), Received: w.total.Load()}, nil
+		return Response{Connected: w.connected.Load(), Sent: w.sent.Load(), Received: w.total.Load(), Presence: w.presence.Load()}, nil
 	}
 	return Response{}, fmt.Errorf("unknown op %q", req.Op)
 }
