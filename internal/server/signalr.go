@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/switchboardhq/switchboard/internal/dashboard"
 	"log/slog"
 	"net"
 	"net/http"
@@ -52,7 +53,7 @@ const signalRNamespace = "signalr"
 // of the idempotency index.
 func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer,
 	series *core.HubSeries, coreHist core.History, restHist durable.History, idem *history.Idempotency, rates *ratelimit.Limiter, lis *listeners,
-	broker core.Broker, clus *cluster.Cluster) (_ *signalRService, err error) {
+	broker core.Broker, clus *cluster.Cluster, tracer *dashboard.Tracer) (_ *signalRService, err error) {
 	s := &signalRService{cfg: cfg, log: log, lis: lis}
 	defer func() {
 		if err != nil {
@@ -73,6 +74,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 			Upstreams:  func(string) []upstream.SignalRUpstream { return ups },
 			Logger:     log,
 			Registerer: reg,
+			Observer:   callObserver(tracer),
 		})
 		if err != nil {
 			return nil, err
@@ -88,6 +90,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		Logger:         log.With("component", "core"),
 		Registerer:     reg,
 		OnConnEnd:      func(c *core.Conn, reason string) { s.ep.ConnEnded(c, reason) },
+		Observer:       nodeObserver(tracer, signalRNamespace),
 		MaxHubs:        cfg.Limits.MaxHubs,
 		HubIdleTimeout: cfg.Limits.HubIdleTimeout,
 		HubSeries:      series,
