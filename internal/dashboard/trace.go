@@ -231,7 +231,7 @@ func (t *Tracer) Called(req *http.Request, kind string, status int, took time.Du
 	h := req.Header
 	e := Event{Kind: "webhook", Namespace: "webpubsub", Event: kind, Status: status,
 		Millis: float64(took.Microseconds()) / 1000,
-		Hub: h.Get("ce-hub"), Conn: h.Get("ce-connectionId"), User: h.Get("ce-userId")}
+		Hub:    h.Get("ce-hub"), Conn: h.Get("ce-connectionId"), User: h.Get("ce-userId")}
 	if name := h.Get("ce-eventName"); name != "" {
 		e.Event = kind + ":" + name
 	}
