@@ -1,0 +1,224 @@
+package server_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboardhq/switchboard/internal/dashboard"
+	"github.com/switchboardhq/switchboard/internal/eventually"
+	"github.com/switchboardhq/switchboard/internal/natstest"
+	"github.com/switchboardhq/switchboard/internal/server/servertest"
+)
+
+// dashClient is a logged-in dashboard session on one server.
+type dashClient struct {
+	t      *testing.T
+	base   string
+	cookie string
+}
+
+func dashLogin(t *testing.T, srv *servertest.Server, key string) *dashClient {
+	t.Helper()
+	base := strings.TrimRight(srv.Endpoint(), "/")
+	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := hc.PostForm(base+"/dashboard/login", url.Values{"key": {key}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 {
+		t.Fatalf("login: %d %v", resp.StatusCode, resp.Cookies())
+	}
+	return &dashClient{t: t, base: base, cookie: resp.Cookies()[0].Name + "=" + resp.Cookies()[0].Value}
+}
+
+// call makes a dashboard call and decodes its JSON answer into out.
+func (d *dashClient) call(method, path string, body any, out any) int {
+	d.t.Helper()
+	var r io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		r = strings.NewReader(string(b))
+	}
+	req, _ := http.NewRequest(method, d.base+path, r)
+	req.Header.Set("Cookie", d.cookie)
+	req.Header.Set(dashboard.CSRFHeader, "1")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			d.t.Fatalf("%s %s: %d %q: %v", method, path, resp.StatusCode, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// trace opens the live trace and returns its events as they come.
+func (d *dashClient) trace(query string) <-chan dashboard.Event {
+	d.t.Helper()
+	req, _ := http.NewRequest("GET", d.base+"/dashboard/api/trace?"+query, nil)
+	req.Header.Set("Cookie", d.cookie)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		d.t.Fatalf("trace: %d", resp.StatusCode)
+	}
+	d.t.Cleanup(func() { resp.Body.Close() })
+	sc := bufio.NewScanner(resp.Body)
+	sc.Scan() // the opening comment: the watcher is in place
+	events := make(chan dashboard.Event, 1000)
+	go func() {
+		defer close(events)
+		for sc.Scan() {
+			if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+				var e dashboard.Event
+				if json.Unmarshal([]byte(data), &e) == nil {
+					events <- e
+				}
+			}
+		}
+	}()
+	return events
+}
+
+func nextEvent(t *testing.T, events <-chan dashboard.Event, kind string) dashboard.Event {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case e, ok := <-events:
+			if !ok {
+				t.Fatalf("the trace ended before a %s event", kind)
+			}
+			if e.Kind == kind {
+				return e
+			}
+		case <-deadline:
+			t.Fatalf("no %s event in the trace", kind)
+		}
+	}
+}
+
+// TestDashboardOnOneNode: real clients on a real server; the overview
+// counts them, the trace shows their connections, the console's message
+// reaches them, the inspector shows one and closes it with a reason.
+func TestDashboardOnOneNode(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{Settings: []string{"auth.access_keys=" + clusterKey}})
+	d := dashLogin(t, srv, clusterKey)
+	events := d.trace("hub=chat")
+	ann := dialWPS(t, srv, "ann", "room")
+	bob := dialWPS(t, srv, "bob", "room", "other")
+	if e := nextEvent(t, events, "connected"); e.Conn != ann.id || e.User != "ann" || e.Hub != "chat" || e.Protocol != "json.webpubsub.azure.v1" {
+		t.Fatalf("connected event %+v, want ann's %s", e, ann.id)
+	}
+	var o dashboard.Overview
+	if code := d.call("GET", "/dashboard/api/overview", nil, &o); code != 200 {
+		t.Fatalf("overview %d", code)
+	}
+	hubs := o.Namespaces[0].Hubs
+	if len(hubs) != 1 || hubs[0] != (dashboard.HubView{Name: "chat", Connections: 2, Users: 2, Groups: 2}) {
+		t.Fatalf("hubs %+v", hubs)
+	}
+	if tg := o.Namespaces[0].TopGroups; len(tg) != 2 || tg[0] != (dashboard.TopGroup{Hub: "chat", Group: "room", Members: 2}) {
+		t.Fatalf("top groups %+v", tg)
+	}
+	if len(o.Namespaces) != 2 || o.Namespaces[1].Name != "signalr" {
+		t.Fatalf("namespaces %+v", o.Namespaces)
+	}
+	var res map[string]any
+	if code := d.call("POST", "/dashboard/api/send", map[string]any{"hub": "chat", "target": "group", "name": "room",
+		"content_type": "text/plain", "data": "from the console"}, &res); code != 200 {
+		t.Fatalf("send %d %v", code, res)
+	}
+	for _, c := range []*wpsClient{ann, bob} {
+		if got := c.data(); got != "from the console" {
+			t.Fatalf("got %q", got)
+		}
+	}
+	if e := nextEvent(t, events, "message"); e.Target != "group" || e.TargetName != "room" || e.Size != len("from the console") || e.Type != "text" {
+		t.Fatalf("message event %+v", e)
+	}
+	var cv dashboard.ConnView
+	if code := d.call("GET", "/dashboard/api/conn?hub=chat&id="+url.QueryEscape(bob.id), nil, &cv); code != 200 {
+		t.Fatalf("inspect %d", code)
+	}
+	if !cv.Local || cv.User != "bob" || strings.Join(cv.Groups, ",") != "room,other" || cv.Protocol != "json.webpubsub.azure.v1" {
+		t.Fatalf("inspector %+v", cv)
+	}
+	if code := d.call("POST", "/dashboard/api/close", map[string]any{"hub": "chat", "id": bob.id, "reason": "closed from the dashboard"}, &res); code != 200 {
+		t.Fatalf("close %d %v", code, res)
+	}
+	if m := bob.next(); m["event"] != "disconnected" || m["message"] != "closed from the dashboard" {
+		t.Fatalf("bob got %v", m)
+	}
+	if e := nextEvent(t, events, "disconnected"); e.Conn != bob.id || e.Reason != "closed from the dashboard" {
+		t.Fatalf("disconnected event %+v", e)
+	}
+}
+
+// TestDashboardAcrossACluster: logged in on node a, the dashboard lists both
+// nodes, its console reaches a client on node b, its inspector says where
+// b's client is, and its close ends that client with the reason.
+func TestDashboardAcrossACluster(t *testing.T) {
+	ns := natstest.Start(t, 0)
+	n := startCluster(t, ns.URL(), "a", "b")
+	d := dashLogin(t, n[0], clusterKey)
+	onB := dialWPS(t, n[1], "bea", "far")
+	eventually.True(t, "the overview lists both nodes", 10*time.Second, func() bool {
+		var o dashboard.Overview
+		d.call("GET", "/dashboard/api/overview", nil, &o)
+		b, _ := json.Marshal(o.Cluster)
+		return strings.Contains(string(b), `"node_id":"a"`) && strings.Contains(string(b), `"node_id":"b"`)
+	})
+	for _, target := range []map[string]any{
+		{"hub": "chat", "target": "group", "name": "far", "content_type": "text/plain", "data": "to the group"},
+		{"hub": "chat", "target": "user", "name": "bea", "content_type": "text/plain", "data": "to the user"},
+		{"hub": "chat", "target": "conn", "name": onB.id, "content_type": "text/plain", "data": "to the conn"},
+		{"hub": "chat", "target": "all", "content_type": "text/plain", "data": "to all"},
+	} {
+		if code := d.call("POST", "/dashboard/api/send", target, nil); code != 200 {
+			t.Fatalf("send %v: %d", target, code)
+		}
+		if got := onB.data(); got != target["data"] {
+			t.Fatalf("the client on b got %q, want %q", got, target["data"])
+		}
+	}
+	var cv dashboard.ConnView
+	if code := d.call("GET", "/dashboard/api/conn?hub=chat&id="+url.QueryEscape(onB.id), nil, &cv); code != 200 || cv.Node != "b" || cv.Local {
+		t.Fatalf("inspect a conn on b from a: %d %+v", code, cv)
+	}
+	if code := d.call("POST", "/dashboard/api/close", map[string]any{"hub": "chat", "id": onB.id, "reason": "bye from a"}, nil); code != 200 {
+		t.Fatalf("close %d", code)
+	}
+	if m := onB.next(); m["event"] != "disconnected" || m["message"] != "bye from a" {
+		t.Fatalf("the client on b got %v", m)
+	}
+}
+
+// TestDashboardOff: with dashboard.enabled false, neither / nor /dashboard
+// answer.
+func TestDashboardOff(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{Settings: []string{"dashboard.enabled=false"}})
+	for _, p := range []string{"/", "/dashboard/", "/dashboard/login"} {
+		resp, err := http.Get(strings.TrimRight(srv.Endpoint(), "/") + p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s = %d, want 404", p, resp.StatusCode)
+		}
+	}
+}
