@@ -206,7 +206,6 @@ func TestTraceStream(t *testing.T) {
 	}
 }
 
-
 func FuzzSessionCheck(f *testing.F) {
 	s := newSessions("k", time.Hour)
 	now := time.Unix(1_700_000_000, 0)
