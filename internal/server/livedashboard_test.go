@@ -168,19 +168,24 @@ func TestDashboardOnOneNode(t *testing.T) {
 	}
 }
 
-// TestDashboardAcrossACluster: logged in on node a, the dashboard lists both
-// nodes, its console reaches a client on node b, its inspector says where
+// TestDashboardAcrossACluster: logged in on node a, the dashboard lists the
+// three nodes, its console reaches a client on node b, its inspector says where
 // b's client is, and its close ends that client with the reason.
 func TestDashboardAcrossACluster(t *testing.T) {
 	ns := natstest.Start(t, 0)
-	n := startCluster(t, ns.URL(), "a", "b")
+	n := startCluster(t, ns.URL(), "a", "b", "c")
 	d := dashLogin(t, n[0], clusterKey)
 	onB := dialWPS(t, n[1], "bea", "far")
-	eventually.True(t, "the overview lists both nodes", 10*time.Second, func() bool {
+	eventually.True(t, "the overview lists the three nodes", 10*time.Second, func() bool {
 		var o dashboard.Overview
 		d.call("GET", "/dashboard/api/overview", nil, &o)
 		b, _ := json.Marshal(o.Cluster)
-		return strings.Contains(string(b), `"node_id":"a"`) && strings.Contains(string(b), `"node_id":"b"`)
+		for _, id := range []string{"a", "b", "c"} {
+			if !strings.Contains(string(b), `"node_id":"`+id+`"`) {
+				return false
+			}
+		}
+		return true
 	})
 	for _, target := range []map[string]any{
 		{"hub": "chat", "target": "group", "name": "far", "content_type": "text/plain", "data": "to the group"},
