@@ -232,7 +232,7 @@ func (t *Tracer) Called(req *http.Request, kind string, status int, took time.Du
 	e := Event{Kind: "webhook", Namespace: "webpubsub", Event: kind, Status: status,
 		Millis: float64(took.Microseconds()) / 1000,
 		Hub:    h.Get("ce-hub"), Conn: h.Get("ce-connectionId"), User: h.Get("ce-userId")}
-	if name := h.Get("ce-eventName"); name != "" {
+	if name := h.Get("ce-eventName"); name != "" && name != kind {
 		e.Event = kind + ":" + name
 	}
 	if e.Hub == "" {

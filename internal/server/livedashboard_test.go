@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -225,5 +228,35 @@ func TestDashboardOff(t *testing.T) {
 		if resp.StatusCode != http.StatusNotFound {
 			t.Errorf("GET %s = %d, want 404", p, resp.StatusCode)
 		}
+	}
+}
+
+// TestDashboardTracesEventHandlerCalls: a hub's connected event reaches its
+// handler; the trace shows the call with its status, and the overview's
+// event-handler health counts it.
+func TestDashboardTracesEventHandlerCalls(t *testing.T) {
+	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodOptions { // abuse protection
+			w.Header().Set("WebHook-Allowed-Origin", "*")
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer backend.Close()
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte("hubs:\n  chat:\n    event_handlers:\n      - url_template: \""+backend.URL+"/{hub}/{event}?code=secret\"\n        system_events: [connected]\n"), 0o600)
+	srv := servertest.Start(t, servertest.Options{ConfigFile: file, Settings: []string{"auth.access_keys=" + clusterKey}})
+	d := dashLogin(t, srv, clusterKey)
+	events := d.trace("user=ann")
+	ann := dialWPS(t, srv, "ann")
+	e := nextEvent(t, events, "webhook")
+	if e.Hub != "chat" || e.Conn != ann.id || e.Status != http.StatusNoContent || e.Event != "connected" ||
+		e.URL != backend.URL+"/chat/connected" {
+		t.Fatalf("webhook event %+v (the URL's query must not show)", e)
+	}
+	var o dashboard.Overview
+	d.call("GET", "/dashboard/api/overview", nil, &o)
+	if o.Upstream.Requests["204"] < 1 {
+		t.Fatalf("event-handler health %+v", o.Upstream)
 	}
 }
