@@ -368,6 +368,14 @@ func TestTokenTool(t *testing.T) {
 
 func TestOverviewShape(t *testing.T) {
 	f := newFixture(t, nil)
+	rest := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "switchboard_rest_request_duration_seconds"}, []string{"op"})
+	f.reg.MustRegister(rest)
+	rest.WithLabelValues("a").Observe(0.25)
+	rest.WithLabelValues("b").Observe(0.5)
+	sent := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "switchboard_messages_out_total"}, []string{"hub"})
+	f.reg.MustRegister(sent)
+	sent.WithLabelValues("x").Add(3)
+	sent.WithLabelValues("y").Add(4)
 	cookie := f.session()
 	w := f.do("GET", "/dashboard/api/overview", "", map[string]string{"Cookie": cookie})
 	var o Overview
@@ -377,10 +385,14 @@ func TestOverviewShape(t *testing.T) {
 	if o.NodeID != "n1" || len(o.Namespaces) != 1 || o.Namespaces[0].Name != "webpubsub" {
 		t.Fatalf("overview %s", w.Body)
 	}
-	for _, k := range []string{"messages_in", "messages_out", "bytes_in", "bytes_out", "slow_consumer_closes"} {
+	for _, k := range []string{"messages_in", "messages_out", "bytes_in", "bytes_out", "slow_consumer_closes",
+		"rest_request_seconds_sum", "rest_request_count"} {
 		if _, ok := o.Counters[k]; !ok {
 			t.Errorf("counter %s missing", k)
 		}
+	}
+	if o.Counters["messages_out"] != 7 || o.Counters["rest_request_seconds_sum"] != 0.75 || o.Counters["rest_request_count"] != 2 {
+		t.Errorf("counters %v, want messages_out 7 (summed over labels), rest 0.75 s over 2", o.Counters)
 	}
 	if testutil.CollectAndCount(f.reg, "switchboard_dashboard_logins_total") == 0 {
 		t.Error("login metric not registered")

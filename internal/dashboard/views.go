@@ -83,6 +83,12 @@ var counterNames = map[string][]string{
 	"sends":                {"switchboard_sends_total"},
 }
 
+// histogramNames are the histograms whose sum and count the overview reads.
+var histogramNames = map[string]string{
+	"rest_request":     "switchboard_rest_request_duration_seconds",
+	"upstream_request": "switchboard_upstream_request_duration_seconds",
+}
+
 func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 	o := Overview{NodeID: d.cfg.Namespaces[0].Node.ID(), Time: d.now().UTC(), Counters: map[string]float64{},
 		Upstream: UpstreamView{Requests: map[string]float64{}}}
@@ -160,6 +166,18 @@ func (d *Dashboard) readMetrics(o *Overview) {
 			}
 		}
 		o.Counters[key] = total
+	}
+	// Histograms' sums and counts, from which the page charts mean times
+	// between polls.
+	for key, name := range histogramNames {
+		if f := byName[name]; f != nil {
+			for _, m := range f.GetMetric() {
+				if h := m.GetHistogram(); h != nil {
+					o.Counters[key+"_seconds_sum"] += h.GetSampleSum()
+					o.Counters[key+"_count"] += float64(h.GetSampleCount())
+				}
+			}
+		}
 	}
 	for name, f := range byName {
 		rest, ok := strings.CutPrefix(name, "switchboard_upstream_")

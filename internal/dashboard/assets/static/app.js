@@ -46,7 +46,7 @@ function showTab() {
 }
 
 // ---- charts
-const series = { msgsIn: [], msgsOut: [], bytesIn: [], bytesOut: [], slow: [] };
+const series = { msgsIn: [], msgsOut: [], bytesIn: [], bytesOut: [], slow: [], rest: [], upstream: [] };
 let last = null;
 
 function push(arr, v) {
@@ -78,6 +78,15 @@ function rates(o) {
     push(series.bytesIn, r("bytes_in"));
     push(series.bytesOut, r("bytes_out"));
     push(series.slow, r("slow_consumer_closes"));
+    // mean time of the calls made between two polls, in ms (0 when none)
+    const mean = (k) => {
+      const n = (o.counters[k + "_count"] || 0) - (last.c[k + "_count"] || 0);
+      return n > 0 ? (1000 * ((o.counters[k + "_seconds_sum"] || 0) - (last.c[k + "_seconds_sum"] || 0))) / n : 0;
+    };
+    push(series.rest, mean("rest_request"));
+    push(series.upstream, mean("upstream_request"));
+    draw($("#chart-latency"), [{ data: series.rest, cls: "in" }, { data: series.upstream, cls: "out" }]);
+    $("#rate-latency").textContent = `${fmt(series.rest.at(-1))} · ${fmt(series.upstream.at(-1))}`;
     draw($("#chart-msgs"), [{ data: series.msgsIn, cls: "in" }, { data: series.msgsOut, cls: "out" }]);
     draw($("#chart-bytes"), [{ data: series.bytesIn, cls: "in" }, { data: series.bytesOut, cls: "out" }]);
     draw($("#chart-slow"), [{ data: series.slow, cls: "out" }]);
