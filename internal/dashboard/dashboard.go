@@ -185,6 +185,9 @@ func (d *Dashboard) Register(mux *http.ServeMux) {
 	})
 }
 
+// Tracer returns the live trace.
+func (d *Dashboard) Tracer() *Tracer { return d.cfg.Tracer }
+
 // Close ends the live-trace streams (server shutdown).
 func (d *Dashboard) Close() { d.cfg.Tracer.Close() }
 

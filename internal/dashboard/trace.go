@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
@@ -16,6 +17,7 @@ import (
 // Event is one line of the live trace.
 type Event struct {
 	Time      time.Time `json:"time"`
+	Node      string    `json:"node"` // the node it happened on
 	Kind      string    `json:"kind"` // connected, disconnected, message, webhook
 	Namespace string    `json:"ns"`   // webpubsub or signalr
 	Hub       string    `json:"hub"`
@@ -70,6 +72,15 @@ type TraceConfig struct {
 	Registerer  prometheus.Registerer
 }
 
+// Relay carries trace events between nodes (a cluster's TraceLink).
+type Relay interface {
+	// Publish sends an event of this node to the nodes that watch; false
+	// when it was dropped.
+	Publish(event []byte) bool
+	// SetWatching says whether this node has watchers.
+	SetWatching(bool)
+}
+
 // Tracer is the live trace: core's Observer (through Namespace) and the
 // event handlers' CallObserver. Every event goes to each watcher whose
 // filter it matches, through a bounded channel; a watcher that does not
@@ -77,7 +88,10 @@ type TraceConfig struct {
 // atomic load and nothing is built.
 type Tracer struct {
 	watchers atomic.Int32 // len(subs), read without the lock
+	remote   atomic.Bool  // another node watches (RemoteWatching)
 	max, buf int
+	node     string
+	relay    Relay // nil on one node
 
 	mu   sync.Mutex
 	subs map[*Watcher]struct{}
@@ -141,14 +155,50 @@ func (t *Tracer) Watch(f Filter) (*Watcher, error) {
 	w := &Watcher{C: c, c: c, filter: f, done: make(chan struct{})}
 	t.subs[w] = struct{}{}
 	t.watchers.Store(int32(len(t.subs)))
+	if t.relay != nil && len(t.subs) == 1 {
+		t.relay.SetWatching(true)
+	}
 	return w, nil
+}
+
+// SetNode names the node its events happen on; call it before serving.
+func (t *Tracer) SetNode(id string) { t.node = id }
+
+// UseRelay makes the trace cluster-wide: the events of this node go to
+// the other nodes' watchers, theirs to this node's. Call it before anyone
+// watches.
+func (t *Tracer) UseRelay(r Relay) {
+	t.mu.Lock()
+	t.relay = r
+	t.mu.Unlock()
+}
+
+// RemoteWatching is told whether another node watches (the relay calls it).
+func (t *Tracer) RemoteWatching(w bool) { t.remote.Store(w) }
+
+// DeliverRemote hands an event of another node to this node's watchers
+// (the relay calls it).
+func (t *Tracer) DeliverRemote(b []byte) {
+	if t.watchers.Load() == 0 {
+		return
+	}
+	var e Event
+	if json.Unmarshal(b, &e) != nil {
+		return
+	}
+	t.fanout(&e)
 }
 
 // Unwatch removes w.
 func (t *Tracer) Unwatch(w *Watcher) {
 	t.mu.Lock()
-	delete(t.subs, w)
-	t.watchers.Store(int32(len(t.subs)))
+	if _, ok := t.subs[w]; ok {
+		delete(t.subs, w)
+		t.watchers.Store(int32(len(t.subs)))
+		if t.relay != nil && len(t.subs) == 0 {
+			t.relay.SetWatching(false)
+		}
+	}
 	t.mu.Unlock()
 	w.once.Do(func() { close(w.done) })
 }
@@ -159,26 +209,45 @@ func (t *Tracer) Close() {
 	subs := t.subs
 	t.subs = make(map[*Watcher]struct{})
 	t.watchers.Store(0)
+	if t.relay != nil && len(subs) > 0 {
+		t.relay.SetWatching(false)
+	}
 	t.mu.Unlock()
 	for w := range subs {
 		w.once.Do(func() { close(w.done) })
 	}
 }
 
-// Watching reports whether anyone watches.
-func (t *Tracer) Watching() bool { return t.watchers.Load() > 0 }
+// Watching reports whether anyone watches, here or on another node.
+func (t *Tracer) Watching() bool { return t.watchers.Load() > 0 || t.remote.Load() }
+
+// off: nobody watches, here or elsewhere; the observers return at once.
+func (t *Tracer) off() bool { return t.watchers.Load() == 0 && !t.remote.Load() }
 
 func (t *Tracer) publish(e Event) {
 	e.Time = time.Now().UTC()
+	e.Node = t.node
 	t.events.WithLabelValues(e.Kind).Inc()
+	if t.remote.Load() && t.relay != nil {
+		if b, err := json.Marshal(e); err == nil && !t.relay.Publish(b) {
+			t.dropped.Inc()
+		}
+	}
+	if t.watchers.Load() > 0 {
+		t.fanout(&e)
+	}
+}
+
+// fanout gives e to this node's watchers whose filter matches it.
+func (t *Tracer) fanout(e *Event) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for w := range t.subs {
-		if !w.filter.match(&e) {
+		if !w.filter.match(e) {
 			continue
 		}
 		select {
-		case w.c <- e:
+		case w.c <- *e:
 		default:
 			w.dropped.Add(1)
 			t.dropped.Inc()
@@ -196,7 +265,7 @@ type nodeObserver struct {
 }
 
 func (o nodeObserver) ConnOpened(c *core.Conn) {
-	if o.t.watchers.Load() == 0 {
+	if o.t.off() {
 		return
 	}
 	o.t.publish(Event{Kind: "connected", Namespace: o.ns, Hub: c.Hub().Name(), Conn: c.ID(), User: c.UserID(),
@@ -204,7 +273,7 @@ func (o nodeObserver) ConnOpened(c *core.Conn) {
 }
 
 func (o nodeObserver) ConnEnded(c *core.Conn, reason string) {
-	if o.t.watchers.Load() == 0 {
+	if o.t.off() {
 		return
 	}
 	o.t.publish(Event{Kind: "disconnected", Namespace: o.ns, Hub: c.Hub().Name(), Conn: c.ID(), User: c.UserID(),
@@ -212,7 +281,7 @@ func (o nodeObserver) ConnEnded(c *core.Conn, reason string) {
 }
 
 func (o nodeObserver) Sent(hub string, tg core.Target, m *core.Message, from *core.Conn) {
-	if o.t.watchers.Load() == 0 {
+	if o.t.off() {
 		return
 	}
 	e := Event{Kind: "message", Namespace: o.ns, Hub: hub, Target: tg.Kind.String(), TargetName: tg.Name,
@@ -225,7 +294,7 @@ func (o nodeObserver) Sent(hub string, tg core.Target, m *core.Message, from *co
 
 // Called implements upstream.CallObserver.
 func (t *Tracer) Called(req *http.Request, kind string, status int, took time.Duration, err error) {
-	if t.watchers.Load() == 0 {
+	if t.off() {
 		return
 	}
 	h := req.Header

@@ -226,3 +226,61 @@ func FuzzSessionCheck(f *testing.F) {
 		}
 	})
 }
+
+// fakeRelay records what a tracer hands its relay.
+type fakeRelay struct {
+	published [][]byte
+	watching  []bool
+	refuse    bool
+}
+
+func (r *fakeRelay) Publish(b []byte) bool {
+	r.published = append(r.published, b)
+	return !r.refuse
+}
+
+func (r *fakeRelay) SetWatching(w bool) { r.watching = append(r.watching, w) }
+
+// TestTraceRelay: the tracer tells its relay when its first watcher comes
+// and its last goes, publishes its events only while another node watches
+// (counting the ones the relay drops), and hands other nodes' events to
+// its watchers.
+func TestTraceRelay(t *testing.T) {
+	tr, _ := newTestTracer(t, TraceConfig{})
+	tr.SetNode("n1")
+	r := &fakeRelay{}
+	tr.UseRelay(r)
+	o := tr.Namespace("webpubsub")
+	sendTo(o, "h", core.ToAll, "")
+	if len(r.published) != 0 || testutil.CollectAndCount(tr.events) != 0 {
+		t.Fatal("an event was built while nobody watched anywhere")
+	}
+	tr.RemoteWatching(true)
+	sendTo(o, "h", core.ToAll, "")
+	if len(r.published) != 1 || !strings.Contains(string(r.published[0]), `"node":"n1"`) {
+		t.Fatalf("published %q", r.published)
+	}
+	r.refuse = true
+	sendTo(o, "h", core.ToAll, "")
+	if got := testutil.ToFloat64(tr.dropped); got != 1 {
+		t.Fatalf("dropped %v, want the relay's refusal counted", got)
+	}
+	tr.RemoteWatching(false)
+	sendTo(o, "h", core.ToAll, "")
+	if len(r.published) != 2 {
+		t.Fatalf("published %d after the other nodes stopped watching, want 2", len(r.published))
+	}
+	w1, _ := tr.Watch(Filter{Hub: "far"})
+	w2, _ := tr.Watch(Filter{})
+	tr.DeliverRemote([]byte(`{"kind":"connected","node":"n2","hub":"far","conn":"n2_x"}`))
+	tr.DeliverRemote([]byte(`not json`))
+	if got := drain(w1); len(got) != 1 || got[0].Node != "n2" || got[0].Conn != "n2_x" {
+		t.Fatalf("the watcher got %+v", got)
+	}
+	tr.Unwatch(w1)
+	tr.Unwatch(w2)
+	tr.Unwatch(w2) // twice: no second SetWatching(false)
+	if len(r.watching) != 2 || !r.watching[0] || r.watching[1] {
+		t.Fatalf("SetWatching calls %v, want [true false]", r.watching)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/dashboard"
@@ -36,6 +37,24 @@ func callObserver(t *dashboard.Tracer) upstream.CallObserver {
 	return t
 }
 
+// traceAcrossNodes names the tracer's node and, on a cluster, links it to
+// the other nodes' (at most 1000 events a second cross NATS from a node).
+func traceAcrossNodes(t *dashboard.Tracer, node string, clus *cluster.Cluster) error {
+	if t == nil {
+		return nil
+	}
+	t.SetNode(node)
+	if clus == nil {
+		return nil
+	}
+	link, err := clus.TraceLink(1000, t.RemoteWatching, t.DeliverRemote)
+	if err != nil {
+		return err
+	}
+	t.UseRelay(link)
+	return nil
+}
+
 // newDashboard returns the dashboard of s, nil when it is off.
 func newDashboard(cfg config.Config, s *Server, tracer *dashboard.Tracer, rates *ratelimit.Limiter,
 	history func() any, cluster func(context.Context) any) (*dashboard.Dashboard, error) {
@@ -64,4 +83,12 @@ func newDashboard(cfg config.Config, s *Server, tracer *dashboard.Tracer, rates 
 		Logger:                  s.log.With("component", "dashboard"),
 		Registerer:              s.reg,
 	})
+}
+
+// Tracer returns the dashboard's live trace, nil when the dashboard is off.
+func (s *Server) Tracer() *dashboard.Tracer {
+	if s.dash == nil {
+		return nil
+	}
+	return s.dash.Tracer()
 }

@@ -24,6 +24,14 @@ type dashClient struct {
 	t      *testing.T
 	base   string
 	cookie string
+	traces []io.Closer
+}
+
+// stopTraces closes the trace streams.
+func (d *dashClient) stopTraces() {
+	for _, c := range d.traces {
+		c.Close()
+	}
 }
 
 func dashLogin(t *testing.T, srv *servertest.Server, key string) *dashClient {
@@ -79,6 +87,7 @@ func (d *dashClient) trace(query string) <-chan dashboard.Event {
 		d.t.Fatalf("trace: %d", resp.StatusCode)
 	}
 	d.t.Cleanup(func() { resp.Body.Close() })
+	d.traces = append(d.traces, resp.Body)
 	sc := bufio.NewScanner(resp.Body)
 	sc.Scan() // the opening comment: the watcher is in place
 	events := make(chan dashboard.Event, 1000)
@@ -178,7 +187,15 @@ func TestDashboardAcrossACluster(t *testing.T) {
 	ns := natstest.Start(t, 0)
 	n := startCluster(t, ns.URL(), "a", "b", "c")
 	d := dashLogin(t, n[0], clusterKey)
+	events := d.trace("hub=chat")
+	// The other nodes hear that a watches within a heartbeat of the trace.
+	eventually.True(t, "b and c trace for a", 10*time.Second, func() bool {
+		return n[1].Tracer().Watching() && n[2].Tracer().Watching()
+	})
 	onB := dialWPS(t, n[1], "bea", "far")
+	if e := nextEvent(t, events, "connected"); e.Node != "b" || e.Conn != onB.id || e.User != "bea" {
+		t.Fatalf("a's trace shows %+v, want the connection on b", e)
+	}
 	eventually.True(t, "the overview lists the three nodes", 10*time.Second, func() bool {
 		var o dashboard.Overview
 		d.call("GET", "/dashboard/api/overview", nil, &o)
@@ -213,6 +230,14 @@ func TestDashboardAcrossACluster(t *testing.T) {
 	if m := onB.next(); m["event"] != "disconnected" || m["message"] != "bye from a" {
 		t.Fatalf("the client on b got %v", m)
 	}
+	if e := nextEvent(t, events, "disconnected"); e.Node != "b" || e.Conn != onB.id || e.Reason != "bye from a" {
+		t.Fatalf("a's trace shows %+v, want the close on b with its reason", e)
+	}
+	// Once a stops watching, b and c stop publishing (nothing crosses NATS).
+	d.stopTraces()
+	eventually.True(t, "b and c stop tracing", 10*time.Second, func() bool {
+		return !n[1].Tracer().Watching() && !n[2].Tracer().Watching()
+	})
 }
 
 // TestDashboardOff: with dashboard.enabled false, neither / nor /dashboard

@@ -185,6 +185,9 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := traceAcrossNodes(tracer, node.ID(), clus); err != nil {
+		return nil, err
+	}
 
 	wsrv, err := newWebSocket(cfg, cfg.WebSocket.PingInterval, cfg.WebSocket.IdleTimeout, log, reg)
 	if err != nil {

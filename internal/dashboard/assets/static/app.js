@@ -154,7 +154,7 @@ function startTrace(ev) {
   source.onmessage = (m) => {
     const e = JSON.parse(m.data);
     const who = [e.conn, e.user && "user " + e.user].filter(Boolean).join(" · ");
-    const row = el("tr", { class: "k-" + e.kind }, el("td", {}, new Date(e.time).toLocaleTimeString()), el("td", {}, e.kind), el("td", {}, e.hub), el("td", {}, who), el("td", {}, traceDetail(e)));
+    const row = el("tr", { class: "k-" + e.kind }, el("td", {}, new Date(e.time).toLocaleTimeString()), el("td", {}, e.kind), el("td", {}, e.node), el("td", {}, e.hub), el("td", {}, who), el("td", {}, traceDetail(e)));
     const tbody = $("#trace tbody");
     tbody.prepend(row);
     while (tbody.rows.length > MAX_TRACE_ROWS) tbody.lastElementChild.remove();
