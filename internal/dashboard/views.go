@@ -18,6 +18,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/excerpt"
+	"github.com/switchboardhq/switchboard/internal/hubproto"
 )
 
 // Bounds of the overview.
@@ -274,7 +276,7 @@ func (d *Dashboard) inspect(w http.ResponseWriter, r *http.Request) {
 	if err == nil && h != nil {
 		c, _ = h.Conn(id)
 	}
-	node, _, _ := strings.Cut(id, "_")
+	node := core.ConnNode(id)
 	if c == nil {
 		if node != ns.Node.ID() && d.nodeLive(r.Context(), node) {
 			writeJSON(w, http.StatusOK, ConnView{ID: id, Namespace: ns.Name, Hub: strings.ToLower(hubName), Node: node})
@@ -291,28 +293,12 @@ func (d *Dashboard) inspect(w http.ResponseWriter, r *http.Request) {
 
 // nodeLive reports whether the cluster lists node.
 func (d *Dashboard) nodeLive(ctx context.Context, node string) bool {
-	if d.cfg.Cluster == nil || node == "" {
+	if d.cfg.NodeLive == nil || node == "" {
 		return false
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	b, err := json.Marshal(d.cfg.Cluster(ctx))
-	if err != nil {
-		return false
-	}
-	var st struct {
-		Nodes []struct {
-			NodeID string `json:"node_id"`
-		} `json:"nodes"`
-	}
-	if json.Unmarshal(b, &st) != nil {
-		return false
-	}
-	return slices.ContainsFunc(st.Nodes, func(n struct {
-		NodeID string `json:"node_id"`
-	}) bool {
-		return n.NodeID == node
-	})
+	return d.cfg.NodeLive(ctx, node)
 }
 
 func trim(s string) string {
@@ -433,9 +419,16 @@ func (d *Dashboard) send(w http.ResponseWriter, r *http.Request) {
 		badRequest(w, "%s", err)
 		return
 	}
-	if ns.Name == "signalr" && m.Type != core.JSON {
-		badRequest(w, "content_type: a SignalR hub takes an invocation as application/json ({\"target\": …, \"arguments\": […]})")
-		return
+	if ns.Name == "signalr" { // an invocation, read as the SignalR REST API reads its body
+		p, err := hubproto.ParsePayload(req.ContentType, m.Data)
+		if err != nil {
+			badRequest(w, "data: a SignalR send is an invocation, {\"target\": …, \"arguments\": […]} as application/json: %s", excerpt.Error(err))
+			return
+		}
+		m = &core.Message{Type: core.JSON, Data: p.Invocation}
+		if p.Variants != nil {
+			m = &core.Message{Type: core.Binary, Data: p.Variants}
+		}
 	}
 	h, release, err := ns.Node.AcquireHub(req.Hub)
 	if err != nil {

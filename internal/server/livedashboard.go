@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/cluster"
@@ -57,7 +58,7 @@ func traceAcrossNodes(t *dashboard.Tracer, node string, clus *cluster.Cluster) e
 
 // newDashboard returns the dashboard of s, nil when it is off.
 func newDashboard(cfg config.Config, s *Server, tracer *dashboard.Tracer, rates *ratelimit.Limiter,
-	history func() any, cluster func(context.Context) any) (*dashboard.Dashboard, error) {
+	history func() any, clusterState func(context.Context) any) (*dashboard.Dashboard, error) {
 	if tracer == nil {
 		return nil, nil
 	}
@@ -73,7 +74,8 @@ func newDashboard(cfg config.Config, s *Server, tracer *dashboard.Tracer, rates 
 		Namespaces:              nss,
 		Tracer:                  tracer,
 		Gatherer:                s.reg,
-		Cluster:                 cluster,
+		Cluster:                 clusterState,
+		NodeLive:                nodeLive(s.clus),
 		History:                 history,
 		Connectors:              func() any { return s.conn.summary() },
 		Endpoint:                func() string { return s.Endpoint() },
@@ -91,4 +93,14 @@ func (s *Server) Tracer() *dashboard.Tracer {
 		return nil
 	}
 	return s.dash.Tracer()
+}
+
+// nodeLive reports whether clus lists a node; nil on one node.
+func nodeLive(clus *cluster.Cluster) func(context.Context, string) bool {
+	if clus == nil {
+		return nil
+	}
+	return func(ctx context.Context, id string) bool {
+		return slices.ContainsFunc(clus.State(ctx).Nodes, func(n cluster.NodeState) bool { return n.NodeID == id })
+	}
 }

@@ -285,3 +285,24 @@ func TestDashboardTracesEventHandlerCalls(t *testing.T) {
 		t.Fatalf("event-handler health %+v", o.Upstream)
 	}
 }
+
+// TestDashboardSendsToSignalR: the console's invocation reaches a SignalR
+// client; a body that is not an invocation is a 400 naming the problem.
+func TestDashboardSendsToSignalR(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{Settings: []string{"auth.access_keys=" + clusterKey}})
+	d := dashLogin(t, srv, clusterKey)
+	c := negotiateSR(t, srv, "sam")
+	c.open(srv)
+	c.ws.WriteText([]byte(`{"protocol":"json","version":1}` + "\x1e"))
+	c.expect("{}")
+	var res map[string]any
+	if code := d.call("POST", "/dashboard/api/send", map[string]any{"ns": "signalr", "hub": "chat", "target": "user", "name": "sam",
+		"content_type": "application/json", "data": `{"target":"news","arguments":["from the console"]}`}, &res); code != 200 {
+		t.Fatalf("send %d %v", code, res)
+	}
+	c.expect(`{"type":1,"target":"news","arguments":["from the console"]}`)
+	if code := d.call("POST", "/dashboard/api/send", map[string]any{"ns": "signalr", "hub": "chat", "target": "all",
+		"content_type": "text/plain", "data": "hi"}, &res); code != 400 || !strings.Contains(res["error"].(string), "invocation") {
+		t.Fatalf("a text send to SignalR: %d %v", code, res)
+	}
+}
