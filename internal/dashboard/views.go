@@ -632,7 +632,7 @@ func (d *Dashboard) trace(w http.ResponseWriter, r *http.Request) {
 				reported = n
 				buf = fmt.Appendf(buf, "event: dropped\ndata: %d\n\n", n)
 			}
-			rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			rc.SetWriteDeadline(time.Now().Add(10 * time.Second)) // a watcher that reads nothing is dropped
 			if _, err := w.Write(buf); err != nil {
 				return
 			}

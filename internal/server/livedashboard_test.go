@@ -306,3 +306,16 @@ func TestDashboardSendsToSignalR(t *testing.T) {
 		t.Fatalf("a text send to SignalR: %d %v", code, res)
 	}
 }
+
+// TestDashboardTraceOutlivesReadTimeout: the trace stream still carries
+// events after server.read_timeout has passed since it opened.
+func TestDashboardTraceOutlivesReadTimeout(t *testing.T) {
+	srv := servertest.Start(t, servertest.Options{Settings: []string{"auth.access_keys=" + clusterKey, "server.read_timeout=500ms"}})
+	d := dashLogin(t, srv, clusterKey)
+	events := d.trace("hub=chat")
+	time.Sleep(1500 * time.Millisecond) // three read timeouts
+	ann := dialWPS(t, srv, "ann")
+	if e := nextEvent(t, events, "connected"); e.Conn != ann.id {
+		t.Fatalf("event %+v", e)
+	}
+}
