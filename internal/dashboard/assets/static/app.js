@@ -114,9 +114,27 @@ function render(o) {
   const up = o.upstream;
   const statuses = Object.entries(up.requests).sort().map(([s, n]) => `${s}: ${n}`).join(" · ") || "none yet";
   fill($("#upstream tbody"), [["requests by status", statuses], ["retries", up.retries], ["dropped", up.dropped], ["queued", up.queued]]);
-  $("#history").textContent = JSON.stringify(o.history, null, 2);
-  $("#connectors").textContent = JSON.stringify(o.connectors, null, 2);
+  $("#history").replaceChildren(tree(o.history));
+  $("#connectors").replaceChildren(tree(o.connectors));
   rates(o);
+}
+
+// tree renders a JSON value as nested tables: an array of objects as rows
+// under the union of their keys, an object as key/value rows.
+function tree(v, depth = 0) {
+  if (depth > 6 || v === null || typeof v !== "object") return document.createTextNode(v == null ? "" : String(v));
+  if (Array.isArray(v)) {
+    if (v.length === 0) return el("span", { class: "muted" }, "none");
+    if (v.every((x) => x && typeof x === "object" && !Array.isArray(x))) {
+      const keys = [...new Set(v.flatMap((x) => Object.keys(x)))];
+      return el("table", { class: "tree" }, el("thead", {}, el("tr", {}, ...keys.map((k) => el("th", {}, k)))),
+        el("tbody", {}, ...v.map((x) => el("tr", {}, ...keys.map((k) => el("td", {}, tree(x[k], depth + 1)))))));
+    }
+    return document.createTextNode(v.map((x) => (typeof x === "object" ? JSON.stringify(x) : String(x))).join(", "));
+  }
+  const entries = Object.entries(v);
+  if (entries.length === 0) return el("span", { class: "muted" }, "none");
+  return el("table", { class: "tree" }, el("tbody", {}, ...entries.map(([k, x]) => el("tr", {}, el("th", {}, k), el("td", {}, tree(x, depth + 1))))));
 }
 
 async function poll() {
