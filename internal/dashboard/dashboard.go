@@ -414,6 +414,8 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, apiError{Error: msg})
 }
 
-func badRequest(w http.ResponseWriter, format string, args ...any) {
+// badRequest answers 400 with the problem, counted.
+func (d *Dashboard) badRequest(w http.ResponseWriter, format string, args ...any) {
+	d.metrics.refusals.WithLabelValues("bad_request").Inc()
 	writeError(w, http.StatusBadRequest, fmt.Sprintf(format, args...))
 }

@@ -325,6 +325,9 @@ func TestCallsRefuseBadInput(t *testing.T) {
 			t.Errorf("%s %s: %d %s, want %d saying %q", c.path, c.body[:min(len(c.body), 40)], w.Code, w.Body, c.status, c.says)
 		}
 	}
+	if got := f.count("switchboard_dashboard_refused_total", "bad_request"); got != 14 {
+		t.Errorf("bad_request refusals = %v, want the 13 400s and the 413", got)
+	}
 	w := f.do("GET", "/dashboard/api/conn?hub=h&id=n1_nobody", "", map[string]string{"Cookie": cookie})
 	if w.Code != http.StatusNotFound || !strings.Contains(errorOf(t, w), "no connection") {
 		t.Errorf("unknown conn: %d %s", w.Code, w.Body)

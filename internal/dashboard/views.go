@@ -259,16 +259,16 @@ func (d *Dashboard) inspect(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	ns, err := d.namespace(q.Get("ns"))
 	if err != nil {
-		badRequest(w, "%s", err)
+		d.badRequest(w, "%s", err)
 		return
 	}
 	hubName, id := q.Get("hub"), q.Get("id")
 	if !core.ValidHubName(hubName) {
-		badRequest(w, "hub: %q is not a valid hub name", trim(hubName))
+		d.badRequest(w, "hub: %q is not a valid hub name", trim(hubName))
 		return
 	}
 	if id == "" || len(id) > 256 {
-		badRequest(w, "id: a connection id (1 to 256 characters) is required")
+		d.badRequest(w, "id: a connection id (1 to 256 characters) is required")
 		return
 	}
 	h, err := ns.Node.LookupHub(hubName)
@@ -325,13 +325,11 @@ func (d *Dashboard) readJSON(w http.ResponseWriter, r *http.Request, v any) bool
 			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d bytes", mbe.Limit))
 			return false
 		}
-		d.metrics.refusals.WithLabelValues("bad_request").Inc()
-		badRequest(w, "the body must be one JSON object: %s", err)
+		d.badRequest(w, "the body must be one JSON object: %s", err)
 		return false
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		d.metrics.refusals.WithLabelValues("bad_request").Inc()
-		badRequest(w, "the body must be one JSON object, with nothing after it")
+		d.badRequest(w, "the body must be one JSON object, with nothing after it")
 		return false
 	}
 	return true
@@ -353,24 +351,24 @@ func (d *Dashboard) closeConn(w http.ResponseWriter, r *http.Request) {
 	}
 	ns, err := d.namespace(req.Namespace)
 	if err != nil {
-		badRequest(w, "%s", err)
+		d.badRequest(w, "%s", err)
 		return
 	}
 	if !core.ValidHubName(req.Hub) {
-		badRequest(w, "hub: %q is not a valid hub name", trim(req.Hub))
+		d.badRequest(w, "hub: %q is not a valid hub name", trim(req.Hub))
 		return
 	}
 	if req.ID == "" || len(req.ID) > 256 {
-		badRequest(w, "id: a connection id (1 to 256 characters) is required")
+		d.badRequest(w, "id: a connection id (1 to 256 characters) is required")
 		return
 	}
 	if len(req.Reason) > 512 || !utf8.ValidString(req.Reason) {
-		badRequest(w, "reason: at most 512 bytes of UTF-8")
+		d.badRequest(w, "reason: at most 512 bytes of UTF-8")
 		return
 	}
 	h, err := ns.Node.ViewHub(req.Hub)
 	if err != nil {
-		badRequest(w, "hub: %s", err)
+		d.badRequest(w, "hub: %s", err)
 		return
 	}
 	if err := h.CloseConns(r.Context(), core.Target{Kind: core.ToConn, Name: req.ID}, req.Reason); err != nil {
@@ -402,27 +400,27 @@ func (d *Dashboard) send(w http.ResponseWriter, r *http.Request) {
 	}
 	ns, err := d.namespace(req.Namespace)
 	if err != nil {
-		badRequest(w, "%s", err)
+		d.badRequest(w, "%s", err)
 		return
 	}
 	if !core.ValidHubName(req.Hub) {
-		badRequest(w, "hub: %q is not a valid hub name", trim(req.Hub))
+		d.badRequest(w, "hub: %q is not a valid hub name", trim(req.Hub))
 		return
 	}
 	t, err := target(req.Target, req.Name)
 	if err != nil {
-		badRequest(w, "%s", err)
+		d.badRequest(w, "%s", err)
 		return
 	}
 	m, err := message(req, d.cfg.MaxBodyBytes)
 	if err != nil {
-		badRequest(w, "%s", err)
+		d.badRequest(w, "%s", err)
 		return
 	}
 	if ns.Name == "signalr" { // an invocation, read as the SignalR REST API reads its body
 		p, err := hubproto.ParsePayload(req.ContentType, m.Data)
 		if err != nil {
-			badRequest(w, "data: a SignalR send is an invocation, {\"target\": …, \"arguments\": […]} as application/json: %s", excerpt.Error(err))
+			d.badRequest(w, "data: a SignalR send is an invocation, {\"target\": …, \"arguments\": […]} as application/json: %s", excerpt.Error(err))
 			return
 		}
 		m = &core.Message{Type: core.JSON, Data: p.Invocation}
@@ -525,24 +523,24 @@ func (d *Dashboard) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if req.Namespace != "" && req.Namespace != "webpubsub" && req.Namespace != "signalr" {
-		badRequest(w, "ns: %q is not webpubsub or signalr", trim(req.Namespace))
+		d.badRequest(w, "ns: %q is not webpubsub or signalr", trim(req.Namespace))
 		return
 	}
 	if !core.ValidHubName(req.Hub) {
-		badRequest(w, "hub: %q is not a valid hub name", trim(req.Hub))
+		d.badRequest(w, "hub: %q is not a valid hub name", trim(req.Hub))
 		return
 	}
 	if req.Minutes < 0 || req.Minutes > 24*60 {
-		badRequest(w, "minutes: from 1 to 1440 (0 means 60)")
+		d.badRequest(w, "minutes: from 1 to 1440 (0 means 60)")
 		return
 	}
 	if len(req.Roles) > 100 || len(req.Groups) > 100 || len(req.User) > 1024 {
-		badRequest(w, "at most 100 roles and 100 groups, and a user id of at most 1024 bytes")
+		d.badRequest(w, "at most 100 roles and 100 groups, and a user id of at most 1024 bytes")
 		return
 	}
 	for _, g := range req.Groups {
 		if !core.ValidGroupName(g) {
-			badRequest(w, "groups: %q is not a valid group name", trim(g))
+			d.badRequest(w, "groups: %q is not a valid group name", trim(g))
 			return
 		}
 	}
@@ -550,13 +548,13 @@ func (d *Dashboard) token(w http.ResponseWriter, r *http.Request) {
 	if req.Namespace == "signalr" {
 		ep := d.cfg.SignalREndpoint()
 		if ep == "" {
-			badRequest(w, "ns: this server has no SignalR listener")
+			d.badRequest(w, "ns: this server has no SignalR listener")
 			return
 		}
 		aud := auth.SignalRClientAudience(ep, req.Hub)
 		tok, err := d.cfg.Keys.MintSignalRClientToken(aud, req.User, ttl)
 		if err != nil {
-			badRequest(w, "%s", err)
+			d.badRequest(w, "%s", err)
 			return
 		}
 		d.metrics.actions.WithLabelValues("negotiate").Inc()
@@ -567,12 +565,12 @@ func (d *Dashboard) token(w http.ResponseWriter, r *http.Request) {
 	aud := auth.ClientAudience(ep, req.Hub)
 	tok, err := d.cfg.Keys.MintClientToken(aud, auth.MintOptions{UserID: req.User, Roles: req.Roles, Groups: req.Groups, TTL: ttl})
 	if err != nil {
-		badRequest(w, "%s", err)
+		d.badRequest(w, "%s", err)
 		return
 	}
 	u, err := url.Parse(aud)
 	if err != nil {
-		badRequest(w, "endpoint: %s", err)
+		d.badRequest(w, "endpoint: %s", err)
 		return
 	}
 	u.Scheme = map[string]string{"https": "wss"}[u.Scheme]
@@ -592,7 +590,7 @@ func (d *Dashboard) trace(w http.ResponseWriter, r *http.Request) {
 	f := Filter{Hub: strings.ToLower(q.Get("hub")), Group: q.Get("group"), User: q.Get("user"), Conn: q.Get("conn")}
 	for _, v := range []string{f.Hub, f.Group, f.User, f.Conn} {
 		if len(v) > 1024 {
-			badRequest(w, "a filter is at most 1024 bytes")
+			d.badRequest(w, "a filter is at most 1024 bytes")
 			return
 		}
 	}
