@@ -48,12 +48,17 @@ import (
 //	protocol string (the conn's protocol, for a conn existence check)
 //	result   bytes, then the client's error string (an invocation's
 //	         answer; flag replyHasResult: the client returned a value)
+//	state    with flag replyHasState only (an inspection): user string,
+//	         groups uvarint count then strings, protocol and dialect
+//	         strings, created uvarint (Unix nanoseconds), queued items and
+//	         bytes uvarints
 const requestV1 = 1
 
 const (
 	replyOK        = 1 << 0
 	replyMore      = 1 << 1
 	replyHasResult = 1 << 2
+	replyHasState  = 1 << 3
 )
 
 // maxListLimit bounds the page a listing request may ask a node for (the
@@ -198,6 +203,9 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 	if r.Result.HasResult {
 		flags |= replyHasResult
 	}
+	if r.State != nil {
+		flags |= replyHasState
+	}
 	code, msg := byte(0), ""
 	if r.Err != nil {
 		code, msg = codeRemote, r.Err.Error()
@@ -217,7 +225,48 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 	}
 	dst = appendString(dst, r.Protocol)
 	dst = appendString(dst, string(r.Result.Result))
-	return appendString(dst, r.Result.Error)
+	dst = appendString(dst, r.Result.Error)
+	if st := r.State; st != nil {
+		dst = appendString(dst, st.UserID)
+		dst = binary.AppendUvarint(dst, uint64(len(st.Groups)))
+		for _, g := range st.Groups {
+			dst = appendString(dst, g)
+		}
+		dst = appendString(dst, st.Protocol)
+		dst = appendString(dst, st.Dialect)
+		dst = binary.AppendUvarint(dst, uint64(max(st.Created.UnixNano(), 0)))
+		dst = binary.AppendUvarint(dst, uint64(st.QueuedItems))
+		dst = binary.AppendUvarint(dst, uint64(st.QueuedBytes))
+	}
+	return dst
+}
+
+// decodeState reads the state of an inspection's reply.
+func decodeState(d *decoder) *core.ConnState {
+	st := &core.ConnState{UserID: d.string()}
+	if n := d.uvarint(); d.err == nil {
+		if n > uint64(len(d.b)) {
+			d.err = fmt.Errorf("%d groups", n)
+			return nil
+		}
+		for range n {
+			st.Groups = append(st.Groups, d.string())
+		}
+	}
+	st.Protocol, st.Dialect = d.string(), d.string()
+	created := d.uvarint()
+	if created > math.MaxInt64 {
+		d.err = fmt.Errorf("created %d", created)
+		return nil
+	}
+	st.Created = time.Unix(0, int64(created))
+	items, bytes := d.uvarint(), d.uvarint()
+	if items > math.MaxInt32 || bytes > math.MaxInt64 {
+		d.err = fmt.Errorf("queue %d items, %d bytes", items, bytes)
+		return nil
+	}
+	st.QueuedItems, st.QueuedBytes = int(items), int(bytes)
+	return st
 }
 
 func decodeReply(b []byte) (core.Reply, error) {
@@ -239,17 +288,21 @@ func decodeReply(b []byte) (core.Reply, error) {
 	protocol := d.string()
 	result := d.bytes()
 	clientErr := d.string()
+	var state *core.ConnState
+	if flags&replyHasState != 0 && d.err == nil {
+		state = decodeState(&d)
+	}
 	switch {
 	case d.err != nil:
 		return core.Reply{}, fmt.Errorf("%w: %w", errRequest, d.err)
 	case v != requestV1:
 		return core.Reply{}, fmt.Errorf("%w: reply version %d", errRequest, v)
-	case flags&^(replyOK|replyMore|replyHasResult) != 0:
+	case flags&^(replyOK|replyMore|replyHasResult|replyHasState) != 0:
 		return core.Reply{}, fmt.Errorf("%w: reply flags %#x", errRequest, flags)
 	case len(d.b) != 0:
 		return core.Reply{}, fmt.Errorf("%w: %d bytes after the reply", errRequest, len(d.b))
 	}
-	r := core.Reply{OK: flags&replyOK != 0, More: flags&replyMore != 0, Members: members, Protocol: protocol,
+	r := core.Reply{OK: flags&replyOK != 0, More: flags&replyMore != 0, Members: members, Protocol: protocol, State: state,
 		Result: core.ClientResult{HasResult: flags&replyHasResult != 0, Error: clientErr}}
 	if len(result) > 0 {
 		r.Result.Result = append([]byte(nil), result...)

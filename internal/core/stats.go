@@ -90,3 +90,21 @@ func (s *setShards) eachSet(fn func(name string, members int)) {
 		sh.mu.RUnlock()
 	}
 }
+
+// ConnState is what the dashboard's inspector shows of a conn.
+type ConnState struct {
+	UserID      string
+	Groups      []string
+	Protocol    string
+	Dialect     string
+	Created     time.Time
+	QueuedItems int
+	QueuedBytes int
+}
+
+// Inspect returns the conn's state.
+func (c *Conn) Inspect() *ConnState {
+	items, bytes := c.Queued()
+	return &ConnState{UserID: c.userID, Groups: c.Groups(), Protocol: c.protocol, Dialect: c.dialect, Created: c.created,
+		QueuedItems: items, QueuedBytes: bytes}
+}

@@ -59,10 +59,7 @@ type Config struct {
 	// are read from. Required.
 	Gatherer prometheus.Gatherer
 	// Cluster, History and Connectors give the existing admin summaries.
-	Cluster func(ctx context.Context) any
-	// NodeLive, if set, reports whether the cluster lists a node (the
-	// inspector names the node of a conn it does not hold).
-	NodeLive   func(ctx context.Context, node string) bool
+	Cluster    func(ctx context.Context) any
 	History    func() any
 	Connectors func() any
 	// Endpoint and SignalREndpoint are the public base URLs of the two

@@ -244,7 +244,7 @@ type ConnView struct {
 	Namespace   string    `json:"ns"`
 	Hub         string    `json:"hub"`
 	Node        string    `json:"node"`
-	Local       bool      `json:"local"` // false: the conn is on another node, only its node is known
+	Local       bool      `json:"local"` // false: another node holds it (and answered)
 	User        string    `json:"user,omitempty"`
 	Groups      []string  `json:"groups,omitempty"`
 	Protocol    string    `json:"protocol,omitempty"`
@@ -271,34 +271,29 @@ func (d *Dashboard) inspect(w http.ResponseWriter, r *http.Request) {
 		d.badRequest(w, "id: a connection id (1 to 256 characters) is required")
 		return
 	}
-	h, err := ns.Node.LookupHub(hubName)
-	var c *core.Conn
-	if err == nil && h != nil {
-		c, _ = h.Conn(id)
-	}
-	node := core.ConnNode(id)
-	if c == nil {
-		if node != ns.Node.ID() && d.nodeLive(r.Context(), node) {
-			writeJSON(w, http.StatusOK, ConnView{ID: id, Namespace: ns.Name, Hub: strings.ToLower(hubName), Node: node})
-			return
-		}
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no connection %q in hub %q", trim(id), trim(hubName)))
+	h, err := ns.Node.ViewHub(hubName)
+	if err != nil {
+		d.badRequest(w, "hub: %s", err)
 		return
 	}
-	items, bytes := c.Queued()
-	writeJSON(w, http.StatusOK, ConnView{ID: c.ID(), Namespace: ns.Name, Hub: c.Hub().Name(), Node: ns.Node.ID(), Local: true,
-		User: c.UserID(), Groups: c.Groups(), Protocol: c.Protocol(), Dialect: c.Dialect(), Connected: c.Created().UTC(),
-		QueuedItems: items, QueuedBytes: bytes})
-}
-
-// nodeLive reports whether the cluster lists node.
-func (d *Dashboard) nodeLive(ctx context.Context, node string) bool {
-	if d.cfg.NodeLive == nil || node == "" {
-		return false
+	// Asked of the node that holds the conn (Hub.Do routes it there).
+	rep, err := h.Do(r.Context(), core.Request{Kind: core.ReqInspect, Conn: id})
+	if err == nil {
+		err = rep.Err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	return d.cfg.NodeLive(ctx, node)
+	switch {
+	case errors.Is(err, core.ErrConnNotFound):
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no connection %q in hub %q", trim(id), trim(hubName)))
+		return
+	case err != nil || rep.State == nil:
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("inspecting %q: %v", trim(id), err))
+		return
+	}
+	st := rep.State
+	node := cmp.Or(core.ConnNode(id), ns.Node.ID())
+	writeJSON(w, http.StatusOK, ConnView{ID: id, Namespace: ns.Name, Hub: h.Name(), Node: node, Local: node == ns.Node.ID(),
+		User: st.UserID, Groups: st.Groups, Protocol: st.Protocol, Dialect: st.Dialect, Connected: st.Created.UTC(),
+		QueuedItems: st.QueuedItems, QueuedBytes: st.QueuedBytes})
 }
 
 func trim(s string) string {

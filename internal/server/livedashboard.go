@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/cluster"
@@ -75,7 +74,6 @@ func newDashboard(cfg config.Config, s *Server, tracer *dashboard.Tracer, rates 
 		Tracer:                  tracer,
 		Gatherer:                s.reg,
 		Cluster:                 clusterState,
-		NodeLive:                nodeLive(s.clus),
 		History:                 history,
 		Connectors:              func() any { return s.conn.summary() },
 		Endpoint:                func() string { return s.Endpoint() },
@@ -93,14 +91,4 @@ func (s *Server) Tracer() *dashboard.Tracer {
 		return nil
 	}
 	return s.dash.Tracer()
-}
-
-// nodeLive reports whether clus lists a node; nil on one node.
-func nodeLive(clus *cluster.Cluster) func(context.Context, string) bool {
-	if clus == nil {
-		return nil
-	}
-	return func(ctx context.Context, id string) bool {
-		return slices.ContainsFunc(clus.State(ctx).Nodes, func(n cluster.NodeState) bool { return n.NodeID == id })
-	}
 }

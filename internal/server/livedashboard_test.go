@@ -181,7 +181,7 @@ func TestDashboardOnOneNode(t *testing.T) {
 }
 
 // TestDashboardAcrossACluster: logged in on node a, the dashboard lists the
-// three nodes, its console reaches a client on node b, its inspector says where
+// three nodes, its inspector shows a conn that b holds (asked of b), its console reaches a client on node b, its inspector says where
 // b's client is, and its close ends that client with the reason.
 func TestDashboardAcrossACluster(t *testing.T) {
 	ns := natstest.Start(t, 0)
@@ -221,8 +221,13 @@ func TestDashboardAcrossACluster(t *testing.T) {
 		}
 	}
 	var cv dashboard.ConnView
-	if code := d.call("GET", "/dashboard/api/conn?hub=chat&id="+url.QueryEscape(onB.id), nil, &cv); code != 200 || cv.Node != "b" || cv.Local {
+	if code := d.call("GET", "/dashboard/api/conn?hub=chat&id="+url.QueryEscape(onB.id), nil, &cv); code != 200 || cv.Node != "b" || cv.Local ||
+		cv.User != "bea" || strings.Join(cv.Groups, ",") != "far" || cv.Protocol != "json.webpubsub.azure.v1" || cv.Dialect != "json" {
 		t.Fatalf("inspect a conn on b from a: %d %+v", code, cv)
+	}
+	var e map[string]any
+	if code := d.call("GET", "/dashboard/api/conn?hub=chat&id=c_nobody", nil, &e); code != 404 {
+		t.Fatalf("inspect an unknown conn on c from a: %d %v", code, e)
 	}
 	if code := d.call("POST", "/dashboard/api/close", map[string]any{"hub": "chat", "id": onB.id, "reason": "bye from a"}, nil); code != 200 {
 		t.Fatalf("close %d", code)

@@ -228,8 +228,8 @@ async function inspect(ev) {
   try {
     const c = await call("GET", "/dashboard/api/conn?" + new URLSearchParams(f));
     inspected = f;
-    const rows = [["id", c.id], ["hub", c.hub], ["node", c.node + (c.local ? "" : " (another node: details are there)")]];
-    if (c.local) rows.push(["user", c.user || "(anonymous)"], ["groups", (c.groups || []).join(", ") || "(none)"], ["protocol", c.protocol || "(none)"], ["dialect", c.dialect], ["connected", new Date(c.connected).toLocaleString()], ["queue", `${c.queued_items} items, ${c.queued_bytes} bytes`]);
+    const rows = [["id", c.id], ["hub", c.hub], ["node", c.node + (c.local ? " (this node)" : "")]];
+    rows.push(["user", c.user || "(anonymous)"], ["groups", (c.groups || []).join(", ") || "(none)"], ["protocol", c.protocol || "(none)"], ["dialect", c.dialect], ["connected", new Date(c.connected).toLocaleString()], ["queue", `${c.queued_items} items, ${c.queued_bytes} bytes`]);
     fill(tbody, rows);
     $("#inspect-close").disabled = false;
   } catch (e) {
