@@ -63,6 +63,10 @@ import (
 //	states   uvarint count (at most core.MaxSnapshotItems), then conn id
 //	         and user id strings, state bytes and uvarint time (Unix ms)
 //	         each (a group's state entries)
+//	state    with flag replyHasState only (an inspection): user string,
+//	         groups uvarint count then strings, protocol and dialect
+//	         strings, created uvarint (Unix nanoseconds), queued items and
+//	         bytes uvarints
 const requestV1 = 1
 
 const (
@@ -70,6 +74,7 @@ const (
 	replyMore      = 1 << 1
 	replyHasResult = 1 << 2
 	replyPresence  = 1 << 3
+	replyHasState  = 1 << 4
 )
 
 // maxListLimit bounds the page a listing request may ask a node for (the
@@ -217,6 +222,9 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 	if len(r.Users) > 0 || r.Presence != nil || r.Node != "" || len(r.States) > 0 {
 		flags |= replyPresence
 	}
+	if r.State != nil {
+		flags |= replyHasState
+	}
 	code, msg := byte(0), ""
 	if r.Err != nil {
 		code, msg = codeRemote, r.Err.Error()
@@ -239,6 +247,18 @@ func encodeReply(dst []byte, r core.Reply) []byte {
 	dst = appendString(dst, r.Result.Error)
 	if flags&replyPresence != 0 {
 		dst = appendPresence(dst, r)
+	}
+	if st := r.State; st != nil {
+		dst = appendString(dst, st.UserID)
+		dst = binary.AppendUvarint(dst, uint64(len(st.Groups)))
+		for _, g := range st.Groups {
+			dst = appendString(dst, g)
+		}
+		dst = appendString(dst, st.Protocol)
+		dst = appendString(dst, st.Dialect)
+		dst = binary.AppendUvarint(dst, uint64(max(st.Created.UnixNano(), 0)))
+		dst = binary.AppendUvarint(dst, uint64(st.QueuedItems))
+		dst = binary.AppendUvarint(dst, uint64(st.QueuedBytes))
 	}
 	// The members' connect times (a user's conns, core.ReqUserConns) follow
 	// only when there are some, so that every other reply is as before and a
@@ -352,6 +372,34 @@ func decodePresence(d *decoder, r *core.Reply) error {
 	return nil
 }
 
+// decodeState reads the state of an inspection's reply.
+func decodeState(d *decoder) *core.ConnState {
+	st := &core.ConnState{UserID: d.string()}
+	if n := d.uvarint(); d.err == nil {
+		if n > uint64(len(d.b)) {
+			d.err = fmt.Errorf("%d groups", n)
+			return nil
+		}
+		for range n {
+			st.Groups = append(st.Groups, d.string())
+		}
+	}
+	st.Protocol, st.Dialect = d.string(), d.string()
+	created := d.uvarint()
+	if created > math.MaxInt64 {
+		d.err = fmt.Errorf("created %d", created)
+		return nil
+	}
+	st.Created = time.Unix(0, int64(created))
+	items, bytes := d.uvarint(), d.uvarint()
+	if items > math.MaxInt32 || bytes > math.MaxInt64 {
+		d.err = fmt.Errorf("queue %d items, %d bytes", items, bytes)
+		return nil
+	}
+	st.QueuedItems, st.QueuedBytes = int(items), int(bytes)
+	return st
+}
+
 func decodeReply(b []byte) (core.Reply, error) {
 	d := decoder{b: b}
 	v, flags, code := d.byte(), d.byte(), d.byte()
@@ -377,6 +425,10 @@ func decodeReply(b []byte) (core.Reply, error) {
 			return core.Reply{}, err
 		}
 	}
+	var state *core.ConnState
+	if flags&replyHasState != 0 && d.err == nil {
+		state = decodeState(&d)
+	}
 	if d.err == nil && len(d.b) > 0 && len(members) > 0 { // connect times
 		for i := range members {
 			ns := d.varint()
@@ -388,12 +440,12 @@ func decodeReply(b []byte) (core.Reply, error) {
 		return core.Reply{}, fmt.Errorf("%w: %w", errRequest, d.err)
 	case v != requestV1:
 		return core.Reply{}, fmt.Errorf("%w: reply version %d", errRequest, v)
-	case flags&^(replyOK|replyMore|replyHasResult|replyPresence) != 0:
+	case flags&^(replyOK|replyMore|replyHasResult|replyPresence|replyHasState) != 0:
 		return core.Reply{}, fmt.Errorf("%w: reply flags %#x", errRequest, flags)
 	case len(d.b) != 0:
 		return core.Reply{}, fmt.Errorf("%w: %d bytes after the reply", errRequest, len(d.b))
 	}
-	r := core.Reply{OK: flags&replyOK != 0, More: flags&replyMore != 0, Members: members, Protocol: protocol,
+	r := core.Reply{OK: flags&replyOK != 0, More: flags&replyMore != 0, Members: members, Protocol: protocol, State: state,
 		Result: core.ClientResult{HasResult: flags&replyHasResult != 0, Error: clientErr},
 		Users:  pres.Users, Presence: pres.Presence, Node: pres.Node, States: pres.States}
 	if len(result) > 0 {

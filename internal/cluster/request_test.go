@@ -110,6 +110,32 @@ func TestReplyCarriesConnectTimes(t *testing.T) {
 	}
 }
 
+// TestReplyCarriesConnState: an inspection's reply carries the conn's
+// state; a truncated one is refused.
+func TestReplyCarriesConnState(t *testing.T) {
+	st := &core.ConnState{UserID: "ann", Groups: []string{"a", "b"}, Protocol: "json.webpubsub.azure.v1", Dialect: "json",
+		Created: time.Unix(1_700_000_000, 5), QueuedItems: 3, QueuedBytes: 300}
+	for _, s := range []*core.ConnState{st, {}} {
+		b := encodeReply(nil, core.Reply{OK: true, State: s})
+		got, err := decodeReply(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State == nil || got.State.UserID != s.UserID || fmt.Sprint(got.State.Groups) != fmt.Sprint(s.Groups) ||
+			got.State.Protocol != s.Protocol || got.State.Dialect != s.Dialect || got.State.QueuedItems != s.QueuedItems ||
+			got.State.QueuedBytes != s.QueuedBytes || (s.Created.IsZero() != (got.State.Created.UnixNano() == 0)) ||
+			(!s.Created.IsZero() && !got.State.Created.Equal(s.Created)) {
+			t.Errorf("%+v came back as %+v", s, got.State)
+		}
+		if _, err := decodeReply(b[:len(b)-1]); !errors.Is(err, errRequest) {
+			t.Errorf("truncated state: %v", err)
+		}
+	}
+	if got, _ := decodeReply(encodeReply(nil, core.Reply{OK: true})); got.State != nil {
+		t.Error("a reply without state came back with one")
+	}
+}
+
 // FuzzDecodeRequest: any input decodes or is refused (never a panic), and a
 // decoded request encodes to a request that decodes to the same encoding.
 func FuzzDecodeRequest(f *testing.F) {
@@ -120,6 +146,7 @@ func FuzzDecodeRequest(f *testing.F) {
 	for _, r := range samplePresenceReplies() {
 		f.Add(encodeReply(nil, r))
 	}
+	f.Add(encodeReply(nil, core.Reply{OK: true, State: &core.ConnState{UserID: "u", Groups: []string{"g"}, QueuedItems: 1}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if r, err := decodeReply(b); err == nil {
 			enc := encodeReply(nil, r)

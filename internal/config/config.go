@@ -31,6 +31,7 @@ type Config struct {
 	Streams   Streams              `yaml:"streams"`
 	Log       Log                  `yaml:"log"`
 	Admin     Admin                `yaml:"admin"`
+	Dashboard Dashboard            `yaml:"dashboard"`
 	SignalR   SignalR              `yaml:"signalr"`
 	History   History              `yaml:"history"`
 	TLS       TLS                  `yaml:"tls"`
@@ -239,6 +240,14 @@ type Admin struct {
 	Pprof bool `yaml:"pprof" doc:"serve /debug/pprof/ on the main listener (behind the access key)"`
 }
 
+// Dashboard configures the live dashboard at /dashboard on the main listener.
+type Dashboard struct {
+	Enabled                 bool          `yaml:"enabled" doc:"serve the dashboard at /dashboard (and redirect / to it) on the main listener" default:"true"`
+	Secret                  string        `yaml:"secret" doc:"password of the dashboard login; empty: any access key logs in"`
+	SessionTTL              time.Duration `yaml:"session_ttl" doc:"lifetime of a dashboard login (its signed session cookie)" default:"12h"`
+	AllowAnonymousLocalhost bool          `yaml:"allow_anonymous_localhost" doc:"open the dashboard without a login to clients connecting from a loopback address"`
+}
+
 // SignalR configures the Azure SignalR Service (serverless mode) endpoint. It
 // has its own listener because both services use the same REST paths.
 type SignalR struct {
@@ -425,6 +434,9 @@ func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if c.Dashboard.SessionTTL <= 0 {
+		bad("dashboard.session_ttl", "must be positive, got %s", c.Dashboard.SessionTTL)
 	}
 	if _, _, err := net.SplitHostPort(c.Server.Addr); err != nil {
 		bad("server.addr", "%v", err)
@@ -772,6 +784,9 @@ func (c Config) Redacted() Config {
 		if *s != "" {
 			*s = "<redacted>"
 		}
+	}
+	if c.Dashboard.Secret != "" {
+		c.Dashboard.Secret = "<redacted>"
 	}
 	c.Connectors = slices.Clone(c.Connectors)
 	for i := range c.Connectors {

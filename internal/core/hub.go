@@ -185,6 +185,9 @@ func (h *Hub) Connect(info ConnInfo, link Link) (*Conn, error) {
 	h.joinedGroups(c, added)
 	h.joinTagged(c)
 	h.node.metrics.conns.WithLabelValues(h.label, c.dialect).Inc()
+	if o := h.node.cfg.Observer; o != nil {
+		o.ConnOpened(c)
+	}
 	return c, nil
 }
 
@@ -234,6 +237,9 @@ func (h *Hub) removeConn(c *Conn, reason string) bool {
 	h.node.metrics.conns.WithLabelValues(h.label, c.dialect).Dec()
 	if fn := h.node.cfg.OnConnEnd; fn != nil {
 		fn(c, reason)
+	}
+	if o := h.node.cfg.Observer; o != nil {
+		o.ConnEnded(c, reason)
 	}
 	h.release() // the conn's hold, taken by Connect
 	return true
@@ -484,6 +490,9 @@ func (h *Hub) localUserConns(user string, limit int) ([]GroupMember, bool) {
 // history is first made durable (m.Offset and m.Epoch are then set); it
 // returns once the message is in the log and queued to the members.
 func (h *Hub) Send(ctx context.Context, t Target, m *Message) error {
+	if o := h.node.cfg.Observer; o != nil {
+		o.Sent(h.name, t, m, nil)
+	}
 	op := &Op{Hub: h.name, Kind: OpSend, Target: t, Message: m}
 	if t.Kind == ToGroup {
 		if hist := h.history(t.Name); hist != nil {
@@ -509,6 +518,9 @@ func (h *Hub) publish(ctx context.Context, op *Op) error {
 // started one after the other to one group are broadcast in that order.
 // finish must be called exactly once.
 func (h *Hub) SendStart(ctx context.Context, t Target, m *Message) (finish func() error, err error) {
+	if o := h.node.cfg.Observer; o != nil {
+		o.Sent(h.name, t, m, nil)
+	}
 	op := &Op{Hub: h.name, Kind: OpSend, Target: t, Message: m}
 	if t.Kind == ToGroup {
 		if hist := h.history(t.Name); hist != nil {
@@ -525,6 +537,9 @@ func (h *Hub) SendStart(ctx context.Context, t Target, m *Message) (finish func(
 // from out).
 func (h *Hub) Publish(ctx context.Context, from *Conn, group string, m *Message, noEcho bool) error {
 	op := &Op{Hub: h.name, Kind: OpSend, Target: Target{Kind: ToGroup, Name: group}, Message: m}
+	if o := h.node.cfg.Observer; o != nil {
+		o.Sent(h.name, op.Target, m, from)
+	}
 	if noEcho {
 		op.SkipConn = from.id
 	}

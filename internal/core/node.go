@@ -41,6 +41,10 @@ type Config struct {
 	// Membership, if set, is told of the group membership changes of this
 	// node's conns in the hubs it observes (membership.go).
 	Membership Membership
+	// Observer, if set, is told of conns opening and ending and of the
+	// sends made on this node (the dashboard's live trace). Nil costs
+	// one nil check per event.
+	Observer Observer
 
 	// MaxHubs caps the hubs the node holds at once; creating one more fails
 	// with ErrHubLimit. Default 10000.
@@ -106,6 +110,18 @@ func (c *Config) setDefaults() error {
 		c.HubSeries = NewHubSeries(DefaultMaxHubSeries)
 	}
 	return nil
+}
+
+// Observer watches a node's conns and sends. Its methods are called on the
+// caller's goroutine, outside core's locks, and must return quickly.
+type Observer interface {
+	// ConnOpened: c was connected (its initial groups joined).
+	ConnOpened(c *Conn)
+	// ConnEnded: c ended for good with reason.
+	ConnEnded(c *Conn, reason string)
+	// Sent: m was sent to t in hub by a server call (REST) or, with from
+	// set, published to a group by the client conn from.
+	Sent(hub string, t Target, m *Message, from *Conn)
 }
 
 // Broker carries operations to every node that may hold a recipient. The

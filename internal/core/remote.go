@@ -50,6 +50,7 @@ const (
 	ReqListUsers                           // Users: ListUsers(Group, After, Limit)
 	ReqPresence                            // Presence: the hub's counts
 	ReqGroupState                          // States: GroupStates(Group)
+	ReqInspect                             // State: Conn's user, groups, protocol and queue (the dashboard's inspector)
 	numReqKinds
 )
 
@@ -59,7 +60,7 @@ func (k ReqKind) Valid() bool { return k >= ReqConnExists && k < numReqKinds }
 // PerConn reports whether k addresses one conn (run by its node) rather
 // than every node.
 func (k ReqKind) PerConn() bool {
-	return k >= ReqConnExists && k <= ReqCheck || k == ReqDeliver || k == ReqInvoke
+	return k >= ReqConnExists && k <= ReqCheck || k == ReqDeliver || k == ReqInvoke || k == ReqInspect
 }
 
 // Request is an operation on conns' state, run where the conns are.
@@ -111,6 +112,8 @@ type Reply struct {
 	Protocol string
 	// ReqInvoke: the client's answer.
 	Result ClientResult
+	// ReqInspect: the conn's state.
+	State *ConnState
 	// Await, when set, waits for the rest of the reply (ReqInvoke: the
 	// client's answer) and returns it, or ctx's error; the node that runs
 	// the request calls it off the path of other requests. It does not
@@ -254,6 +257,8 @@ func (h *Hub) answer(req *Request) Reply {
 		switch req.Kind {
 		case ReqConnExists:
 			return Reply{OK: true, Protocol: c.Protocol()}
+		case ReqInspect:
+			return Reply{OK: true, State: c.Inspect()}
 		case ReqDeliver:
 			c.Deliver(&Message{Type: Framed, Data: req.Data})
 		case ReqInvoke:

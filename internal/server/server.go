@@ -21,6 +21,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/dashboard"
 	wps "github.com/switchboardhq/switchboard/internal/dialect/webpubsub"
 	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
@@ -49,7 +50,8 @@ type Server struct {
 	// their session; nil on a single node.
 	relays *cluster.Relays
 	lis    *listeners
-	conn   *connectors // the configured connectors (none: an empty list)
+	conn   *connectors          // the configured connectors (none: an empty list)
+	dash   *dashboard.Dashboard // nil when dashboard.enabled is false
 	// ready: the histories the readiness probe asks (nil: none); serving:
 	// Serve takes traffic (health.go).
 	ready   unavailabler
@@ -107,7 +109,11 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	up, err := newUpstream(cfg, ring, log, reg)
+	tracer, err := newTracer(cfg, reg) // nil when the dashboard is off
+	if err != nil {
+		return nil, err
+	}
+	up, err := newUpstream(cfg, ring, log, reg, tracer)
 	if err != nil {
 		return nil, err
 	}
@@ -179,8 +185,12 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 		HubIdleTimeout: cfg.Limits.HubIdleTimeout,
 		HubSeries:      series,
 		PresenceNotify: presenceNotify(cfg, "webpubsub"),
+		Observer:       nodeObserver(tracer, "webpubsub"),
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := traceAcrossNodes(tracer, node.ID(), clus); err != nil {
 		return nil, err
 	}
 
@@ -255,7 +265,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	s = &Server{reg: reg, ready: ready, cfg: cfg, log: log, keys: ring, node: node, ws: wsrv, up: up, hist: hist, jsHist: jsHist, lis: lis, ep: ep, clus: clus, relays: relays}
 	if cfg.SignalR.Addr != "" {
 		srIdem := idem.Namespace(signalRNamespace)
-		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srCoreHist, srRESTHist, srIdem, rates, users, lis, brokers.signalr, clus); err != nil {
+		if s.sr, err = newSignalR(cfg, ring, log.With("listener", "signalr"), reg, series, srCoreHist, srRESTHist, srIdem, rates, users, lis, brokers.signalr, clus, tracer); err != nil {
 			return nil, err
 		}
 		undo.push(s.sr.closeNow)
@@ -272,6 +282,12 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	}
 	if s.conn, err = newConnectors(cfg, newNamespace(node, idem, wpsReplays), srNS, log, reg); err != nil {
 		return nil, err
+	}
+	if s.dash, err = newDashboard(cfg, s, tracer, rates, historySummary(hist, jsHist), clusterSummary(clus)); err != nil {
+		return nil, err
+	}
+	if s.dash != nil {
+		s.dash.Register(mux)
 	}
 	s.http = httpServer(lis.gate.Handler(mux, webPubSubKind), cfg.Server.ReadTimeout, log)
 	if clus != nil {
@@ -418,7 +434,7 @@ func nodeLimits(cfg config.Config) core.Limits {
 
 // newUpstream returns the event-handler client, or nil when no hub has
 // event handlers.
-func newUpstream(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer) (*upstream.Client, error) {
+func newUpstream(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer, tracer *dashboard.Tracer) (*upstream.Client, error) {
 	any := false
 	for _, h := range cfg.Hubs {
 		any = any || len(h.EventHandlers) > 0
@@ -443,6 +459,7 @@ func newUpstream(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pr
 		Handlers:   func(hub string) []upstream.Handler { return handlers(cfg.Hub(hub)) },
 		Logger:     log.With("component", "upstream"),
 		Registerer: reg,
+		Observer:   callObserver(tracer),
 	})
 }
 
@@ -569,6 +586,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.serving.Store(false) // the readiness probe says so while the sessions drain
+	if s.dash != nil {
+		s.dash.Close() // ends the live-trace streams, which Shutdown would wait for
+	}
 	s.log.Info("shutting down", "timeout", s.cfg.Server.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.Server.ShutdownTimeout)
 	defer cancel()

@@ -17,6 +17,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/cluster"
 	"github.com/switchboardhq/switchboard/internal/config"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/dashboard"
 	sr "github.com/switchboardhq/switchboard/internal/dialect/signalr"
 	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/ratelimit"
@@ -53,7 +54,7 @@ const signalRNamespace = "signalr"
 // of the idempotency index.
 func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg prometheus.Registerer,
 	series *core.HubSeries, coreHist core.History, restHist durable.History, idem *history.Idempotency, rates *ratelimit.Limiter, users *sessionlimit.Limiter, lis *listeners,
-	broker core.Broker, clus *cluster.Cluster) (_ *signalRService, err error) {
+	broker core.Broker, clus *cluster.Cluster, tracer *dashboard.Tracer) (_ *signalRService, err error) {
 	s := &signalRService{cfg: cfg, log: log, lis: lis}
 	defer func() {
 		if err != nil {
@@ -74,6 +75,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 			Upstreams:  func(string) []upstream.SignalRUpstream { return ups },
 			Logger:     log,
 			Registerer: reg,
+			Observer:   callObserver(tracer),
 		})
 		if err != nil {
 			return nil, err
@@ -89,6 +91,7 @@ func newSignalR(cfg config.Config, ring *auth.KeyRing, log *slog.Logger, reg pro
 		Logger:         log.With("component", "core"),
 		Registerer:     reg,
 		OnConnEnd:      func(c *core.Conn, reason string) { s.ep.ConnEnded(c, reason) },
+		Observer:       nodeObserver(tracer, signalRNamespace),
 		MaxHubs:        cfg.Limits.MaxHubs,
 		HubIdleTimeout: cfg.Limits.HubIdleTimeout,
 		HubSeries:      series,

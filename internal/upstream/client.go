@@ -61,6 +61,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the switchboard_upstream_* metrics. Nil means a private registry.
 	Registerer prometheus.Registerer
+	// Observer, if set, is told of every handler call (see CallObserver).
+	Observer CallObserver
 }
 
 // Conn is the identity of a connection, sent with each of its events.
@@ -144,6 +146,7 @@ func New(cfg Config) (*Client, error) {
 		retry:      cfg.Retry,
 		log:        cfg.Logger.With("component", "upstream"),
 		metrics:    m,
+		observer:   cfg.Observer,
 	})
 	return c, nil
 }

@@ -56,6 +56,7 @@ type dispatcher struct {
 	retry        []time.Duration
 	log          *slog.Logger
 	metrics      *metrics
+	observer     CallObserver // nil: nobody watches
 
 	// ctx is cancelled by shutdown once the queue is drained (or shutdown's context is
 	// done); it aborts asynchronous deliveries and whatever the protocol half ties to it.
@@ -78,6 +79,16 @@ type dispatcherConfig struct {
 	retry      []time.Duration // nil: defaultRetry; empty: no retries
 	log        *slog.Logger    // not nil
 	metrics    *metrics        // not nil
+	observer   CallObserver    // nil: none
+}
+
+// CallObserver is told of every attempt to call an event handler (the
+// dashboard's live trace): the request (its URL, and the ce-* or X-ASRS-*
+// headers that name the hub, connection and user), the event kind, the
+// reply's status (0 when there is none, with err) and the time it took. It
+// is called on the attempt's goroutine and must return quickly.
+type CallObserver interface {
+	Called(req *http.Request, kind string, status int, took time.Duration, err error)
 }
 
 // newDispatcher returns a dispatcher and starts its workers; shutdown stops them.
@@ -92,10 +103,11 @@ func newDispatcher(cfg dispatcherConfig) *dispatcher {
 		cfg.retry = defaultRetry()
 	}
 	d := &dispatcher{
-		http:    cfg.httpClient,
-		retry:   append([]time.Duration(nil), cfg.retry...),
-		log:     cfg.log,
-		metrics: cfg.metrics,
+		http:     cfg.httpClient,
+		retry:    append([]time.Duration(nil), cfg.retry...),
+		log:      cfg.log,
+		metrics:  cfg.metrics,
+		observer: cfg.observer,
 	}
 	if d.http == nil {
 		d.ownTransport = &http.Transport{
@@ -290,7 +302,15 @@ func (d *dispatcher) exchange(kind string, req *http.Request, limit int64) (*rep
 	if span != nil {
 		endRequestSpan(span, r, err)
 	}
-	d.metrics.duration.WithLabelValues(kind).Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	d.metrics.duration.WithLabelValues(kind).Observe(took.Seconds())
+	if d.observer != nil {
+		status := 0
+		if r != nil {
+			status = r.status
+		}
+		d.observer.Called(req, kind, status, took, err)
+	}
 	if err != nil {
 		d.metrics.requests.WithLabelValues(kind, "error").Inc()
 		return nil, err

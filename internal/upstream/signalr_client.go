@@ -56,6 +56,8 @@ type SignalRConfig struct {
 	// Registerer receives the switchboard_upstream_signalr_* metrics. Nil means a private
 	// registry.
 	Registerer prometheus.Registerer
+	// Observer, if set, is told of every upstream call (see CallObserver).
+	Observer CallObserver
 }
 
 // SignalRConn identifies the client connection in every upstream request.
@@ -112,6 +114,7 @@ func NewSignalR(cfg SignalRConfig) (*SignalRClient, error) {
 		retry:      cfg.Retry,
 		log:        cfg.Logger.With("component", "upstream", "protocol", "signalr"),
 		metrics:    m,
+		observer:   cfg.Observer,
 	})
 	return c, nil
 }
