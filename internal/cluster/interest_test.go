@@ -254,8 +254,14 @@ func boolInt(b bool) int {
 func TestJoinThenSendAlwaysArrives(t *testing.T) {
 	ns := natstest.Start(t, 0)
 	a, b, c := startMember(t, ns.URL(), "a"), startMember(t, ns.URL(), "b"), startMember(t, ns.URL(), "c")
-	all := []*member{a, b, c}
-	m := b.connect(t)
+	joinThenSend(t, a, b, c, b.connect(t))
+}
+
+// joinThenSend joins m (a conn of b) to 200 groups, each through b or c in
+// turn, and sends to each group through a right after the join returned;
+// m must get all 200 sends.
+func joinThenSend(t *testing.T, a, b, c *member, m *client) {
+	t.Helper()
 	const rounds = 200
 	for i := range rounds {
 		group := fmt.Sprintf("g%d", i)
@@ -270,7 +276,7 @@ func TestJoinThenSendAlwaysArrives(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fence(t, a, all, "a")
+	fence(t, a, []*member{a, b, c}, "a")
 	n := 0
 	for _, d := range m.received() {
 		if !strings.HasPrefix(d, "end-") {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
@@ -117,30 +116,7 @@ func TestJoinThenSendAlwaysArrivesWithKnownPeers(t *testing.T) {
 	all := []*member{a, b, c}
 	m := b.connect(t)
 	settle(t, all...)
-	const rounds = 200
-	for i := range rounds {
-		group := fmt.Sprintf("g%d", i)
-		if i%2 == 0 {
-			if err := b.hub.JoinGroup(m.c, group); err != nil {
-				t.Fatal(err)
-			}
-		} else if r, err := c.hub.Do(context.Background(), core.Request{Kind: core.ReqJoin, Conn: m.c.ID(), Group: group}); err != nil || r.Err != nil {
-			t.Fatalf("join through c: %v %v", err, r.Err)
-		}
-		if err := a.hub.Send(context.Background(), core.Target{Kind: core.ToGroup, Name: group}, text(group)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	fence(t, a, all, "a")
-	n := 0
-	for _, d := range m.received() {
-		if !strings.HasPrefix(d, "end-") {
-			n++
-		}
-	}
-	if n != rounds {
-		t.Errorf("the member got %d of the %d sends accepted after its joins", n, rounds)
-	}
+	joinThenSend(t, a, b, c, m)
 	if got := testutil.ToFloat64(a.b.unpublished); got != 0 {
 		t.Errorf("a kept %v sends local although b had members", got)
 	}
