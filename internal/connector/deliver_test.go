@@ -218,8 +218,12 @@ func TestDeliverRunSharesFsyncs(t *testing.T) {
 	if len(recs) != MaxRun {
 		t.Fatalf("%d records in the history, want %d", len(recs), MaxRun)
 	}
+	// One at a time, each send waits for its own fsync: MaxRun of them. In
+	// flight together they share them (1–4 on a quiet machine); a starved
+	// appender lets the committer sync smaller batches (27 seen under a load
+	// average of 4 at nice 19), so the bound is half a run, far from MaxRun.
 	fsyncs := metrictest.Value(t, f.reg, "switchboard_history_fsyncs_total")
-	if fsyncs > MaxRun/4 {
+	if fsyncs > MaxRun/2 {
 		t.Errorf("%v fsyncs for a run of %d records: the sends were not in flight together", fsyncs, MaxRun)
 	}
 	t.Logf("%v fsyncs for %d records", fsyncs, MaxRun)
