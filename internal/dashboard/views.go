@@ -230,6 +230,21 @@ func (d *Dashboard) namespace(name string) (Namespace, error) {
 	return Namespace{}, fmt.Errorf("unknown namespace %q (have %s)", name, d.namespaceNames())
 }
 
+// hubOf resolves a request's namespace and checks its hub's name; on a bad
+// one it answers 400 and reports false.
+func (d *Dashboard) hubOf(w http.ResponseWriter, namespace, hub string) (Namespace, bool) {
+	ns, err := d.namespace(namespace)
+	if err != nil {
+		d.badRequest(w, "%s", err)
+		return Namespace{}, false
+	}
+	if !core.ValidHubName(hub) {
+		d.badRequest(w, "hub: %q is not a valid hub name", trim(hub))
+		return Namespace{}, false
+	}
+	return ns, true
+}
+
 func (d *Dashboard) namespaceNames() string {
 	var names []string
 	for _, ns := range d.cfg.Namespaces {
@@ -257,14 +272,9 @@ type ConnView struct {
 // inspect answers GET /dashboard/api/conn?ns=&hub=&id=.
 func (d *Dashboard) inspect(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	ns, err := d.namespace(q.Get("ns"))
-	if err != nil {
-		d.badRequest(w, "%s", err)
-		return
-	}
 	hubName, id := q.Get("hub"), q.Get("id")
-	if !core.ValidHubName(hubName) {
-		d.badRequest(w, "hub: %q is not a valid hub name", trim(hubName))
+	ns, ok := d.hubOf(w, q.Get("ns"), hubName)
+	if !ok {
 		return
 	}
 	if id == "" || len(id) > 256 {
@@ -344,13 +354,8 @@ func (d *Dashboard) closeConn(w http.ResponseWriter, r *http.Request) {
 	if !d.readJSON(w, r, &req) {
 		return
 	}
-	ns, err := d.namespace(req.Namespace)
-	if err != nil {
-		d.badRequest(w, "%s", err)
-		return
-	}
-	if !core.ValidHubName(req.Hub) {
-		d.badRequest(w, "hub: %q is not a valid hub name", trim(req.Hub))
+	ns, ok := d.hubOf(w, req.Namespace, req.Hub)
+	if !ok {
 		return
 	}
 	if req.ID == "" || len(req.ID) > 256 {
@@ -393,13 +398,8 @@ func (d *Dashboard) send(w http.ResponseWriter, r *http.Request) {
 	if !d.readJSON(w, r, &req) {
 		return
 	}
-	ns, err := d.namespace(req.Namespace)
-	if err != nil {
-		d.badRequest(w, "%s", err)
-		return
-	}
-	if !core.ValidHubName(req.Hub) {
-		d.badRequest(w, "hub: %q is not a valid hub name", trim(req.Hub))
+	ns, ok := d.hubOf(w, req.Namespace, req.Hub)
+	if !ok {
 		return
 	}
 	t, err := target(req.Target, req.Name)
