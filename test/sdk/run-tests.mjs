@@ -25,7 +25,7 @@ try {
   process.exit(1);
 }
 
-const args = ["--test", "--test-concurrency=1", "--test-timeout=120000", ...flags, ...files];
+const args = ["--test", "--test-concurrency=1", "--test-timeout=300000", ...flags, ...files];
 const child = spawn(process.execPath, args, {
   cwd: HERE,
   stdio: "inherit",
