@@ -45,7 +45,7 @@ type Config struct {
 	// StopGrace is how long a partition given up (or at shutdown) may take to finish its
 	// transaction before it is cancelled; default 5s.
 	StopGrace time.Duration
-	MaxConns  int // connections of the pool the partitions' transactions use; default twice the table's partitions (a batch committing while the next one sends), at most 64
+	MaxConns  int // connections of the pool the partitions' transactions use; default the table's partitions, at most 32
 	// MaxPayload bounds a row's payload (the REST send's body limit): a larger row is poison
 	// (its payload is not read); default 1 MiB.
 	MaxPayload int
@@ -133,7 +133,7 @@ func New(cfg Config, deliver func(dead connector.DeadLetter) (*connector.Deliver
 	t := c.name.ident("")
 	c.selectSQL = `SELECT id, partition_key, hub, target_kind, target, content_type,
 		CASE WHEN octet_length(payload) <= $3 THEN payload END, octet_length(payload), idempotency_key, excluded, headers::text, created_at FROM ` +
-		t + ` WHERE partition = $1 AND processed_at IS NULL AND id <> ALL($4::bigint[]) ORDER BY id LIMIT $2 FOR UPDATE`
+		t + ` WHERE partition = $1 AND processed_at IS NULL ORDER BY id LIMIT $2 FOR UPDATE`
 	if cfg.Mark {
 		c.finishSQL = `UPDATE ` + t + ` SET processed_at = clock_timestamp() WHERE id = ANY($1)`
 	} else {
@@ -156,15 +156,14 @@ func New(cfg Config, deliver func(dead connector.DeadLetter) (*connector.Deliver
 }
 
 // ensurePool makes the workers' pool once the table's partition count is known (a worker per
-// partition held, each in up to two transactions at a time: one committing while the next
-// sends): MaxConns, else twice the partitions, at most 64.
+// partition held, each in a transaction at a time): MaxConns, else the partitions, at most 32.
 func (c *Connector) ensurePool() error {
 	if c.pool != nil {
 		return nil
 	}
 	n := c.cfg.MaxConns
 	if n <= 0 {
-		n = min(64, 2*c.partitionCount())
+		n = min(32, c.partitionCount())
 	}
 	c.poolCfg.MaxConns = int32(max(n, 1))
 	pool, err := pgxpool.NewWithConfig(context.Background(), c.poolCfg) // connects lazily

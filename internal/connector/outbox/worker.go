@@ -30,10 +30,6 @@ type worker struct {
 	done   chan struct{}
 	wake   chan struct{} // a NOTIFY of the partition
 
-	// pending is the last batch's commit, running while the next batch reads and sends;
-	// only the worker's goroutine touches it.
-	pending *commit
-
 	lastID atomic.Int64
 	oldest atomic.Int64 // unix nanoseconds of the oldest row known unsent; 0: none
 	rows   atomic.Int64
@@ -65,11 +61,6 @@ func (w *worker) status(now time.Time) PartitionStatus {
 func (w *worker) run() {
 	defer close(w.done)
 	defer w.cancel()
-	defer func() { // a commit still running ends before the partition is given up
-		if err := w.settle(); err != nil {
-			w.c.noteError("query", fmt.Errorf("partition %d: %w", w.partition, err))
-		}
-	}()
 	poll := time.NewTimer(0)
 	defer poll.Stop()
 	wait := 100 * time.Millisecond
@@ -211,67 +202,20 @@ type row struct {
 	tooLarge int // the payload's size when over MaxPayload (not read); 0: read
 }
 
-// commit is a batch's finish (delete or mark of the rows sent) and commit, which runs while
-// the worker's next batch reads and sends: a batch's rows wait for the previous batch's
-// sends, not for its commit too.
-type commit struct {
-	ids  []int64       // the rows it finishes: the next batch's read leaves them out
-	done chan struct{} // closed once err is set
-	err  error
-}
-
-// settle waits for the pending commit, if any, and returns its error.
-func (w *worker) settle() error {
-	p := w.pending
-	if p == nil {
-		return nil
-	}
-	<-p.done
-	w.pending = nil
-	return p.err
-}
-
 // batch sends one batch of the partition's oldest rows; more reports rows left to read at
 // once (a full batch, or one whose sends stopped part way).
-//
-// The previous batch's commit may still be running: this batch reads the rows after it (its
-// rows left out, so that their locks are not waited for), sends them, then waits for that
-// commit before it starts its own. If the previous commit failed, this batch is rolled back
-// too and both are read again (for history groups their sends are replays), so rows are never
-// finished out of order: a batch's rows are finished only once every row before them is.
 func (w *worker) batch() (more bool, err error) {
 	c := w.c
-	if p := w.pending; p != nil {
-		select {
-		case <-p.done:
-			if err := w.settle(); err != nil {
-				return false, err
-			}
-		default:
-		}
-	}
-	skip := []int64{}
-	if w.pending != nil {
-		skip = w.pending.ids
-	}
 	tx, err := c.pool.Begin(w.ctx)
 	if err != nil {
 		return false, err
 	}
-	committing := false
-	defer func() {
-		if !committing {
-			tx.Rollback(context.Background()) // after Commit: nothing
-		}
-	}()
-	rows, full, err := w.read(tx, skip)
+	defer tx.Rollback(context.Background()) // after Commit: nothing
+	rows, full, err := w.read(tx)
 	if err != nil {
 		return false, err
 	}
 	if len(rows) == 0 {
-		if err := w.settle(); err != nil {
-			return false, err
-		}
 		w.oldest.Store(0)
 		return false, tx.Commit(w.ctx)
 	}
@@ -304,20 +248,20 @@ func (w *worker) batch() (more bool, err error) {
 	if done == 0 {
 		return true, nil // refused until MaxTx: roll back, read again (the rows stay)
 	}
-	// The rows before these are finished first: were this commit to land and the previous
-	// one to fail, its rows would be sent again after these.
-	if err := w.settle(); err != nil {
-		return false, fmt.Errorf("%w (the batch after it is read again too)", err)
-	}
 	// The sends were accepted: finish them even when the partition is being taken away (a
 	// row left would be sent again, a replay for history groups but not for the others).
-	cm := &commit{ids: ids, done: make(chan struct{})}
-	committing = true
-	w.pending = cm
-	go func() {
-		defer close(cm.done)
-		cm.err = w.finish(tx, ids)
-	}()
+	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer fcancel()
+	if _, err := tx.Exec(fctx, c.finishSQL, ids); err != nil {
+		return false, fmt.Errorf("finish rows: %w", err)
+	}
+	if err := tx.Commit(fctx); err != nil {
+		c.metrics.errors.WithLabelValues(c.cfg.Name, "commit").Inc()
+		return false, fmt.Errorf("commit: %w", err)
+	}
+	c.metrics.rows.WithLabelValues(c.cfg.Name).Add(float64(done))
+	w.rows.Add(int64(done))
+	w.lastID.Store(ids[done-1])
 	if firstLeft >= 0 {
 		w.oldest.Store(rows[firstLeft].created.UnixNano())
 		return true, nil
@@ -329,30 +273,10 @@ func (w *worker) batch() (more bool, err error) {
 	return false, nil
 }
 
-// finish deletes (or marks) the rows ids of tx, whose sends were accepted, and commits tx
-// (the pending commit's goroutine, which the worker waits for: settle).
-func (w *worker) finish(tx pgx.Tx, ids []int64) error {
-	c := w.c
-	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer fcancel()
-	defer tx.Rollback(context.Background()) // after Commit: nothing
-	if _, err := tx.Exec(fctx, c.finishSQL, ids); err != nil {
-		return fmt.Errorf("finish rows: %w", err)
-	}
-	if err := tx.Commit(fctx); err != nil {
-		c.metrics.errors.WithLabelValues(c.cfg.Name, "commit").Inc()
-		return fmt.Errorf("commit: %w", err)
-	}
-	c.metrics.rows.WithLabelValues(c.cfg.Name).Add(float64(len(ids)))
-	w.rows.Add(int64(len(ids)))
-	w.lastID.Store(ids[len(ids)-1])
-	return nil
-}
-
-// read locks and reads the partition's oldest rows but those of skip (the pending commit's), up to MaxBatchBytes of payloads (full:
+// read locks and reads the partition's oldest rows, up to MaxBatchBytes of payloads (full:
 // it stopped there; the rows after are read by the next batch).
-func (w *worker) read(tx pgx.Tx, skip []int64) (_ []row, full bool, _ error) {
-	rs, err := tx.Query(w.ctx, w.c.selectSQL, w.partition, w.c.cfg.BatchSize, w.c.cfg.MaxPayload, skip)
+func (w *worker) read(tx pgx.Tx) (_ []row, full bool, _ error) {
+	rs, err := tx.Query(w.ctx, w.c.selectSQL, w.partition, w.c.cfg.BatchSize, w.c.cfg.MaxPayload)
 	if err != nil {
 		return nil, false, fmt.Errorf("read rows: %w", err)
 	}
