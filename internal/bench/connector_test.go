@@ -1,10 +1,13 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -96,9 +99,33 @@ connectors:
 	srv := servertest.Start(t, servertest.Options{ConfigFile: cfg, Settings: []string{"history.fsync=none"}})
 	o := Options{Scenario: "connector", ConnString: srv.ConnectionString(), DSN: dsn, Workers: 0, SourceIPs: -1,
 		Runs: 1, Warmup: 20 * time.Millisecond, Drain: 10 * time.Second, Subscribers: 8, Groups: 4, Messages: 100}
+	var progress lockedBuffer
+	o.Progress = &progress
 	rep := runOK(t, o)
 	r := rep.Runs[0]
 	if r.Counted != 8*100 || r.Received != r.Sent*2 || r.Latency.Count != r.Counted || r.DeliveriesPerSec <= 0 {
 		t.Errorf("sent %d, received %d, counted %d, latency samples %d", r.Sent, r.Received, r.Counted, r.Latency.Count)
 	}
+	// The INSERTs' share of the latency: every row inserted, warm-up included.
+	if want := fmt.Sprintf("outbox inserts: %d rows, queued to committed p50 ", r.Sent); !strings.Contains(progress.String(), want) {
+		t.Errorf("progress output has no %q:\n%s", want, progress.String())
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for writers on several goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -24,9 +25,15 @@ type outboxWriter struct {
 	shards [outboxShards]chan outboxRow
 	wg     *sync.WaitGroup // a row queued and not yet inserted
 	done   sync.WaitGroup  // the shards' goroutines
+
+	mu      sync.Mutex
+	inserts *hdr.Histogram // µs from a row queued to its INSERT's commit returned
 }
 
-type outboxRow struct{ key, value []byte }
+type outboxRow struct {
+	key, value []byte
+	queued     time.Time
+}
 
 func newOutboxWriter(ctx context.Context, r *runner, wg *sync.WaitGroup) (*outboxWriter, error) {
 	pool, err := pgxpool.New(ctx, r.o.DSN)
@@ -37,7 +44,7 @@ func newOutboxWriter(ctx context.Context, r *runner, wg *sync.WaitGroup) (*outbo
 		pool.Close()
 		return nil, fmt.Errorf("connector: --dsn: %w", err)
 	}
-	w := &outboxWriter{r: r, pool: pool, wg: wg, sql: `INSERT INTO ` + pgx.Identifier{r.o.Table}.Sanitize() +
+	w := &outboxWriter{r: r, pool: pool, wg: wg, inserts: hdr.New(1, 60_000_000, 3), sql: `INSERT INTO ` + pgx.Identifier{r.o.Table}.Sanitize() +
 		` (partition_key, payload) SELECT k, p FROM unnest($1::text[], $2::bytea[]) WITH ORDINALITY AS r(k, p, n) ORDER BY n`}
 	for i := range w.shards {
 		w.shards[i] = make(chan outboxRow, 10_000)
@@ -52,14 +59,16 @@ func (w *outboxWriter) insert(key, value []byte) {
 	h := fnv.New32a()
 	h.Write(key)
 	w.wg.Add(1)
-	w.shards[h.Sum32()%outboxShards] <- outboxRow{key: key, value: value}
+	w.shards[h.Sum32()%outboxShards] <- outboxRow{key: key, value: value, queued: time.Now()}
 }
 
 func (w *outboxWriter) run(ch chan outboxRow) {
 	var keys []string
 	var values [][]byte
+	var queued []time.Time
 	for first := range ch {
 		keys, values = append(keys[:0], string(first.key)), append(values[:0], first.value)
+		queued = append(queued[:0], first.queued)
 	gather:
 		for len(keys) < 2000 {
 			select {
@@ -68,6 +77,7 @@ func (w *outboxWriter) run(ch chan outboxRow) {
 					break gather
 				}
 				keys, values = append(keys, string(row.key)), append(values, row.value)
+				queued = append(queued, row.queued)
 			default:
 				break gather
 			}
@@ -81,6 +91,12 @@ func (w *outboxWriter) run(ch chan outboxRow) {
 			}
 		} else {
 			w.r.sent.Add(int64(len(keys)))
+			now := time.Now()
+			w.mu.Lock()
+			for _, q := range queued {
+				_ = w.inserts.RecordValue(now.Sub(q).Microseconds())
+			}
+			w.mu.Unlock()
 		}
 		for range keys {
 			w.wg.Done()
@@ -94,4 +110,11 @@ func (w *outboxWriter) close() {
 	}
 	w.done.Wait()
 	w.pool.Close()
+	if out := w.r.o.Progress; out != nil && w.inserts.TotalCount() > 0 {
+		// The part of the end-to-end latency spent before the connector can see a row (its
+		// queue in the tool and the INSERT's commit), warm-up included.
+		q := func(p float64) float64 { return float64(w.inserts.ValueAtQuantile(p)) / 1000 }
+		fmt.Fprintf(out, "outbox inserts: %d rows, queued to committed p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+			w.inserts.TotalCount(), q(50), q(99), float64(w.inserts.Max())/1000)
+	}
 }
