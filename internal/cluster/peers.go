@@ -495,7 +495,11 @@ func encodeDump(dst []byte, seq uint64, keys []groupKey, max int) []byte {
 
 func decodeDump(b []byte) (seq uint64, keys []groupKey, big bool, err error) {
 	dec := decoder{b: b}
-	big = dec.byte() == 1
+	flag := dec.byte()
+	if dec.err == nil && flag > 1 {
+		return 0, nil, false, fmt.Errorf("%w: dump flag %d", errInterest, flag)
+	}
+	big = flag == 1
 	seq = dec.uvarint()
 	if big {
 		if dec.err != nil || len(dec.b) != 0 {
