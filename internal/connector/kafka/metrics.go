@@ -2,10 +2,10 @@ package kafka
 
 import (
 	"strconv"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboardhq/switchboard/internal/connector"
 	"github.com/switchboardhq/switchboard/internal/metricreg"
 )
 
@@ -47,15 +47,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 }
 
 func (m *Metrics) delivered(name string, n int) { m.records.WithLabelValues(name).Add(float64(n)) }
-func (m *Metrics) add(c *Connector)             { m.lag.add(c) }
-func (m *Metrics) remove(c *Connector)          { m.lag.remove(c) }
+func (m *Metrics) add(c *Connector)             { m.lag.conns.Add(c) }
+func (m *Metrics) remove(c *Connector)          { m.lag.conns.Remove(c) }
 
 // lagCollector reports the lag and assignment of the running connectors, read when scraped,
 // so a revoked partition's series goes with it.
 type lagCollector struct {
 	lagDesc, assignedDesc *prometheus.Desc
-	mu                    sync.Mutex
-	conns                 map[*Connector]struct{}
+	conns                 connector.Running[*Connector]
 }
 
 func newLagCollector() *lagCollector {
@@ -65,20 +64,7 @@ func newLagCollector() *lagCollector {
 			[]string{"connector", "topic", "partition"}, nil),
 		assignedDesc: prometheus.NewDesc("switchboard_connector_kafka_assigned_partitions",
 			"Partitions assigned to a Kafka connector on this node.", []string{"connector"}, nil),
-		conns: map[*Connector]struct{}{},
 	}
-}
-
-func (l *lagCollector) add(c *Connector) {
-	l.mu.Lock()
-	l.conns[c] = struct{}{}
-	l.mu.Unlock()
-}
-
-func (l *lagCollector) remove(c *Connector) {
-	l.mu.Lock()
-	delete(l.conns, c)
-	l.mu.Unlock()
 }
 
 func (l *lagCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -87,13 +73,7 @@ func (l *lagCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (l *lagCollector) Collect(ch chan<- prometheus.Metric) {
-	l.mu.Lock()
-	conns := make([]*Connector, 0, len(l.conns))
-	for c := range l.conns {
-		conns = append(conns, c)
-	}
-	l.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range l.conns.List() {
 		s := c.Status()
 		ch <- prometheus.MustNewConstMetric(l.assignedDesc, prometheus.GaugeValue, float64(len(s.Partitions)), s.Name)
 		var other int64

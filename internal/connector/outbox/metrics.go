@@ -2,10 +2,10 @@ package outbox
 
 import (
 	"strconv"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/switchboardhq/switchboard/internal/connector"
 	"github.com/switchboardhq/switchboard/internal/metricreg"
 )
 
@@ -42,15 +42,14 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return &m, nil
 }
 
-func (m *Metrics) add(c *Connector)    { m.lag.add(c) }
-func (m *Metrics) remove(c *Connector) { m.lag.remove(c) }
+func (m *Metrics) add(c *Connector)    { m.lag.conns.Add(c) }
+func (m *Metrics) remove(c *Connector) { m.lag.conns.Remove(c) }
 
 // lagCollector reports the partitions held by the running connectors and their lag, read
 // when scraped (a partition given up takes its series with it; at most 256 per connector).
 type lagCollector struct {
 	lagDesc, heldDesc *prometheus.Desc
-	mu                sync.Mutex
-	conns             map[*Connector]struct{}
+	conns             connector.Running[*Connector]
 }
 
 func newLagCollector() *lagCollector {
@@ -60,20 +59,7 @@ func newLagCollector() *lagCollector {
 			[]string{"connector", "partition"}, nil),
 		heldDesc: prometheus.NewDesc("switchboard_connector_outbox_partitions_held",
 			"Outbox partitions this node holds (their advisory locks).", []string{"connector"}, nil),
-		conns: map[*Connector]struct{}{},
 	}
-}
-
-func (l *lagCollector) add(c *Connector) {
-	l.mu.Lock()
-	l.conns[c] = struct{}{}
-	l.mu.Unlock()
-}
-
-func (l *lagCollector) remove(c *Connector) {
-	l.mu.Lock()
-	delete(l.conns, c)
-	l.mu.Unlock()
 }
 
 func (l *lagCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -82,13 +68,7 @@ func (l *lagCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (l *lagCollector) Collect(ch chan<- prometheus.Metric) {
-	l.mu.Lock()
-	conns := make([]*Connector, 0, len(l.conns))
-	for c := range l.conns {
-		conns = append(conns, c)
-	}
-	l.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range l.conns.List() {
 		s := c.Status()
 		ch <- prometheus.MustNewConstMetric(l.heldDesc, prometheus.GaugeValue, float64(len(s.Held)), s.Name)
 		for _, p := range s.Held {
