@@ -87,7 +87,8 @@ func (b *Broker) nodeSubject(id string) string { return "sb." + b.ns + ".node." 
 func (b *Broker) route(op *core.Op) (subject string, local, remote, ok bool) {
 	switch op.Target.Kind {
 	case core.ToGroup:
-		return b.groupSubject(op.Hub, op.Target.Name), b.watching(op.Hub, op.Target.Name), b.othersWatch(op.Hub, op.Target.Name), true
+		local, remote := b.groupRoute(op.Hub, op.Target.Name)
+		return b.groupSubject(op.Hub, op.Target.Name), local, remote, true
 	case core.ToConn:
 		node := core.ConnNode(op.Target.Name)
 		if !ValidNodeID(node) {
@@ -99,11 +100,13 @@ func (b *Broker) route(op *core.Op) (subject string, local, remote, ok bool) {
 	return b.subject(op.Hub), true, true, true
 }
 
-// watching reports whether the node subscribes to group's ops.
-func (b *Broker) watching(hub, group string) bool {
+// groupRoute reports, under one lock, whether this node subscribes to
+// group's ops (local) and whether another node may (remote, peers.go).
+func (b *Broker) groupRoute(hub, group string) (local, remote bool) {
+	k := groupKey{hub, group}
 	b.in.mu.Lock()
 	defer b.in.mu.Unlock()
-	return b.in.groups[groupKey{hub, group}] != nil
+	return b.in.groups[k] != nil, b.othersWatchLocked(k)
 }
 
 // WatchGroup subscribes to group's ops: the node has its first member of

@@ -101,11 +101,15 @@ type peers struct {
 func (b *Broker) othersWatch(hub, group string) bool {
 	b.in.mu.Lock()
 	defer b.in.mu.Unlock()
+	return b.othersWatchLocked(groupKey{hub, group})
+}
+
+func (b *Broker) othersWatchLocked(k groupKey) bool {
 	p := &b.in.peers
 	if p.since.IsZero() || p.learning > 0 || p.overflow || time.Since(p.since) < 3*b.c.cfg.HeartbeatInterval {
 		return true
 	}
-	return p.watched[groupKey{hub, group}] > 0
+	return p.watched[k] > 0
 }
 
 // changedLocked publishes the change of this node's subscription to a
