@@ -31,7 +31,7 @@ vet:
 test-go: postgres ## Go unit, integration and fuzz-seed tests, with the race detector (PostgreSQL required, not skipped)
 	SWITCHBOARD_REQUIRE_POSTGRES=1 $(GO) test -race -count=1 ./...
 
-test-sdk: build nats-server postgres ## the official npm SDKs against the built server (and a 3-node cluster on NATS, and a PostgreSQL outbox)
+test-sdk: build nats-server postgres examples-deps ## the official npm SDKs against the built server (and a 3-node cluster on NATS, and a PostgreSQL outbox)
 	cd test/sdk && $(NPM) ci --no-audit --no-fund --loglevel=error
 	cd test/sdk && SWITCHBOARD_REQUIRE_POSTGRES=1 SWITCHBOARD_BIN=$(CURDIR)/$(BIN) NATS_SERVER_BIN=$(CURDIR)/$(NATS_BIN) $(NPM) test
 
