@@ -33,13 +33,17 @@ after(async () => {
 /** A chat user as the page is one: URL from the backend, joins every conversation; on node i. */
 async function user(name, node) {
   const x = { name, got: [], notices: [], events: [] };
-  x.client = new WebPubSubClient({
-    getClientAccessUrl: async () => {
-      const r = await fetch(`${c.chat.url}/api/negotiate?user=${name}`);
-      assert.equal(r.status, 200);
-      return withPort((await r.json()).url, c.cluster.nodes[node].port);
+  x.client = new WebPubSubClient(
+    {
+      getClientAccessUrl: async () => {
+        const r = await fetch(`${c.chat.url}/api/negotiate?user=${name}`);
+        assert.equal(r.status, 200);
+        return withPort((await r.json()).url, c.cluster.nodes[node].port);
+      },
     },
-  });
+    // No keep-alive pings: a stopped client's pending keep-alive delay holds the process ~40 s.
+    { keepAliveIntervalInMs: 0, keepAliveTimeoutInMs: 0 },
+  );
   x.client.on("group-message", (e) => x.got.push(e.message.data));
   x.client.on("server-message", (e) => {
     x.notices.push(e.message.data);
