@@ -187,6 +187,8 @@ export async function startChat({ connectionString, hub = "chat", host = "127.0.
 
   app.use(express.static(path.join(HERE, "public"), { index: "index.html" }));
   app.use((err, _req, res, _next) => {
+    // express.json's own refusals (malformed JSON, a body over the limit) keep their 4xx.
+    if (err.status >= 400 && err.status < 500) return problem(res, err.status, `bad request body: ${err.message}`);
     log(`error: ${err.stack || err}`);
     problem(res, 502, `the message server did not take it: ${err.message}`);
   });

@@ -180,6 +180,19 @@ test("examples/chat: two users chat; a retried POST arrives once; a dropped sock
     const r3 = await post(key, "bob", "only once");
     assert.equal(r3.status, 200, "a retry of a published message answers 200");
     assert.equal((await post(key, "bob", "something else")).status, 422, "the key with another message is refused");
+    const noKey = await fetch(`${chat.url}/api/conversations/general/messages`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ user: "bob", text: "no key" }),
+    });
+    assert.equal(noKey.status, 400);
+    assert.match((await noKey.json()).error, /Idempotency-Key header needed/);
+    const badJson = await fetch(`${chat.url}/api/conversations/general/messages`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "Idempotency-Key": `k-${randomSuffix(12)}` },
+      body: "{not json",
+    });
+    assert.equal(badJson.status, 400, "malformed JSON is the caller's error, not a 502");
     await say(bob, "after the retries");
     await ann.waitForSelector(`#messages li .text:text-is("after the retries")`);
     for (const [who, page] of [["ann", ann], ["bob", bob]]) {
