@@ -7,7 +7,8 @@
 //
 // Ports: EXAMPLE_PORT (the backend, default 3000), EXAMPLE_SERVER_PORT (Switchboard's Web
 // PubSub listener, default 8090) and EXAMPLE_SIGNALR_PORT (its SignalR listener, default 8091).
-// EXAMPLE_HOST (default 127.0.0.1) is where all three listen.
+// EXAMPLE_HOST (default 127.0.0.1) is where all three listen. EXAMPLE_DATA_DIR replaces
+// examples/<name>/data.
 import { spawn } from "node:child_process";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
@@ -27,7 +28,7 @@ const serverPort = Number(process.env.EXAMPLE_SERVER_PORT || 8090);
 const signalrPort = Number(process.env.EXAMPLE_SIGNALR_PORT || 8091);
 const bin = process.env.SWITCHBOARD_BIN || path.join(ROOT, "bin", "switchboard");
 const dir = path.join(HERE, name);
-const dataDir = path.join(dir, "data");
+const dataDir = process.env.EXAMPLE_DATA_DIR || path.join(dir, "data");
 mkdirSync(dataDir, { recursive: true });
 
 let stopping = false;
