@@ -7,7 +7,7 @@ NATS_BIN ?= bin/nats-server
 # staticcheck, fetched through the Go module proxy at a pinned version (checked against Go 1.26).
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run build nats-server postgres test test-go test-sdk test-browser fuzz bench vet
+.PHONY: run build nats-server postgres test test-go test-sdk test-browser fuzz bench vet examples example-chat example-live-dashboard examples-deps
 
 run: ## start the server on :8080 with ./data
 	$(GO) run ./cmd/switchboard serve
@@ -31,11 +31,11 @@ vet:
 test-go: postgres ## Go unit, integration and fuzz-seed tests, with the race detector (PostgreSQL required, not skipped)
 	SWITCHBOARD_REQUIRE_POSTGRES=1 $(GO) test -race -count=1 ./...
 
-test-sdk: build nats-server postgres ## the official npm SDKs against the built server (and a 3-node cluster on NATS, and a PostgreSQL outbox)
+test-sdk: build nats-server postgres examples-deps ## the official npm SDKs against the built server (and a 3-node cluster on NATS, and a PostgreSQL outbox)
 	cd test/sdk && $(NPM) ci --no-audit --no-fund --loglevel=error
 	cd test/sdk && SWITCHBOARD_REQUIRE_POSTGRES=1 SWITCHBOARD_BIN=$(CURDIR)/$(BIN) NATS_SERVER_BIN=$(CURDIR)/$(NATS_BIN) $(NPM) test
 
-test-browser: build ## @microsoft/signalr in headless Chromium (Debian's package) against the built server
+test-browser: build examples-deps ## @microsoft/signalr, the dashboard and the examples in headless Chromium (Debian's package) against the built server
 	command -v chromium >/dev/null || { apt-get update && apt-get install -y --no-install-recommends chromium; }
 	cd test/browser && $(NPM) ci --no-audit --no-fund --loglevel=error
 	cd test/browser && SWITCHBOARD_BIN=$(CURDIR)/$(BIN) $(NPM) test
@@ -49,3 +49,16 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 30s)
 
 bench: ## Go micro-benchmarks of the hot paths
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
+
+examples-deps: ## the examples' npm packages (pinned by their package-lock.json)
+	cd examples/chat && $(NPM) ci --no-audit --no-fund --loglevel=error
+	cd examples/live-dashboard && $(NPM) ci --no-audit --no-fund --loglevel=error
+
+examples: examples-deps ## rebuild examples/chat/public/app.js (esbuild, pinned) from examples/chat/src: commit the result
+	cd examples/chat && node build.mjs
+
+example-chat: build examples-deps ## run the chat example: Switchboard + its backend; prints the URL to open (EXAMPLE_PORT, EXAMPLE_SERVER_PORT, EXAMPLE_SIGNALR_PORT)
+	node examples/run.mjs chat
+
+example-live-dashboard: build examples-deps ## run the live-dashboard example (same variables as example-chat)
+	node examples/run.mjs live-dashboard
