@@ -66,7 +66,7 @@ func FuzzStreamFrames(f *testing.F) {
 		for _, c := range []jsonCodec{{}, {reliable: true}} {
 			b := c.EncodeMessage(m).Data
 			if c.reliable {
-				b = append(c.AppendHead(nil, 1), b...)
+				b = append(c.AppendHead(nil, 1, b), b...)
 			}
 			if !json.Valid(b) {
 				t.Fatalf("reliable=%v: invalid JSON %q", c.reliable, b)
@@ -96,7 +96,7 @@ func FuzzInvokeResponse(f *testing.F) {
 			for _, c := range []jsonCodec{{}, {reliable: true}} {
 				f := c.EncodeMessage(&core.Message{Type: core.Framed, Data: b}).Data
 				if c.reliable {
-					f = c.AppendHead(nil, 1)
+					f = c.AppendHead(nil, 1, nil)
 					f = append(f, c.EncodeMessage(&core.Message{Type: core.Framed, Data: b}).Data...)
 				}
 				if !json.Valid(f) {
