@@ -20,6 +20,9 @@ const (
 	keyRaw = iota
 	keyJSON
 	keyJSONReliable
+	// 3 is free; SignalR's codecs use 4 and 5.
+	keyProtobuf         = 6
+	keyProtobufReliable = 7
 )
 
 // rawCodec sends payloads as they are: text and JSON as text frames, binary
