@@ -233,6 +233,9 @@ func decodeMessageData(d *clientpb.MessageData) *decodedPayload {
 		if err := json.Compact(&buf, []byte(v.JsonData)); err != nil {
 			return &decodedPayload{err: fmt.Errorf("json_data is not valid JSON: %s", excerpt.Error(err))}
 		}
+		if bytes.Equal(buf.Bytes(), []byte("null")) { // as a JSON client's data: null
+			return &decodedPayload{err: errors.New("json_data must not be null")}
+		}
 		return &decodedPayload{typ: core.JSON, data: buf.Bytes()}
 	case *clientpb.MessageData_BinaryData:
 		return &decodedPayload{typ: core.Binary, data: v.BinaryData}

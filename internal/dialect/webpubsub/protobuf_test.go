@@ -190,6 +190,17 @@ func TestProtobufProtocolFlow(t *testing.T) {
 	ro.expectAck(1, ackForbidden)
 	ro.sendPB(joinPB("g3", 2))
 	ro.expectAck(2, ackForbidden)
+
+	// A close by the server: the disconnected system message with the reason, then the close.
+	if err := hub.CloseConns(context.Background(), core.Target{Kind: core.ToConn, Name: hello.ConnectionId}, "bye"); err != nil {
+		t.Fatal(err)
+	}
+	if d := a.readPB().GetSystemMessage().GetDisconnectedMessage(); d.GetReason() != "bye" {
+		t.Fatalf("disconnected = %v", d)
+	}
+	if ce := a.expectClose(); ce.reason != "bye" {
+		t.Fatalf("closed %v", ce)
+	}
 }
 
 // TestProtobufReliableSequenceIDs checks the reliable protocol's connected
@@ -531,18 +542,19 @@ func TestProtobufBadInput(t *testing.T) {
 		{"invalid json_data", sendPBMsg("g", 1, false, jsonData(`{"a":`))},
 		{"empty json_data", sendPBMsg("g", 2, false, jsonData(` `))},
 		{"no data", sendPBMsg("g", 3, false, nil)},
-		{"bad group", sendPBMsg("", 4, false, textData("x"))},
+		{"null json_data", sendPBMsg("g", 4, false, jsonData(` null `))},
+		{"bad group", sendPBMsg("", 5, false, textData("x"))},
 	}
 	for _, a := range acks {
 		bystander.sendPB(a.msg)
 		ack := bystander.expectAck(a.msg.GetSendToGroupMessage().GetAckId(), ackBadRequest)
 		t.Logf("%s: %s", a.name, ack.GetError().GetMessage())
 	}
-	if got := testutil.ToFloat64(s.ep.metrics.requestErrors.WithLabelValues("protobuf", "bad_data")); got != 3 {
-		t.Errorf("bad_data errors = %v, want 3", got)
+	if got := testutil.ToFloat64(s.ep.metrics.requestErrors.WithLabelValues("protobuf", "bad_data")); got != 4 {
+		t.Errorf("bad_data errors = %v, want 4", got)
 	}
-	bystander.sendPB(sendPBMsg("g", 5, false, textData("still here")))
-	bystander.expectAck(5, "")
+	bystander.sendPB(sendPBMsg("g", 6, false, textData("still here")))
+	bystander.expectAck(6, "")
 }
 
 // TestProtobufSubprotocolChoice: both protobuf subprotocols are accepted
