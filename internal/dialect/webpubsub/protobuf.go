@@ -72,21 +72,22 @@ func (c protobufCodec) EncodeMessage(m *core.Message) core.Frame {
 		return core.Frame{} // a group stream's end marker: protobuf clients get the fragments' data only
 	}
 	field, d := dataField(m)
-	b := make([]byte, 0, len(d)+len(m.Group)+32)
+	group := utf8Safe(m.Group) // a group named over REST or in a token may not be UTF-8; a protobuf string must be
+	b := make([]byte, 0, len(d)+len(group)+32)
 	if !c.reliable {
 		b = protowire.AppendTag(b, fieldDownstreamData, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(dataMessageSize(m, field, d)))
+		b = protowire.AppendVarint(b, uint64(dataMessageSize(m.From, group, field, d)))
 	}
-	b = appendDataMessage(b, m, field, d)
+	b = appendDataMessage(b, m.From, group, field, d)
 	return core.Frame{Data: b, Binary: true}
 }
 
 // dataMessageSize is the size of appendDataMessage's fields.
-func dataMessageSize(m *core.Message, field protowire.Number, d []byte) int {
+func dataMessageSize(from core.Origin, group string, field protowire.Number, d []byte) int {
 	n := protowire.SizeTag(fieldDataFrom) + protowire.SizeBytes(len("server"))
-	if m.From == core.FromGroup {
+	if from == core.FromGroup {
 		n = protowire.SizeTag(fieldDataFrom) + protowire.SizeBytes(len("group")) +
-			protowire.SizeTag(fieldDataGroup) + protowire.SizeBytes(len(m.Group))
+			protowire.SizeTag(fieldDataGroup) + protowire.SizeBytes(len(group))
 	}
 	inner := protowire.SizeTag(field) + protowire.SizeBytes(len(d))
 	return n + protowire.SizeTag(fieldDataData) + protowire.SizeBytes(inner)
@@ -94,12 +95,12 @@ func dataMessageSize(m *core.Message, field protowire.Number, d []byte) int {
 
 // appendDataMessage appends a DataMessage's from, group and data fields,
 // the data in MessageData's field.
-func appendDataMessage(b []byte, m *core.Message, field protowire.Number, d []byte) []byte {
+func appendDataMessage(b []byte, from core.Origin, group string, field protowire.Number, d []byte) []byte {
 	b = protowire.AppendTag(b, fieldDataFrom, protowire.BytesType)
-	if m.From == core.FromGroup {
+	if from == core.FromGroup {
 		b = protowire.AppendString(b, "group")
 		b = protowire.AppendTag(b, fieldDataGroup, protowire.BytesType)
-		b = protowire.AppendString(b, m.Group)
+		b = protowire.AppendString(b, group)
 	} else {
 		b = protowire.AppendString(b, "server")
 	}

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -610,5 +611,37 @@ func BenchmarkProtobufDataMessage(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestProtobufDataMessagesAreValidUTF8: text, JSON and group names that are
+// not UTF-8 (REST text/plain bodies are checked, group names over REST or
+// in tokens are not) still give frames the generated decoder accepts, and
+// bytes that are not an Any go as binary_data.
+func TestProtobufDataMessagesAreValidUTF8(t *testing.T) {
+	for _, m := range []*core.Message{
+		{Type: core.Text, Data: []byte("a\xffb"), From: core.FromGroup, Group: "g"},
+		{Type: core.JSON, Data: []byte("\"\xff\""), From: core.FromServer},
+		{Type: core.Text, Data: []byte("ok"), From: core.FromGroup, Group: "g\xfe"},
+		{Type: core.Protobuf, Data: []byte{0xff}, From: core.FromServer},
+	} {
+		for _, c := range []protobufCodec{{}, {reliable: true}} {
+			b := c.EncodeMessage(m).Data
+			if c.reliable {
+				b = append(c.AppendHead(nil, 7, b), b...)
+			}
+			var d downMsg
+			if err := proto.Unmarshal(b, &d); err != nil {
+				t.Fatalf("%q reliable=%v: % x does not decode: %v", m.Data, c.reliable, b, err)
+			}
+			if m.Type != core.Text || utf8.Valid(m.Data) {
+				if got := d.GetDataMessage().GetData().GetTextData(); got != "" && got != string(m.Data) {
+					t.Fatalf("%q: text %q", m.Data, got)
+				}
+			}
+			if (m.Type == core.Protobuf || !utf8.Valid(m.Data)) && !bytes.Equal(d.GetDataMessage().GetData().GetBinaryData(), m.Data) {
+				t.Fatalf("%q: got %v, want binary_data", m.Data, &d)
+			}
+		}
 	}
 }
