@@ -23,6 +23,7 @@ import (
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/dialect/webpubsub/clientpb"
 	"github.com/switchboardhq/switchboard/internal/eventually"
+	"github.com/switchboardhq/switchboard/internal/ratelimit"
 )
 
 // Short names of the generated types.
@@ -643,5 +644,26 @@ func TestProtobufDataMessagesAreValidUTF8(t *testing.T) {
 				t.Fatalf("%q: got %v, want binary_data", m.Data, &d)
 			}
 		}
+	}
+}
+
+// TestProtobufMessageRate: over limits.conn_message_rate a protobuf
+// request with an ack id gets a protobuf TooManyRequests ack; a
+// sequence_ack_message, the protocol's own bookkeeping, is not limited.
+func TestProtobufMessageRate(t *testing.T) {
+	lim, _ := newRateLimiter(t, ratelimit.Config{MessageRate: 0.001, MessageBurst: 2})
+	s := startServer(t, serverOptions{rate: lim})
+	c := mustDial(t, s.wsURL("chat", s.token(t, "chat", auth.MintOptions{Roles: []string{"webpubsub.joinLeaveGroup"}})), ProtocolProtobufReliable)
+	c.readConnected()
+	c.sendPB(joinPB("g", 1))
+	c.sendPB(joinPB("g", 2))
+	c.expectAck(1, "")
+	c.expectAck(2, "")
+	for range 5 {
+		c.sendPB(seqAckPB(0))
+	}
+	c.sendPB(joinPB("g", 3))
+	if e := c.expectAck(3, ackTooManyRequests).GetError(); e.GetMessage() != msgRateRefused {
+		t.Fatalf("over the rate: %v", e)
 	}
 }
