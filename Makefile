@@ -7,7 +7,7 @@ NATS_BIN ?= bin/nats-server
 # staticcheck, fetched through the Go module proxy at a pinned version (checked against Go 1.26).
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run build nats-server postgres test test-go test-sdk test-browser fuzz bench vet examples example-chat example-live-dashboard examples-deps
+.PHONY: run build nats-server postgres protoc proto test test-go test-sdk test-browser fuzz bench vet examples example-chat example-live-dashboard examples-deps
 
 run: ## start the server on :8080 with ./data
 	$(GO) run ./cmd/switchboard serve
@@ -21,6 +21,13 @@ nats-server: ## the NATS server the SDK suite's cluster scenario runs (module ve
 postgres: ## PostgreSQL 15 for the outbox connector's tests (Debian's package; the tests start it themselves)
 	test -x /usr/lib/postgresql/15/bin/initdb || { apt-get update && apt-get install -y --no-install-recommends postgresql-15; }
 
+protoc: ## protoc with the well-known types (Debian's packages) for the protobuf subprotocols' generated code and its check
+	command -v protoc >/dev/null && test -f /usr/include/google/protobuf/any.proto || { apt-get update && apt-get install -y --no-install-recommends protobuf-compiler libprotobuf-dev; }
+
+proto: protoc ## regenerate internal/dialect/webpubsub/clientpb from its .proto (protoc-gen-go of the version go.mod pins)
+	$(GO) build -o bin/protoc-gen-go google.golang.org/protobuf/cmd/protoc-gen-go
+	cd internal/dialect/webpubsub/clientpb && protoc --plugin=protoc-gen-go=$(CURDIR)/bin/protoc-gen-go --go_out=. --go_opt=paths=source_relative webpubsub.client.proto
+
 test: vet test-go test-sdk test-browser ## everything CI runs
 
 vet:
@@ -28,8 +35,8 @@ vet:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-test-go: postgres ## Go unit, integration and fuzz-seed tests, with the race detector (PostgreSQL required, not skipped)
-	SWITCHBOARD_REQUIRE_POSTGRES=1 $(GO) test -race -count=1 ./...
+test-go: postgres protoc ## Go unit, integration and fuzz-seed tests, with the race detector (PostgreSQL and protoc required, not skipped)
+	SWITCHBOARD_REQUIRE_POSTGRES=1 SWITCHBOARD_REQUIRE_PROTOC=1 $(GO) test -race -count=1 ./...
 
 test-sdk: build nats-server postgres examples-deps ## the official npm SDKs against the built server (and a 3-node cluster on NATS, and a PostgreSQL outbox)
 	cd test/sdk && $(NPM) ci --no-audit --no-fund --loglevel=error

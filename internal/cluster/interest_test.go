@@ -75,9 +75,9 @@ func (c *textCodec) EncodeMessage(m *core.Message) core.Frame {
 	}
 	return core.Frame{Data: append([]byte(nil), m.Data...)}
 }
-func (*textCodec) Sequenced() bool                              { return false }
-func (*textCodec) AppendHead(dst []byte, _ uint64) []byte       { return dst }
-func (*textCodec) EncodeDisconnected(string) (core.Frame, bool) { return core.Frame{}, false }
+func (*textCodec) Sequenced() bool                                  { return false }
+func (*textCodec) AppendHead(dst []byte, _ uint64, _ []byte) []byte { return dst }
+func (*textCodec) EncodeDisconnected(string) (core.Frame, bool)     { return core.Frame{}, false }
 
 type nopLink struct{}
 

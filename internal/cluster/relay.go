@@ -535,7 +535,7 @@ func (ce *clientEnd) Drain(_ core.Link, dst []core.Item) []core.Item {
 }
 
 // AppendHead implements core.Source: the owner's frames carry their heads.
-func (ce *clientEnd) AppendHead(dst []byte, _ uint64) []byte { return dst }
+func (ce *clientEnd) AppendHead(dst []byte, _ uint64, _ []byte) []byte { return dst }
 
 // receive takes a frame of the owner, on the subscription's goroutine.
 func (ce *clientEnd) receive(m *nats.Msg) {
@@ -768,7 +768,7 @@ func (oe *ownerEnd) write() {
 			items = ref.Drain(oe, items[:0])
 			for i := range items {
 				it := &items[i]
-				head = ref.AppendHead(head[:0], it.Seq)
+				head = ref.AppendHead(head[:0], it.Seq, it.Body)
 				typ := byte(frameText)
 				if it.Binary {
 					typ = frameBinary

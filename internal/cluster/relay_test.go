@@ -68,7 +68,7 @@ func (s *fakeSocket) drain(l core.Link) []string {
 	s.mu.Unlock()
 	var out []string
 	for _, it := range src.Drain(l, nil) {
-		out = append(out, string(src.AppendHead(nil, it.Seq))+string(it.Body))
+		out = append(out, string(src.AppendHead(nil, it.Seq, it.Body))+string(it.Body))
 	}
 	return out
 }
@@ -94,7 +94,7 @@ func (q *queue) Drain(_ core.Link, dst []core.Item) []core.Item {
 	return dst
 }
 
-func (q *queue) AppendHead(dst []byte, seq uint64) []byte {
+func (q *queue) AppendHead(dst []byte, seq uint64, _ []byte) []byte {
 	if seq == 0 {
 		return dst
 	}

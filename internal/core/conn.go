@@ -364,9 +364,9 @@ func (a *ackSet) seen(id uint64) bool {
 
 // AppendHead appends the per-conn head of a sequenced item; the transport's
 // writer calls it.
-func (c *Conn) AppendHead(dst []byte, seq uint64) []byte {
+func (c *Conn) AppendHead(dst []byte, seq uint64, body []byte) []byte {
 	if seq == 0 {
 		return dst
 	}
-	return c.codec.AppendHead(dst, seq)
+	return c.codec.AppendHead(dst, seq, body)
 }

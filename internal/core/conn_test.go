@@ -490,7 +490,7 @@ func (c *resumeCodec) EncodeMessage(m *core.Message) core.Frame {
 	return c.testCodec.EncodeMessage(m)
 }
 
-func (c *resumeCodec) AppendHead(dst []byte, seq uint64) []byte { return dst }
+func (c *resumeCodec) AppendHead(dst []byte, seq uint64, _ []byte) []byte { return dst }
 
 func TestResumeFramePrecedesReplay(t *testing.T) {
 	n := testNode(t, core.Config{})

@@ -30,7 +30,7 @@ func (c *testCodec) EncodeMessage(m *core.Message) core.Frame {
 
 func (c *testCodec) Sequenced() bool { return c.sequenced }
 
-func (c *testCodec) AppendHead(dst []byte, seq uint64) []byte {
+func (c *testCodec) AppendHead(dst []byte, seq uint64, _ []byte) []byte {
 	dst = append(dst, "#"...)
 	dst = strconv.AppendUint(dst, seq, 10)
 	return append(dst, ' ')
@@ -115,7 +115,7 @@ func connect(t testing.TB, h *core.Hub, info core.ConnInfo) client {
 func (c client) bodies() []string {
 	var out []string
 	for _, it := range c.Drain(c.link, nil) {
-		out = append(out, string(c.AppendHead(nil, it.Seq))+string(it.Body))
+		out = append(out, string(c.AppendHead(nil, it.Seq, it.Body))+string(it.Body))
 	}
 	return out
 }

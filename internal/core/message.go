@@ -115,8 +115,9 @@ type Codec interface {
 	// stay buffered until the client acknowledges them (reliable protocols).
 	Sequenced() bool
 	// AppendHead appends the per-conn bytes that precede a data message body
-	// with sequence id seq (only called when Sequenced).
-	AppendHead(dst []byte, seq uint64) []byte
+	// with sequence id seq (only called when Sequenced). body is the shared
+	// body that follows (a protobuf head holds the length of both).
+	AppendHead(dst []byte, seq uint64, body []byte) []byte
 	// EncodeDisconnected encodes the notice sent before the server closes a
 	// conn; ok is false when the protocol has none.
 	EncodeDisconnected(reason string) (f Frame, ok bool)

@@ -35,8 +35,9 @@ type Link interface {
 type Source interface {
 	// Drain appends the queued items to dst and empties the queue; l is the Link draining.
 	Drain(l Link, dst []Item) []Item
-	// AppendHead appends the per-message head of a sequenced protocol for seq.
-	AppendHead(dst []byte, seq uint64) []byte
+	// AppendHead appends the per-message head of a sequenced protocol for seq;
+	// body is the item's Body that follows it.
+	AppendHead(dst []byte, seq uint64, body []byte) []byte
 }
 
 var _ Source = (*Conn)(nil)

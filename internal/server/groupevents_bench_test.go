@@ -23,11 +23,11 @@ func (benchLink) Close(int, string) {}
 
 type benchCodec struct{}
 
-func (benchCodec) Key() int                                     { return 1 }
-func (benchCodec) EncodeMessage(m *core.Message) core.Frame     { return core.Frame{Data: m.Data} }
-func (benchCodec) Sequenced() bool                              { return false }
-func (benchCodec) AppendHead(dst []byte, _ uint64) []byte       { return dst }
-func (benchCodec) EncodeDisconnected(string) (core.Frame, bool) { return core.Frame{}, false }
+func (benchCodec) Key() int                                         { return 1 }
+func (benchCodec) EncodeMessage(m *core.Message) core.Frame         { return core.Frame{Data: m.Data} }
+func (benchCodec) Sequenced() bool                                  { return false }
+func (benchCodec) AppendHead(dst []byte, _ uint64, _ []byte) []byte { return dst }
+func (benchCodec) EncodeDisconnected(string) (core.Frame, bool)     { return core.Frame{}, false }
 
 // BenchmarkJoinLeave measures a join and a leave of one of 1,000 conns (one op: both) on
 // the node, with group presence events off (no event handler), on for another hub only

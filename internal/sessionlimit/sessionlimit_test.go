@@ -18,11 +18,11 @@ func (l *nopLink) Close(int, string) { l.closed++ }
 
 type codec struct{}
 
-func (codec) Key() int                                     { return 1 }
-func (codec) EncodeMessage(m *core.Message) core.Frame     { return core.Frame{Data: m.Data} }
-func (codec) Sequenced() bool                              { return false }
-func (codec) AppendHead(dst []byte, _ uint64) []byte       { return dst }
-func (codec) EncodeDisconnected(string) (core.Frame, bool) { return core.Frame{}, false }
+func (codec) Key() int                                         { return 1 }
+func (codec) EncodeMessage(m *core.Message) core.Frame         { return core.Frame{Data: m.Data} }
+func (codec) Sequenced() bool                                  { return false }
+func (codec) AppendHead(dst []byte, _ uint64, _ []byte) []byte { return dst }
+func (codec) EncodeDisconnected(string) (core.Frame, bool)     { return core.Frame{}, false }
 
 func setup(t *testing.T, p Policy) (*Limiter, *core.Hub, *prometheus.Registry) {
 	t.Helper()

@@ -27,9 +27,9 @@ func (codec) EncodeMessage(m *core.Message) core.Frame {
 	return core.Frame{Data: append([]byte(m.Type.String()+":"), m.Data...), Binary: m.Type == core.Binary}
 }
 
-func (codec) Sequenced() bool                              { return false }
-func (codec) AppendHead(dst []byte, _ uint64) []byte       { return dst }
-func (codec) EncodeDisconnected(string) (core.Frame, bool) { return core.Frame{}, false }
+func (codec) Sequenced() bool                                  { return false }
+func (codec) AppendHead(dst []byte, _ uint64, _ []byte) []byte { return dst }
+func (codec) EncodeDisconnected(string) (core.Frame, bool)     { return core.Frame{}, false }
 
 // link records the closes core asks for.
 type link struct {

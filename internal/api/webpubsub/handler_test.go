@@ -37,8 +37,8 @@ func (testCodec) EncodeMessage(m *core.Message) core.Frame {
 	return core.Frame{Data: []byte(m.Type.String() + "|" + origin + "|" + m.Group + "|" + string(m.Data)), Binary: m.Type == core.Binary}
 }
 
-func (testCodec) Sequenced() bool                        { return false }
-func (testCodec) AppendHead(dst []byte, _ uint64) []byte { return dst }
+func (testCodec) Sequenced() bool                                  { return false }
+func (testCodec) AppendHead(dst []byte, _ uint64, _ []byte) []byte { return dst }
 
 func (testCodec) EncodeDisconnected(reason string) (core.Frame, bool) {
 	return core.Frame{Data: []byte("disconnected|" + reason)}, true

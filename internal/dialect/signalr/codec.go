@@ -90,7 +90,7 @@ func (c *codec) Sequenced() bool { return c.stateful }
 
 // AppendHead adds nothing: hub-protocol sequence ids are implicit (each side
 // counts the trackable messages it receives).
-func (c *codec) AppendHead(dst []byte, _ uint64) []byte { return dst }
+func (c *codec) AppendHead(dst []byte, _ uint64, _ []byte) []byte { return dst }
 
 // EncodeDisconnected is the Close message of a server-initiated close (REST
 // close, slow consumer): the client does not reconnect.
@@ -119,4 +119,4 @@ func (f *frameSource) Drain(_ core.Link, dst []core.Item) []core.Item {
 	return dst
 }
 
-func (f *frameSource) AppendHead(dst []byte, _ uint64) []byte { return dst }
+func (f *frameSource) AppendHead(dst []byte, _ uint64, _ []byte) []byte { return dst }

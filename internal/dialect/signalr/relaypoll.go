@@ -254,4 +254,4 @@ func (w *pollWriter) Drain(_ core.Link, dst []core.Item) []core.Item {
 	return dst
 }
 
-func (w *pollWriter) AppendHead(dst []byte, _ uint64) []byte { return dst }
+func (w *pollWriter) AppendHead(dst []byte, _ uint64, _ []byte) []byte { return dst }

@@ -20,6 +20,9 @@ const (
 	keyRaw = iota
 	keyJSON
 	keyJSONReliable
+	// 3 is free; SignalR's codecs use 4 and 5.
+	keyProtobuf         = 6
+	keyProtobufReliable = 7
 )
 
 // rawCodec sends payloads as they are: text and JSON as text frames, binary
@@ -28,7 +31,7 @@ type rawCodec struct{}
 
 func (rawCodec) Key() int        { return keyRaw }
 func (rawCodec) Sequenced() bool { return false }
-func (rawCodec) AppendHead(dst []byte, _ uint64) []byte {
+func (rawCodec) AppendHead(dst []byte, _ uint64, _ []byte) []byte {
 	return dst
 }
 func (rawCodec) EncodeDisconnected(string) (core.Frame, bool) { return core.Frame{}, false }
@@ -60,7 +63,7 @@ func (c jsonCodec) Sequenced() bool { return c.reliable }
 
 // AppendHead opens the object with the sequence id; the shared body then
 // continues it without its own opening brace.
-func (c jsonCodec) AppendHead(dst []byte, seq uint64) []byte {
+func (c jsonCodec) AppendHead(dst []byte, seq uint64, _ []byte) []byte {
 	dst = append(dst, `{"sequenceId":`...)
 	dst = strconv.AppendUint(dst, seq, 10)
 	return append(dst, ',')

@@ -30,7 +30,7 @@ func TestCodecFrames(t *testing.T) {
 				t.Errorf("json: got %s\nwant %s", got, c.want)
 			}
 			rel := jsonCodec{reliable: true}
-			full := string(rel.AppendHead(nil, 42)) + string(rel.EncodeMessage(c.m).Data)
+			full := string(rel.AppendHead(nil, 42, nil)) + string(rel.EncodeMessage(c.m).Data)
 			var v map[string]any
 			if err := json.Unmarshal([]byte(full), &v); err != nil || v["sequenceId"] != float64(42) {
 				t.Errorf("reliable frame %s: %v %v", full, err, v["sequenceId"])

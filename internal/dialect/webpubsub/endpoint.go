@@ -214,7 +214,7 @@ func (e *Endpoint) reject(w http.ResponseWriter, status int, metric, reason stri
 }
 
 // pickProtocol chooses the subprotocol to echo from the client's offers:
-// the first JSON protocol offered, else the first offer (a custom protocol
+// the first Web PubSub protocol offered (JSON or protobuf), else the first offer (a custom protocol
 // of a raw client), else none. ok is false for protocols Switchboard does
 // not speak yet.
 func pickProtocol(r *http.Request) (proto string, offers []string, ok bool) {
@@ -226,7 +226,8 @@ func pickProtocol(r *http.Request) (proto string, offers []string, ok bool) {
 		}
 	}
 	for _, p := range offers {
-		if p == ProtocolJSON || p == ProtocolJSONReliable {
+		switch p {
+		case ProtocolJSON, ProtocolJSONReliable, ProtocolProtobuf, ProtocolProtobufReliable:
 			return p, offers, true
 		}
 	}
@@ -238,10 +239,20 @@ func pickProtocol(r *http.Request) (proto string, offers []string, ok bool) {
 }
 
 // supportedProtocol reports whether Switchboard speaks p (any custom
-// protocol of a raw client is fine; protobuf and MQTT are not yet).
+// protocol of a raw client is fine; MQTT and protobuf variants other than
+// the two published ones are not).
 func supportedProtocol(p string) bool {
+	if p == ProtocolProtobuf || p == ProtocolProtobufReliable {
+		return true
+	}
 	return !(strings.HasPrefix(p, "protobuf.") && strings.HasSuffix(p, "webpubsub.azure.v1")) && p != "mqtt"
 }
+
+// Dialect names (metric labels) of the protobuf subprotocols.
+const (
+	dialectProtobuf         = "protobuf"
+	dialectProtobufReliable = "protobuf.reliable"
+)
 
 func codecFor(proto string) (core.Codec, string) {
 	switch proto {
@@ -249,6 +260,10 @@ func codecFor(proto string) (core.Codec, string) {
 		return jsonCodec{}, "json"
 	case ProtocolJSONReliable:
 		return jsonCodec{reliable: true}, "json.reliable"
+	case ProtocolProtobuf:
+		return protobufCodec{}, dialectProtobuf
+	case ProtocolProtobufReliable:
+		return protobufCodec{reliable: true}, dialectProtobufReliable
 	default:
 		return rawCodec{}, "raw"
 	}
@@ -353,7 +368,7 @@ func (e *Endpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			if codec.Sequenced() {
 				tok = e.keys.ReconnectionToken(c.ID())
 			}
-			return encodeConnected(c.ID(), c.UserID(), tok)
+			return connectedFrame(c.Protocol(), c.ID(), c.UserID(), tok)
 		}
 	}
 	if e.up != nil {
@@ -427,7 +442,15 @@ func (e *Endpoint) resume(w http.ResponseWriter, r *http.Request, hubKey, proto,
 // service may; @azure/web-pubsub-client 1.1.0 resumes its outbound group
 // streams only then). It follows the replay of unacknowledged messages.
 func (e *Endpoint) sendRecovered(conn *core.Conn) {
-	conn.Send(encodeConnected(conn.ID(), conn.UserID(), e.keys.ReconnectionToken(conn.ID())))
+	conn.Send(connectedFrame(conn.Protocol(), conn.ID(), conn.UserID(), e.keys.ReconnectionToken(conn.ID())))
+}
+
+// connectedFrame is the connected system message in protocol proto.
+func connectedFrame(proto, connID, userID, reconnectionToken string) core.Frame {
+	if proto == ProtocolProtobuf || proto == ProtocolProtobufReliable {
+		return encodeProtobufConnected(connID, userID, reconnectionToken)
+	}
+	return encodeConnected(connID, userID, reconnectionToken)
 }
 
 // Refusal of a session that cannot be resumed, here or on its node.

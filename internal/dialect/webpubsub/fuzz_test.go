@@ -1,10 +1,14 @@
 package webpubsub
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 
+	"google.golang.org/protobuf/proto"
+
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/dialect/webpubsub/clientpb"
 	"github.com/switchboardhq/switchboard/internal/upstream"
 )
 
@@ -66,7 +70,7 @@ func FuzzStreamFrames(f *testing.F) {
 		for _, c := range []jsonCodec{{}, {reliable: true}} {
 			b := c.EncodeMessage(m).Data
 			if c.reliable {
-				b = append(c.AppendHead(nil, 1), b...)
+				b = append(c.AppendHead(nil, 1, b), b...)
 			}
 			if !json.Valid(b) {
 				t.Fatalf("reliable=%v: invalid JSON %q", c.reliable, b)
@@ -96,12 +100,62 @@ func FuzzInvokeResponse(f *testing.F) {
 			for _, c := range []jsonCodec{{}, {reliable: true}} {
 				f := c.EncodeMessage(&core.Message{Type: core.Framed, Data: b}).Data
 				if c.reliable {
-					f = c.AppendHead(nil, 1)
+					f = c.AppendHead(nil, 1, nil)
 					f = append(f, c.EncodeMessage(&core.Message{Type: core.Framed, Data: b}).Data...)
 				}
 				if !json.Valid(f) {
 					t.Fatalf("reliable=%v: invalid JSON frame %q", c.reliable, f)
 				}
+			}
+		}
+	})
+}
+
+// FuzzProtobufRequest feeds arbitrary binary frames to the protobuf request
+// decoder (seeds in testdata/fuzz/FuzzProtobufRequest: every request type);
+// it may not panic, a JSON payload must be valid JSON, and a decoded
+// payload sent on to protobuf clients (both codecs, the reliable one's
+// head in front) must decode as a DownstreamMessage with the same data.
+func FuzzProtobufRequest(f *testing.F) {
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		r, err := decodeProtobufRequest(frame)
+		if err != nil {
+			return
+		}
+		typ, data, err := r.payload()
+		if err != nil {
+			return
+		}
+		if typ == core.JSON && !json.Valid(data) {
+			t.Fatalf("decoded JSON payload is not valid JSON: %q", data)
+		}
+		m := &core.Message{Type: typ, Data: data, From: core.FromGroup, Group: r.Group}
+		for _, c := range []protobufCodec{{}, {reliable: true}} {
+			b := c.EncodeMessage(m).Data
+			if c.reliable {
+				b = append(c.AppendHead(nil, 1<<40, b), b...)
+			}
+			var down clientpb.DownstreamMessage
+			if err := proto.Unmarshal(b, &down); err != nil {
+				t.Fatalf("reliable=%v: frame % x does not decode: %v", c.reliable, b, err)
+			}
+			dm := down.GetDataMessage()
+			if dm.GetGroup() != r.Group || c.reliable != (dm.GetSequenceId() == 1<<40) {
+				t.Fatalf("reliable=%v: decoded %v", c.reliable, dm)
+			}
+			var got []byte
+			switch d := dm.GetData().GetData().(type) {
+			case *clientpb.MessageData_TextData:
+				got = []byte(d.TextData)
+			case *clientpb.MessageData_JsonData:
+				got = []byte(d.JsonData)
+			case *clientpb.MessageData_BinaryData:
+				got = d.BinaryData
+			case *clientpb.MessageData_ProtobufData:
+				got, _ = proto.MarshalOptions{Deterministic: true}.Marshal(d.ProtobufData)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("reliable=%v: data % x came back as % x", c.reliable, data, got)
 			}
 		}
 	})

@@ -44,6 +44,9 @@ type request struct {
 	Limit  int     `json:"limit"`
 
 	State json.RawMessage `json:"state"` // setGroupState
+
+	// decoded is a protobuf request's payload, decoded with the request.
+	decoded *decodedPayload
 }
 
 // errMalformed marks a frame that is not a JSON request at all.
@@ -63,6 +66,9 @@ func decodeRequest(frame []byte) (*request, error) {
 
 // payload decodes data per dataType into a message type and bytes.
 func (r *request) payload() (core.DataType, []byte, error) {
+	if d := r.decoded; d != nil {
+		return d.typ, d.data, d.err
+	}
 	switch r.DataType {
 	case "", "json":
 		d := bytes.TrimSpace(r.Data)

@@ -62,6 +62,7 @@ type session struct {
 	hub     *core.Hub
 	sock    clientSocket
 	raw     bool
+	pb      bool // a protobuf subprotocol: binary frames, protobuf acks
 	dialect string
 	in      prometheus.Counter // messages in, for this hub and dialect
 	inBytes prometheus.Counter
@@ -90,7 +91,7 @@ type clientSocket interface {
 
 func newSession(e *Endpoint, conn *core.Conn, hub *core.Hub, sock clientSocket, dialect string, slot *ratelimit.Slot) *session {
 	ctx, cancel := context.WithCancel(e.ctx)
-	return &session{ep: e, conn: conn, hub: hub, sock: sock, raw: dialect == "raw", dialect: dialect,
+	return &session{ep: e, conn: conn, hub: hub, sock: sock, raw: dialect == "raw", pb: dialect == dialectProtobuf || dialect == dialectProtobufReliable, dialect: dialect,
 		in:      e.metrics.messagesIn.WithLabelValues(hub.MetricLabel(), dialect),
 		inBytes: e.metrics.bytesIn.WithLabelValues(hub.MetricLabel(), dialect),
 		slot:    slot, budget: e.limits.Budget(),
@@ -150,11 +151,20 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		}
 		return s.rawEvent(data, binary)
 	}
-	if binary {
+	var r *request
+	var err error
+	switch {
+	case s.pb && !binary:
+		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "text_frame").Inc()
+		return &websocket.CloseError{Code: 1003, Reason: "text frames are not supported by " + s.conn.Protocol()}
+	case s.pb:
+		r, err = decodeProtobufRequest(data)
+	case binary:
 		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "binary_frame").Inc()
 		return &websocket.CloseError{Code: 1003, Reason: "binary frames are not supported by " + s.conn.Protocol()}
+	default:
+		r, err = decodeRequest(data)
 	}
-	r, err := decodeRequest(data)
 	if err != nil {
 		s.ep.metrics.requestErrors.WithLabelValues(s.dialect, "malformed").Inc()
 		return &websocket.CloseError{Code: 1007, Reason: excerpt.Error(err)}
@@ -204,7 +214,7 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		return s.reject(r, "unknown_type", ackBadRequest, fmt.Sprintf("unknown message type %s", excerpt.Quote(r.Type)))
 	}
 	if r.AckID != nil && s.conn.SeenAck(*r.AckID) {
-		s.conn.Send(encodeAck(*r.AckID, ackDuplicate, fmt.Sprintf("ackId %d was already used on this connection", *r.AckID)))
+		s.conn.Send(s.encodeAck(*r.AckID, ackDuplicate, fmt.Sprintf("ackId %d was already used on this connection", *r.AckID)))
 		return nil
 	}
 	switch r.Type {
@@ -232,7 +242,7 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		if err != nil {
 			return s.reject(r, "internal", ackInternal, excerpt.Error(err))
 		}
-		if r.Type == "joinGroup" && (res.History || r.Offset != nil) {
+		if r.Type == "joinGroup" && !s.pb && (res.History || r.Offset != nil) { // the protobuf ack has no fields for a position
 			if r.AckID != nil {
 				s.conn.Send(encodeJoinAck(*r.AckID, res, r.Offset != nil))
 			}
@@ -278,7 +288,7 @@ func (s *session) HandleMessage(data []byte, binary bool) error {
 		return nil
 	}
 	if r.AckID != nil {
-		s.conn.Send(encodeAck(*r.AckID, "", ""))
+		s.conn.Send(s.encodeAck(*r.AckID, "", ""))
 	}
 	return nil
 }
@@ -308,7 +318,7 @@ func (s *session) userEvent(r *request, typ core.DataType, payload []byte) {
 	}
 	s.applyEventResponse(resp)
 	if r.AckID != nil {
-		s.conn.Send(encodeAck(*r.AckID, "", ""))
+		s.conn.Send(s.encodeAck(*r.AckID, "", ""))
 	}
 }
 
@@ -362,11 +372,19 @@ func (s *session) applyEventResponse(resp *upstream.EventResponse) {
 	s.conn.Deliver(&core.Message{Type: typ, Data: resp.Body, From: core.FromServer})
 }
 
+// encodeAck encodes an ack in the session's protocol.
+func (s *session) encodeAck(id uint64, errName, errMsg string) core.Frame {
+	if s.pb {
+		return encodeProtobufAck(id, errName, errMsg)
+	}
+	return encodeAck(id, errName, errMsg)
+}
+
 // reject answers r with an error ack when it has an ackId, and counts it.
 func (s *session) reject(r *request, metric, name, msg string) error {
 	s.ep.metrics.requestErrors.WithLabelValues(s.dialect, metric).Inc()
 	if r.AckID != nil {
-		s.conn.Send(encodeAck(*r.AckID, name, msg))
+		s.conn.Send(s.encodeAck(*r.AckID, name, msg))
 	}
 	return nil
 }

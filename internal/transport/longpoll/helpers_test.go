@@ -18,10 +18,10 @@ import (
 // "bye:<reason>".
 type testCodec struct{}
 
-func (testCodec) Key() int                                 { return 7 }
-func (testCodec) EncodeMessage(m *core.Message) core.Frame { return core.Frame{Data: m.Data} }
-func (testCodec) Sequenced() bool                          { return false }
-func (testCodec) AppendHead(dst []byte, _ uint64) []byte   { return dst }
+func (testCodec) Key() int                                         { return 7 }
+func (testCodec) EncodeMessage(m *core.Message) core.Frame         { return core.Frame{Data: m.Data} }
+func (testCodec) Sequenced() bool                                  { return false }
+func (testCodec) AppendHead(dst []byte, _ uint64, _ []byte) []byte { return dst }
 func (testCodec) EncodeDisconnected(reason string) (core.Frame, bool) {
 	return core.Frame{Data: []byte("bye:" + reason)}, true
 }

@@ -299,7 +299,7 @@ func (c *Conn) takeLocked() (body []byte, ok bool) {
 	body, c.buf = c.buf[:0], nil
 	for i := range c.items {
 		it := &c.items[i]
-		body = c.src.AppendHead(body, it.Seq)
+		body = c.src.AppendHead(body, it.Seq, it.Body)
 		body = append(body, it.Body...)
 		it.Body = nil
 	}

@@ -21,10 +21,10 @@ import (
 // "bye:<reason>".
 type testCodec struct{}
 
-func (testCodec) Key() int                                 { return 7 }
-func (testCodec) EncodeMessage(m *core.Message) core.Frame { return core.Frame{Data: m.Data} }
-func (testCodec) Sequenced() bool                          { return false }
-func (testCodec) AppendHead(dst []byte, _ uint64) []byte   { return dst }
+func (testCodec) Key() int                                         { return 7 }
+func (testCodec) EncodeMessage(m *core.Message) core.Frame         { return core.Frame{Data: m.Data} }
+func (testCodec) Sequenced() bool                                  { return false }
+func (testCodec) AppendHead(dst []byte, _ uint64, _ []byte) []byte { return dst }
 func (testCodec) EncodeDisconnected(reason string) (core.Frame, bool) {
 	return core.Frame{Data: []byte("bye:" + reason)}, true
 }
@@ -49,7 +49,7 @@ func (f *fakeSource) Drain(l core.Link, dst []core.Item) []core.Item {
 	return dst
 }
 
-func (f *fakeSource) AppendHead(dst []byte, seq uint64) []byte {
+func (f *fakeSource) AppendHead(dst []byte, seq uint64, _ []byte) []byte {
 	if seq == 0 {
 		return dst
 	}

@@ -232,7 +232,7 @@ func (s *Stream) serve(ctx context.Context) string {
 					s.payload = s.payload[:0]
 					for i := range s.items {
 						it := &s.items[i]
-						s.payload = src.AppendHead(s.payload, it.Seq)
+						s.payload = src.AppendHead(s.payload, it.Seq, it.Body)
 						s.payload = append(s.payload, it.Body...)
 						it.Body = nil
 					}

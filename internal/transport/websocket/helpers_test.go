@@ -36,7 +36,7 @@ func (s *testSource) Drain(_ core.Link, dst []core.Item) []core.Item {
 	return dst
 }
 
-func (s *testSource) AppendHead(dst []byte, seq uint64) []byte {
+func (s *testSource) AppendHead(dst []byte, seq uint64, _ []byte) []byte {
 	if !s.seqs || seq == 0 {
 		return dst
 	}

@@ -200,11 +200,11 @@ func TestSlowButSteadyReaderSurvives(t *testing.T) {
 // codec is a minimal core.Codec for tests that run a real core.
 type codec struct{}
 
-func (codec) Key() int                                     { return 5 }
-func (codec) EncodeMessage(m *core.Message) core.Frame     { return core.Frame{Data: m.Data} }
-func (codec) Sequenced() bool                              { return false }
-func (codec) AppendHead(dst []byte, _ uint64) []byte       { return dst }
-func (codec) EncodeDisconnected(string) (core.Frame, bool) { return core.Frame{}, false }
+func (codec) Key() int                                         { return 5 }
+func (codec) EncodeMessage(m *core.Message) core.Frame         { return core.Frame{Data: m.Data} }
+func (codec) Sequenced() bool                                  { return false }
+func (codec) AppendHead(dst []byte, _ uint64, _ []byte) []byte { return dst }
+func (codec) EncodeDisconnected(string) (core.Frame, bool)     { return core.Frame{}, false }
 
 // coreHandler detaches the conn when its socket ends.
 type coreHandler struct {

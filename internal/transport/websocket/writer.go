@@ -210,7 +210,7 @@ func (w *writer) flush(s *Socket) {
 
 // addMessage appends one data frame: header, per-conn head, body.
 func (w *writer) addMessage(src core.Source, it *core.Item) {
-	w.head = src.AppendHead(w.head[:0], it.Seq)
+	w.head = src.AppendHead(w.head[:0], it.Seq, it.Body)
 	op := ws.OpText
 	if it.Binary {
 		op = ws.OpBinary
