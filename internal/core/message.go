@@ -53,6 +53,11 @@ type Message struct {
 	Group      string    // for FromGroup
 	FromUserID string    // sending client's user id, "" when none
 	Expires    time.Time // zero: never; else dropped from queues not written by then
+	// Accepted is when the send was accepted (Unix nanoseconds): Hub.Send,
+	// SendStart and Publish set it when it is 0, and a clustered broker
+	// when the operation arrives from another node. The transports measure
+	// the delivery latency from it; 0 (replies, replays) is not measured.
+	Accepted int64
 
 	mu     sync.Mutex
 	frames [maxCodecs]Frame

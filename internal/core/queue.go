@@ -13,6 +13,9 @@ type Item struct {
 	Seq     uint64 // 0: not sequenced
 	Binary  bool
 	Expires int64 // unix nanoseconds; 0: never
+	// Accepted is the message's Message.Accepted; 0 for control frames and
+	// replays, which are not part of the delivery latency.
+	Accepted int64
 	// reply marks a sequenced answer to one of the client's requests
 	// (Conn.DeliverReply), of which the replay buffer keeps a bounded number.
 	reply bool
@@ -71,7 +74,9 @@ func (o *outbox) push(it Item, sequenced bool, lim *Limits, keepReplies int) (Li
 	if sequenced {
 		o.seq++
 		it.Seq = o.seq
-		o.unacked = append(o.unacked, it)
+		kept := it
+		kept.Accepted = 0 // a replay is not a delivery to measure
+		o.unacked = append(o.unacked, kept)
 		o.unackedBytes += len(it.Body)
 		if it.reply {
 			o.unackedReplies++

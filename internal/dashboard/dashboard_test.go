@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -419,5 +420,32 @@ func TestAssetsAreServedWithoutASession(t *testing.T) {
 		if w := f.do("GET", p, "", nil); w.Code != http.StatusOK || w.Body.Len() < 500 {
 			t.Errorf("%s: %d, %d bytes", p, w.Code, w.Body.Len())
 		}
+	}
+}
+
+// The overview carries the delivery latency histogram summed over its
+// series (transports), for the page's p50 and p99 between two polls.
+func TestOverviewDeliveryLatency(t *testing.T) {
+	f := newFixture(t, nil)
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "switchboard_delivery_latency_seconds", Buckets: []float64{0.001, 0.01, 0.1}}, []string{"transport"})
+	f.reg.MustRegister(h)
+	h.WithLabelValues("websocket").Observe(0.0005)
+	h.WithLabelValues("websocket").Observe(0.05)
+	h.WithLabelValues("sse").Observe(0.005)
+	h.WithLabelValues("sse").Observe(3)
+	w := f.do("GET", "/dashboard/api/overview", "", map[string]string{"Cookie": f.session()})
+	var o Overview
+	if err := json.Unmarshal(w.Body.Bytes(), &o); err != nil {
+		t.Fatal(err)
+	}
+	want := []LatencyBucket{{0.001, 1}, {0.01, 2}, {0.1, 3}}
+	if !slices.Equal(o.Latency.Buckets, want) || o.Latency.Count != 4 || o.Latency.Sum != 0.0005+0.05+0.005+3 {
+		t.Errorf("latency %+v, want buckets %v, count 4, sum 3.0555", o.Latency, want)
+	}
+	// None observed: empty buckets, not null (the page reads them).
+	f2 := newFixture(t, nil)
+	w = f2.do("GET", "/dashboard/api/overview", "", map[string]string{"Cookie": f2.session()})
+	if !strings.Contains(w.Body.String(), `"latency":{"buckets":[],"count":0,"sum":0}`) {
+		t.Errorf("overview without latency: %s", w.Body)
 	}
 }

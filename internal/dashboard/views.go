@@ -36,10 +36,13 @@ type Overview struct {
 	Namespaces []NamespaceView `json:"namespaces"`
 	// Counters are this node's totals; the page turns two polls into
 	// rates.
-	Counters   map[string]float64 `json:"counters"`
-	Upstream   UpstreamView       `json:"upstream"`
-	History    any                `json:"history"`
-	Connectors any                `json:"connectors"`
+	Counters map[string]float64 `json:"counters"`
+	Upstream UpstreamView       `json:"upstream"`
+	// Latency is the delivery latency histogram (every transport): the
+	// page charts p50 and p99 of the sends between two polls.
+	Latency    LatencyView `json:"latency"`
+	History    any         `json:"history"`
+	Connectors any         `json:"connectors"`
 }
 
 // NamespaceView is one node's hubs and biggest groups.
@@ -72,6 +75,38 @@ type UpstreamView struct {
 	Retries  float64            `json:"retries"`
 	Dropped  float64            `json:"dropped"`
 	Queued   float64            `json:"queued"`
+}
+
+// LatencyView is switchboard_delivery_latency_seconds summed over its
+// series: cumulative counts by upper bound (seconds), the total count
+// (+Inf) and the sum of the latencies in seconds.
+type LatencyView struct {
+	Buckets []LatencyBucket `json:"buckets"`
+	Count   uint64          `json:"count"`
+	Sum     float64         `json:"sum"`
+}
+
+// LatencyBucket is one cumulative bucket.
+type LatencyBucket struct {
+	Le    float64 `json:"le"`
+	Count uint64  `json:"count"`
+}
+
+// latencyName is the delivery latency histogram's name.
+const latencyName = "switchboard_delivery_latency_seconds"
+
+// add adds the histogram h (same buckets) to v.
+func (v *LatencyView) add(h *dto.Histogram) {
+	for i, b := range h.GetBucket() {
+		if i == len(v.Buckets) {
+			v.Buckets = append(v.Buckets, LatencyBucket{Le: b.GetUpperBound()})
+		}
+		if v.Buckets[i].Le == b.GetUpperBound() {
+			v.Buckets[i].Count += b.GetCumulativeCount()
+		}
+	}
+	v.Count += h.GetSampleCount()
+	v.Sum += h.GetSampleSum()
 }
 
 // counterNames are the totals the overview reads, by the name the page uses.
@@ -178,6 +213,14 @@ func (d *Dashboard) readMetrics(o *Overview) {
 					o.Counters[key+"_seconds_sum"] += h.GetSampleSum()
 					o.Counters[key+"_count"] += float64(h.GetSampleCount())
 				}
+			}
+		}
+	}
+	o.Latency.Buckets = []LatencyBucket{}
+	if f := byName[latencyName]; f != nil {
+		for _, m := range f.GetMetric() {
+			if h := m.GetHistogram(); h != nil {
+				o.Latency.add(h)
 			}
 		}
 	}

@@ -46,7 +46,7 @@ function showTab() {
 }
 
 // ---- charts
-const series = { msgsIn: [], msgsOut: [], bytesIn: [], bytesOut: [], slow: [], rest: [], upstream: [] };
+const series = { msgsIn: [], msgsOut: [], bytesIn: [], bytesOut: [], slow: [], rest: [], upstream: [], p50: [], p99: [] };
 let last = null;
 
 function push(arr, v) {
@@ -66,6 +66,25 @@ function draw(svg, lines) {
   svg.replaceChildren(...paths);
 }
 
+// quantile estimates the q-quantile of the observations between two polls
+// of a cumulative histogram ({buckets: [{le, count}], count}) as Prometheus'
+// histogram_quantile does: linear within the bucket that holds it; past the
+// last bound, the last bound. null when nothing was observed.
+function quantile(q, cur, prev) {
+  const n = cur.count - (prev ? prev.count : 0);
+  if (!(n > 0)) return null;
+  const rank = q * n;
+  let lo = 0, below = 0;
+  for (let i = 0; i < cur.buckets.length; i++) {
+    const b = cur.buckets[i];
+    const c = b.count - (prev && prev.buckets[i] ? prev.buckets[i].count : 0);
+    if (c >= rank) return lo + (b.le - lo) * (c > below ? (rank - below) / (c - below) : 1);
+    lo = b.le;
+    below = c;
+  }
+  return lo;
+}
+
 const fmt = (n) => (n >= 1e6 ? (n / 1e6).toFixed(1) + "M" : n >= 1e3 ? (n / 1e3).toFixed(1) + "k" : (Math.round(n * 10) / 10).toString());
 
 function rates(o) {
@@ -83,6 +102,14 @@ function rates(o) {
       const n = (o.counters[k + "_count"] || 0) - (last.c[k + "_count"] || 0);
       return n > 0 ? (1000 * ((o.counters[k + "_seconds_sum"] || 0) - (last.c[k + "_seconds_sum"] || 0))) / n : 0;
     };
+    // delivery latency of the sends written between two polls, in ms
+    const p50 = quantile(0.5, o.latency, last.lat), p99 = quantile(0.99, o.latency, last.lat);
+    if (p50 !== null) {
+      push(series.p50, 1000 * p50);
+      push(series.p99, 1000 * p99);
+      draw($("#chart-delivery"), [{ data: series.p50, cls: "in" }, { data: series.p99, cls: "out" }]);
+      $("#rate-delivery").textContent = `p50 ${fmt(1000 * p50)} · p99 ${fmt(1000 * p99)}`;
+    }
     push(series.rest, mean("rest_request"));
     push(series.upstream, mean("upstream_request"));
     draw($("#chart-latency"), [{ data: series.rest, cls: "in" }, { data: series.upstream, cls: "out" }]);
@@ -94,7 +121,7 @@ function rates(o) {
     $("#rate-bytes").textContent = `${fmt(series.bytesIn.at(-1))} in · ${fmt(series.bytesOut.at(-1))} out`;
   }
   $("#total-slow").textContent = `${o.counters.slow_consumer_closes} in total`;
-  last = { t: now, c: o.counters };
+  last = { t: now, c: o.counters, lat: o.latency };
 }
 
 function render(o) {
