@@ -87,29 +87,61 @@ function quantile(q, cur, prev) {
 
 const fmt = (n) => (n >= 1e6 ? (n / 1e6).toFixed(1) + "M" : n >= 1e3 ? (n / 1e3).toFixed(1) + "k" : (Math.round(n * 10) / 10).toString());
 
+// growth returns what grew between the last poll and o, summed over the
+// nodes present (and answering) in both: counters, and the delivery latency
+// histogram's buckets; and each node's message rates for the nodes table.
+function growth(o, dt) {
+  const sum = {}, buckets = new Map(), perNode = {};
+  let count = 0;
+  for (const n of o.nodes) {
+    const prev = last.nodes.get(n.node_id);
+    if (n.error || !prev) continue;
+    const r = {};
+    for (const [k, v] of Object.entries(n.counters)) {
+      const d = Math.max(0, v - (prev.c[k] || 0));
+      sum[k] = (sum[k] || 0) + d;
+      r[k] = d / dt;
+    }
+    perNode[n.node_id] = r;
+    const d = n.latency.count - prev.lat.count;
+    if (d <= 0) continue; // nothing new, or the node restarted
+    count += d;
+    for (const b of n.latency.buckets) {
+      const pb = prev.lat.buckets.find((x) => x.le === b.le);
+      buckets.set(b.le, (buckets.get(b.le) || 0) + b.count - (pb ? pb.count : 0));
+    }
+  }
+  const lat = { count, buckets: [...buckets].sort((a, b) => a[0] - b[0]).map(([le, c]) => ({ le, count: c })) };
+  return { sum, lat, perNode };
+}
+
+let nodeRates = {};
+
 function rates(o) {
   const now = Date.parse(o.time);
   if (last) {
     const dt = Math.max(0.001, (now - last.t) / 1000);
-    const r = (k) => Math.max(0, (o.counters[k] - last.c[k]) / dt);
+    const g = growth(o, dt);
+    nodeRates = g.perNode;
+    const r = (k) => (g.sum[k] || 0) / dt;
     push(series.msgsIn, r("messages_in"));
     push(series.msgsOut, r("messages_out"));
     push(series.bytesIn, r("bytes_in"));
     push(series.bytesOut, r("bytes_out"));
     push(series.slow, r("slow_consumer_closes"));
-    // mean time of the calls made between two polls, in ms (0 when none)
-    const mean = (k) => {
-      const n = (o.counters[k + "_count"] || 0) - (last.c[k + "_count"] || 0);
-      return n > 0 ? (1000 * ((o.counters[k + "_seconds_sum"] || 0) - (last.c[k + "_seconds_sum"] || 0))) / n : 0;
-    };
     // delivery latency of the sends written between two polls, in ms
-    const p50 = quantile(0.5, o.latency, last.lat), p99 = quantile(0.99, o.latency, last.lat);
+    const p50 = quantile(0.5, g.lat, null), p99 = quantile(0.99, g.lat, null);
     if (p50 !== null) {
       push(series.p50, 1000 * p50);
       push(series.p99, 1000 * p99);
       draw($("#chart-delivery"), [{ data: series.p50, cls: "in" }, { data: series.p99, cls: "out" }]);
       $("#rate-delivery").textContent = `p50 ${fmt(1000 * p50)} · p99 ${fmt(1000 * p99)}`;
     }
+    // mean time of this node's calls made between two polls, in ms (0 when none)
+    const mean = (k) => {
+      const n = (o.counters[k + "_count"] || 0) - (last.c[k + "_count"] || 0);
+      return n > 0 ? (1000 * ((o.counters[k + "_seconds_sum"] || 0) - (last.c[k + "_seconds_sum"] || 0))) / n : 0;
+    };
     push(series.rest, mean("rest_request"));
     push(series.upstream, mean("upstream_request"));
     draw($("#chart-latency"), [{ data: series.rest, cls: "in" }, { data: series.upstream, cls: "out" }]);
@@ -120,15 +152,23 @@ function rates(o) {
     $("#rate-msgs").textContent = `${fmt(series.msgsIn.at(-1))} in · ${fmt(series.msgsOut.at(-1))} out`;
     $("#rate-bytes").textContent = `${fmt(series.bytesIn.at(-1))} in · ${fmt(series.bytesOut.at(-1))} out`;
   }
-  $("#total-slow").textContent = `${o.counters.slow_consumer_closes} in total`;
-  last = { t: now, c: o.counters, lat: o.latency };
+  const slow = o.nodes.reduce((n, x) => n + (x.counters.slow_consumer_closes || 0), 0);
+  $("#total-slow").textContent = `${slow} in total`;
+  last = { t: now, c: o.counters, nodes: new Map(o.nodes.filter((n) => !n.error).map((n) => [n.node_id, { c: n.counters, lat: n.latency }])) };
 }
 
 function render(o) {
   $("#node-id").textContent = "node " + o.node_id;
   const cl = o.cluster || {};
-  const nodes = cl.enabled ? cl.nodes : [{ node_id: o.node_id, connections: o.namespaces.reduce((n, ns) => n + ns.hubs.reduce((m, h) => m + h.connections, 0), 0) }];
-  fill($("#nodes tbody"), nodes.map((n) => [n.node_id, n.connections, n.started ? new Date(n.started).toLocaleString() : "", n.last_seen ? new Date(n.last_seen).toLocaleTimeString() : "this node"]));
+  const seen = new Map((cl.enabled ? cl.nodes : []).map((n) => [n.node_id, n]));
+  rates(o);
+  fill($("#nodes tbody"), o.nodes.map((n) => {
+    const hb = seen.get(n.node_id) || {};
+    const r = nodeRates[n.node_id];
+    const status = n.error ? n.error : n.local ? "this node" : hb.last_seen ? "seen " + new Date(hb.last_seen).toLocaleTimeString() : "";
+    return [n.node_id, n.error ? hb.connections ?? "" : n.connections, r ? fmt(r.messages_in || 0) : "", r ? fmt(r.messages_out || 0) : "",
+      hb.started ? new Date(hb.started).toLocaleString() : "", status];
+  }));
   $("#nats").textContent = cl.enabled ? `NATS ${cl.nats.status} ${cl.nats.url || ""} · JetStream ${cl.jetstream && cl.jetstream.enabled ? "on" : "off"}` : "single node (no cluster)";
   const hubs = [], groups = [];
   for (const ns of o.namespaces) {
@@ -138,12 +178,13 @@ function render(o) {
   groups.sort((a, b) => b[3] - a[3]);
   fill($("#hubs tbody"), hubs);
   fill($("#groups tbody"), groups.slice(0, 20));
+  fill($("#streams tbody"), o.streams.map((s) => [s.ns, s.hub, s.group, s.bytes < 0 ? "?" : fmt(s.bytes), s.messages,
+    s.first_offset, s.last_offset, s.epoch, `${s.max_messages} msgs · ${s.max_age}`]));
   const up = o.upstream;
   const statuses = Object.entries(up.requests).sort().map(([s, n]) => `${s}: ${n}`).join(" · ") || "none yet";
   fill($("#upstream tbody"), [["requests by status", statuses], ["retries", up.retries], ["dropped", up.dropped], ["queued", up.queued]]);
   $("#history").replaceChildren(tree(o.history));
   $("#connectors").replaceChildren(tree(o.connectors));
-  rates(o);
 }
 
 // tree renders a JSON value as nested tables: an array of objects as rows
