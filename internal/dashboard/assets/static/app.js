@@ -54,16 +54,27 @@ function push(arr, v) {
   if (arr.length > HISTORY) arr.shift();
 }
 
-function draw(svg, lines) {
+// draw draws each line's points; with dots, also a dot on each (for series
+// with few points, such as the latency of polls that saw sends).
+function draw(svg, lines, dots = false) {
+  const SVG = "http://www.w3.org/2000/svg";
   const max = Math.max(1, ...lines.flatMap((l) => l.data));
-  const paths = lines.map((l) => {
-    const pts = l.data.map((v, i) => `${(i * 300) / (HISTORY - 1)},${80 - (v / max) * 76}`);
-    const p = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
-    p.setAttribute("points", pts.join(" "));
+  const shapes = lines.flatMap((l) => {
+    const xy = l.data.map((v, i) => [(i * 300) / (HISTORY - 1), 80 - (v / max) * 76]);
+    const p = document.createElementNS(SVG, "polyline");
+    p.setAttribute("points", xy.map(([x, y]) => `${x},${y}`).join(" "));
     p.setAttribute("class", l.cls);
-    return p;
+    if (!dots) return [p];
+    return [p, ...xy.map(([x, y]) => {
+      const c = document.createElementNS(SVG, "circle");
+      c.setAttribute("cx", x);
+      c.setAttribute("cy", y);
+      c.setAttribute("r", 2);
+      c.setAttribute("class", l.cls);
+      return c;
+    })];
   });
-  svg.replaceChildren(...paths);
+  svg.replaceChildren(...shapes);
 }
 
 // quantile estimates the q-quantile of the observations between two polls
@@ -134,7 +145,7 @@ function rates(o) {
     if (p50 !== null) {
       push(series.p50, 1000 * p50);
       push(series.p99, 1000 * p99);
-      draw($("#chart-delivery"), [{ data: series.p50, cls: "in" }, { data: series.p99, cls: "out" }]);
+      draw($("#chart-delivery"), [{ data: series.p50, cls: "in" }, { data: series.p99, cls: "out" }], true);
       $("#rate-delivery").textContent = `p50 ${fmt(1000 * p50)} · p99 ${fmt(1000 * p99)}`;
     }
     // mean time of this node's calls made between two polls, in ms (0 when none)
