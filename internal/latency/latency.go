@@ -34,6 +34,7 @@ type Histogram struct {
 	desc   *prometheus.Desc
 	mu     sync.Mutex
 	shards map[string][]*Shard // by transport
+	shared map[string]*Shard   // Shared's, by transport
 }
 
 // New returns the histogram, with no shard yet.
@@ -43,6 +44,7 @@ func New() *Histogram {
 			"Time from a send being accepted (REST, client or connector send; on other nodes, the operation's arrival over NATS) to the write of the message to a recipient's socket. One observation per socket write that carries sends: that of the oldest send in the write.",
 			[]string{"transport"}, nil),
 		shards: map[string][]*Shard{},
+		shared: map[string]*Shard{},
 	}
 }
 
@@ -52,6 +54,20 @@ func (h *Histogram) Shard(transport string) *Shard {
 	h.mu.Lock()
 	h.shards[transport] = append(h.shards[transport], s)
 	h.mu.Unlock()
+	return s
+}
+
+// Shared returns transport's one shared shard, for writers that come and
+// go (a stream or a poll each): Shard would keep one per writer forever.
+func (h *Histogram) Shared(transport string) *Shard {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	s := h.shared[transport]
+	if s == nil {
+		s = new(Shard)
+		h.shared[transport] = s
+		h.shards[transport] = append(h.shards[transport], s)
+	}
 	return s
 }
 
