@@ -93,3 +93,19 @@ func TestObserveAllocatesNothing(t *testing.T) {
 		t.Errorf("Observe allocates %v times, want 0", n)
 	}
 }
+
+// Shared gives one shard per transport, however many times it is asked
+// (for short-lived writers), counted with the transport's other shards.
+func TestSharedShard(t *testing.T) {
+	h := latency.New()
+	a, b := h.Shared("sse"), h.Shared("sse")
+	if a != b {
+		t.Fatal("Shared returned two shards for one transport")
+	}
+	now := time.Now()
+	a.Observe(now.Add(-time.Millisecond).UnixNano(), now)
+	h.Shard("sse").Observe(now.Add(-time.Millisecond).UnixNano(), now)
+	if n := gather(t, h)["sse"].GetSampleCount(); n != 2 {
+		t.Errorf("count %d, want 2", n)
+	}
+}
