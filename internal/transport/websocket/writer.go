@@ -207,8 +207,7 @@ func (w *writer) flush(s *Socket) {
 		s.closeQueued = true
 	}
 	if len(w.spans) > 0 {
-		w.write(s, frames)
-		if oldest != 0 {
+		if w.write(s, frames) && oldest != 0 {
 			// One observation per write, of its oldest send (sampling:
 			// the others in the write waited no longer).
 			w.latency.Observe(oldest, time.Now())
@@ -257,8 +256,9 @@ func (w *writer) addScratch(off, n int) {
 
 // write sends the batch to s. A socket that does not take the whole batch
 // at once keeps the rest and moves to the slow lane: a goroutine of its own
-// that blocks on the write, so the writer goes on with the others.
-func (w *writer) write(s *Socket, frames int) {
+// that blocks on the write, so the writer goes on with the others. It
+// reports false when the write failed (the socket is then dropped).
+func (w *writer) write(s *Socket, frames int) bool {
 	w.bufs = w.bufs[:0]
 	for _, sp := range w.spans {
 		b := sp.body
@@ -279,6 +279,7 @@ func (w *writer) write(s *Socket, frames int) {
 	case err != nil:
 		w.srv.metrics.closes.WithLabelValues("write_error").Inc()
 		s.kill("write error")
+		return false
 	case rest == nil:
 		if s.closeQueued {
 			s.kill("closed by the server")
@@ -291,6 +292,7 @@ func (w *writer) write(s *Socket, frames int) {
 			w.slowLane(s, rest)
 		}()
 	}
+	return true
 }
 
 // slowLane writes pending to a socket that stalled, blocking as long as the
