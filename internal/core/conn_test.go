@@ -10,6 +10,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unsafe"
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/eventually"
@@ -642,5 +643,20 @@ func TestSendsCarryAcceptedTime(t *testing.T) {
 	items := rel.Drain(l2, nil) // the replay of the unacknowledged send
 	if len(items) != 1 || items[0].Accepted != 0 {
 		t.Errorf("replay: %+v, want one item with Accepted 0", items)
+	}
+}
+
+// A queued item is what a send costs per recipient in every queue and
+// replay buffer: the delivery latency's stamp kept it at 56 bytes (its
+// bools side by side). A message is allocated once per send: with the
+// 8-byte header the runtime adds to objects of more than 512 bytes that
+// hold pointers, at most 696 bytes stay in the 704-byte size class (704
+// took the next one, 768, in BenchmarkBroadcast).
+func TestItemAndMessageSize(t *testing.T) {
+	if n := unsafe.Sizeof(core.Item{}); n > 56 {
+		t.Errorf("core.Item is %d bytes, want at most 56", n)
+	}
+	if n := unsafe.Sizeof(core.Message{}); n > 696 {
+		t.Errorf("core.Message is %d bytes, want at most 696", n)
 	}
 }
