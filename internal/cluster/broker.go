@@ -230,6 +230,11 @@ func (b *Broker) receive(m *nats.Msg) {
 		b.c.log.Error("dropped an operation from NATS", "subject", m.Subject, "bytes", len(m.Data), "err", err)
 		return
 	}
+	if op.Message != nil {
+		// The delivery latency on this node counts from the arrival: the
+		// envelope does not carry the origin's clock, which may differ.
+		op.Message.Accepted = time.Now().UnixNano()
+	}
 	if d := b.d.Load(); d != nil {
 		d.Deliver(op)
 	}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -79,7 +80,26 @@ type History struct {
 	// delivered each; set before ready.
 	streams  map[string]jetstream.Stream
 	progress map[string]*progress
+
+	top topCache // TopStreams
 }
+
+// topCache keeps TopStreams' answer for topCacheFor: the dashboard polls
+// every 1.5 s per viewer, and each answer costs JetStream requests.
+type topCache struct {
+	mu  sync.Mutex
+	at  time.Time
+	n   int
+	out []history.StreamStat
+}
+
+const (
+	topCacheFor = 5 * time.Second
+	// topMaxSubjects bounds the groups of a stream TopStreams lists the
+	// counts of: a stream with more is not listed (its subjects' counts
+	// would be pages of JetStream answers).
+	topMaxSubjects = 1000
+)
 
 // progress is the stream sequence of the last message of a stream this node
 // delivered, and the waits for it to reach a sequence.
@@ -650,6 +670,9 @@ func (h *History) dispatch(d *storedDeliverer, prog *progress, msg jetstream.Msg
 		}
 	}
 	op.Message.Group, op.Message.From = op.Target.Name, core.FromGroup
+	// The delivery latency counts from the arrival from the stream (as the
+	// broker's does from NATS): no other node's clock is compared.
+	op.Message.Accepted = time.Now().UnixNano()
 	h.m.delivered.WithLabelValues(h.ns).Inc()
 	if d != nil {
 		d.DeliverStored(op)
@@ -1030,6 +1053,87 @@ func newHistoryMetrics(reg prometheus.Registerer, ns string) (historyMetrics, er
 		m.errors.WithLabelValues(ns, k)
 	}
 	return m, nil
+}
+
+// TopStreams returns the n groups with the most retained messages in the
+// namespace's streams (their bytes are not known per group: -1), with the
+// last offset and epoch read from each one's last message, and their
+// rule's retention. It costs two JetStream requests per stream and one per
+// group listed, at most once every topCacheFor; the groups of a stream
+// with more than topMaxSubjects are not listed.
+func (h *History) TopStreams(ctx context.Context, n int) []history.StreamStat {
+	out := []history.StreamStat{}
+	if n <= 0 || !h.ready.Load() {
+		return out
+	}
+	h.top.mu.Lock()
+	defer h.top.mu.Unlock()
+	if h.top.n == n && time.Since(h.top.at) < topCacheFor {
+		return h.top.out
+	}
+	type cand struct {
+		subj  string
+		count uint64
+		cfg   jetstream.StreamConfig
+	}
+	var top []cand
+	for _, cfg := range h.streamConfigs() {
+		st := h.streams[cfg.Name]
+		if st == nil {
+			continue
+		}
+		info, err := st.Info(ctx)
+		if err != nil || info.State.NumSubjects == 0 || info.State.NumSubjects > topMaxSubjects {
+			continue
+		}
+		info, err = st.Info(ctx, jetstream.WithSubjectFilter(cfg.Subjects[0]))
+		if err != nil {
+			h.m.errors.WithLabelValues(h.ns, "read").Inc()
+			continue
+		}
+		for subj, count := range info.State.Subjects {
+			top = append(top, cand{subj: subj, count: count, cfg: cfg})
+		}
+	}
+	slices.SortFunc(top, func(a, b cand) int { return cmp.Or(cmp.Compare(b.count, a.count), strings.Compare(a.subj, b.subj)) })
+	top = top[:min(n, len(top))]
+	for _, c := range top {
+		hub, group, ok := h.groupOf(c.subj)
+		if !ok {
+			continue
+		}
+		ss := history.StreamStat{Hub: hub, Group: group, Bytes: -1, Messages: int(c.count),
+			MaxMessages: int(c.cfg.MaxMsgsPerSubject), MaxAge: c.cfg.MaxAge.String()}
+		if p, err := h.last(ctx, c.subj); err == nil && p.offset > 0 {
+			// Offsets are gapless within a group: the retained ones are
+			// the last count.
+			ss.Last, ss.Epoch = p.offset, p.epoch
+			ss.First = p.offset - min(c.count, p.offset) + 1
+		} else if err != nil {
+			h.m.errors.WithLabelValues(h.ns, "read").Inc()
+		}
+		out = append(out, ss)
+	}
+	h.top.at, h.top.n, h.top.out = time.Now(), n, out
+	return out
+}
+
+// groupOf is the hub and group of a group's subject (subject's inverse).
+func (h *History) groupOf(subj string) (hub, group string, ok bool) {
+	rest, ok := strings.CutPrefix(subj, "sb."+h.ns+".hist.")
+	if !ok {
+		return "", "", false
+	}
+	parts := strings.Split(rest, ".")
+	if len(parts) != 3 {
+		return "", "", false
+	}
+	hb, err1 := base64.RawURLEncoding.DecodeString(parts[1])
+	gb, err2 := base64.RawURLEncoding.DecodeString(parts[2])
+	if err1 != nil || err2 != nil {
+		return "", "", false
+	}
+	return string(hb), string(gb), true
 }
 
 // HistorySummary is what GET /admin/history shows on a cluster.

@@ -184,7 +184,7 @@ func (c *Conn) push(m *Message, reply bool, keepReplies int) {
 	if f.Data == nil {
 		return // the codec has no form of m for this protocol
 	}
-	it := Item{Body: f.Data, Binary: f.Binary, reply: reply}
+	it := Item{Body: f.Data, Binary: f.Binary, Accepted: m.Accepted, reply: reply}
 	if !m.Expires.IsZero() {
 		it.Expires = m.Expires.UnixNano()
 	}

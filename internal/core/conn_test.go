@@ -10,6 +10,7 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+	"unsafe"
 
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/eventually"
@@ -599,5 +600,63 @@ func TestDeliverReplyKeepsBoundedReplies(t *testing.T) {
 	}
 	if got := c.Drain(l3, nil); len(got) != 1 || string(got[0].Body) != "resume@7" {
 		t.Fatalf("after the ack the resume got %v, want only resume@7", got)
+	}
+}
+
+// Sends are stamped with their acceptance time, which their queued items
+// carry to the transports (the delivery latency); a replay after a resume
+// is not a delivery to measure, so its items carry none.
+func TestSendsCarryAcceptedTime(t *testing.T) {
+	t.Parallel()
+	h, codec := reliableNode(t, core.Limits{}, time.Minute, nil)
+	rel := connect(t, h, core.ConnInfo{Codec: codec, Protocol: "rel", Groups: []string{"g"}})
+	plain := connect(t, h, core.ConnInfo{Protocol: "plain", Groups: []string{"g"}})
+	before := time.Now().UnixNano()
+	if err := h.Send(context.Background(), core.Target{Kind: core.ToGroup, Name: "g"}, textMsg("m")); err != nil {
+		t.Fatal(err)
+	}
+	kept := &core.Message{Type: core.Text, Data: []byte("k"), Accepted: 42} // a retried send keeps its first time
+	if err := h.Send(context.Background(), core.Target{Kind: core.ToConn, Name: plain.ID()}, kept); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now().UnixNano()
+	for _, c := range []client{rel, plain} {
+		items := c.Drain(c.link, nil)
+		if len(items) == 0 {
+			t.Fatalf("%s: nothing queued", c.ID())
+		}
+		if a := items[0].Accepted; a < before || a > after {
+			t.Errorf("%s: Accepted = %d, want between %d and %d", c.ID(), a, before, after)
+		}
+		if c.Conn == plain.Conn && (len(items) != 2 || items[1].Accepted != 42) {
+			t.Errorf("plain: items %+v, want the second with Accepted 42", items)
+		}
+	}
+	rel.Conn.Send(core.Frame{Data: []byte("ack")})
+	if items := rel.Drain(rel.link, nil); len(items) != 1 || items[0].Accepted != 0 {
+		t.Errorf("control frame: %+v, want Accepted 0", items)
+	}
+	l2 := &recLink{}
+	if _, err := h.Resume(rel.ID(), "rel", l2); err != nil {
+		t.Fatal(err)
+	}
+	items := rel.Drain(l2, nil) // the replay of the unacknowledged send
+	if len(items) != 1 || items[0].Accepted != 0 {
+		t.Errorf("replay: %+v, want one item with Accepted 0", items)
+	}
+}
+
+// A queued item is what a send costs per recipient in every queue and
+// replay buffer: the delivery latency's stamp kept it at 56 bytes (its
+// bools side by side). A message is allocated once per send: with the
+// 8-byte header the runtime adds to objects of more than 512 bytes that
+// hold pointers, at most 696 bytes stay in the 704-byte size class (704
+// took the next one, 768, in BenchmarkBroadcast).
+func TestItemAndMessageSize(t *testing.T) {
+	if n := unsafe.Sizeof(core.Item{}); n > 56 {
+		t.Errorf("core.Item is %d bytes, want at most 56", n)
+	}
+	if n := unsafe.Sizeof(core.Message{}); n > 696 {
+		t.Errorf("core.Message is %d bytes, want at most 696", n)
 	}
 }

@@ -490,6 +490,7 @@ func (h *Hub) localUserConns(user string, limit int) ([]GroupMember, bool) {
 // history is first made durable (m.Offset and m.Epoch are then set); it
 // returns once the message is in the log and queued to the members.
 func (h *Hub) Send(ctx context.Context, t Target, m *Message) error {
+	accept(m)
 	if o := h.node.cfg.Observer; o != nil {
 		o.Sent(h.name, t, m, nil)
 	}
@@ -500,6 +501,14 @@ func (h *Hub) Send(ctx context.Context, t Target, m *Message) error {
 		}
 	}
 	return h.publish(ctx, op)
+}
+
+// accept stamps m with the time its send was accepted, once (a retried
+// send keeps its first).
+func accept(m *Message) {
+	if m.Accepted == 0 {
+		m.Accepted = time.Now().UnixNano()
+	}
 }
 
 // publish hands op to the broker, in a fan-out span when ctx is traced.
@@ -518,6 +527,7 @@ func (h *Hub) publish(ctx context.Context, op *Op) error {
 // started one after the other to one group are broadcast in that order.
 // finish must be called exactly once.
 func (h *Hub) SendStart(ctx context.Context, t Target, m *Message) (finish func() error, err error) {
+	accept(m)
 	if o := h.node.cfg.Observer; o != nil {
 		o.Sent(h.name, t, m, nil)
 	}
@@ -536,6 +546,7 @@ func (h *Hub) SendStart(ctx context.Context, t Target, m *Message) (finish func(
 // Publish sends m to group on behalf of the client conn from (noEcho leaves
 // from out).
 func (h *Hub) Publish(ctx context.Context, from *Conn, group string, m *Message, noEcho bool) error {
+	accept(m)
 	op := &Op{Hub: h.name, Kind: OpSend, Target: Target{Kind: ToGroup, Name: group}, Message: m}
 	if o := h.node.cfg.Observer; o != nil {
 		o.Sent(h.name, op.Target, m, from)

@@ -46,13 +46,21 @@ const (
 
 // Message is one payload on its way to conns. It is immutable once sent; the
 // per-codec encodings are computed on first use and shared by every recipient.
+//
+// Type and From are side by side (they share one word) so that a message,
+// with its allocation header, stays within the 704-byte size class.
 type Message struct {
 	Type       DataType
-	Data       []byte
 	From       Origin
+	Data       []byte
 	Group      string    // for FromGroup
 	FromUserID string    // sending client's user id, "" when none
 	Expires    time.Time // zero: never; else dropped from queues not written by then
+	// Accepted is when the send was accepted (Unix nanoseconds): Hub.Send,
+	// SendStart and Publish set it when it is 0, and a clustered broker
+	// when the operation arrives from another node. The transports measure
+	// the delivery latency from it; 0 (replies, replays) is not measured.
+	Accepted int64
 
 	mu     sync.Mutex
 	frames [maxCodecs]Frame

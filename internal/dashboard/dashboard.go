@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/metricreg"
 	"golang.org/x/time/rate"
 )
@@ -62,6 +63,11 @@ type Config struct {
 	Cluster    func(ctx context.Context) any
 	History    func() any
 	Connectors func() any
+	// Streams returns the n biggest history streams (nil: none).
+	Streams func(ctx context.Context, n int) []history.StreamStat
+	// Peers asks the cluster's other live nodes for their Summary, by node
+	// id, with the reason of each that did not answer (nil: no cluster).
+	Peers func(ctx context.Context) (answers map[string][]byte, missing map[string]string)
 	// Endpoint and SignalREndpoint are the public base URLs of the two
 	// listeners (SignalREndpoint "" without one), for the token tool.
 	Endpoint        func() string
@@ -88,6 +94,8 @@ type Dashboard struct {
 	logins   *loginLimiter
 	metrics  metrics
 	now      func() time.Time
+
+	peerCache peerCache
 }
 
 type metrics struct {

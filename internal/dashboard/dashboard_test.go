@@ -1,11 +1,13 @@
 package dashboard
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -421,3 +423,121 @@ func TestAssetsAreServedWithoutASession(t *testing.T) {
 		}
 	}
 }
+
+// The overview carries the delivery latency histogram summed over its
+// series (transports), for the page's p50 and p99 between two polls.
+func TestOverviewDeliveryLatency(t *testing.T) {
+	f := newFixture(t, nil)
+	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "switchboard_delivery_latency_seconds", Buckets: []float64{0.001, 0.01, 0.1}}, []string{"transport"})
+	f.reg.MustRegister(h)
+	h.WithLabelValues("websocket").Observe(0.0005)
+	h.WithLabelValues("websocket").Observe(0.05)
+	h.WithLabelValues("sse").Observe(0.005)
+	h.WithLabelValues("sse").Observe(3)
+	w := f.do("GET", "/dashboard/api/overview", "", map[string]string{"Cookie": f.session()})
+	var o Overview
+	if err := json.Unmarshal(w.Body.Bytes(), &o); err != nil {
+		t.Fatal(err)
+	}
+	want := []LatencyBucket{{0.001, 1}, {0.01, 2}, {0.1, 3}}
+	if !slices.Equal(o.Latency.Buckets, want) || o.Latency.Count != 4 || o.Latency.Sum != 0.0005+0.05+0.005+3 {
+		t.Errorf("latency %+v, want buckets %v, count 4, sum 3.0555", o.Latency, want)
+	}
+	// None observed: empty buckets, not null (the page reads them).
+	f2 := newFixture(t, nil)
+	w = f2.do("GET", "/dashboard/api/overview", "", map[string]string{"Cookie": f2.session()})
+	if !strings.Contains(w.Body.String(), `"latency":{"buckets":[],"count":0,"sum":0}`) {
+		t.Errorf("overview without latency: %s", w.Body)
+	}
+}
+
+// On a cluster the overview lists every node with its counters and
+// latency, sums the hubs, groups and latency of the nodes that answered,
+// names the ones that did not, and asks them at most once a second.
+func TestOverviewSumsTheNodes(t *testing.T) {
+	peer := NodeSummary{NodeID: "n2", Counters: map[string]float64{"messages_out": 5},
+		Latency: LatencyView{Buckets: []LatencyBucket{{0.001, 2}, {0.01, 3}}, Count: 3, Sum: 0.02},
+		Namespaces: []NamespaceView{{Name: "webpubsub", HubCount: 2, Connections: 7,
+			Hubs:      []HubView{{Name: "chat", Connections: 4, Users: 3, Groups: 2}, {Name: "far", Connections: 3, Users: 1, Groups: 1}},
+			TopGroups: []TopGroup{{Hub: "chat", Group: "room", Members: 4}, {Hub: "far", Group: "x", Members: 3}}}}}
+	asked := 0
+	f := newFixture(t, func(c *Config) {
+		c.Peers = func(context.Context) (map[string][]byte, map[string]string) {
+			asked++
+			b, _ := json.Marshal(peer)
+			return map[string][]byte{"n2": b, "n4": []byte(`{"node_id":"other"}`)}, map[string]string{"n3": "no answer: timeout"}
+		}
+	})
+	node := f.d.cfg.Namespaces[0].Node
+	h, err := node.Hub("chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, user := range []string{"ann", "bob"} {
+		if _, err := h.Connect(core.ConnInfo{UserID: user, Groups: []string{"room"}, Codec: nopCodec{}}, nopLink{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lat := prometheus.NewHistogram(prometheus.HistogramOpts{Name: "switchboard_delivery_latency_seconds", Buckets: []float64{0.001, 0.01}})
+	f.reg.MustRegister(lat)
+	lat.Observe(0.005)
+	cookie := f.session()
+	var o Overview
+	for range 2 {
+		w := f.do("GET", "/dashboard/api/overview", "", map[string]string{"Cookie": cookie})
+		if err := json.Unmarshal(w.Body.Bytes(), &o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if asked != 1 {
+		t.Errorf("the peers were asked %d times for two polls within a second, want 1", asked)
+	}
+	var ids []string
+	for _, n := range o.Nodes {
+		ids = append(ids, n.NodeID)
+	}
+	if strings.Join(ids, ",") != "n1,n2,n3,n4" {
+		t.Fatalf("nodes %v, want n1 to n4", ids)
+	}
+	n1, n2, n3, n4 := o.Nodes[0], o.Nodes[1], o.Nodes[2], o.Nodes[3]
+	if !n1.Local || n1.Connections != 2 || n1.Error != "" || n1.Latency.Count != 1 {
+		t.Errorf("this node %+v", n1)
+	}
+	if n2.Local || n2.Connections != 7 || n2.Counters["messages_out"] != 5 || n2.Latency.Count != 3 {
+		t.Errorf("n2 %+v", n2)
+	}
+	if n3.Error != "no answer: timeout" || n4.Error == "" {
+		t.Errorf("n3 %+v, n4 %+v: want the reasons", n3, n4)
+	}
+	ns := o.Namespaces[0]
+	if ns.Connections != 9 || len(ns.Hubs) != 2 || ns.Hubs[0] != (HubView{Name: "chat", Connections: 6, Users: 5, Groups: 3}) ||
+		ns.Hubs[1] != (HubView{Name: "far", Connections: 3, Users: 1, Groups: 1}) {
+		t.Errorf("hubs summed over the nodes: %+v", ns)
+	}
+	if len(ns.TopGroups) != 2 || ns.TopGroups[0] != (TopGroup{Hub: "chat", Group: "room", Members: 6}) {
+		t.Errorf("top groups %+v", ns.TopGroups)
+	}
+	want := []LatencyBucket{{0.001, 2}, {0.01, 4}}
+	if !slices.Equal(o.Latency.Buckets, want) || o.Latency.Count != 4 {
+		t.Errorf("latency summed over the nodes: %+v, want %v", o.Latency, want)
+	}
+	// What this node answers the others with.
+	var s NodeSummary
+	if err := json.Unmarshal(f.d.Summary(), &s); err != nil || s.NodeID != "n1" || len(s.Namespaces) != 1 ||
+		s.Namespaces[0].Connections != 2 || s.Latency.Count != 1 {
+		t.Errorf("summary %+v (%v)", s, err)
+	}
+}
+
+type nopCodec struct{}
+
+func (nopCodec) Key() int                                     { return 1 }
+func (nopCodec) EncodeMessage(m *core.Message) core.Frame     { return core.Frame{Data: m.Data} }
+func (nopCodec) Sequenced() bool                              { return false }
+func (nopCodec) AppendHead(dst []byte, _ uint64) []byte       { return dst }
+func (nopCodec) EncodeDisconnected(string) (core.Frame, bool) { return core.Frame{}, false }
+
+type nopLink struct{}
+
+func (nopLink) Wake()             {}
+func (nopLink) Close(int, string) {}

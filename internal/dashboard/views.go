@@ -19,13 +19,15 @@ import (
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/excerpt"
+	"github.com/switchboardhq/switchboard/internal/history"
 	"github.com/switchboardhq/switchboard/internal/hubproto"
 )
 
 // Bounds of the overview.
 const (
-	maxHubsShown   = 100 // per namespace, the ones with the most connections
-	maxGroupsShown = 20  // the biggest groups over every hub of a namespace
+	maxHubsShown    = 100 // per namespace, the ones with the most connections
+	maxGroupsShown  = 20  // the biggest groups over every hub of a namespace
+	maxStreamsShown = 20  // the biggest history streams
 )
 
 // Overview is what GET /dashboard/api/overview answers.
@@ -34,23 +36,38 @@ type Overview struct {
 	Time       time.Time       `json:"time"`
 	Cluster    any             `json:"cluster"`
 	Namespaces []NamespaceView `json:"namespaces"`
-	// Counters are this node's totals; the page turns two polls into
-	// rates.
-	Counters   map[string]float64 `json:"counters"`
-	Upstream   UpstreamView       `json:"upstream"`
-	History    any                `json:"history"`
-	Connectors any                `json:"connectors"`
+	// Counters are this node's totals (Nodes has every node's); the page
+	// turns two polls into rates.
+	Counters map[string]float64 `json:"counters"`
+	Upstream UpstreamView       `json:"upstream"`
+	// Latency is the delivery latency histogram (every transport) summed
+	// over the nodes that answered: the page charts p50 and p99 of the
+	// sends between two polls (from Nodes, so that a node joining or
+	// leaving does not make a jump).
+	Latency LatencyView `json:"latency"`
+	// Nodes are the cluster's live nodes (this one alone without a
+	// cluster), each with its own counters and latency.
+	Nodes []NodeView `json:"nodes"`
+	// Streams are the biggest history streams (maxStreamsShown).
+	Streams    []history.StreamStat `json:"streams"`
+	History    any                  `json:"history"`
+	Connectors any                  `json:"connectors"`
 }
 
-// NamespaceView is one node's hubs and biggest groups.
+// NamespaceView is a namespace's hubs and biggest groups: of one node in a
+// NodeSummary, and summed over the nodes in the Overview.
 type NamespaceView struct {
 	Name      string     `json:"name"`
 	Hubs      []HubView  `json:"hubs"`
 	HubCount  int        `json:"hub_count"`
 	TopGroups []TopGroup `json:"top_groups"`
+	// Connections are the namespace's connections (every hub, not only
+	// the hubs listed).
+	Connections int `json:"connections"`
 }
 
-// HubView is one hub on this node.
+// HubView is one hub: its counts on one node, or summed over the nodes
+// (a user or group present on two nodes then counts twice).
 type HubView struct {
 	Name        string `json:"name"`
 	Connections int    `json:"connections"`
@@ -74,6 +91,38 @@ type UpstreamView struct {
 	Queued   float64            `json:"queued"`
 }
 
+// LatencyView is switchboard_delivery_latency_seconds summed over its
+// series: cumulative counts by upper bound (seconds), the total count
+// (+Inf) and the sum of the latencies in seconds.
+type LatencyView struct {
+	Buckets []LatencyBucket `json:"buckets"`
+	Count   uint64          `json:"count"`
+	Sum     float64         `json:"sum"`
+}
+
+// LatencyBucket is one cumulative bucket.
+type LatencyBucket struct {
+	Le    float64 `json:"le"`
+	Count uint64  `json:"count"`
+}
+
+// latencyName is the delivery latency histogram's name.
+const latencyName = "switchboard_delivery_latency_seconds"
+
+// add adds the histogram h (same buckets) to v.
+func (v *LatencyView) add(h *dto.Histogram) {
+	for i, b := range h.GetBucket() {
+		if i == len(v.Buckets) {
+			v.Buckets = append(v.Buckets, LatencyBucket{Le: b.GetUpperBound()})
+		}
+		if v.Buckets[i].Le == b.GetUpperBound() {
+			v.Buckets[i].Count += b.GetCumulativeCount()
+		}
+	}
+	v.Count += h.GetSampleCount()
+	v.Sum += h.GetSampleSum()
+}
+
 // counterNames are the totals the overview reads, by the name the page uses.
 var counterNames = map[string][]string{
 	"messages_in":          {"switchboard_messages_in_total", "switchboard_signalr_messages_in_total"},
@@ -92,23 +141,43 @@ var histogramNames = map[string]string{
 }
 
 func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
-	o := Overview{NodeID: d.cfg.Namespaces[0].Node.ID(), Time: d.now().UTC(), Counters: map[string]float64{},
-		Upstream: UpstreamView{Requests: map[string]float64{}}}
+	o := Overview{NodeID: d.cfg.Namespaces[0].Node.ID(), Time: d.now().UTC(), Streams: []history.StreamStat{}}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
 	if d.cfg.Cluster != nil {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		o.Cluster = d.cfg.Cluster(ctx)
-		cancel()
 	}
 	if d.cfg.History != nil {
 		o.History = d.cfg.History()
 	}
+	if d.cfg.Streams != nil {
+		if st := d.cfg.Streams(ctx, maxStreamsShown); st != nil {
+			o.Streams = st
+		}
+	}
 	if d.cfg.Connectors != nil {
 		o.Connectors = d.cfg.Connectors()
 	}
-	for _, ns := range d.cfg.Namespaces {
-		o.Namespaces = append(o.Namespaces, namespaceView(ns))
+	local := d.summarize(&o)
+	sums := []NodeSummary{local}
+	o.Nodes = []NodeView{local.view(true)}
+	if d.cfg.Peers != nil {
+		answers, missing := d.peers(ctx)
+		for id, b := range answers {
+			var s NodeSummary
+			if err := json.Unmarshal(b, &s); err != nil || s.NodeID != id {
+				missing[id] = "a summary this node cannot read"
+				continue
+			}
+			sums = append(sums, s)
+			o.Nodes = append(o.Nodes, s.view(false))
+		}
+		for id, why := range missing {
+			o.Nodes = append(o.Nodes, NodeView{NodeID: id, Error: why, Counters: map[string]float64{}, Latency: LatencyView{Buckets: []LatencyBucket{}}})
+		}
 	}
-	d.readMetrics(&o)
+	slices.SortFunc(o.Nodes, func(a, b NodeView) int { return cmp.Compare(a.NodeID, b.NodeID) })
+	o.Namespaces, o.Latency = merge(sums)
 	writeJSON(w, http.StatusOK, o)
 }
 
@@ -122,6 +191,7 @@ func namespaceView(ns Namespace) NamespaceView {
 			continue
 		}
 		st := h.Stats()
+		v.Connections += st.Conns
 		v.Hubs = append(v.Hubs, HubView{Name: name, Connections: st.Conns, Users: st.Users, Groups: st.Groups})
 		for _, g := range h.TopGroups(maxGroupsShown) {
 			v.TopGroups = append(v.TopGroups, TopGroup{Hub: name, Group: g.Name, Members: g.Members})
@@ -178,6 +248,14 @@ func (d *Dashboard) readMetrics(o *Overview) {
 					o.Counters[key+"_seconds_sum"] += h.GetSampleSum()
 					o.Counters[key+"_count"] += float64(h.GetSampleCount())
 				}
+			}
+		}
+	}
+	o.Latency.Buckets = []LatencyBucket{}
+	if f := byName[latencyName]; f != nil {
+		for _, m := range f.GetMetric() {
+			if h := m.GetHistogram(); h != nil {
+				o.Latency.add(h)
 			}
 		}
 	}

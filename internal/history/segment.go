@@ -2,6 +2,7 @@ package history
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -203,6 +204,7 @@ type stream struct {
 	next    uint64  // next offset to give out
 	top     uint64  // last durable offset
 	entries []entry // retained durable records, offsets top-len+1 … top
+	bytes   int64   // the sum of the entries' sizes
 }
 
 func (s *stream) oldest() uint64 { return s.top - uint64(len(s.entries)) + 1 }
@@ -434,6 +436,7 @@ func (l *SegmentLog) addEntry(k streamKey, s *stream, e entry) {
 		seg.live++
 	}
 	l.hubBytes[k.hub] += int64(e.size)
+	s.bytes += int64(e.size)
 	if over := len(s.entries) - s.ret.MaxMessages; over > 0 {
 		l.dropEntries(k, s, over)
 	}
@@ -452,6 +455,7 @@ func (l *SegmentLog) dropEntries(k streamKey, s *stream, n int) {
 		bytes += int(e.size)
 	}
 	l.hubBytes[k.hub] -= int64(bytes)
+	s.bytes -= int64(bytes)
 	// Reslice: O(1). The dropped prefix is freed when append next grows
 	// the array (it copies only the retained entries), so a stream's index
 	// stays within a small multiple of its retained records.
@@ -1065,6 +1069,64 @@ func (l *SegmentLog) Stats() Stats {
 	}
 	l.mu.Unlock()
 	return st
+}
+
+// StreamStat is one group's stream as the dashboard shows it.
+type StreamStat struct {
+	// Namespace is the hub's namespace ("" for the default one).
+	Namespace string `json:"ns"`
+	Hub       string `json:"hub"`
+	Group     string `json:"group"`
+	Bytes     int64  `json:"bytes"`    // of its retained records, headers included; -1: unknown
+	Messages  int    `json:"messages"` // retained
+	// First and Last are the offsets of its oldest and newest retained
+	// messages (0 when it has none); Epoch is its epoch.
+	First uint64 `json:"first_offset"`
+	Last  uint64 `json:"last_offset"`
+	Epoch string `json:"epoch"`
+	// MaxMessages and MaxAge are its retention limits.
+	MaxMessages int    `json:"max_messages"`
+	MaxAge      string `json:"max_age"`
+}
+
+// TopStreams returns the n streams with the most retained bytes, biggest
+// first (ties by hub and group). It scans the streams' counters once under
+// the log's lock (no record is read) and keeps at most n entries.
+func (l *SegmentLog) TopStreams(n int) []StreamStat {
+	if n <= 0 {
+		return nil
+	}
+	type cand struct {
+		k streamKey
+		s StreamStat
+	}
+	less := func(a, b cand) int {
+		return cmp.Or(cmp.Compare(b.s.Bytes, a.s.Bytes), cmp.Compare(a.k.hub, b.k.hub), cmp.Compare(a.k.group, b.k.group))
+	}
+	top := make([]cand, 0, n)
+	l.mu.Lock()
+	for k, s := range l.streams {
+		c := cand{k: k, s: StreamStat{Bytes: s.bytes}}
+		if len(top) == n && less(c, top[n-1]) >= 0 {
+			continue
+		}
+		c.s = StreamStat{Hub: k.hub, Group: k.group, Bytes: s.bytes, Messages: len(s.entries), Epoch: FormatEpoch(s.epoch),
+			MaxMessages: s.ret.MaxMessages, MaxAge: s.ret.MaxAge.String()}
+		if len(s.entries) > 0 {
+			c.s.First, c.s.Last = s.oldest(), s.top
+		}
+		if len(top) == n {
+			top = top[:n-1]
+		}
+		i, _ := slices.BinarySearchFunc(top, c, less)
+		top = slices.Insert(top, i, c)
+	}
+	l.mu.Unlock()
+	out := make([]StreamStat, len(top))
+	for i, c := range top {
+		out[i] = c.s
+	}
+	return out
 }
 
 // Close writes what was appended, stops the goroutines and closes the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -356,5 +357,56 @@ func TestWriteFailureFailsTheLog(t *testing.T) {
 	// read itself fails here, on the closed file).
 	if p, _ := l.Read("chat", "room:1", 0, 0, 0); p.Offset != 1 {
 		t.Errorf("durable top %d after a failed write, want 1", p.Offset)
+	}
+}
+
+// TopStreams: the biggest streams by retained bytes, with their offsets,
+// epoch and retention; the bytes follow count retention and a restart's
+// recovery.
+func TestTopStreams(t *testing.T) {
+	dir := t.TempDir()
+	l := openLog(t, dir, nil)
+	for i := range 5 {
+		appendWait(t, l, "other", "small:1", strings.Repeat("s", 100+i)) // 3 kept of 5
+	}
+	first := appendWait(t, l, "chat", "room:big", strings.Repeat("b", 1000))
+	appendWait(t, l, "chat", "room:big", strings.Repeat("b", 1000))
+	appendWait(t, l, "chat", "room:tiny", "t")
+	check := func(l *SegmentLog, when string) {
+		t.Helper()
+		top := l.TopStreams(2)
+		if len(top) != 2 || top[0].Group != "room:big" || top[1].Group != "small:1" {
+			t.Fatalf("%s: top 2 = %+v, want room:big then small:1", when, top)
+		}
+		big, small := top[0], top[1]
+		if big.Hub != "chat" || big.Messages != 2 || big.First != 1 || big.Last != 2 || big.Epoch != FormatEpoch(first.Epoch) ||
+			big.MaxMessages != 1000 || big.MaxAge != "1h0m0s" || big.Bytes < 2000 || big.Bytes > 2200 {
+			t.Errorf("%s: room:big %+v", when, big)
+		}
+		if small.Messages != 3 || small.First != 3 || small.Last != 5 || small.MaxMessages != 3 || small.Bytes < 102+103+104 || small.Bytes > big.Bytes {
+			t.Errorf("%s: small:1 %+v (the 2 trimmed records' bytes must be gone)", when, small)
+		}
+		if all := l.TopStreams(10); len(all) != 3 || all[2].Group != "room:tiny" {
+			t.Errorf("%s: top 10 = %+v, want the 3 streams", when, all)
+		}
+		var sum int64
+		for _, s := range l.TopStreams(10) {
+			sum += s.Bytes
+		}
+		var hubs int64
+		for _, b := range l.Stats().HubBytes {
+			hubs += b
+		}
+		if sum != hubs {
+			t.Errorf("%s: the streams' bytes add up to %d, the hubs' to %d", when, sum, hubs)
+		}
+	}
+	check(l, "running")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check(openLog(t, dir, nil), "after a restart")
+	if l.TopStreams(0) != nil {
+		t.Error("TopStreams(0) returned streams")
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -345,6 +346,23 @@ type RuleView struct {
 	Pattern     string `json:"pattern"`
 	MaxMessages int    `json:"maxMessages"`
 	MaxAge      string `json:"maxAge"`
+}
+
+// TopStreams returns the n group streams with the most retained bytes
+// (SegmentLog.TopStreams), the hubs of another namespace (Namespace) with
+// it in StreamStat.Namespace; none while the log is not open.
+func (s *Service) TopStreams(n int) []StreamStat {
+	l := s.log.Load()
+	if l == nil {
+		return []StreamStat{}
+	}
+	top := l.TopStreams(n)
+	for i := range top {
+		if ns, hub, ok := strings.Cut(top[i].Hub, namespaceSep); ok {
+			top[i].Namespace, top[i].Hub = ns, hub
+		}
+	}
+	return top
 }
 
 // Summary describes the policies and the log.

@@ -288,6 +288,11 @@ func New(cfg config.Config, log *slog.Logger) (_ *Server, err error) {
 	}
 	if s.dash != nil {
 		s.dash.Register(mux)
+		if clus != nil {
+			if err := clus.ServeSummaries(s.dash.Summary); err != nil {
+				return nil, err
+			}
+		}
 	}
 	s.http = httpServer(lis.gate.Handler(mux, webPubSubKind), cfg.Server.ReadTimeout, log)
 	if clus != nil {

@@ -7,15 +7,18 @@ import { before, after, test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { startServer, launchBrowser, waitFor, hubName, signJwt, HERE } from "./harness.mjs";
+import { startServer, startNats, launchBrowser, waitFor, hubName, signJwt, HERE } from "./harness.mjs";
 
 const SHOTS = path.join(HERE, "screenshots");
 let sb;
 let browser;
 
+// Every hub keeps the history of its hist:* groups (the history streams panel).
+const HISTORY = `hubs:\n  _default:\n    history:\n      - {pattern: "hist:*", max_messages: 50, max_age: 1h}\n`;
+
 before(async () => {
   mkdirSync(SHOTS, { recursive: true });
-  sb = await startServer();
+  sb = await startServer({ config: HISTORY });
   browser = await launchBrowser();
 });
 
@@ -27,10 +30,10 @@ after(async () => {
 const shot = (page, name) => page.screenshot({ path: path.join(SHOTS, `dashboard-${name}.png`), fullPage: true });
 
 /** Opens a json.webpubsub.azure.v1 client in its own page; resolves to {page, id}. */
-async function openClient(context, hub, user, groups) {
+async function openClient(context, hub, user, groups, server = sb) {
   const page = await context.newPage();
-  const aud = `${sb.endpoint}/client/hubs/${hub}`;
-  const token = signJwt({ aud, sub: user, role: ["webpubsub.joinLeaveGroup"], "webpubsub.group": groups }, sb.keys[0]);
+  const aud = `${server.endpoint}/client/hubs/${hub}`;
+  const token = signJwt({ aud, sub: user, role: ["webpubsub.joinLeaveGroup"], "webpubsub.group": groups }, server.keys[0]);
   const url = `${aud.replace(/^http/, "ws")}?access_token=${encodeURIComponent(token)}`;
   const id = await page.evaluate(
     (url) =>
@@ -106,6 +109,34 @@ test("dashboard: login, live trace, overview, publish console, token tool, conne
     });
     await shot(page, "publish");
 
+    // The delivery latency chart gets a point: the message above was written to the client's
+    // socket between two polls.
+    await page.click("a[data-tab=overview]");
+    await page.waitForSelector("#rate-delivery:has-text('p99')");
+    await page.waitForSelector("#chart-delivery circle.out", { state: "attached" });
+    assert.match(await page.textContent("#rate-delivery"), /^p50 [\d.]+k? · p99 [\d.]+k?$/);
+
+    // Two console sends to a group that keeps history: the streams panel lists it at offset 2.
+    await page.click("a[data-tab=publish]");
+    await page.fill("#publish-form input[name=name]", "hist:1");
+    for (const text of ["kept 1", "kept 2"]) {
+      await page.fill("#publish-form textarea[name=data]", text);
+      await page.evaluate(() => (document.querySelector("#publish-result").textContent = ""));
+      await page.click("#publish-send");
+      await page.waitForSelector("#publish-result:has-text('sent')");
+    }
+    await page.click("a[data-tab=overview]");
+    const row = await page.waitForSelector(`#streams tr:has-text("hist:1"):has-text("${hub}")`);
+    await waitFor(async () => {
+      const cells = await row.$$eval("td", (tds) => tds.map((td) => td.textContent));
+      // ns, hub, group, bytes, messages, first, last, epoch, retention
+      return cells[4] === "2" && cells[5] === "1" && cells[6] === "2" && /^[0-9a-f]{16}$/.test(cells[7]) && cells[8] === "50 msgs · 1h0m0s";
+    }, { what: "hist:1 at offsets 1 to 2 with its epoch and retention" }).catch(async (e) => {
+      e.message += ` row: ${await page.textContent(`#streams tr:has-text("hist:1")`)}`;
+      throw e;
+    });
+    await shot(page, "streams");
+
     // The token tool mints a client URL for a user with roles and groups, and a negotiate answer.
     await page.click("a[data-tab=token]");
     await page.fill("#token-form input[name=hub]", hub);
@@ -158,5 +189,54 @@ test("dashboard: login, live trace, overview, publish console, token tool, conne
     throw e;
   } finally {
     await context.close();
+  }
+});
+
+test("dashboard: the nodes of a cluster, their connections summed", async () => {
+  const nats = await startNats();
+  const nodes = [];
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e.message));
+  page.on("console", (m) => m.type() === "error" && errors.push(m.text()));
+  const hub = hubName("dashc");
+  try {
+    for (const id of ["n1", "n2"]) {
+      nodes.push(await startServer({ keys: nodes[0]?.keys, extraArgs: ["--set", `server.node_id=${id}`, "--set", `cluster.nats_url=${nats.url}`] }));
+    }
+    const [n1, n2] = nodes;
+    await page.goto(n1.endpoint + "/dashboard/login");
+    await page.fill("#key", n1.keys[0]);
+    await page.click("#login-button");
+    await page.waitForURL(/\/dashboard\/$/);
+    // A client on each node: node n1's dashboard lists both nodes with one connection each, and
+    // the hub with the two.
+    await openClient(context, hub, "ann", ["room"], n1);
+    await openClient(context, hub, "bob", ["room"], n2);
+    for (const id of ["n1", "n2"]) {
+      await waitFor(async () => /^n\d1/.test(((await page.textContent(`#nodes tr:has-text("${id}")`).catch(() => "")) || "").replace(/\s+/g, "")), {
+        what: `node ${id} listed with 1 connection`,
+      }).catch(async (e) => {
+        e.message += ` nodes: ${await page.textContent("#nodes")}`;
+        throw e;
+      });
+    }
+    assert.match(await page.textContent(`#nodes tr:has-text("n1")`), /this node/);
+    await page.waitForSelector(`#hubs tr:has-text("${hub}")`);
+    await waitFor(async () => /webpubsub\s*\S+\s*2\s*2\s*2/.test(await page.textContent(`#hubs tr:has-text("${hub}")`)), {
+      what: "the hub with 2 connections, 2 users, 2 groups (one per node)",
+    });
+    await waitFor(async () => /room\s*2/.test(await page.textContent(`#groups tr:has-text("room")`)), { what: "room with its 2 members" });
+    await shot(page, "cluster");
+    assert.deepEqual(errors, []);
+  } catch (e) {
+    await shot(page, "cluster-failure").catch(() => {});
+    e.message += nodes.map((n) => n.diag()).join("");
+    throw e;
+  } finally {
+    await context.close();
+    for (const n of nodes) await n.stop();
+    await nats.stop();
   }
 });

@@ -105,21 +105,22 @@ async function healthy(url) {
 }
 
 /**
- * Start `switchboard serve` with the SignalR listener and `config` (YAML). Resolves to
+ * Start `switchboard serve` with the SignalR listener, `config` (YAML), the access `keys` (two random
+ * ones by default) and `extraArgs` (e.g. `--set cluster.nats_url=…`). Resolves to
  * {endpoint, signalrEndpoint, signalrPort, keys, stop(), diag()}.
  */
-export async function startServer({ config } = {}) {
+export async function startServer({ config, keys, extraArgs = [] } = {}) {
   const bin = await buildServer();
   const port = await freePort();
   const dataDir = mkdtempSync(path.join(os.tmpdir(), "switchboard-browser-data-"));
-  const keys = [randomBytes(32).toString("base64"), randomBytes(32).toString("base64")];
+  keys ??= [randomBytes(32).toString("base64"), randomBytes(32).toString("base64")];
   const args = ["serve", "--addr", `127.0.0.1:${port}`, "--data-dir", dataDir, "--access-key", keys[0], "--access-key", keys[1]];
   if (config !== undefined) {
     const file = path.join(dataDir, "switchboard.yaml");
     writeFileSync(file, config);
     args.splice(1, 0, "--config", file);
   }
-  args.push("--set", "signalr.addr=127.0.0.1:0");
+  args.push("--set", "signalr.addr=127.0.0.1:0", ...extraArgs);
   const env = { ...process.env };
   delete env.SWITCHBOARD_BIN; // the server refuses unknown SWITCHBOARD_* settings
   const child = spawn(bin, args, { cwd: dataDir, env, stdio: ["ignore", "pipe", "pipe"] });
@@ -283,6 +284,51 @@ export async function startApp(sb) {
     },
     close: () => (server.closeAllConnections(), new Promise((r) => server.close(() => r()))),
   };
+}
+
+let builtNats;
+/** A nats-server binary: $NATS_SERVER_BIN (`make nats-server` builds bin/nats-server), else built once. */
+async function natsServerBin() {
+  if (process.env.NATS_SERVER_BIN) return process.env.NATS_SERVER_BIN;
+  const made = path.join(REPO_ROOT, "bin", "nats-server");
+  if (existsSync(made)) return made;
+  if (builtNats) return builtNats;
+  const dir = mkdtempSync(path.join(os.tmpdir(), "switchboard-browser-nats-"));
+  const out = path.join(dir, "nats-server");
+  await execFileP("go", ["build", "-o", out, "github.com/nats-io/nats-server/v2"], { cwd: REPO_ROOT, maxBuffer: 64 << 20 });
+  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return (builtNats = out);
+}
+
+/** Start a core NATS server on a free loopback port; resolves to {url, stop()}. */
+export async function startNats() {
+  const bin = await natsServerBin();
+  const port = await freePort();
+  const child = spawn(bin, ["-a", "127.0.0.1", "-p", String(port)], { stdio: "ignore" });
+  let exited = null;
+  const exitPromise = new Promise((resolve) => child.on("exit", (code, signal) => resolve((exited = { code, signal }))));
+  const stop = async () => {
+    if (!exited) {
+      child.kill("SIGTERM");
+      await exitPromise;
+    }
+  };
+  const accepts = () =>
+    new Promise((resolve) => {
+      const c = net.connect(port, "127.0.0.1");
+      c.once("connect", () => (c.destroy(), resolve(true)));
+      c.once("error", () => resolve(false));
+    });
+  try {
+    await waitFor(async () => {
+      if (exited) throw Object.assign(new Error(`nats-server exited: ${JSON.stringify(exited)}`), { fatal: true });
+      return accepts();
+    }, { timeout: 15000, what: `nats-server on 127.0.0.1:${port}` });
+  } catch (e) {
+    await stop();
+    throw e;
+  }
+  return { url: `nats://127.0.0.1:${port}`, stop };
 }
 
 export const CHROMIUM_ARGS = [

@@ -82,3 +82,32 @@ func hasLabels(m *dto.Metric, labels []string) bool {
 	}
 	return true
 }
+
+// Histogram returns the sample count and sum of the histogram series of
+// the family name in g whose labels include every pair of labels, added
+// up (0, 0 when none matches). It fails t when g cannot be gathered or a
+// matching series is not a histogram.
+func Histogram(t testing.TB, g prometheus.Gatherer, name string, labels ...string) (count uint64, sum float64) {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatalf("metrictest: gather %s: %v", name, err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if !hasLabels(m, labels) {
+				continue
+			}
+			h := m.GetHistogram()
+			if h == nil {
+				t.Fatalf("metrictest: %s is a %v, not a histogram", name, mf.GetType())
+			}
+			count += h.GetSampleCount()
+			sum += h.GetSampleSum()
+		}
+	}
+	return count, sum
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/latency"
 	"github.com/switchboardhq/switchboard/internal/metricreg"
 )
 
@@ -255,9 +256,10 @@ func (c *Conn) hold(w http.ResponseWriter, r *http.Request, p *poll) {
 			c.metrics.polls.WithLabelValues("aborted").Inc()
 			return
 		}
-		if body, ok := c.takeLocked(); ok {
+		if body, oldest, ok := c.takeLocked(); ok {
 			c.mu.Unlock()
 			c.respond(w, http.StatusOK, body, "data")
+			c.metrics.latency.Observe(oldest, time.Now())
 			c.giveBack(body)
 			return
 		}
@@ -286,15 +288,15 @@ func (c *Conn) hold(w http.ResponseWriter, r *http.Request, p *poll) {
 }
 
 // takeLocked drains the source into the response buffer, which the caller
-// then owns until giveBack; ok is false when nothing was queued. c.mu is
-// held.
-func (c *Conn) takeLocked() (body []byte, ok bool) {
+// then owns until giveBack, with the Accepted of the oldest send in it (0:
+// none); ok is false when nothing was queued. c.mu is held.
+func (c *Conn) takeLocked() (body []byte, oldest int64, ok bool) {
 	if c.src == nil {
-		return nil, false
+		return nil, 0, false
 	}
 	c.items = c.src.Drain(c, c.items[:0])
 	if len(c.items) == 0 {
-		return nil, false
+		return nil, 0, false
 	}
 	body, c.buf = c.buf[:0], nil
 	for i := range c.items {
@@ -302,8 +304,11 @@ func (c *Conn) takeLocked() (body []byte, ok bool) {
 		body = c.src.AppendHead(body, it.Seq, it.Body)
 		body = append(body, it.Body...)
 		it.Body = nil
+		if it.Accepted != 0 && (oldest == 0 || it.Accepted < oldest) {
+			oldest = it.Accepted
+		}
 	}
-	return body, true
+	return body, oldest, true
 }
 
 // giveBack returns a response buffer for the next poll.
@@ -363,9 +368,10 @@ func (c *Conn) respond(w http.ResponseWriter, status int, body []byte, result st
 }
 
 type metrics struct {
-	conns prometheus.Gauge
-	polls *prometheus.CounterVec
-	bytes prometheus.Counter
+	conns   prometheus.Gauge
+	polls   *prometheus.CounterVec
+	bytes   prometheus.Counter
+	latency *latency.Shard // the delivery latency, shared by the conns
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -387,5 +393,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help: "Bytes of poll response bodies written."})); err != nil {
 		return nil, err
 	}
+	h, err := metricreg.Register(reg, "longpoll", latency.New())
+	if err != nil {
+		return nil, err
+	}
+	m.latency = h.Shared("longpoll")
 	return &m, nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/switchboardhq/switchboard/internal/core"
 	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
@@ -294,4 +295,25 @@ func TestConcurrentWakes(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// A poll answered with sends is one observation of the delivery latency,
+// from the oldest send's acceptance; one without sends (Accepted 0) is none.
+func TestDeliveryLatencyObservedPerResponse(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{})
+	e.mustPoll(t, http.StatusOK)
+	e.conn.Deliver(&core.Message{Data: []byte("reply")})
+	e.mustPoll(t, http.StatusOK)
+	if n, _ := metrictest.Histogram(t, e.reg, "switchboard_delivery_latency_seconds", "transport", "longpoll"); n != 0 {
+		t.Fatalf("a response without sends was observed (%d)", n)
+	}
+	accepted := time.Now().Add(-300 * time.Millisecond).UnixNano()
+	e.conn.Deliver(&core.Message{Data: []byte("newer"), Accepted: accepted + int64(200*time.Millisecond)})
+	e.conn.Deliver(&core.Message{Data: []byte("older"), Accepted: accepted})
+	e.mustPoll(t, http.StatusOK)
+	n, sum := metrictest.Histogram(t, e.reg, "switchboard_delivery_latency_seconds", "transport", "longpoll")
+	if n != 1 || sum < 0.3 || sum > 60 {
+		t.Errorf("latency count %d, sum %v s: want one observation of the oldest send (at least 0.3 s)", n, sum)
+	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/latency"
 	"github.com/switchboardhq/switchboard/internal/metricreg"
 )
 
@@ -230,15 +231,20 @@ func (s *Stream) serve(ctx context.Context) string {
 				s.items = src.Drain(s, s.items[:0])
 				if len(s.items) > 0 {
 					s.payload = s.payload[:0]
+					var oldest int64 // the Accepted of the oldest send in this event
 					for i := range s.items {
 						it := &s.items[i]
 						s.payload = src.AppendHead(s.payload, it.Seq, it.Body)
 						s.payload = append(s.payload, it.Body...)
 						it.Body = nil
+						if it.Accepted != 0 && (oldest == 0 || it.Accepted < oldest) {
+							oldest = it.Accepted
+						}
 					}
 					if reason := s.writeEvent(); reason != "" {
 						return reason
 					}
+					s.metrics.latency.Observe(oldest, time.Now())
 					switch {
 					case timer != nil:
 						timer.Reset(s.opts.KeepAlive)
@@ -331,6 +337,7 @@ type metrics struct {
 	events  prometheus.Counter
 	bytes   prometheus.Counter
 	closes  *prometheus.CounterVec
+	latency *latency.Shard // the delivery latency, shared by the streams
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -356,5 +363,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Help: "Ended streams by reason."}, []string{"reason"})); err != nil {
 		return nil, err
 	}
+	h, err := metricreg.Register(reg, "sse", latency.New())
+	if err != nil {
+		return nil, err
+	}
+	m.latency = h.Shared("sse")
 	return &m, nil
 }

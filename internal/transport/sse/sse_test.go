@@ -321,3 +321,26 @@ func BenchmarkEvent(b *testing.B) {
 		dst = appendEvent(dst[:0], payload)
 	}
 }
+
+// An event that carries sends is one observation of the delivery latency,
+// from the oldest send's acceptance.
+func TestDeliveryLatencyObservedPerEvent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{}, false)
+	accepted := time.Now().Add(-300 * time.Millisecond).UnixNano()
+	e.prepare = func(p *peer) {
+		p.conn.Deliver(&core.Message{Data: []byte("a"), Accepted: accepted + int64(200*time.Millisecond)})
+		p.conn.Deliver(&core.Message{Data: []byte("b"), Accepted: accepted})
+		p.conn.Deliver(&core.Message{Data: []byte("c")})
+	}
+	c, _ := e.open(t)
+	c.readEvent(t)
+	eventually.True(t, "one latency observation", 10*time.Second, func() bool {
+		n, _ := metrictest.Histogram(t, e.reg, "switchboard_delivery_latency_seconds", "transport", "sse")
+		return n > 0
+	})
+	n, sum := metrictest.Histogram(t, e.reg, "switchboard_delivery_latency_seconds", "transport", "sse")
+	if n != 1 || sum < 0.3 || sum > 60 {
+		t.Errorf("latency count %d, sum %v s: want one observation of the oldest send (at least 0.3 s)", n, sum)
+	}
+}

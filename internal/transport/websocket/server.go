@@ -14,6 +14,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchboardhq/switchboard/internal/latency"
 	"github.com/switchboardhq/switchboard/internal/metricreg"
 )
 
@@ -240,6 +241,7 @@ type metrics struct {
 	badFrames           *prometheus.CounterVec
 	partialMessages     prometheus.Gauge
 	partialBytes        prometheus.Gauge
+	latency             *latency.Histogram // each writer observes on a shard of its own
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -282,6 +284,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.badFrames, err = metricreg.Register(reg, "websocket", m.badFrames); err != nil {
+		return nil, err
+	}
+	if m.latency, err = metricreg.Register(reg, "websocket", latency.New()); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/latency"
 )
 
 // Coalescing: each wake-up of a writer drains everything its scheduled
@@ -24,7 +25,8 @@ const (
 
 // writer is one goroutine that writes for many sockets.
 type writer struct {
-	srv *Server
+	srv     *Server
+	latency *latency.Shard // this writer's share of the delivery latency
 
 	// mu guards the fields below.
 	mu      sync.Mutex
@@ -48,7 +50,7 @@ type span struct {
 }
 
 func newWriter(s *Server) *writer {
-	return &writer{srv: s, sockets: make(map[*Socket]struct{}), wake: make(chan struct{}, 1)}
+	return &writer{srv: s, latency: s.metrics.latency.Shard("websocket"), sockets: make(map[*Socket]struct{}), wake: make(chan struct{}, 1)}
 }
 
 func (w *writer) add(s *Socket) {
@@ -179,12 +181,16 @@ func (w *writer) flush(s *Socket) {
 		w.addControl(ws.OpPing, nil)
 		frames++
 	}
+	var oldest int64 // the Accepted of the oldest send in this write
 	if src != nil {
 		w.items = src.Drain(s, w.items[:0])
 		for i := range w.items {
 			it := &w.items[i]
 			w.addMessage(src, it)
 			it.Body = nil
+			if it.Accepted != 0 && (oldest == 0 || it.Accepted < oldest) {
+				oldest = it.Accepted
+			}
 		}
 		frames += len(w.items)
 	}
@@ -201,7 +207,11 @@ func (w *writer) flush(s *Socket) {
 		s.closeQueued = true
 	}
 	if len(w.spans) > 0 {
-		w.write(s, frames)
+		if w.write(s, frames) && oldest != 0 {
+			// One observation per write, of its oldest send (sampling:
+			// the others in the write waited no longer).
+			w.latency.Observe(oldest, time.Now())
+		}
 	}
 	if s.corked.CompareAndSwap(true, false) {
 		uncork(s.conn) // the 101 response and the first frames leave together
@@ -246,8 +256,9 @@ func (w *writer) addScratch(off, n int) {
 
 // write sends the batch to s. A socket that does not take the whole batch
 // at once keeps the rest and moves to the slow lane: a goroutine of its own
-// that blocks on the write, so the writer goes on with the others.
-func (w *writer) write(s *Socket, frames int) {
+// that blocks on the write, so the writer goes on with the others. It
+// reports false when the write failed (the socket is then dropped).
+func (w *writer) write(s *Socket, frames int) bool {
 	w.bufs = w.bufs[:0]
 	for _, sp := range w.spans {
 		b := sp.body
@@ -268,6 +279,7 @@ func (w *writer) write(s *Socket, frames int) {
 	case err != nil:
 		w.srv.metrics.closes.WithLabelValues("write_error").Inc()
 		s.kill("write error")
+		return false
 	case rest == nil:
 		if s.closeQueued {
 			s.kill("closed by the server")
@@ -280,6 +292,7 @@ func (w *writer) write(s *Socket, frames int) {
 			w.slowLane(s, rest)
 		}()
 	}
+	return true
 }
 
 // slowLane writes pending to a socket that stalled, blocking as long as the

@@ -46,7 +46,7 @@ function showTab() {
 }
 
 // ---- charts
-const series = { msgsIn: [], msgsOut: [], bytesIn: [], bytesOut: [], slow: [], rest: [], upstream: [] };
+const series = { msgsIn: [], msgsOut: [], bytesIn: [], bytesOut: [], slow: [], rest: [], upstream: [], p50: [], p99: [] };
 let last = null;
 
 function push(arr, v) {
@@ -54,31 +54,101 @@ function push(arr, v) {
   if (arr.length > HISTORY) arr.shift();
 }
 
-function draw(svg, lines) {
+// draw draws each line's points; with dots, also a dot on each (for series
+// with few points, such as the latency of polls that saw sends).
+function draw(svg, lines, dots = false) {
+  const SVG = "http://www.w3.org/2000/svg";
   const max = Math.max(1, ...lines.flatMap((l) => l.data));
-  const paths = lines.map((l) => {
-    const pts = l.data.map((v, i) => `${(i * 300) / (HISTORY - 1)},${80 - (v / max) * 76}`);
-    const p = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
-    p.setAttribute("points", pts.join(" "));
+  const shapes = lines.flatMap((l) => {
+    const xy = l.data.map((v, i) => [(i * 300) / (HISTORY - 1), 80 - (v / max) * 76]);
+    const p = document.createElementNS(SVG, "polyline");
+    p.setAttribute("points", xy.map(([x, y]) => `${x},${y}`).join(" "));
     p.setAttribute("class", l.cls);
-    return p;
+    if (!dots) return [p];
+    return [p, ...xy.map(([x, y]) => {
+      const c = document.createElementNS(SVG, "circle");
+      c.setAttribute("cx", x);
+      c.setAttribute("cy", y);
+      c.setAttribute("r", 2);
+      c.setAttribute("class", l.cls);
+      return c;
+    })];
   });
-  svg.replaceChildren(...paths);
+  svg.replaceChildren(...shapes);
+}
+
+// quantile estimates the q-quantile of the observations between two polls
+// of a cumulative histogram ({buckets: [{le, count}], count}) as Prometheus'
+// histogram_quantile does: linear within the bucket that holds it; past the
+// last bound, the last bound. null when nothing was observed.
+function quantile(q, cur, prev) {
+  const n = cur.count - (prev ? prev.count : 0);
+  if (!(n > 0)) return null;
+  const rank = q * n;
+  let lo = 0, below = 0;
+  for (let i = 0; i < cur.buckets.length; i++) {
+    const b = cur.buckets[i];
+    const c = b.count - (prev && prev.buckets[i] ? prev.buckets[i].count : 0);
+    if (c >= rank) return lo + (b.le - lo) * (c > below ? (rank - below) / (c - below) : 1);
+    lo = b.le;
+    below = c;
+  }
+  return lo;
 }
 
 const fmt = (n) => (n >= 1e6 ? (n / 1e6).toFixed(1) + "M" : n >= 1e3 ? (n / 1e3).toFixed(1) + "k" : (Math.round(n * 10) / 10).toString());
+
+// growth returns what grew between the last poll and o, summed over the
+// nodes present (and answering) in both: counters, and the delivery latency
+// histogram's buckets; and each node's message rates for the nodes table.
+function growth(o, dt) {
+  const sum = {}, buckets = new Map(), perNode = {};
+  let count = 0;
+  for (const n of o.nodes) {
+    const prev = last.nodes.get(n.node_id);
+    if (n.error || !prev) continue;
+    const r = {};
+    for (const [k, v] of Object.entries(n.counters)) {
+      const d = Math.max(0, v - (prev.c[k] || 0));
+      sum[k] = (sum[k] || 0) + d;
+      r[k] = d / dt;
+    }
+    perNode[n.node_id] = r;
+    const d = n.latency.count - prev.lat.count;
+    if (d <= 0) continue; // nothing new, or the node restarted
+    count += d;
+    for (const b of n.latency.buckets) {
+      const pb = prev.lat.buckets.find((x) => x.le === b.le);
+      buckets.set(b.le, (buckets.get(b.le) || 0) + b.count - (pb ? pb.count : 0));
+    }
+  }
+  const lat = { count, buckets: [...buckets].sort((a, b) => a[0] - b[0]).map(([le, c]) => ({ le, count: c })) };
+  return { sum, lat, perNode };
+}
+
+let nodeRates = {};
 
 function rates(o) {
   const now = Date.parse(o.time);
   if (last) {
     const dt = Math.max(0.001, (now - last.t) / 1000);
-    const r = (k) => Math.max(0, (o.counters[k] - last.c[k]) / dt);
+    const g = growth(o, dt);
+    nodeRates = g.perNode;
+    const r = (k) => (g.sum[k] || 0) / dt;
     push(series.msgsIn, r("messages_in"));
     push(series.msgsOut, r("messages_out"));
     push(series.bytesIn, r("bytes_in"));
     push(series.bytesOut, r("bytes_out"));
     push(series.slow, r("slow_consumer_closes"));
-    // mean time of the calls made between two polls, in ms (0 when none)
+    // delivery latency of the sends written between two polls, in ms
+    const p50 = quantile(0.5, g.lat, null), p99 = quantile(0.99, g.lat, null);
+    if (p50 !== null) {
+      push(series.p50, 1000 * p50);
+      push(series.p99, 1000 * p99);
+      draw($("#chart-delivery"), [{ data: series.p50, cls: "in" }, { data: series.p99, cls: "out" }], true);
+      $("#rate-delivery").textContent = `p50 ${fmt(1000 * p50)} · p99 ${fmt(1000 * p99)}`;
+    }
+    // mean time of this node's calls made between two polls, in ms (0 when none)
     const mean = (k) => {
       const n = (o.counters[k + "_count"] || 0) - (last.c[k + "_count"] || 0);
       return n > 0 ? (1000 * ((o.counters[k + "_seconds_sum"] || 0) - (last.c[k + "_seconds_sum"] || 0))) / n : 0;
@@ -93,15 +163,23 @@ function rates(o) {
     $("#rate-msgs").textContent = `${fmt(series.msgsIn.at(-1))} in · ${fmt(series.msgsOut.at(-1))} out`;
     $("#rate-bytes").textContent = `${fmt(series.bytesIn.at(-1))} in · ${fmt(series.bytesOut.at(-1))} out`;
   }
-  $("#total-slow").textContent = `${o.counters.slow_consumer_closes} in total`;
-  last = { t: now, c: o.counters };
+  const slow = o.nodes.reduce((n, x) => n + (x.counters.slow_consumer_closes || 0), 0);
+  $("#total-slow").textContent = `${slow} in total`;
+  last = { t: now, c: o.counters, nodes: new Map(o.nodes.filter((n) => !n.error).map((n) => [n.node_id, { c: n.counters, lat: n.latency }])) };
 }
 
 function render(o) {
   $("#node-id").textContent = "node " + o.node_id;
   const cl = o.cluster || {};
-  const nodes = cl.enabled ? cl.nodes : [{ node_id: o.node_id, connections: o.namespaces.reduce((n, ns) => n + ns.hubs.reduce((m, h) => m + h.connections, 0), 0) }];
-  fill($("#nodes tbody"), nodes.map((n) => [n.node_id, n.connections, n.started ? new Date(n.started).toLocaleString() : "", n.last_seen ? new Date(n.last_seen).toLocaleTimeString() : "this node"]));
+  const seen = new Map((cl.enabled ? cl.nodes : []).map((n) => [n.node_id, n]));
+  rates(o);
+  fill($("#nodes tbody"), o.nodes.map((n) => {
+    const hb = seen.get(n.node_id) || {};
+    const r = nodeRates[n.node_id];
+    const status = n.error ? n.error : n.local ? "this node" : hb.last_seen ? "seen " + new Date(hb.last_seen).toLocaleTimeString() : "";
+    return [n.node_id, n.error ? hb.connections ?? "" : n.connections, r ? fmt(r.messages_in || 0) : "", r ? fmt(r.messages_out || 0) : "",
+      hb.started ? new Date(hb.started).toLocaleString() : "", status];
+  }));
   $("#nats").textContent = cl.enabled ? `NATS ${cl.nats.status} ${cl.nats.url || ""} · JetStream ${cl.jetstream && cl.jetstream.enabled ? "on" : "off"}` : "single node (no cluster)";
   const hubs = [], groups = [];
   for (const ns of o.namespaces) {
@@ -111,12 +189,13 @@ function render(o) {
   groups.sort((a, b) => b[3] - a[3]);
   fill($("#hubs tbody"), hubs);
   fill($("#groups tbody"), groups.slice(0, 20));
+  fill($("#streams tbody"), o.streams.map((s) => [s.ns, s.hub, s.group, s.bytes < 0 ? "?" : fmt(s.bytes), s.messages,
+    s.first_offset, s.last_offset, s.epoch, `${s.max_messages} msgs · ${s.max_age}`]));
   const up = o.upstream;
   const statuses = Object.entries(up.requests).sort().map(([s, n]) => `${s}: ${n}`).join(" · ") || "none yet";
   fill($("#upstream tbody"), [["requests by status", statuses], ["retries", up.retries], ["dropped", up.dropped], ["queued", up.queued]]);
   $("#history").replaceChildren(tree(o.history));
   $("#connectors").replaceChildren(tree(o.connectors));
-  rates(o);
 }
 
 // tree renders a JSON value as nested tables: an array of objects as rows
