@@ -531,11 +531,11 @@ func TestOverviewSumsTheNodes(t *testing.T) {
 
 type nopCodec struct{}
 
-func (nopCodec) Key() int                                     { return 1 }
-func (nopCodec) EncodeMessage(m *core.Message) core.Frame     { return core.Frame{Data: m.Data} }
-func (nopCodec) Sequenced() bool                              { return false }
-func (nopCodec) AppendHead(dst []byte, _ uint64) []byte       { return dst }
-func (nopCodec) EncodeDisconnected(string) (core.Frame, bool) { return core.Frame{}, false }
+func (nopCodec) Key() int                                         { return 1 }
+func (nopCodec) EncodeMessage(m *core.Message) core.Frame         { return core.Frame{Data: m.Data} }
+func (nopCodec) Sequenced() bool                                  { return false }
+func (nopCodec) AppendHead(dst []byte, _ uint64, _ []byte) []byte { return dst }
+func (nopCodec) EncodeDisconnected(string) (core.Frame, bool)     { return core.Frame{}, false }
 
 type nopLink struct{}
 
