@@ -137,6 +137,9 @@ func TestClusterProtobufClients(t *testing.T) {
 
 	// JSON → protobuf, and REST through c by content type.
 	js.ws.WriteText([]byte(`{"type":"sendToGroup","group":"g","noEcho":true,"dataType":"json","data":{"n":1}}`))
+	// Sends accepted by two nodes have no order between them: the REST
+	// sends through c start once a's has arrived.
+	pb.receive(func() bool { return len(pb.got) >= 1 })
 	mustREST(t, n[2], http.MethodPost, "/groups/g/:send", `{"rest":true}`, http.StatusAccepted)
 	resp, b := restDo(t, n[2], http.MethodPost, strings.TrimRight(n[2].Endpoint(), "/")+"/api/hubs/chat/groups/g/:send?api-version=2024-12-01", "plain", "Content-Type", "text/plain")
 	if resp.StatusCode != http.StatusAccepted {
