@@ -109,13 +109,15 @@ function protobufProtocol({ reliable }) {
 }
 
 const roles = ["webpubsub.sendToGroup", "webpubsub.joinLeaveGroup"];
+// No keep-alive pings: a stopped client's pending keep-alive delay holds the process ~40 s.
+const quiet = { keepAliveIntervalInMs: 0, keepAliveTimeoutInMs: 0 };
 
 it("official clients: protobuf ⇄ JSON through a group, every data type, and REST by content type", async (t) => {
   const hub = hubName("pb");
   const svc = serviceClient(sb, hub);
   const g = "g-" + randomSuffix();
-  const pb = await startSdkClient(svc, { userId: "pb", roles }, { protocol: protobufProtocol({ reliable: true }) });
-  const js = await startSdkClient(svc, { userId: "js", roles });
+  const pb = await startSdkClient(svc, { userId: "pb", roles }, { ...quiet, protocol: protobufProtocol({ reliable: true }) });
+  const js = await startSdkClient(svc, { userId: "js", roles }, quiet);
   t.after(() => {
     pb.stop();
     js.stop();
@@ -174,7 +176,7 @@ it("reliable protobuf: recovery over dropped sockets, nothing lost, nothing twic
   const svc = serviceClient(sb, hub);
   const proxy = await startProxy(sb.port);
   const g = "seq-" + randomSuffix();
-  const c = await startSdkClient(svc, { userId: "rel", roles }, { protocol: protobufProtocol({ reliable: true }) }, { urlTransform: (u) => withPort(u, proxy.port) });
+  const c = await startSdkClient(svc, { userId: "rel", roles }, { ...quiet, protocol: protobufProtocol({ reliable: true }) }, { urlTransform: (u) => withPort(u, proxy.port) });
   t.after(() => {
     c.stop();
     return proxy.close();
