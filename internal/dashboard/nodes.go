@@ -123,12 +123,15 @@ func (d *Dashboard) streams(ctx context.Context) []history.StreamStat {
 	c := &d.streamsCache
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if now := d.now(); c.out == nil || now.Sub(c.at) >= streamsCacheFor {
+	if c.out == nil || d.now().Sub(c.at) >= streamsCacheFor {
 		c.out = d.cfg.Streams(ctx, maxStreamsShown)
 		if c.out == nil {
 			c.out = []history.StreamStat{}
 		}
-		c.at = now
+		// From the end of the read: JetStream's own cache (as long),
+		// filled during it, has expired by the next one, so the two do
+		// not add up to twice the staleness.
+		c.at = d.now()
 	}
 	return c.out
 }
