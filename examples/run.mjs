@@ -3,7 +3,7 @@
 // example's npm packages). It starts bin/switchboard with the example's switchboard.yaml and
 // its own data directory (examples/<name>/data), reads the connection strings the server
 // prints, starts the example's backend with them, and prints the URL to open. Ctrl-C stops
-// both (the backend first, then the server, gracefully).
+// both (the backend first, then the server, gracefully), as do SIGTERM and SIGHUP.
 //
 // Ports: EXAMPLE_PORT (the backend, default 3000), EXAMPLE_SERVER_PORT (Switchboard's Web
 // PubSub listener, default 8090) and EXAMPLE_SIGNALR_PORT (its SignalR listener, default 8091).
@@ -50,6 +50,21 @@ serverExited.then((e) => {
   }
 });
 
+// Stops the backend (once started) and then the server. From the start: a signal's default kills
+// this script alone, without the "exit" handler, and the server, in its own process group, would
+// go on listening (a Ctrl-C while it starts; SIGHUP: the terminal closed).
+let app;
+const stop = async () => {
+  if (stopping) return;
+  stopping = true;
+  console.log("\nstopping…");
+  await app?.close();
+  server.kill("SIGTERM");
+  await serverExited;
+  process.exit(0);
+};
+for (const sig of ["SIGINT", "SIGTERM", "SIGHUP"]) process.on(sig, stop);
+
 // The server prints the Web PubSub connection string, then the SignalR one.
 const connectionStrings = await new Promise((resolve) => {
   const lines = [];
@@ -79,7 +94,7 @@ for (let i = 0; ; i++) {
 
 const mod = await import(`./${name}/server.mjs`);
 const log = (line) => console.log(`[${name}] ${line}`);
-const app = await mod[examples[name]]({
+app = await mod[examples[name]]({
   connectionString: name === "chat" ? webpubsub : signalr,
   host,
   port,
@@ -88,15 +103,3 @@ const app = await mod[examples[name]]({
 });
 console.log(`\nSwitchboard: http://${host}:${serverPort}/ (dashboard; log in with the key in ${path.relative(process.cwd(), dataDir)}/access-key)`);
 console.log(`\n  Open ${app.url}/ ${name === "chat" ? "(two browsers, two names: chat between them)" : ""}\n\nCtrl-C stops.`);
-
-const stop = async () => {
-  if (stopping) return;
-  stopping = true;
-  console.log("\nstopping…");
-  await app.close();
-  server.kill("SIGTERM");
-  await serverExited;
-  process.exit(0);
-};
-process.on("SIGINT", stop);
-process.on("SIGTERM", stop);

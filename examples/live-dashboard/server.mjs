@@ -131,7 +131,12 @@ export async function startDashboard({ connectionString, hub = "telemetry", host
       }
       const m = /^\/api\/segments\/([^/]+)\/connections\/([^/]+)$/.exec(u.pathname);
       if (m && (req.method === "PUT" || req.method === "DELETE")) {
-        const segment = decodeURIComponent(m[1]);
+        let segment;
+        try {
+          segment = decodeURIComponent(m[1]);
+        } catch {
+          return json(400, { error: "the segment in the path is not valid percent-encoding" });
+        }
         if (!SEGMENTS.some((s) => s.name === segment)) return json(404, { error: `no segment ${segment}` });
         await rest(req.method, `${groupPath(segment)}/connections/${m[2]}`);
         return json(200, { segment, joined: req.method === "PUT" });

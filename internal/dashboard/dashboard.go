@@ -95,7 +95,8 @@ type Dashboard struct {
 	metrics  metrics
 	now      func() time.Time
 
-	peerCache peerCache
+	peerCache    peerCache
+	streamsCache streamsCache
 }
 
 type metrics struct {

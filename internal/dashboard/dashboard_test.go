@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/history"
 )
 
 const (
@@ -541,3 +543,79 @@ type nopLink struct{}
 
 func (nopLink) Wake()             {}
 func (nopLink) Close(int, string) {}
+
+// The history streams panel is read at most once per streamsCacheFor (5 s)
+// however many viewers poll: the embedded log's scan holds its lock for
+// every stream it keeps (about 0.3 s for a million), which viewers must not
+// multiply, and JetStream's costs requests.
+func TestOverviewStreamsAreReadOncePerInterval(t *testing.T) {
+	reads := 0
+	f := newFixture(t, func(c *Config) {
+		c.Streams = func(_ context.Context, n int) []history.StreamStat {
+			reads++
+			return []history.StreamStat{{Hub: "chat", Group: fmt.Sprintf("room:%d", reads), Messages: 3}}
+		}
+	})
+	cookie := f.session()
+	poll := func() Overview {
+		t.Helper()
+		var o Overview
+		w := f.do("GET", "/dashboard/api/overview", "", map[string]string{"Cookie": cookie})
+		if err := json.Unmarshal(w.Body.Bytes(), &o); err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	for range 50 { // 50 viewers within the interval
+		if o := poll(); len(o.Streams) != 1 || o.Streams[0].Group != "room:1" {
+			t.Fatalf("streams %+v, want the first read's", o.Streams)
+		}
+	}
+	if reads != 1 {
+		t.Fatalf("50 polls within 5 s read the streams %d times, want 1", reads)
+	}
+	f.now = f.now.Add(5 * time.Second) // streamsCacheFor
+	if o := poll(); reads != 2 || len(o.Streams) != 1 || o.Streams[0].Group != "room:2" {
+		t.Fatalf("after 5 s: %d reads, streams %+v; want a second read", reads, o.Streams)
+	}
+}
+
+// The other nodes' summaries and the streams are shared by every viewer
+// (cached): a viewer that goes away mid-poll must not leave its cancelled
+// request's failures for the others to see.
+func TestOverviewSharedReadsOutliveTheirViewer(t *testing.T) {
+	peer, _ := json.Marshal(NodeSummary{NodeID: "n2"})
+	f := newFixture(t, func(c *Config) {
+		c.Peers = func(ctx context.Context) (map[string][]byte, map[string]string) {
+			if err := ctx.Err(); err != nil { // as cluster.Summaries: each request fails
+				return map[string][]byte{}, map[string]string{"n2": "no answer: " + err.Error()}
+			}
+			return map[string][]byte{"n2": peer}, map[string]string{}
+		}
+		c.Streams = func(ctx context.Context, n int) []history.StreamStat {
+			if ctx.Err() != nil { // as cluster.History.TopStreams: every stream is skipped
+				return []history.StreamStat{}
+			}
+			return []history.StreamStat{{Hub: "chat", Group: "room", Messages: 3}}
+		}
+	})
+	cookie := f.session()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the first viewer closed its tab
+	r := httptest.NewRequestWithContext(ctx, "GET", "http://example.test/dashboard/api/overview", nil)
+	r.RemoteAddr = "192.0.2.1:1234"
+	r.Header.Set("Cookie", cookie)
+	f.mux.ServeHTTP(httptest.NewRecorder(), r)
+
+	var o Overview
+	w := f.do("GET", "/dashboard/api/overview", "", map[string]string{"Cookie": cookie})
+	if err := json.Unmarshal(w.Body.Bytes(), &o); err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Nodes) != 2 || o.Nodes[1].NodeID != "n2" || o.Nodes[1].Error != "" {
+		t.Errorf("nodes %+v: the next viewer got the cancelled poll's failure", o.Nodes)
+	}
+	if len(o.Streams) != 1 {
+		t.Errorf("streams %+v: the next viewer got the cancelled poll's empty panel", o.Streams)
+	}
+}

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/switchboardhq/switchboard/internal/history"
 )
 
 // Every node's part of the overview: on a cluster each node answers a
@@ -101,6 +103,37 @@ func (d *Dashboard) peers(ctx context.Context) (map[string][]byte, map[string]st
 		c.at = time.Now()
 	}
 	return maps.Clone(c.answers), maps.Clone(c.missing)
+}
+
+// streamsCacheFor is how long the history streams panel serves every
+// poll: the embedded log's scan holds the log's lock over every stream it
+// keeps (about 0.3 s for a million streams), JetStream's costs requests;
+// viewers must not multiply either.
+const streamsCacheFor = 5 * time.Second
+
+type streamsCache struct {
+	mu  sync.Mutex
+	at  time.Time
+	out []history.StreamStat // shared by the polls: read only
+}
+
+// streams returns the biggest history streams (Config.Streams), read at
+// most once per streamsCacheFor.
+func (d *Dashboard) streams(ctx context.Context) []history.StreamStat {
+	c := &d.streamsCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.out == nil || d.now().Sub(c.at) >= streamsCacheFor {
+		c.out = d.cfg.Streams(ctx, maxStreamsShown)
+		if c.out == nil {
+			c.out = []history.StreamStat{}
+		}
+		// From the end of the read: JetStream's own cache (as long),
+		// filled during it, has expired by the next one, so the two do
+		// not add up to twice the staleness.
+		c.at = d.now()
+	}
+	return c.out
 }
 
 // merge sums the nodes' summaries: by namespace, each hub's counts (the

@@ -144,6 +144,11 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 	o := Overview{NodeID: d.cfg.Namespaces[0].Node.ID(), Time: d.now().UTC(), Streams: []history.StreamStat{}}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
+	// The peers' summaries and the streams are cached for every viewer:
+	// they are read without this viewer's cancellation, so that one who
+	// goes away mid-poll does not leave its failures to the others.
+	shared, cancelShared := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
+	defer cancelShared()
 	if d.cfg.Cluster != nil {
 		o.Cluster = d.cfg.Cluster(ctx)
 	}
@@ -151,9 +156,7 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 		o.History = d.cfg.History()
 	}
 	if d.cfg.Streams != nil {
-		if st := d.cfg.Streams(ctx, maxStreamsShown); st != nil {
-			o.Streams = st
-		}
+		o.Streams = d.streams(shared)
 	}
 	if d.cfg.Connectors != nil {
 		o.Connectors = d.cfg.Connectors()
@@ -162,7 +165,7 @@ func (d *Dashboard) overview(w http.ResponseWriter, r *http.Request) {
 	sums := []NodeSummary{local}
 	o.Nodes = []NodeView{local.view(true)}
 	if d.cfg.Peers != nil {
-		answers, missing := d.peers(ctx)
+		answers, missing := d.peers(shared)
 		for id, b := range answers {
 			var s NodeSummary
 			if err := json.Unmarshal(b, &s); err != nil || s.NodeID != id {

@@ -84,3 +84,12 @@ test("examples/live-dashboard: the chart gets the points of the joined segments 
     await context.close();
   }
 });
+
+test("examples/live-dashboard: a segment that is not valid percent-encoding is a 400 naming it, not a 502", async () => {
+  for (const method of ["PUT", "DELETE"]) {
+    const r = await fetch(`${app.url}/api/segments/%E0%A4%A/connections/c1`, { method });
+    const body = await r.json();
+    assert.equal(r.status, 400, JSON.stringify(body));
+    assert.match(body.error, /segment/);
+  }
+});

@@ -258,8 +258,9 @@ func (c *Conn) hold(w http.ResponseWriter, r *http.Request, p *poll) {
 		}
 		if body, oldest, ok := c.takeLocked(); ok {
 			c.mu.Unlock()
-			c.respond(w, http.StatusOK, body, "data")
-			c.metrics.latency.Observe(oldest, time.Now())
+			if c.respond(w, http.StatusOK, body, "data") == nil && oldest != 0 {
+				c.metrics.latency.Observe(oldest, time.Now()) // delivered: a failed answer is not
+			}
 			c.giveBack(body)
 			return
 		}
@@ -337,8 +338,9 @@ func (c *Conn) pollDone(p *poll) {
 	}
 }
 
-// respond writes one poll response and counts it as result.
-func (c *Conn) respond(w http.ResponseWriter, status int, body []byte, result string) {
+// respond writes one poll response and counts it as result; it returns
+// the write's error (the client went away).
+func (c *Conn) respond(w http.ResponseWriter, status int, body []byte, result string) error {
 	h := w.Header()
 	h.Set("Cache-Control", "no-cache, no-store")
 	h.Set("Pragma", "no-cache")
@@ -365,6 +367,7 @@ func (c *Conn) respond(w http.ResponseWriter, status int, body []byte, result st
 		c.log.LogAttrs(context.Background(), slog.LevelDebug, "long polling response failed",
 			slog.String("result", result), slog.Int("bytes", len(body)), slog.Any("err", err))
 	}
+	return err
 }
 
 type metrics struct {

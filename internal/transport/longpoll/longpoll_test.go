@@ -2,8 +2,10 @@ package longpoll
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -315,5 +317,24 @@ func TestDeliveryLatencyObservedPerResponse(t *testing.T) {
 	n, sum := metrictest.Histogram(t, e.reg, "switchboard_delivery_latency_seconds", "transport", "longpoll")
 	if n != 1 || sum < 0.3 || sum > 60 {
 		t.Errorf("latency count %d, sum %v s: want one observation of the oldest send (at least 0.3 s)", n, sum)
+	}
+}
+
+// failingWriter is a poll's response whose body cannot be written (the
+// client went away).
+type failingWriter struct{ *httptest.ResponseRecorder }
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("connection reset by peer") }
+
+// A response that could not be written delivered nothing: its sends are
+// not observed (as a failed WebSocket write, or SSE event).
+func TestDeliveryLatencyNotObservedForAFailedResponse(t *testing.T) {
+	t.Parallel()
+	e := newBubbleEnv(t, Options{})
+	e.lp.Poll(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, "/", nil)) // the first poll answers at once
+	e.conn.Deliver(&core.Message{Data: []byte("lost"), Accepted: time.Now().UnixNano()})
+	e.lp.Poll(failingWriter{httptest.NewRecorder()}, httptest.NewRequest(http.MethodGet, "/", nil))
+	if n, _ := metrictest.Histogram(t, e.reg, "switchboard_delivery_latency_seconds", "transport", "longpoll"); n != 0 {
+		t.Fatalf("a response that failed was observed (%d)", n)
 	}
 }

@@ -1,12 +1,16 @@
 package websocket
 
 import (
+	"io"
+	"net"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/gobwas/ws/wsutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/switchboardhq/switchboard/internal/core"
+	"github.com/switchboardhq/switchboard/internal/eventually"
 )
 
 // latencyOf returns the websocket series of switchboard_delivery_latency_seconds
@@ -78,5 +82,42 @@ func TestDeliveryLatencyObservedPerWrite(t *testing.T) {
 		if b.GetUpperBound() == 0.25 && b.GetCumulativeCount() != 0 {
 			t.Errorf("observed under 0.25 s: the newer send was taken, not the oldest")
 		}
+	}
+}
+
+// A write that stalls (the client stops reading) and finishes in the slow
+// lane is observed when its last byte is written, not when the slow lane
+// takes it over: the latency of exactly the slow deliveries must not be
+// cut short.
+func TestDeliveryLatencyOfAStalledWriteIsObservedWhenWritten(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, Options{Writers: 1, WriteTimeout: time.Minute})
+	e.prepare = smallBuffers
+	c, p := e.dial(t, 4096)
+	accepted := time.Now().UnixNano()
+	chunk := []byte(strings.Repeat("s", 8192))
+	items := make([]core.Item, (1<<20)/len(chunk)) // far more than the socket buffers take
+	for i := range items {
+		items[i] = core.Item{Body: chunk, Accepted: accepted}
+	}
+	p.src.push(items...) // at once: no write of a few of them alone, which would be observed
+	p.sock.Wake()
+	eventually.True(t, "the socket to stall", 30*time.Second, p.sock.slow.Load)
+	if h := latencyOf(t, e); h != nil && h.GetSampleCount() != 0 {
+		t.Fatalf("a write still in the slow lane was observed: count %d", h.GetSampleCount())
+	}
+	readFrom := time.Now().UnixNano() // nothing can be written before the client reads
+	// Back to ordinary buffers: with the tiny ones, delayed acks make
+	// loopback crawl (about 50 KB/s).
+	p.sock.conn.(*net.TCPConn).SetWriteBuffer(1 << 20)
+	c.conn.(*net.TCPConn).SetReadBuffer(1 << 20)
+	go io.Copy(io.Discard, c.r)
+	var h *dto.Histogram
+	eventually.True(t, "the stalled write to be observed once written", 30*time.Second, func() bool {
+		h = latencyOf(t, e)
+		return h != nil && h.GetSampleCount() > 0
+	})
+	if min := float64(readFrom-accepted) / 1e9; h.GetSampleSum() < min {
+		t.Errorf("sum = %v s, want at least the %v s the write waited for the client to read", h.GetSampleSum(), min)
 	}
 }

@@ -207,11 +207,9 @@ func (w *writer) flush(s *Socket) {
 		s.closeQueued = true
 	}
 	if len(w.spans) > 0 {
-		if w.write(s, frames) && oldest != 0 {
-			// One observation per write, of its oldest send (sampling:
-			// the others in the write waited no longer).
-			w.latency.Observe(oldest, time.Now())
-		}
+		// One observation per write, of its oldest send (sampling: the
+		// others in the write waited no longer), once it is written.
+		w.write(s, frames, oldest)
 	}
 	if s.corked.CompareAndSwap(true, false) {
 		uncork(s.conn) // the 101 response and the first frames leave together
@@ -256,9 +254,11 @@ func (w *writer) addScratch(off, n int) {
 
 // write sends the batch to s. A socket that does not take the whole batch
 // at once keeps the rest and moves to the slow lane: a goroutine of its own
-// that blocks on the write, so the writer goes on with the others. It
-// reports false when the write failed (the socket is then dropped).
-func (w *writer) write(s *Socket, frames int) bool {
+// that blocks on the write, so the writer goes on with the others. The
+// delivery latency of the batch's oldest send (accepted; 0: none) is
+// observed once the batch is written: at once, or when the slow lane is
+// done (a write that fails is not observed: its sends were not delivered).
+func (w *writer) write(s *Socket, frames int, accepted int64) {
 	w.bufs = w.bufs[:0]
 	for _, sp := range w.spans {
 		b := sp.body
@@ -279,8 +279,10 @@ func (w *writer) write(s *Socket, frames int) bool {
 	case err != nil:
 		w.srv.metrics.closes.WithLabelValues("write_error").Inc()
 		s.kill("write error")
-		return false
 	case rest == nil:
+		if accepted != 0 { // no clock read for writes without sends
+			w.latency.Observe(accepted, time.Now())
+		}
 		if s.closeQueued {
 			s.kill("closed by the server")
 		}
@@ -289,17 +291,16 @@ func (w *writer) write(s *Socket, frames int) bool {
 		w.srv.wg.Add(1)
 		go func() {
 			defer w.srv.wg.Done()
-			w.slowLane(s, rest)
+			w.slowLane(s, rest, accepted)
 		}()
 	}
-	return true
 }
 
 // slowLane writes pending to a socket that stalled, blocking as long as the
 // client takes bytes at all; a client that takes none for WriteTimeout is
 // dropped. Meanwhile the writer skips the socket, so what is queued stays in
 // the core queue, whose byte bound then detects a slow consumer.
-func (w *writer) slowLane(s *Socket, pending []byte) {
+func (w *writer) slowLane(s *Socket, pending []byte, accepted int64) {
 	w.srv.metrics.stalls.Inc()
 	for len(pending) > 0 {
 		s.conn.SetWriteDeadline(time.Now().Add(w.srv.opts.WriteTimeout))
@@ -320,6 +321,9 @@ func (w *writer) slowLane(s *Socket, pending []byte) {
 			s.kill("write error")
 			return
 		}
+	}
+	if accepted != 0 {
+		w.latency.Observe(accepted, time.Now())
 	}
 	if s.closeQueued {
 		s.kill("closed by the server")
