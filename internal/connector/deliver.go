@@ -177,8 +177,34 @@ func (d *Deliverer) DeliverRun(ctx context.Context, run []Placed) (int, error) {
 	if len(run) == 0 {
 		return 0, nil
 	}
-	finishes := make([]func() (durable.Sent, error), 0, len(run))
-	var spans []trace.Span // each started record's, when tracing is on
+	done := d.FinishRun(d.StartRun(ctx, run))
+	if done > 0 {
+		return done, nil
+	}
+	if err := d.DeliverPlaced(ctx, run[0].Record, run[0].Send, run[0].Err); err != nil {
+		return 0, err
+	}
+	return 1, nil
+}
+
+// StartedRun is a run whose sends StartRun started: FinishRun finishes them.
+type StartedRun struct {
+	finishes []func() (durable.Sent, error)
+	spans    []trace.Span // each started record's, when tracing is on
+}
+
+// Started is how many records of the run, from the first, were started: FinishRun can count
+// no more than these as done.
+func (s *StartedRun) Started() int { return len(s.finishes) }
+
+// StartRun is DeliverRun's first half: it starts the run's records in order (for a history
+// group: appends them) up to the first that is poison, whose key the run started already, or
+// whose start fails. FinishRun must be called on what it returns, exactly once: until then the
+// started sends hold their targets' later sends. A source that keeps several runs in flight
+// starts each after the previous one (their records then keep that order) and finishes them in
+// the order they were started.
+func (d *Deliverer) StartRun(ctx context.Context, run []Placed) *StartedRun {
+	s := &StartedRun{finishes: make([]func() (durable.Sent, error), 0, len(run))}
 	keys := make(map[string]struct{}, len(run))
 	for _, p := range run {
 		if p.Err != nil {
@@ -194,16 +220,25 @@ func (d *Deliverer) DeliverRun(ctx context.Context, run []Placed) (int, error) {
 			break
 		}
 		keys[p.Send.Key] = struct{}{}
-		finishes = append(finishes, f)
+		s.finishes = append(s.finishes, f)
 		if span != nil {
-			spans = append(spans, span)
+			s.spans = append(s.spans, span)
 		}
 	}
+	return s
+}
+
+// FinishRun is DeliverRun's second half: it finishes every started send of s in order and
+// returns how many, from the first, are done (sent or replayed): the source may commit them.
+// When one is refused, the ones after it are not counted. Unlike DeliverRun it does not
+// retry: a run none of whose sends went through returns 0, and the source delivers its first
+// record with DeliverPlaced once nothing of it is in flight any more.
+func (d *Deliverer) FinishRun(s *StartedRun) int {
 	done, failed := 0, false
-	for i, f := range finishes { // every started send is finished, in order
+	for i, f := range s.finishes { // every started send is finished, in order
 		sent, err := f()
-		if i < len(spans) {
-			endRecord(spans[i], err)
+		if i < len(s.spans) {
+			endRecord(s.spans[i], err)
 		}
 		switch {
 		case failed:
@@ -216,13 +251,7 @@ func (d *Deliverer) DeliverRun(ctx context.Context, run []Placed) (int, error) {
 			done++
 		}
 	}
-	if done > 0 {
-		return done, nil
-	}
-	if err := d.DeliverPlaced(ctx, run[0].Record, run[0].Send, run[0].Err); err != nil {
-		return 0, err
-	}
-	return 1, nil
+	return done
 }
 
 func (d *Deliverer) countSent(sent durable.Sent) {
