@@ -32,6 +32,9 @@ type Deliverer struct {
 	metrics    *Metrics
 	backoff    Backoff
 	counts     struct{ sent, replayed, poison, refused atomic.Int64 }
+	// The connector's series of metrics.records and metrics.sendErrors, looked up once: a
+	// lookup hashes the labels, for every record.
+	sentRecords, replayedRecords, sendErrors prometheus.Counter
 }
 
 // Counts are a Deliverer's totals since it was made.
@@ -81,7 +84,10 @@ func NewDeliverer(c DeliverConfig) (*Deliverer, error) {
 		c.Backoff.Max = max(5*time.Second, c.Backoff.Min)
 	}
 	return &Deliverer{name: c.Name, mapping: c.Mapping, node: c.Node, sends: c.Sends, deadLetter: c.DeadLetter,
-		log: c.Logger, metrics: c.Metrics, backoff: c.Backoff}, nil
+		log: c.Logger, metrics: c.Metrics, backoff: c.Backoff,
+		sentRecords:     c.Metrics.records.WithLabelValues(c.Name, "sent"),
+		replayedRecords: c.Metrics.records.WithLabelValues(c.Name, "replayed"),
+		sendErrors:      c.Metrics.sendErrors.WithLabelValues(c.Name)}, nil
 }
 
 // deadLetterAttempts bounds the tries of the dead-letter destination, so that one that is
@@ -126,7 +132,7 @@ func (d *Deliverer) DeliverPlaced(ctx context.Context, r *Record, s Send, err er
 			return ctx.Err()
 		}
 		d.counts.refused.Add(1)
-		d.metrics.sendErrors.WithLabelValues(d.name).Inc()
+		d.sendErrors.Inc()
 		if attempt == 0 || wait == d.backoff.Max {
 			d.log.Warn("connector send refused; retrying, the record is not committed", "connector", d.name,
 				"record", r.Coordinates(), "hub", s.Hub, "target", s.Target.Kind.String(), "err", err, "retry_in", wait)
@@ -205,10 +211,16 @@ func (s *StartedRun) Started() int { return len(s.finishes) }
 // the order they were started.
 func (d *Deliverer) StartRun(ctx context.Context, run []Placed) *StartedRun {
 	s := &StartedRun{finishes: make([]func() (durable.Sent, error), 0, len(run))}
-	keys := make(map[string]struct{}, len(run))
-	for _, p := range run {
+	var keys map[string]struct{} // made at the first key that is not its record's own
+	for i, p := range run {
 		if p.Err != nil {
 			break
+		}
+		if !p.Send.OwnKey && keys == nil {
+			keys = make(map[string]struct{}, len(run))
+			for _, q := range run[:i] {
+				keys[q.Send.Key] = struct{}{}
+			}
 		}
 		if _, dup := keys[p.Send.Key]; dup && p.Send.Key != "" {
 			break // a key started twice would wait for itself
@@ -219,7 +231,9 @@ func (d *Deliverer) StartRun(ctx context.Context, run []Placed) *StartedRun {
 			endRecord(span, err)
 			break
 		}
-		keys[p.Send.Key] = struct{}{}
+		if keys != nil {
+			keys[p.Send.Key] = struct{}{}
+		}
 		s.finishes = append(s.finishes, f)
 		if span != nil {
 			s.spans = append(s.spans, span)
@@ -245,7 +259,7 @@ func (d *Deliverer) FinishRun(s *StartedRun) int {
 		case err != nil:
 			failed = true
 			d.counts.refused.Add(1)
-			d.metrics.sendErrors.WithLabelValues(d.name).Inc()
+			d.sendErrors.Inc()
 		default:
 			d.countSent(sent)
 			done++
@@ -257,10 +271,10 @@ func (d *Deliverer) FinishRun(s *StartedRun) int {
 func (d *Deliverer) countSent(sent durable.Sent) {
 	if sent.Replayed {
 		d.counts.replayed.Add(1)
-		d.metrics.records.WithLabelValues(d.name, "replayed").Inc()
+		d.replayedRecords.Inc()
 	} else {
 		d.counts.sent.Add(1)
-		d.metrics.records.WithLabelValues(d.name, "sent").Inc()
+		d.sentRecords.Inc()
 	}
 }
 

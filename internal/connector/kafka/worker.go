@@ -176,10 +176,11 @@ const (
 )
 
 type laneItem struct {
-	rec  *connector.Record
-	send connector.Send
-	err  error // the placement's: a poison record
-	slot *slot
+	rec    *connector.Record
+	send   connector.Send
+	target string // send.TargetKey(), made once
+	err    error  // the placement's: a poison record
+	slot   *slot
 }
 
 func (w *worker) runLanes() {
@@ -214,11 +215,12 @@ func (w *worker) runLanes() {
 			}
 			cr := record(r)
 			s, err := d.Place(cr)
-			lane := 0
+			lane, target := 0, ""
 			if err == nil {
-				lane = int(fnv32(s.TargetKey()) % lanes)
+				target = s.TargetKey()
+				lane = int(fnv32(target) % lanes)
 			}
-			it := laneItem{rec: cr, send: s, err: err, slot: tr.add(r)}
+			it := laneItem{rec: cr, send: s, target: target, err: err, slot: tr.add(r)}
 			select {
 			case chans[lane] <- it:
 			case <-w.stop:
@@ -347,7 +349,7 @@ func (w *worker) lane(ch <-chan laneItem, tr *tracker) {
 			cut := false // an item of the lead's target that must not join: it and the target's later items stay
 			for _, it := range pending[1:] {
 				join := !cut && lead.err == nil && it.err == nil && len(run.items) < connector.MaxRun &&
-					it.send.TargetKey() == lead.send.TargetKey()
+					it.target == lead.target
 				if join && !it.send.OwnKey {
 					join, cut = false, true // it goes after this run, and its target's later items after it
 				}
