@@ -3,6 +3,7 @@ package history
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -97,7 +98,10 @@ func BenchmarkReplay(b *testing.B) {
 //   - pipelined: append each record when it is due, while a second goroutine waits for the
 //     acks in order (up to 256 in flight).
 //
-// p50 and p99 in µs; fsyncs/op is the group-commit factor.
+// p50 and p99 in µs; fsyncs/op is the group-commit factor. The busy variants run 256
+// goroutines that each compute for about 50µs at a time, as a server's other goroutines
+// (lanes, socket writers) do: the log's writer, back from its fsync, and the appenders wait
+// for a turn on a CPU among them.
 func BenchmarkAppendLatency(b *testing.B) {
 	for _, rate := range []int{8500, 34000} {
 		for _, pol := range []struct {
@@ -105,9 +109,18 @@ func BenchmarkAppendLatency(b *testing.B) {
 			p    FsyncPolicy
 		}{{"group_commit", FsyncGroupCommit}, {"none", FsyncNone}} {
 			for _, mode := range []string{"runs", "pipelined"} {
-				b.Run(fmt.Sprintf("rate=%d/%s/%s", rate, pol.name, mode), func(b *testing.B) {
-					benchAppendLatency(b, rate, pol.p, mode == "pipelined")
-				})
+				for _, busy := range []bool{false, true} {
+					name := fmt.Sprintf("rate=%d/%s/%s", rate, pol.name, mode)
+					if busy {
+						name += "/busy"
+					}
+					b.Run(name, func(b *testing.B) {
+						if busy {
+							defer spin(256)()
+						}
+						benchAppendLatency(b, rate, pol.p, mode == "pipelined")
+					})
+				}
 			}
 		}
 	}
@@ -205,4 +218,26 @@ func benchAppendLatency(b *testing.B, rate int, pol FsyncPolicy, pipelined bool)
 	b.ReportMetric(q(0.99), "p99-µs")
 	b.ReportMetric(float64(syncs.synced())/float64(len(all)), "fsyncs/op")
 	b.ReportMetric(0, "ns/op") // paced: the time per record is the rate's
+}
+
+// spin starts n goroutines that compute in slices of about 50µs, yielding between them, until
+// the returned function is called (it waits for them).
+func spin(n int) (stop func()) {
+	var quit atomic.Bool
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			x := uint64(1)
+			for !quit.Load() {
+				for t := time.Now(); time.Since(t) < 50*time.Microsecond; {
+					x = x*6364136223846793005 + 1442695040888963407
+				}
+				runtime.Gosched()
+			}
+			_ = x
+		}()
+	}
+	return func() { quit.Store(true); wg.Wait() }
 }
