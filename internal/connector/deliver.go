@@ -32,6 +32,9 @@ type Deliverer struct {
 	metrics    *Metrics
 	backoff    Backoff
 	counts     struct{ sent, replayed, poison, refused atomic.Int64 }
+	// The connector's series of metrics.records and metrics.sendErrors, looked up once: a
+	// lookup hashes the labels, for every record.
+	sentRecords, replayedRecords, sendErrors prometheus.Counter
 }
 
 // Counts are a Deliverer's totals since it was made.
@@ -81,7 +84,10 @@ func NewDeliverer(c DeliverConfig) (*Deliverer, error) {
 		c.Backoff.Max = max(5*time.Second, c.Backoff.Min)
 	}
 	return &Deliverer{name: c.Name, mapping: c.Mapping, node: c.Node, sends: c.Sends, deadLetter: c.DeadLetter,
-		log: c.Logger, metrics: c.Metrics, backoff: c.Backoff}, nil
+		log: c.Logger, metrics: c.Metrics, backoff: c.Backoff,
+		sentRecords:     c.Metrics.records.WithLabelValues(c.Name, "sent"),
+		replayedRecords: c.Metrics.records.WithLabelValues(c.Name, "replayed"),
+		sendErrors:      c.Metrics.sendErrors.WithLabelValues(c.Name)}, nil
 }
 
 // deadLetterAttempts bounds the tries of the dead-letter destination, so that one that is
@@ -126,7 +132,7 @@ func (d *Deliverer) DeliverPlaced(ctx context.Context, r *Record, s Send, err er
 			return ctx.Err()
 		}
 		d.counts.refused.Add(1)
-		d.metrics.sendErrors.WithLabelValues(d.name).Inc()
+		d.sendErrors.Inc()
 		if attempt == 0 || wait == d.backoff.Max {
 			d.log.Warn("connector send refused; retrying, the record is not committed", "connector", d.name,
 				"record", r.Coordinates(), "hub", s.Hub, "target", s.Target.Kind.String(), "err", err, "retry_in", wait)
@@ -177,12 +183,44 @@ func (d *Deliverer) DeliverRun(ctx context.Context, run []Placed) (int, error) {
 	if len(run) == 0 {
 		return 0, nil
 	}
-	finishes := make([]func() (durable.Sent, error), 0, len(run))
-	var spans []trace.Span // each started record's, when tracing is on
-	keys := make(map[string]struct{}, len(run))
-	for _, p := range run {
+	done := d.FinishRun(d.StartRun(ctx, run))
+	if done > 0 {
+		return done, nil
+	}
+	if err := d.DeliverPlaced(ctx, run[0].Record, run[0].Send, run[0].Err); err != nil {
+		return 0, err
+	}
+	return 1, nil
+}
+
+// StartedRun is a run whose sends StartRun started: FinishRun finishes them.
+type StartedRun struct {
+	finishes []func() (durable.Sent, error)
+	spans    []trace.Span // each started record's, when tracing is on
+}
+
+// Started is how many records of the run, from the first, were started: FinishRun can count
+// no more than these as done.
+func (s *StartedRun) Started() int { return len(s.finishes) }
+
+// StartRun is DeliverRun's first half: it starts the run's records in order (for a history
+// group: appends them) up to the first that is poison, whose key the run started already, or
+// whose start fails. FinishRun must be called on what it returns, exactly once: until then the
+// started sends hold their targets' later sends. A source that keeps several runs in flight
+// starts each after the previous one (their records then keep that order) and finishes them in
+// the order they were started.
+func (d *Deliverer) StartRun(ctx context.Context, run []Placed) *StartedRun {
+	s := &StartedRun{finishes: make([]func() (durable.Sent, error), 0, len(run))}
+	var keys map[string]struct{} // made at the first key that is not its record's own
+	for i, p := range run {
 		if p.Err != nil {
 			break
+		}
+		if !p.Send.OwnKey && keys == nil {
+			keys = make(map[string]struct{}, len(run))
+			for _, q := range run[:i] {
+				keys[q.Send.Key] = struct{}{}
+			}
 		}
 		if _, dup := keys[p.Send.Key]; dup && p.Send.Key != "" {
 			break // a key started twice would wait for itself
@@ -193,45 +231,50 @@ func (d *Deliverer) DeliverRun(ctx context.Context, run []Placed) (int, error) {
 			endRecord(span, err)
 			break
 		}
-		keys[p.Send.Key] = struct{}{}
-		finishes = append(finishes, f)
+		if keys != nil {
+			keys[p.Send.Key] = struct{}{}
+		}
+		s.finishes = append(s.finishes, f)
 		if span != nil {
-			spans = append(spans, span)
+			s.spans = append(s.spans, span)
 		}
 	}
+	return s
+}
+
+// FinishRun is DeliverRun's second half: it finishes every started send of s in order and
+// returns how many, from the first, are done (sent or replayed): the source may commit them.
+// When one is refused, the ones after it are not counted. Unlike DeliverRun it does not
+// retry: a run none of whose sends went through returns 0, and the source delivers its first
+// record with DeliverPlaced once nothing of it is in flight any more.
+func (d *Deliverer) FinishRun(s *StartedRun) int {
 	done, failed := 0, false
-	for i, f := range finishes { // every started send is finished, in order
+	for i, f := range s.finishes { // every started send is finished, in order
 		sent, err := f()
-		if i < len(spans) {
-			endRecord(spans[i], err)
+		if i < len(s.spans) {
+			endRecord(s.spans[i], err)
 		}
 		switch {
 		case failed:
 		case err != nil:
 			failed = true
 			d.counts.refused.Add(1)
-			d.metrics.sendErrors.WithLabelValues(d.name).Inc()
+			d.sendErrors.Inc()
 		default:
 			d.countSent(sent)
 			done++
 		}
 	}
-	if done > 0 {
-		return done, nil
-	}
-	if err := d.DeliverPlaced(ctx, run[0].Record, run[0].Send, run[0].Err); err != nil {
-		return 0, err
-	}
-	return 1, nil
+	return done
 }
 
 func (d *Deliverer) countSent(sent durable.Sent) {
 	if sent.Replayed {
 		d.counts.replayed.Add(1)
-		d.metrics.records.WithLabelValues(d.name, "replayed").Inc()
+		d.replayedRecords.Inc()
 	} else {
 		d.counts.sent.Add(1)
-		d.metrics.records.WithLabelValues(d.name, "sent").Inc()
+		d.sentRecords.Inc()
 	}
 }
 

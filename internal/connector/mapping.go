@@ -97,6 +97,7 @@ type Mapping struct {
 	kind             core.TargetKind
 	all              bool
 	contentType      string
+	dataType         core.DataType // contentType's, parsed once
 	excluded         []string
 	filter           *odata.Filter
 	invocation       *template.Template // nil: Web PubSub messages
@@ -109,10 +110,10 @@ func NewMapping(c Config) (*Mapping, error) {
 	if m.contentType == "" {
 		m.contentType = "application/json"
 	}
-	if _, err := dataType(m.contentType); err != nil {
+	var err error
+	if m.dataType, err = dataType(m.contentType); err != nil {
 		return nil, fmt.Errorf("connector: content type: %w", err)
 	}
-	var err error
 	if m.hub, err = template.Parse(c.Hub); err != nil {
 		return nil, fmt.Errorf("connector: hub: %w", err)
 	}
@@ -229,13 +230,11 @@ func (m *Mapping) Map(r *Record) (Send, error) {
 	if err != nil {
 		return Send{}, err
 	}
-	ct := m.contentType
+	typ := m.dataType
 	if h, ok := r.header(HeaderContentType); ok {
-		ct = h
-	}
-	typ, err := dataType(ct)
-	if err != nil {
-		return Send{}, &Poison{Reason: ReasonContentType, Err: err}
+		if typ, err = dataType(h); err != nil {
+			return Send{}, &Poison{Reason: ReasonContentType, Err: err}
+		}
 	}
 	msg, err := message(typ, r.Value)
 	if err != nil {

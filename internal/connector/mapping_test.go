@@ -200,3 +200,21 @@ func TestMapSignalRInvocation(t *testing.T) {
 		t.Errorf("filter header into a SignalR hub: %v", err)
 	}
 }
+
+// BenchmarkMap places a record of the connector bench's shape (a group named by the key, text
+// values): the mapping runs for every record a connector reads.
+func BenchmarkMap(b *testing.B) {
+	m, err := NewMapping(Config{Hub: "bench", Group: "{key}", ContentType: "text/plain"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := &Record{Topic: "bench-connector", Partition: 3, Offset: 123456, Key: []byte("conn17"), Value: make([]byte, 64)}
+	b.ReportAllocs()
+	for b.Loop() {
+		s, err := m.Map(r)
+		if err != nil {
+			b.Fatal(err)
+		}
+		_ = s.TargetKey()
+	}
+}

@@ -176,10 +176,11 @@ const (
 )
 
 type laneItem struct {
-	rec  *connector.Record
-	send connector.Send
-	err  error // the placement's: a poison record
-	slot *slot
+	rec    *connector.Record
+	send   connector.Send
+	target string // send.TargetKey(), made once
+	err    error  // the placement's: a poison record
+	slot   *slot
 }
 
 func (w *worker) runLanes() {
@@ -214,11 +215,12 @@ func (w *worker) runLanes() {
 			}
 			cr := record(r)
 			s, err := d.Place(cr)
-			lane := 0
+			lane, target := 0, ""
 			if err == nil {
-				lane = int(fnv32(s.TargetKey()) % lanes)
+				target = s.TargetKey()
+				lane = int(fnv32(target) % lanes)
 			}
-			it := laneItem{rec: cr, send: s, err: err, slot: tr.add(r)}
+			it := laneItem{rec: cr, send: s, target: target, err: err, slot: tr.add(r)}
 			select {
 			case chans[lane] <- it:
 			case <-w.stop:
@@ -229,20 +231,167 @@ func (w *worker) runLanes() {
 	}
 }
 
-// lane delivers the items of one lane: runs of consecutive items to one target with all of
-// them in flight (DeliverRun), each marked as its run completes.
+// pipelineDepth bounds the runs a lane keeps in flight. A lane starts a run's sends (for a
+// history group: appends its records) while the runs before it wait for their durability (the
+// history's fsync) and are broadcast, so that a record reaching the lane meanwhile is appended
+// at once and shares the next fsync, rather than waiting for the runs before it to finish
+// first and then for an fsync of its own.
+const pipelineDepth = 4
+
+// laneRun is a run a lane started: its items, in order; started says what StartRun did.
+type laneRun struct {
+	items   []laneItem
+	started *connector.StartedRun
+}
+
+// laneResult is a run the lane's finisher finished: done of its items, from the first, are
+// done (FinishRun).
+type laneResult struct {
+	run  *laneRun
+	done int
+}
+
+// lane delivers the items of one lane: runs of items to one target with all of them in flight
+// (StartRun), up to pipelineDepth runs at once, finished in the order they were started by the
+// lane's finisher goroutine (FinishRun); each item is marked as its run completes.
+//
+// Order per target: a target's items are started in the lane's order, and each run after the
+// previous one, so their records (and broadcasts: the history's sequencer) keep that order.
+// When a run comes back short (a send refused) or starts short, the lane starts nothing more
+// until every run in flight came back; the items not done (those of the short run from the
+// first refused one, and every item of the runs after it, whatever their result: they go
+// again, answered from the idempotency index if they were sent) go back before the pending
+// ones, in order, and a run none of whose items went through has its first item delivered
+// alone with DeliverPlaced's retries and poison handling, as DeliverRun does.
 func (w *worker) lane(ch <-chan laneItem, tr *tracker) {
 	d := w.c.deliver
-	var pending []laneItem
+	toFinish := make(chan *laneRun, pipelineDepth)
+	// Never full: at most pipelineDepth runs are in flight.
+	results := make(chan laneResult, pipelineDepth)
+	// The lane's finisher: it stops once toFinish is closed and drained.
+	go func() {
+		defer close(results)
+		for r := range toFinish {
+			results <- laneResult{run: r, done: d.FinishRun(r.started)}
+		}
+	}()
+	var (
+		pending  []laneItem // not started, in the lane's order
+		inflight int        // runs started and not yet come back
+		hold     bool       // a run started or came back short: start nothing until inflight is 0
+		failed   bool       // a run came back short: the runs after it go again
+		zeroDone bool       // the short run did none of its items
+		again    []laneItem // items of runs that came back short, in start order
+	)
+	mark := func(items []laneItem) {
+		for _, it := range items {
+			tr.complete(it.slot, func(last *kgo.Record) {
+				w.next.Store(last.Offset + 1)
+				w.cl.MarkCommitRecords(last)
+			})
+		}
+		if len(items) > 0 {
+			w.c.metrics.delivered(w.c.cfg.Name, len(items))
+		}
+	}
+	finished := func(res laneResult) {
+		inflight--
+		items := res.run.items
+		switch {
+		case failed:
+			again = append(again, items...)
+		default:
+			mark(items[:res.done])
+			if res.done < len(items) {
+				failed, hold, zeroDone = true, true, res.done == 0
+				again = append(again, items[res.done:]...)
+			}
+		}
+	}
+	defer func() {
+		// Stopping: the runs in flight are finished (a started send must be) and marked;
+		// what is pending is not sent, so not marked.
+		close(toFinish)
+		for res := range results {
+			finished(res)
+		}
+	}()
 	var placed []connector.Placed
-	var sel []int // indices in pending of the run's items
 	for {
-		if len(pending) == 0 {
+		if hold && inflight == 0 {
+			pending = append(again, pending...)
+			again = nil
+			hold, failed = false, false
+			if zeroDone && len(pending) > 0 {
+				zeroDone = false
+				it := pending[0]
+				if err := d.DeliverPlaced(w.ctx, it.rec, it.send, it.err); err != nil {
+					pending = pending[:0] // stopped while refused: not marked
+				} else {
+					mark(pending[:1])
+					pending = pending[1:]
+				}
+			}
+		}
+		select {
+		case <-w.stop: // stopping: what is queued is not sent, so not marked
+			pending, again = pending[:0], nil
+		default:
+		}
+		// Start runs while the pipeline has room.
+		for !hold && inflight < pipelineDepth && len(pending) > 0 {
+			// The first pending item leads a run, which the pending items to its target join, in
+			// order: a lane holds several targets, whose records need no order between them.
+			run := &laneRun{items: make([]laneItem, 0, min(len(pending), connector.MaxRun))}
+			lead := pending[0]
+			run.items = append(run.items, lead)
+			rest := pending[:0]
+			cut := false // an item of the lead's target that must not join: it and the target's later items stay
+			for _, it := range pending[1:] {
+				join := !cut && lead.err == nil && it.err == nil && len(run.items) < connector.MaxRun &&
+					it.target == lead.target
+				if join && !it.send.OwnKey {
+					join, cut = false, true // it goes after this run, and its target's later items after it
+				}
+				if join {
+					run.items = append(run.items, it)
+				} else {
+					rest = append(rest, it)
+				}
+			}
+			clear(pending[len(rest):])
+			pending = rest
+			placed = placed[:0]
+			for _, it := range run.items {
+				placed = append(placed, connector.Placed{Record: it.rec, Send: it.send, Err: it.err})
+			}
+			run.started = d.StartRun(w.ctx, placed)
+			if run.started.Started() < len(run.items) {
+				hold = true // the rest of it goes again once the runs in flight came back
+			}
+			inflight++
+			toFinish <- run
+		}
+		if inflight == 0 && len(pending) == 0 {
 			it, ok := <-ch
 			if !ok {
 				return
 			}
 			pending = append(pending, it)
+		} else {
+			in := ch
+			if len(pending) >= connector.MaxRun || hold || inflight == pipelineDepth && len(pending) > 0 {
+				in = nil // enough to start once a run comes back
+			}
+			select {
+			case it, ok := <-in:
+				if !ok {
+					return // closed at a stop: nothing more is sent
+				}
+				pending = append(pending, it)
+			case res := <-results:
+				finished(res)
+			}
 		}
 	gather:
 		for len(pending) < connector.MaxRun {
@@ -256,53 +405,6 @@ func (w *worker) lane(ch <-chan laneItem, tr *tracker) {
 				break gather
 			}
 		}
-		select {
-		case <-w.stop: // stopping: what is queued is not sent, so not marked
-			pending = pending[:0]
-			continue
-		default:
-		}
-		// The first pending item leads a run, which the pending items to its target join, in
-		// order: a lane holds several targets, whose records need no order between them.
-		sel, placed = sel[:0], placed[:0]
-		lead := pending[0]
-		sel = append(sel, 0)
-		placed = append(placed, connector.Placed{Record: lead.rec, Send: lead.send, Err: lead.err})
-		if lead.err == nil {
-			key := lead.send.TargetKey()
-			for j := 1; j < len(pending) && len(sel) < connector.MaxRun; j++ {
-				it := pending[j]
-				if it.err != nil || it.send.TargetKey() != key {
-					continue
-				}
-				if !it.send.OwnKey {
-					break // it goes after this run, and its target's later items after it
-				}
-				sel = append(sel, j)
-				placed = append(placed, connector.Placed{Record: it.rec, Send: it.send, Err: it.err})
-			}
-		}
-		done, err := d.DeliverRun(w.ctx, placed)
-		if err != nil {
-			pending = pending[:0] // stopped while refused: not marked
-			continue
-		}
-		for _, j := range sel[:done] {
-			tr.complete(pending[j].slot, func(last *kgo.Record) {
-				w.next.Store(last.Offset + 1)
-				w.cl.MarkCommitRecords(last)
-			})
-			pending[j].slot = nil // sent: dropped below
-		}
-		w.c.metrics.delivered(w.c.cfg.Name, done)
-		kept := pending[:0]
-		for _, it := range pending {
-			if it.slot != nil {
-				kept = append(kept, it)
-			}
-		}
-		clear(pending[len(kept):])
-		pending = kept
 	}
 }
 
