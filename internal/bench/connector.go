@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	hdr "github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -42,14 +44,18 @@ func (r *runner) connector(ctx context.Context, res *RunResult) error {
 			return err
 		}
 		defer cl.Close()
+		acks := newAckLatency()
+		defer acks.report(r.o.Progress)
 		produce = func(key, value []byte) {
 			wg.Add(1)
+			at := time.Now()
 			cl.Produce(ctx, &kgo.Record{Key: key, Value: value}, func(_ *kgo.Record, err error) {
 				defer wg.Done()
 				if err != nil {
 					r.countSendError(reason(err))
 					return
 				}
+				acks.record(time.Since(at))
 				r.sent.Add(1)
 			})
 		}
@@ -132,4 +138,33 @@ func (r *runner) connector(ctx context.Context, res *RunResult) error {
 		}
 		return r.collect(ctx, expect, f, res)
 	})
+}
+
+// ackLatency is how long the tool's producer took from a record's Produce call to the
+// broker's acknowledgement (its linger, one produce request in flight per broker as an
+// idempotent producer has, the broker's append): the part of the end-to-end latency spent
+// before the connector can fetch the record.
+type ackLatency struct {
+	mu sync.Mutex
+	h  *hdr.Histogram // µs
+}
+
+func newAckLatency() *ackLatency { return &ackLatency{h: hdr.New(1, 60_000_000, 3)} }
+
+func (a *ackLatency) record(d time.Duration) {
+	a.mu.Lock()
+	_ = a.h.RecordValue(d.Microseconds())
+	a.mu.Unlock()
+}
+
+// report prints the acknowledgements' p50, p99 and max to out (warm-up included).
+func (a *ackLatency) report(out io.Writer) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if out == nil || a.h.TotalCount() == 0 {
+		return
+	}
+	q := func(p float64) float64 { return float64(a.h.ValueAtQuantile(p)) / 1000 }
+	fmt.Fprintf(out, "kafka produce: %d records, produced to acknowledged p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+		a.h.TotalCount(), q(50), q(99), float64(a.h.Max())/1000)
 }

@@ -48,11 +48,17 @@ connectors:
 	srv := servertest.Start(t, servertest.Options{ConfigFile: cfg, Settings: []string{"history.fsync=none"}})
 	o := Options{Scenario: "connector", ConnString: srv.ConnectionString(), Brokers: kf.ListenAddrs(), Workers: 0, SourceIPs: -1,
 		Runs: 1, Warmup: 20 * time.Millisecond, Drain: 10 * time.Second, Subscribers: 8, Groups: 4, Messages: 100}
+	var progress lockedBuffer
+	o.Progress = &progress
 	waitAssigned(t, srv)
 	rep := runOK(t, o)
 	r := rep.Runs[0]
 	if r.Counted != 8*100 || r.Received != r.Sent*2 || r.Latency.Count != r.Counted || r.DeliveriesPerSec <= 0 {
 		t.Errorf("sent %d, received %d, counted %d, latency samples %d", r.Sent, r.Received, r.Counted, r.Latency.Count)
+	}
+	// The producer's share of the latency: every record acknowledged, warm-up included.
+	if want := fmt.Sprintf("kafka produce: %d records, produced to acknowledged p50 ", r.Sent); !strings.Contains(progress.String(), want) {
+		t.Errorf("progress output has no %q:\n%s", want, progress.String())
 	}
 }
 
