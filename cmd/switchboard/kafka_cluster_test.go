@@ -1,10 +1,7 @@
 package main
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
@@ -13,7 +10,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/connector/kafka"
 	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/natstest"
@@ -61,27 +57,8 @@ connectors:
 		t.Fatal(err)
 	}
 	defer prod.Close()
-	produceRange := func(from, to int) {
-		var recs []*kgo.Record
-		for i := from; i < to; i++ {
-			for k := range keys {
-				recs = append(recs, &kgo.Record{Topic: "account-updates", Partition: int32(k % parts),
-					Key: []byte(fmt.Sprintf("c%d", k)), Value: []byte(fmt.Sprintf(`{"seq":%d}`, i))})
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	total := func(ep string) int {
-		n := 0
-		for k := range keys {
-			n += len(groupSeqs(t, ep, fmt.Sprintf("customer:c%d", k)))
-		}
-		return n
-	}
+	produceRange := func(from, to int) { produceSeqs(t, prod, keys, parts, from, to) }
+	total := func(ep string) int { return historyTotal(t, ep, keys) }
 	epA, cmdA := startSwitchboard(t, cfgFile, t.TempDir(), "--set", "cluster.nats_url="+ns.URL(), "--set", "server.node_id=a")
 	epB, _ := startSwitchboard(t, cfgFile, t.TempDir(), "--set", "cluster.nats_url="+ns.URL(), "--set", "server.node_id=b")
 	eventually.True(t, "the two nodes hold 2 partitions each", 30*time.Second, func() bool {
@@ -101,40 +78,14 @@ connectors:
 	eventually.True(t, "every record reaches the history", 90*time.Second, func() bool { return total(epB) >= keys*perKey })
 	t.Logf("%v records sent again by node b were answered from the idempotency index",
 		promValue(t, epB, `switchboard_connector_records_total{connector="accounts",result="replayed"}`))
-	for k := range keys {
-		group := fmt.Sprintf("customer:c%d", k)
-		got := groupSeqs(t, epB, group)
-		if len(got) != perKey {
-			t.Errorf("%s has %d records, want %d (duplicates or losses)", group, len(got), perKey)
-		}
-		for i, s := range got {
-			if s != i {
-				t.Errorf("%s: record %d has seq %d: not each record once in partition order (%v…)", group, i, s, got[max(0, i-3):min(len(got), i+3)])
-				break
-			}
-		}
-	}
+	checkOnceInOrder(t, epB, keys, perKey, "record", "record once in partition order")
 }
 
 // kafkaHeld returns how many partitions the node at endpoint holds (/admin/connectors).
 func kafkaHeld(t *testing.T, endpoint string) int {
 	t.Helper()
-	keys, _ := auth.NewKeyRing(crashKey)
-	u := endpoint + "/admin/connectors"
-	tok, _ := keys.MintServerToken(u, time.Hour)
-	req, _ := http.NewRequest(http.MethodGet, u, nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var v struct{ Connectors []kafka.Status }
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		t.Fatal(err)
-	}
 	n := 0
-	for _, c := range v.Connectors {
+	for _, c := range adminConnectors[kafka.Status](t, endpoint) {
 		n += len(c.Partitions)
 	}
 	return n

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -140,27 +139,8 @@ connectors:
 		t.Fatal(err)
 	}
 	defer prod.Close()
-	produceRange := func(from, to int) {
-		var recs []*kgo.Record
-		for i := from; i < to; i++ {
-			for k := range keys {
-				recs = append(recs, &kgo.Record{Topic: "account-updates", Partition: int32(k % parts),
-					Key: []byte(fmt.Sprintf("c%d", k)), Value: []byte(fmt.Sprintf(`{"seq":%d}`, i))})
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	total := func(ep string) int {
-		n := 0
-		for k := range keys {
-			n += len(groupSeqs(t, ep, fmt.Sprintf("customer:c%d", k)))
-		}
-		return n
-	}
+	produceRange := func(from, to int) { produceSeqs(t, prod, keys, parts, from, to) }
+	total := func(ep string) int { return historyTotal(t, ep, keys) }
 
 	ep, cmd := startSwitchboard(t, cfgFile, dataDir)
 	produceRange(0, perKey/2)
@@ -182,17 +162,5 @@ connectors:
 		return total(ep) >= keys*perKey
 	})
 	t.Logf("after the restart, the history was complete in %v", time.Since(restart).Round(time.Millisecond))
-	for k := range keys {
-		group := fmt.Sprintf("customer:c%d", k)
-		got := groupSeqs(t, ep, group)
-		if len(got) != perKey {
-			t.Errorf("%s has %d records, want %d (duplicates or losses)", group, len(got), perKey)
-		}
-		for i, s := range got {
-			if s != i {
-				t.Errorf("%s: record %d has seq %d: not each record once in partition order (%v…)", group, i, s, got[max(0, i-3):min(len(got), i+3)])
-				break
-			}
-		}
-	}
+	checkOnceInOrder(t, ep, keys, perKey, "record", "record once in partition order")
 }

@@ -2,15 +2,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/switchboardhq/switchboard/internal/auth"
 	"github.com/switchboardhq/switchboard/internal/connector/outbox"
 	"github.com/switchboardhq/switchboard/internal/eventually"
 	"github.com/switchboardhq/switchboard/internal/natstest"
@@ -21,7 +18,7 @@ import (
 func outboxHeld(t *testing.T, endpoint string) map[int]bool {
 	t.Helper()
 	out := map[int]bool{}
-	for _, c := range outboxStatus(t, endpoint) {
+	for _, c := range adminConnectors[outbox.Status](t, endpoint) {
 		for _, p := range c.Held {
 			out[p.Partition] = true
 		}
@@ -33,29 +30,10 @@ func outboxHeld(t *testing.T, endpoint string) map[int]bool {
 func outboxSent(t *testing.T, endpoint string) int64 {
 	t.Helper()
 	var n int64
-	for _, c := range outboxStatus(t, endpoint) {
+	for _, c := range adminConnectors[outbox.Status](t, endpoint) {
 		n += c.Records.Sent
 	}
 	return n
-}
-
-func outboxStatus(t *testing.T, endpoint string) []outbox.Status {
-	t.Helper()
-	keys, _ := auth.NewKeyRing(crashKey)
-	u := endpoint + "/admin/connectors"
-	tok, _ := keys.MintServerToken(u, time.Hour)
-	req, _ := http.NewRequest(http.MethodGet, u, nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var v struct{ Connectors []outbox.Status }
-	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
-		t.Fatal(err)
-	}
-	return v.Connectors
 }
 
 // TestOutboxClusterNodeKilled: two Switchboard processes of a cluster (NATS with JetStream,
@@ -107,13 +85,7 @@ connectors:
 			t.Fatal(err)
 		}
 	}
-	total := func(ep string) int {
-		n := 0
-		for c := range custs {
-			n += len(groupSeqs(t, ep, fmt.Sprintf("customer:c%d", c)))
-		}
-		return n
-	}
+	total := func(ep string) int { return historyTotal(t, ep, custs) }
 	epA, cmdA := startSwitchboard(t, cfgFile, t.TempDir(), "--set", "cluster.nats_url="+ns.URL(), "--set", "server.node_id=a")
 	epB, _ := startSwitchboard(t, cfgFile, t.TempDir(), "--set", "cluster.nats_url="+ns.URL(), "--set", "server.node_id=b")
 	eventually.True(t, "the two nodes hold 4 partitions each", 30*time.Second, func() bool {
@@ -139,17 +111,5 @@ connectors:
 	})
 	t.Logf("%v rows sent again by node b were answered from the idempotency index",
 		promValue(t, epB, `switchboard_connector_records_total{connector="chat",result="replayed"}`))
-	for c := range custs {
-		group := fmt.Sprintf("customer:c%d", c)
-		got := groupSeqs(t, epB, group)
-		if len(got) != perCust {
-			t.Errorf("%s has %d messages, want %d (duplicates or losses)", group, len(got), perCust)
-		}
-		for i, s := range got {
-			if s != i {
-				t.Errorf("%s: message %d has seq %d: not each row once in id order (%v…)", group, i, s, got[max(0, i-3):min(len(got), i+3)])
-				break
-			}
-		}
-	}
+	checkOnceInOrder(t, epB, custs, perCust, "message", "row once in id order")
 }

@@ -76,13 +76,7 @@ connectors:
 			t.Fatal(err)
 		}
 	}
-	total := func(ep string) int {
-		n := 0
-		for c := range convs {
-			n += len(groupSeqs(t, ep, fmt.Sprintf("customer:c%d", c)))
-		}
-		return n
-	}
+	total := func(ep string) int { return historyTotal(t, ep, convs) }
 
 	ep, cmd := startSwitchboard(t, cfgFile, dataDir)
 	insertRange(0, perConv/2)
@@ -108,19 +102,7 @@ connectors:
 	})
 	replayed := promValue(t, ep, `switchboard_connector_records_total{connector="chat",result="replayed"}`)
 	t.Logf("after the restart, %v rows were sent again and answered from the idempotency index", replayed)
-	for c := range convs {
-		group := fmt.Sprintf("customer:c%d", c)
-		got := groupSeqs(t, ep, group)
-		if len(got) != perConv {
-			t.Errorf("%s has %d messages, want %d (duplicates or losses)", group, len(got), perConv)
-		}
-		for i, s := range got {
-			if s != i {
-				t.Errorf("%s: message %d has seq %d: not each row once in id order (%v…)", group, i, s, got[max(0, i-3):min(len(got), i+3)])
-				break
-			}
-		}
-	}
+	checkOnceInOrder(t, ep, convs, perConv, "message", "row once in id order")
 }
 
 // promValue returns the value of the /metrics sample that starts with prefix, 0 when absent.
