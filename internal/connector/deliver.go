@@ -284,7 +284,7 @@ func (d *Deliverer) start(ctx context.Context, s Send) (func() (durable.Sent, er
 	if err != nil {
 		return nil, err
 	}
-	m := &core.Message{Type: s.Message.Type, Data: s.Message.Data, From: s.Message.From, Group: s.Message.Group}
+	m := s.Message.message()
 	return d.sends.Start(ctx, s.Key, hub, s.Target, m)
 }
 
@@ -294,7 +294,7 @@ func (d *Deliverer) send(ctx context.Context, s Send) (durable.Sent, error) {
 		return durable.Sent{}, err
 	}
 	// The message is the send's own: a retry after a refusal sends a fresh copy.
-	m := &core.Message{Type: s.Message.Type, Data: s.Message.Data, From: s.Message.From, Group: s.Message.Group}
+	m := s.Message.message()
 	return d.sends.Send(ctx, s.Key, hub, s.Target, m)
 }
 

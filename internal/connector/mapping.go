@@ -170,12 +170,28 @@ func NewMapping(c Config) (*Mapping, error) {
 type Send struct {
 	Hub     string
 	Target  core.Target
-	Message *core.Message
+	Message Payload
 	Key     string // Idempotency-Key
 	// OwnKey: the key names the record's place in its source (the key template has {topic},
 	// {partition} and {offset}; no header set it), so no other record has it: sends with such
 	// keys can be in flight together without one waiting for another's key.
 	OwnKey bool
+}
+
+// Payload is what a send carries: the fields of a core.Message a mapping fills. Each send
+// makes its own core.Message from it (the send writes its offset and key into that one), so a
+// retry starts from the mapping's again, and a record does not carry a whole core.Message
+// from its placement to its send.
+type Payload struct {
+	Type  core.DataType
+	Data  []byte
+	From  core.Origin
+	Group string // for core.FromGroup
+}
+
+// message makes the core.Message of one send of p.
+func (p Payload) message() *core.Message {
+	return &core.Message{Type: p.Type, Data: p.Data, From: p.From, Group: p.Group}
 }
 
 // TargetKey identifies the send's destination (hub, target kind and name): sends with the
@@ -271,13 +287,13 @@ func (m *Mapping) Map(r *Record) (Send, error) {
 
 // invoke turns the value into a SignalR invocation of the method the invocation template
 // names, as the SignalR REST API reads a send's body (hubproto.ParsePayload).
-func (m *Mapping) invoke(msg *core.Message, v *values) (*core.Message, error) {
+func (m *Mapping) invoke(msg Payload, v *values) (Payload, error) {
 	method, err := m.invocation.Execute(v.lookup)
 	if err != nil {
-		return nil, &Poison{Reason: ReasonTemplate, Err: fmt.Errorf("invocation target: %w", err)}
+		return Payload{}, &Poison{Reason: ReasonTemplate, Err: fmt.Errorf("invocation target: %w", err)}
 	}
 	if method == "" {
-		return nil, poison(ReasonTarget, "empty SignalR invocation target")
+		return Payload{}, poison(ReasonTarget, "empty SignalR invocation target")
 	}
 	var arg []byte
 	switch msg.Type {
@@ -286,15 +302,15 @@ func (m *Mapping) invoke(msg *core.Message, v *values) (*core.Message, error) {
 	case core.Text:
 		arg = jsonstring.Append(nil, string(msg.Data))
 	default:
-		return nil, poison(ReasonContentType, "a SignalR invocation's argument is JSON or text, not application/octet-stream")
+		return Payload{}, poison(ReasonContentType, "a SignalR invocation's argument is JSON or text, not application/octet-stream")
 	}
 	body := append(jsonstring.Append([]byte(`{"target":`), method), `,"arguments":[`...)
 	body = append(append(body, arg...), "]}"...)
 	p, err := hubproto.ParsePayload("application/json", body)
 	if err != nil {
-		return nil, poison(ReasonData, "SignalR invocation: %v", err)
+		return Payload{}, poison(ReasonData, "SignalR invocation: %v", err)
 	}
-	out := &core.Message{Type: core.JSON, Data: p.Invocation}
+	out := Payload{Type: core.JSON, Data: p.Invocation}
 	if p.Variants != nil {
 		out.Type, out.Data = core.Binary, p.Variants
 	}
@@ -392,26 +408,26 @@ func dataType(ct string) (core.DataType, error) {
 
 // message validates the value as the REST :send validates a body: JSON is compacted, an
 // empty JSON value is empty text, text is UTF-8.
-func message(typ core.DataType, value []byte) (*core.Message, error) {
+func message(typ core.DataType, value []byte) (Payload, error) {
 	switch {
 	case typ == core.JSON && len(value) == 0:
 		typ = core.Text
 	case typ == core.JSON:
 		if !utf8.Valid(value) {
-			return nil, poison(ReasonData, "the JSON value is not valid UTF-8")
+			return Payload{}, poison(ReasonData, "the JSON value is not valid UTF-8")
 		}
 		var buf bytes.Buffer
 		buf.Grow(len(value))
 		if err := json.Compact(&buf, value); err != nil {
-			return nil, poison(ReasonData, "the value is not valid JSON: %v", err)
+			return Payload{}, poison(ReasonData, "the value is not valid JSON: %v", err)
 		}
 		value = buf.Bytes()
 	case typ == core.Text && !utf8.Valid(value):
-		return nil, poison(ReasonData, "the text/plain value is not valid UTF-8")
+		return Payload{}, poison(ReasonData, "the text/plain value is not valid UTF-8")
 	default:
 		value = bytes.Clone(value)
 	}
-	return &core.Message{Type: typ, Data: value}, nil
+	return Payload{Type: typ, Data: value}, nil
 }
 
 // values fills placeholders from a record; its value is decoded once, when first needed.

@@ -168,7 +168,7 @@ func FuzzMap(f *testing.F) {
 				}
 				continue
 			}
-			if !core.ValidHubName(s.Hub) || s.Message == nil || (s.Target.Kind == core.ToGroup && !core.ValidGroupName(s.Target.Name)) {
+			if !core.ValidHubName(s.Hub) || (s.Message.Type != core.JSON && s.Message.Type != core.Text && s.Message.Type != core.Binary) || (s.Target.Kind == core.ToGroup && !core.ValidGroupName(s.Target.Name)) {
 				t.Fatalf("invalid send %+v", s)
 			}
 		}

@@ -19,6 +19,8 @@ type Record struct {
 	// when none; it lets the idempotency index be rebuilt after a restart.
 	Key  string
 	Data []byte
+
+	epochText string // FormatEpoch(Epoch), set by SegmentLog.Append from its stream
 }
 
 // On disk a record is a frame: a little-endian uint32 payload length, the

@@ -2,7 +2,9 @@ package history
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"testing"
 )
 
@@ -83,4 +85,30 @@ func FuzzDecodeFrame(f *testing.F) {
 			t.Fatalf("re-encoding differs:\n got %x\nwant %x", again, b[:n])
 		}
 	})
+}
+
+func TestFormatEpochIsSixteenHexDigits(t *testing.T) {
+	if got := FormatEpoch(0); got != "" {
+		t.Fatalf("FormatEpoch(0) = %q, want \"\"", got)
+	}
+	for _, e := range []uint64{1, 0xf, 0x10, 0xdeadbeef, 1 << 63, ^uint64(0), 0x0123456789abcdef} {
+		if got, want := FormatEpoch(e), fmt.Sprintf("%016x", e); got != want {
+			t.Errorf("FormatEpoch(%#x) = %q, want %q", e, got, want)
+		}
+	}
+}
+
+func TestAppendGivesTheStreamsEpochText(t *testing.T) {
+	l := openLog(t, t.TempDir(), nil)
+	r := &Record{Hub: "chat", Group: "room:1", Data: []byte("x")}
+	ack, err := l.Append(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ack.WaitFunc()(); err != nil {
+		t.Fatal(err)
+	}
+	if r.Epoch == 0 || r.epochText != FormatEpoch(r.Epoch) {
+		t.Fatalf("epoch %#x, text %q", r.Epoch, r.epochText)
+	}
 }

@@ -95,6 +95,10 @@ func (a *Ack) Wait() error {
 	return a.b.err
 }
 
+// WaitFunc returns Wait as a func value without making one per record: the records of a
+// batch share their Ack.
+func (a *Ack) WaitFunc() func() error { return a.b.wait }
+
 // Log stores the streams of history-keeping groups. SegmentLog implements
 // it; a NATS JetStream store will too.
 type Log interface {
@@ -199,13 +203,16 @@ type SegmentLog struct {
 type streamKey struct{ hub, group string }
 
 type stream struct {
-	ret     Retention
-	epoch   uint64
+	ret       Retention
+	epoch     uint64
+	epochText string // FormatEpoch(epoch), made once per epoch rather than per append
 	next    uint64  // next offset to give out
 	top     uint64  // last durable offset
 	entries []entry // retained durable records, offsets top-len+1 … top
 	bytes   int64   // the sum of the entries' sizes
 }
+
+func (s *stream) setEpoch(e uint64) { s.epoch, s.epochText = e, FormatEpoch(e) }
 
 func (s *stream) oldest() uint64 { return s.top - uint64(len(s.entries)) + 1 }
 
@@ -228,6 +235,15 @@ type pendRec struct {
 type batch struct {
 	done chan struct{}
 	err  error
+	ack  Ack          // every record of the batch shares it
+	wait func() error // ack.Wait, bound once per batch rather than once per record
+}
+
+func newBatch() *batch {
+	b := &batch{done: make(chan struct{})}
+	b.ack.b = b
+	b.wait = b.ack.Wait
+	return b
 }
 
 type segment struct {
@@ -266,7 +282,7 @@ func OpenSegmentLog(opts Options) (*SegmentLog, error) {
 		segs:     map[uint32]*segment{},
 		streams:  map[streamKey]*stream{},
 		hubBytes: map[string]int64{},
-		batch:    &batch{done: make(chan struct{})},
+		batch:    newBatch(),
 		wake:     make(chan struct{}, 1),
 		probe:    make(chan struct{}, 1),
 		stop:     make(chan struct{}),
@@ -413,14 +429,15 @@ func (l *SegmentLog) indexRecovered(r *Record, seg uint32, pos int64, size int) 
 		if !ok {
 			return // no longer keeps history
 		}
-		s = &stream{ret: ret, epoch: r.Epoch}
+		s = &stream{ret: ret}
+		s.setEpoch(r.Epoch)
 		l.streams[k] = s
 	}
 	switch {
 	case r.Epoch != s.epoch || r.Offset > s.top+1:
 		// A reset or a hole: what came before is not this stream's past.
 		l.dropEntries(k, s, len(s.entries))
-		s.epoch = r.Epoch
+		s.setEpoch(r.Epoch)
 	case r.Offset <= s.top:
 		return // already indexed
 	}
@@ -588,10 +605,11 @@ func (l *SegmentLog) Append(ctx context.Context, r *Record) (*Ack, error) {
 		if !ok {
 			return nil, ErrNotKept
 		}
-		s = &stream{ret: ret, epoch: newEpoch(), next: 1}
+		s = &stream{ret: ret, next: 1}
+		s.setEpoch(newEpoch())
 		l.streams[k] = s
 	}
-	r.Offset, r.Epoch = s.next, s.epoch
+	r.Offset, r.Epoch, r.epochText = s.next, s.epoch, s.epochText
 	if r.Time == 0 {
 		r.Time = l.opts.now().UnixNano()
 	}
@@ -605,7 +623,7 @@ func (l *SegmentLog) Append(ctx context.Context, r *Record) (*Ack, error) {
 	case l.wake <- struct{}{}:
 	default:
 	}
-	return &Ack{b: b}, nil
+	return &b.ack, nil
 }
 
 // writer takes what was appended, writes it in one write (rotating first
@@ -638,7 +656,7 @@ func (l *SegmentLog) writeBatch(spare *[]byte, spareRecs *[]pendRec) bool {
 	}
 	buf, recs, b := l.pending, l.pendRecs, l.batch
 	l.pending, l.pendRecs = (*spare)[:0], (*spareRecs)[:0]
-	l.batch = &batch{done: make(chan struct{})}
+	l.batch = newBatch()
 	var err error
 	if l.failed != nil {
 		err = l.failed // appended just before the failure was recorded
@@ -708,7 +726,7 @@ func (l *SegmentLog) fail(err error, hard bool) *UnavailableError {
 		nb := l.batch
 		l.inflight -= len(l.pending)
 		l.pending, l.pendRecs = l.pending[:0], l.pendRecs[:0]
-		l.batch = &batch{done: make(chan struct{})}
+		l.batch = newBatch()
 		nb.err = ue
 		close(nb.done)
 	}

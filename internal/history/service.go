@@ -203,7 +203,13 @@ func FormatEpoch(e uint64) string {
 	if e == 0 {
 		return ""
 	}
-	return fmt.Sprintf("%016x", e)
+	var b [16]byte
+	const digits = "0123456789abcdef"
+	for i := 15; i >= 0; i-- {
+		b[i] = digits[e&0xf]
+		e >>= 4
+	}
+	return string(b[:])
 }
 
 // Keeps implements core.History.
@@ -223,8 +229,11 @@ func (s *Service) Append(ctx context.Context, hub, group string, m *core.Message
 	if err != nil {
 		return nil, fmt.Errorf("history: append to %s/%s: %w", hub, group, err)
 	}
-	m.Offset, m.Epoch = r.Offset, FormatEpoch(r.Epoch)
-	return ack.Wait, nil
+	m.Offset, m.Epoch = r.Offset, r.epochText
+	if m.Epoch == "" { // a Log that does not set it
+		m.Epoch = FormatEpoch(r.Epoch)
+	}
+	return ack.WaitFunc(), nil
 }
 
 // Top implements core.History.
