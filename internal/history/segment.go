@@ -205,11 +205,11 @@ type streamKey struct{ hub, group string }
 type stream struct {
 	ret       Retention
 	epoch     uint64
-	epochText string // FormatEpoch(epoch), made once per epoch rather than per append
-	next    uint64  // next offset to give out
-	top     uint64  // last durable offset
-	entries []entry // retained durable records, offsets top-len+1 … top
-	bytes   int64   // the sum of the entries' sizes
+	epochText string  // FormatEpoch(epoch), made once per epoch rather than per append
+	next      uint64  // next offset to give out
+	top       uint64  // last durable offset
+	entries   []entry // retained durable records, offsets top-len+1 … top
+	bytes     int64   // the sum of the entries' sizes
 }
 
 func (s *stream) setEpoch(e uint64) { s.epoch, s.epochText = e, FormatEpoch(e) }
