@@ -162,9 +162,9 @@ func RunLength(placed []Placed) int {
 	if len(placed) == 0 || placed[0].Err != nil {
 		return min(1, len(placed))
 	}
-	key := placed[0].Send.TargetKey()
+	lead := placed[0].Send
 	n := 1
-	for n < len(placed) && n < MaxRun && placed[n].Err == nil && placed[n].Send.OwnKey && placed[n].Send.TargetKey() == key {
+	for n < len(placed) && n < MaxRun && placed[n].Err == nil && placed[n].Send.OwnKey && placed[n].Send.SameTarget(lead) {
 		n++
 	}
 	return n

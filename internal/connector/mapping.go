@@ -200,6 +200,36 @@ func (s Send) TargetKey() string {
 	return strings.ToLower(s.Hub) + "\x00" + s.Target.Kind.String() + "\x00" + s.Target.Name
 }
 
+// SameTarget reports whether s and o go to the same destination (TargetKey would be equal),
+// without making either key.
+func (s Send) SameTarget(o Send) bool {
+	return s.Target.Kind == o.Target.Kind && s.Target.Name == o.Target.Name && strings.EqualFold(s.Hub, o.Hub)
+}
+
+// TargetHash is an FNV-1a hash of TargetKey, made without it: sends to one target have the
+// same hash.
+func (s Send) TargetHash() uint32 {
+	h := uint32(2166136261)
+	add := func(b byte) { h = (h ^ uint32(b)) * 16777619 }
+	for i := 0; i < len(s.Hub); i++ {
+		c := s.Hub[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		add(c)
+	}
+	add(0)
+	k := s.Target.Kind.String()
+	for i := 0; i < len(k); i++ {
+		add(k[i])
+	}
+	add(0)
+	for i := 0; i < len(s.Target.Name); i++ {
+		add(s.Target.Name[i])
+	}
+	return h
+}
+
 // Reasons a record is poison (the values of the reason label of the poison metric).
 const (
 	ReasonHub         = "hub"          // no hub, or an invalid hub name

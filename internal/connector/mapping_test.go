@@ -2,6 +2,7 @@ package connector
 
 import (
 	"errors"
+	"hash/fnv"
 	"strings"
 	"testing"
 
@@ -217,4 +218,29 @@ func BenchmarkMap(b *testing.B) {
 		}
 		_ = s.TargetKey()
 	}
+}
+
+// FuzzSameTarget checks that SameTarget and TargetHash, which make no key, agree with
+// TargetKey: equal keys, equal answers; the hash is FNV-1a of the key.
+func FuzzSameTarget(f *testing.F) {
+	f.Add("Accounts", "accounts", uint8(2), uint8(2), "customer:1", "customer:1")
+	f.Add("chat", "chat", uint8(2), uint8(3), "a", "a")
+	f.Add("chat", "chat", uint8(2), uint8(2), "a", "b")
+	f.Add("hub_A", "HUB_a", uint8(1), uint8(1), "", "")
+	f.Fuzz(func(t *testing.T, hubA, hubB string, kindA, kindB uint8, nameA, nameB string) {
+		kinds := []core.TargetKind{core.ToAll, core.ToGroup, core.ToUser, core.ToConn}
+		a := Send{Hub: hubA, Target: core.Target{Kind: kinds[int(kindA)%len(kinds)], Name: nameA}}
+		b := Send{Hub: hubB, Target: core.Target{Kind: kinds[int(kindB)%len(kinds)], Name: nameB}}
+		if !core.ValidHubName(hubA) || !core.ValidHubName(hubB) {
+			return // mapped sends have valid hub names (ASCII), as TargetKey's lower-casing assumes
+		}
+		if got, want := a.SameTarget(b), a.TargetKey() == b.TargetKey(); got != want {
+			t.Fatalf("SameTarget(%q, %q) = %v, keys equal: %v", a.TargetKey(), b.TargetKey(), got, want)
+		}
+		h := fnv.New32a()
+		h.Write([]byte(a.TargetKey()))
+		if got, want := a.TargetHash(), h.Sum32(); got != want {
+			t.Fatalf("TargetHash of %q = %d, FNV-1a of the key %d", a.TargetKey(), got, want)
+		}
+	})
 }

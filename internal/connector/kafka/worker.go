@@ -133,14 +133,20 @@ func (w *worker) run() {
 }
 
 func record(r *kgo.Record) *connector.Record {
-	out := &connector.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value}
+	out := new(connector.Record)
+	recordInto(out, r)
+	return out
+}
+
+// recordInto fills out with r.
+func recordInto(out *connector.Record, r *kgo.Record) {
+	*out = connector.Record{Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value}
 	if len(r.Headers) > 0 {
 		out.Headers = make([]connector.Header, len(r.Headers))
 		for i, h := range r.Headers {
 			out.Headers[i] = connector.Header{Key: h.Key, Value: h.Value}
 		}
 	}
-	return out
 }
 
 // lag is how many records of the partition are not sent yet, as of the last fetch.
@@ -178,7 +184,6 @@ const (
 type laneItem struct {
 	rec    *connector.Record
 	send   connector.Send
-	target string // send.TargetKey(), made once
 	err    error  // the placement's: a poison record
 	slot   *slot
 }
@@ -209,18 +214,20 @@ func (w *worker) runLanes() {
 			return
 		case <-w.wake:
 		}
-		for _, r := range w.take() {
+		recs := w.take()
+		block := make([]connector.Record, len(recs)) // one allocation for the fetch's records
+		for i, r := range recs {
 			if dispatched >= 0 && r.Offset < dispatched {
 				continue // fetched again after a revoke and reassignment: already sent
 			}
-			cr := record(r)
+			cr := &block[i]
+			recordInto(cr, r)
 			s, err := d.Place(cr)
-			lane, target := 0, ""
+			lane := 0
 			if err == nil {
-				target = s.TargetKey()
-				lane = int(fnv32(target) % lanes)
+				lane = int(s.TargetHash() % lanes)
 			}
-			it := laneItem{rec: cr, send: s, target: target, err: err, slot: tr.add(r)}
+			it := laneItem{rec: cr, send: s, err: err, slot: tr.add(r)}
 			select {
 			case chans[lane] <- it:
 			case <-w.stop:
@@ -349,7 +356,7 @@ func (w *worker) lane(ch <-chan laneItem, tr *tracker) {
 			cut := false // an item of the lead's target that must not join: it and the target's later items stay
 			for _, it := range pending[1:] {
 				join := !cut && lead.err == nil && it.err == nil && len(run.items) < connector.MaxRun &&
-					it.target == lead.target
+					it.send.SameTarget(lead.send)
 				if join && !it.send.OwnKey {
 					join, cut = false, true // it goes after this run, and its target's later items after it
 				}
@@ -408,14 +415,6 @@ func (w *worker) lane(ch <-chan laneItem, tr *tracker) {
 	}
 }
 
-func fnv32(s string) uint32 {
-	h := uint32(2166136261)
-	for i := 0; i < len(s); i++ {
-		h = (h ^ uint32(s[i])) * 16777619
-	}
-	return h
-}
-
 // slot is one dispatched record of a partition.
 type slot struct {
 	rec  *kgo.Record
@@ -427,11 +426,20 @@ type slot struct {
 type tracker struct {
 	mu    sync.Mutex
 	slots []*slot // dispatched and not yet marked, in offset order
+	free  []slot  // slots made in blocks rather than one allocation per record
 }
 
+// slotBlock is how many slots a tracker allocates at once.
+const slotBlock = 256
+
 func (t *tracker) add(r *kgo.Record) *slot {
-	s := &slot{rec: r}
 	t.mu.Lock()
+	if len(t.free) == 0 {
+		t.free = make([]slot, slotBlock)
+	}
+	s := &t.free[0]
+	t.free = t.free[1:]
+	s.rec = r
 	t.slots = append(t.slots, s)
 	t.mu.Unlock()
 	return s
@@ -451,6 +459,9 @@ func (t *tracker) complete(s *slot, mark func(last *kgo.Record)) {
 	}
 	if n == 0 {
 		return
+	}
+	for _, sl := range t.slots[:n] {
+		sl.rec = nil // its block may outlive it: do not keep the record
 	}
 	clear(t.slots[:n])
 	t.slots = t.slots[n:]
