@@ -131,20 +131,24 @@ func (t *Template) Execute(lookup Lookup) (string, error) {
 	if t == nil {
 		return "", nil
 	}
-	if len(t.parts) == 1 && t.parts[0].Name == "" {
-		return t.parts[0].Literal, nil
+	if len(t.parts) == 1 {
+		if t.parts[0].Name == "" {
+			return t.parts[0].Literal, nil
+		}
+		return lookup(t.parts[0]) // a lone placeholder: its text as it is
 	}
-	var b strings.Builder
+	var buf [128]byte // a connector fills a template per record: build short ones on the stack
+	b := buf[:0]
 	for _, p := range t.parts {
 		if p.Name == "" {
-			b.WriteString(p.Literal)
+			b = append(b, p.Literal...)
 			continue
 		}
 		v, err := lookup(p)
 		if err != nil {
 			return "", err
 		}
-		b.WriteString(v)
+		b = append(b, v...)
 	}
-	return b.String(), nil
+	return string(b), nil
 }
