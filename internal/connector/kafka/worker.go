@@ -182,10 +182,10 @@ const (
 )
 
 type laneItem struct {
-	rec    *connector.Record
-	send   connector.Send
-	err    error  // the placement's: a poison record
-	slot   *slot
+	rec  *connector.Record
+	send connector.Send
+	err  error // the placement's: a poison record
+	slot *slot
 }
 
 func (w *worker) runLanes() {
