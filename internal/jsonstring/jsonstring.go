@@ -3,7 +3,10 @@
 // hand (the Web PubSub JSON subprotocols, the SignalR hub protocol).
 package jsonstring
 
-import "unicode/utf8"
+import (
+	"unicode/utf8"
+	"unsafe"
+)
 
 const hexDigits = "0123456789abcdef"
 
@@ -11,6 +14,13 @@ const hexDigits = "0123456789abcdef"
 // as \n, \r, \t or \u00XX, U+2028 and U+2029 escaped (JavaScript line
 // terminators), invalid UTF-8 replaced by U+FFFD.
 func Append(dst []byte, s string) []byte { return appendString(dst, s, false) }
+
+// AppendBytes is Append of text held in a byte slice, without copying it to a string first
+// (a message's payload is encoded for every message sent).
+func AppendBytes(dst, b []byte) []byte {
+	// appendString only reads s during the call and keeps none of it, so a view of b will do.
+	return appendString(dst, unsafe.String(unsafe.SliceData(b), len(b)), false)
+}
 
 // AppendHTMLSafe is Append that also escapes '<', '>' and '&' and writes \b
 // and \f, byte for byte as encoding/json.Marshal does.

@@ -1,6 +1,7 @@
 package jsonstring_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 
@@ -40,6 +41,9 @@ func FuzzAppend(f *testing.F) {
 		var want []rune // ranging replaces invalid UTF-8 by U+FFFD, as the encoders do
 		for _, r := range s {
 			want = append(want, r)
+		}
+		if a, b := jsonstring.Append(nil, s), jsonstring.AppendBytes(nil, []byte(s)); !bytes.Equal(a, b) {
+			t.Fatalf("%q: Append %s, AppendBytes %s", s, a, b)
 		}
 		for _, enc := range [][]byte{jsonstring.Append(nil, s), jsonstring.AppendHTMLSafe(nil, s)} {
 			var got string

@@ -79,7 +79,9 @@ func (c jsonCodec) EncodeMessage(m *core.Message) core.Frame {
 		}
 		return core.Frame{Data: append([]byte{'{'}, m.Data...)}
 	}
-	b := make([]byte, 0, 64+len(m.Group)+len(m.Data)*4/3)
+	// Sized for the whole frame, its position in a history group's stream included, so that
+	// it is made in one allocation: the fields' names take under 96 bytes, an offset 20.
+	b := make([]byte, 0, 96+len(m.Group)+len(m.FromUserID)+20+len(m.Epoch)+len(m.Data)*4/3+8)
 	if !c.reliable {
 		b = append(b, '{')
 	}
@@ -160,7 +162,7 @@ func appendData(b []byte, t core.DataType, data []byte) []byte {
 	case core.JSON:
 		b = append(b, data...)
 	case core.Text:
-		b = jsonstring.Append(b, string(data))
+		b = jsonstring.AppendBytes(b, data)
 	default:
 		b = append(b, '"')
 		b = base64.StdEncoding.AppendEncode(b, data)
