@@ -197,7 +197,7 @@ func (x *idemIndex) result(k idemKey, d idemDone) Result {
 	case d.epoch == 0:
 		return Result{Offset: d.offset}
 	default:
-		return Result{Offset: d.offset, Epoch: formatEpoch(d.epoch)}
+		return Result{Offset: d.offset, Epoch: FormatEpoch(d.epoch)}
 	}
 }
 
@@ -352,15 +352,4 @@ func parseEpoch(s string) (uint64, bool) {
 		}
 	}
 	return e, e != 0 // FormatEpoch(0) is "", not 16 zeros
-}
-
-// formatEpoch is FormatEpoch without fmt, for a replay's answer.
-func formatEpoch(e uint64) string {
-	const digits = "0123456789abcdef"
-	var b [16]byte
-	for i := len(b) - 1; i >= 0; i-- {
-		b[i] = digits[e&0xf]
-		e >>= 4
-	}
-	return string(b[:])
 }
