@@ -92,6 +92,7 @@ See bench/README.md.`,
 	f.StringVar(&o.Hub, "hub", "bench", "hub to use")
 	f.StringSliceVar(&o.Brokers, "brokers", nil, "connector: the Kafka brokers the server's connector reads (e.g. from switchboard bench kafka-broker)")
 	f.StringVar(&o.Topic, "topic", "bench-connector", "connector: the topic the server's connector reads")
+	f.StringVar(&o.Compression, "compression", "none", "connector: the producer's batch compression, none (as Kafka's own producer by default), snappy, lz4, zstd or gzip")
 	f.StringVar(&o.DSN, "dsn", "", "connector: insert rows into the PostgreSQL outbox of this database (the server's postgres_outbox connector reads it) instead of producing to Kafka")
 	f.StringVar(&o.Table, "table", "switchboard_outbox", "connector with --dsn: the outbox table")
 	f.IntVar(&o.Subscribers, "subscribers", 100, "fanout, signalr-fanout: connections in the group")

@@ -38,8 +38,12 @@ func (r *runner) connector(ctx context.Context, res *RunResult) error {
 		if len(r.o.Brokers) == 0 {
 			return errors.New("connector: --brokers (the Kafka the server's connector reads) or --dsn (its PostgreSQL outbox) is required")
 		}
+		codec, err := compression(r.o.Compression)
+		if err != nil {
+			return err
+		}
 		cl, err := kgo.NewClient(kgo.SeedBrokers(r.o.Brokers...), kgo.DefaultProduceTopic(r.o.Topic),
-			kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(100_000))
+			kgo.ProducerLinger(time.Millisecond), kgo.MaxBufferedRecords(100_000), kgo.ProducerBatchCompression(codec))
 		if err != nil {
 			return err
 		}
@@ -138,6 +142,23 @@ func (r *runner) connector(ctx context.Context, res *RunResult) error {
 		}
 		return r.collect(ctx, expect, f, res)
 	})
+}
+
+// compression is the producer's codec named by --compression.
+func compression(name string) (kgo.CompressionCodec, error) {
+	switch name {
+	case "none":
+		return kgo.NoCompression(), nil
+	case "snappy":
+		return kgo.SnappyCompression(), nil
+	case "lz4":
+		return kgo.Lz4Compression(), nil
+	case "zstd":
+		return kgo.ZstdCompression(), nil
+	case "gzip":
+		return kgo.GzipCompression(), nil
+	}
+	return kgo.CompressionCodec{}, fmt.Errorf("connector: --compression %q: none, snappy, lz4, zstd or gzip", name)
 }
 
 // ackLatency is how long the tool's producer took from a record's Produce call to the

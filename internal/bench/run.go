@@ -46,6 +46,9 @@ type Options struct {
 	// Brokers and Topic are the Kafka the server's connector reads (connector scenario).
 	Brokers []string `json:"brokers,omitempty"`
 	Topic   string   `json:"topic,omitempty"`
+	// Compression is the producer's batch compression: none (the default, as Kafka's own
+	// producer), snappy, lz4, zstd or gzip.
+	Compression string `json:"compression,omitempty"`
 	// DSN and Table, when DSN is set, make the connector scenario insert rows into the
 	// PostgreSQL outbox the server's connector reads instead (Brokers unused).
 	DSN   string `json:"-"`
@@ -100,6 +103,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Topic == "" {
 		o.Topic = "bench-connector"
+	}
+	if o.Compression == "" {
+		o.Compression = "none"
 	}
 	if o.Table == "" {
 		o.Table = "switchboard_outbox"
