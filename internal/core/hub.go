@@ -37,6 +37,26 @@ type Hub struct {
 	registered   bool
 	reclaimMu    sync.Mutex
 	reclaimTimer *time.Timer
+
+	// sends caches the series of the sends counter per target kind (deliver counts every op).
+	sends [4]atomic.Pointer[labelledCounter]
+}
+
+// labelledCounter is a counter series and the hub label it was looked up with.
+type labelledCounter struct {
+	label string
+	c     prometheus.Counter
+}
+
+// sendsCounter returns the series of the sends counter of target kind k, looked up once per
+// hub label rather than by its label values at every op.
+func (h *Hub) sendsCounter(k TargetKind) prometheus.Counter {
+	if lc := h.sends[k].Load(); lc != nil && lc.label == h.label {
+		return lc.c
+	}
+	lc := &labelledCounter{label: h.label, c: h.node.metrics.sends.WithLabelValues(h.label, k.String())}
+	h.sends[k].Store(lc)
+	return lc.c
 }
 
 // hubIndex is what a hub holds. A ViewHub stand-in shares its node's empty
@@ -574,7 +594,7 @@ func (h *Hub) deliver(op *Op) {
 	var act func(*Conn)
 	switch op.Kind {
 	case OpSend:
-		h.node.metrics.sends.WithLabelValues(h.label, op.Target.Kind.String()).Inc()
+		h.sendsCounter(op.Target.Kind).Inc()
 		msg := op.Message
 		act = func(c *Conn) {
 			if m.match(c) {

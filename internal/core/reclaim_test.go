@@ -344,3 +344,42 @@ func TestReclaimRacesConnect(t *testing.T) {
 		return nil
 	})
 }
+
+// TestSendsCountedByKindAcrossReclaim: a hub looks its sends series up once per kind; a hub
+// made again after the old one was reclaimed (its series deleted) counts into a new series.
+func TestSendsCountedByKindAcrossReclaim(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := prometheus.NewRegistry()
+		n := testNode(t, core.Config{Registerer: reg})
+		send := func(h *core.Hub, k core.TargetKind, name string) {
+			t.Helper()
+			if err := h.Send(context.Background(), core.Target{Kind: k, Name: name}, &core.Message{Data: []byte("x")}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h := testHub(t, n, "chat")
+		a := connect(t, h, core.ConnInfo{Dialect: "json"})
+		send(h, core.ToAll, "")
+		send(h, core.ToAll, "")
+		send(h, core.ToGroup, "g")
+		if got := metrictest.Present(t, reg, "switchboard_sends_total", "hub", "chat", "target", "all"); got != 2 {
+			t.Fatalf("sends_total{target=all} = %v, want 2", got)
+		}
+		if got := metrictest.Present(t, reg, "switchboard_sends_total", "hub", "chat", "target", "group"); got != 1 {
+			t.Fatalf("sends_total{target=group} = %v, want 1", got)
+		}
+		a.Close("bye")
+		time.Sleep(2 * idleTimeout)
+		synctest.Wait()
+		if got := seriesOf(t, reg, "chat"); got != 0 {
+			t.Fatalf("%d series of the reclaimed hub remain", got)
+		}
+		h = testHub(t, n, "chat")
+		b := connect(t, h, core.ConnInfo{Dialect: "json"})
+		defer b.Close("bye")
+		send(h, core.ToAll, "")
+		if got := metrictest.Present(t, reg, "switchboard_sends_total", "hub", "chat", "target", "all"); got != 1 {
+			t.Fatalf("sends_total{target=all} of the hub made again = %v, want 1", got)
+		}
+	})
+}

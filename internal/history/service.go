@@ -393,6 +393,7 @@ func (s *Service) Summary() Summary {
 
 type metrics struct {
 	label         func(hub string) string // Policies.MetricLabel
+	byLabel       sync.Map                // label → *hubCounters: the writer counts every record
 	appends       *prometheus.CounterVec
 	appendBytes   *prometheus.CounterVec
 	fsyncs        prometheus.Counter
@@ -447,11 +448,27 @@ func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 	return m, nil
 }
 
+// hubCounters are a hub label's series of the counters the log adds to for every record, looked
+// up once rather than by their label values each time.
+type hubCounters struct {
+	appends, appendBytes, trimmed prometheus.Counter
+}
+
+func (m *metrics) counters(hub string) *hubCounters {
+	label := m.label(hub) // one of a bounded set (MetricLabel), so byLabel is bounded too
+	if c, ok := m.byLabel.Load(label); ok {
+		return c.(*hubCounters)
+	}
+	c, _ := m.byLabel.LoadOrStore(label, &hubCounters{appends: m.appends.WithLabelValues(label),
+		appendBytes: m.appendBytes.WithLabelValues(label), trimmed: m.trimmed.WithLabelValues(label)})
+	return c.(*hubCounters)
+}
+
 // Appended implements Observer.
 func (m *metrics) Appended(hub string, bytes int) {
-	label := m.label(hub)
-	m.appends.WithLabelValues(label).Inc()
-	m.appendBytes.WithLabelValues(label).Add(float64(bytes))
+	c := m.counters(hub)
+	c.appends.Inc()
+	c.appendBytes.Add(float64(bytes))
 }
 
 // Synced implements Observer.
@@ -462,7 +479,7 @@ func (m *metrics) WriteFailed(cause string) { m.failures.WithLabelValues(cause).
 
 // Trimmed implements Observer.
 func (m *metrics) Trimmed(hub string, records, _ int) {
-	m.trimmed.WithLabelValues(m.label(hub)).Add(float64(records))
+	m.counters(hub).trimmed.Add(float64(records))
 }
 
 // sizeCollector reports the log's size per hub at scrape time.
