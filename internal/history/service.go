@@ -2,6 +2,8 @@ package history
 
 import (
 	"context"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -203,13 +205,9 @@ func FormatEpoch(e uint64) string {
 	if e == 0 {
 		return ""
 	}
-	var b [16]byte
-	const digits = "0123456789abcdef"
-	for i := 15; i >= 0; i-- {
-		b[i] = digits[e&0xf]
-		e >>= 4
-	}
-	return string(b[:])
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], e)
+	return hex.EncodeToString(b[:])
 }
 
 // Keeps implements core.History.
@@ -230,9 +228,6 @@ func (s *Service) Append(ctx context.Context, hub, group string, m *core.Message
 		return nil, fmt.Errorf("history: append to %s/%s: %w", hub, group, err)
 	}
 	m.Offset, m.Epoch = r.Offset, r.epochText
-	if m.Epoch == "" { // a Log that does not set it
-		m.Epoch = FormatEpoch(r.Epoch)
-	}
 	return ack.WaitFunc(), nil
 }
 
