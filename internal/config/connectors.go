@@ -51,7 +51,7 @@ type Connector struct {
 	FetchMaxBytes          int           `yaml:"fetch_max_bytes" doc:"most bytes one fetch returns" default:"16777216"`
 	FetchMaxPartitionBytes int           `yaml:"fetch_max_partition_bytes" doc:"most bytes one fetch returns per partition" default:"1048576"`
 	MaxConcurrentFetches   int           `yaml:"max_concurrent_fetches" doc:"fetches in flight at once across brokers; 0: one per broker"`
-	Ordering               string        `yaml:"ordering" doc:"partition: a partition's records (outbox: rows) are sent one at a time, in partition (id) order; target: records of a partition to different targets (hub and group, user or connection) are sent concurrently (up to 32 at once), each target's in partition order: far more records/s into history groups" default:"partition"`
+	Ordering               string        `yaml:"ordering" doc:"partition: a partition's records (outbox: rows) are sent in partition (id) order, a record done only once the ones before it are (Kafka: one run of records to one target in flight at a time; the outbox: a whole batch); target: records to different targets (hub and group, user or connection) are sent concurrently (Kafka: up to 32 at once), each target's in partition order, and one target's refused sends hold back no other: far more records/s into history groups from Kafka" default:"partition"`
 	MaxInFlight            int           `yaml:"max_in_flight" doc:"records of one partition fetched and not yet sent; past it the partition's fetching pauses" default:"1000"`
 	DeadLetterTopic        string        `yaml:"dead_letter_topic" doc:"topic that receives poison records (with headers naming their origin and the reason); empty: they are logged, counted and skipped"`
 	SASL                   ConnectorSASL `yaml:"sasl"`
@@ -63,7 +63,8 @@ type Connector struct {
 	DeadLetterTable string        `yaml:"dead_letter_table" doc:"postgres_outbox: table that receives poison rows (with the reason), in the transaction that deletes them; empty: they are logged, counted and deleted (or marked)"`
 	Partitions      int           `yaml:"partitions" doc:"postgres_outbox: the table's partitions; 0: read from the table's comment, which its DDL writes (switchboard connectors schema postgres --partitions)"`
 	PollInterval    time.Duration `yaml:"poll_interval" doc:"postgres_outbox: how often each partition is read when no NOTIFY woke it (a NOTIFY wakes it at once)" default:"1s"`
-	BatchSize       int           `yaml:"batch_size" doc:"postgres_outbox: rows of a partition locked, sent and deleted per transaction" default:"500"`
+	BatchSize       int           `yaml:"batch_size" doc:"postgres_outbox: rows a transaction locks, sends and deletes at most, shared equally by its worker's partitions" default:"500"`
+	Workers         int           `yaml:"workers" doc:"postgres_outbox: transactions a node runs at once; worker i sends the rows of the partitions it holds with partition mod workers = i, all in one transaction at a time" default:"2"`
 	Processed       string        `yaml:"processed" doc:"postgres_outbox: delete (a sent row is deleted) or mark (its processed_at is set; deleting old rows is then yours)" default:"delete"`
 }
 
@@ -231,6 +232,9 @@ func (k Connector) validateKafka(key string, bad func(key, format string, args .
 	}
 	if k.ConsumerGroup == "" {
 		bad(key+".consumer_group", "is required")
+	}
+	if k.Workers < 1 || k.Workers > outbox.MaxPartitions {
+		bad(key+".workers", "must be 1 to %d, got %d", outbox.MaxPartitions, k.Workers)
 	}
 	if !slices.Contains([]string{"partition", "target"}, k.Ordering) {
 		bad(key+".ordering", "%q is not partition or target", k.Ordering)

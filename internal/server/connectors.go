@@ -108,7 +108,7 @@ func newConnectors(cfg config.Config, wps namespace, sr *namespace, log *slog.Lo
 				}
 			}
 			c, err := outbox.New(outbox.Config{Name: k.Name, DSN: k.DSN, Table: k.Table, DeadLetterTable: k.DeadLetterTable,
-				Partitions: k.Partitions, PollInterval: k.PollInterval, BatchSize: k.BatchSize, Mark: k.Processed == "mark",
+				Partitions: k.Partitions, PollInterval: k.PollInterval, BatchSize: k.BatchSize, Workers: k.Workers, Mark: k.Processed == "mark",
 				OrderByTarget: k.Ordering == "target", MaxPayload: cfg.Limits.MaxBodyBytes,
 				Logger: clog, Metrics: om}, newDeliverer)
 			if err != nil {

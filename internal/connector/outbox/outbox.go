@@ -29,7 +29,9 @@ type Config struct {
 	// writes it). Set, it must match the comment when there is one.
 	Partitions   int
 	PollInterval time.Duration // how often each held partition is read without a NOTIFY; default 1s
-	BatchSize    int           // rows locked and sent per transaction; default 500
+	// BatchSize bounds the rows a transaction locks and sends: each of its worker's
+	// partitions gets an equal share (at least 1); default 500.
+	BatchSize int
 	// Mark sets processed_at on a sent row instead of deleting it.
 	Mark bool
 	// OrderByTarget sends the rows of a partition's batch to different targets (hub, kind,
@@ -45,7 +47,11 @@ type Config struct {
 	// StopGrace is how long a partition given up (or at shutdown) may take to finish its
 	// transaction before it is cancelled; default 5s.
 	StopGrace time.Duration
-	MaxConns  int // connections of the pool the partitions' transactions use; default the table's partitions, at most 32
+	// Workers is how many transactions this node runs at once: worker i sends the rows of
+	// the partitions p held with p mod Workers = i, all of them in one transaction at a time.
+	// Default 2; at most the table's partitions are used.
+	Workers  int
+	MaxConns int // connections of the pool the workers' transactions use; default Workers
 	// MaxPayload bounds a row's payload (the REST send's body limit): a larger row is poison
 	// (its payload is not read); default 1 MiB.
 	MaxPayload int
@@ -80,7 +86,8 @@ type Connector struct {
 	pool    *pgxpool.Pool // made by the first session (Run's goroutine), once the partitions are known
 
 	mu         sync.Mutex // guards the fields below
-	workers    map[int]*worker
+	held       map[int]*partition // the partitions this node holds, by number
+	workers    map[int]*worker    // by slot (partition mod the slots), for the slots with partitions held
 	partitions int // the table's, once read
 	nodes      int // nodes sharing the outbox at the last rebalance
 	state      string
@@ -117,6 +124,7 @@ func New(cfg Config, deliver func(dead connector.DeadLetter) (*connector.Deliver
 	}
 	setDefault(&cfg.PollInterval, time.Second)
 	setDefault(&cfg.BatchSize, 500)
+	setDefault(&cfg.Workers, 2)
 	setDefault(&cfg.MaxTx, 5*time.Second)
 	setDefault(&cfg.Rebalance, time.Second)
 	setDefault(&cfg.StopGrace, 5*time.Second)
@@ -129,11 +137,13 @@ func New(cfg Config, deliver func(dead connector.DeadLetter) (*connector.Deliver
 	h := fnv.New32a()
 	h.Write([]byte(cfg.Table))
 	c := &Connector{cfg: cfg, log: cfg.Logger.With("connector", cfg.Name), metrics: cfg.Metrics, name: parseName(cfg.Table),
-		lockKey: int32(h.Sum32() & 0x7fffffff), workers: map[int]*worker{}, state: StateStarting}
+		lockKey: int32(h.Sum32() & 0x7fffffff), held: map[int]*partition{}, workers: map[int]*worker{}, state: StateStarting}
 	t := c.name.ident("")
-	c.selectSQL = `SELECT id, partition_key, hub, target_kind, target, content_type,
+	// Up to $2 of the oldest rows of each partition of $1, each partition's with its index.
+	c.selectSQL = `SELECT o.* FROM unnest($1::integer[]) AS q(p) CROSS JOIN LATERAL (
+		SELECT id, partition, partition_key, hub, target_kind, target, content_type,
 		CASE WHEN octet_length(payload) <= $3 THEN payload END, octet_length(payload), idempotency_key, excluded, headers::text, created_at FROM ` +
-		t + ` WHERE partition = $1 AND processed_at IS NULL ORDER BY id LIMIT $2 FOR UPDATE`
+		t + ` WHERE partition = q.p AND processed_at IS NULL ORDER BY id LIMIT $2 FOR UPDATE) o`
 	if cfg.Mark {
 		c.finishSQL = `UPDATE ` + t + ` SET processed_at = clock_timestamp() WHERE id = ANY($1)`
 	} else {
@@ -155,15 +165,15 @@ func New(cfg Config, deliver func(dead connector.DeadLetter) (*connector.Deliver
 	return c, nil
 }
 
-// ensurePool makes the workers' pool once the table's partition count is known (a worker per
-// partition held, each in a transaction at a time): MaxConns, else the partitions, at most 32.
+// ensurePool makes the workers' pool once the table's partition count is known (each worker
+// in a transaction at a time): MaxConns, else the workers used.
 func (c *Connector) ensurePool() error {
 	if c.pool != nil {
 		return nil
 	}
 	n := c.cfg.MaxConns
 	if n <= 0 {
-		n = min(32, c.partitionCount())
+		n = c.slots()
 	}
 	c.poolCfg.MaxConns = int32(max(n, 1))
 	pool, err := pgxpool.NewWithConfig(context.Background(), c.poolCfg) // connects lazily
@@ -331,79 +341,118 @@ func (c *Connector) rebalance(ctx context.Context, conn *pgx.Conn) error {
 	c.mu.Lock()
 	total := c.partitions
 	c.nodes = nodes
-	held := make([]int, 0, len(c.workers))
-	for p := range c.workers {
+	held := make([]int, 0, len(c.held))
+	for p := range c.held {
 		held = append(held, p)
 	}
 	c.mu.Unlock()
 	share := (total + nodes - 1) / nodes
 	sort.Ints(held)
+	var drop, take []int
 	for len(held) > share { // give up the last ones: another node takes them at its next rebalance
-		p := held[len(held)-1]
+		drop = append(drop, held[len(held)-1])
 		held = held[:len(held)-1]
-		c.release(qctx, conn, p)
 	}
-	if len(held) >= share {
-		return nil
-	}
-	have := map[int]bool{}
-	for _, p := range held {
-		have[p] = true
-	}
-	start := rand.N(total) // nodes starting together try different partitions first
-	for i := 0; i < total && len(held) < share; i++ {
-		p := (start + i) % total
-		if have[p] {
-			continue
+	if len(held) < share {
+		have := map[int]bool{}
+		for _, p := range held {
+			have[p] = true
 		}
-		var ok bool
-		if err := conn.QueryRow(qctx, `SELECT pg_try_advisory_lock($1, $2)`, c.lockKey, int32(p)).Scan(&ok); err != nil {
-			return fmt.Errorf("lock partition %d: %w", p, err)
-		}
-		if ok {
-			held = append(held, p)
-			c.startWorker(p)
+		start := rand.N(total) // nodes starting together try different partitions first
+		for i := 0; i < total && len(held)+len(take) < share; i++ {
+			p := (start + i) % total
+			if have[p] {
+				continue
+			}
+			var ok bool
+			if err := conn.QueryRow(qctx, `SELECT pg_try_advisory_lock($1, $2)`, c.lockKey, int32(p)).Scan(&ok); err != nil {
+				c.regroup(qctx, conn, drop, take) // what is locked is held
+				return fmt.Errorf("lock partition %d: %w", p, err)
+			}
+			if ok {
+				take = append(take, p)
+			}
 		}
 	}
+	c.regroup(qctx, conn, drop, take)
 	return nil
 }
 
-// release stops partition p's worker (it finishes its transaction) and unlocks p.
-func (c *Connector) release(ctx context.Context, conn *pgx.Conn, p int) {
+// regroup gives up the partitions drop and adds take (locked already): the workers of the
+// slots concerned finish their transactions and stop (so that no row of drop is in flight any
+// more when its lock is released), and new ones start over the slots' partitions now held.
+func (c *Connector) regroup(ctx context.Context, conn *pgx.Conn, drop, take []int) {
+	if len(drop)+len(take) == 0 {
+		return
+	}
+	slots := map[int]bool{}
+	var old []*worker
 	c.mu.Lock()
-	w := c.workers[p]
-	delete(c.workers, p)
-	c.state = c.stateLocked()
+	for _, p := range drop {
+		delete(c.held, p)
+		slots[p%c.slotsLocked()] = true
+	}
+	for _, p := range take {
+		c.held[p] = &partition{n: p}
+		slots[p%c.slotsLocked()] = true
+	}
+	for s := range slots {
+		if w := c.workers[s]; w != nil {
+			old = append(old, w)
+			delete(c.workers, s)
+		}
+	}
 	c.mu.Unlock()
-	if w != nil {
-		c.stopWorkers([]*worker{w}, true)
+	c.stopWorkers(old, true)
+	for _, p := range drop {
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1, $2)`, c.lockKey, int32(p)); err != nil {
+			c.noteError("lock", fmt.Errorf("unlock partition %d: %w", p, err))
+		}
+		c.log.Info("postgres outbox partition released", "partition", p)
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1, $2)`, c.lockKey, int32(p)); err != nil {
-		c.noteError("lock", fmt.Errorf("unlock partition %d: %w", p, err))
+	for _, p := range take {
+		c.log.Info("postgres outbox partition taken", "partition", p)
 	}
-	c.log.Info("postgres outbox partition released", "partition", p)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for s := range slots {
+		var parts []*partition
+		for p, st := range c.held {
+			if p%c.slotsLocked() == s {
+				parts = append(parts, st)
+			}
+		}
+		if len(parts) == 0 {
+			continue
+		}
+		sort.Slice(parts, func(i, j int) bool { return parts[i].n < parts[j].n })
+		w := newWorker(c, parts)
+		c.workers[s] = w
+		c.wg.Add(1)
+		go func() { defer c.wg.Done(); w.run() }()
+	}
+	c.state = c.stateLocked()
 }
 
-func (c *Connector) startWorker(p int) {
-	w := newWorker(c, p)
+// slots is how many workers the connector runs at most: Workers, at most the partitions.
+func (c *Connector) slots() int {
 	c.mu.Lock()
-	c.workers[p] = w
-	c.state = c.stateLocked()
-	c.mu.Unlock()
-	c.wg.Add(1)
-	go func() { defer c.wg.Done(); w.run() }()
-	c.log.Info("postgres outbox partition taken", "partition", p)
+	defer c.mu.Unlock()
+	return c.slotsLocked()
 }
 
-// takeWorkers removes every worker from the connector and returns them.
+func (c *Connector) slotsLocked() int { return max(1, min(c.cfg.Workers, c.partitions)) }
+
+// takeWorkers gives up every partition and removes every worker, and returns them.
 func (c *Connector) takeWorkers() []*worker {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	ws := make([]*worker, 0, len(c.workers))
-	for p, w := range c.workers {
+	for s, w := range c.workers {
 		ws = append(ws, w)
-		delete(c.workers, p)
+		delete(c.workers, s)
 	}
+	clear(c.held)
 	c.state = c.stateLocked()
 	return ws
 }
@@ -443,7 +492,7 @@ func (c *Connector) notified(payload string) {
 		}
 		return
 	}
-	if w := c.workers[p]; w != nil {
+	if w := c.workers[p%c.slotsLocked()]; w != nil {
 		w.poke()
 	}
 }
@@ -458,7 +507,7 @@ func (c *Connector) stateLocked() string {
 	if c.state == StateStopped {
 		return StateStopped
 	}
-	if len(c.workers) > 0 {
+	if len(c.held) > 0 {
 		return StateRunning
 	}
 	return StateIdle
@@ -498,23 +547,24 @@ func pause(ctx context.Context, d time.Duration) {
 type txKey struct{}
 
 // deadLetter copies a poison row to the dead-letter table, in the transaction that deletes
-// (or marks) it, within a savepoint so that a failure leaves the transaction usable.
+// (or marks) it, within a savepoint so that a failure leaves the transaction usable. It runs
+// on the worker's goroutine (DeliverBatch), the only user of the transaction's connection.
 func (c *Connector) deadLetter(ctx context.Context, r *connector.Record, p *connector.Poison) error {
 	ref, ok := ctx.Value(txKey{}).(*txRef)
 	if !ok {
 		return errors.New("outbox: dead letter outside a transaction")
 	}
-	ref.mu.Lock()
-	defer ref.mu.Unlock()
-	sp, err := ref.tx.Begin(ctx)
-	if err != nil {
+	if _, err := ref.conn.Exec(ctx, "savepoint dead_letter"); err != nil {
 		return err
 	}
-	if _, err := sp.Exec(ctx, c.deadSQL, r.Offset, c.cfg.Name, p.Reason, p.Err.Error()); err != nil {
-		sp.Rollback(context.Background())
+	if _, err := ref.conn.Exec(ctx, c.deadSQL, r.Offset, c.cfg.Name, p.Reason, p.Err.Error()); err != nil {
+		rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ref.conn.Exec(rctx, "rollback to savepoint dead_letter") // failing, the transaction fails its commit
+		cancel()
 		return fmt.Errorf("dead-letter table: %w", err)
 	}
-	return sp.Commit(ctx)
+	_, err := ref.conn.Exec(ctx, "release savepoint dead_letter")
+	return err
 }
 
 // Status is what GET /admin/connectors shows of an outbox connector.
@@ -552,16 +602,16 @@ func (c *Connector) Status() Status {
 		at := c.errAt
 		s.LastErrorAt = &at
 	}
-	ws := make([]*worker, 0, len(c.workers))
-	for _, w := range c.workers {
-		ws = append(ws, w)
+	held := make([]*partition, 0, len(c.held))
+	for _, p := range c.held {
+		held = append(held, p)
 	}
 	c.mu.Unlock()
 	now := time.Now()
-	for _, w := range ws {
-		p := w.status(now)
-		s.LagSeconds = max(s.LagSeconds, p.LagSeconds)
-		s.Held = append(s.Held, p)
+	for _, p := range held {
+		st := p.status(now)
+		s.LagSeconds = max(s.LagSeconds, st.LagSeconds)
+		s.Held = append(s.Held, st)
 	}
 	sort.Slice(s.Held, func(i, j int) bool { return s.Held[i].Partition < s.Held[j].Partition })
 	return s

@@ -1,9 +1,11 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -11,34 +13,55 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/switchboardhq/switchboard/internal/connector"
 )
 
-// worker sends the rows of one partition this node holds, in id order: it locks a batch of
-// the oldest rows (SELECT … FOR UPDATE), sends them, and deletes (or marks) the ones whose
-// sends were accepted in the same transaction. A NOTIFY of its partition, or the poll
-// interval, wakes it; a full batch makes it read again at once.
+// worker sends the rows of the partitions of one slot that this node holds (a fixed set: a
+// change of the node's partitions replaces the slot's worker), each partition in id order: a
+// transaction locks a batch of each partition's oldest rows (SELECT … FOR UPDATE), sends them,
+// and deletes (or marks) the ones whose sends were accepted. A NOTIFY of one of its partitions,
+// or the poll interval, wakes it; a partition with rows left makes it read again at once.
+//
+// One transaction serves all the slot's partitions, so the connector's transactions (each a
+// commit, and round trips, on the database; a fsync of the history shared by its sends) do not
+// grow with the table's partitions: Config.Workers of them run at once.
 type worker struct {
-	c         *Connector
-	partition int
+	c     *Connector
+	parts []*partition // sorted by number
+	ids   []int32      // their numbers, rotated by each batch (the first ones read first)
 
 	ctx    context.Context // the transactions': cancelled when a stop's grace is over
 	cancel context.CancelFunc
 	stop   chan struct{} // closed: finish the transaction in flight, then return
 	once   sync.Once
 	done   chan struct{}
-	wake   chan struct{} // a NOTIFY of the partition
+	wake   chan struct{} // a NOTIFY of one of its partitions
+}
 
+// partition is a partition this node holds: its lock is held, a worker sends its rows.
+type partition struct {
+	n      int
 	lastID atomic.Int64
 	oldest atomic.Int64 // unix nanoseconds of the oldest row known unsent; 0: none
 	rows   atomic.Int64
 }
 
-func newWorker(c *Connector, p int) *worker {
+func newWorker(c *Connector, parts []*partition) *worker {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &worker{c: c, partition: p, ctx: ctx, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{}),
+	w := &worker{c: c, parts: parts, ctx: ctx, cancel: cancel, stop: make(chan struct{}), done: make(chan struct{}),
 		wake: make(chan struct{}, 1)}
+	for _, p := range parts {
+		w.ids = append(w.ids, int32(p.n))
+	}
+	return w
+}
+
+// part returns the worker's partition n.
+func (w *worker) part(n int32) *partition {
+	i, _ := slices.BinarySearchFunc(w.parts, n, func(p *partition, n int32) int { return cmp.Compare(int32(p.n), n) })
+	return w.parts[i]
 }
 
 func (w *worker) poke() {
@@ -50,9 +73,9 @@ func (w *worker) poke() {
 
 func (w *worker) stopAfterBatch() { w.once.Do(func() { close(w.stop) }) }
 
-func (w *worker) status(now time.Time) PartitionStatus {
-	s := PartitionStatus{Partition: w.partition, LastID: w.lastID.Load(), Rows: w.rows.Load()}
-	if o := w.oldest.Load(); o != 0 {
+func (p *partition) status(now time.Time) PartitionStatus {
+	s := PartitionStatus{Partition: p.n, LastID: p.lastID.Load(), Rows: p.rows.Load()}
+	if o := p.oldest.Load(); o != 0 {
 		s.LagSeconds = max(0, now.Sub(time.Unix(0, o)).Seconds())
 	}
 	return s
@@ -77,7 +100,7 @@ func (w *worker) run() {
 		case w.ctx.Err() != nil:
 			return
 		case err != nil:
-			w.c.noteError("query", fmt.Errorf("partition %d: %w", w.partition, err))
+			w.c.noteError("query", fmt.Errorf("partitions %v: %w", w.ids, err))
 			if !w.sleep(wait) {
 				return
 			}
@@ -114,112 +137,57 @@ func (w *worker) sleep(d time.Duration) bool {
 	}
 }
 
-// row is an outbox row read for sending.
-// deliver sends placed and reports which were done (sent, replayed, or poison set aside).
-// In id order, a run of rows to one target at a time (DeliverRun); with OrderByTarget, the
-// rows to each target in id order, different targets concurrently on up to maxLanes
-// goroutines. Either way a row is done only if every earlier row to its target is.
-func (w *worker) deliver(ctx context.Context, placed []connector.Placed) []bool {
-	c := w.c
-	sent := make([]bool, len(placed))
-	if !c.cfg.OrderByTarget {
-		done := 0
-		for done < len(placed) {
-			n, err := c.deliver.DeliverRun(ctx, placed[done:done+connector.RunLength(placed[done:])])
-			for i := done; i < done+n; i++ {
-				sent[i] = true
-			}
-			done += n
-			if err != nil {
-				break
-			}
-		}
-		return sent
-	}
-	// Lanes by target; poison rows each on a lane of their own.
-	var lanes [][]int
-	byTarget := map[string]int{}
-	for i, p := range placed {
-		if p.Err != nil {
-			lanes = append(lanes, []int{i})
-			continue
-		}
-		k := p.Send.TargetKey()
-		l, ok := byTarget[k]
-		if !ok {
-			l = len(lanes)
-			byTarget[k] = l
-			lanes = append(lanes, nil)
-		}
-		lanes[l] = append(lanes[l], i)
-	}
-	next := make(chan []int)
-	var wg sync.WaitGroup
-	for range min(maxLanes, len(lanes)) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for lane := range next {
-				run := make([]connector.Placed, len(lane))
-				for j, i := range lane {
-					run[j] = placed[i]
-				}
-				done := 0
-				for done < len(run) {
-					n, err := c.deliver.DeliverRun(ctx, run[done:done+connector.RunLength(run[done:])])
-					for j := done; j < done+n; j++ {
-						sent[lane[j]] = true
-					}
-					done += n
-					if err != nil {
-						break
-					}
-				}
-			}
-		}()
-	}
-	for _, lane := range lanes {
-		next <- lane
-	}
-	close(next)
-	wg.Wait()
-	return sent
-}
-
-// maxLanes bounds the targets of a batch sent at once with OrderByTarget.
-const maxLanes = 32
-
-// txRef is a worker's transaction as its sends' context carries it: the lanes of
-// OrderByTarget may write dead letters at once, one at a time.
+// txRef is the transaction a worker's sends run in, as their context carries it (a dead
+// letter writes in it): the worker's connection, in the transaction its batch began.
 type txRef struct {
-	mu sync.Mutex
-	tx pgx.Tx
+	conn *pgxpool.Conn
 }
 
+// row is an outbox row read for sending.
 type row struct {
 	rec      connector.Record
 	created  time.Time
 	tooLarge int // the payload's size when over MaxPayload (not read); 0: read
 }
 
-// batch sends one batch of the partition's oldest rows; more reports rows left to read at
-// once (a full batch, or one whose sends stopped part way).
+// batch sends one batch of the oldest rows of each of the worker's partitions; more reports
+// rows left to read at once (a partition whose rows filled its share of the batch, a batch cut
+// at MaxBatchBytes, or sends that stopped part way).
+//
+// Its transaction takes two round trips to PostgreSQL: BEGIN with the SELECT … FOR UPDATE
+// that locks the rows, and, once their sends were accepted, the DELETE (or UPDATE) with the
+// COMMIT, each pair sent as one pipelined batch. A batch that fails part way leaves the
+// transaction aborted: it is rolled back, and a connection that cannot even do that is closed
+// by the pool rather than reused.
 func (w *worker) batch() (more bool, err error) {
 	c := w.c
-	tx, err := c.pool.Begin(w.ctx)
+	conn, err := c.pool.Acquire(w.ctx)
 	if err != nil {
 		return false, err
 	}
-	defer tx.Rollback(context.Background()) // after Commit: nothing
-	rows, full, err := w.read(tx)
+	defer endTx(conn)
+	limit := max(1, c.cfg.BatchSize/len(w.ids)) // each partition's share of a batch
+	rows, full, err := w.read(conn, limit)
 	if err != nil {
 		return false, err
+	}
+	// Sent in id order: the order of each partition, and of each target across them.
+	slices.SortFunc(rows, func(a, b row) int { return cmp.Compare(a.rec.Offset, b.rec.Offset) })
+	seen := map[int32]bool{}
+	for i := range rows { // the oldest row of each partition read: its first
+		if p := rows[i].rec.Partition; !seen[p] {
+			seen[p] = true
+			w.part(p).oldest.Store(rows[i].created.UnixNano())
+		}
+	}
+	for _, p := range w.parts {
+		if !seen[int32(p.n)] && !full {
+			p.oldest.Store(0) // none unsent
+		}
 	}
 	if len(rows) == 0 {
-		w.oldest.Store(0)
-		return false, tx.Commit(w.ctx)
+		return full, nil // endTx ends the transaction, which changed nothing
 	}
-	w.oldest.Store(rows[0].created.UnixNano())
 	placed := make([]connector.Placed, len(rows))
 	for i := range rows {
 		if rows[i].tooLarge > 0 {
@@ -232,51 +200,127 @@ func (w *worker) batch() (more bool, err error) {
 	}
 	// The sends run in the transaction's context: a dead letter writes in it; past MaxTx
 	// what was sent is committed and the rest read again in a new transaction.
-	dctx, cancel := context.WithTimeout(context.WithValue(w.ctx, txKey{}, &txRef{tx: tx}), c.cfg.MaxTx)
-	sent := w.deliver(dctx, placed)
+	order := connector.OrderPartition
+	if c.cfg.OrderByTarget {
+		order = connector.OrderTarget
+	}
+	dctx, cancel := context.WithTimeout(context.WithValue(w.ctx, txKey{}, &txRef{conn: conn}), c.cfg.MaxTx)
+	sent := c.deliver.DeliverBatch(dctx, placed, order)
 	cancel()
 	var ids []int64
-	firstLeft := -1
-	for i, ok := range sent {
-		if ok {
-			ids = append(ids, rows[i].rec.Offset)
-		} else if firstLeft < 0 {
-			firstLeft = i
+	tallies := map[int32]*tally{}
+	for i := range rows {
+		r := &rows[i]
+		t := tallies[r.rec.Partition]
+		if t == nil {
+			t = &tally{}
+			tallies[r.rec.Partition] = t
+		}
+		t.read++
+		switch {
+		case sent[i]:
+			ids = append(ids, r.rec.Offset)
+			t.finished++
+			t.last = r.rec.Offset
+		case t.left == nil:
+			t.left = r
 		}
 	}
-	done := len(ids)
-	if done == 0 {
+	if len(ids) == 0 {
 		return true, nil // refused until MaxTx: roll back, read again (the rows stay)
 	}
-	// The sends were accepted: finish them even when the partition is being taken away (a
+	// The sends were accepted: finish them even when the partitions are being taken away (a
 	// row left would be sent again, a replay for history groups but not for the others).
 	fctx, fcancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer fcancel()
-	if _, err := tx.Exec(fctx, c.finishSQL, ids); err != nil {
-		return false, fmt.Errorf("finish rows: %w", err)
-	}
-	if err := tx.Commit(fctx); err != nil {
+	if err := finish(fctx, conn, c.finishSQL, ids); err != nil {
 		c.metrics.errors.WithLabelValues(c.cfg.Name, "commit").Inc()
-		return false, fmt.Errorf("commit: %w", err)
+		return false, err
 	}
-	c.metrics.rows.WithLabelValues(c.cfg.Name).Add(float64(done))
-	w.rows.Add(int64(done))
-	w.lastID.Store(ids[done-1])
-	if firstLeft >= 0 {
-		w.oldest.Store(rows[firstLeft].created.UnixNano())
-		return true, nil
+	c.metrics.rows.WithLabelValues(c.cfg.Name).Add(float64(len(ids)))
+	more = full
+	for _, p := range w.parts {
+		t := tallies[int32(p.n)]
+		if t == nil {
+			continue
+		}
+		if t.finished > 0 {
+			p.rows.Add(int64(t.finished))
+			p.lastID.Store(t.last)
+		}
+		switch {
+		case t.left != nil: // stopped part way: the rest is read again at once
+			p.oldest.Store(t.left.created.UnixNano())
+			more = true
+		case t.read == limit: // rows may be left
+			more = true
+		case !full:
+			p.oldest.Store(0)
+		}
 	}
-	if len(rows) == c.cfg.BatchSize || full {
-		return true, nil
-	}
-	w.oldest.Store(0)
-	return false, nil
+	return more, nil
 }
 
-// read locks and reads the partition's oldest rows, up to MaxBatchBytes of payloads (full:
-// it stopped there; the rows after are read by the next batch).
-func (w *worker) read(tx pgx.Tx) (_ []row, full bool, _ error) {
-	rs, err := tx.Query(w.ctx, w.c.selectSQL, w.partition, w.c.cfg.BatchSize, w.c.cfg.MaxPayload)
+// tally is what a batch did with the rows of one partition.
+type tally struct {
+	read, finished int
+	last           int64 // the id of its last row finished (ids grow: the batch's last)
+	left           *row  // its first row not finished
+}
+
+// finish deletes (or marks) the rows ids and commits, in one round trip.
+func finish(ctx context.Context, conn *pgxpool.Conn, finishSQL string, ids []int64) error {
+	b := &pgx.Batch{}
+	b.Queue(finishSQL, ids)
+	b.Queue("commit")
+	br := conn.SendBatch(ctx, b)
+	_, err := br.Exec()
+	if err != nil {
+		err = fmt.Errorf("finish rows: %w", err)
+	} else if tag, cerr := br.Exec(); cerr != nil {
+		err = fmt.Errorf("commit: %w", cerr)
+	} else if tag.String() != "COMMIT" {
+		err = fmt.Errorf("commit: the transaction was rolled back (%s)", tag)
+	}
+	if cerr := br.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("commit: %w", cerr)
+	}
+	return err
+}
+
+// endTx rolls back what is left of the transaction on conn (nothing after a commit) and
+// returns conn to the pool, which closes it instead if even the rollback failed.
+func endTx(conn *pgxpool.Conn) {
+	if conn.Conn().PgConn().TxStatus() != 'I' {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		conn.Exec(ctx, "rollback")
+		cancel()
+	}
+	conn.Release()
+}
+
+// read begins the transaction and locks and reads up to limit of the oldest rows of each of
+// the worker's partitions, up to MaxBatchBytes of payloads (full: it stopped there; the rows
+// after are read by the next batch), in one round trip. The partitions are read in an order
+// that rotates batch by batch, so that a batch cut at MaxBatchBytes does not always leave
+// out the same ones.
+func (w *worker) read(conn *pgxpool.Conn, limit int) (_ []row, full bool, err error) {
+	if len(w.ids) > 1 {
+		w.ids = append(w.ids[1:], w.ids[0])
+	}
+	b := &pgx.Batch{}
+	b.Queue("begin")
+	b.Queue(w.c.selectSQL, w.ids, limit, w.c.cfg.MaxPayload)
+	br := conn.SendBatch(w.ctx, b)
+	defer func() {
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("read rows: %w", cerr)
+		}
+	}()
+	if _, err := br.Exec(); err != nil {
+		return nil, false, fmt.Errorf("begin: %w", err)
+	}
+	rs, err := br.Query()
 	if err != nil {
 		return nil, false, fmt.Errorf("read rows: %w", err)
 	}
@@ -286,20 +330,21 @@ func (w *worker) read(tx pgx.Tx) (_ []row, full bool, _ error) {
 	for rs.Next() {
 		var (
 			id                                           int64
+			part                                         int32
 			key, hub, kind, target, ctype, idem, headers *string
 			payload                                      []byte
 			size                                         int
 			excluded                                     []string
 			created                                      time.Time
 		)
-		if err := rs.Scan(&id, &key, &hub, &kind, &target, &ctype, &payload, &size, &idem, &excluded, &headers, &created); err != nil {
+		if err := rs.Scan(&id, &part, &key, &hub, &kind, &target, &ctype, &payload, &size, &idem, &excluded, &headers, &created); err != nil {
 			return nil, false, fmt.Errorf("read rows: %w", err)
 		}
 		if len(out) > 0 && bytes+len(payload) > w.c.cfg.MaxBatchBytes {
 			return out, true, nil // the rest of the result is read and dropped by Close
 		}
 		bytes += len(payload)
-		r := row{created: created, rec: connector.Record{Topic: w.c.cfg.Table, Partition: int32(w.partition), Offset: id, Value: payload}}
+		r := row{created: created, rec: connector.Record{Topic: w.c.cfg.Table, Partition: part, Offset: id, Value: payload}}
 		if payload == nil && size > w.c.cfg.MaxPayload {
 			r.tooLarge = size
 		}
