@@ -85,11 +85,11 @@ type Connector struct {
 	poolCfg *pgxpool.Config
 	pool    *pgxpool.Pool // made by the first session (Run's goroutine), once the partitions are known
 
-	mu         sync.Mutex // guards the fields below
+	mu         sync.Mutex         // guards the fields below
 	held       map[int]*partition // the partitions this node holds, by number
 	workers    map[int]*worker    // by slot (partition mod the slots), for the slots with partitions held
-	partitions int // the table's, once read
-	nodes      int // nodes sharing the outbox at the last rebalance
+	partitions int                // the table's, once read
+	nodes      int                // nodes sharing the outbox at the last rebalance
 	state      string
 	lastErr    string
 	errAt      time.Time
