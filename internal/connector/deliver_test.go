@@ -17,13 +17,18 @@ import (
 	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
 )
 
-// flakyHistory refuses the first fail appends as a full disk would.
+// flakyHistory refuses the first fail appends as a full disk would, and every append to
+// group refuse, when set.
 type flakyHistory struct {
 	*history.Service
-	fail atomic.Int32
+	fail   atomic.Int32
+	refuse atomic.Pointer[string]
 }
 
 func (f *flakyHistory) Append(ctx context.Context, hub, group string, m *core.Message) (func() error, error) {
+	if g := f.refuse.Load(); g != nil && *g == group {
+		return nil, core.ErrHistoryUnavailable
+	}
 	if f.fail.Add(-1) >= 0 {
 		return nil, core.ErrHistoryUnavailable
 	}

@@ -173,3 +173,52 @@ func TestOutboxTargetLaneRefusedHoldsOnlyItself(t *testing.T) {
 		t.Errorf("history of the refused group %v, want n 1 then 2, once each", got)
 	}
 }
+
+// TestOutboxWorkerServesItsPartitionsInOneTransaction: rows waiting in all 8 partitions are
+// sent by one worker (workers: 1) in one transaction, not one per partition; each partition
+// key's rows reach its group in id order, once.
+func TestOutboxWorkerServesItsPartitionsInOneTransaction(t *testing.T) {
+	dsn, db := outboxDB(t, 8)
+	d := newDirect(t, dsn)
+	const keys, per = 16, 10
+	var rows []map[string]any
+	for i := range per {
+		for k := range keys {
+			rows = append(rows, map[string]any{"partition_key": fmt.Sprintf("k%d", k), "payload": []byte(fmt.Sprintf(`{"seq":%d}`, i))})
+		}
+	}
+	insert(t, db, rows...)
+	if n := count(t, db, "SELECT count(DISTINCT partition) FROM switchboard_outbox"); n < 6 {
+		t.Fatalf("the rows are in %d partitions: the test needs most of the 8", n)
+	}
+	stop := d.run(outbox.Config{Workers: 1, BatchSize: 1000})
+	defer func() { stop() }()
+	eventually.True(t, "every row is sent and deleted", 30*time.Second, func() bool {
+		return count(t, db, "SELECT count(*) FROM switchboard_outbox") == 0
+	})
+	stop()
+	stop = func() {}
+	if got := metrictest.Value(t, d.reg, "switchboard_connector_outbox_transactions_total", "connector", "chat"); got != 1 {
+		t.Errorf("%v transactions finished the rows of 8 partitions, want 1", got)
+	}
+	if got := metrictest.Value(t, d.reg, "switchboard_connector_outbox_rows_total", "connector", "chat"); got != keys*per {
+		t.Errorf("rows_total %v, want %d", got, keys*per)
+	}
+	for k := range keys {
+		m, err := d.h.CatchUp("chat", fmt.Sprintf("conversation:k%d", k), 0, "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range m.Records {
+			got = append(got, string(r.Data))
+		}
+		var want []string
+		for i := range per {
+			want = append(want, fmt.Sprintf(`{"seq":%d}`, i))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("k%d: history %v, want seq 0 to %d once each in order", k, got, per-1)
+		}
+	}
+}

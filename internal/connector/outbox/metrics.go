@@ -14,6 +14,7 @@ import (
 type Metrics struct {
 	errors *prometheus.CounterVec
 	rows   *prometheus.CounterVec
+	txs    *prometheus.CounterVec
 	lag    *lagCollector
 }
 
@@ -33,6 +34,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	if m.rows, err = metricreg.Register(reg, "outbox connector", prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "switchboard_connector_outbox_rows_total",
 		Help: "Outbox rows sent (or set aside) and deleted or marked, committed (rate(): rows/s).",
+	}, []string{"connector"})); err != nil {
+		return nil, err
+	}
+	if m.txs, err = metricreg.Register(reg, "outbox connector", prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchboard_connector_outbox_transactions_total",
+		Help: "Transactions of an outbox connector that finished rows, committed (rows_total over it: rows per transaction; a worker's transaction serves all its partitions).",
 	}, []string{"connector"})); err != nil {
 		return nil, err
 	}

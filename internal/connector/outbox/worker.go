@@ -238,6 +238,7 @@ func (w *worker) batch() (more bool, err error) {
 		return false, err
 	}
 	c.metrics.rows.WithLabelValues(c.cfg.Name).Add(float64(len(ids)))
+	c.metrics.txs.WithLabelValues(c.cfg.Name).Inc()
 	more = full
 	for _, p := range w.parts {
 		t := tallies[int32(p.n)]

@@ -1,0 +1,166 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/switchboardhq/switchboard/internal/history"
+	"github.com/switchboardhq/switchboard/internal/metricreg/metrictest"
+)
+
+// item is a record of a test batch: its partition, key (the group customer:{key}) and value.
+type item struct {
+	partition int32
+	key       string
+	value     string
+	headers   []string
+}
+
+// placeBatch places items as records at offsets 0, 1, …
+func placeBatch(t *testing.T, d *Deliverer, items []item) []Placed {
+	t.Helper()
+	out := make([]Placed, len(items))
+	for i, it := range items {
+		r := rec(it.key, it.value, it.headers...)
+		r.Partition, r.Offset = it.partition, int64(i)
+		s, err := d.Place(r)
+		out[i] = Placed{Record: r, Send: s, Err: err}
+	}
+	return out
+}
+
+func (f *fixture) values(t *testing.T, group string) []string {
+	t.Helper()
+	var out []string
+	for _, r := range f.stream(t, group) {
+		out = append(out, string(r.Data))
+	}
+	return out
+}
+
+// A batch's runs to many groups are in flight together: far fewer fsyncs than runs, and each
+// group's history holds its records once, in order.
+func TestDeliverBatchSharesFsyncs(t *testing.T) {
+	f := newFixtureFsync(t, history.FsyncGroupCommit)
+	d := f.deliverer(t, Config{Hub: "accounts", Group: "customer:{key}"}, nil)
+	const groups, per = 16, 4
+	var items []item
+	for i := range per {
+		for g := range groups { // every record a run of its own: the next is another group's
+			items = append(items, item{partition: int32(g % 4), key: fmt.Sprint(g), value: fmt.Sprintf(`{"seq":%d}`, i)})
+		}
+	}
+	done := d.DeliverBatch(context.Background(), placeBatch(t, d, items), OrderPartition)
+	if slices.Contains(done, false) {
+		t.Fatalf("done %v", done)
+	}
+	for g := range groups {
+		if got := f.values(t, fmt.Sprintf("customer:%d", g)); fmt.Sprint(got) != `[{"seq":0} {"seq":1} {"seq":2} {"seq":3}]` {
+			t.Errorf("group %d: %v", g, got)
+		}
+	}
+	// Run after run, each waits for an fsync of its own: 64. In flight together they share
+	// them; the bound leaves room for a starved committer that syncs smaller batches.
+	fsyncs := metrictest.Value(t, f.reg, "switchboard_history_fsyncs_total")
+	if fsyncs > groups*per/4 {
+		t.Errorf("%v fsyncs for %d runs of one record: the runs were not in flight together", fsyncs, groups*per)
+	}
+	t.Logf("%v fsyncs for %d runs", fsyncs, groups*per)
+}
+
+// A group whose sends are refused holds back only what must follow it: by target, its own
+// later records; by partition, the later records of its partition, whatever their group.
+// Everything else of the batch is done; nothing is done out of order.
+func TestDeliverBatchRefusedHoldsOnlyItsLane(t *testing.T) {
+	items := []item{
+		{0, "stuck", `1`, nil}, // refused
+		{0, "ok", `1`, nil},    // partition 0 after stuck: by partition, held
+		{1, "other", `1`, nil}, // partition 1: done either way
+		{0, "stuck", `2`, nil}, // held
+		{0, "ok", `2`, nil},    // by target after ok 1 (done): done; by partition after stuck 2: held
+		{1, "other", `2`, nil},
+	}
+	for _, tc := range []struct {
+		name  string
+		order Order
+		want  []bool
+	}{
+		{"target", OrderTarget, []bool{false, true, true, false, true, true}},
+		{"partition", OrderPartition, []bool{false, false, true, false, false, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			stuck := "customer:stuck"
+			f.fh.refuse.Store(&stuck)
+			d := f.deliverer(t, Config{Hub: "accounts", Group: "customer:{key}"}, nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+			defer cancel()
+			done := d.DeliverBatch(ctx, placeBatch(t, d, items), tc.order)
+			if fmt.Sprint(done) != fmt.Sprint(tc.want) {
+				t.Errorf("done %v, want %v", done, tc.want)
+			}
+			if got := f.values(t, "customer:stuck"); len(got) != 0 {
+				t.Errorf("refused group's history %v", got)
+			}
+			if got := f.values(t, "customer:other"); fmt.Sprint(got) != "[1 2]" {
+				t.Errorf("other's history %v, want [1 2]", got)
+			}
+			// Once accepted again, the records not done follow, each group's in order and
+			// once (a record sent but held back is answered from the idempotency index).
+			f.fh.refuse.Store(nil)
+			placed := placeBatch(t, d, items)
+			var again []Placed
+			for i, ok := range done {
+				if !ok {
+					again = append(again, placed[i])
+				}
+			}
+			if done := d.DeliverBatch(context.Background(), again, tc.order); slices.Contains(done, false) {
+				t.Fatalf("after the refusals: done %v", done)
+			}
+			for g, want := range map[string]string{"stuck": "[1 2]", "ok": "[1 2]", "other": "[1 2]"} {
+				if got := f.values(t, "customer:"+g); fmt.Sprint(got) != want {
+					t.Errorf("%s's history %v, want %s", g, got, want)
+				}
+			}
+		})
+	}
+}
+
+// A poison record in a batch is set aside in its place and the records behind it are sent;
+// records sharing an idempotency key (a header) in one batch do not wait for each other for
+// ever: the second is answered from the index.
+func TestDeliverBatchPoisonAndSharedKeys(t *testing.T) {
+	f := newFixture(t)
+	var dead []int64
+	d := f.deliverer(t, Config{Hub: "accounts", Group: "customer:{key}", ContentType: "application/json"}, func(_ context.Context, r *Record, p *Poison) error {
+		dead = append(dead, r.Offset)
+		return nil
+	})
+	items := []item{
+		{0, "a", `1`, nil},
+		{0, "a", `{not json`, nil}, // poison
+		{0, "a", `2`, []string{"switchboard-idempotency-key", "event-7"}},
+		{0, "b", `1`, nil},
+		{0, "a", `2`, []string{"switchboard-idempotency-key", "event-7"}}, // the same send again
+		{0, "a", `3`, nil},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	done := d.DeliverBatch(ctx, placeBatch(t, d, items), OrderPartition)
+	if slices.Contains(done, false) {
+		t.Fatalf("done %v (a shared key waited for itself until the deadline?)", done)
+	}
+	if fmt.Sprint(dead) != "[1]" {
+		t.Errorf("dead letters %v, want the record at offset 1", dead)
+	}
+	if got := f.values(t, "customer:a"); fmt.Sprint(got) != "[1 2 3]" {
+		t.Errorf("a's history %v, want [1 2 3]", got)
+	}
+	if got := metrictest.Value(t, f.reg, "switchboard_connector_records_total", "connector", "accounts", "result", "replayed"); got != 1 {
+		t.Errorf("replayed = %v, want 1", got)
+	}
+}
