@@ -63,7 +63,7 @@ type Connector struct {
 	DeadLetterTable string        `yaml:"dead_letter_table" doc:"postgres_outbox: table that receives poison rows (with the reason), in the transaction that deletes them; empty: they are logged, counted and deleted (or marked)"`
 	Partitions      int           `yaml:"partitions" doc:"postgres_outbox: the table's partitions; 0: read from the table's comment, which its DDL writes (switchboard connectors schema postgres --partitions)"`
 	PollInterval    time.Duration `yaml:"poll_interval" doc:"postgres_outbox: how often each partition is read when no NOTIFY woke it (a NOTIFY wakes it at once)" default:"1s"`
-	BatchSize       int           `yaml:"batch_size" doc:"postgres_outbox: rows a transaction locks, sends and deletes at most, shared equally by its worker's partitions" default:"500"`
+	BatchSize       int           `yaml:"batch_size" doc:"postgres_outbox: rows of each partition a transaction locks, sends and deletes at most (a worker's partitions together at most 10,000)" default:"500"`
 	Workers         int           `yaml:"workers" doc:"postgres_outbox: transactions a node runs at once; worker i sends the rows of the partitions it holds with partition mod workers = i, all in one transaction at a time" default:"2"`
 	Processed       string        `yaml:"processed" doc:"postgres_outbox: delete (a sent row is deleted) or mark (its processed_at is set; deleting old rows is then yours)" default:"delete"`
 }

@@ -29,8 +29,8 @@ type Config struct {
 	// writes it). Set, it must match the comment when there is one.
 	Partitions   int
 	PollInterval time.Duration // how often each held partition is read without a NOTIFY; default 1s
-	// BatchSize bounds the rows a transaction locks and sends: each of its worker's
-	// partitions gets an equal share (at least 1); default 500.
+	// BatchSize bounds the rows of each partition a transaction locks and sends (its
+	// worker's partitions together at most 10,000, shared equally); default 500.
 	BatchSize int
 	// Mark sets processed_at on a sent row instead of deleting it.
 	Mark bool

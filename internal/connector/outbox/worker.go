@@ -166,7 +166,8 @@ func (w *worker) batch() (more bool, err error) {
 		return false, err
 	}
 	defer endTx(conn)
-	limit := max(1, c.cfg.BatchSize/len(w.ids)) // each partition's share of a batch
+	// BatchSize rows of each partition, within maxBatchRows in all.
+	limit := min(c.cfg.BatchSize, max(1, maxBatchRows/len(w.ids)))
 	rows, full, err := w.read(conn, limit)
 	if err != nil {
 		return false, err
@@ -261,6 +262,10 @@ func (w *worker) batch() (more bool, err error) {
 	}
 	return more, nil
 }
+
+// maxBatchRows bounds the rows of a worker's batch, whatever its partitions (the most
+// batch_size allows for one partition): each partition's share is then smaller.
+const maxBatchRows = 10_000
 
 // tally is what a batch did with the rows of one partition.
 type tally struct {
