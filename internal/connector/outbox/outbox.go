@@ -34,9 +34,10 @@ type Config struct {
 	BatchSize int
 	// Mark sets processed_at on a sent row instead of deleting it.
 	Mark bool
-	// OrderByTarget sends the rows of a partition's batch to different targets (hub, kind,
-	// name) concurrently, keeping id order per target only; false: in id order, one run of
-	// rows to one target at a time.
+	// OrderByTarget finishes (deletes or marks) a row once every earlier row to its target
+	// (hub, kind, name) is, so that a target whose sends are refused holds back no other;
+	// false: once every earlier row of its partition is. Either way every send of a batch is
+	// in flight at once, in id order (connector.DeliverBatch).
 	OrderByTarget bool
 	// MaxTx bounds the sends of one transaction: past it the rows sent are committed and
 	// the rest are read again in a new one; default 5s.

@@ -151,8 +151,8 @@ type row struct {
 }
 
 // batch sends one batch of the oldest rows of each of the worker's partitions; more reports
-// rows left to read at once (a partition whose rows filled its share of the batch, a batch cut
-// at MaxBatchBytes, or sends that stopped part way).
+// rows left to read at once (a partition that filled its limit, a batch cut at MaxBatchBytes,
+// or sends that stopped part way).
 //
 // Its transaction takes two round trips to PostgreSQL: BEGIN with the SELECT … FOR UPDATE
 // that locks the rows, and, once their sends were accepted, the DELETE (or UPDATE) with the
