@@ -233,9 +233,6 @@ func (k Connector) validateKafka(key string, bad func(key, format string, args .
 	if k.ConsumerGroup == "" {
 		bad(key+".consumer_group", "is required")
 	}
-	if k.Workers < 1 || k.Workers > outbox.MaxPartitions {
-		bad(key+".workers", "must be 1 to %d, got %d", outbox.MaxPartitions, k.Workers)
-	}
 	if !slices.Contains([]string{"partition", "target"}, k.Ordering) {
 		bad(key+".ordering", "%q is not partition or target", k.Ordering)
 	}
@@ -311,6 +308,9 @@ func (k Connector) validateOutbox(key string, bad func(key, format string, args 
 	}
 	if k.BatchSize < 1 || k.BatchSize > 10000 {
 		bad(key+".batch_size", "must be 1 to 10000, got %d", k.BatchSize)
+	}
+	if k.Workers < 1 || k.Workers > outbox.MaxPartitions {
+		bad(key+".workers", "must be 1 to %d, got %d", outbox.MaxPartitions, k.Workers)
 	}
 	if !slices.Contains([]string{"partition", "target"}, k.Ordering) {
 		bad(key+".ordering", "%q is not partition or target", k.Ordering)

@@ -93,6 +93,8 @@ func TestConnectorsValidation(t *testing.T) {
 		{"  - name: chat\n    type: postgres_outbox\n    dsn: postgres://app@db/app\n    processed: archive\n", "not delete or mark", nil},
 		{"  - name: chat\n    type: postgres_outbox\n    dsn: postgres://app@db/app\n    batch_size: 0\n", "", nil}, // 0: the default
 		{"  - name: chat\n    type: postgres_outbox\n    dsn: postgres://app@db/app\n", "batch_size", []string{"connectors.chat.batch_size=-1"}},
+		{"  - name: chat\n    type: postgres_outbox\n    dsn: postgres://app@db/app\n", "workers", []string{"connectors.chat.workers=-1"}},
+		{"  - name: chat\n    type: postgres_outbox\n    dsn: postgres://app@db/app\n", "workers", []string{"connectors.chat.workers=257"}},
 		{"  - name: chat\n    type: postgres_outbox\n    dsn: postgres://app@db/app\n", "poll_interval", []string{"connectors.chat.poll_interval=1ms"}},
 		{"  - name: chat\n    type: postgres_outbox\n    dsn: \"postgres://app@db:notaport/app\"\n", "dsn: does not parse", nil},
 		{"    dead_letter_topic: account-updates\n", "come back for ever", nil},
