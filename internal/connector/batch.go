@@ -65,10 +65,11 @@ func (l *lanes) holds(p *Placed) bool {
 // shares the history's fsyncs instead of each run waiting for one of its own; then the runs
 // are finished in the order they were started.
 //
-// A record is done only if every record it must follow (o) is. The records not done go
-// again, in order, in another pass; a pass that did not deliver its first record is followed
-// by that record alone, with DeliverPlaced's retries and poison handling: every pass delivers
-// at least one record, until ctx ends. Records sent in a pass but held back behind a refused
+// A record is done only if every record it must follow (o) is. After each pass every poison
+// record that no longer follows a record not done is set aside (setAside); the records not
+// done go again, in order, in another pass. A pass that delivered neither its first record
+// nor a poison one is followed by its first record alone, with DeliverPlaced's retries: every
+// pass delivers at least one record, until ctx ends. Records sent in a pass but held back behind a refused
 // one go again too: for a history group that is a replay, answered from the idempotency index;
 // for other targets a second delivery, as with DeliverRun.
 //
@@ -100,11 +101,13 @@ func (d *Deliverer) DeliverBatch(ctx context.Context, placed []Placed, o Order) 
 			held.hold(&rest[j])
 		}
 		left = next
-		if len(left) == 0 || firstDone {
+		var aside int
+		left, aside = d.setAside(ctx, placed, left, o, done)
+		if len(left) == 0 || firstDone || aside > 0 || ctx.Err() != nil {
 			continue
 		}
-		// The pass did not deliver its first record: that one alone, retried while it is
-		// refused, set aside when it is poison.
+		// The pass delivered neither its first record nor any poison one: its first record
+		// alone, retried while it is refused.
 		i := left[0]
 		if err := d.DeliverPlaced(ctx, placed[i].Record, placed[i].Send, placed[i].Err); err != nil {
 			break
@@ -113,6 +116,34 @@ func (d *Deliverer) DeliverBatch(ctx context.Context, placed []Placed, o Order) 
 		left = left[1:]
 	}
 	return done
+}
+
+// setAside sets aside, in order, every poison record of left that follows no record of left
+// (nothing by target; by partition, none of its partition is left before it) and marks it
+// done. It returns the records still left and how many it set aside; it stops when ctx ends.
+// Without it a batch would set aside one poison record per pass: with a poison record in
+// each partition, a pass over the whole batch for each.
+func (d *Deliverer) setAside(ctx context.Context, placed []Placed, left []int, o Order, done []bool) ([]int, int) {
+	next := left[:0] // rewrites left in place: next never passes k
+	var (
+		waiting lanes // the lanes of the records left so far
+		aside   int
+	)
+	waiting.o = o
+	for k, i := range left {
+		p := &placed[i]
+		if p.Err == nil || waiting.holds(p) {
+			next = append(next, i)
+			waiting.hold(p)
+			continue
+		}
+		if d.DeliverPlaced(ctx, p.Record, p.Send, p.Err) != nil {
+			return append(next, left[k:]...), aside
+		}
+		done[i] = true
+		aside++
+	}
+	return next, aside
 }
 
 // pass starts the runs of rest in order and then finishes them in order; sent[j] reports
