@@ -69,9 +69,9 @@ func (l *lanes) holds(p *Placed) bool {
 // record that no longer follows a record not done is set aside (setAside); the records not
 // done go again, in order, in another pass. A pass that delivered neither its first record
 // nor a poison one is followed by its first record alone, with DeliverPlaced's retries: every
-// pass delivers at least one record, until ctx ends. Records sent in a pass but held back behind a refused
-// one go again too: for a history group that is a replay, answered from the idempotency index;
-// for other targets a second delivery, as with DeliverRun.
+// pass delivers at least one record, until ctx ends. Records sent in a pass but held back
+// behind a refused one go again too: for a history group that is a replay, answered from the
+// idempotency index; for other targets a second delivery, as with DeliverRun.
 //
 // DeliverBatch runs on the caller's goroutine: a dead-letter function it calls may use what
 // the caller holds (its transaction) without locking.
