@@ -62,13 +62,14 @@ func TestDeliverBatchSharesFsyncs(t *testing.T) {
 			t.Errorf("group %d: %v", g, got)
 		}
 	}
-	// Run after run, each waits for an fsync of its own: 64. In flight together they share
-	// them; the bound leaves room for a starved committer that syncs smaller batches.
-	fsyncs := metrictest.Value(t, f.reg, "switchboard_history_fsyncs_total")
-	if fsyncs > groups*per/4 {
-		t.Errorf("%v fsyncs for %d runs of one record: the runs were not in flight together", fsyncs, groups*per)
+	// Run after run, each waits for an fsync of its own: one append in flight at a time, 64
+	// waves. Started together, all 64 are in flight at once, in one wave, and share fsyncs
+	// (how many depends on how fast the disk syncs against how fast the appends come: logged,
+	// not asserted).
+	if most, waves := f.fh.maxInFlight.Load(), f.fh.waves.Load(); most != groups*per || waves != 1 {
+		t.Errorf("%d appends in flight at most, in %d waves; want all %d in one", most, waves, groups*per)
 	}
-	t.Logf("%v fsyncs for %d runs", fsyncs, groups*per)
+	t.Logf("%v fsyncs for %d runs", metrictest.Value(t, f.reg, "switchboard_history_fsyncs_total"), groups*per)
 }
 
 // A group whose sends are refused holds back only what must follow it: by target, its own
@@ -209,14 +210,13 @@ func TestDeliverBatchSetsAsidePoisonOfAllPartitionsTogether(t *testing.T) {
 	if len(deads) != 2*partitions {
 		t.Errorf("%d dead letters, want %d: %v", len(deads), 2*partitions, deads)
 	}
-	// Three passes send (the 1s, the 2s, the 3s), a few fsyncs each at most. One poison record
-	// set aside per pass takes a pass per poison record after the first, each sending and
-	// waiting for an fsync of its own: at least 17 (21 measured).
-	fsyncs := metrictest.Value(t, f.reg, "switchboard_history_fsyncs_total")
-	if fsyncs > 12 {
-		t.Errorf("%v fsyncs: poison records were set aside one per pass", fsyncs)
+	// Three passes send (the 1s, the 2s, the 3s): three waves of appends, each waiting for the
+	// history's fsyncs. One poison record set aside per pass takes a pass per poison record
+	// after the first, each sending: 17 waves or more (21 fsyncs measured).
+	if waves := f.fh.waves.Load(); waves != 3 {
+		t.Errorf("%d waves of appends, want 3: poison records were set aside one per pass", waves)
 	}
-	t.Logf("%v fsyncs, %d dead letters", fsyncs, len(deads))
+	t.Logf("%d waves, %v fsyncs, %d dead letters", f.fh.waves.Load(), metrictest.Value(t, f.reg, "switchboard_history_fsyncs_total"), len(deads))
 }
 
 // BenchmarkDeliverBatchPoison is an outbox worker's batch at the defaults (16 partitions of

@@ -18,11 +18,14 @@ import (
 )
 
 // flakyHistory refuses the first fail appends as a full disk would, and every append to
-// group refuse, when set.
+// group refuse, when set. It counts the appends in flight (appended, not yet waited for as
+// durable): the most at once, and the waves — how often appends began with none in flight.
 type flakyHistory struct {
 	*history.Service
 	fail   atomic.Int32
 	refuse atomic.Pointer[string]
+
+	inFlight, maxInFlight, waves atomic.Int32
 }
 
 func (f *flakyHistory) Append(ctx context.Context, hub, group string, m *core.Message) (func() error, error) {
@@ -32,7 +35,20 @@ func (f *flakyHistory) Append(ctx context.Context, hub, group string, m *core.Me
 	if f.fail.Add(-1) >= 0 {
 		return nil, core.ErrHistoryUnavailable
 	}
-	return f.Service.Append(ctx, hub, group, m)
+	wait, err := f.Service.Append(ctx, hub, group, m)
+	if err != nil {
+		return wait, err
+	}
+	n := f.inFlight.Add(1)
+	if n == 1 {
+		f.waves.Add(1)
+	}
+	for most := f.maxInFlight.Load(); n > most && !f.maxInFlight.CompareAndSwap(most, n); most = f.maxInFlight.Load() {
+	}
+	return func() error {
+		defer f.inFlight.Add(-1)
+		return wait()
+	}, nil
 }
 
 type fixture struct {
